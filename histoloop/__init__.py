@@ -1,0 +1,1 @@
+"""histoloop: settings and the admin CLI."""

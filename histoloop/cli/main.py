@@ -1,0 +1,64 @@
+"""The ``histoloop`` admin CLI: a thin layer over converters/, training/, ml_backend/ and workers/.
+
+Subcommands are imported only when used, so ``histoloop --help`` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from histoloop.settings import load_settings
+
+SUBCOMMANDS = {
+    "convert": "histoloop.cli.convert:convert",
+    "train": "histoloop.cli.train:train",
+    "models": "histoloop.cli.models:models",
+    "serve": "histoloop.cli.serve:serve",
+    "worker": "histoloop.cli.worker:worker",
+    "jobs": "histoloop.cli.jobs:jobs",
+    "retrain": "histoloop.cli.jobs:retrain",
+    "demo": "histoloop.cli.demo:demo",
+    "settings": "histoloop.cli.main:show_settings",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SUBCOMMANDS:
+            return None
+        module, attr = SUBCOMMANDS[name].split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            return None
+
+
+@click.group(cls=LazyGroup)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
+    """histoloop: annotation-in-the-loop models for Label Studio."""
+    try:
+        ctx.obj = load_settings(config_file)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, ctx.obj.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@click.command("settings")
+@click.pass_obj
+def show_settings(settings) -> None:
+    """Print the effective settings (secrets masked)."""
+    import json
+
+    click.echo(json.dumps(settings.redacted(), indent=2))

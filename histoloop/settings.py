@@ -1,0 +1,199 @@
+"""All of histoloop's settings, in one place.
+
+Every value comes from, in order of precedence: an environment variable ``HISTOLOOP_<NAME>``, the
+config file (TOML; ``HISTOLOOP_CONFIG`` or ``<model store>/histoloop.toml`` when it exists), the
+default below. Other modules never read the environment themselves: they receive a :class:`Settings`
+(or the few values they need) as arguments.
+
+Per-project overrides live in the config file only::
+
+    [projects."3"]
+    min_score = 0.4
+    retrain_threshold = 50
+    auto_promote = "never"
+    label_map = { "tumor" = "Tumor" }     # model class -> label-config label
+
+>>> s = load_settings(env={"HISTOLOOP_MODEL_STORE": "/tmp/store"})
+>>> str(s.registry_path)
+'/tmp/store/registry.sqlite'
+>>> s.project("3").retrain_threshold
+20
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+AutoPromote = Literal["never", "if_better", "always"]
+Approval = Literal["submitted", "ground_truth", "reviewed"]
+
+
+class Secret(str):
+    """A string that never shows itself in ``repr``/logs; ``str(secret)`` or ``.get()`` to use it."""
+
+    def __repr__(self) -> str:
+        return "'***'" if self else "''"
+
+    def get(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """Settings of one Label Studio project (defaults come from :class:`Settings`)."""
+
+    min_score: float = 0.25
+    """Regions below this score are not sent to Label Studio."""
+    retrain_threshold: int = 20
+    """Retrain when this many newly approved annotations arrived since production's data."""
+    auto_promote: AutoPromote = "if_better"
+    promotion_margin: float = 0.0
+    """A candidate must beat production's primary metric by more than this to be promoted."""
+    approval: Approval = "submitted"
+    """Which annotations count as approved (see README, "Which annotations count")."""
+    label_map: dict[str, str] = field(default_factory=dict)
+    """Model class name -> label-config label name, where they differ."""
+    val_fraction: float = 0.2
+    split_group_regex: str | None = None
+    """Group items for the train/val split by this regex's first group (default: TCGA patient)."""
+
+
+_PROJECT_FIELDS = {f.name for f in fields(ProjectSettings)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_store: Path = Path("~/.histoloop").expanduser()
+    """Where model versions, the registry and the event store live."""
+    registry_path: Path | None = None
+    """SQLite registry file; default ``<model_store>/registry.sqlite``."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    label_studio_url: str = "http://localhost:8080"
+    label_studio_api_key: Secret = Secret("")
+    local_files_root: Path | None = None
+    """Label Studio's LOCAL_FILES_DOCUMENT_ROOT, when it is on this machine."""
+    host: str = "127.0.0.1"
+    port: int = 9090
+    basic_auth_user: str = ""
+    basic_auth_password: Secret = Secret("")
+    device: str = "auto"
+    """Training/inference device: auto (CUDA when present), cpu, cuda, cuda:N."""
+    queue: str = "histoloop-training"
+    job_timeout: int = 6 * 3600
+    max_image_pixels: int = 16_384 * 16_384
+    max_image_bytes: int = 512 * 1024 * 1024
+    log_level: str = "INFO"
+    project_defaults: ProjectSettings = field(default_factory=ProjectSettings)
+    projects: dict[str, ProjectSettings] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.registry_path is None:
+            object.__setattr__(self, "registry_path", self.model_store / "registry.sqlite")
+
+    @property
+    def events_path(self) -> Path:
+        """The durable store of webhook events and approval counts (SQLite)."""
+        return self.model_store / "events.sqlite"
+
+    def project(self, project: str | int) -> ProjectSettings:
+        return self.projects.get(str(project), self.project_defaults)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to print or log (secrets masked)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = "***" if value else ""
+            elif dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            elif isinstance(value, dict):
+                value = {k: dataclasses.asdict(v) for k, v in value.items()}
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+
+_ALIASES = {
+    # Label Studio's own names, so one .env serves both
+    "label_studio_api_key": ("LABEL_STUDIO_API_KEY",),
+    "local_files_root": ("LOCAL_FILES_DOCUMENT_ROOT",),
+}
+
+
+def _convert(name: str, raw: Any, typ: Any) -> Any:
+    typ = str(typ)
+    if raw is None:
+        return None
+    if "Path" in typ:
+        return Path(str(raw)).expanduser() if str(raw) else None
+    if "Secret" in typ:
+        return Secret(str(raw))
+    if typ == "int":
+        return int(raw)
+    if typ == "float":
+        return float(raw)
+    return raw
+
+
+def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str) -> ProjectSettings:
+    unknown = set(raw) - _PROJECT_FIELDS
+    if unknown:
+        raise ValueError(f"{where}: unknown project setting(s) {sorted(unknown)}")
+    settings = dataclasses.replace(base, **raw)
+    if settings.auto_promote not in ("never", "if_better", "always"):
+        raise ValueError(f"{where}: auto_promote must be never|if_better|always")
+    if settings.approval not in ("submitted", "ground_truth", "reviewed"):
+        raise ValueError(f"{where}: approval must be submitted|ground_truth|reviewed")
+    return settings
+
+
+def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from the environment and an optional TOML file."""
+    env = os.environ if env is None else env
+    file_values: dict[str, Any] = {}
+    store = Path(env.get("HISTOLOOP_MODEL_STORE", "~/.histoloop")).expanduser()
+    path = config_file or env.get("HISTOLOOP_CONFIG")
+    if path is None and (store / "histoloop.toml").is_file():
+        path = store / "histoloop.toml"
+    if path:
+        path = Path(path).expanduser()
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"config file {path}: {exc}") from exc
+
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name in ("project_defaults", "projects"):
+            continue
+        raw = file_values.get(f.name)
+        for var in (f"HISTOLOOP_{f.name.upper()}", *_ALIASES.get(f.name, ())):
+            if var in env:
+                raw = env[var]
+                break
+        if raw is not None:
+            values[f.name] = _convert(f.name, raw, f.type)
+
+    defaults = ProjectSettings()
+    default_overrides = {k: file_values[k] for k in _PROJECT_FIELDS if k in file_values}
+    for k in _PROJECT_FIELDS - {"label_map"}:
+        var = f"HISTOLOOP_{k.upper()}"
+        if var in env:
+            current = getattr(defaults, k)
+            default_overrides[k] = type(current)(env[var]) if isinstance(current, int | float) else env[var]
+    defaults = _project_settings(default_overrides, defaults, "settings")
+    projects = {
+        str(pid): _project_settings(raw, defaults, f"[projects.{pid}]")
+        for pid, raw in (file_values.get("projects") or {}).items()
+    }
+    unknown = set(file_values) - {f.name for f in fields(Settings)} - _PROJECT_FIELDS - {"projects"}
+    if unknown:
+        raise ValueError(f"config file {path}: unknown setting(s) {sorted(unknown)}")
+    return Settings(**values, project_defaults=defaults, projects=projects)

@@ -1,0 +1,151 @@
+"""What a trained model version is on disk: a directory with a model card and safetensors weights.
+
+Layout of one version directory (written by a trainer into a staging directory, then moved into
+place atomically by the registry)::
+
+    model.json            the ModelCard: kind, classes, architecture, input size, normalisation
+    weights.safetensors   the state dict (never a pickle: loading it runs no code)
+    metrics.json          held-out metrics (written by the evaluator)
+    *.png                 plots: training curves, PR curve, confusion matrix
+    train/                the trainer's own run directory (ultralytics' results.csv etc.)
+
+>>> import tempfile
+>>> card = ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=224)
+>>> d = Path(tempfile.mkdtemp())
+>>> card.save(d)
+>>> ModelCard.load(d).classes
+['benign', 'malignant']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Kind = Literal["detect", "segment", "classify"]
+KINDS: tuple[Kind, ...] = ("detect", "segment", "classify")
+CARD_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+METRICS_FILE = "metrics.json"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ArtifactError(ValueError):
+    """A version directory that is missing, incomplete or of the wrong kind."""
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to rebuild a model from its weights, and nothing executable.
+
+    ``arch`` is kind-specific:
+      - detect:   ``{"model": "yolo11n.yaml"}`` (an ultralytics model YAML name or path)
+      - segment:  ``{"arch": "Unet", "encoder": "resnet34", "mode": "binary" | "multiclass"}``;
+                  binary = 1 output channel (sigmoid) for ``classes[0]``; multiclass = ``1 + len(classes)``
+                  channels (softmax), channel 0 is background.
+      - classify: ``{"backbone": "resnet18"}`` (a timm model name)
+    ``input_size`` is the detector's imgsz, the segmenter's tile size, the classifier's image size.
+    """
+
+    kind: Kind
+    classes: list[str]
+    arch: dict[str, Any]
+    input_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ArtifactError(f"unknown model kind {self.kind!r} (expected one of {KINDS})")
+        if not self.classes:
+            raise ArtifactError("a model card needs at least one class")
+
+    def save(self, directory: Path) -> None:
+        write_json_atomic(Path(directory) / CARD_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelCard:
+        path = Path(directory) / CARD_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"{directory}: not a model version (no {CARD_FILE})") from exc
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{path}: unreadable model card: {exc}") from exc
+        try:
+            raw["mean"], raw["std"] = tuple(raw.get("mean", IMAGENET_MEAN)), tuple(raw.get("std", IMAGENET_STD))
+            return cls(**raw)
+        except TypeError as exc:
+            raise ArtifactError(f"{path}: bad model card: {exc}") from exc
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(state_dict: dict[str, Any], directory: Path) -> Path:
+    """Save a state dict as safetensors, atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / WEIGHTS_FILE
+    tmp = directory / f".{WEIGHTS_FILE}.tmp"
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    try:
+        save_file(tensors, str(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_weights(directory: Path, device: str = "cpu") -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: no {WEIGHTS_FILE}")
+    try:
+        return load_file(str(path), device=device)
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"{path}: unreadable weights: {exc}") from exc
+
+
+def publish_dir(staging: Path, target: Path) -> Path:
+    """Move a finished staging directory to ``target`` in one rename (same filesystem).
+
+    Readers either see no ``target`` or a complete one, never a half-written version.
+    """
+    staging, target = Path(staging), Path(target)
+    if not (staging / CARD_FILE).is_file():
+        raise ArtifactError(f"{staging}: refusing to publish a version without {CARD_FILE}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise ArtifactError(f"{target} already exists")
+    os.rename(staging, target)
+    return target
+
+
+def remove_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 AutoPromote = Literal["never", "if_better", "always"]
 Approval = Literal["submitted", "ground_truth", "reviewed"]

@@ -80,7 +80,10 @@ class ModelCard:
         except (OSError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{path}: unreadable model card: {exc}") from exc
         try:
-            raw["mean"], raw["std"] = tuple(raw.get("mean", IMAGENET_MEAN)), tuple(raw.get("std", IMAGENET_STD))
+            raw["mean"], raw["std"] = (
+                tuple(raw.get("mean", IMAGENET_MEAN)),
+                tuple(raw.get("std", IMAGENET_STD)),
+            )
             return cls(**raw)
         except TypeError as exc:
             raise ArtifactError(f"{path}: bad model card: {exc}") from exc

@@ -1,0 +1,171 @@
+"""``histoloop models``: list, show, promote, roll back and compare model versions."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from training.artifacts import KINDS
+from training.registry import ModelVersion, Registry, RegistryError
+
+console = Console()
+
+
+def _registry(settings: Any) -> Registry:
+    return Registry.from_settings(settings)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _scalar_metrics(v: ModelVersion) -> dict[str, Any]:
+    return {k: m for k, m in v.metrics.items() if isinstance(m, int | float | str)}
+
+
+def _primary(v: ModelVersion) -> str:
+    from training.base import PRIMARY_METRIC  # light module; keeps `models --help` fast
+
+    name = PRIMARY_METRIC.get(v.kind, "")
+    return f"{name}={_fmt(v.metrics[name])}" if name in v.metrics else ""
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def models() -> None:
+    """Model versions in the registry: list, show, promote, rollback, diff."""
+
+
+@models.command("list")
+@click.option("--project", help="Only this Label Studio project id.")
+@click.option("--kind", type=click.Choice(KINDS))
+@click.option("--status", type=click.Choice(["candidate", "production", "archived", "failed"]))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def list_(settings: Any, project: str | None, kind: str | None, status: str | None, as_json: bool) -> None:
+    """List versions (newest last)."""
+    versions = _registry(settings).list(project=project, kind=kind, status=status)
+    if as_json:
+        click.echo(json.dumps([v.to_dict() for v in versions], indent=2))
+        return
+    table = Table(title=f"model versions ({settings.registry_path})")
+    for col in ("id", "version", "status", "primary metric", "trained on", "created", "note"):
+        table.add_column(col)
+    style = {"production": "bold green", "failed": "red", "archived": "dim"}
+    for v in versions:
+        table.add_row(
+            str(v.id), v.ref, v.status, _primary(v), str(v.lineage.get("annotation_count", "")),
+            _when(v.created_at), v.reason or "", style=style.get(v.status),
+        )  # fmt: skip
+    console.print(table if versions else "no model versions yet")
+
+
+@models.command()
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(settings: Any, version: str, as_json: bool) -> None:
+    """Metrics, lineage, history and plots of VERSION (an id or PROJECT/KIND/vN)."""
+    reg = _registry(settings)
+    try:
+        v = reg.get(version)
+    except RegistryError as exc:
+        _fail(exc)
+    plots = sorted(str(p) for p in v.artifact_dir.glob("*.png")) if v.artifact_dir else []
+    history = [h for h in reg.history(v.project, v.kind) if v.id in (h["version_id"], h["previous_id"])]
+    if as_json:
+        click.echo(json.dumps({**v.to_dict(), "plots": plots, "history": history}, indent=2, default=str))
+        return
+    console.print(f"[bold]{v.ref}[/bold]  id={v.id}  status={v.status}  created {_when(v.created_at)}")
+    if v.reason:
+        console.print(f"[red]reason:[/red] {v.reason}")
+    console.print(f"artifacts: {v.artifact_dir}")
+    metrics = Table(title="held-out metrics")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for name, value in sorted(_scalar_metrics(v).items()):
+        metrics.add_row(name, _fmt(value))
+    console.print(metrics)
+    lineage = Table(title="lineage")
+    lineage.add_column("key")
+    lineage.add_column("value")
+    for name, value in sorted(v.lineage.items()):
+        text = _fmt(value)
+        lineage.add_row(name, text if len(text) < 80 else text[:77] + "...")
+    lineage.add_row("parent", str(v.parent_id or ""))
+    console.print(lineage)
+    for h in history:
+        console.print(f"{_when(h['at'])} {h['action']} v{h['version']} by {h['by']}: {h['reason']}")
+    for p in plots:
+        console.print(f"plot: {p}")
+
+
+@models.command()
+@click.argument("version")
+@click.option("--reason", default="", help="Why (kept in the history).")
+@click.pass_obj
+def promote(settings: Any, version: str, reason: str) -> None:
+    """Make VERSION the production model of its project and kind."""
+    try:
+        v = _registry(settings).promote(version, by=getpass.getuser(), reason=reason)
+    except (RegistryError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"{v.ref} is now in production")
+
+
+@models.command()
+@click.option("--project", required=True)
+@click.option("--kind", type=click.Choice(KINDS), required=True)
+@click.option("--reason", default="")
+@click.pass_obj
+def rollback(settings: Any, project: str, kind: str, reason: str) -> None:
+    """Put the previous production version back."""
+    try:
+        v = _registry(settings).rollback(project, kind, by=getpass.getuser(), reason=reason)
+    except (RegistryError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"rolled back: {v.ref} is now in production")
+
+
+@models.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def diff(settings: Any, a: str, b: str, as_json: bool) -> None:
+    """Metrics of two versions side by side."""
+    reg = _registry(settings)
+    try:
+        va, vb = reg.get(a), reg.get(b)
+    except RegistryError as exc:
+        _fail(exc)
+    ma, mb = _scalar_metrics(va), _scalar_metrics(vb)
+    names = sorted(set(ma) | set(mb))
+    if as_json:
+        click.echo(json.dumps({n: {va.ref: ma.get(n), vb.ref: mb.get(n)} for n in names}, indent=2))
+        return
+    table = Table(title=f"{va.ref} vs {vb.ref}")
+    for col in ("metric", va.ref, vb.ref, "Δ (b − a)"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for n in names:
+        x, y = ma.get(n), mb.get(n)
+        delta = f"{y - x:+.4f}" if isinstance(x, int | float) and isinstance(y, int | float) else ""
+        table.add_row(n, _fmt(x) if x is not None else "—", _fmt(y) if y is not None else "—", delta)
+    console.print(table)

@@ -1,0 +1,145 @@
+"""The registry on a real SQLite file, across threads and processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from training.artifacts import CARD_FILE, ModelCard
+from training.registry import Registry, RegistryError
+
+
+def _candidate(reg: Registry, project: str = "4", kind: str = "classify", **metrics: float):
+    staging = reg.staging_dir()
+    ModelCard(kind=kind, classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=32).save(
+        staging
+    )
+    return reg.register(project, kind, staging, metrics=metrics, lineage={"annotation_count": 3})
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> Registry:
+    return Registry(tmp_path / "registry.sqlite", tmp_path)
+
+
+def test_register_moves_staging_into_place(reg: Registry, tmp_path: Path) -> None:
+    v1 = _candidate(reg, balanced_accuracy=0.7)
+    assert (v1.status, v1.version, v1.label) == ("candidate", 1, "classify-v1")
+    assert v1.artifact_dir == tmp_path / "models" / "4" / "classify" / "v1"
+    assert (v1.artifact_dir / CARD_FILE).is_file()
+    assert list((tmp_path / "staging").iterdir()) == []
+    assert reg.get("4/classify/v1") == v1 == reg.get(str(v1.id))
+    assert reg.production("4", "classify") is None
+
+
+def test_register_refuses_an_incomplete_version(reg: Registry) -> None:
+    staging = reg.staging_dir()  # no model card: a trainer that died half-way
+    with pytest.raises(ValueError, match="model.json"):
+        reg.register("4", "detect", staging)
+    assert reg.list() == []
+
+
+def test_promote_archives_previous_and_keeps_history(reg: Registry) -> None:
+    v1, v2 = _candidate(reg), _candidate(reg)
+    before = reg.revision()
+    reg.promote(v1.id, by="alice", reason="first model")
+    reg.promote("4/classify/v2", by="bob", reason="better on val")
+    assert reg.revision() == before + 2
+    assert reg.production("4", "classify").id == v2.id
+    assert reg.get(v1.id).status == "archived"
+    history = reg.history("4", "classify")
+    assert [(h["action"], h["version"], h["previous_version"], h["by"]) for h in history] == [
+        ("promote", 1, None, "alice"),
+        ("promote", 2, 1, "bob"),
+    ]
+
+
+def test_rollback_walks_back_through_productions(reg: Registry) -> None:
+    v1, v2, v3 = _candidate(reg), _candidate(reg), _candidate(reg)
+    for v in (v1, v2, v3):
+        reg.promote(v.id)
+    assert reg.rollback("4", "classify", reason="v3 misses small tumors").id == v2.id
+    assert reg.rollback("4", "classify").id == v1.id
+    assert reg.get(v3.id).status == "archived"
+    with pytest.raises(RegistryError, match="no earlier production"):
+        reg.rollback("4", "classify")
+    assert reg.production("4", "classify").id == v1.id
+
+
+def test_failed_versions_are_recorded_and_never_promoted(reg: Registry) -> None:
+    good = _candidate(reg)
+    reg.promote(good.id)
+    failed = reg.record_failed("4", "classify", "class 'malignant' has no examples")
+    assert (failed.status, failed.version, failed.artifact_dir) == ("failed", 2, None)
+    with pytest.raises(RegistryError, match="cannot be promoted"):
+        reg.promote(failed.id)
+    assert reg.production("4", "classify").id == good.id
+
+
+@pytest.mark.parametrize("project", ["../etc", "a/b", "", "x" * 65])
+def test_bad_project_keys_are_refused(reg: Registry, project: str) -> None:
+    with pytest.raises(RegistryError, match="bad project key"):
+        reg.record_failed(project, "detect", "x")
+
+
+def test_database_allows_one_production_only(reg: Registry) -> None:
+    v1, v2 = _candidate(reg), _candidate(reg)
+    reg.promote(v1.id)
+    db = sqlite3.connect(reg.path)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE versions SET status = 'production' WHERE id = ?", (v2.id,))
+
+
+def test_cleanup_staging_removes_dead_trainers_dirs(reg: Registry) -> None:
+    alive = reg.staging_dir()
+    dead = reg.store / "staging" / f"{alive.name.split('-')[0]}-999999999-deadbeef"
+    dead.mkdir()
+    removed = reg.cleanup_staging()
+    assert removed == [dead] or dead in removed
+    assert alive.is_dir() and not dead.exists()
+
+
+def _promote_many(path: str, ids: list[int], barrier) -> None:
+    reg = Registry(Path(path), Path(path).parent)
+    barrier.wait()
+    for i in ids:
+        reg.promote(i, by=f"pid-{i}")
+
+
+def _read_many(path: str, n: int, barrier, out) -> None:
+    reg = Registry(Path(path), Path(path).parent)
+    barrier.wait()
+    seen = set()
+    for _ in range(n):
+        prod = [v for v in reg.list(project="4", kind="classify") if v.status == "production"]
+        seen.add(len(prod))
+    out.put(sorted(seen))
+
+
+def test_concurrent_promotions_in_processes_lose_no_update(reg: Registry) -> None:
+    versions = [_candidate(reg) for _ in range(8)]
+    reg.promote(versions[0].id)
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    out = ctx.Queue()
+    a = ctx.Process(target=_promote_many, args=(str(reg.path), [v.id for v in versions[1::2]], barrier))
+    b = ctx.Process(target=_promote_many, args=(str(reg.path), [v.id for v in versions[2::2]], barrier))
+    reader = ctx.Process(target=_read_many, args=(str(reg.path), 300, barrier, out))
+    for p in (a, b, reader):
+        p.start()
+    seen = out.get(timeout=60)
+    for p in (a, b, reader):
+        p.join(60)
+        assert p.exitcode == 0
+    # the reader never saw zero or two production versions
+    assert seen == [1]
+    history = reg.history("4", "classify")
+    assert len(history) == 8
+    # each promotion archived exactly the production that preceded it: a chain, no lost update
+    for earlier, later in zip(history, history[1:], strict=False):
+        assert later["previous_id"] == earlier["version_id"]
+    assert reg.production("4", "classify").id == history[-1]["version_id"]
+    assert sum(v.status == "production" for v in reg.list()) == 1

@@ -1,0 +1,3 @@
+from histoloop.cli.main import main
+
+main()

@@ -1,0 +1,104 @@
+"""Start the whole histoloop stack on one machine: Redis, the backend, a worker (and Label Studio).
+
+Used by ``histoloop demo`` and by the end-to-end tests. Every process is a real one (the same commands a
+lab runs: ``histoloop serve``, ``histoloop worker``), started in its own session so that stopping the stack
+stops everything it started and nothing it did not.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def settings_env(settings_overrides: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child process: ours, plus HISTOLOOP_* overrides (secrets stay in env, not argv)."""
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in settings_overrides.items()})
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def wait_http(
+    url: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"process for {url} exited with {process.returncode}; see {log}")
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise StackError(f"{url} did not answer within {timeout:.0f} s; see {log}")
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@dataclass
+class Stack:
+    """Processes started for one run; ``stop()`` (or leaving the ``with`` block) ends them, newest first."""
+
+    env: dict[str, str]
+    log_dir: Path
+    services: list[Service] = field(default_factory=list)
+
+    def spawn(self, name: str, args: list[str]) -> Service:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        with open(log, "ab") as fh:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "histoloop.cli", *args], env=self.env, stdout=fh,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        service = Service(name, process, log)
+        self.services.append(service)
+        return service
+
+    def backend(self, host: str, port: int, timeout: float = 120) -> Service:
+        service = self.spawn("backend", ["serve", "--host", host, "--port", str(port)])
+        wait_http(f"http://{host}:{port}/health", timeout, service.process, service.log)
+        return service
+
+    def worker(self, device: str = "cpu") -> Service:
+        return self.spawn("worker", ["worker", "--device", device])
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

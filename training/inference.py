@@ -2,8 +2,24 @@
 and serving (ml_backend/) share.
 
 Every predictor takes an RGB ``uint8`` array of shape ``(H, W, 3)`` of any size; fields larger than the
-model input are predicted by overlapping tiles and merged (boxes: NMS across tiles; masks: stitched).
-Outputs are in the image's own pixel coordinates.
+model input are predicted by overlapping tiles and merged (boxes: NMS across tiles; masks: probabilities
+averaged where tiles overlap). Outputs are in the image's own pixel coordinates.
+
+Scale: a model sees pixels at the scale it was trained on. The detect trainer records in
+``card.extra["scale"]`` how much ultralytics resized the training images (``imgsz / long side``); the
+predictor resizes by the same factor before tiling and maps the boxes back. Segmentation is trained on
+crops at native scale (``scale`` 1). A classifier sees the whole image resized to its input size, as in
+training.
+
+>>> import tempfile, torch, timm
+>>> from training.artifacts import ModelCard, save_weights
+>>> d = Path(tempfile.mkdtemp())
+>>> ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
+...           input_size=32).save(d)
+>>> _ = save_weights(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), d)
+>>> scores = load_model(d).predict(np.zeros((50, 70, 3), np.uint8))
+>>> scores.probs.shape, scores.top[0] in ("benign", "malignant")
+((2,), True)
 """
 
 from __future__ import annotations
@@ -14,7 +30,10 @@ from typing import Protocol
 
 import numpy as np
 
-from training.artifacts import ModelCard
+from training.artifacts import ArtifactError, ModelCard, load_weights
+
+TILE_BATCH = 8
+"""Tiles per forward pass."""
 
 
 @dataclass
@@ -65,6 +84,209 @@ class Predictor(Protocol):
     def predict(self, image: np.ndarray) -> Detections | SegmentationMap | ClassScores: ...
 
 
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; anything else is passed through."""
+    import torch
+
+    if device in ("auto", "", None):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).isdigit():
+        return f"cuda:{device}"
+    return str(device)
+
+
+def build_model(card: ModelCard):
+    """The untrained ``torch.nn.Module`` a card describes (random init; nothing downloaded)."""
+    if card.kind == "detect":
+        from training.offline import ultralytics
+
+        ultralytics()
+        from ultralytics.nn.tasks import DetectionModel
+
+        cfg = card.arch.get("yaml") or card.arch.get("model", "yolo11n.yaml")
+        if isinstance(cfg, dict):
+            cfg = dict(cfg)
+        return DetectionModel(cfg, nc=len(card.classes), verbose=False)
+    if card.kind == "segment":
+        import segmentation_models_pytorch as smp
+
+        mode = card.arch.get("mode", "binary")
+        out = 1 if mode == "binary" else 1 + len(card.classes)
+        return smp.create_model(
+            card.arch.get("arch", "Unet"),
+            encoder_name=card.arch.get("encoder", "resnet34"),
+            encoder_weights=None,
+            classes=out,
+        )
+    import timm
+
+    return timm.create_model(card.arch["backbone"], pretrained=False, num_classes=len(card.classes))
+
+
 def load_model(version_dir: Path, device: str = "cpu") -> Predictor:
-    """Rebuild the model of a version directory from its card and safetensors weights."""
-    raise NotImplementedError
+    """Rebuild the model of a version directory from its card and safetensors weights.
+
+    Raises :class:`ArtifactError` when the directory is not a version or the weights do not fit the
+    architecture in its card.
+    """
+    import torch
+
+    card = ModelCard.load(version_dir)
+    device = resolve_device(device)
+    model = build_model(card)
+    state = load_weights(version_dir, device="cpu")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{version_dir}: weights do not match the {card.arch} model: {exc}") from exc
+    if card.kind == "detect":
+        model = model.fuse(verbose=False)
+    model = model.to(device).eval()
+    if device == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    cls = {"detect": DetectPredictor, "segment": SegmentPredictor, "classify": ClassifyPredictor}[card.kind]
+    return cls(card, model, device)
+
+
+def _windows(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    if height <= tile and width <= tile:
+        return [(0, 0, width, height)]
+    from converters.tiling import tile_windows
+
+    return list(tile_windows(height, width, tile, overlap))
+
+
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    if abs(scale - 1.0) < 1e-6:
+        return image
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.array(Image.fromarray(image).resize(size, Image.BILINEAR))
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = getattr(image, "shape", type(image)), getattr(image, "dtype", "")
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {got}")
+    return image
+
+
+class _Base:
+    def __init__(self, card: ModelCard, model, device: str) -> None:
+        self.card, self.model, self.device = card, model, device
+        self.overlap = max(0, card.input_size // 4)
+
+    def _batches(self, image: np.ndarray, pad_value: float):
+        """Yield (windows, tensor (B,3,S,S) float in [0,1]) for the tiles of ``image``, padded to S."""
+        import torch
+
+        size = self.card.input_size
+        h, w = image.shape[:2]
+        windows = _windows(h, w, size, self.overlap)
+        for i in range(0, len(windows), TILE_BATCH):
+            chunk = windows[i : i + TILE_BATCH]
+            batch = np.full((len(chunk), size, size, 3), pad_value, dtype=np.uint8)
+            for j, (x0, y0, x1, y1) in enumerate(chunk):
+                batch[j, : y1 - y0, : x1 - x0] = image[y0:y1, x0:x1]
+            x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+            yield chunk, x.contiguous(memory_format=torch.channels_last)
+
+    def _normalise(self, x):
+        import torch
+
+        mean = torch.tensor(self.card.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.card.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+class DetectPredictor(_Base):
+    """YOLO boxes; ``conf``/``iou`` are the score floor and the NMS IoU (within and across tiles)."""
+
+    conf = 0.05
+    iou = 0.5
+    max_det = 1000
+
+    def predict(self, image: np.ndarray) -> Detections:
+        import torch
+        import torchvision
+        from ultralytics.utils.nms import non_max_suppression
+
+        image = _check_image(image)
+        scale = float(self.card.extra.get("scale", 1.0))
+        scaled = _resize(image, scale)
+        end2end = bool(getattr(self.model.model[-1], "end2end", False))
+        found = []
+        with torch.inference_mode():
+            for windows, x in self._batches(scaled, 114):
+                out = non_max_suppression(
+                    self.model(x), self.conf, self.iou, max_det=self.max_det, end2end=end2end
+                )
+                for (x0, y0, _, _), det in zip(windows, out, strict=True):
+                    det = det[:, :6].float().cpu()
+                    det[:, [0, 2]] += x0
+                    det[:, [1, 3]] += y0
+                    found.append(det)
+        det = torch.cat(found) if found else torch.zeros((0, 6))
+        if len(found) > 1 and len(det):
+            keep = torchvision.ops.batched_nms(det[:, :4], det[:, 4], det[:, 5].long(), self.iou)
+            det = det[keep[: self.max_det]]
+        h, w = image.shape[:2]
+        boxes = (det[:, :4].numpy() / scale).astype(np.float32)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        return Detections(
+            boxes=boxes,
+            scores=det[:, 4].numpy().astype(np.float32),
+            labels=det[:, 5].numpy().astype(np.int64),
+            classes=list(self.card.classes),
+        )
+
+
+class SegmentPredictor(_Base):
+    """Per-pixel class probabilities, tiles stitched by averaging where they overlap."""
+
+    def predict(self, image: np.ndarray) -> SegmentationMap:
+        import torch
+
+        image = _check_image(image)
+        scale = float(self.card.extra.get("scale", 1.0))
+        scaled = _resize(image, scale)
+        h, w = scaled.shape[:2]
+        binary = self.card.arch.get("mode", "binary") == "binary"
+        n = len(self.card.classes)
+        total = torch.zeros((n, h, w), dtype=torch.float32)
+        count = torch.zeros((1, h, w), dtype=torch.float32)
+        with torch.inference_mode():
+            for windows, x in self._batches(scaled, 255):
+                logits = self.model(self._normalise(x)).float()
+                probs = logits.sigmoid() if binary else logits.softmax(dim=1)[:, 1:]
+                probs = probs.cpu()
+                for (x0, y0, x1, y1), p in zip(windows, probs, strict=True):
+                    total[:, y0:y1, x0:x1] += p[:, : y1 - y0, : x1 - x0]
+                    count[:, y0:y1, x0:x1] += 1
+        probs = (total / count.clamp_min(1)).numpy()
+        if scaled.shape[:2] != image.shape[:2]:
+            import torch.nn.functional as F
+
+            t = torch.from_numpy(probs)[None]
+            probs = F.interpolate(t, size=image.shape[:2], mode="bilinear", align_corners=False)[0].numpy()
+        return SegmentationMap(probs=probs.astype(np.float32), classes=list(self.card.classes))
+
+
+class ClassifyPredictor(_Base):
+    """Softmax over the classes of the whole image resized to the input size."""
+
+    def predict(self, image: np.ndarray) -> ClassScores:
+        import torch
+        from PIL import Image
+
+        image = _check_image(image)
+        size = self.card.input_size
+        resized = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        with torch.inference_mode():
+            logits = self.model(self._normalise(x).contiguous(memory_format=torch.channels_last))
+        probs = logits.float().softmax(dim=1)[0].cpu().numpy()
+        return ClassScores(probs=probs.astype(np.float32), classes=list(self.card.classes))

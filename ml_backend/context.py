@@ -1,0 +1,60 @@
+"""What the request handlers share: the :class:`Backend` of the app and JSON request/response helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from flask import abort, current_app, jsonify, make_response, request
+
+from histoloop.settings import Settings
+from ml_backend.engine import Engine
+from ml_backend.models import ModelCache
+from ml_backend.projects import Projects
+from ml_backend.task_images import TaskImages
+from training.registry import Registry
+
+EXTENSION = "histoloop"
+
+
+@dataclass
+class Backend:
+    settings: Settings
+    registry: Registry
+    cache: ModelCache
+    projects: Projects
+    images: TaskImages
+    engine: Engine
+
+    @classmethod
+    def build(cls, settings: Settings) -> Backend:
+        registry = Registry.from_settings(settings)
+        cache = ModelCache(registry, settings.device)
+        images = TaskImages(settings)
+        return cls(settings, registry, cache, Projects(), images, Engine(settings, cache, images))
+
+
+def backend() -> Backend:
+    return current_app.extensions[EXTENSION]
+
+
+def fail(status: int, message: str) -> NoReturn:
+    """Stop the request with ``{"error": message}`` and ``status``."""
+    abort(make_response(jsonify(error=message), status))
+
+
+def json_object(required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object; 400 with the parser's message when it is not one."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            fail(400, "empty request body: expected a JSON object")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(400, f"malformed JSON body: {exc}")
+    if not isinstance(body, dict):
+        fail(400, f"expected a JSON object, got {type(body).__name__}")
+    return body

@@ -1,0 +1,200 @@
+"""The model cache: per (project, kind) the registry's production version, loaded once per process.
+
+Every request asks :meth:`ModelCache.serving` for the models of the kinds its label config needs. That
+costs one ``SELECT`` of the registry's revision counter; only when the counter changed (a version was
+registered, promoted or rolled back, by any process) are the production versions looked up again, and
+a model is loaded only when its (project, kind) now points at a different version. So a promotion is
+served on the next request, without a restart and without a reload per request.
+
+Thread-safe: lookups and loads are serialised per (project, kind) (two threads never load the same
+model twice), and each loaded model runs one prediction at a time (ultralytics' predictor and a
+torch module are not re-entrant); different models run in parallel.
+
+A version that fails to load (missing or corrupt artifacts) is logged and treated as "no model" for
+that kind until the registry changes; :meth:`ModelCache.status` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from training.inference import resolve_device
+from training.registry import ModelVersion, Registry
+
+log = logging.getLogger(__name__)
+
+UNTRAINED = "histoloop-untrained"
+"""The ``model_version`` of a project none of whose kinds has a production version."""
+
+
+@dataclass
+class LoadedModel:
+    """A production version loaded in this process."""
+
+    version: ModelVersion
+    predictor: Any
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def predict(self, image: np.ndarray) -> Any:
+        with self.lock:
+            return self.predictor.predict(image)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The models one request uses.
+
+    ``versions``: kind -> the production version (what ``model_version`` names); ``models``: kind -> the
+    loaded model; ``missing``: kind -> why it has none (no production version, or it failed to load).
+    """
+
+    project: str
+    versions: dict[str, ModelVersion]
+    models: dict[str, LoadedModel]
+    missing: dict[str, str]
+
+    @property
+    def model_version(self) -> str:
+        """Production labels of the kinds in use joined by ``+`` (``detect-v3+classify-v1``)."""
+        return model_version_of(self.versions.values())
+
+
+def model_version_of(versions: Iterable[ModelVersion]) -> str:
+    labels = [v.label for v in versions]
+    return "+".join(labels) if labels else UNTRAINED
+
+
+class ModelCache:
+    """Production models per (project, kind), refreshed when the registry's revision changes."""
+
+    def __init__(self, registry: Registry, device: str = "cpu") -> None:
+        self.registry = registry
+        self.device = resolve_device(device)
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._revision: int | None = None
+        self._production: dict[tuple[str, str], ModelVersion | None] = {}
+        self._failed: dict[int, str] = {}
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+
+    def versions(self, project: str, kinds: Iterable[str]) -> Serving:
+        """The production versions of ``project`` for ``kinds``, without loading any model.
+
+        One ``SELECT`` of the registry's revision; the versions are looked up again only after it changed.
+        """
+        project = str(project)
+        revision = self.registry.revision()
+        versions: dict[str, ModelVersion] = {}
+        missing: dict[str, str] = {}
+        with self._lock:
+            if revision != self._revision:
+                self._production.clear()
+                self._failed.clear()
+                self._revision = revision
+        for kind in kinds:
+            key = (project, kind)
+            with self._lock:
+                known = key in self._production
+                version = self._production.get(key)
+            if not known:
+                version = self.registry.production(project, kind)
+                with self._lock:
+                    if self._revision == revision:
+                        self._production[key] = version
+            if version is None:
+                missing[kind] = "no production version"
+            else:
+                versions[kind] = version
+        return Serving(project, versions, {}, missing)
+
+    def serving(self, project: str, kinds: Iterable[str]) -> Serving:
+        """The production models of ``project`` for ``kinds``, loaded (once) where needed."""
+        found = self.versions(project, kinds)
+        models: dict[str, LoadedModel] = {}
+        missing = dict(found.missing)
+        for kind, version in found.versions.items():
+            got = self._load(found.project, kind, version)
+            if isinstance(got, LoadedModel):
+                models[kind] = got
+            else:
+                missing[kind] = got
+        return Serving(found.project, found.versions, models, missing)
+
+    def status(self, project: str, kinds: Iterable[str]) -> Serving:
+        """Like :meth:`versions`, plus the load failures already seen (loads nothing)."""
+        found = self.versions(project, kinds)
+        missing = dict(found.missing)
+        ids = {v.id for v in found.versions.values()}
+        with self._lock:
+            for kind, version in found.versions.items():
+                if version.id in self._failed:
+                    missing[kind] = self._failed[version.id]
+            models = {
+                k: m for (p, k), m in self._loaded.items() if p == found.project and m.version.id in ids
+            }
+        return Serving(found.project, found.versions, models, missing)
+
+    def warm(self, project: str, kinds: Iterable[str]) -> threading.Thread | None:
+        """Load the production models of ``project`` in a background thread, if any is not loaded yet.
+
+        ``/setup`` calls it so that the first ``/predict`` does not pay for loading (Label Studio gives
+        ``/setup`` only 3 s).
+        """
+        kinds = tuple(kinds)
+        now = self.status(project, kinds)
+        if set(now.versions) <= set(now.models) | set(now.missing):
+            return None
+        thread = threading.Thread(
+            target=self.serving, args=(project, kinds), name="histoloop-warm", daemon=True
+        )
+        thread.start()
+        return thread
+
+    # -- internals -----------------------------------------------------------------------------
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _load(self, project: str, kind: str, version: ModelVersion) -> LoadedModel | str:
+        key = (project, kind)
+        with self._lock:
+            current = self._loaded.get(key)
+            if current is not None and current.version.id == version.id:
+                return current
+            if version.id in self._failed:
+                return self._failed[version.id]
+        with self._key_lock(key):
+            with self._lock:
+                current = self._loaded.get(key)
+                if current is not None and current.version.id == version.id:
+                    return current
+            try:
+                predictor = self._load_model(version)
+            except Exception as exc:  # a corrupt version must not take the backend down
+                reason = f"{version.label} failed to load: {exc}"
+                log.error(
+                    "project %s: cannot load %s from %s: %s", project, version.ref, version.artifact_dir, exc
+                )
+                with self._lock:
+                    self._failed[version.id] = reason
+                return reason
+            loaded = LoadedModel(version, predictor)
+            with self._lock:
+                self._loaded[key] = loaded
+            log.info(
+                "project %s: serving %s (%s) on %s", project, version.label, version.artifact_dir, self.device
+            )
+            return loaded
+
+    def _load_model(self, version: ModelVersion) -> Any:
+        if version.artifact_dir is None:
+            raise ValueError("the version has no artifact directory")
+        from training.inference import load_model
+
+        return load_model(version.artifact_dir, self.device)

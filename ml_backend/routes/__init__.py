@@ -1,0 +1,8 @@
+"""One Flask blueprint per resource: health, setup, predict, versions (/webhook is workers.webhook's)."""
+
+from ml_backend.routes.health import blueprint as health
+from ml_backend.routes.predict import blueprint as predict
+from ml_backend.routes.setup import blueprint as setup
+from ml_backend.routes.versions import blueprint as versions
+
+BLUEPRINTS = (health, setup, predict, versions)

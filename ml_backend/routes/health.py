@@ -1,0 +1,51 @@
+"""``GET /health``: up, and per project which kinds have a production model.
+
+Label Studio polls it with a 1 s timeout and treats any 200 JSON as healthy. The projects listed are
+those that sent ``/setup`` to this process (with the kinds their label config uses) and those with
+versions in the registry (all kinds). ``without_model`` names the kinds that get no predictions.
+``GET /health?project=4`` reports one project.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from ml_backend.context import backend, fail
+from ml_backend.labelconfig import KIND_ORDER, LabelConfigError, parse_label_config
+from ml_backend.projects import project_key
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/health")
+@blueprint.get("/")
+def health():
+    b = backend()
+    if "project" in request.args:
+        try:
+            keys = [project_key(request.args["project"])]
+        except ValueError as exc:
+            fail(400, str(exc))
+    else:
+        keys = sorted(
+            set(b.projects.keys()) | {v.project for v in b.registry.list()}, key=lambda k: (len(k), k)
+        )
+    projects: dict[str, Any] = {}
+    for key in keys:
+        kinds = KIND_ORDER
+        config = b.projects.get(key).label_config
+        if config:
+            try:
+                kinds = parse_label_config(config).kinds
+            except LabelConfigError:
+                pass
+        serving = b.cache.status(key, kinds)
+        projects[key] = {
+            "model_version": serving.model_version,
+            "kinds": {k: v.label for k, v in serving.versions.items()},
+            "loaded": sorted(serving.models),
+            "without_model": serving.missing,
+        }
+    return jsonify(status="UP", model_class="histoloop", device=b.cache.device, projects=projects)

@@ -1,0 +1,43 @@
+"""``POST /predict``: predictions for a batch of tasks, one item per task, in order.
+
+Body (observed, Label Studio 1.23.2): ``{"tasks": [...], "project": "4.1795424387", "label_config":
+"<View>...", "params": {"login", "password", "context"}}``. Reply: ``{"results": [{"result": [...],
+"score": s, "model_version": v}, ...]}``. A malformed body is a 400 with the reason; a bad task is an
+empty result for that task (see :mod:`ml_backend.engine`), never an error for the batch.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from ml_backend.context import backend, fail, json_object
+from ml_backend.labelconfig import LabelConfigError, parse_label_config
+from ml_backend.projects import project_key
+
+blueprint = Blueprint("predict", __name__)
+
+
+@blueprint.post("/predict")
+def predict():
+    b = backend()
+    body = json_object()
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list):
+        fail(400, "'tasks' must be a list of Label Studio tasks")
+    raw_project = body.get("project")
+    if raw_project is None and tasks and isinstance(tasks[0], dict):
+        raw_project = tasks[0].get("project")
+    try:
+        key = project_key(raw_project)
+    except ValueError as exc:
+        fail(400, str(exc))
+    state = b.projects.get(key)
+    config = body.get("label_config") or state.label_config
+    if not isinstance(config, str):
+        fail(400, f"project {key}: no label config (send 'label_config' or call /setup first)")
+    try:
+        plan = parse_label_config(config)
+    except LabelConfigError as exc:
+        fail(400, f"project {key}: {exc}")
+    version, results = b.engine.predict(key, tasks, plan, state)
+    return jsonify(results=results, model_version=version)

@@ -1,0 +1,47 @@
+"""``POST /setup``: Label Studio (re)connects a project; reply the ``model_version`` it will see.
+
+Body (observed, Label Studio 1.23.2): ``{"project": "4.1795424387", "schema": "<View>...",
+"hostname": "http://localhost:8080", "access_token": "...", "extra_params": null}``. The label config,
+hostname and token are remembered for the project (the token in memory only, never echoed). The reply
+is the same ``model_version`` every prediction of the next ``/predict`` carries, so Label Studio does not
+duplicate predictions.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from ml_backend.context import backend, fail, json_object
+from ml_backend.labelconfig import LabelConfigError, parse_label_config
+from ml_backend.projects import project_key
+
+blueprint = Blueprint("setup", __name__)
+
+
+@blueprint.post("/setup")
+def setup():
+    b = backend()
+    body = json_object()
+    try:
+        key = project_key(body.get("project"))
+    except ValueError as exc:
+        fail(400, str(exc))
+    schema = body.get("schema")
+    if schema is not None and not isinstance(schema, str):
+        fail(400, "'schema' must be the label config XML string")
+    hostname = body.get("hostname")
+    token = body.get("access_token")
+    state = b.projects.setup(
+        key,
+        schema,
+        hostname if isinstance(hostname, str) else None,
+        token if isinstance(token, str) else None,
+    )
+    kinds: tuple[str, ...] = ()
+    if state.label_config:
+        try:
+            kinds = parse_label_config(state.label_config).kinds
+        except LabelConfigError as exc:
+            fail(400, f"project {key}: {exc}")
+    b.cache.warm(key, kinds)
+    return jsonify(model_version=b.cache.versions(key, kinds).model_version)

@@ -1,0 +1,65 @@
+"""Running the app: gunicorn in production, Flask's development server with ``dev``.
+
+gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread``); each process has its
+own model cache, so memory grows with ``workers`` (one process with a few threads is the default: model
+calls are serialised per model anyway, and torch uses every core for one call).
+
+>>> GunicornApp.options_for("127.0.0.1", 9090, workers=2, threads=4)["bind"]
+'127.0.0.1:9090'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from histoloop.settings import Settings
+
+PREDICT_TIMEOUT_S = 120
+"""gunicorn's worker timeout; Label Studio gives /predict 100 s."""
+
+
+class GunicornApp(BaseApplication):
+    """gunicorn serving :func:`ml_backend.app.create_app` for the given settings."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    @staticmethod
+    def options_for(host: str, port: int, workers: int = 1, threads: int = 4) -> dict[str, Any]:
+        return {
+            "bind": f"{host}:{port}",
+            "workers": max(1, workers),
+            "threads": max(1, threads),
+            "worker_class": "gthread",
+            "timeout": PREDICT_TIMEOUT_S,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "accesslog": "-",
+            "errorlog": "-",
+        }
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self):
+        from ml_backend.app import create_app
+
+        return create_app(self.settings)
+
+
+def run_gunicorn(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 4) -> None:
+    """Serve with gunicorn until stopped (SIGINT/SIGTERM)."""
+    GunicornApp(settings, GunicornApp.options_for(host, port, workers, threads)).run()
+
+
+def run_dev(settings: Settings, host: str, port: int) -> None:
+    """Serve with Flask's development server (threaded, auto-reload off)."""
+    from ml_backend.app import create_app
+
+    create_app(settings).run(host=host, port=port, debug=False, threaded=True, use_reloader=False)

@@ -1,0 +1,18 @@
+"""The WSGI entry point for gunicorn: ``gunicorn 'ml_backend.wsgi:app'``.
+
+Settings come from the environment / config file (:func:`histoloop.settings.load_settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from histoloop.settings import load_settings
+from ml_backend.app import create_app
+
+settings = load_settings()
+logging.basicConfig(
+    level=getattr(logging, settings.log_level.upper(), logging.INFO),
+    format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+)
+app = create_app(settings)

@@ -1,0 +1,104 @@
+"""The protocol over real HTTP, with the bodies Label Studio 1.23.2 sends; no model needed here."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, observed_predict_body
+
+from histoloop.settings import Secret
+from ml_backend.models import UNTRAINED
+
+
+def test_health_setup_versions_as_label_studio_calls_them(make_settings, serve) -> None:
+    live = serve(make_settings())
+    r = live.session.get(f"{live.url}/health", timeout=1)
+    assert r.status_code == 200 and r.json()["status"] == "UP"
+    assert live.setup() == UNTRAINED
+    health = live.session.get(f"{live.url}/health", timeout=1).json()
+    assert health["projects"]["4"]["without_model"] == {"detect": "no production version"}
+    # Label Studio sends GET /versions with a JSON body
+    r = live.session.get(f"{live.url}/versions", json={"project": "4.1795424387"}, timeout=3)
+    assert r.status_code == 200 and r.json()["versions"] == [UNTRAINED]
+
+
+def test_untrained_project_gets_empty_results_with_the_setup_version(make_settings, serve) -> None:
+    live = serve(make_settings())
+    version = live.setup(FULL_CONFIG)
+    body = observed_predict_body()  # the exact body Label Studio sent (2 tasks)
+    body["label_config"] = FULL_CONFIG
+    r = live.session.post(f"{live.url}/predict", json=body, timeout=30)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert len(results) == 2
+    assert all(x["result"] == [] and x["model_version"] == version == UNTRAINED for x in results)
+    health = live.session.get(f"{live.url}/health", params={"project": "4"}, timeout=1).json()
+    assert set(health["projects"]["4"]["without_model"]) == {"detect", "segment", "classify"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"tasks": [', "malformed JSON"),
+        (b"", "empty request body"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"tasks": {"id": 1}, "project": "4.1"}', "'tasks' must be a list"),
+        (b'{"tasks": [], "project": "../etc"}', "bad project reference"),
+        (b'{"tasks": [], "project": "4.1", "label_config": "<View><Image"}', "label config"),
+    ],
+)
+def test_bad_requests_are_400_with_a_message(make_settings, serve, data: bytes, message: str) -> None:
+    live = serve(make_settings())
+    r = live.session.post(
+        f"{live.url}/predict", data=data, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert r.status_code == 400
+    assert message in r.json()["error"]
+
+
+def test_setup_rejects_a_bad_project_and_a_bad_config(make_settings, serve) -> None:
+    live = serve(make_settings())
+    r = live.session.post(f"{live.url}/setup", json={"project": None, "schema": BOX_CONFIG}, timeout=5)
+    assert r.status_code == 400 and "project" in r.json()["error"]
+    r = live.session.post(f"{live.url}/setup", json={"project": "4.1", "schema": "<View"}, timeout=5)
+    assert r.status_code == 400 and "label config" in r.json()["error"]
+
+
+def test_basic_auth_guards_every_route_but_the_webhook(make_settings, serve) -> None:
+    live = serve(make_settings(basic_auth_user="ls", basic_auth_password=Secret("s3cret")))
+    assert live.session.get(f"{live.url}/health", timeout=1).status_code == 401
+    r = live.session.get(f"{live.url}/health", auth=("ls", "wrong"), timeout=1)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    assert live.session.get(f"{live.url}/health", auth=("ls", "s3cret"), timeout=1).status_code == 200
+    r = live.session.post(f"{live.url}/predict", json={"tasks": []}, timeout=5)
+    assert r.status_code == 401
+    live.session.auth = ("ls", "s3cret")
+    assert live.setup() == UNTRAINED
+    # Label Studio's auto-created webhook sends no credentials: /webhook is never 401
+    r = requests.post(f"{live.url}/webhook", json={"action": "PROJECT_UPDATED"}, timeout=5)
+    assert r.status_code != 401
+
+
+def test_the_token_is_never_echoed_or_logged(make_settings, serve, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    live = serve(make_settings())
+    r = live.session.post(
+        f"{live.url}/setup",
+        json={"project": "4.1795424387", "schema": BOX_CONFIG, "hostname": "http://localhost:8080",
+              "access_token": API_KEY, "extra_params": None},
+        timeout=5,
+    )  # fmt: skip
+    assert r.status_code == 200 and API_KEY not in r.text
+    for path in ("/health", "/versions"):
+        assert API_KEY not in live.session.get(f"{live.url}{path}", timeout=3).text
+    assert API_KEY not in caplog.text
+
+
+def test_unknown_routes_and_methods_answer_json(make_settings, serve) -> None:
+    live = serve(make_settings())
+    r = live.session.get(f"{live.url}/predict", timeout=3)
+    assert r.status_code == 405 and "error" in r.json()
+    r = live.session.get(f"{live.url}/nope", timeout=3)
+    assert r.status_code == 404 and "error" in r.json()

@@ -1,0 +1,40 @@
+"""Label configs parsed with label_studio_sdk's LabelInterface into the controls the backend fills."""
+
+from __future__ import annotations
+
+import pytest
+from backend_testkit import FULL_CONFIG, observed_predict_body
+
+from ml_backend.labelconfig import LabelConfigError, parse_label_config
+
+
+def test_the_observed_config() -> None:
+    plan = parse_label_config(observed_predict_body()["label_config"])
+    assert [(c.tag, c.kind, c.from_name, c.to_name, c.data_key) for c in plan.controls] == [
+        ("RectangleLabels", "detect", "label", "image", "image")
+    ]
+
+
+def test_every_supported_control_and_the_kinds_in_order() -> None:
+    plan = parse_label_config(FULL_CONFIG)
+    assert [c.tag for c in plan.controls] == ["RectangleLabels", "BrushLabels", "PolygonLabels", "Choices"]
+    assert plan.kinds == ("detect", "segment", "classify")
+    assert plan.controls[3].labels == ("benign", "malignant")
+
+
+def test_unsupported_controls_are_skipped_with_the_reason() -> None:
+    config = (
+        '<View><Image name="slide" value="$url"/><Text name="note" value="$text"/>'
+        '<KeyPointLabels name="kp" toName="slide"><Label value="Mitosis"/></KeyPointLabels>'
+        '<Choices name="sentiment" toName="note"><Choice value="a"/></Choices>'
+        '<BrushLabels name="mask" toName="slide"><Label value="Tumor"/></BrushLabels></View>'
+    )
+    plan = parse_label_config(config)
+    assert [(c.from_name, c.data_key) for c in plan.controls] == [("mask", "url")]
+    assert any("kp" in s for s in plan.skipped) and any("sentiment" in s for s in plan.skipped)
+
+
+@pytest.mark.parametrize("config", ["", "<View><Image", "not xml at all"])
+def test_a_broken_config_raises(config: str) -> None:
+    with pytest.raises(LabelConfigError):
+        parse_label_config(config)

@@ -1,0 +1,219 @@
+"""POST /predict over real HTTP with real tiny models from the registry, on generated PNGs and MoNuSeg tiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, MONUSEG, add_version, task
+from label_studio_sdk.label_interface import LabelInterface
+from PIL import Image
+
+from converters.rle import rle_to_mask
+from histoloop.settings import ProjectSettings, Secret
+
+MONUSEG_TILE = "TCGA-A7-A13E-01Z-00-DX1.tif"
+
+
+def check_prediction(prediction: dict, config: str, width: int, height: int, version: str) -> None:
+    """A Label Studio prediction: valid for the config, in the image's frame, scored, versioned."""
+    errors = LabelInterface(config).validate_prediction(prediction, return_errors=True)
+    assert errors == [], errors
+    assert prediction["model_version"] == version
+    assert 0.0 <= prediction["score"] <= 1.0
+    for region in prediction["result"]:
+        assert 0.0 <= region.get("score", 1.0) <= 1.0
+        value = region["value"]
+        if region["type"] != "choices":
+            assert (region["original_width"], region["original_height"]) == (width, height)
+        if region["type"] == "rectanglelabels":
+            assert 0 <= value["x"] <= 100 and 0 <= value["y"] <= 100
+            assert (
+                0 < value["x"] + value["width"] <= 100 + 1e-6
+                and 0 < value["y"] + value["height"] <= 100 + 1e-6
+            )
+        elif region["type"] == "brushlabels":
+            mask = rle_to_mask(value["rle"], height, width)
+            assert mask.shape == (height, width) and mask.any()
+        elif region["type"] == "polygonlabels":
+            assert len(value["points"]) >= 3
+            assert all(0 <= x <= 100 and 0 <= y <= 100 for x, y in value["points"])
+
+
+def test_boxes_for_the_tasks_label_studio_sends(make_settings, serve) -> None:
+    settings = make_settings()
+    add_version(settings, "4", "detect")
+    live = serve(settings)
+    version = live.setup(BOX_CONFIG)
+    assert version == "detect-v1"
+    out = live.predict(
+        [task(8, "/data/local-files/?d=images/a.png"), task(9, "/data/local-files/?d=images/b.png")]
+    )
+    for prediction, (w, h) in zip(out["results"], [(200, 160), (320, 240)], strict=True):
+        assert prediction["result"], "the biased tiny detector finds boxes"
+        assert {r["type"] for r in prediction["result"]} == {"rectanglelabels"}
+        assert all(r["value"]["rectanglelabels"] == ["Tumor"] for r in prediction["result"])
+        assert all(r["score"] >= settings.project("4").min_score for r in prediction["result"])
+        check_prediction(prediction, BOX_CONFIG, w, h, version)
+
+
+def test_every_control_from_one_config(make_settings, serve) -> None:
+    settings = make_settings()
+    for kind in ("detect", "segment", "classify"):
+        add_version(settings, "4", kind)
+    live = serve(settings)
+    version = live.setup(FULL_CONFIG)
+    assert version == "detect-v1+segment-v1+classify-v1"
+    out = live.predict([task(1, "/data/local-files/?d=images/b.png")], FULL_CONFIG)
+    prediction = out["results"][0]
+    types = [r["type"] for r in prediction["result"]]
+    assert {"rectanglelabels", "brushlabels", "polygonlabels", "choices"} <= set(types)
+    assert types.count("brushlabels") == 1 and types.count("choices") == 1
+    choice = next(r for r in prediction["result"] if r["type"] == "choices")
+    assert choice["value"]["choices"] == ["malignant"]  # the tiny classifier's head favours class 1
+    check_prediction(prediction, FULL_CONFIG, 320, 240, version)
+
+
+@pytest.mark.skipif(not MONUSEG.is_dir(), reason=f"MoNuSeg tiles not found at {MONUSEG}")
+def test_a_monuseg_tiff_larger_than_the_model_input(make_settings, serve) -> None:
+    settings = make_settings()
+    add_version(settings, "4", "detect")
+    add_version(settings, "4", "segment")
+    config = FULL_CONFIG.replace('<Choices name="dx" toName="image"><Choice value="benign"/>'
+                                 '<Choice value="malignant"/></Choices>', "")  # fmt: skip
+    live = serve(settings)
+    version = live.setup(config)
+    out = live.predict([task(3, f"/data/local-files/?d=monuseg/{MONUSEG_TILE}")], config)
+    prediction = out["results"][0]
+    boxes = [r for r in prediction["result"] if r["type"] == "rectanglelabels"]
+    assert boxes and all(r["original_width"] == 1000 for r in boxes)
+    # boxes come from every tile of the 1000 px field, not only the first 256 px
+    assert max(r["value"]["x"] for r in boxes) > 50 and max(r["value"]["y"] for r in boxes) > 50
+    check_prediction(prediction, config, 1000, 1000, version)
+
+
+def test_one_bad_task_never_fails_the_batch(make_settings, serve, caplog, tmp_path: Path) -> None:
+    caplog.set_level(logging.INFO)
+    settings = make_settings(label_studio_api_key=Secret("e" * 40))
+    root = settings.local_files_root
+    (root / "images" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (tmp_path / "secret.png").write_bytes((root / "images" / "a.png").read_bytes())
+    add_version(settings, "4", "detect")
+    live = serve(settings)
+    version = live.setup(token=API_KEY)
+    tasks = [
+        task(1, "/data/local-files/?d=images/a.png"),
+        task(2, "/data/local-files/?d=images/missing.png"),
+        task(3, "/data/local-files/?d=images/corrupt.png"),
+        task(4, "/data/local-files/?d=../secret.png"),  # outside the local-files root
+        task(5, "/data/upload/4/abc.png"),  # Label Studio is not reachable
+        {"id": 6, "data": {}},  # no image at all
+        task(7, "/data/local-files/?d=images/b.png"),
+    ]
+    out = live.predict(tasks)
+    results = out["results"]
+    assert results[0]["result"] and results[6]["result"]
+    for bad in results[1:6]:
+        assert bad["result"] == [] and bad["model_version"] == version and bad["error"]
+    assert "secret.png" in results[3]["error"]
+    log = caplog.text
+    for task_id in (2, 3, 4, 5, 6):
+        assert f"task {task_id}: no prediction" in log
+    assert API_KEY not in log and "e" * 40 not in log
+    assert API_KEY not in str(out)
+
+
+def test_a_promoted_version_is_served_on_the_next_request(make_settings, serve) -> None:
+    settings = make_settings()
+    add_version(settings, "4", "detect", head_bias=0.5)
+    live = serve(settings)
+    assert live.setup() == "detect-v1"
+    tasks = [task(1, "/data/local-files/?d=images/a.png")]
+    first = live.predict(tasks)["results"][0]
+    assert first["model_version"] == "detect-v1"
+    add_version(settings, "4", "detect", head_bias=2.0)  # registered and promoted by "another process"
+    assert live.setup() == "detect-v2"
+    second = live.predict(tasks)["results"][0]
+    assert second["model_version"] == "detect-v2"
+    # the new weights are really used: the biased head scores its boxes higher
+    assert (
+        np.mean([r["score"] for r in second["result"]]) > np.mean([r["score"] for r in first["result"]]) + 0.1
+    )
+    from training.registry import Registry
+
+    Registry.from_settings(settings).rollback("4", "detect", by="test")
+    assert live.predict(tasks)["results"][0]["model_version"] == live.setup() == "detect-v1"
+
+
+def test_min_score_and_label_map_per_project(make_settings, serve, caplog) -> None:
+    config = BOX_CONFIG.replace('"Tumor"', '"Carcinoma"')
+    settings = make_settings()
+    settings = dataclasses.replace(
+        settings,
+        projects={
+            "4": ProjectSettings(label_map={"tumor": "Carcinoma"}),
+            "5": ProjectSettings(min_score=0.99),
+        },
+    )
+    for project in ("4", "5", "6"):
+        add_version(settings, project, "detect")
+    live = serve(settings)
+    tasks = [task(1, "/data/local-files/?d=images/a.png")]
+    mapped = live.predict(tasks, config, project="4.1")["results"][0]["result"]
+    assert mapped and all(r["value"]["rectanglelabels"] == ["Carcinoma"] for r in mapped)
+    assert live.predict(tasks, BOX_CONFIG, project="5.1")["results"][0]["result"] == []
+    with caplog.at_level(logging.WARNING):
+        unmapped = live.predict(tasks, config, project="6.1")["results"][0]
+    assert unmapped["result"] == [] and "error" not in unmapped  # skipped with a warning, not an error
+    assert "'tumor'" in caplog.text and "Carcinoma" in caplog.text
+
+
+def test_concurrent_batches_share_one_loaded_model(make_settings, serve) -> None:
+    settings = make_settings()
+    add_version(settings, "4", "detect")
+    live = serve(settings)
+    version = live.setup()
+    outs: list[dict] = []
+    errors: list[BaseException] = []
+
+    def call(i: int) -> None:
+        try:
+            outs.append(live.predict([task(i, "/data/local-files/?d=images/a.png")] * 2))
+        except BaseException as exc:  # collected: an assert in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(outs) == 6
+    first = outs[0]["results"][0]["result"]
+    for out in outs:
+        assert all(p["model_version"] == version for p in out["results"])
+        assert [r["value"] for r in out["results"][1]["result"]] == [r["value"] for r in first]
+    health = live.session.get(f"{live.url}/health", timeout=1).json()
+    assert health["projects"]["4"]["loaded"] == ["detect"]
+
+
+def test_grayscale_and_rgba_images_are_predicted(make_settings, serve) -> None:
+    settings = make_settings()
+    root = settings.local_files_root
+    rgb = np.asarray(Image.open(root / "images" / "a.png"))
+    Image.fromarray(rgb[..., 0]).save(root / "images" / "gray.png")
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(
+        root / "images" / "rgba.png"
+    )
+    add_version(settings, "4", "detect")
+    live = serve(settings)
+    version = live.setup()
+    out = live.predict(
+        [task(1, "/data/local-files/?d=images/gray.png"), task(2, "/data/local-files/?d=images/rgba.png")]
+    )
+    for prediction in out["results"]:
+        assert prediction["result"]
+        check_prediction(prediction, BOX_CONFIG, 200, 160, version)

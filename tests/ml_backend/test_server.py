@@ -1,0 +1,67 @@
+"""``histoloop serve`` as a real process: gunicorn by default, Flask's server with --dev."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from backend_testkit import BOX_CONFIG, add_version
+
+from ml_backend.server import GunicornApp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["gunicorn", "dev"])
+def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[str]) -> None:
+    settings = make_settings()
+    add_version(settings, "4", "detect")
+    port = _free_port()
+    env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_DEVICE": "cpu",
+           "HISTOLOOP_LOCAL_FILES_ROOT": str(settings.local_files_root)}  # fmt: skip
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--threads", "2", *mode],
+            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        r = requests.post(f"{url}/setup", json={"project": "4.1795424387", "schema": BOX_CONFIG}, timeout=10)
+        assert r.json() == {"model_version": "detect-v1"}
+        body = {"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=images/a.png"}}],
+                "project": "4.1795424387", "label_config": BOX_CONFIG}  # fmt: skip
+        results = requests.post(f"{url}/predict", json=body, timeout=60).json()["results"]
+        assert results[0]["model_version"] == "detect-v1" and results[0]["result"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) is not None
+    if not mode:
+        assert "gunicorn" in log.read_text().lower()
+
+
+def test_gunicorn_options() -> None:
+    options = GunicornApp.options_for("0.0.0.0", 9090, workers=2, threads=8)
+    assert options["bind"] == "0.0.0.0:9090" and options["workers"] == 2 and options["threads"] == 8
+    assert options["worker_class"] == "gthread" and options["timeout"] > 100  # Label Studio waits 100 s

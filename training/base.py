@@ -1,0 +1,157 @@
+"""What every trainer shares: its config, progress reports, result, errors and the entry points.
+
+>>> trainer = get_trainer("classify")
+>>> trainer.kind, PRIMARY_METRIC["classify"]
+('classify', 'balanced_accuracy')
+
+A training run (tiny settings; seconds on a CPU)::
+
+    result = get_trainer("segment").train(Path("data/seg"), TrainConfig(epochs=2, imgsz=64), Path("staging/x"))
+    result.metrics["dice"], result.card.classes
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from training.artifacts import KINDS, ModelCard
+
+PRIMARY_METRIC = {"detect": "mAP50", "segment": "dice", "classify": "balanced_accuracy"}
+DEFAULT_MODEL = {"detect": "yolo11n.yaml", "segment": "resnet34", "classify": "resnet18"}
+
+
+class TrainingError(ValueError):
+    """Bad training input (empty dataset, a class with no examples, a corrupt image, weights of the wrong
+    architecture): the worker records the version failed and does not retry."""
+
+
+class Cancelled(Exception):  # noqa: N818 - the contract's name
+    """Raised by a progress callback to stop a training run; trainers let it propagate."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch: int = 8
+    imgsz: int = 256
+    lr: float | None = None
+    """None: the trainer's default (ultralytics' lr0 for detect, 1e-3 AdamW otherwise)."""
+    device: str = "auto"
+    seed: int = 0
+    model: str | None = None
+    """detect: an ultralytics model YAML (``yolo11n.yaml``, ``yolov8s.yaml``, ``yolov5nu.yaml``);
+    segment: the encoder (``resnet34``, ``efficientnet-b0``; the architecture is ``extra["arch"]``);
+    classify: a timm model name. None: :data:`DEFAULT_MODEL`."""
+    weights: Path | None = None
+    """A local ``.pt`` (detect), ``.safetensors``/``.pth`` state dict, or a histoloop version directory to
+    fine-tune from. Never downloaded."""
+    patience: int = 20
+    workers: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def model_name(self, kind: str) -> str:
+        return self.model or DEFAULT_MODEL[kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["weights"] = str(self.weights) if self.weights else None
+        return d
+
+
+@dataclass
+class Progress:
+    stage: str
+    """``train`` (after each batch), ``val`` (after each epoch's validation), ``eval`` (final evaluation)."""
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    loss: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class TrainResult:
+    card: ModelCard
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+class Trainer(Protocol):
+    kind: str
+
+    def train(
+        self, dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
+    ) -> TrainResult: ...
+
+
+def get_trainer(kind: str) -> Trainer:
+    """The trainer of a kind: ``detect`` (ultralytics YOLO), ``segment`` (smp), ``classify`` (timm)."""
+    if kind == "detect":
+        from training.detect import DetectTrainer
+
+        return DetectTrainer()
+    if kind == "segment":
+        from training.segment import SegmentTrainer
+
+        return SegmentTrainer()
+    if kind == "classify":
+        from training.classify import ClassifyTrainer
+
+        return ClassifyTrainer()
+    raise ValueError(f"unknown kind {kind!r} (expected one of {KINDS})")
+
+
+def evaluate(
+    version_dir: Path,
+    dataset_dir: Path,
+    split: str = "val",
+    device: str = "auto",
+    plots_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Held-out metrics of a version on a dataset split: the same code for a candidate and production.
+
+    ``plots_dir``: where to write the PNG plots (PR curve, confusion matrix); none when None.
+    """
+    from training.evaluate import evaluate_version
+
+    return evaluate_version(
+        Path(version_dir), Path(dataset_dir), split=split, device=device, plots_dir=plots_dir
+    )
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (and ask cuDNN for deterministic kernels)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def use_all_cores() -> int:
+    """Let torch use every core this process may run on (ultralytics resets it to ``cpu_count - 1``)."""
+    import torch
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, n))
+    return n
+
+
+def report(progress: ProgressFn | None, **kwargs: Any) -> None:
+    """Call the progress callback if there is one (a :class:`Cancelled` it raises propagates)."""
+    if progress is not None:
+        progress(Progress(**kwargs))

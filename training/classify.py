@@ -1,0 +1,127 @@
+"""The classifier: a timm backbone (``TrainConfig.model``, default ``resnet18``; random init unless
+``TrainConfig.weights`` names a local state dict or a histoloop version) trained on class folders
+(``benign/malignant``, ``normal/cancer``, ``normal/benign/malignant``...).
+
+- each image is resized to ``imgsz`` (as training.inference does at prediction), then flips, 90°
+  rotations and H&E colour jitter;
+- imbalance: class-weighted cross-entropy (weights ∝ 1 / class count) by default, or a balanced
+  sampler with ``extra["balance"] = "sampler"``;
+- the loop, AMP (CUDA only), checkpoint/resume and best-on-validation (balanced accuracy) are
+  training/loop.py's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.artifacts import ModelCard, save_weights, write_json_atomic
+from training.augment import flip_rotate, he_jitter, to_tensor
+from training.base import (
+    PRIMARY_METRIC,
+    ProgressFn,
+    TrainConfig,
+    TrainingError,
+    TrainResult,
+    evaluate,
+    report,
+)
+from training.datasets import check_classify, classify_items, read_image
+from training.loop import fit, load_fine_tune, read_state_dict
+
+
+def _resized(path: Path, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.array(Image.fromarray(read_image(path)).resize((size, size), Image.BILINEAR))
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    def __init__(self, images: list[np.ndarray], labels: list[int], card: ModelCard, seed: int):
+        self.images, self.labels, self.card, self.seed = images, labels, card, seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i, int(torch.randint(0, 2**31, (1,)))])
+        image, _ = flip_rotate(self.images[i], None, rng)
+        return to_tensor(he_jitter(image, rng), self.card.mean, self.card.std), self.labels[i]
+
+
+class ClassifyTrainer:
+    kind = "classify"
+
+    def train(
+        self, dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
+    ) -> TrainResult:
+        from training.base import seed_everything
+        from training.inference import ClassifyPredictor, build_model, resolve_device
+        from training.metrics import classification_metrics
+        from training.offline import ensure_offline
+
+        ensure_offline()
+        dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+        classes = check_classify(dataset_dir)
+        if len(classes) < 2:
+            raise TrainingError(f"{dataset_dir}: a classifier needs at least two classes, got {classes}")
+        backbone = config.model_name(self.kind)
+        card = ModelCard(
+            kind="classify", classes=classes, arch={"backbone": backbone}, input_size=config.imgsz
+        )
+        device = resolve_device(config.device)
+        seed_everything(config.seed)
+        try:
+            model = build_model(card)
+        except (RuntimeError, ValueError) as exc:
+            raise TrainingError(f"unknown timm backbone {backbone!r}: {exc}") from exc
+        if config.weights:
+            load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
+
+        train_items = classify_items(dataset_dir, "train", classes)
+        val_items = classify_items(dataset_dir, "val", classes)
+        labels = [c for _, c in train_items]
+        data = ImageDataset([_resized(p, config.imgsz) for p, _ in train_items], labels, card, config.seed)
+        counts = np.bincount(labels, minlength=len(classes)).astype(np.float64)
+        gen = torch.Generator().manual_seed(config.seed)
+        balance = config.extra.get("balance", "weights")
+        sampler = None
+        class_weights = None
+        if balance == "sampler":
+            w = (1.0 / counts)[labels]
+            sampler = torch.utils.data.WeightedRandomSampler(w, num_samples=len(labels), generator=gen)
+        else:
+            class_weights = torch.tensor(
+                len(labels) / (len(classes) * counts), dtype=torch.float32, device=device
+            )
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=config.batch, shuffle=sampler is None, sampler=sampler, generator=gen,
+            drop_last=len(data) > config.batch, num_workers=config.workers,
+        )  # fmt: skip
+        ce = torch.nn.CrossEntropyLoss(weight=class_weights)
+        val_images = [read_image(p) for p, _ in val_items]
+        val_labels = [c for _, c in val_items]
+
+        def validate(m: torch.nn.Module) -> dict[str, Any]:
+            predictor = ClassifyPredictor(card, m, device)
+            probs = np.stack([predictor.predict(img).probs for img in val_images])
+            got = classification_metrics(val_labels, probs, classes)
+            return {k: got[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")}
+
+        best, history = fit(
+            model, loader, ce, validate, "balanced_accuracy", config, out_dir, device, progress
+        )
+        save_weights(best, out_dir)
+        card.save(out_dir)
+        report(progress, stage="eval", epoch=len(history), epochs=config.epochs)
+        metrics = evaluate(out_dir, dataset_dir, split="val", device=device, plots_dir=out_dir)
+        metrics["primary"] = PRIMARY_METRIC["classify"]
+        write_json_atomic(out_dir / "history.json", history)
+        write_json_atomic(out_dir / "metrics.json", metrics)
+        from training.plots import training_curves
+
+        training_curves(history, out_dir / "training_curves.png", ["loss", "balanced_accuracy", "roc_auc"])
+        return TrainResult(card=card, metrics=metrics, history=history)

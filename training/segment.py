@@ -1,0 +1,163 @@
+"""The segmenter: a segmentation-models-pytorch network (``Unet`` by default; ``UnetPlusPlus``,
+``DeepLabV3Plus``, ... by ``extra["arch"]``) with a configurable encoder (``TrainConfig.model``:
+``resnet34``, ``efficientnet-b0``, ...), trained on random crops of the mask dataset the converters write.
+
+- binary (one class: 1 sigmoid channel, smp DiceLoss + BCE) or multiclass (``1 + C`` softmax channels,
+  channel 0 background: DiceLoss + cross-entropy), as :class:`training.artifacts.ModelCard` describes;
+  ``extra["mode"]`` forces one.
+- crops of ``imgsz`` from tiles of any size (``extra["crops_per_image"]`` per image per epoch, default:
+  how many crops fit in the tile, at most 8), flips, 90° rotations and H&E colour jitter.
+- AdamW + cosine, AMP on CUDA only, a checkpoint every epoch and resume (training/loop.py), best epoch
+  on validation Dice kept; validation predicts each whole val image by tiles (training/inference.py).
+- encoders start from random weights unless ``extra["encoder_weights"]`` names a local state dict file
+  (``.safetensors`` / ``.pth``, read with weights_only); ``TrainConfig.weights`` fine-tunes a whole model
+  (a histoloop version directory or state dict).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.artifacts import ModelCard, save_weights, write_json_atomic
+from training.augment import flip_rotate, he_jitter, random_crop, to_tensor
+from training.base import (
+    PRIMARY_METRIC,
+    ProgressFn,
+    TrainConfig,
+    TrainingError,
+    TrainResult,
+    evaluate,
+    report,
+)
+from training.datasets import check_segment, read_image, read_mask, segment_pairs
+from training.loop import fit, load_fine_tune, read_state_dict
+
+ARCHS = (
+    "Unet",
+    "UnetPlusPlus",
+    "DeepLabV3Plus",
+    "FPN",
+    "Linknet",
+    "MAnet",
+    "PAN",
+    "PSPNet",
+    "DeepLabV3",
+    "UPerNet",
+)
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random augmented crops of (image, class-index mask) pairs held in memory."""
+
+    def __init__(
+        self, pairs: list[tuple[np.ndarray, np.ndarray]], size: int, crops: int, card: ModelCard, seed: int
+    ):
+        self.pairs, self.size, self.crops, self.card, self.seed = pairs, size, crops, card, seed
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.crops
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i, int(torch.randint(0, 2**31, (1,)))])  # new crop each epoch
+        image, mask = self.pairs[i // self.crops]
+        image, mask = random_crop(image, mask, self.size, rng)
+        image, mask = flip_rotate(image, mask, rng)
+        image = he_jitter(image, rng)
+        x = to_tensor(image, self.card.mean, self.card.std)
+        if self.card.arch["mode"] == "binary":
+            return x, torch.from_numpy((mask > 0).astype(np.float32))[None]
+        return x, torch.from_numpy(mask.astype(np.int64))
+
+
+def _loss(mode: str):
+    import segmentation_models_pytorch as smp
+
+    if mode == "binary":
+        dice, bce = smp.losses.DiceLoss("binary", from_logits=True), smp.losses.SoftBCEWithLogitsLoss()
+        return lambda logits, y: dice(logits, y) + bce(logits, y)
+    dice, ce = smp.losses.DiceLoss("multiclass", from_logits=True), torch.nn.CrossEntropyLoss()
+    return lambda logits, y: dice(logits, y) + ce(logits, y)
+
+
+def _load(dataset_dir: Path, split: str, binary: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    pairs = []
+    for img_path, mask_path in segment_pairs(dataset_dir, split):
+        image, mask = read_image(img_path), read_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise TrainingError(f"{mask_path}: mask {mask.shape} does not match image {image.shape[:2]}")
+        pairs.append((image, (mask > 0).astype(np.uint8) if binary else mask))
+    return pairs
+
+
+class SegmentTrainer:
+    kind = "segment"
+
+    def train(
+        self, dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
+    ) -> TrainResult:
+        from training.base import seed_everything
+        from training.evaluate import predicted_classes
+        from training.inference import SegmentPredictor, build_model, resolve_device
+        from training.metrics import segmentation_metrics
+        from training.offline import ensure_offline
+
+        ensure_offline()  # HF_HUB_OFFLINE: smp never reaches the hub
+        dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+        classes = check_segment(dataset_dir)
+        if config.imgsz % 32:
+            raise TrainingError(f"imgsz {config.imgsz}: must be a multiple of 32 for smp encoders")
+        arch = config.extra.get("arch", "Unet")
+        if arch not in ARCHS:
+            raise TrainingError(f"unknown segmentation architecture {arch!r} (one of {ARCHS})")
+        mode = config.extra.get("mode") or ("binary" if len(classes) == 1 else "multiclass")
+        card = ModelCard(
+            kind="segment", classes=classes, input_size=config.imgsz,
+            arch={"arch": arch, "encoder": config.model_name(self.kind), "mode": mode}, extra={"scale": 1.0},
+        )  # fmt: skip
+        device = resolve_device(config.device)
+        seed_everything(config.seed)
+        try:
+            model = build_model(card)
+        except (KeyError, ValueError) as exc:
+            raise TrainingError(f"cannot build {arch} with encoder {card.arch['encoder']!r}: {exc}") from exc
+        if config.extra.get("encoder_weights"):
+            src = config.extra["encoder_weights"]
+            load_fine_tune(model.encoder, read_state_dict(Path(src)), str(src))
+        if config.weights:
+            load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
+
+        train_pairs = _load(dataset_dir, "train", mode == "binary")
+        val_pairs = _load(dataset_dir, "val", mode == "binary")
+        area = np.median([p[0].shape[0] * p[0].shape[1] for p in train_pairs])
+        crops = int(config.extra.get("crops_per_image") or min(8, max(1, area // config.imgsz**2)))
+        data = CropDataset(train_pairs, config.imgsz, crops, card, config.seed)
+        gen = torch.Generator().manual_seed(config.seed)
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=config.batch, shuffle=True, drop_last=len(data) > config.batch,
+            num_workers=config.workers, generator=gen, pin_memory=device.startswith("cuda"),
+        )  # fmt: skip
+
+        def validate(m: torch.nn.Module) -> dict[str, Any]:
+            predictor = SegmentPredictor(card, m, device)
+            preds = [
+                predicted_classes(predictor.predict(img).probs, mode == "binary") for img, _ in val_pairs
+            ]
+            got = segmentation_metrics(preds, [t for _, t in val_pairs], classes)
+            return {k: got[k] for k in ("dice", "iou", "pixel_accuracy")}
+
+        best, history = fit(model, loader, _loss(mode), validate, "dice", config, out_dir, device, progress)
+        save_weights(best, out_dir)
+        card.save(out_dir)
+        report(progress, stage="eval", epoch=len(history), epochs=config.epochs)
+        metrics = evaluate(out_dir, dataset_dir, split="val", device=device, plots_dir=out_dir)
+        metrics["primary"] = PRIMARY_METRIC["segment"]
+        write_json_atomic(out_dir / "history.json", history)
+        write_json_atomic(out_dir / "metrics.json", metrics)
+        from training.plots import training_curves
+
+        training_curves(history, out_dir / "training_curves.png", ["loss", "dice", "iou"])
+        return TrainResult(card=card, metrics=metrics, history=history)

@@ -12,6 +12,7 @@ Per-project overrides live in the config file only::
     retrain_threshold = 50
     auto_promote = "never"
     label_map = { "tumor" = "Tumor" }     # model class -> label-config label
+    train.detect = { epochs = 50, imgsz = 640, weights = "/models/yolo11s-pretrained.pt" }
 
 >>> s = load_settings(env={"HISTOLOOP_MODEL_STORE": "/tmp/store"})
 >>> str(s.registry_path)
@@ -62,6 +63,9 @@ class ProjectSettings:
     val_fraction: float = 0.2
     split_group_regex: str | None = None
     """Group items for the train/val split by this regex's first group (default: TCGA patient)."""
+    train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per model kind, training options for retraining (``training.base.TrainConfig`` fields), e.g.
+    ``{"detect": {"epochs": 50, "imgsz": 640, "weights": "/models/yolo11s-pretrained.pt"}}``."""
 
 
 _PROJECT_FIELDS = {f.name for f in fields(ProjectSettings)}
@@ -184,7 +188,7 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
 
     defaults = ProjectSettings()
     default_overrides = {k: file_values[k] for k in _PROJECT_FIELDS if k in file_values}
-    for k in _PROJECT_FIELDS - {"label_map"}:
+    for k in _PROJECT_FIELDS - {"label_map", "train"}:
         var = f"HISTOLOOP_{k.upper()}"
         if var in env:
             current = getattr(defaults, k)

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from histoloop.settings import Secret, load_settings
+
+
+def test_defaults_work_on_one_machine() -> None:
+    s = load_settings(env={})
+    assert s.model_store == Path("~/.histoloop").expanduser()
+    assert s.registry_path == s.model_store / "registry.sqlite"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.project("1").auto_promote == "if_better"
+
+
+def test_environment_beats_file_beats_default(tmp_path: Path) -> None:
+    cfg = tmp_path / "histoloop.toml"
+    cfg.write_text(
+        'redis_url = "redis://file:6379/0"\nport = 9191\nretrain_threshold = 30\n'
+        '[projects."4"]\nmin_score = 0.5\nlabel_map = { tumor = "Tumor" }\n'
+        "train.detect = { epochs = 3, imgsz = 128 }\n"
+    )
+    env = {"HISTOLOOP_CONFIG": str(cfg), "HISTOLOOP_PORT": "9292", "HISTOLOOP_AUTO_PROMOTE": "never"}
+    s = load_settings(env=env)
+    assert s.redis_url == "redis://file:6379/0" and s.port == 9292
+    assert s.project("99").retrain_threshold == 30 and s.project("99").auto_promote == "never"
+    p4 = s.project("4")
+    assert (p4.min_score, p4.retrain_threshold, p4.auto_promote) == (0.5, 30, "never")
+    assert p4.label_map == {"tumor": "Tumor"} and p4.train["detect"] == {"epochs": 3, "imgsz": 128}
+
+
+def test_secrets_never_show(tmp_path: Path) -> None:
+    key = "0123456789abcdef0123456789abcdef01234567"
+    s = load_settings(env={"LABEL_STUDIO_API_KEY": key, "HISTOLOOP_BASIC_AUTH_PASSWORD": "hunter2"})
+    assert s.label_studio_api_key.get() == key and isinstance(s.label_studio_api_key, Secret)
+    assert key not in repr(s) and "hunter2" not in repr(s)
+    assert key not in str(s.redacted()) and s.redacted()["label_studio_api_key"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nonsense = 1\n", "unknown setting"),
+        ('[projects."4"]\nauto_promote = "sometimes"\n', "auto_promote must be"),
+        ('[projects."4"]\nminscore = 0.3\n', "unknown project setting"),
+        ("port = \n", "config file"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_settings(cfg, env={})

@@ -1,0 +1,208 @@
+"""Resolve and read the images that Label Studio tasks point to.
+
+A task's image is one of: ``/data/local-files/?d=<path>`` (Label Studio's local-files storage: read from
+``local_root`` directly, never outside it, else fetched from Label Studio), ``/data/upload/...`` and
+other Label Studio paths (fetched from ``label_studio_url`` with ``Authorization: Token <key>``), an
+http(s) URL (the key is sent only to Label Studio's own host), or a local path (inside ``local_root``
+when one is set). TIFF, PNG and JPEG are read; size limits are checked before decoding. Every failure is
+an :class:`ImageError` naming the URL and the reason (never the key).
+
+>>> loader = ImageLoader(local_root="/srv/images")
+>>> loader.local_path("/data/local-files/?d=slides/a.png").as_posix()
+'/srv/images/slides/a.png'
+>>> loader.local_path("/data/local-files/?d=../etc/passwd")
+Traceback (most recent call last):
+...
+converters.images.ImageError: /data/local-files/?d=../etc/passwd: path escapes the local files root
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 16384 * 16384
+TIFF_SUFFIXES = {".tif", ".tiff", ".svs"}
+
+
+class ImageError(ValueError):
+    """An image could not be resolved or read; the message names the URL and the reason."""
+
+
+class ImageLoader:
+    def __init__(
+        self,
+        local_root: str | Path | None = None,
+        label_studio_url: str | None = None,
+        api_key: str | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        timeout: float = 30.0,
+    ) -> None:
+        self.local_root = Path(local_root).resolve() if local_root else None
+        self.label_studio_url = label_studio_url.rstrip("/") if label_studio_url else None
+        self._api_key = api_key
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"ImageLoader(local_root={self.local_root!r}, label_studio_url={self.label_studio_url!r})"
+
+    # -- resolving ------------------------------------------------------------------------------------
+    def _inside_root(self, url: str, relative: str) -> Path:
+        assert self.local_root is not None
+        path = (self.local_root / relative.lstrip("/")).resolve()
+        if not path.is_relative_to(self.local_root):
+            raise ImageError(f"{url}: path escapes the local files root")
+        return path
+
+    def local_path(self, url_or_path: str | Path) -> Path | None:
+        """The file on this machine for a URL/path, or None when it must be fetched over HTTP."""
+        url = str(url_or_path)
+        parts = urlsplit(url)
+        if parts.path.startswith("/data/local-files"):
+            rel = parse_qs(parts.query).get("d", [""])[0]
+            if not rel:
+                raise ImageError(f"{url}: local-files URL without ?d=")
+            return self._inside_root(url, unquote(rel)) if self.local_root else None
+        if parts.scheme in ("http", "https") or url.startswith(("/data/", "/storage-data/", "/tasks/")):
+            return None
+        if parts.scheme == "file":
+            url = unquote(parts.path)
+        path = Path(url)
+        if self.local_root is not None:
+            if path.is_absolute():
+                resolved = path.resolve()
+                if not resolved.is_relative_to(self.local_root):
+                    raise ImageError(f"{url}: path is outside the local files root")
+                return resolved
+            return self._inside_root(url, url)
+        return path
+
+    def _headers_for(self, url: str) -> dict[str, str]:
+        if not self._api_key or not self.label_studio_url:
+            return {}
+        if urlsplit(url).netloc != urlsplit(self.label_studio_url).netloc:
+            return {}
+        return {"Authorization": f"Token {self._api_key}"}
+
+    def read_bytes(self, url_or_path: str | Path, api_key: str | None = None) -> tuple[bytes, str]:
+        """The raw file bytes and a name (for its suffix)."""
+        url = str(url_or_path)
+        path = self.local_path(url)
+        if path is not None:
+            if not path.is_file():
+                raise ImageError(f"{url}: image not found ({path})")
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise ImageError(f"{url}: file has {size} bytes, more than the limit {self.max_bytes}")
+            return path.read_bytes(), path.name
+        return self._fetch(url, api_key)
+
+    def _fetch(self, url: str, api_key: str | None) -> tuple[bytes, str]:
+        import requests
+
+        if not urlsplit(url).scheme:
+            if not self.label_studio_url:
+                raise ImageError(f"{url}: a Label Studio path, but no Label Studio URL is configured")
+            url = self.label_studio_url + url
+        headers = self._headers_for(url)
+        if (
+            api_key
+            and self.label_studio_url
+            and urlsplit(url).netloc == urlsplit(self.label_studio_url).netloc
+        ):
+            headers = {"Authorization": f"Token {api_key}"}
+        try:
+            with requests.get(url, headers=headers, timeout=self.timeout, stream=True) as r:
+                if r.status_code != 200:
+                    raise ImageError(f"{url}: HTTP {r.status_code}")
+                chunks, total = [], 0
+                for chunk in r.iter_content(1 << 20):
+                    total += len(chunk)
+                    if total > self.max_bytes:
+                        raise ImageError(f"{url}: more than the limit of {self.max_bytes} bytes")
+                    chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise ImageError(f"{url}: {type(exc).__name__}") from None
+        name = Path(unquote(urlsplit(url).path)).name
+        query_d = parse_qs(urlsplit(url).query).get("d")
+        if query_d:
+            name = Path(query_d[0]).name
+        return b"".join(chunks), name
+
+    # -- decoding -------------------------------------------------------------------------------------
+    def decode(self, data: bytes, name: str, url: str = "") -> np.ndarray:
+        """Decode bytes into (H, W, 3) uint8 RGB, checking the pixel limit first."""
+        where = url or name
+        if data[:4] in (b"II*\x00", b"MM\x00*") or Path(name).suffix.lower() in TIFF_SUFFIXES:
+            return self._decode_tiff(data, where)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if w * h > self.max_pixels:
+                    raise ImageError(f"{where}: {w}x{h} pixels, more than the limit {self.max_pixels}")
+                return _to_rgb(np.asarray(im.convert("RGB")), where)
+        except ImageError:
+            raise
+        except Exception as exc:  # PIL raises many types for corrupt files
+            raise ImageError(f"{where}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+    def _decode_tiff(self, data: bytes, where: str) -> np.ndarray:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                page = tif.pages[0]
+                h, w = page.shape[0], page.shape[1]
+                if h * w > self.max_pixels:
+                    raise ImageError(f"{where}: {w}x{h} pixels, more than the limit {self.max_pixels}")
+                arr = page.asarray()
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise ImageError(f"{where}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
+        return _to_rgb(arr, where)
+
+    def load(self, url_or_path: str | Path, api_key: str | None = None) -> np.ndarray:
+        """Read an image as (H, W, 3) uint8 RGB; raises :class:`ImageError`."""
+        data, name = self.read_bytes(url_or_path, api_key)
+        return self.decode(data, name, str(url_or_path))
+
+
+def _to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
+    if arr.dtype != np.uint8:
+        if arr.dtype == np.uint16:
+            arr = (arr >> 8).astype(np.uint8)
+        elif arr.dtype == bool:
+            arr = arr.astype(np.uint8) * 255
+        else:
+            raise ImageError(f"{where}: unsupported pixel type {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[:, :, :3]
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    else:
+        raise ImageError(f"{where}: unsupported image shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file without decoding the pixels."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape
+            return int(shape[1]), int(shape[0])
+    with Image.open(path) as im:
+        return im.size

@@ -1,0 +1,160 @@
+"""Model outputs → Label Studio prediction results (pre-annotations).
+
+Boxes become ``rectanglelabels`` in percent of the image with ``original_width``/``original_height``,
+masks become ``brushlabels`` (Label Studio RLE, :mod:`converters.rle`) or ``polygonlabels`` (OpenCV
+contours, simplified), class scores become ``choices``. Every region carries its own ``score``;
+:func:`task_score` turns them into the task's score.
+
+>>> r = boxes_to_results([[10, 20, 110, 70]], [0.9], ["tumor"], 200, 100, "box", "image")[0]
+>>> r["value"]["x"], r["value"]["y"], r["value"]["width"], r["value"]["height"], r["score"]
+(5.0, 20.0, 50.0, 50.0, 0.9)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+
+from converters.rle import mask_to_rle
+
+
+def _id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def boxes_to_results(
+    boxes_xyxy: np.ndarray | Sequence,
+    scores: np.ndarray | Sequence[float],
+    labels: Sequence[str],
+    width: int,
+    height: int,
+    from_name: str,
+    to_name: str,
+) -> list[dict]:
+    """One ``rectanglelabels`` result per box (pixel xyxy; clipped to the image; empty boxes dropped)."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not (len(boxes) == len(scores) == len(labels)):
+        raise ValueError(f"{len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels")
+    boxes = np.clip(boxes, 0, [width, height, width, height])
+    out = []
+    for (x0, y0, x1, y1), score, label in zip(boxes, scores, labels, strict=True):
+        if x1 <= x0 or y1 <= y0:
+            continue
+        out.append(
+            {
+                "id": _id(),
+                "from_name": from_name,
+                "to_name": to_name,
+                "type": "rectanglelabels",
+                "original_width": int(width),
+                "original_height": int(height),
+                "image_rotation": 0,
+                "value": {
+                    "x": float(x0) / width * 100,
+                    "y": float(y0) / height * 100,
+                    "width": float(x1 - x0) / width * 100,
+                    "height": float(y1 - y0) / height * 100,
+                    "rotation": 0,
+                    "rectanglelabels": [str(label)],
+                },
+                "score": float(score),
+            }
+        )
+    return out
+
+
+def mask_to_brush_result(mask: np.ndarray, label: str, score: float, from_name: str, to_name: str) -> dict:
+    """A ``brushlabels`` result for a (H, W) mask (non-zero = painted)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    h, w = mask.shape
+    return {
+        "id": _id(),
+        "from_name": from_name,
+        "to_name": to_name,
+        "type": "brushlabels",
+        "original_width": int(w),
+        "original_height": int(h),
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": mask_to_rle(mask > 0), "brushlabels": [str(label)]},
+        "score": float(score),
+    }
+
+
+def mask_to_polygons(mask: np.ndarray, min_area: float = 4.0, tolerance: float = 1.0) -> list[np.ndarray]:
+    """Outer contours of a mask as (K, 2) pixel polygons (x, y), simplified by ``tolerance`` px."""
+    import cv2
+
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        if cv2.contourArea(c) < min_area:
+            continue
+        if tolerance > 0:
+            c = cv2.approxPolyDP(c, tolerance, True)
+        pts = c.reshape(-1, 2).astype(np.float64)
+        if len(pts) >= 3:
+            out.append(pts)
+    return out
+
+
+def mask_to_polygon_results(
+    mask: np.ndarray,
+    label: str,
+    score: float,
+    from_name: str,
+    to_name: str,
+    min_area: float = 4.0,
+    tolerance: float = 1.0,
+) -> list[dict]:
+    """One ``polygonlabels`` result per connected component of the mask (points in percent)."""
+    mask = np.asarray(mask)
+    h, w = mask.shape
+    out = []
+    for pts in mask_to_polygons(mask, min_area=min_area, tolerance=tolerance):
+        # pixel centres of the contour → percent of the image
+        pct = (pts + 0.5) / np.array([w, h]) * 100
+        out.append(
+            {
+                "id": _id(),
+                "from_name": from_name,
+                "to_name": to_name,
+                "type": "polygonlabels",
+                "original_width": int(w),
+                "original_height": int(h),
+                "image_rotation": 0,
+                "value": {"points": pct.round(4).tolist(), "closed": True, "polygonlabels": [str(label)]},
+                "score": float(score),
+            }
+        )
+    return out
+
+
+def choices_result(choice: str, score: float, from_name: str, to_name: str) -> dict:
+    """A ``choices`` result with the model's probability for it."""
+    return {
+        "id": _id(),
+        "from_name": from_name,
+        "to_name": to_name,
+        "type": "choices",
+        "value": {"choices": [str(choice)]},
+        "score": float(score),
+    }
+
+
+def task_score(region_scores: Sequence[float]) -> float:
+    """The task's score: the mean of its region scores; 0.0 when the model found nothing.
+
+    Lower means more uncertain, so sorting a project by prediction score ascending puts the tasks a
+    pathologist should look at first (the model unsure, or finding nothing) on top.
+
+    >>> task_score([0.9, 0.5]), task_score([])
+    (0.7, 0.0)
+    """
+    scores = [float(s) for s in region_scores]
+    return float(np.mean(scores)) if scores else 0.0

@@ -1,0 +1,200 @@
+"""Label Studio brush RLE, vectorised with numpy.
+
+Label Studio stores a brush region as the run-length encoding of the RGBA bytes of the mask image
+(``label_studio_sdk.converter.brush``, after thi.ng's ``rle-pack``). The bit stream is: a 32-bit value
+count, a 5-bit ``word size - 1``, four 4-bit ``run-length field size - 1``; then records, each
+``flag(1) size-index(2) count(size)`` followed by one word (flag 1: the word repeated count+1 times) or
+count+1 words (flag 0: literal values); zero bits pad the stream to whole bytes.
+
+:func:`mask_to_rle` is byte-identical to ``brush.mask2rle`` (word size 8, field sizes 3/4/8/16, each pixel
+repeated for the four channels, runs longer than 65536 split, and the sdk's padding rule: a full zero
+byte when the stream is already a multiple of 8 bits); :func:`rle_decode` is value-identical to
+``brush.decode_rle`` for any header. Both are tested against the sdk on thousands of masks.
+
+>>> import numpy as np
+>>> mask = np.zeros((4, 6), bool); mask[1:3, 2:5] = True
+>>> rle = mask_to_rle(mask)
+>>> bool((rle_to_mask(rle, 4, 6) == mask * 255).all())
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+_WORD = 8
+_SIZES = (3, 4, 8, 16)
+_MAX_RUN = 1 << 16
+_BLOCK = 1 << 20  # bit positions examined per step of the record walk (bounds memory)
+
+
+def mask_to_rle(mask: np.ndarray) -> list[int]:
+    """Encode a (H, W) mask as Label Studio brush RLE.
+
+    A bool mask is painted with 255; an integer mask (0..255) is encoded with its values as they are, like
+    ``label_studio_sdk.converter.brush.mask2rle``.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    if mask.size == 0:
+        raise ValueError("mask is empty")
+    if mask.dtype == bool:
+        flat = mask.ravel().view(np.uint8) * np.uint8(255)
+    else:
+        if mask.min() < 0 or mask.max() > 255:
+            raise ValueError("mask values must lie in 0..255")
+        flat = mask.ravel().astype(np.uint8, copy=False)
+    return encode_values(flat, repeat=4)
+
+
+def encode_values(values: np.ndarray, repeat: int = 1) -> list[int]:
+    """RLE-encode a flat uint8 array (each value repeated ``repeat`` times), as ``brush.encode_rle``."""
+    values = np.asarray(values, dtype=np.uint8).ravel()
+    n = values.size
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    lengths = np.diff(np.append(starts, n)).astype(np.int64) * repeat
+    run_values = values[starts].astype(np.int64)
+    total = n * repeat
+
+    # Runs longer than 65536 become k full chunks of 65536 (field 0xFFFF) plus a remainder.
+    full = np.where(lengths > _MAX_RUN, (lengths - 1) // _MAX_RUN, 0)
+    rec_run = np.repeat(np.arange(lengths.size), full + 1)
+    last_of_run = np.ones(rec_run.size, bool)
+    last_of_run[:-1] = rec_run[1:] != rec_run[:-1]
+    rec_len = np.where(last_of_run, lengths[rec_run] - full[rec_run] * _MAX_RUN, _MAX_RUN)
+    run_len = lengths[rec_run]
+    value = run_values[rec_run]
+
+    # Each record: flag, size index, count field, then the 8-bit value. The sdk picks the field size from
+    # the whole run's length, so every chunk of a run longer than 256 uses the 16-bit field.
+    idx = np.select([run_len > 256, run_len <= 8, run_len <= 16], [3, 0, 1], 2)
+    flag = (run_len > 1).astype(np.int64)
+    size = np.array(_SIZES, np.int64)[idx]
+    count = rec_len - 1
+    nbits = 3 + size + _WORD
+    code = (((flag << 2 | idx) << size | count) << _WORD) | value
+
+    header = (total << 21) | ((_WORD - 1) << 16)
+    for i, s in enumerate(_SIZES):
+        header |= (s - 1) << (12 - 4 * i)
+    return _pack([np.array([header], np.int64), code], [np.array([53], np.int64), nbits])
+
+
+def _pack(codes: Sequence[np.ndarray], widths: Sequence[np.ndarray]) -> list[int]:
+    """Concatenate variable-width big-endian codes (each <= 53 bits) into bytes, with the sdk's padding."""
+    code = np.concatenate(codes).astype(np.uint64)
+    width = np.concatenate(widths).astype(np.int64)
+    nbits = int(width.sum())
+    nbits_padded = nbits + (8 - nbits % 8)  # the sdk always adds 1..8 zero bits
+    ends = np.cumsum(width)
+    # Expand each code into its bits (MSB first), vectorised over all bits.
+    owner = np.repeat(np.arange(code.size), width)
+    shift = (ends[owner] - 1 - np.arange(nbits)).astype(np.uint64)
+    bits = np.zeros(nbits_padded, np.uint8)
+    bits[:nbits] = (code[owner] >> shift) & np.uint64(1)
+    return np.packbits(bits).tolist()
+
+
+def _as_bytes(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
+    try:
+        data = np.asarray(rle)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"RLE is not a list of bytes: {exc}") from None
+    if data.ndim != 1 or data.size < 7:
+        raise ValueError(f"RLE is too short or not a flat list ({data.size} values)")
+    if data.dtype.kind not in "iu" or data.min() < 0 or data.max() > 255:
+        raise ValueError("RLE must be a list of integers 0..255")
+    return data.astype(np.uint8)
+
+
+def _windows(padded: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The 32 bits starting at each bit position (as uint64, left-aligned in the low 32 bits)."""
+    q = pos >> 3
+    v = (
+        padded[q].astype(np.uint64) << np.uint64(32)
+        | padded[q + 1].astype(np.uint64) << np.uint64(24)
+        | padded[q + 2].astype(np.uint64) << np.uint64(16)
+        | padded[q + 3].astype(np.uint64) << np.uint64(8)
+        | padded[q + 4].astype(np.uint64)
+    )
+    return (v >> (np.uint64(8) - (pos & 7).astype(np.uint64))) & np.uint64(0xFFFFFFFF)
+
+
+def rle_decode(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
+    """Decode Label Studio RLE into the flat uint8 array of values (as ``brush.decode_rle``)."""
+    data = _as_bytes(rle)
+    nbytes = data.size
+    padded = np.concatenate([data, np.zeros(8, np.uint8)])
+    head = int(_windows(padded, np.array([0]))[0])
+    num = head
+    second = int(_windows(padded, np.array([32]))[0])
+    word = (second >> 27) + 1
+    sizes = np.array([((second >> (23 - 4 * i)) & 0xF) + 1 for i in range(4)], np.int64)
+    total_bits = nbytes * 8
+    if num == 0:
+        return np.zeros(0, np.uint8)
+
+    # Walk the records: for a block of candidate positions compute where a record starting there ends,
+    # then follow the chain in Python (one step per record), vectorising everything else.
+    starts: list[int] = []
+    produced = 0
+    p = 53
+    while produced < num:
+        if p + 3 > total_bits:
+            raise ValueError(f"RLE ends after {produced} of {num} values")
+        block = np.arange(p, min(p + _BLOCK, total_bits), dtype=np.int64)
+        win = _windows(padded, block).astype(np.int64)
+        flag = win >> 31
+        size = sizes[(win >> 29) & 3]
+        count = ((win >> (29 - size)) & ((1 << size) - 1)) + 1
+        step = 3 + size + np.where(flag == 1, word, word * count)
+        nxt = memoryview(block + step)
+        cnt = memoryview(count)
+        first, end = p, p + block.size - 1
+        while produced < num and p <= end:
+            starts.append(p)
+            produced += cnt[p - first]
+            p = nxt[p - first]
+    if p > total_bits:
+        raise ValueError("RLE is truncated: the last record runs past the end of the data")
+
+    rec = np.array(starts, np.int64)
+    win = _windows(padded, rec).astype(np.int64)
+    flag = (win >> 31).astype(bool)
+    size = sizes[(win >> 29) & 3]
+    count = ((win >> (29 - size)) & ((1 << size) - 1)) + 1
+    vpos = rec + 3 + size
+    # Segments: a repeat record is one segment of `count` values; a literal one is `count` segments of 1.
+    nseg = np.where(flag, 1, count)
+    seg_rec = np.repeat(np.arange(rec.size), nseg)
+    seg_first = np.cumsum(nseg) - nseg
+    k = np.arange(seg_rec.size) - seg_first[seg_rec]
+    seg_pos = vpos[seg_rec] + k * word
+    seg_len = np.where(flag[seg_rec], count[seg_rec], 1)
+    words = (_windows(padded, seg_pos).astype(np.int64) >> (32 - word)) & ((1 << word) - 1)
+    if word > 32:
+        raise ValueError(f"unsupported RLE word size {word}")
+    if words.size and words.max() > 255:
+        raise ValueError(f"RLE values exceed 255 (word size {word})")
+    out = np.repeat(words.astype(np.uint8), seg_len)
+    return out[:num]
+
+
+def rle_to_mask(rle: Sequence[int] | bytes | np.ndarray, height: int, width: int) -> np.ndarray:
+    """Decode brush RLE into a (height, width) uint8 mask, 255 where painted (alpha > 0), else 0.
+
+    Raises ``ValueError`` naming the problem when the RLE is corrupt or does not hold height×width pixels.
+    """
+    values = rle_decode(rle)
+    expected = int(height) * int(width) * 4
+    if values.size != expected:
+        raise ValueError(
+            f"RLE holds {values.size} values ({values.size / 4:.0f} pixels), "
+            f"expected {height}x{width}x4 = {expected}"
+        )
+    alpha = values.reshape(int(height), int(width), 4)[:, :, 3]
+    return np.where(alpha > 0, np.uint8(255), np.uint8(0))

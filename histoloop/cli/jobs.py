@@ -1,0 +1,101 @@
+"""``histoloop jobs list/show/cancel`` and ``histoloop retrain``: the retraining queue."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from histoloop.settings import Settings
+
+KINDS = ("detect", "segment", "classify")
+
+
+def _progress(meta: dict) -> str:
+    parts = [str(meta.get("stage", ""))]
+    if meta.get("epochs"):
+        parts.append(f"epoch {meta.get('epoch')}/{meta.get('epochs')}")
+    if meta.get("loss") is not None:
+        parts.append(f"loss {meta['loss']:.4f}")
+    for name, value in (meta.get("metrics") or {}).items():
+        if isinstance(value, int | float):
+            parts.append(f"{name} {value:.3f}")
+            break
+    return ", ".join(p for p in parts if p)
+
+
+@click.group("jobs")
+def jobs() -> None:
+    """Retraining jobs on the queue (queued, running, finished, failed)."""
+
+
+@jobs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def list_cmd(settings: Settings, as_json: bool) -> None:
+    """Every retraining job the queue knows, newest first, with its progress."""
+    from workers.jobs import list_jobs
+
+    infos = list_jobs(settings)
+    if as_json:
+        click.echo(json.dumps([i.to_dict() for i in infos], indent=2, default=str))
+        return
+    table = Table("job", "status", "project", "kind", "progress", "enqueued", "worker")
+    for i in infos:
+        table.add_row(
+            i.id, i.status, i.project, i.kind, _progress(i.meta), i.enqueued_at or "", i.worker or ""
+        )
+    Console().print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.pass_obj
+def show_cmd(settings: Settings, job_id: str) -> None:
+    """One job: status, reason, progress, result or error (JSON)."""
+    from workers.jobs import get_job
+
+    try:
+        info = get_job(settings, job_id)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
+    click.echo(json.dumps(info.to_dict(), indent=2, default=str))
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.pass_obj
+def cancel_cmd(settings: Settings, job_id: str) -> None:
+    """Cancel a queued job, or stop a running training cleanly (nothing is registered)."""
+    from workers.jobs import cancel
+
+    try:
+        click.echo(f"{job_id}: {cancel(settings, job_id)}")
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
+
+
+@click.command("retrain")
+@click.option("--project", required=True, help="Label Studio project id.")
+@click.option("--kind", type=click.Choice(KINDS), required=True)
+@click.option("--reason", default="histoloop retrain", show_default=True)
+@click.pass_obj
+def retrain(settings: Settings, project: str, kind: str, reason: str) -> None:
+    """Queue a retraining of PROJECT's KIND model now (kept and queued later if Redis is down)."""
+    from workers.dispatch import REDIS_ERRORS, dispatch
+    from workers.events import EventStore
+
+    store = EventStore(settings.events_path)
+    store.request(str(project), kind, reason)
+    try:
+        done = dispatch(settings, [str(project)], store=store)
+    except REDIS_ERRORS as exc:
+        click.echo(
+            f"recorded; Redis is unavailable ({exc}): the job is queued when a worker or webhook sweeps"
+        )
+        return
+    for trigger, job_id in done:
+        if trigger.kind == kind:
+            click.echo(job_id)

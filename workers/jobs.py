@@ -1,0 +1,194 @@
+"""Retraining jobs on RQ: enqueue (one queued + at most one running per project/kind), list, cancel.
+
+Job ids are deterministic: ``retrain-<project>-<kind>-<n>``, where ``n`` counts the runs of that
+(project, kind). :func:`enqueue_retrain` holds a short Redis lock per (project, kind) (redis-py's
+``Lock``) while it looks at job ``n``:
+
+- queued, deferred or scheduled (waiting for a retry): nothing to add, its id is returned — a thousand
+  webhooks in a second land on this one job, which exports whatever is approved when it starts;
+- started: job ``n + 1`` is enqueued *depending on* job ``n`` (``allow_failure``), so it waits until
+  ``n`` ends — even with many workers there is never more than one running per (project, kind);
+- finished, failed, stopped, canceled or gone: job ``n + 1`` is enqueued.
+
+Transient errors (Label Studio unreachable) make the job return ``rq.Retry`` with backoff; bad data
+raises and is not retried. The job's timeout is ``settings.job_timeout``.
+
+>>> job_key("4.17", "detect")
+'retrain-4_17-detect'
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from rq import Callback, Queue
+from rq.dependency import Dependency
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+
+from training.artifacts import KINDS
+
+JOB_FUNC = "workers.pipeline.retrain"
+ON_FAILURE = "workers.pipeline.on_failure"
+WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+CANCEL_KEY = "histoloop:cancel:{}"
+RESULT_TTL = 30 * 24 * 3600
+FAILURE_TTL = 90 * 24 * 3600
+
+_connections: dict[str, Redis] = {}
+_connections_lock = threading.Lock()
+
+
+def redis_connection(url: str) -> Redis:
+    """One connection pool per URL per process; connecting fails fast when Redis is down."""
+    with _connections_lock:
+        if url not in _connections:
+            _connections[url] = Redis.from_url(
+                url, socket_connect_timeout=1.0, socket_timeout=10.0, health_check_interval=30
+            )
+        return _connections[url]
+
+
+def job_key(project: str, kind: str) -> str:
+    """The id prefix of (project, kind)'s jobs (RQ ids allow only letters, digits, ``_`` and ``-``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r} (expected one of {', '.join(KINDS)})")
+    return f"retrain-{re.sub(r'[^A-Za-z0-9_-]', '_', str(project))}-{kind}"
+
+
+def _fetch(job_id: str, connection: Redis) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return None
+
+
+def enqueue_retrain(
+    settings: Any, project: str, kind: str, reason: str, *, connection: Redis | None = None
+) -> str:
+    """Make sure a retraining of (project, kind) is queued; returns its (deterministic) job id."""
+    conn = connection or redis_connection(settings.redis_url)
+    key = job_key(project, kind)
+    seq_key = f"histoloop:seq:{key}"
+    with conn.lock(f"histoloop:lock:{key}", timeout=30, blocking_timeout=30):
+        n = int(conn.get(seq_key) or 0)
+        latest = _fetch(f"{key}-{n}", conn) if n else None
+        status = latest.get_status(refresh=False) if latest else None
+        if latest is not None and status in WAITING:
+            return latest.id
+        depends = None
+        if latest is not None and status == JobStatus.STARTED:
+            depends = Dependency(jobs=[latest], allow_failure=True)
+        n += 1
+        while _fetch(f"{key}-{n}", conn) is not None:  # the counter was lost (Redis restarted)
+            n += 1
+        job = Queue(settings.queue, connection=conn).enqueue_call(
+            JOB_FUNC,
+            args=(str(project), kind),
+            kwargs={"reason": reason},
+            job_id=f"{key}-{n}",
+            timeout=settings.job_timeout,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            depends_on=depends,
+            on_failure=Callback(ON_FAILURE),
+            description=f"retrain {project}/{kind}: {reason}"[:200],
+            meta={"project": str(project), "kind": kind, "reason": reason, "stage": "queued"},
+        )
+        conn.set(seq_key, n)
+        return job.id
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    status: str
+    project: str
+    kind: str
+    reason: str
+    meta: dict[str, Any]
+    enqueued_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    worker: str | None
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _status(job: Job) -> str:
+    status = job.get_status(refresh=False)
+    return str(getattr(status, "value", status))
+
+
+def _info(job: Job) -> JobInfo:
+    meta = dict(job.meta or {})
+    error = None
+    if _status(job) == JobStatus.FAILED.value:
+        latest = job.latest_result()
+        error = (latest.exc_string or "").strip().splitlines()[-1:] if latest else None
+        error = error[0] if error else meta.get("error")
+    iso = lambda t: t.isoformat(timespec="seconds") if t else None  # noqa: E731
+    return JobInfo(
+        id=job.id, status=_status(job), project=meta.get("project", ""),
+        kind=meta.get("kind", ""), reason=meta.get("reason", ""), meta=meta, enqueued_at=iso(job.enqueued_at),
+        started_at=iso(job.started_at), ended_at=iso(job.ended_at), worker=job.worker_name, error=error,
+    )  # fmt: skip
+
+
+def list_jobs(settings: Any, *, connection: Redis | None = None) -> list[JobInfo]:
+    """Every retraining job RQ still knows (queued, running, deferred, scheduled, finished, failed)."""
+    conn = connection or redis_connection(settings.redis_url)
+    queue = Queue(settings.queue, connection=conn)
+    ids: list[str] = list(queue.get_job_ids())
+    for registry in (StartedJobRegistry, DeferredJobRegistry, ScheduledJobRegistry, FinishedJobRegistry,
+                     FailedJobRegistry, CanceledJobRegistry):  # fmt: skip
+        ids += registry(queue=queue).get_job_ids()
+    jobs = [j for j in Job.fetch_many(list(dict.fromkeys(ids)), connection=conn) if j is not None]
+    jobs.sort(key=lambda j: (j.enqueued_at or j.created_at).timestamp(), reverse=True)
+    return [_info(j) for j in jobs]
+
+
+def get_job(settings: Any, job_id: str, *, connection: Redis | None = None) -> JobInfo:
+    job = _fetch(job_id, connection or redis_connection(settings.redis_url))
+    if job is None:
+        raise KeyError(f"no job {job_id!r} (finished jobs are kept {RESULT_TTL // 86400} days)")
+    return _info(job)
+
+
+def cancel_requested(job_id: str, connection: Redis) -> bool:
+    return bool(connection.exists(CANCEL_KEY.format(job_id)))
+
+
+def cancel(settings: Any, job_id: str, *, connection: Redis | None = None) -> str:
+    """Cancel a job: a waiting one is removed from the queue; a running one is asked to stop.
+
+    A running training checks the flag at every progress report and stops cleanly (raises
+    :class:`training.base.Cancelled`: nothing registered, staging removed, production untouched).
+    Returns what was done: ``"canceled"``, ``"stopping"`` or ``"already <status>"``.
+    """
+    conn = connection or redis_connection(settings.redis_url)
+    job = _fetch(job_id, conn)
+    if job is None:
+        raise KeyError(f"no job {job_id!r}")
+    status = job.get_status()
+    if status in WAITING:
+        job.cancel()
+        return "canceled"
+    if status == JobStatus.STARTED:
+        conn.set(CANCEL_KEY.format(job_id), "1", ex=max(int(settings.job_timeout), 60) + 3600)
+        return "stopping"
+    return f"already {_status(job)}"

@@ -1,0 +1,158 @@
+"""The training worker: one RQ worker per GPU (or one on the CPU), safe with CUDA.
+
+**Why SpawnWorker.** RQ's default ``Worker`` forks a work horse per job. CUDA cannot be used in a
+child forked from a process that has initialised it (the driver state does not survive ``fork``), and a
+long-lived worker that ever touched torch.cuda would hand every later horse a broken context.
+``rq.SpawnWorker`` starts each horse with ``os.posix_spawn`` — a fresh interpreter that imports torch
+itself — so the parent never imports torch and no CUDA state crosses a fork. The parent keeps RQ's
+supervision that ``SimpleWorker`` would lose: it enforces the job timeout, keeps the heartbeat, and
+notices when the horse dies (OOM, SIGKILL) and marks the job failed. The GPU is chosen with
+``CUDA_VISIBLE_DEVICES`` in the parent's environment before anything starts, so the horse sees exactly
+one device (``cuda:0``). One worker runs one job at a time: one training per GPU.
+
+**Several machines.** Every worker, on any machine, connects to the same Redis (``redis_url``) and the
+same model store (a shared mount): a job goes to whichever worker is free, the registry's transactions
+serialise registrations and promotions, and :func:`workers.jobs.enqueue_retrain` keeps one job per
+(project, kind).
+
+**Crashes.** On start a worker (1) marks the jobs of dead workers failed/abandoned through RQ's own
+``StartedJobRegistry.cleanup`` — a worker on this host whose pid is gone is dead now; one on another
+host is declared dead by RQ when its heartbeat expires — and (2) removes abandoned staging directories
+(:meth:`training.registry.Registry.cleanup_staging`). A horse that dies under a live worker is handled at
+once. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
+counts for the trigger policy, so the next webhook retrains.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SpawnWorker, Worker
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+
+log = logging.getLogger(__name__)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cleanup_staging(older_than_s: float = 24 * 3600) -> None:
+    from histoloop.settings import load_settings
+    from training.registry import Registry
+
+    try:
+        removed = Registry.from_settings(load_settings()).cleanup_staging(older_than_s=older_than_s)
+        for path in removed:
+            log.warning("removed abandoned staging directory %s", path)
+    except Exception:
+        log.exception("staging cleanup failed")
+
+
+class TrainingWorker(SpawnWorker):
+    """``rq.SpawnWorker`` (see the module docstring) that cleans up after a horse that died."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        finally:
+            _cleanup_staging()
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        from workers.pipeline import mark_abandoned
+
+        mark_abandoned(job.id, f"work horse died (waitpid status {ret_val})")
+
+
+def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str]:
+    """Fail the started jobs whose worker is dead (RQ's StartedJobRegistry cleanup); returns their ids."""
+    here = socket.gethostname()
+    failed = []
+    for name in queue_names:
+        registry = StartedJobRegistry(name, connection=connection)
+        dead_entries = {}
+        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=True):
+            job = Job.fetch_many([job_id], connection=connection)[0]
+            worker_name = job.worker_name if job else None
+            worker = (
+                Worker.find_by_key(Worker.redis_worker_namespace_prefix + worker_name, connection=connection)
+                if worker_name
+                else None
+            )
+            if worker is None or (worker.hostname == here and not _pid_alive(worker.pid)):
+                dead_entries[f"{job_id}:{execution_id}"] = 0
+                failed.append(job_id)
+                if worker is not None:
+                    worker.register_death()
+        if dead_entries:
+            # Expire them now and let RQ's own cleanup fail them (failure callback, FailedJobRegistry,
+            # dependents enqueued): the same path as a heartbeat that ran out.
+            connection.zadd(registry.key, dead_entries, xx=True)
+            registry.cleanup(timestamp=1)
+    for job_id in failed:
+        log.warning("job %s was abandoned by a dead worker: marked failed", job_id)
+    return failed
+
+
+def prepare_environment(settings: Any, gpu: int | None, device: str | None, config_file: str | None) -> str:
+    """Choose the device for this worker's horses (before anything imports torch); returns it.
+
+    ``gpu``: ``CUDA_VISIBLE_DEVICES=<gpu>`` and device ``cuda:0``; ``device="cpu"``: no GPU visible.
+    The horse is a fresh interpreter that reads its settings from this environment, so the device and
+    the config file are handed down through ``HISTOLOOP_DEVICE`` / ``HISTOLOOP_CONFIG``.
+    """
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        device = "cuda:0"
+    elif device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    device = device or settings.device
+    os.environ["HISTOLOOP_DEVICE"] = device
+    if config_file:
+        os.environ["HISTOLOOP_CONFIG"] = os.path.abspath(config_file)
+    return device
+
+
+def build_worker(
+    settings: Any, queues: Sequence[str] | None = None, name: str | None = None
+) -> TrainingWorker:
+    from workers.jobs import redis_connection
+
+    connection = redis_connection(settings.redis_url)
+    names = list(queues or [settings.queue])
+    return TrainingWorker([Queue(n, connection=connection) for n in names], connection=connection, name=name)
+
+
+def run_worker(
+    settings: Any,
+    *,
+    queues: Sequence[str] | None = None,
+    burst: bool = False,
+    name: str | None = None,
+) -> bool:
+    """Recover what dead workers left, sweep pending triggers, then work until stopped (or idle, ``burst``)."""
+    from workers.dispatch import REDIS_ERRORS, dispatch
+
+    worker = build_worker(settings, queues, name)
+    recover_abandoned(worker.connection, [q.name for q in worker.queues])
+    _cleanup_staging()
+    try:
+        dispatch(settings, connection=worker.connection)  # triggers recorded while Redis was away
+    except REDIS_ERRORS as exc:
+        log.warning("pending-trigger sweep failed: %s", exc)
+    return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())

@@ -74,6 +74,8 @@ def ensure_offline(config_dir: Path | None = None) -> Path:
         config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or default_config_dir())
     config_dir = Path(config_dir)
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    if "matplotlib" not in sys.modules:  # its font cache goes beside ultralytics' settings, not into ~
+        os.environ.setdefault("MPLCONFIGDIR", str(config_dir / "matplotlib"))
     # ultralytics uses <YOLO_CONFIG_DIR>/Ultralytics; copy to both so either spelling finds a font.
     _copy_fonts(config_dir / "Ultralytics")
     _copy_fonts(config_dir)

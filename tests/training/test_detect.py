@@ -1,0 +1,97 @@
+"""The YOLO trainer, for real: tiny trainings (64 px, 2 epochs) on generated tiles and on MoNuSeg crops."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.base import Cancelled, Progress, TrainConfig, TrainingError, evaluate, get_trainer
+from training.inference import Detections, load_model
+
+TINY = dict(epochs=2, batch=4, imgsz=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def detect_version(detect_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("detect-version")
+    events: list[Progress] = []
+    result = get_trainer("detect").train(detect_data, TrainConfig(**TINY), out, progress=events.append)
+    return out, result, events
+
+
+def test_trains_a_complete_version(detect_version, detect_data: Path) -> None:
+    out, result, events = detect_version
+    for name in ("model.json", "weights.safetensors", "metrics.json", "training_curves.png", "pr_curve.png"):
+        assert (out / name).is_file(), name
+    assert (out / "train" / "results.csv").is_file()  # ultralytics' run dir is inside the version
+    assert not list(out.rglob("*.pt")), "no pickles in a version"
+    assert not Path("runs").exists()
+    assert result.card.classes == ["tumor"] and result.card.kind == "detect"
+    for key in ("precision", "recall", "f1", "mAP50", "mAP50-95"):
+        assert 0.0 <= result.metrics[key] <= 1.0
+    assert json.loads((out / "metrics.json").read_text())["mAP50"] == result.metrics["mAP50"]
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert any(e.stage == "train" and e.step >= 1 and e.loss is not None for e in events)
+    assert [e.epoch for e in events if e.stage == "val"] == [1, 2]
+    assert torch.get_num_threads() == len(os.sched_getaffinity(0))  # not ultralytics' cpu_count - 1
+
+
+def test_version_loads_and_predicts(detect_version) -> None:
+    out, _, _ = detect_version
+    predictor = load_model(out)
+    det = predictor.predict(np.zeros((64, 64, 3), np.uint8))
+    assert isinstance(det, Detections) and det.classes == ["tumor"]
+
+
+def test_evaluate_is_the_same_code_as_training(detect_version, detect_data: Path) -> None:
+    out, result, _ = detect_version
+    again = evaluate(out, detect_data, split="val", device="cpu")
+    assert {k: again[k] for k in ("mAP50", "mAP50-95", "precision", "recall")} == {
+        k: result.metrics[k] for k in ("mAP50", "mAP50-95", "precision", "recall")
+    }
+
+
+def test_cancel_from_progress_propagates(detect_data: Path, tmp_path: Path) -> None:
+    def cancel(p: Progress) -> None:
+        if p.stage == "train":
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        get_trainer("detect").train(detect_data, TrainConfig(**TINY), tmp_path / "out", progress=cancel)
+    assert not (tmp_path / "out" / "weights.safetensors").exists()
+
+
+def test_fine_tune_from_a_version(detect_version, detect_data: Path, tmp_path: Path) -> None:
+    out, _, _ = detect_version
+    cfg = TrainConfig(**{**TINY, "epochs": 1}, weights=out)
+    result = get_trainer("detect").train(detect_data, cfg, tmp_path / "ft")
+    assert (tmp_path / "ft" / "weights.safetensors").is_file() and "mAP50" in result.metrics
+
+
+def test_wrong_weights_are_refused(detect_data: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="junk.pt"):
+        get_trainer("detect").train(detect_data, TrainConfig(**TINY, weights=junk), tmp_path / "a")
+    from training.artifacts import ModelCard, save_weights
+    from training.inference import build_model
+
+    other = tmp_path / "v8"
+    card = ModelCard(kind="detect", classes=["tumor"], arch={"model": "yolov8m.yaml"}, input_size=64)
+    card.save(other)
+    save_weights(build_model(card).state_dict(), other)
+    with pytest.raises(TrainingError, match="wrong architecture"):
+        get_trainer("detect").train(detect_data, TrainConfig(**TINY, weights=other), tmp_path / "b")
+
+
+def test_monuseg_nuclei_detection(monuseg, tmp_path: Path) -> None:
+    data = monuseg("detect")
+    result = get_trainer("detect").train(data, TrainConfig(epochs=1, batch=4, imgsz=128), tmp_path / "out")
+    assert result.metrics["n_images"] == 1 and 0.0 <= result.metrics["mAP50"] <= 1.0
+    det = load_model(tmp_path / "out").predict(np.zeros((128, 128, 3), np.uint8))
+    assert det.classes == ["nucleus"]

@@ -1,0 +1,52 @@
+"""ultralytics imported through training.offline: no write to the home directory, no download switch on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import json, os, sys
+from pathlib import Path
+from training.offline import amp_allowed, ultralytics
+ul = ultralytics(Path(sys.argv[1]))
+from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+from ultralytics.utils.checks import check_font
+print(json.dumps({
+    "env": {k: os.environ[k] for k in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "HF_HUB_OFFLINE", "YOLO_CONFIG_DIR")},
+    "user_config_dir": str(USER_CONFIG_DIR),
+    "font": str(check_font("Arial.ttf")),
+    "unicode_font": str(check_font("Arial.Unicode.ttf")),
+    "settings": {k: SETTINGS[k] for k in ("sync", "weights_dir", "runs_dir")},
+    "amp_cpu": amp_allowed("cpu"), "amp_cuda": amp_allowed("cuda:0"),
+}))
+"""
+
+
+def test_ultralytics_import_is_offline_and_stays_out_of_home(tmp_path: Path) -> None:
+    home, config = tmp_path / "home", tmp_path / "store" / "ultralytics"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_"))}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(config)], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["env"] == {
+        "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "HF_HUB_OFFLINE": "1", "YOLO_CONFIG_DIR": str(config),
+    }  # fmt: skip
+    assert got["user_config_dir"] == str(config / "Ultralytics")
+    # The trainer's font check finds our copy instead of going to github.com.
+    assert got["font"] == str(config / "Ultralytics" / "Arial.ttf")
+    assert got["unicode_font"] == str(config / "Ultralytics" / "Arial.Unicode.ttf")
+    assert got["settings"]["sync"] is False
+    assert got["settings"]["weights_dir"].startswith(str(config))
+    assert got["amp_cpu"] is False and got["amp_cuda"] is False  # no local AMP check model: AMP off
+    assert not any(home.iterdir()), "nothing may be written to the home directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "store"], "nothing in the working directory"

@@ -40,11 +40,11 @@ class ConversionReport:
         self.regions += regions
 
     def skip(self, item: str, reason: str) -> None:
-        logger.warning("skipped %s: %s", item, reason)
+        logger.debug("skipped %s: %s", item, reason)
         self.skipped.append((str(item), str(reason)))
 
     def warn(self, item: str, message: str) -> None:
-        logger.info("%s: %s", item, message)
+        logger.debug("%s: %s", item, message)
         self.warnings.append((str(item), str(message)))
 
     def merge(self, other: ConversionReport) -> ConversionReport:

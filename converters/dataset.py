@@ -1,0 +1,179 @@
+"""Writing the dataset layouts the trainers read (see /work/contracts.md), atomically.
+
+A :class:`DatasetWriter` builds the whole dataset in a hidden temporary folder beside ``out_dir`` and
+moves it into place with one rename when :meth:`DatasetWriter.publish` is called, so a trainer never
+sees half a dataset and a failed conversion leaves the old one untouched.
+
+Layouts (``kind``):
+
+- ``detect`` / ``yolo-segment`` / ``obb``: ``images/{split}/<stem>.<ext>``, ``labels/{split}/<stem>.txt``
+  (YOLO lines), ``data.yaml`` (``path``, ``train``, ``val``[, ``test``], ``names`` in class order).
+- ``segment``: ``images/{split}/<stem>.png``, ``masks/{split}/<stem>.png`` (uint8 class index: 0 =
+  background, i+1 = classes[i]), optional ``masks_binary/{split}/<stem>/<class>.png`` (0/255),
+  ``classes.txt``.
+- ``classify``: ``{split}/<class>/<stem>.<ext>``, ``classes.txt``.
+- all: ``manifest.json`` = {kind, classes, fingerprint, items: [{stem, split, task_id, annotation_ids,
+  group}]}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+YOLO_KINDS = {"detect", "yolo-segment", "obb"}
+COPY_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def safe_stem(name: str) -> str:
+    """A file-system-safe stem (letters, digits, ``-_.``), never empty, at most 200 characters."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "item"
+    return stem[:200]
+
+
+def format_line(class_id: int, coords) -> str:
+    """One YOLO label line with 6 decimals (all coordinates are normalised to [0, 1])."""
+    return f"{class_id} " + " ".join(f"{float(v):.6f}" for v in coords)
+
+
+class DatasetWriter:
+    """Collects one dataset's files in a temporary folder; :meth:`publish` moves it to ``out_dir``."""
+
+    def __init__(self, out_dir: str | Path, kind: str, classes: list[str]) -> None:
+        self.out_dir = Path(out_dir)
+        self.kind = kind
+        self.classes = list(classes)
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir()
+        self.items: list[dict] = []
+        self._stems: set[str] = set()
+        self._hash = hashlib.sha256()
+        self._dirs: set[Path] = set()
+
+    # -- names ----------------------------------------------------------------------------------------
+    def unique_stem(self, stem: str, suffix: str = "") -> str:
+        stem = safe_stem(stem)
+        cand = stem if stem not in self._stems else safe_stem(f"{stem}-{suffix}") if suffix else stem
+        n = 2
+        while cand in self._stems:
+            cand = f"{stem}-{n}"
+            n += 1
+        self._stems.add(cand)
+        return cand
+
+    def _path(self, *parts: str) -> Path:
+        path = self.tmp.joinpath(*parts)
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        return path
+
+    # -- files ----------------------------------------------------------------------------------------
+    def image_path(self, split: str, stem: str, suffix: str, cls: str | None = None) -> Path:
+        if self.kind == "classify":
+            return self._path(split, safe_stem(cls or "unknown"), stem + suffix)
+        return self._path("images", split, stem + suffix)
+
+    def write_image(
+        self,
+        split: str,
+        stem: str,
+        *,
+        source: Path | None = None,
+        data: bytes | None = None,
+        name: str = "",
+        array: np.ndarray | None = None,
+        cls: str | None = None,
+    ) -> Path:
+        """Write an image: PNG/JPEG bytes as they are (unless the layout wants PNG), anything else as PNG."""
+        suffix = Path(name or (source.name if source else "")).suffix.lower()
+        if self.kind == "segment" or suffix not in COPY_SUFFIXES or (source is None and data is None):
+            if array is None:
+                raise ValueError("an image array is needed to write a PNG")
+            dest = self.image_path(split, stem, ".png", cls)
+            Image.fromarray(array).save(dest, compress_level=1)
+            return dest
+        dest = self.image_path(split, stem, ".jpg" if suffix == ".jpeg" else suffix, cls)
+        if source is not None:
+            shutil.copyfile(source, dest)
+        else:
+            dest.write_bytes(data)
+        return dest
+
+    def write_labels(self, split: str, stem: str, lines: list[str]) -> None:
+        text = "\n".join(lines) + ("\n" if lines else "")
+        self._path("labels", split, stem + ".txt").write_text(text)
+        self._hash.update(f"{split}/{stem}\0{text}\0".encode())
+
+    def write_mask(
+        self, split: str, stem: str, mask: np.ndarray, binary: dict[str, np.ndarray] | None = None
+    ):
+        Image.fromarray(mask.astype(np.uint8)).save(
+            self._path("masks", split, stem + ".png"), compress_level=1
+        )
+        self._hash.update(f"{split}/{stem}\0".encode() + hashlib.sha256(mask.tobytes()).digest())
+        for cls, m in (binary or {}).items():
+            out = self._path("masks_binary", split, stem, safe_stem(cls) + ".png")
+            Image.fromarray(np.where(m, np.uint8(255), np.uint8(0))).save(out, compress_level=1)
+
+    def add_item(
+        self, stem: str, split: str, task_id=None, annotation_ids=(), group: str = "", **extra
+    ) -> None:
+        item = {
+            "stem": stem,
+            "split": split,
+            "task_id": task_id,
+            "annotation_ids": list(annotation_ids),
+            "group": group,
+            **extra,
+        }
+        self.items.append(item)
+        self._hash.update(json.dumps(item, sort_keys=True, default=str).encode())
+
+    # -- finishing ------------------------------------------------------------------------------------
+    def splits(self) -> list[str]:
+        found = {i["split"] for i in self.items}
+        return [s for s in ("train", "val", "test") if s in found or s in ("train", "val")]
+
+    def publish(self) -> Path:
+        """Write data.yaml/classes.txt and manifest.json, then move the dataset into place."""
+        splits = self.splits()
+        if self.kind in YOLO_KINDS:
+            lines = [f"path: {self.out_dir.resolve()}"]
+            lines += [f"{s}: images/{s}" for s in splits]
+            lines.append("names:")
+            lines += [f"  {i}: {json.dumps(c)}" for i, c in enumerate(self.classes)]
+            (self.tmp / "data.yaml").write_text("\n".join(lines) + "\n")
+            for s in splits:  # ultralytics wants the folders even when a split is empty
+                (self.tmp / "images" / s).mkdir(parents=True, exist_ok=True)
+                (self.tmp / "labels" / s).mkdir(parents=True, exist_ok=True)
+        else:
+            (self.tmp / "classes.txt").write_text("".join(c + "\n" for c in self.classes))
+        self._hash.update(json.dumps([self.kind, self.classes]).encode())
+        manifest = {
+            "kind": self.kind,
+            "classes": self.classes,
+            "fingerprint": self._hash.hexdigest(),
+            "items": self.items,
+        }
+        (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        old = None
+        if self.out_dir.exists():
+            old = self.out_dir.parent / f".{self.out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out_dir, old)
+        os.replace(self.tmp, self.out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.out_dir
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,351 @@
+"""Label Studio JSON exports → training datasets (YOLO detect/OBB/segment, PNG masks, class folders).
+
+**Which annotation counts** (:func:`select_annotations`): cancelled (skipped) annotations never count,
+nor drafts (Label Studio keeps those in ``task["drafts"]``, not in ``annotations``). Of the rest, the
+ground-truth one when one is marked (the most recent, if several), else the most recent submitted one
+(by ``updated_at``, then ``created_at``, then id). ``approval="ground_truth"`` keeps only ground-truth
+annotations; ``approval="reviewed"`` only ground-truth or accepted ones. ``per_annotator=True`` keeps one
+per annotator (by the same rule among theirs), each a dataset item of its own.
+
+**Splits**: by patient (TCGA barcode in the image name) or ``group_regex``, by hash
+(:mod:`converters.split`); a group already in ``out_dir/manifest.json`` keeps its split. If hashing leaves
+val empty with two groups or more, one group is moved to val (and then kept there by the manifest).
+
+**Bad input** never stops the batch: a task with no usable annotation, a missing image, a label not in the
+config, an RLE of the wrong size or a zero-area box is recorded in the :class:`ConversionReport` with the
+task id and the reason; the rest converts.
+
+>>> tasks = load_export("tests/data/labelstudio_export.json")
+>>> [len(select_annotations(t)) for t in tasks]
+[1, 1, 1, 0]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tqdm import tqdm
+
+from converters.dataset import DatasetWriter, safe_stem
+from converters.images import ImageError, ImageLoader
+from converters.labelstudio_regions import convert_regions
+from converters.regions import LabelConfig
+from converters.report import ConversionReport
+from converters.split import assign_split, group_of, split_fraction
+
+KINDS = ("detect", "obb", "yolo-segment", "segment", "classify")
+
+
+def load_export(path_or_list: str | Path | list | dict) -> list[dict]:
+    """The list of tasks of an export (a JSON file path, a task list, one task, or ``{"tasks": [...]}``).
+
+    Raises ``ValueError`` naming the file and the problem when it is not valid JSON or not tasks.
+    """
+    where = "export"
+    data: Any = path_or_list
+    if isinstance(path_or_list, str | Path):
+        where = str(path_or_list)
+        try:
+            with open(path_or_list, "rb") as f:
+                data = json.load(f)
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read ({exc.strerror})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc})") from None
+    if isinstance(data, dict):
+        data = data.get("tasks", [data]) if "tasks" in data or "data" in data else None
+    if not isinstance(data, list):
+        raise ValueError(f"{where}: expected a list of Label Studio tasks")
+    return data
+
+
+def annotator_of(annotation: dict) -> str:
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("id", who.get("email"))
+    return str(who)
+
+
+def _recency(a: dict) -> tuple:
+    return (
+        str(a.get("updated_at") or a.get("created_at") or ""),
+        str(a.get("created_at") or ""),
+        a.get("id") if isinstance(a.get("id"), int) else 0,
+    )
+
+
+def _accepted(a: dict) -> bool:
+    if a.get("ground_truth"):
+        return True
+    reviews = a.get("reviews") or []
+    return (
+        any(isinstance(r, dict) and r.get("accepted") for r in reviews)
+        or a.get("review_status") == "accepted"
+    )
+
+
+def select_annotations(task: dict, approval: str = "submitted", per_annotator: bool = False) -> list[dict]:
+    """The annotations of a task that count (see the module docstring); possibly none."""
+    anns = [
+        a
+        for a in (task.get("annotations") or task.get("completions") or [])
+        if isinstance(a, dict)
+        and not a.get("was_cancelled")
+        and not a.get("skipped")
+        and not a.get("is_draft")
+    ]
+    if approval == "ground_truth":
+        anns = [a for a in anns if a.get("ground_truth")]
+    elif approval == "reviewed":
+        anns = [a for a in anns if _accepted(a)]
+    elif approval != "submitted":
+        raise ValueError(f"approval must be submitted, ground_truth or reviewed, not {approval!r}")
+    if not anns:
+        return []
+
+    def best(group: list[dict]) -> dict:
+        gt = [a for a in group if a.get("ground_truth")]
+        return max(gt or group, key=_recency)
+
+    if not per_annotator:
+        return [best(anns)]
+    by_user: dict[str, list[dict]] = {}
+    for a in anns:
+        by_user.setdefault(annotator_of(a), []).append(a)
+    return [best(by_user[u]) for u in sorted(by_user)]
+
+
+def image_url(task: dict, data_key: str | None = None) -> str | None:
+    data = task.get("data")
+    if not isinstance(data, dict):
+        return None
+    if data_key:
+        value = data.get(data_key)
+        return value if isinstance(value, str) else None
+    if isinstance(data.get("image"), str):
+        return data["image"]
+    return next((v for v in data.values() if isinstance(v, str) and ("/" in v or "." in v)), None)
+
+
+def stem_of(url: str) -> str:
+    parts = urlsplit(url)
+    d = parse_qs(parts.query).get("d")
+    name = unquote(d[0]) if d else unquote(parts.path)
+    return PurePosixPath(name).stem
+
+
+def _why_unusable(task: dict, approval: str) -> str:
+    anns = task.get("annotations") or []
+    cancelled = sum(1 for a in anns if isinstance(a, dict) and (a.get("was_cancelled") or a.get("skipped")))
+    drafts = len(task.get("drafts") or [])
+    detail = [f"{len(anns)} annotations", f"{cancelled} cancelled"] + ([f"{drafts} drafts"] if drafts else [])
+    need = "submitted" if approval == "submitted" else approval.replace("_", "-")
+    return f"no {need} annotation ({', '.join(detail)})"
+
+
+def _previous_splits(out_dir: Path) -> dict[str, str]:
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        return {str(i["group"]): i["split"] for i in manifest.get("items", []) if i.get("group")}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _plan(tasks, *, approval, per_annotator, data_key, report) -> list[dict]:
+    """Pass 1: the items to convert (task, annotation, image URL, stem, group); skips recorded."""
+    items, seen = [], set()
+    for n, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            report.skip(f"task #{n}", "not a JSON object")
+            continue
+        tid = task.get("id", f"#{n}")
+        url = image_url(task, data_key)
+        if not url:
+            report.skip(f"task {tid}", f"no image URL in data ({sorted(task.get('data') or {})})")
+            continue
+        anns = select_annotations(task, approval, per_annotator)
+        if not anns:
+            report.skip(f"task {tid}", _why_unusable(task, approval))
+            continue
+        base = safe_stem(stem_of(url))
+        for ann in anns:
+            stem = f"{base}-a{ann.get('id')}" if per_annotator else base
+            if stem in seen:
+                stem = safe_stem(f"{stem}-t{tid}")
+            seen.add(stem)
+            items.append({"task": task, "task_id": tid, "annotation": ann, "url": url, "stem": stem})
+    return items
+
+
+def _assign(items, out_dir, *, split, group_regex, val_fraction, seed) -> None:
+    for it in items:
+        it["group"] = group_of(stem_of(it["url"]), group_regex)
+    if isinstance(split, str):
+        for it in items:
+            it["split"] = split
+        return
+    if isinstance(split, Mapping) or callable(split):
+        for it in items:
+            if isinstance(split, Mapping):
+                s = split.get(it["stem"], split.get(str(it["task_id"]), split.get(it["group"])))
+            else:
+                s = split(it)
+            it["split"] = s or assign_split(
+                it["group"], group_regex=r"(.+)", val_fraction=val_fraction, seed=seed
+            )
+        return
+    previous = _previous_splits(Path(out_dir))
+    for it in items:
+        it["split"] = previous.get(it["group"]) or assign_split(
+            it["group"], group_regex=r"(.+)", val_fraction=val_fraction, seed=seed
+        )
+    groups = {it["group"] for it in items}
+    if val_fraction > 0 and len(groups) >= 2 and not any(it["split"] == "val" for it in items):
+        free = sorted((g for g in groups if g not in previous), key=lambda g: split_fraction(g, seed))
+        if free and len(groups - {free[0]}) >= 1:
+            for it in items:
+                if it["group"] == free[0]:
+                    it["split"] = "val"
+
+
+def export_to_dataset(
+    tasks: list[dict] | str | Path,
+    kind: str,
+    out_dir: str | Path,
+    *,
+    label_config: str | Path | None,
+    images: ImageLoader | None,
+    val_fraction: float = 0.2,
+    group_regex: str | None = None,
+    seed: int = 0,
+    split: str | Mapping[str, str] | Callable[[dict], str | None] | None = None,
+    approval: str = "submitted",
+    per_annotator: bool = False,
+    binary_masks: bool = False,
+    data_key: str | None = None,
+    progress: bool = False,
+) -> ConversionReport:
+    """Convert tasks into the dataset layout of ``kind`` (detect, obb, yolo-segment, segment, classify).
+
+    ``images=None`` writes labels only (no image files): for checks and benchmarks. ``split`` forces
+    splits: one split name for all, a mapping (stem, task id or group → split) or a callable(item).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    tasks = load_export(tasks)
+    config = LabelConfig.parse(label_config)
+    report = ConversionReport()
+    items = _plan(tasks, approval=approval, per_annotator=per_annotator, data_key=data_key, report=report)
+    if config.inferred:
+        for it in items:
+            config.learn(kind, it["annotation"].get("result") or [])
+    classes = config.classes(kind)
+    if not classes:
+        report.skip("label config", f"no labels for a {kind} dataset")
+        return report
+    _assign(items, out_dir, split=split, group_regex=group_regex, val_fraction=val_fraction, seed=seed)
+    writer = DatasetWriter(out_dir, kind, classes)
+    try:
+        for it in tqdm(items, desc=f"{kind}", unit="task", disable=not progress, leave=False):
+            _convert_item(it, kind, config, classes, images, writer, report, binary_masks)
+        if report.converted:
+            report.output = str(writer.publish())
+        else:
+            writer.abandon()
+    except BaseException:
+        writer.abandon()
+        raise
+    return report
+
+
+def _convert_item(it, kind, config, classes, images, writer, report, binary_masks) -> None:
+    task_id, ann, url = it["task_id"], it["annotation"], it["url"]
+    where = f"task {task_id} (annotation {ann.get('id')})"
+    results = ann.get("result") or []
+    if not isinstance(results, list):
+        report.skip(where, "annotation result is not a list")
+        return
+    source = array = data = None
+    name = ""
+    size = None
+    if images is not None:
+        try:
+            source = images.local_path(url)
+            if source is not None and not source.is_file():
+                raise ImageError(f"{url}: image not found ({source})")
+            needs_pixels = kind == "segment" or (source or Path(url)).suffix.lower() not in (
+                ".png",
+                ".jpg",
+                ".jpeg",
+            )
+            if source is None:
+                data, name = images.read_bytes(url)
+            if needs_pixels:
+                array = images.decode(
+                    data if data is not None else source.read_bytes(), name or source.name, url
+                )
+                size = (array.shape[1], array.shape[0])
+        except ImageError as exc:
+            report.skip(where, f"image: {exc}")
+            return
+    out = convert_regions(results, kind, config, classes, size, where, report)
+    if out is None:
+        return
+    split, stem = it["split"], it["stem"]
+    if kind == "classify":
+        if images is not None:
+            writer.write_image(split, stem, source=source, data=data, name=name, array=array, cls=out.cls)
+    else:
+        if images is not None:
+            writer.write_image(split, stem, source=source, data=data, name=name, array=array)
+        if kind == "segment":
+            writer.write_mask(split, stem, out.mask, out.binary if binary_masks else None)
+        else:
+            writer.write_labels(split, stem, out.lines)
+    extra = {"image": url}
+    if kind == "classify":
+        extra["class"] = out.cls
+    writer.add_item(stem, split, task_id, [ann.get("id")], it["group"], **extra)
+    report.add_converted(regions=out.regions)
+
+
+def to_yolo_detect(tasks, out_dir, *, label_config, images=None, obb=False, **kw) -> ConversionReport:
+    """YOLO detection (or, with ``obb=True``, YOLO-OBB) dataset from rectangles and polygons."""
+    return export_to_dataset(
+        tasks, "obb" if obb else "detect", out_dir, label_config=label_config, images=images, **kw
+    )
+
+
+def to_yolo_segment(tasks, out_dir, *, label_config, images=None, **kw) -> ConversionReport:
+    """YOLO segmentation dataset (normalised polygons) from polygons and brush masks (their contours)."""
+    return export_to_dataset(tasks, "yolo-segment", out_dir, label_config=label_config, images=images, **kw)
+
+
+def to_masks(tasks, out_dir, *, label_config, images=None, binary_masks=True, **kw) -> ConversionReport:
+    """PNG masks (class index + binary per class) from brushes and polygons."""
+    return export_to_dataset(
+        tasks, "segment", out_dir, label_config=label_config, images=images, binary_masks=binary_masks, **kw
+    )
+
+
+def to_classification(tasks, out_dir, *, label_config, images=None, **kw) -> ConversionReport:
+    """Image-classification folder tree from choices."""
+    return export_to_dataset(tasks, "classify", out_dir, label_config=label_config, images=images, **kw)
+
+
+__all__ = [
+    "ConversionReport",
+    "ImageLoader",
+    "annotator_of",
+    "export_to_dataset",
+    "load_export",
+    "select_annotations",
+    "to_classification",
+    "to_masks",
+    "to_yolo_detect",
+    "to_yolo_segment",
+]

@@ -1,0 +1,233 @@
+"""One annotation's results → what a dataset item needs: YOLO lines, a class-index mask, or a class.
+
+Rules: a rectangle's ``rotation`` is honoured (its axis-aligned bounding box for detect, its corners for
+OBB); a polygon gives its bounding box (detect), its minimum-area rectangle (OBB), normalised points
+(yolo-segment) or filled pixels (masks); a brush gives its contours (yolo-segment) or pixels (masks).
+Coordinates outside the image are clipped (a warning); a region with a label not in the config, a
+zero-area box, a bad RLE or missing numbers is skipped with the reason; when an annotation had regions
+and none was usable the whole item is skipped (an empty label file would teach "background").
+For masks, overlapping regions take the class of the later region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from converters.dataset import format_line
+from converters.regions import (
+    LabelConfig,
+    RegionError,
+    brush_mask,
+    image_size_of,
+    polygon_points,
+    rasterize,
+    rect_corners,
+)
+from converters.report import ConversionReport
+
+KIND_TYPES = {
+    "detect": ("rectanglelabels", "polygonlabels"),
+    "obb": ("rectanglelabels", "polygonlabels"),
+    "yolo-segment": ("polygonlabels", "brushlabels"),
+    "segment": ("polygonlabels", "brushlabels"),
+    "classify": ("choices",),
+}
+
+
+@dataclass
+class ItemLabels:
+    lines: list[str] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    binary: dict[str, np.ndarray] = field(default_factory=dict)
+    cls: str | None = None
+    regions: int = 0
+
+
+def _size(result: dict, size: tuple[int, int] | None) -> tuple[int, int]:
+    s = image_size_of(result) or size
+    if s is None:
+        raise RegionError("no original_width/original_height in the result and no image to measure")
+    return s
+
+
+def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: bool, warn) -> str:
+    if rtype == "rectanglelabels" and not obb and not float(value.get("rotation") or 0.0):
+        # unrotated: straight from percent (no image size needed), as label_studio_sdk computes it
+        x, y, w, h = (
+            float(value[k]) if isinstance(value.get(k), int | float) else None
+            for k in ("x", "y", "width", "height")
+        )
+        if None in (x, y, w, h):
+            raise RegionError("rectangle without numeric x/y/width/height")
+        if w <= 0 or h <= 0:
+            raise RegionError(f"zero-area rectangle ({w:.3g}% x {h:.3g}%)")
+        x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, 100.0), min(y + h, 100.0)
+        if x1 <= x0 or y1 <= y0:
+            raise RegionError("rectangle lies outside the image")
+        if (x0, y0, x1, y1) != (x, y, x + w, y + h):
+            warn("rectangle clipped to the image")
+            return format_line(cid, ((x0 + x1) / 200, (y0 + y1) / 200, (x1 - x0) / 100, (y1 - y0) / 100))
+        return format_line(cid, ((x + w / 2) / 100, (y + h / 2) / 100, w / 100, h / 100))
+    W, H = _size(result, size)
+    if rtype == "rectanglelabels":
+        corners = rect_corners(value, W, H)
+    else:
+        pts = polygon_points(value, W, H)
+        if obb:
+            import cv2
+
+            corners = cv2.boxPoints(cv2.minAreaRect(pts.astype(np.float32))).astype(np.float64)
+        else:
+            corners = pts
+    if obb:
+        if corners.min() < 0 or (corners > [W, H]).any():
+            warn("oriented box reaches outside the image (kept, as Label Studio drew it)")
+        return format_line(cid, (corners / [W, H]).ravel())
+    box = np.concatenate([corners.min(0), corners.max(0)])
+    clipped = np.clip(box, 0, [W, H, W, H])
+    if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+        raise RegionError("box lies outside the image or has zero area")
+    if np.abs(clipped - box).max() > 1e-9:
+        warn("box clipped to the image")
+    x0, y0, x1, y1 = clipped
+    return format_line(cid, ((x0 + x1) / 2 / W, (y0 + y1) / 2 / H, (x1 - x0) / W, (y1 - y0) / H))
+
+
+def _segment_lines(rtype: str, value: dict, result: dict, cid: int, size, warn) -> list[str]:
+    if rtype == "polygonlabels":
+        W, H = image_size_of(result) or size or (100, 100)  # percent points need no size
+        pts = polygon_points(value, W, H) / [W, H]
+        if pts.min() < 0 or pts.max() > 1:
+            warn("polygon vertices clipped to the image")
+            pts = np.clip(pts, 0, 1)
+        return [format_line(cid, pts.ravel())]
+    from converters.predictions import mask_to_polygons
+
+    W, H = _size(result, size)
+    polys = mask_to_polygons(brush_mask(value, W, H), min_area=1.0, tolerance=0.5)
+    if not polys:
+        raise RegionError("brush region is empty")
+    return [format_line(cid, (p / [W, H]).ravel()) for p in polys]
+
+
+def convert_regions(
+    results: list[dict],
+    kind: str,
+    config: LabelConfig,
+    classes: list[str],
+    size: tuple[int, int] | None,
+    where: str,
+    report: ConversionReport,
+) -> ItemLabels | None:
+    """Convert one annotation's results; None when the item must be skipped (recorded in ``report``)."""
+    types = KIND_TYPES[kind]
+    index = {c: i for i, c in enumerate(classes)}
+    out = ItemLabels()
+    attempted = 0
+    shapes: list[tuple[str, object, int]] = []  # segment: (type, geometry, class index)
+    mask_size = size
+    for n, r in enumerate(results):
+        if not isinstance(r, dict):
+            report.skip(f"{where} result #{n}", "not a JSON object")
+            attempted += 1
+            continue
+        rtype = str(r.get("type", "")).lower()
+        if rtype not in types:
+            continue
+        attempted += 1
+        rid = f"{where} region {r.get('id', n)}"
+        from_name = r.get("from_name", "")
+        if not config.accepts(from_name, rtype):
+            report.skip(rid, f"'{from_name}' is not a {rtype} tag of the label config")
+            continue
+        value = r.get("value")
+        if not isinstance(value, dict):
+            report.skip(rid, "result without a value")
+            continue
+        labels = value.get(rtype) or []
+        if not isinstance(labels, list) or not labels:
+            report.skip(rid, f"no {rtype} label")
+            continue
+
+        def warn(msg: str, rid: str = rid) -> None:
+            report.warn(rid, msg)
+
+        try:
+            if kind == "classify":
+                if len(labels) != 1:
+                    raise RegionError(f"{len(labels)} choices; a classification item needs exactly one")
+                if labels[0] not in index:
+                    raise RegionError(f"label '{labels[0]}' is not in the label config")
+                if out.cls is not None and out.cls != labels[0]:
+                    raise RegionError(f"a second choice '{labels[0]}' (already '{out.cls}')")
+                out.cls = labels[0]
+                out.regions += 1
+                continue
+            for label in labels:
+                if label not in index:
+                    raise RegionError(f"label '{label}' is not in the label config")
+            for label in labels:
+                cid = index[label]
+                if kind in ("detect", "obb"):
+                    out.lines.append(_detect_line(rtype, value, r, cid, size, kind == "obb", warn))
+                elif kind == "yolo-segment":
+                    out.lines.extend(_segment_lines(rtype, value, r, cid, size, warn))
+                else:
+                    W, H = _size(r, size)
+                    if mask_size is not None and (W, H) != tuple(mask_size):
+                        raise RegionError(
+                            f"drawn on a {W}x{H} image, but the image is {mask_size[0]}x{mask_size[1]}"
+                        )
+                    mask_size = (W, H)
+                    geom = brush_mask(value, W, H) if rtype == "brushlabels" else polygon_points(value, W, H)
+                    if rtype == "polygonlabels" and (geom.min() < 0 or (geom > [W, H]).any()):
+                        warn("polygon vertices clipped to the image")
+                        geom = np.clip(geom, 0, [W, H])
+                    shapes.append((rtype, geom, cid))
+                out.regions += 1
+        except RegionError as exc:
+            report.skip(rid, str(exc))
+    if kind == "classify" and out.cls is None:
+        report.skip(where, "no choice for classification" if not attempted else "no usable choice")
+        return None
+    if attempted and not out.regions:
+        report.skip(where, f"none of its {attempted} regions could be converted")
+        return None
+    if kind == "segment":
+        if mask_size is None:
+            report.skip(where, "no regions and no image to size an empty mask")
+            return None
+        W, H = mask_size
+        out.mask = _paint(shapes, H, W)
+        for i, c in enumerate(classes):
+            out.binary[c] = _class_mask(shapes, i, H, W)
+    return out
+
+
+def _paint(shapes, H: int, W: int) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    batch: list = []
+    for rtype, geom, cid in shapes:
+        if rtype == "polygonlabels":
+            batch.append((geom, cid + 1))
+            continue
+        if batch:
+            layer = rasterize(batch, H, W)
+            mask = np.where(layer > 0, layer, mask)
+            batch = []
+        mask[geom] = cid + 1
+    if batch:
+        layer = rasterize(batch, H, W)
+        mask = np.where(layer > 0, layer, mask)
+    return mask
+
+
+def _class_mask(shapes, cid: int, H: int, W: int) -> np.ndarray:
+    polys = [(g, 1) for t, g, c in shapes if c == cid and t == "polygonlabels"]
+    mask = rasterize(polys, H, W).astype(bool) if polys else np.zeros((H, W), bool)
+    for t, g, c in shapes:
+        if c == cid and t == "brushlabels":
+            mask |= g
+    return mask

@@ -1,0 +1,178 @@
+"""Label Studio results → pixel geometry, and the label config's classes.
+
+Label Studio stores a rectangle as its top-left corner, width and height in percent of the image, rotated
+by ``rotation`` degrees (clockwise on screen) about that corner; polygons as points in percent; brushes as
+RLE of the RGBA mask (:mod:`converters.rle`). These functions turn them into pixels, checking each one;
+a bad region raises :class:`RegionError` with the reason (the caller names the task).
+
+>>> v = {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 0}
+>>> rect_corners(v, 200, 100).tolist()
+[[20.0, 20.0], [80.0, 20.0], [80.0, 60.0], [20.0, 60.0]]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from converters.rle import rle_to_mask
+
+REGION_TAGS = {
+    "detect": ("RectangleLabels", "PolygonLabels"),
+    "obb": ("RectangleLabels",),
+    "yolo-segment": ("PolygonLabels", "BrushLabels"),
+    "segment": ("BrushLabels", "PolygonLabels"),
+    "classify": ("Choices",),
+}
+RESULT_LABEL_KEY = {
+    "rectanglelabels": "rectanglelabels",
+    "polygonlabels": "polygonlabels",
+    "brushlabels": "brushlabels",
+    "choices": "choices",
+    "labels": "labels",
+}
+TAG_OF_TYPE = {
+    "rectanglelabels": "RectangleLabels",
+    "polygonlabels": "PolygonLabels",
+    "brushlabels": "BrushLabels",
+    "choices": "Choices",
+}
+
+
+class RegionError(ValueError):
+    """A result that cannot be converted; the message says why."""
+
+
+@dataclass
+class LabelConfig:
+    """The control tags of a label config: name → (tag type, labels in config order)."""
+
+    tags: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    inferred: bool = False
+
+    @classmethod
+    def parse(cls, config: str | Path | None) -> LabelConfig:
+        """From XML text or a file path; ``None`` gives an empty config (classes inferred from the data)."""
+        if config is None:
+            return cls(inferred=True)
+        text = str(config)
+        if not text.lstrip().startswith("<"):
+            path = Path(text)
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise ValueError(f"{path}: cannot read the label config ({exc.strerror})") from None
+        from label_studio_sdk._extensions.label_studio_tools.core.label_config import parse_config
+
+        try:
+            schema = parse_config(text)
+        except Exception as exc:
+            raise ValueError(f"label config is not valid XML: {exc}") from None
+        return cls({name: (info["type"], list(info.get("labels", []))) for name, info in schema.items()})
+
+    def classes(self, kind: str) -> list[str]:
+        """Class names for a dataset kind, in label-config order (first tag first), without duplicates."""
+        out: list[str] = []
+        for tag_type, labels in self.tags.values():
+            if tag_type in REGION_TAGS[kind]:
+                out.extend(label for label in labels if label not in out)
+        return out
+
+    def accepts(self, from_name: str, result_type: str) -> bool:
+        """Whether a result of this tag may be used (always, when the config is inferred)."""
+        if self.inferred:
+            return True
+        tag = self.tags.get(from_name)
+        return tag is not None and tag[0] == TAG_OF_TYPE.get(result_type)
+
+    def learn(self, kind: str, results: list[dict]) -> None:
+        """For an inferred config: add the labels these results use (in order of appearance)."""
+        for r in results:
+            rtype = str(r.get("type", "")).lower()
+            tag_type = TAG_OF_TYPE.get(rtype)
+            if tag_type not in REGION_TAGS[kind]:
+                continue
+            name = r.get("from_name", rtype)
+            labels = self.tags.setdefault(name, (tag_type, []))[1]
+            for label in (r.get("value") or {}).get(rtype, []) or []:
+                if isinstance(label, str) and label not in labels:
+                    labels.append(label)
+
+
+def image_size_of(result: dict) -> tuple[int, int] | None:
+    w, h = result.get("original_width"), result.get("original_height")
+    if isinstance(w, int | float) and isinstance(h, int | float) and w > 0 and h > 0:
+        return int(w), int(h)
+    return None
+
+
+def _num(value: dict, key: str) -> float:
+    v = value.get(key)
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        raise RegionError(f"'{key}' is missing or not a number ({v!r})")
+    return float(v)
+
+
+def rect_corners(value: dict, width: float, height: float) -> np.ndarray:
+    """The 4 corners (4, 2) in pixels, in Label Studio's order: top-left, top-right, bottom-right, bottom-left."""
+    x, y = _num(value, "x") / 100 * width, _num(value, "y") / 100 * height
+    w, h = _num(value, "width") / 100 * width, _num(value, "height") / 100 * height
+    if w <= 0 or h <= 0:
+        raise RegionError(f"zero-area rectangle ({w:.3g}x{h:.3g} px)")
+    r = math.radians(float(value.get("rotation") or 0.0))
+    c, s = math.cos(r), math.sin(r)
+    return np.array(
+        [[x, y], [x + w * c, y + w * s], [x + w * c - h * s, y + w * s + h * c], [x - h * s, y + h * c]]
+    )
+
+
+def rect_xyxy(value: dict, width: float, height: float) -> np.ndarray:
+    """The axis-aligned box (x0, y0, x1, y1) in pixels of a (possibly rotated) rectangle."""
+    pts = rect_corners(value, width, height)
+    return np.concatenate([pts.min(0), pts.max(0)])
+
+
+def polygon_points(value: dict, width: float, height: float) -> np.ndarray:
+    """Polygon vertices (K, 2) in pixels."""
+    pts = value.get("points")
+    try:
+        arr = np.asarray(pts, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RegionError("polygon points are not numbers") from None
+    if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) < 3:
+        raise RegionError(f"a polygon needs at least 3 (x, y) points, got {np.shape(pts)}")
+    if not np.isfinite(arr).all():
+        raise RegionError("polygon points are not finite")
+    return arr / 100 * np.array([width, height])
+
+
+def clip_xyxy(box: np.ndarray, width: float, height: float) -> tuple[np.ndarray, bool]:
+    """Clip a box to the image; returns (box, whether it was changed). Raises when nothing remains."""
+    clipped = np.clip(box, 0, [width, height, width, height])
+    if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+        raise RegionError("box lies outside the image or has zero area")
+    return clipped, bool(np.any(np.abs(clipped - box) > 1e-9))
+
+
+def brush_mask(value: dict, width: int, height: int) -> np.ndarray:
+    """A brush region as a bool (H, W) mask."""
+    if value.get("format", "rle") != "rle" or "rle" not in value:
+        raise RegionError("brush region without RLE")
+    try:
+        return rle_to_mask(value["rle"], height, width) > 0
+    except ValueError as exc:
+        raise RegionError(f"bad RLE: {exc}") from None
+
+
+def rasterize(polygons: list[tuple[np.ndarray, int]], height: int, width: int) -> np.ndarray:
+    """Paint (pixel vertices, value) polygons in order into a (H, W) uint8 mask; later ones on top."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (int(width), int(height)), 0)
+    draw = ImageDraw.Draw(img)
+    for pts, value in polygons:
+        draw.polygon([(float(x), float(y)) for x, y in pts], fill=int(value), outline=int(value))
+    return np.asarray(img, dtype=np.uint8).copy()

@@ -1,0 +1,105 @@
+"""Fixtures for the workers tests: a real Redis (one database per test), settings, real processes.
+
+- ``redis_url``: a Redis database of its own for this test (flushed first); a local redis-server is
+  started when none answers at HISTOLOOP_TEST_REDIS (default ``redis://127.0.0.1:6379``).
+- ``wsettings(**project_overrides)``: settings on a fresh store, that Redis database, a queue of its
+  own, device cpu; ``wenv(settings)``: the environment that gives a child process the same settings.
+- ``serve_backend(settings)``: ``ml_backend.app.create_app`` (which registers the webhook blueprint)
+  served over real HTTP on 127.0.0.1 in a thread.
+- ``workers_started``: real ``histoloop worker`` processes, stopped after the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from werkzeug.serving import make_server
+from workers_testkit import WorkerProcess, wenv
+
+from histoloop.settings import ProjectSettings, Settings, load_settings
+
+REDIS_BASE = os.environ.get("HISTOLOOP_TEST_REDIS", "redis://127.0.0.1:6379")
+_DBS = itertools.cycle(range(1, 13))  # 0 is the default deployment's, 13 the e2e tests'
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    from workers.redis_server import ensure_redis
+
+    handle = ensure_redis(REDIS_BASE + "/0")
+    yield REDIS_BASE
+    if handle is not None:
+        handle.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    url = f"{redis_server}/{next(_DBS)}"
+    client = Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def wsettings(tmp_path: Path, redis_url: str) -> Callable[..., Settings]:
+    def make(**project: Any) -> Settings:
+        base = load_settings(
+            env={
+                "HISTOLOOP_MODEL_STORE": str(tmp_path / "store"),
+                "HISTOLOOP_REDIS_URL": redis_url,
+                "HISTOLOOP_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
+                "HISTOLOOP_DEVICE": "cpu",
+                "HISTOLOOP_LABEL_STUDIO_URL": "http://127.0.0.1:9",
+                "HISTOLOOP_LABEL_STUDIO_API_KEY": "0123456789abcdef0123456789abcdef01234567",
+            }
+        )
+        defaults = dataclasses.replace(ProjectSettings(), **project)
+        return dataclasses.replace(base, project_defaults=defaults)
+
+    return make
+
+
+@pytest.fixture
+def serve_backend() -> Iterator[Callable[[Settings], str]]:
+    from ml_backend.app import create_app
+
+    servers = []
+
+    def start(settings: Settings) -> str:
+        server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def workers_started(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    counter = itertools.count()
+
+    def start(settings: Settings, config_file: Path | None = None, burst: bool = False) -> WorkerProcess:
+        n = next(counter)
+        worker = WorkerProcess(wenv(settings, config_file), tmp_path / f"worker{n}.log", burst=burst,
+                               name=f"w{n}-{uuid.uuid4().hex[:6]}")  # fmt: skip
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,78 @@
+"""The durable event store: counts, baselines, requests; concurrent writers in several processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+from workers.events import AnnotationRow, EventStore
+
+
+def ann(i: int, approved: bool = True, kinds: tuple[str, ...] = ("detect",)) -> AnnotationRow:
+    return AnnotationRow(i, 100 + i, kinds, approved)
+
+
+def new(store: EventStore, project: str = "4", kind: str = "detect") -> int:
+    return {(s.project, s.kind): s.new_approved for s in store.kind_states()}.get((project, kind), 0)
+
+
+def test_counts_since_the_last_counted_run(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.sqlite")
+    store.record("PROJECT_UPDATED", "4", {}, kinds=("detect", "classify"))
+    for i in range(5):
+        store.record("ANNOTATION_CREATED", "4", {}, annotations=[ann(i, kinds=("detect", "classify"))])
+    store.record("ANNOTATION_CREATED", "4", {}, annotations=[ann(9, approved=False)])
+    assert new(store) == 5 and new(store, kind="classify") == 5
+
+    run = store.start_run("job-1", "4", "detect", "test", store.approved_ids("4", "detect"))
+    assert run.annotation_ids == [0, 1, 2, 3, 4]
+    assert new(store) == 0 and new(store, kind="classify") == 5  # per kind
+    store.record("ANNOTATION_UPDATED", "4", {}, annotations=[ann(2)])  # a changed label counts again
+    store.record("ANNOTATION_CREATED", "4", {}, annotations=[ann(10)])
+    assert new(store) == 2
+
+    store.finish_run("job-1", "abandoned", detail="worker died")  # its snapshot no longer counts
+    assert new(store) == 6
+    store.start_run("job-2", "4", "detect", "test", [])
+    store.finish_run("job-2", "bad_data")  # bad data: wait for new labels
+    assert new(store) == 0
+
+
+def test_unapproving_and_deleting(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.sqlite")
+    store.record("ANNOTATION_CREATED", "4", {}, kinds=("detect",), annotations=[ann(1), ann(2), ann(3)])
+    store.record("ANNOTATION_UPDATED", "4", {}, annotations=[ann(1, approved=False)])
+    store.record("ANNOTATIONS_DELETED", "4", {}, deleted_ids=[2])
+    assert store.approved_ids("4") == [3]
+    assert new(store) == 1
+
+
+def test_requests_are_pending_until_handed_to_a_job(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.sqlite")
+    store.request("7", "segment", "cli")
+    (state,) = store.kind_states()
+    assert (state.project, state.kind, state.requests) == ("7", "segment", ("cli",))
+    assert store.mark_requested("7", "segment", "retrain-7-segment-1") == 1
+    assert not any(s.requests for s in store.kind_states())
+    assert store.has_requests("retrain-7-segment-1") and not store.has_requests("other")
+
+
+def _writer(path: str, start: int, n: int) -> None:
+    store = EventStore(Path(path))
+    for i in range(start, start + n):
+        store.record("ANNOTATION_CREATED", "4", {"i": i}, kinds=("detect",), annotations=[ann(i)])
+
+
+def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "e.sqlite"
+    EventStore(path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), k * 100, 60)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = EventStore(path)
+    assert store.count_events("ANNOTATION_CREATED") == 240
+    assert len(store.approved_ids("4", "detect")) == 240

@@ -1,0 +1,185 @@
+"""POST /webhook over real HTTP: every Label Studio action recorded durably, a storm makes one job per
+(project, kind), and with Redis down nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from redis import Redis
+from rq import Queue
+from werkzeug.serving import make_server
+from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, wait_for, wenv
+
+from workers.events import EventStore
+from workers.redis_server import start_redis
+from workers.webhook import blueprint
+
+OBSERVED = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "label-studio" / "requests-observed-1.23.2.jsonl"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def small_app():
+    """A Flask app made only of the webhook blueprint, served over HTTP on 127.0.0.1."""
+    servers = []
+
+    def start(settings) -> str:
+        app = Flask("webhook-test")
+        app.config["HISTOLOOP_SETTINGS"] = settings
+        app.register_blueprint(blueprint)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/webhook"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def queued(settings) -> list[str]:
+    return sorted(Queue(settings.queue, connection=Redis.from_url(settings.redis_url)).get_job_ids())
+
+
+def test_actions_are_recorded(wsettings, small_app) -> None:
+    settings = wsettings(retrain_threshold=3)
+    url = small_app(settings)
+    store = EventStore(settings.events_path)
+    for i in (1, 2):
+        assert requests.post(url, json=annotation_webhook(4, i), timeout=5).json()["status"] == "recorded"
+    skipped = annotation_webhook(4, 3, cancelled=True)
+    skipped["project"] = "4.1795424387"  # Label Studio's "<id>.<created ts>" form
+    skipped["annotation"]["project"] = 4
+    assert requests.post(url, json=skipped, timeout=5).status_code == 200
+    assert store.approved_ids("4") == [1, 2]
+    assert store.project_kinds("4") == ("detect", "classify")
+
+    r = requests.post(
+        url, json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 2}], "project": {"id": 4}}
+    )
+    assert r.status_code == 200 and store.approved_ids("4") == [1]
+
+    r = requests.post(
+        url, json={"action": "START_TRAINING", "project": {"id": 4, "label_config": BOX_CHOICES_CONFIG}}
+    )
+    assert r.status_code == 200
+    states = {s.kind: s for s in store.kind_states(["4"])}
+    assert set(states) == {"detect", "classify"}
+    assert all(s.requests for s in states.values()) or queued(settings)  # pending, or already dispatched
+
+    seg = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"><Label value="T"/></BrushLabels></View>'
+    assert requests.post(
+        url, json={"action": "PROJECT_UPDATED", "project": {"id": 4, "label_config": seg}}
+    ).ok
+    assert store.project_kinds("4") == ("segment",)
+
+    assert requests.post(url, json={"action": "TASKS_CREATED", "tasks": []}).json()["status"] == "ignored"
+    assert (
+        requests.post(url, data="not json", headers={"Content-Type": "application/json"}).status_code == 400
+    )
+    bad = requests.post(url, json={"action": "ANNOTATION_CREATED", "project": {"id": 4}})
+    assert bad.status_code == 400 and "annotation id" in bad.json()["error"]
+    assert "SECRET-PROJECT-TOKEN" not in settings.events_path.read_bytes().decode("latin-1")
+
+
+@pytest.mark.skipif(not OBSERVED.is_file(), reason=f"observed Label Studio requests not found at {OBSERVED}")
+def test_real_label_studio_payloads(wsettings, small_app) -> None:
+    settings = wsettings()
+    url = small_app(settings)
+    bodies = [
+        e["body"] for e in map(json.loads, OBSERVED.read_text().splitlines()) if e.get("path") == "/webhook"
+    ]
+    assert bodies
+    for body in bodies:
+        r = requests.post(url, json=body, timeout=5)
+        assert r.status_code == 200, (body.get("action"), r.text)
+    store = EventStore(settings.events_path)
+    handled = [b for b in bodies if b["action"] != "TASKS_CREATED"]
+    assert store.count_events() == len(handled)
+
+
+def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path) -> None:
+    """Hundreds of concurrent webhooks into a 2-process gunicorn backend: exactly one job per (project, kind)."""
+    settings = wsettings(retrain_threshold=5)
+    port = free_port()
+    log = open(tmp_path / "backend.log", "wb")
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--workers", "2", "--threads", "8"],
+        env=wenv(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(base), 90, "the backend")
+        bodies = [annotation_webhook(p, p * 1000 + i) for i in range(200) for p in (4, 5)]
+        with ThreadPoolExecutor(32) as pool:
+            codes = list(
+                pool.map(lambda b: requests.post(f"{base}/webhook", json=b, timeout=30).status_code, bodies)
+            )
+        assert codes == [200] * len(bodies)
+        expected = [
+            "retrain-4-classify-1",
+            "retrain-4-detect-1",
+            "retrain-5-classify-1",
+            "retrain-5-detect-1",
+        ]
+        wait_for(lambda: queued(settings) == expected, 30, f"jobs {expected}, have {queued(settings)}")
+        time.sleep(1.0)  # late dispatches must not add any
+        assert queued(settings) == expected
+        assert EventStore(settings.events_path).count_events("ANNOTATION_CREATED") == 400
+    finally:
+        backend.terminate()
+        backend.wait(30)
+        log.close()
+
+
+def _up(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/health", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def test_redis_down_loses_nothing(wsettings, small_app) -> None:
+    """Redis stops during webhooks: every webhook answers 200 at once, every event is kept, and the
+    trigger fires when Redis is back — with no further webhook."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    redis_handle = start_redis(url)
+    settings = wsettings(retrain_threshold=30)
+    settings = type(settings)(**{**settings.__dict__, "redis_url": url})
+    hook = small_app(settings)
+    for i in range(10):
+        assert requests.post(hook, json=annotation_webhook(4, i), timeout=5).status_code == 200
+    redis_handle.stop()
+    try:
+        started = time.perf_counter()
+        for i in range(10, 60):
+            assert requests.post(hook, json=annotation_webhook(4, i), timeout=5).status_code == 200
+        per_request = (time.perf_counter() - started) / 50
+        assert per_request < 0.5, f"{per_request:.3f} s per webhook with Redis down"
+        store = EventStore(settings.events_path)
+        assert store.count_events("ANNOTATION_CREATED") == 60
+        assert len(store.approved_ids("4", "detect")) == 60
+        redis_handle = start_redis(url)  # an empty Redis: the queue was lost with it
+        expected = ["retrain-4-classify-1", "retrain-4-detect-1"]
+        wait_for(lambda: queued(settings) == expected, 30, "the sweep after Redis came back")
+    finally:
+        redis_handle.stop()

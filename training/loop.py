@@ -132,11 +132,12 @@ def fit(
 
 
 def load_fine_tune(
-    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, min_share: float = 0.5
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, min_share: float = 0.9
 ) -> int:
     """Copy the tensors of ``state`` that fit ``model`` (name and shape); refuse weights for another model.
 
-    Returns how many tensors were copied. Raises :class:`~training.base.TrainingError` when fewer than
+    A different number of classes changes only the head (a few tensors). Returns how many tensors were
+    copied. Raises :class:`~training.base.TrainingError` when fewer than
     ``min_share`` of the model's tensors fit (wrong architecture).
     """
     from training.base import TrainingError

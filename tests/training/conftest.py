@@ -143,3 +143,9 @@ def monuseg(shared_data: Path, tmp_path: Path):
         return write_monuseg(shared_data, tmp_path / f"monuseg-{kind}", kind, crop=crop, per_tile=per_tile)
 
     return build
+
+
+@pytest.fixture
+def writers() -> dict:
+    """The dataset writers above, for tests that need a variant of a dataset."""
+    return {"detect": write_detect, "segment": write_segment, "classify": write_classify}

@@ -1,0 +1,109 @@
+"""The smp segmenter, for real: tiny trainings on generated tiles and MoNuSeg nuclei, resume, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from training.base import Cancelled, Progress, TrainConfig, TrainingError, get_trainer
+from training.inference import SegmentationMap, load_model
+
+TINY = dict(epochs=2, batch=4, imgsz=64, model="resnet18", seed=0)
+
+
+@pytest.fixture(scope="module")
+def segment_version(segment_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("segment-version")
+    events: list[Progress] = []
+    result = get_trainer("segment").train(segment_data, TrainConfig(**TINY), out, progress=events.append)
+    return out, result, events
+
+
+def test_trains_a_complete_version(segment_version) -> None:
+    out, result, events = segment_version
+    for name in (
+        "model.json",
+        "weights.safetensors",
+        "metrics.json",
+        "training_curves.png",
+        "train/checkpoint.pt",
+    ):
+        assert (out / name).is_file(), name
+    assert result.card.arch == {"arch": "Unet", "encoder": "resnet18", "mode": "binary"}
+    m = result.metrics
+    for key in ("dice", "iou", "dice_per_image", "iou_per_image", "pixel_accuracy"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["per_class"]["tumor"]["dice"] == m["dice"] and len(m["per_image_dice"]) == 3
+    assert json.loads((out / "metrics.json").read_text())["dice"] == m["dice"]
+    # best-on-validation kept: the version scores what its best epoch scored
+    assert m["dice"] == max(row["dice"] for row in result.history)
+    assert [e.epoch for e in events if e.stage == "val"] == [1, 2]
+    assert any(e.stage == "train" and e.loss is not None and e.steps >= e.step >= 1 for e in events)
+
+
+def test_version_predicts_masks(segment_version) -> None:
+    out, _, _ = segment_version
+    seg = load_model(out).predict(np.full((64, 64, 3), 200, np.uint8))
+    assert isinstance(seg, SegmentationMap) and seg.probs.shape == (1, 64, 64)
+
+
+def test_same_seed_same_weights(segment_data: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "epochs": 1})
+    get_trainer("segment").train(segment_data, cfg, tmp_path / "a")
+    get_trainer("segment").train(segment_data, cfg, tmp_path / "b")
+    a, b = (
+        load_file(tmp_path / "a" / "weights.safetensors"),
+        load_file(tmp_path / "b" / "weights.safetensors"),
+    )
+    assert all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_resume_after_interruption(segment_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def stop_after_first_epoch(p: Progress) -> None:
+        if p.stage == "val" and p.epoch == 1:
+            raise Cancelled("worker killed")
+
+    with pytest.raises(Cancelled):
+        get_trainer("segment").train(segment_data, TrainConfig(**TINY), out, progress=stop_after_first_epoch)
+    assert (out / "train" / "checkpoint.pt").is_file() and not (out / "weights.safetensors").exists()
+    events: list[Progress] = []
+    result = get_trainer("segment").train(segment_data, TrainConfig(**TINY), out, progress=events.append)
+    assert min(e.epoch for e in events if e.stage == "train") == 2  # epoch 1 was not redone
+    assert [row["epoch"] for row in result.history] == [1, 2]
+
+
+def test_multiclass(writers, tmp_path: Path) -> None:
+    data = writers["segment"](tmp_path / "mc", n=6, n_val=2)
+    for mask_path in (data / "masks").rglob("*.png"):
+        from PIL import Image
+
+        mask = np.array(Image.open(mask_path))
+        mask[:8, :8] = 2  # a second class in a corner of every tile
+        Image.fromarray(mask).save(mask_path)
+    (data / "classes.txt").write_text("tumor\nstroma\n")
+    result = get_trainer("segment").train(data, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "out")
+    assert result.card.arch["mode"] == "multiclass"
+    assert set(result.metrics["per_class"]) == {"tumor", "stroma"}
+    assert load_model(tmp_path / "out").predict(np.zeros((40, 40, 3), np.uint8)).probs.shape == (2, 40, 40)
+
+
+def test_weights_of_another_model_are_refused(segment_data: Path, segment_version, tmp_path: Path) -> None:
+    out, _, _ = segment_version
+    cfg = TrainConfig(**{**TINY, "model": "resnet34"}, weights=out)  # resnet18 weights, resnet34 encoder
+    with pytest.raises(TrainingError, match="wrong architecture"):
+        get_trainer("segment").train(segment_data, cfg, tmp_path / "x")
+
+
+def test_monuseg_nuclei(monuseg, tmp_path: Path) -> None:
+    data = monuseg("segment", crop=128, per_tile=1)
+    result = get_trainer("segment").train(
+        data, TrainConfig(**{**TINY, "imgsz": 128, "epochs": 1}), tmp_path / "out"
+    )
+    assert result.card.classes == ["nucleus"] and result.metrics["n_images"] == 1
+    assert 0.0 <= result.metrics["dice"] <= 1.0

@@ -1,0 +1,284 @@
+"""Label Studio export → datasets, on a real Label Studio 1.23 export (tests/data), cross-checked with
+label_studio_sdk.converter's YOLO export."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from label_studio_sdk.converter import Converter, brush
+from PIL import Image
+
+from converters.images import ImageLoader
+from converters.labelstudio import export_to_dataset, load_export, select_annotations
+from tests.converters.conftest import CONFIG, EXPORT
+
+
+def _ids(anns):
+    return [a["id"] for a in anns]
+
+
+def test_selection_rule_on_the_real_export(export_tasks):
+    t1, t2, t3, t4 = export_tasks
+    assert _ids(select_annotations(t1)) == [2]  # two annotators: the most recent
+    assert _ids(select_annotations(t1, per_annotator=True)) == [1, 2]
+    assert _ids(select_annotations(t2)) == [3]  # ground truth wins over a later annotation
+    assert _ids(select_annotations(t3)) == [
+        6
+    ]  # the cancelled one never counts; the draft is not an annotation
+    assert t3["drafts"] and t4["drafts"]
+    assert select_annotations(t4) == []  # only a cancelled annotation and a draft
+    assert [_ids(select_annotations(t, approval="ground_truth")) for t in export_tasks] == [[], [3], [], []]
+
+
+def _only(tasks: list[dict], keep) -> list[dict]:
+    """Each task with only its selected annotation, and only the results `keep` accepts."""
+    out = []
+    for t in tasks:
+        anns = select_annotations(t)
+        if not anns:
+            continue
+        t = copy.deepcopy(t)
+        ann = copy.deepcopy(anns[0])
+        ann["result"] = [r for r in ann["result"] if keep(r)]
+        t["annotations"] = [ann]
+        out.append(t)
+    return out
+
+
+def _sdk_lines(tasks: list[dict], tmp_path: Path, obb: bool = False) -> dict[str, set]:
+    src = tmp_path / "sdk-input.json"
+    src.write_text(json.dumps(tasks))
+    conv = Converter(config=CONFIG.read_text(), project_dir=None, download_resources=False)
+    conv.convert_to_yolo(str(src), str(tmp_path / "sdk"), is_dir=False, is_obb=obb)
+    names = (tmp_path / "sdk" / "classes.txt").read_text().split()
+    return {p.stem: _parse(p.read_text(), names) for p in (tmp_path / "sdk" / "labels").glob("*.txt")}
+
+
+def _parse(text: str, names: list[str]) -> set:
+    lines = set()
+    for line in text.strip().splitlines():
+        cid, *vals = line.split()
+        lines.add((names[int(cid)], tuple(round(float(v), 6) for v in vals)))
+    return lines
+
+
+def _ours(out: Path) -> dict[str, set]:
+    names = [line.split(": ", 1)[1].strip('"') for line in (out / "data.yaml").read_text().splitlines()[4:]]
+    return {p.stem: _parse(p.read_text(), names) for p in (out / "labels").glob("*/*.txt")}
+
+
+def _assert_same(ours: dict, sdk: dict):
+    assert ours.keys() == sdk.keys()
+    total = 0
+    for stem in sdk:
+        a, b = sorted(ours[stem]), sorted(sdk[stem])
+        assert len(a) == len(b), stem
+        for (na, va), (nb, vb) in zip(a, b, strict=True):
+            assert na == nb and np.allclose(va, vb, atol=1e-6, rtol=0), (stem, va, vb)
+            total += 1
+    assert total > 0
+
+
+def test_yolo_detect_lines_match_the_sdk(export_tasks, tmp_path):
+    tasks = _only(export_tasks, lambda r: r["type"] == "rectanglelabels" and not r["value"].get("rotation"))
+    report = export_to_dataset(tasks, "detect", tmp_path / "ours", label_config=CONFIG, images=None)
+    assert report.converted == 3
+    _assert_same(_ours(tmp_path / "ours"), _sdk_lines(tasks, tmp_path))
+
+
+def test_yolo_segment_polygons_match_the_sdk(export_tasks, tmp_path):
+    tasks = _only(export_tasks, lambda r: r["type"] == "polygonlabels")
+    export_to_dataset(tasks, "yolo-segment", tmp_path / "ours", label_config=CONFIG, images=None)
+    _assert_same(_ours(tmp_path / "ours"), _sdk_lines(tasks, tmp_path))
+
+
+def test_rotated_rectangles_match_the_sdk_obb_and_bounding_box(export_tasks, tmp_path):
+    ann = export_tasks[0]["annotations"][0]  # the first annotator's, with the rotated box
+    rotated = [r for r in ann["result"] if r["type"] == "rectanglelabels" and r["value"]["rotation"]]
+    assert len(rotated) == 1
+    task = copy.deepcopy(export_tasks[0])
+    task["annotations"] = [dict(ann, result=[r for r in ann["result"] if r["type"] == "rectanglelabels"])]
+    export_to_dataset([task], "obb", tmp_path / "ours", label_config=CONFIG, images=None)
+    _assert_same(_ours(tmp_path / "ours"), _sdk_lines([task], tmp_path, obb=True))
+    # detect: the rotated box becomes its axis-aligned bounding box (the sdk's rotated_rectangle, in percent)
+    export_to_dataset([task], "detect", tmp_path / "det", label_config=CONFIG, images=None)
+    x, y, w, h = Converter.rotated_rectangle(rotated[0]["value"])
+    expected = ("tumor", tuple(round(v, 6) for v in ((x + w / 2) / 100, (y + h / 2) / 100, w / 100, h / 100)))
+    lines = next(iter(_ours(tmp_path / "det").values()))
+    assert any(n == expected[0] and np.allclose(v, expected[1], atol=1e-6) for n, v in lines)
+
+
+def test_detect_dataset_with_real_images(export_tasks, tmp_path, shared_data):
+    out = tmp_path / "det"
+    report = export_to_dataset(
+        export_tasks, "detect", out, label_config=CONFIG, images=ImageLoader(local_root=shared_data)
+    )
+    assert report.converted == 3 and len(report.skipped) == 1
+    assert report.skipped[0][0] == "task 4" and "no submitted annotation" in report.skipped[0][1]
+    data_yaml = (out / "data.yaml").read_text()
+    assert 'names:\n  0: "tumor"\n  1: "lymphocyte"' in data_yaml and "val: images/val" in data_yaml
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "detect" and manifest["classes"] == ["tumor", "lymphocyte"]
+    assert {i["task_id"]: i["annotation_ids"] for i in manifest["items"]} == {1: [2], 2: [3], 3: [6]}
+    assert {i["group"] for i in manifest["items"]} == {"TCGA-A7-A13E", "TCGA-AR-A1AK", "TCGA-AR-A1AS"}
+    splits = {i["split"] for i in manifest["items"]}
+    assert splits == {"train", "val"}
+    for item in manifest["items"]:
+        img = Image.open(out / "images" / item["split"] / f"{item['stem']}.png")
+        assert img.size == (1000, 1000)
+        assert (out / "labels" / item["split"] / f"{item['stem']}.txt").is_file()
+    # the same input gives the same fingerprint; another split changes it
+    again = export_to_dataset(export_tasks, "detect", tmp_path / "again", label_config=CONFIG, images=None)
+    assert again.converted == 3
+    assert (
+        json.loads((tmp_path / "again" / "manifest.json").read_text())["fingerprint"]
+        == manifest["fingerprint"]
+    )
+
+
+def test_masks_from_brushes_and_polygons(export_tasks, tmp_path, shared_data):
+    out = tmp_path / "seg"
+    report = export_to_dataset(
+        export_tasks,
+        "segment",
+        out,
+        label_config=CONFIG,
+        images=ImageLoader(local_root=shared_data),
+        binary_masks=True,
+    )
+    assert report.converted == 3
+    assert (out / "classes.txt").read_text() == "tumor\nlymphocyte\n"
+    item = next(i for i in json.loads((out / "manifest.json").read_text())["items"] if i["task_id"] == 2)
+    mask = np.asarray(Image.open(out / "masks" / item["split"] / f"{item['stem']}.png"))
+    ann = export_tasks[1]["annotations"][0]  # the ground-truth one: tumor polygon + tumor brush
+    brush_px = (
+        np.reshape(
+            brush.decode_rle(next(r for r in ann["result"] if r["type"] == "brushlabels")["value"]["rle"]),
+            (1000, 1000, 4),
+        )[:, :, 3]
+        > 0
+    )
+    assert set(np.unique(mask)) == {0, 1}
+    assert (mask[brush_px] == 1).all()
+    assert (mask == 1).sum() > brush_px.sum()  # the polygon adds pixels
+    binary = np.asarray(Image.open(out / "masks_binary" / item["split"] / item["stem"] / "tumor.png"))
+    assert np.array_equal(binary > 0, mask == 1)
+    assert Image.open(out / "images" / item["split"] / f"{item['stem']}.png").size == (1000, 1000)
+
+
+def test_classification_tree(export_tasks, tmp_path, shared_data):
+    out = tmp_path / "cls"
+    export_to_dataset(
+        export_tasks, "classify", out, label_config=CONFIG, images=ImageLoader(local_root=shared_data)
+    )
+    files = sorted(p.relative_to(out).parts[1:] for p in out.glob("*/*/*.png"))
+    assert files == [
+        ("benign", "TCGA-A7-A13E-01Z-00-DX1.png"),
+        ("benign", "TCGA-AR-A1AS-01Z-00-DX1.png"),
+        ("malignant", "TCGA-AR-A1AK-01Z-00-DX1.png"),
+    ]
+
+
+def test_per_annotator_items(export_tasks, tmp_path):
+    export_to_dataset(
+        export_tasks, "classify", tmp_path / "c", label_config=CONFIG, images=None, per_annotator=True
+    )
+    items = json.loads((tmp_path / "c" / "manifest.json").read_text())["items"]
+    first = sorted((i["stem"], i["class"]) for i in items if i["task_id"] == 1)
+    assert first == [("TCGA-A7-A13E-01Z-00-DX1-a1", "malignant"), ("TCGA-A7-A13E-01Z-00-DX1-a2", "benign")]
+
+
+def test_bad_input_is_reported_and_the_rest_converts(export_tasks, tmp_path):
+    tasks = export_tasks[:3]
+    good = tasks[2]["annotations"][1]["result"]
+    rect = next(r for r in good if r["type"] == "rectanglelabels")
+    bad = copy.deepcopy(tasks[2])
+    bad["id"] = 101
+    bad["data"]["image"] = "/data/local-files/?d=monuseg-breast/images/missing.tif"
+    wrong_label = copy.deepcopy(tasks[2])
+    wrong_label["id"], wrong_label["data"]["image"] = 102, "/data/local-files/?d=x/TCGA-AA-0001-x.png"
+    r = copy.deepcopy(rect)
+    r["value"]["rectanglelabels"] = ["mitosis"]
+    zero = copy.deepcopy(rect)
+    zero["value"]["width"] = 0
+    wrong_label["annotations"] = [{"id": 900, "result": [r, zero]}]
+    bad_rle = copy.deepcopy(tasks[2])
+    bad_rle["id"], bad_rle["data"]["image"] = 103, "/data/local-files/?d=x/TCGA-AA-0002-x.png"
+    b = next(copy.deepcopy(x) for x in good if x["type"] == "brushlabels")
+    b["original_width"] = 999
+    bad_rle["annotations"] = [{"id": 901, "result": [b]}]
+    not_a_task = "garbage"
+    report = export_to_dataset(
+        [*tasks, bad, wrong_label, bad_rle, not_a_task],
+        "detect",
+        tmp_path / "d",
+        label_config=CONFIG,
+        images=None,
+    )
+    # 101 converts in labels-only mode (no image needed); 103 has only a brush: an empty (negative) label file
+    assert report.converted == 3 + 2
+    reasons = dict(report.skipped)
+    assert "label 'mitosis' is not in the label config" in reasons.values()
+    assert any("zero-area rectangle" in v for v in reasons.values())
+    assert any(k == "task 102 (annotation 900)" and "none of its 2 regions" in v for k, v in report.skipped)
+    assert "task #6" in reasons
+    seg = export_to_dataset([bad_rle], "segment", tmp_path / "s", label_config=CONFIG, images=None)
+    assert not seg.ok and any("bad RLE" in v and "expected 1000x999x4" in v for _, v in seg.skipped)
+    assert not (tmp_path / "s").exists()
+    img = export_to_dataset(
+        [bad], "detect", tmp_path / "i", label_config=CONFIG, images=ImageLoader(local_root="/nonexistent")
+    )
+    assert not img.ok and "image not found" in img.skipped[0][1] and img.skipped[0][0].startswith("task 101")
+
+
+def test_load_export_errors_name_the_file(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"id": 1, "data": ')
+    with pytest.raises(ValueError, match="broken.json: not valid JSON"):
+        load_export(broken)
+    (tmp_path / "obj.json").write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="obj.json: expected a list"):
+        load_export(tmp_path / "obj.json")
+    assert len(load_export(EXPORT)) == 4
+
+
+def test_splits_are_stable_as_the_dataset_grows(tmp_path):
+    def task(i: int, patient: int) -> dict:
+        return {
+            "id": i,
+            "data": {"image": f"/data/upload/1/TCGA-A{patient % 10}-{patient:04d}-01Z-tile{i}.png"},
+            "annotations": [
+                {
+                    "id": i,
+                    "result": [
+                        {
+                            "type": "choices",
+                            "from_name": "diagnosis",
+                            "to_name": "image",
+                            "value": {"choices": ["benign"]},
+                        }
+                    ],
+                }
+            ],
+        }
+
+    small = [task(i, i // 3) for i in range(30)]
+    export_to_dataset(small, "classify", tmp_path / "a", label_config=CONFIG, images=None)
+    before = {
+        i["stem"]: i["split"] for i in json.loads((tmp_path / "a" / "manifest.json").read_text())["items"]
+    }
+    grown = small + [task(i, i // 3) for i in range(30, 300)]
+    export_to_dataset(grown, "classify", tmp_path / "b", label_config=CONFIG, images=None)
+    items = json.loads((tmp_path / "b" / "manifest.json").read_text())["items"]
+    after = {i["stem"]: i["split"] for i in items}
+    assert all(after[s] == before[s] for s in before)
+    by_group: dict[str, set] = {}
+    for i in items:
+        by_group.setdefault(i["group"], set()).add(i["split"])
+    assert all(len(s) == 1 for s in by_group.values())  # never one patient on both sides
+    val = sum(1 for s in after.values() if s == "val") / len(after)
+    assert 0.1 < val < 0.3

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from converters.tiling import tile_windows
 from training.artifacts import ArtifactError, ModelCard, load_weights
 
 TILE_BATCH = 8
@@ -148,14 +149,6 @@ def load_model(version_dir: Path, device: str = "cpu") -> Predictor:
     return cls(card, model, device)
 
 
-def _windows(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    if height <= tile and width <= tile:
-        return [(0, 0, width, height)]
-    from converters.tiling import tile_windows
-
-    return list(tile_windows(height, width, tile, overlap))
-
-
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     if abs(scale - 1.0) < 1e-6:
         return image
@@ -184,7 +177,7 @@ class _Base:
 
         size = self.card.input_size
         h, w = image.shape[:2]
-        windows = _windows(h, w, size, self.overlap)
+        windows = tile_windows(h, w, size, self.overlap)
         for i in range(0, len(windows), TILE_BATCH):
             chunk = windows[i : i + TILE_BATCH]
             batch = np.full((len(chunk), size, size, 3), pad_value, dtype=np.uint8)

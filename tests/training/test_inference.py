@@ -114,7 +114,6 @@ def test_bad_image_is_refused(tmp_path: Path) -> None:
 
 
 def test_tiled_segmentation_matches_single_tile_where_one_tile_covers(tmp_path: Path) -> None:
-    pytest.importorskip("converters.tiling", reason="converters.tiling has not landed yet")
     p = load_model(_version(tmp_path, SEGMENT))
     big = _image(150, 170, seed=5)
     whole = p.predict(big).probs
@@ -125,7 +124,6 @@ def test_tiled_segmentation_matches_single_tile_where_one_tile_covers(tmp_path: 
 
 
 def test_tiled_detection_boxes_are_in_image_coordinates(tmp_path: Path) -> None:
-    pytest.importorskip("converters.tiling", reason="converters.tiling has not landed yet")
     p = load_model(_version(tmp_path, DETECT))
     p.conf = 0.0
     det = p.predict(_image(150, 200, seed=2))

@@ -102,8 +102,12 @@ def test_weights_of_another_model_are_refused(segment_data: Path, segment_versio
 
 def test_monuseg_nuclei(monuseg, tmp_path: Path) -> None:
     data = monuseg("segment", crop=128, per_tile=1)
-    result = get_trainer("segment").train(
-        data, TrainConfig(**{**TINY, "imgsz": 128, "epochs": 1}), tmp_path / "out"
-    )
+    result = get_trainer("segment").train(data, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "out")
     assert result.card.classes == ["nucleus"] and result.metrics["n_images"] == 1
     assert 0.0 <= result.metrics["dice"] <= 1.0
+    # 64 px crops from 128 px tiles for training; the 128 px val tile is predicted by overlapping tiles
+    assert load_model(tmp_path / "out").predict(np.zeros((128, 128, 3), np.uint8)).probs.shape == (
+        1,
+        128,
+        128,
+    )

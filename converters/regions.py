@@ -167,12 +167,32 @@ def brush_mask(value: dict, width: int, height: int) -> np.ndarray:
         raise RegionError(f"bad RLE: {exc}") from None
 
 
+def polygon_window(points_px: np.ndarray, height: int, width: int) -> tuple[slice, slice, np.ndarray] | None:
+    """Which pixels a polygon covers: (rows, cols, bool mask of that window), or None when it covers none.
+
+    A pixel counts when its centre lies inside the polygon, so the pixel count matches the polygon's
+    area (MoNuSeg's ``Area`` within about 1 %); vertices outside the image are effectively clipped.
+    """
+    from matplotlib.path import Path as MplPath
+
+    pts = np.asarray(points_px, dtype=np.float64)
+    x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int), 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())), int(width))
+    y1 = min(int(np.ceil(pts[:, 1].max())), int(height))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    centres = np.column_stack([xx.ravel() + 0.5, yy.ravel() + 0.5])
+    inside = MplPath(pts).contains_points(centres).reshape(yy.shape)
+    return slice(y0, y1), slice(x0, x1), inside
+
+
 def rasterize(polygons: list[tuple[np.ndarray, int]], height: int, width: int) -> np.ndarray:
     """Paint (pixel vertices, value) polygons in order into a (H, W) uint8 mask; later ones on top."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("L", (int(width), int(height)), 0)
-    draw = ImageDraw.Draw(img)
+    mask = np.zeros((int(height), int(width)), np.uint8)
     for pts, value in polygons:
-        draw.polygon([(float(x), float(y)) for x, y in pts], fill=int(value), outline=int(value))
-    return np.asarray(img, dtype=np.uint8).copy()
+        win = polygon_window(pts, height, width)
+        if win is not None:
+            rows, cols, inside = win
+            mask[rows, cols][inside] = value
+    return mask

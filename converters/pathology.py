@@ -1,0 +1,383 @@
+"""Pathology annotation formats: Aperio/ImageScope XML polygons (MoNuSeg) and BreCaHAD point JSON.
+
+Aperio XML has one ``<Region>`` per object with ``<Vertex X Y>`` children (floats, some a little outside
+the image) and an ``Area`` attribute in px². :func:`aperio_to_dataset` writes masks (pixel centres inside
+the polygon: the pixel count agrees with ``Area`` within about 1 %), YOLO boxes or YOLO polygons, with
+vertices outside the image clipped (counted as a warning). BreCaHAD JSON maps a class to a list of
+nucleus centres ``{"x", "y"}`` normalised to [0, 1]; the image is not part of the annotation, so its size
+is passed in. :func:`brecahad_to_dataset` writes circular masks or fixed-size boxes around each centre.
+
+>>> pts = {"tumor": np.array([[0.5, 0.5]])}
+>>> points_to_boxes(pts, ["tumor"], width=100, height=50, box_size=10)
+[(0, 45.0, 20.0, 55.0, 30.0)]
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from converters.dataset import DatasetWriter, format_line
+from converters.images import ImageError, ImageLoader, image_size
+from converters.regions import polygon_window
+from converters.report import ConversionReport
+from converters.split import assign_split, group_of
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+CASE_REGEX = r"^(.+?)[-_]\d+$"  # BreCaHAD: Case_1-01 -> Case_1
+BRECAHAD_CLASSES = ("mitosis", "non_mitosis", "apoptosis", "tumor", "non_tumor", "lumen", "non_lumen")
+
+
+@dataclass
+class Region:
+    id: str
+    points: np.ndarray
+    """(K, 2) pixel vertices (x, y), as in the file."""
+    area: float | None
+    """The file's ``Area`` attribute (px²), when present."""
+    label: str
+
+
+def parse_aperio_xml(path: str | Path, default_label: str = "nucleus") -> list[Region]:
+    """The regions of an Aperio/ImageScope XML file; ``ValueError`` naming the file when it is malformed.
+
+    A region's label is its ``<Annotation Name>`` when set, else ``default_label``. Regions with fewer
+    than 3 vertices or non-numeric coordinates are returned with an empty ``points`` array (the caller
+    reports them).
+    """
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{path.name}: not valid XML ({exc})") from None
+    except OSError as exc:
+        raise ValueError(f"{path.name}: cannot read ({exc.strerror})") from None
+    regions = []
+    for annotation in root.iter("Annotation"):
+        label = (annotation.get("Name") or "").strip() or default_label
+        for r in annotation.iter("Region"):
+            try:
+                pts = np.array([[float(v.get("X")), float(v.get("Y"))] for v in r.iter("Vertex")], np.float64)
+                ok = pts.ndim == 2 and len(pts) >= 3 and np.isfinite(pts).all()
+            except (TypeError, ValueError):
+                pts, ok = np.zeros((0, 2)), False
+            try:
+                area = float(r.get("Area")) if r.get("Area") is not None else None
+            except ValueError:
+                area = None
+            regions.append(
+                Region(str(r.get("Id", len(regions))), pts if ok else np.zeros((0, 2)), area, label)
+            )
+    if not regions and root.tag != "Annotations":
+        raise ValueError(f"{path.name}: not an Aperio XML file (root <{root.tag}>)")
+    return regions
+
+
+def regions_to_mask(regions: list[Region], classes: list[str], height: int, width: int) -> np.ndarray:
+    """Class-index mask (0 background, i+1 = classes[i]) of the regions, later regions on top."""
+    mask = np.zeros((height, width), np.uint8)
+    index = {c: i + 1 for i, c in enumerate(classes)}
+    for r in regions:
+        if len(r.points) < 3 or r.label not in index:
+            continue
+        win = polygon_window(np.clip(r.points, 0, [width, height]), height, width)
+        if win is not None:
+            rows, cols, inside = win
+            mask[rows, cols][inside] = index[r.label]
+    return mask
+
+
+def _find_image(images_dir: Path, stem: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        for cand in (images_dir / f"{stem}{suffix}", images_dir / f"{stem}{suffix.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def aperio_to_dataset(
+    xml_dir: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    kind: str = "segment",
+    *,
+    classes: list[str] | None = None,
+    default_label: str = "nucleus",
+    val_fraction: float = 0.2,
+    group_regex: str | None = None,
+    seed: int = 0,
+    binary_masks: bool = False,
+    progress: bool = False,
+) -> ConversionReport:
+    """Aperio XML folder + images folder (same stems) → ``segment`` masks, ``detect`` boxes or
+    ``yolo-segment`` polygons. Classes default to the region labels in order of appearance."""
+    if kind not in ("segment", "detect", "yolo-segment"):
+        raise ValueError(f"kind must be segment, detect or yolo-segment, not {kind!r}")
+    xml_dir, images_dir = Path(xml_dir), Path(images_dir)
+    report = ConversionReport()
+    parsed: list[tuple[Path, list[Region]]] = []
+    for xml in sorted(xml_dir.glob("*.xml")):
+        try:
+            parsed.append((xml, parse_aperio_xml(xml, default_label)))
+        except ValueError as exc:
+            report.skip(xml.name, str(exc).split(": ", 1)[-1])
+    if classes is None:
+        classes = []
+        for _, regions in parsed:
+            classes.extend(r.label for r in regions if r.label not in classes)
+        classes = classes or [default_label]
+    writer = DatasetWriter(out_dir, kind, classes)
+    loader = ImageLoader()
+    try:
+        for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
+            _convert_aperio(
+                xml,
+                regions,
+                images_dir,
+                kind,
+                classes,
+                loader,
+                writer,
+                report,
+                binary_masks,
+                val_fraction=val_fraction,
+                group_regex=group_regex,
+                seed=seed,
+            )
+        if report.converted:
+            report.output = str(writer.publish())
+        else:
+            writer.abandon()
+    except BaseException:
+        writer.abandon()
+        raise
+    return report
+
+
+def _convert_aperio(
+    xml, regions, images_dir, kind, classes, loader, writer, report, binary_masks, **split_kw
+):
+    image_path = _find_image(images_dir, xml.stem)
+    if image_path is None:
+        report.skip(xml.name, f"no image {xml.stem}.* in {images_dir}")
+        return
+    try:
+        array = (
+            loader.load(image_path)
+            if kind == "segment" or image_path.suffix.lower() not in (".png", ".jpg", ".jpeg")
+            else None
+        )
+        width, height = (array.shape[1], array.shape[0]) if array is not None else image_size(image_path)
+    except (ImageError, OSError) as exc:
+        report.skip(xml.name, f"image: {exc}")
+        return
+    index = {c: i for i, c in enumerate(classes)}
+    usable, lines, clipped = [], [], 0
+    for r in regions:
+        where = f"{xml.name} region {r.id}"
+        if len(r.points) < 3:
+            report.skip(where, "fewer than 3 numeric vertices")
+            continue
+        if r.label not in index:
+            report.skip(where, f"label '{r.label}' is not one of the classes")
+            continue
+        pts = np.clip(r.points, 0, [width, height])
+        if not np.array_equal(pts, r.points):
+            clipped += 1
+        x0, y0 = pts.min(0)
+        x1, y1 = pts.max(0)
+        if x1 - x0 <= 0 or y1 - y0 <= 0:
+            report.skip(where, "zero area inside the image")
+            continue
+        usable.append(r)
+        cid = index[r.label]
+        if kind == "detect":
+            lines.append(
+                format_line(
+                    cid,
+                    ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height),
+                )
+            )
+        elif kind == "yolo-segment":
+            lines.append(format_line(cid, (pts / [width, height]).ravel()))
+    if clipped:
+        report.warn(xml.name, f"{clipped} regions had vertices outside the {width}x{height} image (clipped)")
+    if regions and not usable:
+        report.skip(xml.name, f"none of its {len(regions)} regions could be converted")
+        return
+    stem = writer.unique_stem(xml.stem)
+    group = group_of(stem, split_kw["group_regex"])
+    split = assign_split(
+        group, group_regex=r"(.+)", val_fraction=split_kw["val_fraction"], seed=split_kw["seed"]
+    )
+    writer.write_image(
+        split, stem, source=image_path if array is None else None, array=array, name=image_path.name
+    )
+    if kind == "segment":
+        mask = regions_to_mask(usable, classes, height, width)
+        binary = {c: mask == i + 1 for i, c in enumerate(classes)} if binary_masks else None
+        writer.write_mask(split, stem, mask, binary)
+    else:
+        writer.write_labels(split, stem, lines)
+    writer.add_item(stem, split, None, [], group, source=xml.name, regions=len(usable))
+    report.add_converted(regions=len(usable))
+
+
+# -- BreCaHAD points ------------------------------------------------------------------------------------
+def load_brecahad(path: str | Path) -> dict[str, np.ndarray]:
+    """class → (N, 2) normalised centres; ``ValueError`` naming the file when malformed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{path.name}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name}: expected an object mapping class -> list of points")
+    out = {}
+    for cls, pts in data.items():
+        try:
+            arr = np.array([[float(p["x"]), float(p["y"])] for p in pts or []], np.float64).reshape(-1, 2)
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"{path.name}: class '{cls}' has points without numeric x/y") from None
+        out[str(cls)] = arr
+    return out
+
+
+def points_to_boxes(
+    points: dict[str, np.ndarray], classes: list[str], width: int, height: int, box_size: float
+) -> list[tuple[int, float, float, float, float]]:
+    """(class index, x0, y0, x1, y1) pixel boxes of ``box_size`` around each centre, clipped to the image."""
+    out = []
+    half = box_size / 2
+    for cid, cls in enumerate(classes):
+        for x, y in points.get(cls, np.zeros((0, 2))):
+            cx, cy = x * width, y * height
+            box = (max(cx - half, 0.0), max(cy - half, 0.0), min(cx + half, width), min(cy + half, height))
+            if box[2] > box[0] and box[3] > box[1]:
+                out.append((cid, *box))
+    return out
+
+
+def points_to_mask(
+    points: dict[str, np.ndarray], classes: list[str], width: int, height: int, radius: float
+) -> np.ndarray:
+    """Class-index mask with a disc of ``radius`` px around each centre (later classes on top)."""
+    mask = np.zeros((height, width), np.uint8)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for cid, cls in enumerate(classes):
+        for x, y in points.get(cls, np.zeros((0, 2))):
+            cx, cy = x * width, y * height
+            y0, y1 = max(int(cy - radius), 0), min(int(np.ceil(cy + radius)) + 1, height)
+            x0, x1 = max(int(cx - radius), 0), min(int(np.ceil(cx + radius)) + 1, width)
+            win = (xx[y0:y1, x0:x1] + 0.5 - cx) ** 2 + (yy[y0:y1, x0:x1] + 0.5 - cy) ** 2 <= radius**2
+            mask[y0:y1, x0:x1][win] = cid + 1
+    return mask
+
+
+def brecahad_to_dataset(
+    json_paths: list[str | Path] | str | Path,
+    out_dir: str | Path,
+    *,
+    width: int,
+    height: int,
+    kind: str = "detect",
+    classes: list[str] | None = None,
+    box_size: float = 32.0,
+    radius: float = 12.0,
+    images_dir: str | Path | None = None,
+    split: str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> ConversionReport:
+    """BreCaHAD point files → ``detect`` (fixed-size boxes) or ``segment`` (discs) datasets, per class.
+
+    The images are not part of BreCaHAD's annotations: give ``images_dir`` (same stems) to copy them,
+    else only labels/masks are written. Points outside [0, 1] are skipped.
+    """
+    if kind not in ("detect", "segment"):
+        raise ValueError(f"kind must be detect or segment, not {kind!r}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    paths = [Path(p) for p in ([json_paths] if isinstance(json_paths, str | Path) else json_paths)]
+    classes = list(classes or BRECAHAD_CLASSES)
+    report = ConversionReport()
+    writer = DatasetWriter(out_dir, kind, classes)
+    loader = ImageLoader()
+    try:
+        for path in paths:
+            try:
+                points = load_brecahad(path)
+            except ValueError as exc:
+                report.skip(path.name, str(exc).split(": ", 1)[-1])
+                continue
+            for cls, pts in points.items():
+                if cls not in classes and len(pts):
+                    report.skip(
+                        f"{path.name} class {cls}",
+                        f"class '{cls}' is not one of the classes ({len(pts)} points)",
+                    )
+                outside = ((pts < 0) | (pts > 1)).any(axis=1)
+                if outside.any():
+                    report.skip(f"{path.name} class {cls}", f"{int(outside.sum())} points outside [0, 1]")
+                    points[cls] = pts[~outside]
+            stem = writer.unique_stem(path.stem)
+            group = group_of(stem, CASE_REGEX)
+            s = split or assign_split(group, group_regex=r"(.+)", val_fraction=val_fraction, seed=seed)
+            if images_dir is not None:
+                image = _find_image(Path(images_dir), path.stem)
+                if image is None:
+                    report.skip(path.name, f"no image {path.stem}.* in {images_dir}")
+                    continue
+                try:
+                    arr = loader.load(image)
+                except ImageError as exc:
+                    report.skip(path.name, f"image: {exc}")
+                    continue
+                if arr.shape[:2] != (height, width):
+                    report.skip(path.name, f"image is {arr.shape[1]}x{arr.shape[0]}, not {width}x{height}")
+                    continue
+                writer.write_image(
+                    s,
+                    stem,
+                    array=arr,
+                    source=image if image.suffix.lower() in (".png", ".jpg") else None,
+                    name=image.name,
+                )
+            n = sum(len(points.get(c, ())) for c in classes)
+            if kind == "detect":
+                boxes = points_to_boxes(points, classes, width, height, box_size)
+                writer.write_labels(
+                    s,
+                    stem,
+                    [
+                        format_line(
+                            c,
+                            (
+                                (x0 + x1) / 2 / width,
+                                (y0 + y1) / 2 / height,
+                                (x1 - x0) / width,
+                                (y1 - y0) / height,
+                            ),
+                        )
+                        for c, x0, y0, x1, y1 in boxes
+                    ],
+                )
+            else:
+                writer.write_mask(s, stem, points_to_mask(points, classes, width, height, radius))
+            writer.add_item(stem, s, None, [], group, source=path.name, regions=n)
+            report.add_converted(regions=n)
+        if report.converted:
+            report.output = str(writer.publish())
+        else:
+            writer.abandon()
+    except BaseException:
+        writer.abandon()
+        raise
+    return report

@@ -1,0 +1,94 @@
+"""`histoloop train` end to end: a tiny real training registered in a real registry, and a failed one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from histoloop.cli import main
+from training.registry import Registry
+
+
+def _training_conftest():
+    """tests/training/conftest.py (its tiny dataset writers), loaded under its own module name."""
+    path = Path(__file__).resolve().parents[1] / "training" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("histoloop_training_test_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+write_classify = _training_conftest().write_classify
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"HISTOLOOP_MODEL_STORE": str(tmp_path / "store"), "HISTOLOOP_DEVICE": "cpu", "COLUMNS": "200"}
+
+
+def _reg(env: dict[str, str]) -> Registry:
+    store = env["HISTOLOOP_MODEL_STORE"]
+    return Registry(Path(store) / "registry.sqlite", Path(store))
+
+
+def test_train_registers_a_candidate(env, tmp_path: Path) -> None:
+    data = write_classify(tmp_path / "data", n=10, n_val=4)
+    (data / "manifest.json").write_text(json.dumps({
+        "kind": "classify", "classes": ["benign", "malignant"], "fingerprint": "abc123",
+        "items": [{"stem": "c0", "split": "train", "task_id": 1, "annotation_ids": [11, 12], "group": "p1"},
+                  {"stem": "c9", "split": "val", "task_id": 2, "annotation_ids": [13], "group": "p2"}],
+    }))  # fmt: skip
+    args = ["train", "--project", "4", "--kind", "classify", "--data", str(data), "--epochs", "1", "--batch", "4",
+            "--imgsz", "32", "--model", "resnet18"]  # fmt: skip
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "balanced_accuracy" in result.output and "4/classify/v1 (candidate)" in result.output
+    mv = _reg(env).get("4/classify/v1")
+    assert mv.status == "candidate" and "balanced_accuracy" in mv.metrics
+    assert (mv.artifact_dir / "weights.safetensors").is_file() and (
+        mv.artifact_dir / "metrics.json"
+    ).is_file()
+    assert mv.lineage["dataset_fingerprint"] == "abc123" and mv.lineage["annotation_count"] == 3
+    assert mv.lineage["n_train"] == 1 and mv.config["epochs"] == 1
+    assert not list((Path(env["HISTOLOOP_MODEL_STORE"]) / "staging").iterdir())
+    # the ultralytics/matplotlib config lives under the model store
+    assert (Path(env["HISTOLOOP_MODEL_STORE"]) / "ultralytics").is_dir()
+
+    # fine-tune from production, JSON output
+    _reg(env).promote("4/classify/v1")
+    args += ["--weights", "production", "--json"]
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["version"] == "4/classify/v2 (candidate)"
+    assert _reg(env).get("4/classify/v2").parent_id == mv.id
+
+
+def test_bad_dataset_is_recorded_failed(env, tmp_path: Path) -> None:
+    data = write_classify(tmp_path / "data", n=10, n_val=4)
+    for p in (data / "train" / "malignant").iterdir():
+        p.unlink()
+    args = [
+        "train",
+        "--project",
+        "4",
+        "--kind",
+        "classify",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--imgsz",
+        "32",
+    ]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 1
+    assert "no training images of class(es) ['malignant']" in result.output
+    [failed] = _reg(env).list(project="4")
+    assert failed.status == "failed" and "malignant" in failed.reason and failed.artifact_dir is None
+    assert _reg(env).production("4", "classify") is None
+    assert not list((Path(env["HISTOLOOP_MODEL_STORE"]) / "staging").iterdir())

@@ -12,7 +12,12 @@ stepping by ``tile - overlap``, the last row/column flush with the border so the
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from converters.report import ConversionReport
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:
@@ -90,3 +95,122 @@ def tile_image(image: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarr
     """The pixels of one window (a view)."""
     x0, y0, x1, y1 = window
     return image[y0:y1, x0:x1]
+
+
+def _read_yolo(path: Path) -> list[tuple[int, np.ndarray]]:
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 5:
+                out.append((int(parts[0]), np.array([float(v) for v in parts[1:]])))
+    return out
+
+
+def tile_dataset(
+    src: str | Path,
+    out_dir: str | Path,
+    *,
+    tile: int = 640,
+    overlap: int = 64,
+    min_visible: float = 0.5,
+    progress: bool = False,
+) -> ConversionReport:
+    """Cut every image of a dataset (detect, yolo-segment or segment layout, with its manifest.json) that is
+    larger than ``tile`` into overlapping tiles, labels clipped to each tile.
+
+    Boxes cut at a tile border are kept when at least ``min_visible`` of their area remains; polygons are
+    clipped (and dropped when nothing remains); masks are cropped. A tile keeps its source item's split and
+    group, so patient-level splits survive. Tiles are named ``<stem>_x<x0>_y<y0>``.
+    """
+    from PIL import Image
+    from tqdm import tqdm
+
+    from converters.dataset import DatasetWriter, format_line
+    from converters.images import ImageError, ImageLoader
+
+    src = Path(src)
+    report = ConversionReport()
+    try:
+        manifest = json.loads((src / "manifest.json").read_text())
+        kind, classes = manifest["kind"], manifest["classes"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{src}: not a histoloop dataset (manifest.json: {exc})") from None
+    if kind not in ("detect", "yolo-segment", "segment"):
+        raise ValueError(f"{src}: tiling supports detect, yolo-segment and segment datasets, not {kind}")
+    writer = DatasetWriter(out_dir, kind, classes)
+    loader = ImageLoader()
+    try:
+        for item in tqdm(manifest["items"], desc="tile", unit="image", disable=not progress, leave=False):
+            split, stem = item["split"], item["stem"]
+            images = sorted((src / "images" / split).glob(f"{stem}.*"))
+            if not images:
+                report.skip(stem, f"image images/{split}/{stem}.* not found")
+                continue
+            try:
+                image = loader.load(images[0])
+            except ImageError as exc:
+                report.skip(stem, str(exc))
+                continue
+            h, w = image.shape[:2]
+            if kind == "segment":
+                mask = np.asarray(Image.open(src / "masks" / split / f"{stem}.png"))
+            else:
+                labels = _read_yolo(src / "labels" / split / f"{stem}.txt")
+            for win in tile_windows(h, w, tile, overlap):
+                x0, y0, x1, y1 = win
+                tw, th = x1 - x0, y1 - y0
+                tstem = writer.unique_stem(f"{stem}_x{x0}_y{y0}")
+                writer.write_image(split, tstem, array=np.ascontiguousarray(tile_image(image, win)))
+                n = 0
+                if kind == "segment":
+                    writer.write_mask(split, tstem, np.ascontiguousarray(tile_image(mask, win)))
+                else:
+                    lines = []
+                    for cid, v in labels:
+                        if kind == "detect":
+                            box = np.array(
+                                [
+                                    (v[0] - v[2] / 2) * w,
+                                    (v[1] - v[3] / 2) * h,
+                                    (v[0] + v[2] / 2) * w,
+                                    (v[1] + v[3] / 2) * h,
+                                ]
+                            )
+                            kept, _ = clip_boxes(box[None], win, min_visible)
+                            for bx0, by0, bx1, by1 in kept:
+                                lines.append(
+                                    format_line(
+                                        cid,
+                                        (
+                                            (bx0 + bx1) / 2 / tw,
+                                            (by0 + by1) / 2 / th,
+                                            (bx1 - bx0) / tw,
+                                            (by1 - by0) / th,
+                                        ),
+                                    )
+                                )
+                        else:
+                            poly = clip_polygon(v.reshape(-1, 2) * [w, h], win)
+                            if len(poly):
+                                lines.append(format_line(cid, (poly / [tw, th]).ravel()))
+                    n = len(lines)
+                    writer.write_labels(split, tstem, lines)
+                writer.add_item(
+                    tstem,
+                    split,
+                    item.get("task_id"),
+                    item.get("annotation_ids", []),
+                    item.get("group", ""),
+                    source=stem,
+                    window=list(win),
+                )
+                report.add_converted(regions=n)
+        if report.converted:
+            report.output = str(writer.publish())
+        else:
+            writer.abandon()
+    except BaseException:
+        writer.abandon()
+        raise
+    return report

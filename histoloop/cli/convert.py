@@ -1,0 +1,324 @@
+"""``histoloop convert ...``: annotation formats → training datasets (a thin layer over converters/).
+
+Every command prints a summary (converted / skipped with reasons) and exits 0 when something usable was
+written, 1 when nothing was (or, with ``--strict``, when anything was skipped). Bad data never prints a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+TARGETS = {
+    "yolo-detect": "detect",
+    "yolo-obb": "obb",
+    "yolo-segment": "yolo-segment",
+    "masks": "segment",
+    "classify": "classify",
+}
+
+
+def _finish(report, strict: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False, soft_wrap=True)
+        style = "green" if report.ok and not report.skipped else "yellow" if report.ok else "red"
+        lines = report.summary().splitlines()
+        console.print(f"[{style}]{lines[0]}[/]" + (f" → {report.output}" if report.output else ""))
+        for line in lines[1:]:
+            console.print(line, markup=False)
+        if report.warnings:
+            console.print(
+                f"{len(report.warnings)} warnings (e.g. {report.warnings[0][0]}: {report.warnings[0][1]})",
+                markup=False,
+            )
+    if not report.ok:
+        click.echo("nothing usable was produced", err=True)
+        sys.exit(1)
+    if strict and report.skipped:
+        click.echo(f"--strict: {len(report.skipped)} items or regions were skipped", err=True)
+        sys.exit(1)
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:  # bad input files: a message, not a traceback
+        raise click.ClickException(str(exc)) from None
+
+
+common_split = [
+    click.option("--val-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True),
+    click.option(
+        "--group-regex",
+        default=None,
+        help="Regex whose first group is the split group "
+        "(default: the TCGA patient TCGA-XX-YYYY in the image name).",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="Split seed."),
+    click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped."),
+    click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+]
+
+
+def with_split_options(f):
+    for option in reversed(common_split):
+        f = option(f)
+    return f
+
+
+@click.group()
+def convert() -> None:
+    """Convert annotations (Label Studio, LabelImg, Aperio XML, BreCaHAD) into training datasets."""
+
+
+@convert.command("labelstudio")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "target", type=click.Choice(sorted(TARGETS)), required=True)
+@click.option(
+    "--label-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The project's label config XML (class order); default: inferred from the export.",
+)
+@click.option(
+    "--local-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Label Studio's local-files document root (default: the local_files_root setting).",
+)
+@click.option("--obb", is_flag=True, help="With --to yolo-detect: rotated rectangles as YOLO-OBB lines.")
+@click.option("--per-annotator", is_flag=True, help="One item per annotator instead of one per task.")
+@click.option(
+    "--approval",
+    type=click.Choice(["submitted", "ground_truth", "reviewed"]),
+    default="submitted",
+    show_default=True,
+)
+@click.option("--labels-only", is_flag=True, help="Write labels only (no images).")
+@with_split_options
+@click.pass_obj
+def labelstudio_cmd(
+    settings,
+    export,
+    out,
+    target,
+    label_config,
+    local_root,
+    obb,
+    per_annotator,
+    approval,
+    labels_only,
+    val_fraction,
+    group_regex,
+    seed,
+    strict,
+    as_json,
+) -> None:
+    """Label Studio JSON EXPORT → dataset OUT (YOLO detect/OBB/segment, PNG masks or class folders)."""
+    from converters.images import ImageLoader
+    from converters.labelstudio import export_to_dataset, load_export
+
+    kind = "obb" if (obb and target == "yolo-detect") else TARGETS[target]
+    images = None
+    if not labels_only:
+        images = ImageLoader(
+            local_root=local_root or getattr(settings, "local_files_root", None),
+            label_studio_url=getattr(settings, "label_studio_url", None),
+            api_key=settings.label_studio_api_key.get()
+            if getattr(settings, "label_studio_api_key", None)
+            else None,
+            max_bytes=getattr(settings, "max_image_bytes", 512 << 20),
+            max_pixels=getattr(settings, "max_image_pixels", 16384**2),
+        )
+    tasks = _run(load_export, export)
+    report = _run(
+        export_to_dataset,
+        tasks,
+        kind,
+        out,
+        label_config=label_config,
+        images=images,
+        val_fraction=val_fraction,
+        group_regex=group_regex,
+        seed=seed,
+        approval=approval,
+        per_annotator=per_annotator,
+        binary_masks=kind == "segment",
+        progress=_progress(),
+    )
+    _finish(report, strict, as_json)
+
+
+@convert.command("labelimg")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--to", "target", type=click.Choice(["yolo", "labelstudio"]), required=True)
+@click.option(
+    "--url-prefix",
+    default="/data/local-files/?d=",
+    show_default=True,
+    help="--to labelstudio: prefix of each task's image URL.",
+)
+@click.option(
+    "--relative-to",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="--to labelstudio: Label Studio's document root (image paths are made relative to it).",
+)
+@click.option("--as-annotations", is_flag=True, help="--to labelstudio: annotations instead of predictions.")
+@with_split_options
+def labelimg_cmd(
+    folder,
+    out,
+    target,
+    url_prefix,
+    relative_to,
+    as_annotations,
+    val_fraction,
+    group_regex,
+    seed,
+    strict,
+    as_json,
+) -> None:
+    """LabelImg FOLDER (VOC XML or YOLO txt) → YOLO dataset OUT, or Label Studio tasks OUT (.json)."""
+    from converters.labelimg import labelimg_to_labelstudio, labelimg_to_yolo
+
+    if target == "yolo":
+        report = _run(
+            labelimg_to_yolo, folder, out, val_fraction=val_fraction, group_regex=group_regex, seed=seed
+        )
+    else:
+        report = _run(
+            labelimg_to_labelstudio,
+            folder,
+            out,
+            url_prefix=url_prefix,
+            relative_to=relative_to,
+            as_annotations=as_annotations,
+        )
+    _finish(report, strict, as_json)
+
+
+@convert.command("aperio")
+@click.argument("xml_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("images_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "target", type=click.Choice(["masks", "yolo-detect", "yolo-segment"]), required=True)
+@click.option(
+    "--label",
+    "default_label",
+    default="nucleus",
+    show_default=True,
+    help="Class of regions whose <Annotation> has no Name.",
+)
+@with_split_options
+def aperio_cmd(
+    xml_dir, images_dir, out, target, default_label, val_fraction, group_regex, seed, strict, as_json
+) -> None:
+    """Aperio/ImageScope XML_DIR + IMAGES_DIR (same stems, e.g. MoNuSeg) → masks or YOLO dataset OUT."""
+    from converters.pathology import aperio_to_dataset
+
+    kind = {"masks": "segment", "yolo-detect": "detect", "yolo-segment": "yolo-segment"}[target]
+    report = _run(
+        aperio_to_dataset,
+        xml_dir,
+        images_dir,
+        out,
+        kind,
+        default_label=default_label,
+        val_fraction=val_fraction,
+        group_regex=group_regex,
+        seed=seed,
+        binary_masks=kind == "segment",
+        progress=_progress(),
+    )
+    _finish(report, strict, as_json)
+
+
+@convert.command("brecahad")
+@click.argument(
+    "json_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--width", type=click.IntRange(1), required=True, help="Image width in px (BreCaHAD: 1360).")
+@click.option("--height", type=click.IntRange(1), required=True, help="Image height in px (BreCaHAD: 1024).")
+@click.option(
+    "--to", "target", type=click.Choice(["yolo-detect", "masks"]), default="yolo-detect", show_default=True
+)
+@click.option(
+    "--box-size", type=float, default=32.0, show_default=True, help="Box side in px around each centre."
+)
+@click.option("--radius", type=float, default=12.0, show_default=True, help="Disc radius in px (masks).")
+@click.option(
+    "--images-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder with the images (same stems); without it only labels are written.",
+)
+@click.option("--val-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def brecahad_cmd(
+    json_files, out, width, height, target, box_size, radius, images_dir, val_fraction, strict, as_json
+) -> None:
+    """BreCaHAD point JSON_FILES → fixed-size boxes or circular masks per class in OUT."""
+    from converters.pathology import brecahad_to_dataset
+
+    report = _run(
+        brecahad_to_dataset,
+        list(json_files),
+        out,
+        width=width,
+        height=height,
+        kind="detect" if target == "yolo-detect" else "segment",
+        box_size=box_size,
+        radius=radius,
+        images_dir=images_dir,
+        val_fraction=val_fraction,
+    )
+    _finish(report, strict, as_json)
+
+
+@convert.command("tile")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--tile", "tile_size", type=click.IntRange(16), default=640, show_default=True)
+@click.option("--overlap", type=click.IntRange(0), default=64, show_default=True)
+@click.option(
+    "--min-visible",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Keep a box cut at a tile border when at least this fraction of it remains.",
+)
+@click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def tile_cmd(dataset, out, tile_size, overlap, min_visible, strict, as_json) -> None:
+    """Cut the images of DATASET (detect, yolo-segment or masks) into overlapping tiles, labels clipped."""
+    from converters.tiling import tile_dataset
+
+    if overlap >= tile_size:
+        raise click.BadParameter("must be smaller than --tile", param_hint="--overlap")
+    report = _run(
+        tile_dataset,
+        dataset,
+        out,
+        tile=tile_size,
+        overlap=overlap,
+        min_visible=min_visible,
+        progress=_progress(),
+    )
+    _finish(report, strict, as_json)

@@ -29,19 +29,19 @@ def setup():
     schema = body.get("schema")
     if schema is not None and not isinstance(schema, str):
         fail(400, "'schema' must be the label config XML string")
-    hostname = body.get("hostname")
-    token = body.get("access_token")
-    state = b.projects.setup(
+    config = schema or b.projects.get(key).label_config
+    kinds: tuple[str, ...] = ()
+    if config:
+        try:
+            kinds = parse_label_config(config).kinds
+        except LabelConfigError as exc:
+            fail(400, f"project {key}: {exc}")
+    hostname, token = body.get("hostname"), body.get("access_token")
+    b.projects.setup(
         key,
-        schema,
+        config,
         hostname if isinstance(hostname, str) else None,
         token if isinstance(token, str) else None,
     )
-    kinds: tuple[str, ...] = ()
-    if state.label_config:
-        try:
-            kinds = parse_label_config(state.label_config).kinds
-        except LabelConfigError as exc:
-            fail(400, f"project {key}: {exc}")
     b.cache.warm(key, kinds)
     return jsonify(model_version=b.cache.versions(key, kinds).model_version)

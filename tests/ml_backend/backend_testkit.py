@@ -25,6 +25,7 @@ from training.registry import ModelVersion, Registry
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 OBSERVED = SHARED / "label-studio" / "requests-observed-1.23.2.jsonl"
 MONUSEG = SHARED / "data" / "monuseg-breast" / "images"
+MONUSEG_TILE = "TCGA-A7-A13E-01Z-00-DX1.tif"
 
 API_KEY = "0123456789abcdef0123456789abcdef01234567"
 BOX_CONFIG = (

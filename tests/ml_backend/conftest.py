@@ -2,7 +2,7 @@
 
 - ``make_settings(**overrides)``: settings on a fresh model store, with a local-files root holding
   generated PNGs (``images/a.png`` 200x160, ``images/b.png`` 320x240) and ``monuseg/`` linked to the
-  MoNuSeg tiles when ../shared/data is there.
+  MoNuSeg tile copied (a temp copy) when ../shared/data is there.
 - ``serve(settings)``: ``create_app(settings)`` served by werkzeug on a free port in a thread; returns a
   :class:`backend_testkit.Live` (``.url``, ``.setup()``, ``.predict()``).
 """
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from backend_testkit import MONUSEG, Live, png
+from backend_testkit import MONUSEG, MONUSEG_TILE, Live, png
 from werkzeug.serving import make_server
 
 from histoloop.settings import Settings, load_settings
@@ -28,8 +29,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     root = tmp_path / "files"
     png(root / "images" / "a.png", (200, 160), seed=1)
     png(root / "images" / "b.png", (320, 240), seed=2)
-    if MONUSEG.is_dir():
-        (root / "monuseg").symlink_to(MONUSEG.resolve())
+    if MONUSEG.is_dir():  # a copy in the test's temp dir: a link out of the root would (rightly) be refused
+        (root / "monuseg").mkdir()
+        shutil.copyfile(MONUSEG / MONUSEG_TILE, root / "monuseg" / MONUSEG_TILE)
 
     def make(**overrides: Any) -> Settings:
         base = load_settings(

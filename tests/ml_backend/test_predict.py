@@ -9,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, MONUSEG, add_version, task
+from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, MONUSEG, MONUSEG_TILE, add_version, task
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image
 
 from converters.rle import rle_to_mask
 from histoloop.settings import ProjectSettings, Secret
-
-MONUSEG_TILE = "TCGA-A7-A13E-01Z-00-DX1.tif"
 
 
 def check_prediction(prediction: dict, config: str, width: int, height: int, version: str) -> None:
@@ -82,18 +80,17 @@ def test_every_control_from_one_config(make_settings, serve) -> None:
 def test_a_monuseg_tiff_larger_than_the_model_input(make_settings, serve) -> None:
     settings = make_settings()
     add_version(settings, "4", "detect")
-    add_version(settings, "4", "segment")
-    config = FULL_CONFIG.replace('<Choices name="dx" toName="image"><Choice value="benign"/>'
-                                 '<Choice value="malignant"/></Choices>', "")  # fmt: skip
     live = serve(settings)
-    version = live.setup(config)
-    out = live.predict([task(3, f"/data/local-files/?d=monuseg/{MONUSEG_TILE}")], config)
+    version = live.setup(BOX_CONFIG)
+    out = live.predict([task(3, f"/data/local-files/?d=monuseg/{MONUSEG_TILE}")], BOX_CONFIG)
     prediction = out["results"][0]
-    boxes = [r for r in prediction["result"] if r["type"] == "rectanglelabels"]
-    assert boxes and all(r["original_width"] == 1000 for r in boxes)
-    # boxes come from every tile of the 1000 px field, not only the first 256 px
-    assert max(r["value"]["x"] for r in boxes) > 50 and max(r["value"]["y"] for r in boxes) > 50
-    check_prediction(prediction, config, 1000, 1000, version)
+    boxes = prediction["result"]
+    assert boxes and all(r["original_width"] == r["original_height"] == 1000 for r in boxes)
+    # boxes come from every tile of the 1000 px field (the model input is 256 px), merged across tiles
+    xs = [r["value"]["x"] + r["value"]["width"] / 2 for r in boxes]
+    ys = [r["value"]["y"] + r["value"]["height"] / 2 for r in boxes]
+    assert min(xs) < 25 and max(xs) > 75 and min(ys) < 25 and max(ys) > 75
+    check_prediction(prediction, BOX_CONFIG, 1000, 1000, version)
 
 
 def test_one_bad_task_never_fails_the_batch(make_settings, serve, caplog, tmp_path: Path) -> None:

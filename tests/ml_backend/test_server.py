@@ -44,7 +44,7 @@ def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[st
             try:
                 if requests.get(f"{url}/health", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or the worker still booting
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)

@@ -61,6 +61,10 @@ def export_project(settings: Any, project: str) -> tuple[list[dict[str, Any]], s
     from label_studio_sdk.client import LabelStudio
     from label_studio_sdk.core.api_error import ApiError
 
+    if not settings.label_studio_api_key:
+        raise RuntimeError(
+            "no Label Studio API key: set HISTOLOOP_LABEL_STUDIO_API_KEY (or LABEL_STUDIO_API_KEY)"
+        )
     client = LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key.get(),
                          timeout=120)  # fmt: skip
     try:
@@ -159,7 +163,8 @@ def _train_and_register(
     from workers.promotion import should_promote
 
     ps = settings.project(project)
-    dataset_dir = registry.staging_dir()
+    work = registry.staging_dir()  # the dataset (and the converter's temp folder) live in here
+    dataset_dir = work / "dataset"
     staging = registry.staging_dir()
     try:
         progress.stage("convert", tasks=len(tasks))
@@ -169,7 +174,8 @@ def _train_and_register(
             max_pixels=settings.max_image_pixels,
         )  # fmt: skip
         report = export_to_dataset(tasks, kind, dataset_dir, label_config=label_config, images=images,
-                                   val_fraction=ps.val_fraction, group_regex=ps.split_group_regex, seed=0)  # fmt: skip
+                                   val_fraction=ps.val_fraction, group_regex=ps.split_group_regex, seed=0,
+                                   approval=ps.approval)  # fmt: skip
         for item, why in list(report.skipped)[:20]:
             log.warning("job %s: skipped %s: %s", job_id, item, why)
         if not report.converted:
@@ -218,7 +224,7 @@ def _train_and_register(
             "decision": why, "metrics": _scalars(candidate), "production_metrics": _scalars(production_metrics),
         }  # fmt: skip
     finally:
-        shutil.rmtree(dataset_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -179,3 +179,27 @@ def wenv(settings: Settings, config_file: Path | None = None) -> dict[str, str]:
     else:
         env.pop("HISTOLOOP_CONFIG", None)
     return env
+
+
+CHOICES_CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<Choices name="diagnosis" toName="image" choice="single"><Choice value="benign"/><Choice value="malignant"/>'
+    "</Choices></View>"
+)
+
+
+def write_config(path: Path, kind: str, **train: Any) -> Path:
+    """A TOML config file with the training options of ``kind`` (what a worker process reads)."""
+    options = ", ".join(f"{k} = {json.dumps(v)}" for k, v in train.items())
+    path.write_text(f"[train]\n{kind} = {{ {options} }}\n")
+    return path
+
+
+def predict_body(project: int, image: str, label_config: str = CHOICES_CONFIG) -> dict[str, Any]:
+    """A /predict body as Label Studio 1.23 sends it."""
+    return {
+        "tasks": [{"id": 1, "data": {"image": image}, "project": project}],
+        "project": f"{project}.1795424387",
+        "label_config": label_config,
+        "params": {"login": None, "password": None, "context": None},
+    }

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import time
 from typing import Any
 
@@ -112,7 +113,7 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
         progress.stage("skipped")
         return {"status": "skipped", "reason": "nothing new since the last run of this kind"}
 
-    progress.stage("export")
+    progress.stage("export", pid=os.getpid(), host=socket.gethostname())
     try:
         tasks, label_config = export_project(settings, project)
     except LabelStudioUnavailable as exc:

@@ -42,7 +42,8 @@ def list_cmd(settings: Settings, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([i.to_dict() for i in infos], indent=2, default=str))
         return
-    table = Table("job", "status", "project", "kind", "progress", "enqueued", "worker")
+    table = Table("status", "project", "kind", "progress", "enqueued", "worker")
+    table.add_column("job", no_wrap=True)
     for i in infos:
         table.add_row(
             i.id, i.status, i.project, i.kind, _progress(i.meta), i.enqueued_at or "", i.worker or ""

@@ -1,0 +1,95 @@
+"""Killing a worker mid-training (SIGKILL): the job ends failed/abandoned and visible, its partial files are
+removed, the registry and production are untouched, and the next trigger retrains. Real processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wait_for, wenv, write_config
+
+from training.artifacts import ModelCard
+from training.registry import Registry
+from workers.events import EventStore
+
+MONUSEG = SHARED_DATA / "monuseg-breast" / "images"
+pytestmark = pytest.mark.skipif(
+    not MONUSEG.is_dir(), reason=f"real images (MoNuSeg tiles) not found at {MONUSEG}"
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _cli(settings, *args: str, config=None) -> str:
+    out = subprocess.run([sys.executable, "-m", "histoloop.cli", *args], env=wenv(settings, config),
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
+    stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
+    settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=stub.url,
+                                   local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    registry = Registry.from_settings(settings)
+    staging = registry.staging_dir()  # a production version to keep safe
+    ModelCard(
+        kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=64
+    ).save(staging)
+    production = registry.promote(registry.register("4", "classify", staging).id, by="test")
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        long_run = write_config(tmp_path / "long.toml", "classify", epochs=500, imgsz=64, batch=2)
+        worker = workers_started(settings, long_run)
+        job_id = _cli(settings, "retrain", "--project", "4", "--kind", "classify", config=long_run).strip()
+        assert job_id == "retrain-4-classify-1"
+        job = Job.fetch(job_id, connection=redis)
+        wait_for(
+            lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1,
+            150,
+            f"training to run:\n{worker.output()}",
+        )
+        horse = job.get_meta(refresh=True)["pid"]
+        assert list((settings.model_store / "staging").iterdir())  # partial files exist now
+        listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
+        assert listed[job_id]["status"] == "started" and listed[job_id]["meta"]["stage"] == "train"
+
+        worker.kill()  # SIGKILL: no cleanup code of the worker runs
+        wait_for(lambda: not _alive(horse), 10, "the horse to die with its worker")
+        assert job.get_status() == "started"  # nobody has noticed yet
+
+        quick = write_config(tmp_path / "quick.toml", "classify", epochs=1, imgsz=64, batch=2)
+        workers_started(settings, quick, burst=True).process.wait(30)  # a restarted worker recovers
+        assert job.get_status() == "failed"
+        assert job_id in FailedJobRegistry(settings.queue, connection=redis).get_job_ids()
+        assert "Abandoned" in (job.latest_result().exc_string or "")
+        assert EventStore(settings.events_path).run(job_id).status == "abandoned"
+        assert not list((settings.model_store / "staging").iterdir())  # partial files removed
+        assert [v.id for v in registry.list("4", "classify")] == [production.id]  # nothing registered
+        assert registry.production("4", "classify").id == production.id
+
+        # the next trigger retrains: a new job id, run by a fresh worker
+        next_id = _cli(settings, "retrain", "--project", "4", "--kind", "classify", config=quick).strip()
+        assert next_id == "retrain-4-classify-2"
+        again = workers_started(settings, quick, burst=True)
+        again.process.wait(150)
+        job2 = Job.fetch(next_id, connection=redis)
+        assert job2.get_status() == "finished", again.output()
+        assert job2.return_value()["version"] == "4/classify/v2"
+        assert Queue(settings.queue, connection=redis).count == 0
+    finally:
+        stub.close()

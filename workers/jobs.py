@@ -26,9 +26,8 @@ from typing import Any
 
 from redis import Redis
 from rq import Callback, Queue
-from rq.dependency import Dependency
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Dependency, Job, JobStatus
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,

@@ -127,10 +127,10 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
         )
     except BaseException as exc:
         _finish_failed(store, registry, settings, job_id, project, kind, exc, run.annotation_ids)
-        progress.stage(_failure_stage(exc), error=f"{type(exc).__name__}: {exc}"[:500])
+        progress.stage(_failure_stage(exc), check=False, error=f"{type(exc).__name__}: {exc}"[:500])
         raise
     store.finish_run(job_id, "done", version_id=summary["version_id"], detail=summary["decision"])
-    progress.stage("done", version=summary["version"], promoted=summary["promoted"])
+    progress.stage("done", check=False, version=summary["version"], promoted=summary["promoted"])
     return summary
 
 

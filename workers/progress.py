@@ -37,9 +37,12 @@ class JobProgress:
         self.min_interval_s = min_interval_s
         self._last = 0.0
 
-    def stage(self, stage: str, **extra: Any) -> None:
-        """Record a pipeline stage (export, convert, train, evaluate, register, done...)."""
-        self._save({"stage": stage, **extra}, force=True)
+    def stage(self, stage: str, *, check: bool = True, **extra: Any) -> None:
+        """Record a pipeline stage (export, convert, train, evaluate, register, done...).
+
+        ``check``: also honour a cancellation request here (False for the final stage of a run).
+        """
+        self._save({"stage": stage, **extra}, force=True, check=check)
 
     def __call__(self, progress: Progress) -> None:
         update: dict[str, Any] = {
@@ -51,7 +54,7 @@ class JobProgress:
         force = progress.stage != "train"  # epoch ends and evaluation always get through
         self._save(update, force=force)
 
-    def _save(self, update: dict[str, Any], force: bool) -> None:
+    def _save(self, update: dict[str, Any], force: bool, check: bool = True) -> None:
         if self.job is None:
             return
         now = time.monotonic()
@@ -61,7 +64,7 @@ class JobProgress:
         self.job.meta.update(update)
         self.job.meta["updated_at"] = time.time()
         self.job.save_meta()
-        if cancel_requested(self.job.id, self.job.connection):
+        if check and cancel_requested(self.job.id, self.job.connection):
             self.job.meta["stage"] = "cancelling"
             self.job.save_meta()
             raise Cancelled(f"job {self.job.id} was cancelled")

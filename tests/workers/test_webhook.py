@@ -20,6 +20,7 @@ from rq import Queue
 from werkzeug.serving import make_server
 from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, wait_for, wenv
 
+from workers.dispatch import dispatcher_for
 from workers.events import EventStore
 from workers.redis_server import start_redis
 from workers.webhook import blueprint
@@ -178,6 +179,7 @@ def test_redis_down_loses_nothing(wsettings, small_app) -> None:
         store = EventStore(settings.events_path)
         assert store.count_events("ANNOTATION_CREATED") == 60
         assert len(store.approved_ids("4", "detect")) == 60
+        assert dispatcher_for(settings).failures > 0  # the dispatch did try, and failed
         redis_handle = start_redis(url)  # an empty Redis: the queue was lost with it
         expected = ["retrain-4-classify-1", "retrain-4-detect-1"]
         wait_for(lambda: queued(settings) == expected, 30, "the sweep after Redis came back")

@@ -1,0 +1,116 @@
+"""Deterministic job ids on a real Redis with real worker processes: one queued + at most one running per
+(project, kind); cancel a queued job / stop a running training cleanly; retry with backoff when Label
+Studio is unreachable, no retry for bad data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wait_for, write_config
+
+from training.registry import Registry
+from workers.events import EventStore
+from workers.jobs import cancel, enqueue_retrain, get_job, list_jobs
+
+MONUSEG = SHARED_DATA / "monuseg-breast" / "images"
+needs_images = pytest.mark.skipif(
+    not MONUSEG.is_dir(), reason=f"real images (MoNuSeg tiles) not found at {MONUSEG}"
+)
+
+
+@pytest.fixture
+def label_studio():
+    stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
+    yield stub
+    stub.close()
+
+
+def test_ids_are_deterministic_and_coalesce(wsettings) -> None:
+    settings = wsettings()
+    ids = {enqueue_retrain(settings, "4", "detect", f"burst {i}") for i in range(20)}
+    assert ids == {"retrain-4-detect-1"}
+    assert enqueue_retrain(settings, "4.17", "segment", "x") == "retrain-4_17-segment-1"
+    assert Queue(settings.queue, connection=Redis.from_url(settings.redis_url)).count == 2
+    assert cancel(settings, "retrain-4-detect-1") == "canceled"
+    assert enqueue_retrain(settings, "4", "detect", "after cancel") == "retrain-4-detect-2"
+    assert get_job(settings, "retrain-4-detect-1").status == "canceled"
+    assert {j.id for j in list_jobs(settings)} == {
+        "retrain-4-detect-1",
+        "retrain-4-detect-2",
+        "retrain-4_17-segment-1",
+    }
+    with pytest.raises(ValueError, match="unknown model kind"):
+        enqueue_retrain(settings, "4", "nuclei", "x")
+
+
+@needs_images
+def test_one_running_one_waiting_and_cancel(wsettings, workers_started, label_studio, tmp_path) -> None:
+    settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=label_studio.url,
+                                   local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    redis = Redis.from_url(settings.redis_url)
+    worker = workers_started(
+        settings, write_config(tmp_path / "long.toml", "classify", epochs=500, imgsz=64, batch=2)
+    )
+    EventStore(settings.events_path).request("4", "classify", "test")
+    first = enqueue_retrain(settings, "4", "classify", "test")
+    EventStore(settings.events_path).mark_requested("4", "classify", first)
+    job = Job.fetch(first, connection=redis)
+    wait_for(
+        lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1, 150, f"training to run:\n{worker.output()}"
+    )
+
+    second = {enqueue_retrain(settings, "4", "classify", f"while running {i}") for i in range(5)}
+    assert second == {"retrain-4-classify-2"}
+    waiting = Job.fetch("retrain-4-classify-2", connection=redis)
+    assert waiting.get_status() == "deferred"  # waits for the running one: never two at once
+
+    assert cancel(settings, "retrain-4-classify-2") == "canceled"
+    assert cancel(settings, first) == "stopping"
+    wait_for(lambda: job.get_status() == "failed", 60, "the training to stop")
+    assert "Cancelled" in job.latest_result().exc_string
+    assert job.get_meta(refresh=True)["stage"] == "cancelled"
+    assert EventStore(settings.events_path).run(first).status == "cancelled"
+    assert Registry.from_settings(settings).list("4", "classify") == []  # nothing registered
+    wait_for(lambda: not list((settings.model_store / "staging").iterdir()), 10, "staging to be removed")
+    assert waiting.get_status() == "canceled"
+    assert cancel(settings, first) == "already failed"
+
+
+def test_label_studio_down_retries_bad_data_does_not(
+    wsettings, workers_started, label_studio, tmp_path
+) -> None:
+    settings = dataclasses.replace(wsettings(), label_studio_url=label_studio.url)
+    redis = Redis.from_url(settings.redis_url)
+    label_studio.fail_status = 503
+    store = EventStore(settings.events_path)
+    store.request("4", "classify", "test")
+    down = enqueue_retrain(settings, "4", "classify", "test")
+    store.mark_requested("4", "classify", down)
+    worker = workers_started(settings, burst=True)
+    job = Job.fetch(down, connection=redis)
+    wait_for(lambda: job.get_status() == "scheduled", 90, f"a retry to be scheduled:\n{worker.output()}")
+    job.refresh()
+    assert job.number_of_retries == 1
+    assert enqueue_retrain(settings, "4", "classify", "again") == down  # the waiting retry absorbs triggers
+    worker.process.wait(60)
+
+    label_studio.fail_status = None
+    label_studio.label_config = (
+        '<View><Image name="image" value="$image"/><Choices name="c" toName="image"/></View>'
+    )
+    store.request("5", "classify", "bad data")
+    bad = enqueue_retrain(settings, "5", "classify", "bad data")
+    store.mark_requested("5", "classify", bad)
+    worker = workers_started(settings, burst=True)
+    worker.process.wait(120)
+    job = Job.fetch(bad, connection=redis)  # fetched now: fresh
+    assert job.get_status() == "failed", worker.output()
+    assert not job.number_of_retries  # bad data is not retried
+    (failed,) = Registry.from_settings(settings).list("5", "classify")
+    assert failed.status == "failed" and "bad data" in failed.reason
+    assert store.run(bad).status == "bad_data"

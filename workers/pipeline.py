@@ -131,6 +131,7 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
         raise
     store.finish_run(job_id, "done", version_id=summary["version_id"], detail=summary["decision"])
     progress.stage("done", check=False, version=summary["version"], promoted=summary["promoted"])
+    summary["timings"] = dict(progress.timings)
     return summary
 
 

@@ -36,13 +36,21 @@ class JobProgress:
         self.job = job
         self.min_interval_s = min_interval_s
         self._last = 0.0
+        self.timings: dict[str, float] = {}
+        """Seconds spent in each pipeline stage, as :meth:`stage` was called."""
+        self._stage: tuple[str, float] | None = None
 
     def stage(self, stage: str, *, check: bool = True, **extra: Any) -> None:
         """Record a pipeline stage (export, convert, train, evaluate, register, done...).
 
         ``check``: also honour a cancellation request here (False for the final stage of a run).
         """
-        self._save({"stage": stage, **extra}, force=True, check=check)
+        now = time.perf_counter()
+        if self._stage is not None:
+            name, since = self._stage
+            self.timings[name] = round(self.timings.get(name, 0.0) + now - since, 3)
+        self._stage = (stage, now)
+        self._save({"stage": stage, "timings": dict(self.timings), **extra}, force=True, check=check)
 
     def __call__(self, progress: Progress) -> None:
         update: dict[str, Any] = {

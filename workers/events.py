@@ -35,9 +35,9 @@ from typing import Any
 
 from workers.triggers import KindState
 
-COUNTED_RUN_STATUSES = ("running", "done", "bad_data", "cancelled")
+COUNTED_RUN_STATUSES = ("running", "done", "bad_data", "cancelled", "error")
 """Runs whose snapshot moves the "newly approved" counter (see :mod:`workers.triggers`)."""
-RUN_STATUSES = (*COUNTED_RUN_STATUSES, "error", "abandoned")
+RUN_STATUSES = (*COUNTED_RUN_STATUSES, "abandoned")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -113,15 +113,17 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
         progress.stage("skipped")
         return {"status": "skipped", "reason": "nothing new since the last run of this kind"}
 
-    progress.stage("export", pid=os.getpid(), host=socket.gethostname())
-    try:
-        tasks, label_config = export_project(settings, project)
-    except LabelStudioUnavailable as exc:
-        log.warning("job %s: %s; retrying later", job_id, exc)
-        progress.stage("waiting for Label Studio", error=str(exc))
-        return RETRY
+    # the snapshot is taken before the export: what is approved later counts for the next run
     run = store.start_run(job_id, project, kind, reason, store.approved_ids(project, kind))
     try:
+        progress.stage("export", pid=os.getpid(), host=socket.gethostname())
+        try:
+            tasks, label_config = export_project(settings, project)
+        except LabelStudioUnavailable as exc:
+            log.warning("job %s: %s; retrying later", job_id, exc)
+            store.finish_run(job_id, "error", detail=str(exc))
+            progress.stage("waiting for Label Studio", check=False, error=str(exc))
+            return RETRY
         summary = _train_and_register(
             settings, registry, project, kind, tasks, label_config, progress, job_id
         )

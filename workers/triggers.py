@@ -9,10 +9,11 @@ kind was trained on, and the explicit requests (Label Studio's Train button = ``
 - otherwise ``new_approved >= retrain_threshold`` triggers (``retrain_threshold <= 0`` switches the
   automatic trigger off for that project).
 
-The counter starts from the newest run that trained (or tried to train on bad data, or was cancelled by
-an admin) — not only from production's data: a candidate that was not good enough to be promoted must
-not cause a retraining on every following webhook. A run that crashed or whose worker was killed does not
-move the counter, so the next webhook retrains. Bursts are debounced by the queue, not here: every
+The counter starts from the snapshot of the newest run (trained, failed on bad data or on an error,
+cancelled by an admin) — not only from production's data: a candidate that was not good enough to be
+promoted, or a failure that would fail again, must not cause a retraining on every following webhook.
+A run whose worker or horse was killed (SIGKILL, OOM, machine lost) does not move the counter, so the
+next webhook retrains. Bursts are debounced by the queue, not here: every
 trigger for a (project, kind) lands on the one queued job (:func:`workers.jobs.enqueue_retrain`), which
 exports whatever is approved when it starts.
 

@@ -142,13 +142,35 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def use_all_cores() -> int:
-    """Let torch use every core this process may run on (ultralytics resets it to ``cpu_count - 1``)."""
+def choose_threads(cores: int, load: float, env: str | None = None) -> int:
+    """Torch threads for training on a CPU: ``OMP_NUM_THREADS`` when set, else every idle core.
+
+    ``load`` is the 1-minute load average, which includes this process itself (one runnable thread).
+    On a shared machine, a second thread on a core another process keeps busy makes each step 3-4x
+    slower (OpenMP threads wait for each other; measured in BENCHMARKS.md), so busy cores are left out.
+
+    >>> choose_threads(2, 1.0), choose_threads(2, 4.5), choose_threads(16, 3.0), choose_threads(8, 9.0, "4")
+    (2, 1, 14, 4)
+    """
+    if env and env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    others = max(0.0, load - 1.0)
+    return max(1, min(cores, round(cores - others)))
+
+
+def set_train_threads(threads: int | None = None) -> int:
+    """Set torch's thread count to ``threads`` (default :func:`choose_threads` now); return it.
+
+    Plain ultralytics sets ``cpu_count - 1`` threads (one on a two-core machine); the trainers call this
+    at the start and again after each ultralytics call that resets it.
+    """
     import torch
 
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, n))
-    return n
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = choose_threads(cores, os.getloadavg()[0], os.environ.get("OMP_NUM_THREADS"))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def report(progress: ProgressFn | None, **kwargs: Any) -> None:

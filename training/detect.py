@@ -8,8 +8,8 @@ it, which can run code: **only pass ``.pt`` files you trust, from your own disk*
 
 Training runs ultralytics' own trainer (``model.train``) with its run directory at ``out_dir/train``
 (not ``runs/``), our own ``data.yaml`` (absolute path, no ``download:`` key), ``amp`` only where the AMP
-check model is local, and torch allowed every core: plain ultralytics on a CPU sets torch to
-``cpu_count - 1`` threads (one thread on two cores). The best epoch's weights become the version's
+check model is local, and torch allowed every idle core (:func:`training.base.choose_threads`): plain
+ultralytics on a CPU sets torch to ``cpu_count - 1`` threads (one thread on two cores). The best epoch's weights become the version's
 ``weights.safetensors``; ultralytics' pickled ``.pt`` files are removed from the version.
 """
 
@@ -32,7 +32,7 @@ from training.base import (
     TrainResult,
     evaluate,
     report,
-    use_all_cores,
+    set_train_threads,
 )
 from training.datasets import check_detect, list_images
 
@@ -114,6 +114,11 @@ def _check_transfer(source, target, weights: Path) -> None:
         )
 
 
+def _name(key: str) -> str:
+    """ultralytics' ``metrics/mAP50(B)`` → ``mAP50``, ``val/box_loss`` → ``val_box_loss``."""
+    return key.removeprefix("metrics/").removesuffix("(B)").replace("/", "_")
+
+
 def _loss(trainer) -> float | None:
     """The running mean training loss (box + cls + dfl) of ultralytics' trainer."""
     t = trainer.tloss
@@ -158,9 +163,11 @@ class DetectTrainer:
 
         history: list[dict[str, Any]] = []
         state = {"step": 0}
+        threads = set_train_threads() if device == "cpu" else None
 
         def on_epoch_start(trainer) -> None:
-            use_all_cores()
+            if threads:
+                set_train_threads(threads)
             state["step"] = 0
 
         def on_batch_end(trainer) -> None:
@@ -173,13 +180,14 @@ class DetectTrainer:
         def on_fit_epoch_end(trainer) -> None:
             if not getattr(trainer, "metrics", None) or trainer.epoch + 1 > trainer.epochs:
                 return
-            row = {"epoch": trainer.epoch + 1, **{k: float(v) for k, v in trainer.metrics.items()}}
+            row = {"epoch": trainer.epoch + 1, **{_name(k): float(v) for k, v in trainer.metrics.items()}}
             row["loss"] = _loss(trainer)
             if not history or history[-1]["epoch"] != row["epoch"]:
                 history.append(row)
                 report(progress, stage="val", epoch=row["epoch"], epochs=trainer.epochs, metrics=row)
 
-        yolo.add_callback("on_pretrain_routine_end", lambda t: use_all_cores())
+        if threads:  # ultralytics' select_device() sets cpu_count - 1 threads; put ours back
+            yolo.add_callback("on_pretrain_routine_end", lambda t: set_train_threads(threads))
         yolo.add_callback("on_train_epoch_start", on_epoch_start)
         yolo.add_callback("on_train_batch_end", on_batch_end)
         yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
@@ -201,7 +209,8 @@ class DetectTrainer:
             if "dataset" in str(exc).lower() or "images not found" in str(exc).lower():
                 raise TrainingError(f"{dataset_dir}: ultralytics refused the dataset: {exc}") from exc
             raise
-        use_all_cores()
+        if threads:
+            set_train_threads(threads)
 
         best = run_dir / "weights" / "best.pt"
         best = best if best.is_file() else run_dir / "weights" / "last.pt"
@@ -210,7 +219,7 @@ class DetectTrainer:
             kind="detect", classes=names,
             arch={"model": model_name, "yaml": trained.yaml},
             input_size=config.imgsz, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-            extra={"scale": training_scale(dataset_dir, config.imgsz), "framework": "ultralytics"},
+            extra={"scale": training_scale(dataset_dir, config.imgsz), "framework": "ultralytics", "cpu_threads": threads},
         )  # fmt: skip
         save_weights(trained.float().state_dict(), out_dir)
         card.save(out_dir)
@@ -223,5 +232,5 @@ class DetectTrainer:
         write_json_atomic(out_dir / "metrics.json", metrics)
         from training.plots import training_curves
 
-        training_curves(history, out_dir / "training_curves.png", ["loss", "metrics/mAP50(B)"])
+        training_curves(history, out_dir / "training_curves.png", ["loss", "mAP50", "mAP50-95"])
         return TrainResult(card=card, metrics=metrics, history=history)

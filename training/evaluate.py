@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from training.artifacts import ModelCard, load_weights
-from training.base import TrainingError, use_all_cores
+from training.base import TrainingError
 from training.datasets import (
     classify_items,
     detect_names,
@@ -72,10 +73,11 @@ def _detect(card: ModelCard, version_dir: Path, dataset_dir: Path, split: str, d
             plots=plots_dir is not None, verbose=False, conf=0.001, iou=0.7,
         )  # fmt: skip
         validator = DetectionValidator(args=args, save_dir=Path(tmp) / "val")
+        threads = torch.get_num_threads()
         try:
             stats = validator(model=model)
         finally:
-            use_all_cores()  # the validator's select_device() resets torch threads
+            torch.set_num_threads(threads)  # the validator's select_device() resets torch threads
         box = validator.metrics.box
         p, r = float(stats["metrics/precision(B)"]), float(stats["metrics/recall(B)"])
         per_class = {

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from training.base import ProgressFn, TrainConfig, report, use_all_cores
+from training.base import ProgressFn, TrainConfig, report, set_train_threads
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -60,7 +60,7 @@ def fit(
     after ``config.patience`` epochs without improvement.
     """
     if device == "cpu":
-        use_all_cores()
+        set_train_threads()
     model.to(device)
     lr = config.lr or 1e-3
     optimizer = torch.optim.AdamW(

@@ -1,0 +1,202 @@
+"""Training throughput: the detect trainer against plain ultralytics ``model.train`` on the same data in the
+same run, and the segmenter's step time per batch size.
+
+    .venv/bin/python -m benchmarks.train [--images 48] [--imgsz 256] [--epochs 3] [--batch 8]
+
+Detect: both runs build yolo11n from its YAML and train on the same generated 256 px dataset with the same
+arguments (``val=False, plots=False``, ``amp=False``, ``workers=0``); only the wrapper differs. Throughput
+is measured the same way for both: images per second between the end of the first batch of epoch 2 and the
+end of the last batch (the first epoch warms up). Plain ultralytics leaves torch at ``cpu_count - 1``
+threads on a CPU; the trainer uses every core.
+
+Segment: one AdamW step (forward, Dice+BCE, backward) of Unet-resnet34 on 256 px crops, per batch size,
+after one warm-up step; per-image time as a ratio to batch size 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _dataset(root: Path, n: int, size: int) -> Path:
+    from PIL import Image
+
+    from converters.synthetic import make_tile
+
+    n_val = max(2, n // 6)
+    for i in range(n + n_val):
+        split = "train" if i < n else "val"
+        tile = make_tile(seed=i, size=size, malignant=i % 4 != 3)
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(tile.image).save(root / "images" / split / f"t{i}.png")
+        lines = [
+            f"0 {(a + c) / 2 / size:.6f} {(b + d) / 2 / size:.6f} {(c - a) / size:.6f} {(d - b) / size:.6f}"
+            for a, b, c, d in tile.boxes
+        ]
+        (root / "labels" / split / f"t{i}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text(
+        f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: tumor\n"
+    )
+    return root
+
+
+class _Clock:
+    """Batch-end timestamps of epochs >= 2 → images/s."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.times = batch, []
+
+    def tick(self, epoch: int) -> None:
+        if epoch >= 2:
+            self.times.append(time.perf_counter())
+
+    def rate(self) -> float:
+        return (len(self.times) - 1) * self.batch / (self.times[-1] - self.times[0])
+
+
+COMMON = dict(val=False, plots=False, amp=False, workers=0, device="cpu", seed=0, verbose=False)
+
+
+def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int) -> dict[str, float]:
+    from training.offline import ultralytics
+
+    ultralytics(tmp / "ultralytics")
+    import torch
+    from ultralytics import YOLO
+
+    from training.base import TrainConfig, get_trainer
+
+    results = {}
+    # plain ultralytics
+    plain = _Clock(batch)
+    model = YOLO("yolo11n.yaml")
+    model.add_callback("on_train_batch_end", lambda t: plain.tick(t.epoch + 1))
+    t0 = time.perf_counter()
+    model.train(data=str(data / "data.yaml"), epochs=epochs, batch=batch, imgsz=imgsz, project=str(tmp / "plain"),
+                name="run", exist_ok=True, **COMMON)  # fmt: skip
+    results["plain_wall_s"] = time.perf_counter() - t0
+    results["plain_threads"] = torch.get_num_threads()
+    results["plain_img_s"] = plain.rate()
+
+    # the trainer: same data, same arguments
+    ours = _Clock(batch)
+    cfg = TrainConfig(epochs=epochs, batch=batch, imgsz=imgsz, device="cpu", seed=0,
+                      extra={"ultralytics": {k: v for k, v in COMMON.items() if k not in ("device", "seed")}})  # fmt: skip
+    t0 = time.perf_counter()
+    get_trainer("detect").train(
+        data, cfg, tmp / "ours", progress=lambda p: p.stage == "train" and ours.tick(p.epoch)
+    )
+    results["ours_wall_s"] = time.perf_counter() - t0  # includes the final held-out evaluation
+    results["ours_threads"] = torch.get_num_threads()
+    results["ours_img_s"] = ours.rate()
+    return results
+
+
+def bench_threads(imgsz: int, batch: int, steps: int = 3) -> dict[int, float]:
+    """yolo11n forward+backward step time at each thread count (the cost of a busy neighbour shows here)."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolo11n.yaml", nc=1, verbose=False).train()
+    x = torch.randn(batch, 3, imgsz, imgsz)
+
+    def step() -> None:
+        out = model(x)
+        out = out if isinstance(out, list | tuple) else list(out.values())
+        sum(o.float().sum() for o in out if torch.is_tensor(o)).backward()
+
+    result = {}
+    cores = len(os.sched_getaffinity(0))
+    for n in sorted({1, cores}):
+        torch.set_num_threads(n)
+        step()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        result[n] = (time.perf_counter() - t0) / steps
+    return result
+
+
+def bench_segment(batches: list[int], imgsz: int, steps: int = 3) -> dict[int, float]:
+    import segmentation_models_pytorch as smp
+    import torch
+
+    from training.base import set_train_threads
+
+    set_train_threads()
+    torch.manual_seed(0)
+    model = smp.Unet("resnet34", encoder_weights=None, classes=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    dice, bce = smp.losses.DiceLoss("binary"), torch.nn.BCEWithLogitsLoss()
+    model.train()
+    out = {}
+    for b in batches:
+        x = torch.randn(b, 3, imgsz, imgsz)
+        y = (torch.rand(b, 1, imgsz, imgsz) > 0.5).float()
+        times = []
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            logits = model(x)
+            (dice(logits, y) + bce(logits, y)).backward()
+            opt.step()
+            if i:
+                times.append(time.perf_counter() - t0)
+        out[b] = float(np.median(times))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=48)
+    ap.add_argument("--imgsz", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seg-batches", default="1,2,4,8")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="histoloop-bench-"))
+    try:
+        data = _dataset(tmp / "data", args.images, args.imgsz)
+        print(f"CPU cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}")
+        d = bench_detect(data, tmp, args.epochs, args.batch, args.imgsz)
+        print(f"\n## detect: yolo11n, {args.images} train images of {args.imgsz} px, batch {args.batch}, "
+              f"{args.epochs} epochs (throughput from epoch 2 on)")  # fmt: skip
+        print("| run | torch threads | train images/s | wall s (whole call) |")
+        print("| --- | ---: | ---: | ---: |")
+        print(
+            f"| plain ultralytics model.train | {d['plain_threads']} | {d['plain_img_s']:.1f} | {d['plain_wall_s']:.1f} |"
+        )
+        print(
+            f"| histoloop DetectTrainer | {d['ours_threads']} | {d['ours_img_s']:.1f} | {d['ours_wall_s']:.1f} |"
+        )
+        print(f"ratio trainer / plain (images/s): {d['ours_img_s'] / d['plain_img_s']:.2f}x")
+        t = bench_threads(args.imgsz, args.batch)
+        print(
+            f"\n## yolo11n train step (forward+backward, batch {args.batch}, {args.imgsz} px) per torch thread count"
+        )
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
+        print("| threads | s / step | images/s |")
+        print("| ---: | ---: | ---: |")
+        for n, sec in t.items():
+            print(f"| {n} | {sec:.3f} | {args.batch / sec:.1f} |")
+        s = bench_segment([int(b) for b in args.seg_batches.split(",")], args.imgsz)
+        print(f"\n## segment: Unet-resnet34, {args.imgsz} px, one AdamW step (median of 3)")
+        print("| batch | step s | ms / image | per-image time vs batch 1 |")
+        print("| ---: | ---: | ---: | ---: |")
+        base = s[min(s)] / min(s)
+        for b, t in s.items():
+            print(f"| {b} | {t:.3f} | {1000 * t / b:.0f} | {t / b / base:.2f}x |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,10 @@ from histoloop.settings import Settings
 KINDS = ("detect", "segment", "classify")
 
 
+def _redis_down(exc: Exception) -> click.ClickException:
+    return click.ClickException(f"cannot reach Redis for the job queue ({type(exc).__name__}: {exc})")
+
+
 def _progress(meta: dict) -> str:
     parts = [str(meta.get("stage", ""))]
     if meta.get("epochs"):
@@ -36,18 +40,24 @@ def jobs() -> None:
 @click.pass_obj
 def list_cmd(settings: Settings, as_json: bool) -> None:
     """Every retraining job the queue knows, newest first, with its progress."""
+    from redis import RedisError
+
     from workers.jobs import list_jobs
 
-    infos = list_jobs(settings)
+    try:
+        infos = list_jobs(settings)
+    except (RedisError, OSError) as exc:
+        raise _redis_down(exc) from exc
     if as_json:
         click.echo(json.dumps([i.to_dict() for i in infos], indent=2, default=str))
         return
-    table = Table("status", "project", "kind", "progress", "enqueued", "worker")
-    table.add_column("job", no_wrap=True)
+    table = Table()
+    table.add_column("job", no_wrap=True, min_width=max([len(i.id) for i in infos] + [3]))
+    for name in ("status", "progress", "enqueued (UTC)", "worker"):
+        table.add_column(name)
     for i in infos:
-        table.add_row(
-            i.id, i.status, i.project, i.kind, _progress(i.meta), i.enqueued_at or "", i.worker or ""
-        )
+        enqueued = (i.enqueued_at or "").replace("T", " ")[:19]
+        table.add_row(i.id, i.status, _progress(i.meta), enqueued, i.worker or "")
     Console().print(table)
 
 
@@ -56,12 +66,16 @@ def list_cmd(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def show_cmd(settings: Settings, job_id: str) -> None:
     """One job: status, reason, progress, result or error (JSON)."""
+    from redis import RedisError
+
     from workers.jobs import get_job
 
     try:
         info = get_job(settings, job_id)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from exc
+    except (RedisError, OSError) as exc:
+        raise _redis_down(exc) from exc
     click.echo(json.dumps(info.to_dict(), indent=2, default=str))
 
 
@@ -70,12 +84,16 @@ def show_cmd(settings: Settings, job_id: str) -> None:
 @click.pass_obj
 def cancel_cmd(settings: Settings, job_id: str) -> None:
     """Cancel a queued job, or stop a running training cleanly (nothing is registered)."""
+    from redis import RedisError
+
     from workers.jobs import cancel
 
     try:
         click.echo(f"{job_id}: {cancel(settings, job_id)}")
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from exc
+    except (RedisError, OSError) as exc:
+        raise _redis_down(exc) from exc
 
 
 @click.command("retrain")

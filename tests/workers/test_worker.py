@@ -93,3 +93,30 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
         assert Queue(settings.queue, connection=redis).count == 0
     finally:
         stub.close()
+
+
+def test_horse_killed_under_a_live_worker(wsettings, workers_started, tmp_path) -> None:
+    """The OOM killer takes the training process, not the worker: the worker fails the job at once."""
+    stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
+    settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=stub.url,
+                                   local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        long_run = write_config(tmp_path / "long.toml", "classify", epochs=500, imgsz=64, batch=2)
+        worker = workers_started(settings, long_run)
+        job_id = _cli(settings, "retrain", "--project", "4", "--kind", "classify", config=long_run).strip()
+        job = Job.fetch(job_id, connection=redis)
+        wait_for(
+            lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1,
+            150,
+            f"training to run:\n{worker.output()}",
+        )
+        os.kill(job.get_meta(refresh=True)["pid"], 9)
+        wait_for(lambda: job.get_status() == "failed", 30, f"the job to fail:\n{worker.output()}")
+        assert "terminated unexpectedly" in (job.latest_result().exc_string or "")
+        assert EventStore(settings.events_path).run(job_id).status == "abandoned"
+        wait_for(lambda: not list((settings.model_store / "staging").iterdir()), 10, "staging to be removed")
+        assert Registry.from_settings(settings).list("4", "classify") == []
+        assert worker.process.poll() is None  # the worker lives on for the next job
+    finally:
+        stub.close()

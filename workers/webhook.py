@@ -71,14 +71,23 @@ def project_key(value: Any) -> str | None:
 
 @lru_cache(maxsize=256)
 def config_kinds(label_config: str) -> tuple[str, ...]:
-    """The model kinds a label config's control tags need (``RectangleLabels`` -> detect, ...)."""
+    """The model kinds a label config's image control tags need (``RectangleLabels`` -> detect, ...).
+
+    >>> config_kinds('<View><Image name="i" value="$image"/><Text name="t" value="$text"/>'
+    ...              '<Choices name="c" toName="t"><Choice value="a"/></Choices>'
+    ...              '<RectangleLabels name="r" toName="i"><Label value="x"/></RectangleLabels></View>')
+    ('detect',)
+    """
     from label_studio_sdk.label_interface import LabelInterface
 
     try:
         controls = LabelInterface(label_config).controls
     except Exception as exc:  # the SDK raises lxml/ValueError/KeyError variants
         raise BadPayload(f"cannot parse the project's label config: {exc}") from exc
-    return result_kinds([{"type": control.tag} for control in controls])
+    on_images = [
+        c for c in controls if any(o.tag.lower() == "image" for o in getattr(c, "objects", []) or [])
+    ]
+    return result_kinds([{"type": control.tag} for control in on_images])
 
 
 def _slim(payload: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,12 @@ def worker(
     click.echo(
         f"histoloop worker on {chosen}, queues {', '.join(queues or [settings.queue])}, redis {_safe(settings.redis_url)}"
     )
-    ok = run_worker(settings, queues=list(queues) or None, burst=burst, name=name)
+    from redis import RedisError
+
+    try:
+        ok = run_worker(settings, queues=list(queues) or None, burst=burst, name=name)
+    except (RedisError, OSError) as exc:
+        raise click.ClickException(f"cannot reach Redis at {_safe(settings.redis_url)}: {exc}") from exc
     ctx.exit(0 if ok or burst else 1)
 
 

@@ -1,0 +1,243 @@
+"""The demo: the whole loop on one machine, with a real Label Studio and a first model per kind.
+
+``histoloop demo`` (and the end-to-end tests) use these steps:
+
+1. :func:`write_tiles` — the images: the user's own (``--images DIR``) or generated H&E-like tiles.
+2. :func:`create_projects` — one Label Studio project per model kind (tumor boxes, tumor masks,
+   benign/malignant), a local-files storage, the tasks.
+3. :func:`bootstrap` — a first model version per project, trained on labelled synthetic tiles through the
+   same path the workers use (Label Studio-format annotations → converters → trainer → registry), promoted.
+4. :func:`connect_backend` — the ML backend connected (Label Studio creates the webhook itself) and
+   predictions retrieved for every task.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from converters.synthetic import Tile, make_tile
+
+log = logging.getLogger(__name__)
+
+TUMOR = "Tumor"
+CHOICES = {"benign": "Benign", "malignant": "Malignant"}
+
+
+@dataclass(frozen=True)
+class DemoProject:
+    kind: str
+    title: str
+    label_config: str
+    from_name: str
+
+
+PROJECTS = {
+    "detect": DemoProject(
+        "detect", "histoloop demo: tumor boxes",
+        '<View><Image name="image" value="$image" zoom="true"/>'
+        f'<RectangleLabels name="tumor_box" toName="image"><Label value="{TUMOR}" background="red"/>'
+        "</RectangleLabels></View>",
+        "tumor_box",
+    ),
+    "segment": DemoProject(
+        "segment", "histoloop demo: tumor masks",
+        '<View><Image name="image" value="$image" zoom="true"/>'
+        f'<BrushLabels name="tumor_mask" toName="image"><Label value="{TUMOR}" background="blue"/>'
+        "</BrushLabels></View>",
+        "tumor_mask",
+    ),
+    "classify": DemoProject(
+        "classify", "histoloop demo: benign / malignant",
+        '<View><Image name="image" value="$image"/><Choices name="diagnosis" toName="image" choice="single">'
+        + "".join(f'<Choice value="{c}"/>' for c in CHOICES.values())
+        + "</Choices></View>",
+        "diagnosis",
+    ),
+}  # fmt: skip
+
+
+def write_tiles(directory: Path, count: int, size: int = 256, seed: int = 0) -> list[tuple[Path, Tile]]:
+    """Generate ``count`` H&E-like tiles as PNG (alternately malignant and benign), with their labels."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(count):
+        tile = make_tile(seed=seed + i, size=size, malignant=i % 2 == 0)
+        # a patient-like stem, so the patient-level split has groups to split by
+        path = directory / f"TCGA-DE-{1000 + i // 2:04d}-01Z-00-DX{i % 2 + 1}.png"
+        Image.fromarray(tile.image).save(path)
+        out.append((path, tile))
+    return out
+
+
+def annotation_result(kind: str, tile: Tile) -> list[dict[str, Any]]:
+    """The exact label of a synthetic tile as a Label Studio annotation result (what a pathologist submits)."""
+    from converters.predictions import boxes_to_results, choices_result, mask_to_brush_result
+
+    h, w = tile.mask.shape
+    project = PROJECTS[kind]
+    if kind == "detect":
+        boxes = np.array(tile.boxes, dtype=np.float32).reshape(-1, 4)
+        regions = boxes_to_results(boxes, np.ones(len(boxes)), [TUMOR] * len(boxes), w, h, project.from_name, "image")
+    elif kind == "segment":
+        regions = [mask_to_brush_result(tile.mask, TUMOR, 1.0, project.from_name, "image")] if tile.mask.any() else []
+    else:
+        regions = [choices_result(CHOICES[tile.label], 1.0, project.from_name, "image")]
+    for region in regions:
+        region.pop("score", None)
+    return regions
+
+
+def local_files_url(path: Path, document_root: Path) -> str:
+    return f"/data/local-files/?d={path.resolve().relative_to(document_root.resolve()).as_posix()}"
+
+
+def bootstrap(settings: Any, project: str, kind: str, tiles: list[tuple[Path, Tile]], document_root: Path,
+              epochs: int = 8) -> Any:  # fmt: skip
+    """Train, register and promote a first version for ``project`` from labelled tiles."""
+    from converters.images import ImageLoader
+    from converters.labelstudio import export_to_dataset
+    from training.base import TrainConfig, get_trainer
+    from training.registry import Registry
+
+    tasks = [
+        {
+            "id": i + 1, "data": {"image": local_files_url(path, document_root)},
+            "annotations": [{"id": i + 1, "result": annotation_result(kind, tile), "was_cancelled": False,
+                             "ground_truth": False, "completed_by": 1, "updated_at": "2026-01-01T00:00:00Z"}],
+        }
+        for i, (path, tile) in enumerate(tiles)
+    ]  # fmt: skip
+    registry = Registry.from_settings(settings)
+    dataset = settings.model_store / "demo" / "datasets" / f"{project}-{kind}"
+    loader = ImageLoader(local_root=document_root)
+    report = export_to_dataset(tasks, kind, dataset, label_config=PROJECTS[kind].label_config, images=loader)
+    log.info("bootstrap %s/%s: %s", project, kind, report.summary())
+    imgsz = {"detect": 256, "segment": 128, "classify": 96}[kind]
+    config = TrainConfig(epochs=epochs, batch=4, imgsz=imgsz, device=settings.device, seed=0)
+    staging = registry.staging_dir()
+    result = get_trainer(kind).train(dataset, config, staging)
+    version = registry.register(
+        project, kind, staging, metrics=result.metrics, config={"epochs": epochs, "imgsz": imgsz, "source": "demo"},
+        lineage={"annotation_count": len(tasks), "source": "synthetic bootstrap"},
+    )  # fmt: skip
+    return registry.promote(version.id, by="demo", reason="bootstrap on synthetic tiles")
+
+
+def create_projects(client: Any, document_root: Path, images: list[Path], kinds: tuple[str, ...]) -> dict[str, int]:
+    """One Label Studio project per kind, each with a local-files storage and one task per image."""
+    ids = {}
+    for kind in kinds:
+        spec = PROJECTS[kind]
+        project = client.projects.create(title=spec.title, label_config=spec.label_config)
+        folder = images[0].parent.resolve()
+        client.import_storage.local.create(project=project.id, path=str(folder), use_blob_urls=True, title="slides")
+        client.projects.import_tasks(project.id, request=[{"image": local_files_url(p, document_root)} for p in images])
+        ids[kind] = project.id
+    return ids
+
+
+def connect_backend(client: Any, project_id: int, backend_url: str) -> int:
+    """Connect histoloop as the project's ML backend; returns its id in Label Studio."""
+    backend = client.ml.create(project=project_id, url=backend_url, title="histoloop", is_interactive=False)
+    return backend.id
+
+
+def retrieve_predictions(client: Any, project_id: int) -> None:
+    client.actions.create(id="retrieve_tasks_predictions", project=project_id, selected_items={"all": True, "excluded": []})
+
+
+def _credentials(path: Path) -> dict[str, str]:
+    """The demo's admin login and API token: made once, kept (0600) so a second run reuses its Label Studio."""
+    import json
+    import secrets
+
+    if path.is_file():
+        return json.loads(path.read_text())
+    creds = {"username": "admin@example.com", "password": secrets.token_urlsafe(10), "token": secrets.token_hex(20)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(creds))
+    return creds
+
+
+def run_demo(settings: Any, *, images: Path | None = None, count: int = 12, ls_port: int = 8080,
+             backend_port: int = 9090, label_studio_venv: Path | None = None,
+             kinds: tuple[str, ...] = ("detect", "segment", "classify"), wait: Any = None) -> None:  # fmt: skip
+    """Start everything, set up the demo projects, print the URL and login, run until ``wait()`` returns."""
+    from histoloop.labelstudio import LabelStudioServer
+    from histoloop.stack import Stack, settings_env
+    from training.registry import Registry
+    from workers.redis_server import ensure_redis
+
+    demo = settings.model_store / "demo"
+    if images is not None:
+        paths = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not paths:
+            raise ValueError(f"{images}: no PNG/JPEG images (Label Studio shows PNG/JPEG in the browser)")
+        document_root = Path(images).resolve().parent
+    else:
+        document_root = demo / "files"
+        paths = [p for p, _ in write_tiles(document_root / "images", count, seed=100)]
+    train_root = demo / "train"
+    train_tiles = write_tiles(train_root / "images", 16, seed=1000)
+
+    creds = _credentials(demo / "credentials.json")
+    redis = ensure_redis(settings.redis_url)
+    ls = LabelStudioServer(venv=label_studio_venv or settings.model_store / "label-studio-venv",
+                           data_dir=demo / "label-studio", document_root=document_root, port=ls_port,
+                           username=creds["username"], password=creds["password"], token=creds["token"])  # fmt: skip
+    env = settings_env({
+        "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_REDIS_URL": settings.redis_url,
+        "HISTOLOOP_LABEL_STUDIO_URL": ls.url, "HISTOLOOP_LABEL_STUDIO_API_KEY": creds["token"],
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root), "HISTOLOOP_RETRAIN_THRESHOLD": "4",
+    })  # fmt: skip
+    stack = Stack(env=env, log_dir=demo / "logs")
+    try:
+        print(f"Starting Label Studio {ls.url} (first run installs it into {ls.venv}: about a minute)...")
+        ls.start()
+        client = ls.client()
+        existing = {p.title: p.id for p in client.projects.list()}
+        missing = tuple(k for k in kinds if PROJECTS[k].title not in existing)
+        ids = {k: existing[PROJECTS[k].title] for k in kinds if k not in missing}
+        ids |= create_projects(client, document_root, paths, missing) if missing else {}
+        registry = Registry.from_settings(settings)
+        for kind, pid in ids.items():
+            if registry.production(str(pid), kind) is None:
+                print(f"Training a first {kind} model for project {pid} on synthetic tiles...")
+                bootstrap(settings, str(pid), kind, train_tiles, train_root)
+        backend_url = f"http://127.0.0.1:{backend_port}"
+        stack.backend("127.0.0.1", backend_port)
+        stack.worker(device=settings.device if settings.device != "auto" else "cpu")
+        for kind, pid in ids.items():
+            if kind in missing:
+                connect_backend(client, pid, backend_url)
+            retrieve_predictions(client, pid)
+        print(
+            f"\nhistoloop demo is running.\n  Label Studio: {ls.url}  (login {creds['username']} / "
+            f"{creds['password']})\n  backend:      {backend_url}\n  projects:     "
+            + ", ".join(f"{ls.url}/projects/{pid}/data ({kind})" for kind, pid in ids.items())
+            + f"\n  logs:         {stack.log_dir}\nAnnotate a few tasks: after 4 new annotations a project retrains "
+            "(`histoloop jobs list`, `histoloop models list`). Ctrl-C stops everything.\n"
+        )
+        (wait or _wait_forever)()
+    finally:
+        stack.stop()
+        ls.stop()
+        if redis is not None:
+            redis.stop()
+
+
+def _wait_forever() -> None:
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping...")

@@ -1,0 +1,88 @@
+"""A real Label Studio, Redis, backend and worker for the end-to-end tests (started once per test session)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from histoloop.demo import bootstrap, connect_backend, create_projects, write_tiles
+from histoloop.labelstudio import LabelStudioServer
+from histoloop.settings import load_settings
+from histoloop.stack import Stack, settings_env
+
+ROOT = Path(__file__).resolve().parents[2]
+THRESHOLD = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Loop:
+    client: Any
+    settings: Any
+    redis: Any
+    projects: dict[str, int]
+    images: list[Path]
+    labelled: list
+    threshold: int
+    label_studio: LabelStudioServer
+    stack: Stack
+
+
+@pytest.fixture(scope="session")
+def loop(tmp_path_factory: pytest.TempPathFactory):
+    from redis import Redis
+
+    from workers.redis_server import ensure_redis
+
+    base = tmp_path_factory.mktemp("e2e")
+    redis_url = os.environ.get("HISTOLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    redis_handle = ensure_redis(redis_url)
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    document_root = base / "files"
+    shown = write_tiles(document_root / "images", 6, size=256, seed=500)
+    env = {
+        "HISTOLOOP_MODEL_STORE": str(base / "store"),
+        "HISTOLOOP_REDIS_URL": redis_url,
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root),
+        "HISTOLOOP_RETRAIN_THRESHOLD": str(THRESHOLD),
+        "HISTOLOOP_AUTO_PROMOTE": "always",
+        "HISTOLOOP_DEVICE": "cpu",
+    }
+    settings = load_settings(env=env)
+    label_studio = LabelStudioServer(
+        venv=Path(os.environ.get("HISTOLOOP_LABEL_STUDIO_VENV", ROOT / ".venv-label-studio")),
+        data_dir=base / "label-studio", document_root=document_root, port=free_port(),
+    )  # fmt: skip
+    stack = Stack(env=settings_env({**env, "HISTOLOOP_LABEL_STUDIO_URL": label_studio.url,
+                                    "HISTOLOOP_LABEL_STUDIO_API_KEY": label_studio.token}),
+                  log_dir=base / "logs")  # fmt: skip
+    try:
+        label_studio.start()
+        client = label_studio.client()
+        projects = create_projects(client, document_root, [p for p, _ in shown], ("detect", "segment", "classify"))
+        train_root = base / "train"
+        train_tiles = write_tiles(train_root / "images", 8, size=256, seed=900)
+        for kind, pid in projects.items():
+            bootstrap(settings, str(pid), kind, train_tiles, train_root, epochs=2)
+        port = free_port()
+        stack.backend("127.0.0.1", port)
+        stack.worker(device="cpu")
+        for pid in projects.values():
+            connect_backend(client, pid, f"http://127.0.0.1:{port}")
+        yield Loop(client, settings, redis, projects, [p for p, _ in shown], shown, THRESHOLD, label_studio, stack)
+    finally:
+        stack.stop()
+        label_studio.stop()
+        if redis_handle is not None:
+            redis_handle.stop()

@@ -1,0 +1,100 @@
+"""The whole loop against a real Label Studio 1.23 (installed in its own venv on first use).
+
+Everything is checked in Label Studio, not in our process: the predictions stored on its tasks, the
+webhooks it sends on its own when annotations are submitted, the Train button.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from converters.rle import rle_to_mask
+from histoloop.demo import annotation_result, retrieve_predictions
+from training.registry import Registry
+
+pytestmark = pytest.mark.labelstudio
+
+
+def _predictions(client, project_id: int) -> dict[int, list]:
+    return {t.id: list(t.predictions or []) for t in client.tasks.list(project=project_id, fields="all")}
+
+
+def _as_dict(p) -> dict:
+    return p if isinstance(p, dict) else p.model_dump() if hasattr(p, "model_dump") else dict(p)
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_predictions_are_stored_in_label_studio_with_our_version(loop) -> None:
+    client, registry = loop.client, Registry.from_settings(loop.settings)
+    for kind, pid in loop.projects.items():
+        version = registry.production(str(pid), kind).label
+        retrieve_predictions(client, pid)
+        stored = _predictions(client, pid)
+        assert len(stored) == len(loop.images)
+        for task_id, preds in stored.items():
+            assert len(preds) == 1, f"{kind} task {task_id}: {len(preds)} predictions"
+            pred = _as_dict(preds[0])
+            assert pred["model_version"] == version
+            for region in pred["result"]:
+                value = region["value"]
+                if kind == "detect":
+                    assert 0 <= value["x"] <= 100 and 0 <= value["y"] <= 100
+                    assert value["x"] + value["width"] <= 100.001 and value["y"] + value["height"] <= 100.001
+                elif kind == "segment":
+                    h, w = region["original_height"], region["original_width"]
+                    assert rle_to_mask(value["rle"], h, w).shape == (h, w) == (256, 256)
+                else:
+                    assert value["choices"][0] in ("Benign", "Malignant")
+        # asking again does not duplicate: Label Studio skips tasks whose prediction has /setup's version
+        retrieve_predictions(client, pid)
+        assert all(len(p) == 1 for p in _predictions(client, pid).values())
+
+
+def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_version(loop) -> None:
+    client, registry = loop.client, Registry.from_settings(loop.settings)
+    kind, pid = "detect", loop.projects["detect"]
+    before = registry.production(str(pid), kind)
+    tasks = list(client.tasks.list(project=pid))
+    for task, (_, tile) in zip(tasks, loop.labelled, strict=False):
+        client.annotations.create(id=task.id, result=annotation_result(kind, tile), was_cancelled=False)
+    new = wait_for(
+        lambda: [v for v in registry.list(project=str(pid), kind=kind) if v.version > before.version],
+        timeout=300, what="a retrained version registered by the worker", every=2,
+    )  # fmt: skip
+    assert new[0].lineage.get("annotation_count", 0) >= loop.threshold
+    current = wait_for(lambda: registry.production(str(pid), kind).version > before.version and
+                       registry.production(str(pid), kind), timeout=60, what="auto-promotion")  # fmt: skip
+    client.actions.create(id="delete_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
+    retrieve_predictions(client, pid)
+    versions = {_as_dict(p)["model_version"] for preds in _predictions(client, pid).values() for p in preds}
+    assert versions == {current.label}
+
+
+def test_train_button_starts_a_job(loop) -> None:
+    from rq import Queue
+    from rq.registry import FinishedJobRegistry, StartedJobRegistry
+
+    pid = loop.projects["classify"]
+    (backend,) = list(loop.client.ml.list(project=pid))
+    queue = Queue(loop.settings.queue, connection=loop.redis)
+    seen_before = set(queue.job_ids) | set(StartedJobRegistry(queue=queue).get_job_ids())
+    seen_before |= set(FinishedJobRegistry(queue=queue).get_job_ids())
+    loop.client.ml.train(id=backend.id)
+
+    def new_job():
+        ids = set(queue.job_ids) | set(StartedJobRegistry(queue=queue).get_job_ids())
+        ids |= set(FinishedJobRegistry(queue=queue).get_job_ids())
+        return [i for i in ids - seen_before if f"{pid}" in i and "classify" in i]
+
+    assert wait_for(new_job, timeout=60, what="a training job after the Train button")

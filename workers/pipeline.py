@@ -21,12 +21,10 @@ removed and production is untouched unless step 5 promoted.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import time
 from typing import Any
@@ -36,7 +34,6 @@ from rq import Retry, get_current_job
 log = logging.getLogger(__name__)
 
 RETRY = Retry(max=3, interval=[15, 60, 300])
-_PR_SET_PDEATHSIG = 1
 
 
 class LabelStudioUnavailable(RuntimeError):
@@ -44,16 +41,11 @@ class LabelStudioUnavailable(RuntimeError):
 
 
 def die_with_parent() -> None:
-    """In a spawned work horse: exit when the worker process dies (a killed worker takes its training
-    with it instead of leaving an orphan that would still register a version)."""
-    if "RQ_JOB_ID" not in os.environ or not hasattr(os, "getppid"):
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the worker was already gone
-        os._exit(1)
+    """In a spawned work horse: exit when the worker process dies (see :func:`workers.worker.die_with_parent`)."""
+    if "RQ_JOB_ID" in os.environ:
+        from workers.worker import die_with_parent as arrange
+
+        arrange()
 
 
 def export_project(settings: Any, project: str) -> tuple[list[dict[str, Any]], str]:

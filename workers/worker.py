@@ -19,14 +19,17 @@ serialise registrations and promotions, and :func:`workers.jobs.enqueue_retrain`
 ``StartedJobRegistry.cleanup`` — a worker on this host whose pid is gone is dead now; one on another
 host is declared dead by RQ when its heartbeat expires — and (2) removes abandoned staging directories
 (:meth:`training.registry.Registry.cleanup_staging`). A horse that dies under a live worker is handled at
-once. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
+once. The horse and RQ's scheduler process die with the worker (:func:`die_with_parent`), so a killed
+worker leaves no orphan behind. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
 counts for the trigger policy, so the next webhook retrains.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +40,23 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 log = logging.getLogger(__name__)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``); no-op elsewhere.
+
+    Used by the work horse (a killed worker takes its training with it instead of leaving an orphan that
+    would still register a version) and by RQ's scheduler process, which the worker forks.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was already gone
+        os._exit(1)
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -148,6 +168,8 @@ def run_worker(
     """Recover what dead workers left, sweep pending triggers, then work until stopped (or idle, ``burst``)."""
     from workers.dispatch import REDIS_ERRORS, dispatch
 
+    # RQ's scheduler (retries with backoff) is forked from this process: it must not outlive it
+    os.register_at_fork(after_in_child=die_with_parent)
     worker = build_worker(settings, queues, name)
     recover_abandoned(worker.connection, [q.name for q in worker.queues])
     _cleanup_staging()

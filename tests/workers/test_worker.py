@@ -34,6 +34,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _session(sid: int) -> list[int]:
+    """Live processes of a session (the worker, RQ's scheduler it forks, the horse it spawns)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid and "State:\tZ" not in open(f"/proc/{entry}/status").read():
+                    pids.append(int(entry))
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
+                pass
+    return pids
+
+
 def _cli(settings, *args: str, config=None) -> str:
     out = subprocess.run([sys.executable, "-m", "histoloop.cli", *args], env=wenv(settings, config),
                          capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -68,8 +81,10 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
         listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
         assert listed[job_id]["status"] == "started" and listed[job_id]["meta"]["stage"] == "train"
 
-        worker.kill()  # SIGKILL: no cleanup code of the worker runs
+        assert len(_session(worker.pid)) >= 3  # the worker, its scheduler, the horse
+        worker.kill()  # SIGKILL to the worker process alone: no cleanup code of it runs
         wait_for(lambda: not _alive(horse), 10, "the horse to die with its worker")
+        wait_for(lambda: not _session(worker.pid), 10, "no orphan (scheduler, horse) left")
         assert job.get_status() == "started"  # nobody has noticed yet
 
         quick = write_config(tmp_path / "quick.toml", "classify", epochs=1, imgsz=64, batch=2)

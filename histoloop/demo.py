@@ -62,6 +62,14 @@ PROJECTS = {
 }  # fmt: skip
 
 
+# small enough to train in about a minute each on a laptop CPU, good enough to show suggestions
+DEMO_TRAINING: dict[str, dict[str, Any]] = {
+    "detect": {"epochs": 30, "batch": 8, "imgsz": 256},
+    "segment": {"epochs": 6, "batch": 4, "imgsz": 128, "model": "resnet18"},
+    "classify": {"epochs": 6, "batch": 8, "imgsz": 96, "model": "resnet18"},
+}
+
+
 def write_tiles(directory: Path, count: int, size: int = 256, seed: int = 0) -> list[tuple[Path, Tile]]:
     """Generate ``count`` H&E-like tiles as PNG (alternately malignant and benign), with their labels."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -83,9 +91,15 @@ def annotation_result(kind: str, tile: Tile) -> list[dict[str, Any]]:
     project = PROJECTS[kind]
     if kind == "detect":
         boxes = np.array(tile.boxes, dtype=np.float32).reshape(-1, 4)
-        regions = boxes_to_results(boxes, np.ones(len(boxes)), [TUMOR] * len(boxes), w, h, project.from_name, "image")
+        regions = boxes_to_results(
+            boxes, np.ones(len(boxes)), [TUMOR] * len(boxes), w, h, project.from_name, "image"
+        )
     elif kind == "segment":
-        regions = [mask_to_brush_result(tile.mask, TUMOR, 1.0, project.from_name, "image")] if tile.mask.any() else []
+        regions = (
+            [mask_to_brush_result(tile.mask, TUMOR, 1.0, project.from_name, "image")]
+            if tile.mask.any()
+            else []
+        )
     else:
         regions = [choices_result(CHOICES[tile.label], 1.0, project.from_name, "image")]
     for region in regions:
@@ -98,7 +112,7 @@ def local_files_url(path: Path, document_root: Path) -> str:
 
 
 def bootstrap(settings: Any, project: str, kind: str, tiles: list[tuple[Path, Tile]], document_root: Path,
-              epochs: int = 8) -> Any:  # fmt: skip
+              options: dict[str, Any] | None = None) -> Any:  # fmt: skip
     """Train, register and promote a first version for ``project`` from labelled tiles."""
     from converters.images import ImageLoader
     from converters.labelstudio import export_to_dataset
@@ -118,26 +132,31 @@ def bootstrap(settings: Any, project: str, kind: str, tiles: list[tuple[Path, Ti
     loader = ImageLoader(local_root=document_root)
     report = export_to_dataset(tasks, kind, dataset, label_config=PROJECTS[kind].label_config, images=loader)
     log.info("bootstrap %s/%s: %s", project, kind, report.summary())
-    imgsz = {"detect": 256, "segment": 128, "classify": 96}[kind]
-    config = TrainConfig(epochs=epochs, batch=4, imgsz=imgsz, device=settings.device, seed=0)
+    config = TrainConfig(device=settings.device, seed=0, **(options or DEMO_TRAINING[kind]))
     staging = registry.staging_dir()
     result = get_trainer(kind).train(dataset, config, staging)
     version = registry.register(
-        project, kind, staging, metrics=result.metrics, config={"epochs": epochs, "imgsz": imgsz, "source": "demo"},
+        project, kind, staging, metrics=result.metrics, config={**config.to_dict(), "source": "demo"},
         lineage={"annotation_count": len(tasks), "source": "synthetic bootstrap"},
     )  # fmt: skip
     return registry.promote(version.id, by="demo", reason="bootstrap on synthetic tiles")
 
 
-def create_projects(client: Any, document_root: Path, images: list[Path], kinds: tuple[str, ...]) -> dict[str, int]:
+def create_projects(
+    client: Any, document_root: Path, images: list[Path], kinds: tuple[str, ...]
+) -> dict[str, int]:
     """One Label Studio project per kind, each with a local-files storage and one task per image."""
     ids = {}
     for kind in kinds:
         spec = PROJECTS[kind]
         project = client.projects.create(title=spec.title, label_config=spec.label_config)
         folder = images[0].parent.resolve()
-        client.import_storage.local.create(project=project.id, path=str(folder), use_blob_urls=True, title="slides")
-        client.projects.import_tasks(project.id, request=[{"image": local_files_url(p, document_root)} for p in images])
+        client.import_storage.local.create(
+            project=project.id, path=str(folder), use_blob_urls=True, title="slides"
+        )
+        client.projects.import_tasks(
+            project.id, request=[{"image": local_files_url(p, document_root)} for p in images]
+        )
         ids[kind] = project.id
     return ids
 
@@ -149,7 +168,21 @@ def connect_backend(client: Any, project_id: int, backend_url: str) -> int:
 
 
 def retrieve_predictions(client: Any, project_id: int) -> None:
-    client.actions.create(id="retrieve_tasks_predictions", project=project_id, selected_items={"all": True, "excluded": []})
+    client.actions.create(
+        id="retrieve_tasks_predictions", project=project_id, selected_items={"all": True, "excluded": []}
+    )
+
+
+def training_config_toml(training: dict[str, dict[str, Any]], **top: Any) -> str:
+    """A histoloop config file (TOML) with per-kind retraining options, for the demo's worker."""
+
+    def value(v: Any) -> str:
+        return f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in top.items()]
+    for kind, options in training.items():
+        lines += ["", f"[train.{kind}]", *(f"{k} = {value(v)}" for k, v in options.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _credentials(path: Path) -> dict[str, str]:
@@ -159,7 +192,11 @@ def _credentials(path: Path) -> dict[str, str]:
 
     if path.is_file():
         return json.loads(path.read_text())
-    creds = {"username": "admin@example.com", "password": secrets.token_urlsafe(10), "token": secrets.token_hex(20)}
+    creds = {
+        "username": "admin@example.com",
+        "password": secrets.token_urlsafe(10),
+        "token": secrets.token_hex(20),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(json.dumps(creds))
@@ -192,10 +229,13 @@ def run_demo(settings: Any, *, images: Path | None = None, count: int = 12, ls_p
     ls = LabelStudioServer(venv=label_studio_venv or settings.model_store / "label-studio-venv",
                            data_dir=demo / "label-studio", document_root=document_root, port=ls_port,
                            username=creds["username"], password=creds["password"], token=creds["token"])  # fmt: skip
+    config_file = demo / "histoloop.toml"
+    config_file.write_text(training_config_toml(DEMO_TRAINING, retrain_threshold=4))
     env = settings_env({
+        "HISTOLOOP_CONFIG": str(config_file),
         "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_REDIS_URL": settings.redis_url,
         "HISTOLOOP_LABEL_STUDIO_URL": ls.url, "HISTOLOOP_LABEL_STUDIO_API_KEY": creds["token"],
-        "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root), "HISTOLOOP_RETRAIN_THRESHOLD": "4",
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root),
     })  # fmt: skip
     stack = Stack(env=env, log_dir=demo / "logs")
     try:

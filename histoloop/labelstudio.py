@@ -115,7 +115,8 @@ class LabelStudioServer:
         """A label_studio_sdk client logged in with the legacy token."""
         from label_studio_sdk.client import LabelStudio
 
-        return LabelStudio(base_url=self.url, api_key=self.token)
+        # generous timeout: the retrieve-predictions action waits for the ML backend to predict every task
+        return LabelStudio(base_url=self.url, api_key=self.token, timeout=600)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

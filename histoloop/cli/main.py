@@ -53,6 +53,9 @@ def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
         level=logging.DEBUG if verbose else getattr(logging, ctx.obj.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:  # one line per HTTP request is noise at INFO
+        for name in ("httpx", "httpcore", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @click.command("settings")

@@ -10,13 +10,18 @@ from typing import Any
 
 import pytest
 
-from histoloop.demo import bootstrap, connect_backend, create_projects, write_tiles
+from histoloop.demo import bootstrap, connect_backend, create_projects, training_config_toml, write_tiles
 from histoloop.labelstudio import LabelStudioServer
 from histoloop.settings import load_settings
 from histoloop.stack import Stack, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD = 4
+TINY = {
+    "detect": {"epochs": 2, "batch": 4, "imgsz": 128},
+    "segment": {"epochs": 2, "batch": 4, "imgsz": 64, "model": "resnet18"},
+    "classify": {"epochs": 2, "batch": 4, "imgsz": 64, "model": "resnet18"},
+}
 
 
 def free_port() -> int:
@@ -51,7 +56,10 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
     redis.flushdb()
     document_root = base / "files"
     shown = write_tiles(document_root / "images", 6, size=256, seed=500)
+    config = base / "histoloop.toml"  # tiny retrainings: seconds on a CPU
+    config.write_text(training_config_toml(TINY))
     env = {
+        "HISTOLOOP_CONFIG": str(config),
         "HISTOLOOP_MODEL_STORE": str(base / "store"),
         "HISTOLOOP_REDIS_URL": redis_url,
         "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root),
@@ -70,17 +78,21 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
     try:
         label_studio.start()
         client = label_studio.client()
-        projects = create_projects(client, document_root, [p for p, _ in shown], ("detect", "segment", "classify"))
+        projects = create_projects(
+            client, document_root, [p for p, _ in shown], ("detect", "segment", "classify")
+        )
         train_root = base / "train"
         train_tiles = write_tiles(train_root / "images", 8, size=256, seed=900)
         for kind, pid in projects.items():
-            bootstrap(settings, str(pid), kind, train_tiles, train_root, epochs=2)
+            bootstrap(settings, str(pid), kind, train_tiles, train_root, options=TINY[kind])
         port = free_port()
         stack.backend("127.0.0.1", port)
         stack.worker(device="cpu")
         for pid in projects.values():
             connect_backend(client, pid, f"http://127.0.0.1:{port}")
-        yield Loop(client, settings, redis, projects, [p for p, _ in shown], shown, THRESHOLD, label_studio, stack)
+        yield Loop(
+            client, settings, redis, projects, [p for p, _ in shown], shown, THRESHOLD, label_studio, stack
+        )
     finally:
         stack.stop()
         label_studio.stop()

@@ -18,7 +18,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "out"
 
 def _blue_pixels(png: Path) -> int:
     rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    return int(((rgb[..., 2] > 150) & (rgb[..., 2] > rgb[..., 0] + 60) & (rgb[..., 2] > rgb[..., 1] + 60)).sum())
+    return int(
+        ((rgb[..., 2] > 150) & (rgb[..., 2] > rgb[..., 0] + 60) & (rgb[..., 2] > rgb[..., 1] + 60)).sum()
+    )
 
 
 @pytest.fixture
@@ -62,7 +64,9 @@ def test_label_studio_renders_our_brush_prediction(loop, browser) -> None:
     shot = ARTIFACTS / "label-studio-brush-prediction.png"
     browser.save_screenshot(str(shot))
     # only the image area counts: Label Studio's own buttons are blue too
-    canvas = max(browser.find_elements(By.CSS_SELECTOR, "canvas"), key=lambda c: c.size["width"] * c.size["height"])
+    canvas = max(
+        browser.find_elements(By.CSS_SELECTOR, "canvas"), key=lambda c: c.size["width"] * c.size["height"]
+    )
     x, y, w, h = (int(canvas.rect[k]) for k in ("x", "y", "width", "height"))
     image_area = ARTIFACTS / "label-studio-brush-canvas.png"
     Image.open(shot).crop((x, y, x + w, y + h)).save(image_area)

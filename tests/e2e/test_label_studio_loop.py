@@ -75,7 +75,9 @@ def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_ve
     assert new[0].lineage.get("annotation_count", 0) >= loop.threshold
     current = wait_for(lambda: registry.production(str(pid), kind).version > before.version and
                        registry.production(str(pid), kind), timeout=60, what="auto-promotion")  # fmt: skip
-    client.actions.create(id="delete_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
+    client.actions.create(
+        id="delete_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []}
+    )
     retrieve_predictions(client, pid)
     versions = {_as_dict(p)["model_version"] for preds in _predictions(client, pid).values() for p in preds}
     assert versions == {current.label}

@@ -58,6 +58,7 @@ class DatasetWriter:
         self._stems: set[str] = set()
         self._hash = hashlib.sha256()
         self._dirs: set[Path] = set()
+        self._label_dirs: dict[str, str] = {}
 
     # -- names ----------------------------------------------------------------------------------------
     def unique_stem(self, stem: str, suffix: str = "") -> str:
@@ -111,7 +112,11 @@ class DatasetWriter:
 
     def write_labels(self, split: str, stem: str, lines: list[str]) -> None:
         text = "\n".join(lines) + ("\n" if lines else "")
-        self._path("labels", split, stem + ".txt").write_text(text)
+        folder = self._label_dirs.get(split)
+        if folder is None:
+            folder = self._label_dirs[split] = str(self._path("labels", split, "x").parent) + os.sep
+        with open(folder + stem + ".txt", "w") as f:
+            f.write(text)
         self._hash.update(f"{split}/{stem}\0{text}\0".encode())
 
     def write_mask(
@@ -137,7 +142,6 @@ class DatasetWriter:
             **extra,
         }
         self.items.append(item)
-        self._hash.update(json.dumps(item, sort_keys=True, default=str).encode())
 
     # -- finishing ------------------------------------------------------------------------------------
     def splits(self) -> list[str]:
@@ -158,14 +162,12 @@ class DatasetWriter:
                 (self.tmp / "labels" / s).mkdir(parents=True, exist_ok=True)
         else:
             (self.tmp / "classes.txt").write_text("".join(c + "\n" for c in self.classes))
-        self._hash.update(json.dumps([self.kind, self.classes]).encode())
-        manifest = {
-            "kind": self.kind,
-            "classes": self.classes,
-            "fingerprint": self._hash.hexdigest(),
-            "items": self.items,
-        }
-        (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        # one item per line; a single json.dumps is the fast C encoder (items always start with "stem")
+        items = json.dumps(self.items, default=str).replace('}, {"stem": ', '},\n  {"stem": ')
+        self._hash.update(json.dumps([self.kind, self.classes]).encode() + items.encode())
+        head = json.dumps({"kind": self.kind, "classes": self.classes, "fingerprint": self._hash.hexdigest()})
+        text = head[:-1] + ', "items": ' + (f"[\n  {items[1:-1]}\n]" if self.items else "[]") + "}\n"
+        (self.tmp / "manifest.json").write_text(text)
         old = None
         if self.out_dir.exists():
             old = self.out_dir.parent / f".{self.out_dir.name}.old-{uuid.uuid4().hex[:8]}"

@@ -132,6 +132,11 @@ def image_url(task: dict, data_key: str | None = None) -> str | None:
 
 
 def stem_of(url: str) -> str:
+    """The file stem an image URL points to (``?d=`` of local-files URLs, else the URL path)."""
+    if "?d=" in url:
+        name = url.split("?d=", 1)[1].split("&", 1)[0]
+        name = (unquote(name) if "%" in name else name).rsplit("/", 1)[-1]
+        return name.rsplit(".", 1)[0] if "." in name[1:] else name
     parts = urlsplit(url)
     d = parse_qs(parts.query).get("d")
     name = unquote(d[0]) if d else unquote(parts.path)
@@ -171,19 +176,22 @@ def _plan(tasks, *, approval, per_annotator, data_key, report) -> list[dict]:
         if not anns:
             report.skip(f"task {tid}", _why_unusable(task, approval))
             continue
-        base = safe_stem(stem_of(url))
+        name = stem_of(url)
+        base = safe_stem(name)
         for ann in anns:
             stem = f"{base}-a{ann.get('id')}" if per_annotator else base
             if stem in seen:
                 stem = safe_stem(f"{stem}-t{tid}")
             seen.add(stem)
-            items.append({"task": task, "task_id": tid, "annotation": ann, "url": url, "stem": stem})
+            items.append(
+                {"task": task, "task_id": tid, "annotation": ann, "url": url, "stem": stem, "name": name}
+            )
     return items
 
 
 def _assign(items, out_dir, *, split, group_regex, val_fraction, seed) -> None:
     for it in items:
-        it["group"] = group_of(stem_of(it["url"]), group_regex)
+        it["group"] = group_of(it["name"], group_regex)
     if isinstance(split, str):
         for it in items:
             it["split"] = split
@@ -199,10 +207,14 @@ def _assign(items, out_dir, *, split, group_regex, val_fraction, seed) -> None:
             )
         return
     previous = _previous_splits(Path(out_dir))
+    by_group: dict[str, str] = {}
     for it in items:
-        it["split"] = previous.get(it["group"]) or assign_split(
-            it["group"], group_regex=r"(.+)", val_fraction=val_fraction, seed=seed
-        )
+        g = it["group"]
+        if g not in by_group:
+            by_group[g] = previous.get(g) or assign_split(
+                g, group_regex=r"(.+)", val_fraction=val_fraction, seed=seed
+            )
+        it["split"] = by_group[g]
     groups = {it["group"] for it in items}
     if val_fraction > 0 and len(groups) >= 2 and not any(it["split"] == "val" for it in items):
         free = sorted((g for g in groups if g not in previous), key=lambda g: split_fraction(g, seed))

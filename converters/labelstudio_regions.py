@@ -53,23 +53,20 @@ def _size(result: dict, size: tuple[int, int] | None) -> tuple[int, int]:
 
 
 def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: bool, warn) -> str:
-    if rtype == "rectanglelabels" and not obb and not float(value.get("rotation") or 0.0):
+    if rtype == "rectanglelabels" and not obb and not value.get("rotation"):
         # unrotated: straight from percent (no image size needed), as label_studio_sdk computes it
-        x, y, w, h = (
-            float(value[k]) if isinstance(value.get(k), int | float) else None
-            for k in ("x", "y", "width", "height")
-        )
-        if None in (x, y, w, h):
+        x, y, w, h = value.get("x"), value.get("y"), value.get("width"), value.get("height")
+        if not all(type(v) in (float, int) for v in (x, y, w, h)):
             raise RegionError("rectangle without numeric x/y/width/height")
         if w <= 0 or h <= 0:
             raise RegionError(f"zero-area rectangle ({w:.3g}% x {h:.3g}%)")
+        if x >= 0 and y >= 0 and x + w <= 100 and y + h <= 100:
+            return f"{cid} {(x + w / 2) / 100:.6f} {(y + h / 2) / 100:.6f} {w / 100:.6f} {h / 100:.6f}"
         x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, 100.0), min(y + h, 100.0)
         if x1 <= x0 or y1 <= y0:
             raise RegionError("rectangle lies outside the image")
-        if (x0, y0, x1, y1) != (x, y, x + w, y + h):
-            warn("rectangle clipped to the image")
-            return format_line(cid, ((x0 + x1) / 200, (y0 + y1) / 200, (x1 - x0) / 100, (y1 - y0) / 100))
-        return format_line(cid, ((x + w / 2) / 100, (y + h / 2) / 100, w / 100, h / 100))
+        warn("rectangle clipped to the image")
+        return format_line(cid, ((x0 + x1) / 200, (y0 + y1) / 200, (x1 - x0) / 100, (y1 - y0) / 100))
     W, H = _size(result, size)
     if rtype == "rectanglelabels":
         corners = rect_corners(value, W, H)
@@ -93,6 +90,21 @@ def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: boo
         warn("box clipped to the image")
     x0, y0, x1, y1 = clipped
     return format_line(cid, ((x0 + x1) / 2 / W, (y0 + y1) / 2 / H, (x1 - x0) / W, (y1 - y0) / H))
+
+
+class _Region:
+    """A region's name ('task 3 (annotation 5) region abc', built only when printed) and its warnings."""
+
+    __slots__ = ("report", "where", "rid")
+
+    def __init__(self, report: ConversionReport, where: str, rid) -> None:
+        self.report, self.where, self.rid = report, where, rid
+
+    def __str__(self) -> str:
+        return f"{self.where} region {self.rid}"
+
+    def __call__(self, msg: str) -> None:
+        self.report.warn(str(self), msg)
 
 
 def _segment_lines(rtype: str, value: dict, result: dict, cid: int, size, warn) -> list[str]:
@@ -128,18 +140,21 @@ def convert_regions(
     attempted = 0
     shapes: list[tuple[str, object, int]] = []  # segment: (type, geometry, class index)
     mask_size = size
+    accepted = config.accepted_pairs()
     for n, r in enumerate(results):
-        if not isinstance(r, dict):
+        if type(r) is not dict:
             report.skip(f"{where} result #{n}", "not a JSON object")
             attempted += 1
             continue
-        rtype = str(r.get("type", "")).lower()
+        rtype = r.get("type")
         if rtype not in types:
-            continue
+            rtype = str(rtype).lower()
+            if rtype not in types:
+                continue
         attempted += 1
-        rid = f"{where} region {r.get('id', n)}"
+        rid = warn = _Region(report, where, r.get("id", n))
         from_name = r.get("from_name", "")
-        if not config.accepts(from_name, rtype):
+        if accepted is not None and (from_name, rtype) not in accepted:
             report.skip(rid, f"'{from_name}' is not a {rtype} tag of the label config")
             continue
         value = r.get("value")
@@ -150,10 +165,6 @@ def convert_regions(
         if not isinstance(labels, list) or not labels:
             report.skip(rid, f"no {rtype} label")
             continue
-
-        def warn(msg: str, rid: str = rid) -> None:
-            report.warn(rid, msg)
-
         try:
             if kind == "classify":
                 if len(labels) != 1:

@@ -81,6 +81,13 @@ class LabelConfig:
                 out.extend(label for label in labels if label not in out)
         return out
 
+    def accepted_pairs(self) -> set[tuple[str, str]] | None:
+        """(from_name, result type) pairs the config allows; None when the config is inferred (all)."""
+        if self.inferred:
+            return None
+        types = {v: k for k, v in TAG_OF_TYPE.items()}
+        return {(name, types[t]) for name, (t, _) in self.tags.items() if t in types}
+
     def accepts(self, from_name: str, result_type: str) -> bool:
         """Whether a result of this tag may be used (always, when the config is inferred)."""
         if self.inferred:

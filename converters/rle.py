@@ -111,17 +111,16 @@ def _as_bytes(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
     return data.astype(np.uint8)
 
 
-def _windows(padded: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """The 32 bits starting at each bit position (as uint64, left-aligned in the low 32 bits)."""
-    q = pos >> 3
-    v = (
-        padded[q].astype(np.uint64) << np.uint64(32)
-        | padded[q + 1].astype(np.uint64) << np.uint64(24)
-        | padded[q + 2].astype(np.uint64) << np.uint64(16)
-        | padded[q + 3].astype(np.uint64) << np.uint64(8)
-        | padded[q + 4].astype(np.uint64)
-    )
-    return (v >> (np.uint64(8) - (pos & 7).astype(np.uint64))) & np.uint64(0xFFFFFFFF)
+def _byte_windows(padded: np.ndarray) -> np.ndarray:
+    """For each byte offset q, the 40 bits starting at byte q (as int64)."""
+    b = padded.astype(np.int64)
+    n = padded.size - 4
+    return b[:n] << 32 | b[1 : n + 1] << 24 | b[2 : n + 2] << 16 | b[3 : n + 3] << 8 | b[4 : n + 4]
+
+
+def _windows(bw: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The 32 bits starting at each bit position, as int64 (bit 31 = the bit at ``pos``)."""
+    return (bw[pos >> 3] >> (8 - (pos & 7))) & 0xFFFFFFFF
 
 
 def rle_decode(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
@@ -129,41 +128,56 @@ def rle_decode(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
     data = _as_bytes(rle)
     nbytes = data.size
     padded = np.concatenate([data, np.zeros(8, np.uint8)])
-    head = int(_windows(padded, np.array([0]))[0])
-    num = head
-    second = int(_windows(padded, np.array([32]))[0])
+    bw = _byte_windows(padded)
+    num = int(_windows(bw, np.array([0]))[0])
+    second = int(_windows(bw, np.array([32]))[0])
     word = (second >> 27) + 1
     sizes = np.array([((second >> (23 - 4 * i)) & 0xF) + 1 for i in range(4)], np.int64)
     total_bits = nbytes * 8
     if num == 0:
         return np.zeros(0, np.uint8)
 
-    # Walk the records: for a block of candidate positions compute where a record starting there ends,
-    # then follow the chain in Python (one step per record), vectorising everything else.
-    starts: list[int] = []
+    # Find the record starts. For every bit position of a block compute where a record starting there
+    # would end; the chain from the block's first record is then found by pointer doubling (all numpy).
+    chunks: list[np.ndarray] = []
     produced = 0
     p = 53
     while produced < num:
         if p + 3 > total_bits:
             raise ValueError(f"RLE ends after {produced} of {num} values")
         block = np.arange(p, min(p + _BLOCK, total_bits), dtype=np.int64)
-        win = _windows(padded, block).astype(np.int64)
-        flag = win >> 31
+        win = _windows(bw, block)
         size = sizes[(win >> 29) & 3]
         count = ((win >> (29 - size)) & ((1 << size) - 1)) + 1
-        step = 3 + size + np.where(flag == 1, word, word * count)
-        nxt = memoryview(block + step)
-        cnt = memoryview(count)
-        first, end = p, p + block.size - 1
-        while produced < num and p <= end:
-            starts.append(p)
-            produced += cnt[p - first]
-            p = nxt[p - first]
+        jump = np.empty(block.size + 1, np.int32)
+        np.minimum(
+            np.arange(block.size) + 3 + size + np.where(win >> 31, word, word * count),
+            block.size,
+            out=jump[:-1],
+            casting="unsafe",
+        )
+        jump[-1] = block.size  # the sink: past the block
+        chain = np.zeros(1, np.int32)
+        while True:
+            more = jump[chain]
+            more = more[more < block.size]
+            chain = np.concatenate([chain, more])
+            if more.size < chain.size - more.size:
+                break
+            jump = jump[jump]
+        # the values produced so far decide where to stop; the next block starts after the last record
+        total = produced + np.cumsum(count[chain])
+        stop = int(np.searchsorted(total, num)) + 1 if total[-1] >= num else chain.size
+        chain = chain[:stop]
+        chunks.append(block[chain])
+        produced = int(total[stop - 1])
+        last = int(chain[-1])
+        p = int(block[last] + 3 + size[last] + (word if win[last] >> 31 else word * count[last]))
     if p > total_bits:
         raise ValueError("RLE is truncated: the last record runs past the end of the data")
 
-    rec = np.array(starts, np.int64)
-    win = _windows(padded, rec).astype(np.int64)
+    rec = np.concatenate(chunks)
+    win = _windows(bw, rec)
     flag = (win >> 31).astype(bool)
     size = sizes[(win >> 29) & 3]
     count = ((win >> (29 - size)) & ((1 << size) - 1)) + 1
@@ -175,7 +189,7 @@ def rle_decode(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
     k = np.arange(seg_rec.size) - seg_first[seg_rec]
     seg_pos = vpos[seg_rec] + k * word
     seg_len = np.where(flag[seg_rec], count[seg_rec], 1)
-    words = (_windows(padded, seg_pos).astype(np.int64) >> (32 - word)) & ((1 << word) - 1)
+    words = (_windows(bw, seg_pos) >> (32 - word)) & ((1 << word) - 1)
     if word > 32:
         raise ValueError(f"unsupported RLE word size {word}")
     if words.size and words.max() > 255:

@@ -1,0 +1,1 @@
+"""Benchmarks: one script per area (python -m benchmarks.<name>); results in BENCHMARKS.md."""

@@ -1,13 +1,14 @@
 """Training throughput: the detect trainer against plain ultralytics ``model.train`` on the same data in the
 same run, and the segmenter's step time per batch size.
 
-    .venv/bin/python -m benchmarks.train [--images 48] [--imgsz 256] [--epochs 3] [--batch 8]
+    .venv/bin/python -m benchmarks.train [--images 48] [--imgsz 256] [--epochs 3] [--batch 8] [--repeats 2]
 
 Detect: both runs build yolo11n from its YAML and train on the same generated 256 px dataset with the same
 arguments (``val=False, plots=False``, ``amp=False``, ``workers=0``); only the wrapper differs. Throughput
 is measured the same way for both: images per second between the end of the first batch of epoch 2 and the
 end of the last batch (the first epoch warms up). Plain ultralytics leaves torch at ``cpu_count - 1``
-threads on a CPU; the trainer uses every core.
+threads on a CPU; the trainer uses every idle core (training.base.choose_threads). A thread-count
+micro-benchmark (one yolo11n train step at 1 thread and at every core) shows what a busy neighbour costs.
 
 Segment: one AdamW step (forward, Dice+BCE, backward) of Unet-resnet34 on 256 px crops, per batch size,
 after one warm-up step; per-image time as a ratio to batch size 1.
@@ -65,7 +66,9 @@ class _Clock:
 COMMON = dict(val=False, plots=False, amp=False, workers=0, device="cpu", seed=0, verbose=False)
 
 
-def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int) -> dict[str, float]:
+def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, repeats: int) -> list[dict]:
+    """Plain ultralytics and the trainer alternately, ``repeats`` times each (the load on a shared machine
+    drifts; alternating spreads it over both)."""
     from training.offline import ultralytics
 
     ultralytics(tmp / "ultralytics")
@@ -74,30 +77,27 @@ def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int) -> 
 
     from training.base import TrainConfig, get_trainer
 
-    results = {}
-    # plain ultralytics
-    plain = _Clock(batch)
-    model = YOLO("yolo11n.yaml")
-    model.add_callback("on_train_batch_end", lambda t: plain.tick(t.epoch + 1))
-    t0 = time.perf_counter()
-    model.train(data=str(data / "data.yaml"), epochs=epochs, batch=batch, imgsz=imgsz, project=str(tmp / "plain"),
-                name="run", exist_ok=True, **COMMON)  # fmt: skip
-    results["plain_wall_s"] = time.perf_counter() - t0
-    results["plain_threads"] = torch.get_num_threads()
-    results["plain_img_s"] = plain.rate()
+    runs = []
+    for r in range(repeats):
+        plain = _Clock(batch)
+        model = YOLO("yolo11n.yaml")
+        model.add_callback("on_train_batch_end", lambda t, c=plain: c.tick(t.epoch + 1))
+        t0 = time.perf_counter()
+        model.train(data=str(data / "data.yaml"), epochs=epochs, batch=batch, imgsz=imgsz,
+                    project=str(tmp / f"plain{r}"), name="run", exist_ok=True, **COMMON)  # fmt: skip
+        runs.append({"run": "plain ultralytics model.train", "wall_s": time.perf_counter() - t0,
+                     "threads": torch.get_num_threads(), "img_s": plain.rate()})  # fmt: skip
 
-    # the trainer: same data, same arguments
-    ours = _Clock(batch)
-    cfg = TrainConfig(epochs=epochs, batch=batch, imgsz=imgsz, device="cpu", seed=0,
-                      extra={"ultralytics": {k: v for k, v in COMMON.items() if k not in ("device", "seed")}})  # fmt: skip
-    t0 = time.perf_counter()
-    get_trainer("detect").train(
-        data, cfg, tmp / "ours", progress=lambda p: p.stage == "train" and ours.tick(p.epoch)
-    )
-    results["ours_wall_s"] = time.perf_counter() - t0  # includes the final held-out evaluation
-    results["ours_threads"] = torch.get_num_threads()
-    results["ours_img_s"] = ours.rate()
-    return results
+        ours = _Clock(batch)
+        extra = {"ultralytics": {k: v for k, v in COMMON.items() if k not in ("device", "seed")}}
+        cfg = TrainConfig(epochs=epochs, batch=batch, imgsz=imgsz, device="cpu", seed=0, extra=extra)
+        t0 = time.perf_counter()
+        result = get_trainer("detect").train(
+            data, cfg, tmp / f"ours{r}", progress=lambda p, c=ours: p.stage == "train" and c.tick(p.epoch)
+        )
+        runs.append({"run": "histoloop DetectTrainer", "wall_s": time.perf_counter() - t0,
+                     "threads": result.card.extra.get("cpu_threads"), "img_s": ours.rate()})  # fmt: skip
+    return runs
 
 
 def bench_threads(imgsz: int, batch: int, steps: int = 3) -> dict[int, float]:
@@ -160,24 +160,27 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seg-batches", default="1,2,4,8")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="histoloop-bench-"))
     try:
         data = _dataset(tmp / "data", args.images, args.imgsz)
         print(f"CPU cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}")
-        d = bench_detect(data, tmp, args.epochs, args.batch, args.imgsz)
+        runs = bench_detect(data, tmp, args.epochs, args.batch, args.imgsz, args.repeats)
         print(f"\n## detect: yolo11n, {args.images} train images of {args.imgsz} px, batch {args.batch}, "
-              f"{args.epochs} epochs (throughput from epoch 2 on)")  # fmt: skip
-        print("| run | torch threads | train images/s | wall s (whole call) |")
+              f"{args.epochs} epochs (throughput from epoch 2 on), runs alternating")  # fmt: skip
+        print(
+            "| run | torch threads | train images/s | wall s (whole call; the trainer's includes its evaluation) |"
+        )
         print("| --- | ---: | ---: | ---: |")
+        for r in runs:
+            print(f"| {r['run']} | {r['threads']} | {r['img_s']:.1f} | {r['wall_s']:.1f} |")
+        plain = np.median([r["img_s"] for r in runs if r["run"].startswith("plain")])
+        ours = np.median([r["img_s"] for r in runs if not r["run"].startswith("plain")])
         print(
-            f"| plain ultralytics model.train | {d['plain_threads']} | {d['plain_img_s']:.1f} | {d['plain_wall_s']:.1f} |"
+            f"median images/s: plain {plain:.1f}, trainer {ours:.1f}; ratio trainer / plain: {ours / plain:.2f}x"
         )
-        print(
-            f"| histoloop DetectTrainer | {d['ours_threads']} | {d['ours_img_s']:.1f} | {d['ours_wall_s']:.1f} |"
-        )
-        print(f"ratio trainer / plain (images/s): {d['ours_img_s'] / d['plain_img_s']:.2f}x")
         t = bench_threads(args.imgsz, args.batch)
         print(
             f"\n## yolo11n train step (forward+backward, batch {args.batch}, {args.imgsz} px) per torch thread count"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,8 @@ def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, 
     from training.offline import ensure_offline
 
     ensure_offline(Path(settings.model_store) / "ultralytics")
+    if settings.log_level.upper() != "DEBUG":  # ultralytics' own per-epoch log would drown the progress bar
+        logging.getLogger("ultralytics").setLevel(logging.WARNING)
     from training.base import Cancelled, TrainConfig, TrainingError, get_trainer
     from training.registry import Registry, RegistryError
 

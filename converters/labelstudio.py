@@ -189,7 +189,7 @@ def _plan(tasks, *, approval, per_annotator, data_key, report) -> list[dict]:
     return items
 
 
-def _assign(items, out_dir, *, split, group_regex, val_fraction, seed) -> None:
+def _assign(items, out_dir, *, split, group_regex, val_fraction, seed, test_fraction=0.0) -> None:
     for it in items:
         it["group"] = group_of(it["name"], group_regex)
     if isinstance(split, str):
@@ -203,7 +203,11 @@ def _assign(items, out_dir, *, split, group_regex, val_fraction, seed) -> None:
             else:
                 s = split(it)
             it["split"] = s or assign_split(
-                it["group"], group_regex=r"(.+)", val_fraction=val_fraction, seed=seed
+                it["group"],
+                group_regex=r"(.+)",
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                seed=seed,
             )
         return
     previous = _previous_splits(Path(out_dir))
@@ -212,7 +216,7 @@ def _assign(items, out_dir, *, split, group_regex, val_fraction, seed) -> None:
         g = it["group"]
         if g not in by_group:
             by_group[g] = previous.get(g) or assign_split(
-                g, group_regex=r"(.+)", val_fraction=val_fraction, seed=seed
+                g, group_regex=r"(.+)", val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
             )
         it["split"] = by_group[g]
     groups = {it["group"] for it in items}
@@ -232,6 +236,7 @@ def export_to_dataset(
     label_config: str | Path | None,
     images: ImageLoader | None,
     val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
     group_regex: str | None = None,
     seed: int = 0,
     split: str | Mapping[str, str] | Callable[[dict], str | None] | None = None,
@@ -259,7 +264,15 @@ def export_to_dataset(
     if not classes:
         report.skip("label config", f"no labels for a {kind} dataset")
         return report
-    _assign(items, out_dir, split=split, group_regex=group_regex, val_fraction=val_fraction, seed=seed)
+    _assign(
+        items,
+        out_dir,
+        split=split,
+        group_regex=group_regex,
+        val_fraction=val_fraction,
+        seed=seed,
+        test_fraction=test_fraction,
+    )
     writer = DatasetWriter(out_dir, kind, classes)
     try:
         for it in tqdm(items, desc=f"{kind}", unit="task", disable=not progress, leave=False):

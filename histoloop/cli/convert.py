@@ -108,6 +108,7 @@ def convert() -> None:
     show_default=True,
 )
 @click.option("--labels-only", is_flag=True, help="Write labels only (no images).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @with_split_options
 @click.pass_obj
 def labelstudio_cmd(
@@ -121,6 +122,7 @@ def labelstudio_cmd(
     per_annotator,
     approval,
     labels_only,
+    test_fraction,
     val_fraction,
     group_regex,
     seed,
@@ -152,6 +154,7 @@ def labelstudio_cmd(
         label_config=label_config,
         images=images,
         val_fraction=val_fraction,
+        test_fraction=test_fraction,
         group_regex=group_regex,
         seed=seed,
         approval=approval,

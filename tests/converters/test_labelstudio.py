@@ -282,3 +282,54 @@ def test_splits_are_stable_as_the_dataset_grows(tmp_path):
     assert all(len(s) == 1 for s in by_group.values())  # never one patient on both sides
     val = sum(1 for s in after.values() if s == "val") / len(after)
     assert 0.1 < val < 0.3
+
+
+def test_brushes_become_yolo_polygons_that_cover_them(export_tasks, tmp_path):
+    import cv2
+
+    task = copy.deepcopy(export_tasks[2])
+    ann = task["annotations"][1]
+    brush_result = next(r for r in ann["result"] if r["type"] == "brushlabels")
+    ann["result"] = [brush_result]
+    export_to_dataset(
+        [task], "yolo-segment", tmp_path / "ys", label_config=CONFIG, images=None, split="train"
+    )
+    lines = (tmp_path / "ys" / "labels" / "train" / "TCGA-AR-A1AS-01Z-00-DX1.txt").read_text().splitlines()
+    painted = np.reshape(brush.decode_rle(brush_result["value"]["rle"]), (1000, 1000, 4))[:, :, 3] > 0
+    n_components = cv2.connectedComponents(painted.astype(np.uint8))[0] - 1
+    assert len(lines) == n_components >= 1  # one polygon per painted blob
+    back = np.zeros((1000, 1000), np.uint8)
+    for ln in lines:  # rasterised the way ultralytics does (cv2.fillPoly on pixel coordinates)
+        pts = np.array([float(v) for v in ln.split()[1:]]).reshape(-1, 2) * 1000
+        cv2.fillPoly(back, [np.round(pts).astype(np.int32)], 1)
+    back = back > 0
+    assert (back & painted).sum() / (back | painted).sum() > 0.9
+
+
+def test_test_fraction_and_forced_splits(export_tasks, tmp_path):
+    rep = export_to_dataset(
+        export_tasks,
+        "classify",
+        tmp_path / "t",
+        label_config=CONFIG,
+        images=None,
+        val_fraction=0.0,
+        test_fraction=1.0,
+    )
+    items = json.loads((tmp_path / "t" / "manifest.json").read_text())["items"]
+    assert rep.converted == 3 and {i["split"] for i in items} == {"test"}
+    export_to_dataset(
+        export_tasks,
+        "classify",
+        tmp_path / "f",
+        label_config=CONFIG,
+        images=None,
+        split={"TCGA-AR-A1AK": "val"},
+        val_fraction=0.0,
+    )
+    items = json.loads((tmp_path / "f" / "manifest.json").read_text())["items"]
+    assert {i["group"]: i["split"] for i in items} == {
+        "TCGA-A7-A13E": "train",
+        "TCGA-AR-A1AK": "val",
+        "TCGA-AR-A1AS": "train",
+    }

@@ -11,11 +11,17 @@ Three scenarios, each with a tiny random-init model registered and promoted in a
 - ``choices``: a resnet18 classifier at 224 px on the same 512x512 crops.
 
 The baseline is ``load_model(version).predict(image)`` on the decoded images (no HTTP, no decoding, no
-result conversion). The backend is ``histoloop serve`` (gunicorn, one worker, 16 threads) in its own
+result conversion), called from a worker thread as gunicorn's ``gthread`` worker calls it (the ratios are
+against this one); the same call from the main thread is shown too: on a busy 2-core machine torch's
+two OpenMP threads on the main thread can be several times slower than a call from another thread. The backend is ``histoloop serve`` (gunicorn, one worker, 16 threads) in its own
 process, called over HTTP on 127.0.0.1 with the bodies Label Studio sends; images are read from the
-local-files root by the backend, so decoding them is part of its cost. Ratios: backend / bare at p50 and
-p95 of the per-image latency (concurrency 1, one task per request), per-image time of 8-task batches,
-and the time per image at concurrency 4 and 16 (wall time / images, against the bare mean).
+local-files root by the backend, so decoding them is part of its cost.
+
+Bare calls and /predict calls are interleaved (one bare call, one request, ...) so that both see the same
+load on a shared machine. Reported: the per-image latency at p50 and p95 (concurrency 1, one task per
+request) and their ratio; the in-server ratio (request latency / the model time the backend reports in
+its ``Server-Timing`` header: the overhead measured in the same process, same moment); 8-task batches
+(time per batch / 8 bare calls); concurrency 4 and 16 (wall time for n requests / n bare calls).
 The images are MoNuSeg crops when ../shared/data is there, else synthetic H&E-like tiles.
 """
 
@@ -118,6 +124,12 @@ def _timed(fn: Callable[..., Any], *args: Any) -> float:
     return time.perf_counter() - t0
 
 
+def _bare(model: Any, arrays: list[np.ndarray], n: int, warm: bool = True) -> list[float]:
+    for a in arrays[:2] if warm else ():
+        model.predict(a)  # warm-up (on this thread)
+    return [_timed(model.predict, arrays[i % len(arrays)]) for i in range(n)]
+
+
 def _one(server: Server, sessions: list[Any], project: str, config: str, names: list[str], i: int) -> Any:
     return server.predict(sessions[i % len(sessions)], project, config, [names[i % len(names)]])
 
@@ -154,22 +166,75 @@ class Server:
                 "params": {"login": None, "password": None, "context": None}}  # fmt: skip
         r = session.post(f"{self.url}/predict", json=body, timeout=300)
         r.raise_for_status()
-        return r.json()
+        out = r.json()
+        out["server_timing_ms"] = {
+            k: float(v.split("=")[1])
+            for k, v in (part.strip().split(";") for part in r.headers["Server-Timing"].split(","))
+        }
+        return out
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(30)
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    import dataclasses
+def _measure(
+    server: Server,
+    project: str,
+    sc: Scenario,
+    model: Any,
+    arrays: list,
+    names: list,
+    reps: int,
+    one: ThreadPoolExecutor,
+) -> dict[str, Any]:
+    """Bare calls and /predict calls interleaved, so that both see the same machine load."""
+    import requests
 
+    session = server.session
+    for k in range(2):  # warm-up: the backend loads its model; the bare model warms on its thread
+        server.predict(session, project, sc.config, [names[k]])
+        one.submit(model.predict, arrays[k]).result()
+    bare, lat, in_server, regions = [], [], [], []
+    for i in range(reps * 2):
+        bare.append(one.submit(_timed, model.predict, arrays[i % len(arrays)]).result())
+        t0 = time.perf_counter()
+        out = server.predict(session, project, sc.config, [names[i % len(names)]])
+        lat.append(time.perf_counter() - t0)
+        in_server.append(lat[-1] / (out["server_timing_ms"]["model"] / 1000))
+        regions.append(len(out["results"][0]["result"]))
+    batch_bare, batch = [], []
+    for _ in range(max(2, reps // 3)):
+        batch_bare.append(one.submit(_bare, model, arrays, len(arrays), False).result())
+        batch.append(_timed(server.predict, session, project, sc.config, names))
+    row = {
+        "scenario": sc.name, "regions_per_image": float(np.mean(regions)),
+        "bare_p50_ms": 1000 * _pct(bare, 50), "bare_p95_ms": 1000 * _pct(bare, 95),
+        "predict_p50_ms": 1000 * _pct(lat, 50), "predict_p95_ms": 1000 * _pct(lat, 95),
+        "ratio_p50": _pct(lat, 50) / _pct(bare, 50), "ratio_p95": _pct(lat, 95) / _pct(bare, 95),
+        "in_server_ratio_p50": _pct(in_server, 50), "in_server_ratio_p95": _pct(in_server, 95),
+        "ratio_batch8": float(np.sum(batch)) / float(np.sum(batch_bare)),
+    }  # fmt: skip
+    for conc in (4, 16):
+        sessions = [requests.Session() for _ in range(conc)]
+        n = conc * max(1, reps // 6)
+        bare_total = float(np.sum(one.submit(_bare, model, arrays, n, False).result()))
+        with ThreadPoolExecutor(conc) as pool:
+            t0 = time.perf_counter()
+            list(pool.map(partial(_one, server, sessions, project, sc.config, names), range(n)))
+            wall = time.perf_counter() - t0
+        row[f"c{conc}_ms_per_image"] = 1000 * wall / n
+        row[f"ratio_c{conc}"] = wall / bare_total
+    return row
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
     from PIL import Image
 
     from histoloop.settings import load_settings
     from training.inference import load_model
 
-    reps = 6 if quick else 16
+    reps = 6 if quick else 12
     tmp = Path(tempfile.mkdtemp(prefix="histoloop-bench-"))
     files = tmp / "files"
     (files / "bench").mkdir(parents=True)
@@ -185,58 +250,19 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             name = f"bench/{sc.name}-{i}.png"
             Image.fromarray(a).save(files / name)
             names.append(name)
-        prepared.append((str(project), sc, version_dir, arrays, names))
+        prepared.append((str(project), sc, load_model(version_dir, "cpu"), arrays, names))
 
-    # -- bare model calls (the backend is not running yet: no contention) --------------------------
-    bare: dict[str, list[float]] = {}
-    counts: dict[str, float] = {}
-    for _, sc, version_dir, arrays, _ in prepared:
-        model = load_model(version_dir, "cpu")
-        for a in arrays[:2]:
-            model.predict(a)  # warm-up
-        bare[sc.name] = [_timed(model.predict, arrays[i % len(arrays)]) for i in range(reps * 2)]
-        out = model.predict(arrays[0])
-        counts[sc.name] = float(len(out)) if sc.kind == "detect" else 1.0
-        del model
-
-    # -- the backend ---------------------------------------------------------------------------------
     server = Server(env, tmp / "serve.log")
     rows: list[dict[str, Any]] = []
     try:
-        for project, sc, _, _, names in prepared:
-            session = server.session
-            server.predict(session, project, sc.config, names[:2])  # loads the model, warm-up
-            regions = [
-                len(server.predict(session, project, sc.config, [n])["results"][0]["result"]) for n in names
-            ]
-            lat = [_timed(server.predict, session, project, sc.config, [names[i % len(names)]])
-                   for i in range(reps * 2)]  # fmt: skip
-            batch = [_timed(server.predict, session, project, sc.config, names) / len(names)
-                     for _ in range(max(2, reps // 4))]  # fmt: skip
-            b50, b95, bmean = _pct(bare[sc.name], 50), _pct(bare[sc.name], 95), float(np.mean(bare[sc.name]))
-            row = {
-                "scenario": sc.name, "regions_per_image": float(np.mean(regions)), "bare_p50_ms": 1000 * b50,
-                "bare_p95_ms": 1000 * b95, "c1_p50_ms": 1000 * _pct(lat, 50), "c1_p95_ms": 1000 * _pct(lat, 95),
-                "ratio_p50": _pct(lat, 50) / b50, "ratio_p95": _pct(lat, 95) / b95,
-                "batch8_ms_per_image": 1000 * float(np.mean(batch)), "ratio_batch8": float(np.mean(batch)) / bmean,
-            }  # fmt: skip
-            for conc in (4, 16):
-                import requests
-
-                sessions = [requests.Session() for _ in range(conc)]
-                n = conc * max(2, reps // 4)
-                with ThreadPoolExecutor(conc) as pool:
-                    t0 = time.perf_counter()
-                    list(pool.map(partial(_one, server, sessions, project, sc.config, names), range(n)))
-                    wall = time.perf_counter() - t0
-                row[f"c{conc}_ms_per_image"] = 1000 * wall / n
-                row[f"ratio_c{conc}"] = (wall / n) / bmean
-            rows.append(row)
+        with ThreadPoolExecutor(1) as one:  # bare calls on a worker thread, as gunicorn's gthread makes them
+            for project, sc, model, arrays, names in prepared:
+                row = _measure(server, project, sc, model, arrays, names, reps, one)
+                row["bare_main_thread_p50_ms"] = 1000 * _pct(_bare(model, arrays, reps), 50)
+                rows.append(row)
     finally:
         server.stop()
-    for row in rows:
-        row["bare_regions_per_image"] = counts[row["scenario"]]
-    return [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]
+    return rows
 
 
 def main() -> None:
@@ -248,15 +274,16 @@ def main() -> None:
 
     ensure_offline()
     rows = run(args.quick)
-    head = ("scenario", "regions", "bare p50/p95 ms", "/predict p50/p95 ms", "ratio p50", "ratio p95",
-            "batch8 ratio", "c4 ratio", "c16 ratio")  # fmt: skip
+    head = ("scenario", "regions/image", "bare p50 / p95 ms", "/predict p50 / p95 ms", "ratio p50", "ratio p95",
+            "in-server p50 / p95", "batch of 8", "conc. 4", "conc. 16", "bare on main thread p50 ms")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         print(
             f"| {r['scenario']} | {r['regions_per_image']:.0f} | {r['bare_p50_ms']:.1f} / {r['bare_p95_ms']:.1f} | "
-            f"{r['c1_p50_ms']:.1f} / {r['c1_p95_ms']:.1f} | {r['ratio_p50']:.3f} | {r['ratio_p95']:.3f} | "
-            f"{r['ratio_batch8']:.3f} | {r['ratio_c4']:.3f} | {r['ratio_c16']:.3f} |"
+            f"{r['predict_p50_ms']:.1f} / {r['predict_p95_ms']:.1f} | {r['ratio_p50']:.3f} | {r['ratio_p95']:.3f} | "
+            f"{r['in_server_ratio_p50']:.3f} / {r['in_server_ratio_p95']:.3f} | {r['ratio_batch8']:.3f} | "
+            f"{r['ratio_c4']:.3f} | {r['ratio_c16']:.3f} | {r['bare_main_thread_p50_ms']:.1f} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

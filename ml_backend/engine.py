@@ -45,9 +45,14 @@ class Engine:
 
     def predict(
         self, project: str, tasks: Sequence[Any], plan: LabelPlan, state: ProjectState
-    ) -> tuple[str, list[dict[str, Any]]]:
-        """``(model_version, one prediction per task)``."""
+    ) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
+        """``(model_version, one prediction per task, seconds spent per stage)``.
+
+        The stages are ``image`` (fetching and decoding), ``model`` (the model calls) and ``results``
+        (building the Label Studio results); ``/predict`` reports them in a ``Server-Timing`` header.
+        """
         started = time.perf_counter()
+        timings = {"image": 0.0, "model": 0.0, "results": 0.0}
         serving = self.cache.serving(project, plan.kinds)
         version = serving.model_version
         for kind, reason in serving.missing.items():
@@ -57,7 +62,7 @@ class Engine:
         failed = 0
         for index, task in enumerate(tasks):
             try:
-                results = self._task(task, predictors, serving, state) if predictors else []
+                results = self._task(task, predictors, serving, state, timings) if predictors else []
                 out.append({"result": results, "score": _task_score(results), "model_version": version})
             except Exception as exc:  # one bad task never fails the batch
                 failed += 1
@@ -68,7 +73,7 @@ class Engine:
             "project %s: %d task(s) predicted with %s in %.3f s (%d failed)",
             project, len(out), version, time.perf_counter() - started, failed,
         )  # fmt: skip
-        return version, out
+        return version, out, timings
 
     def _predictors(self, project: str, plan: LabelPlan, serving: Serving) -> list[ControlPredictor]:
         ps = self.settings.project(project)
@@ -79,7 +84,12 @@ class Engine:
         ]
 
     def _task(
-        self, task: Any, predictors: list[ControlPredictor], serving: Serving, state: ProjectState
+        self,
+        task: Any,
+        predictors: list[ControlPredictor],
+        serving: Serving,
+        state: ProjectState,
+        timings: dict[str, float],
     ) -> list[dict[str, Any]]:
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise TaskError("the task has no 'data' object")
@@ -93,12 +103,18 @@ class Engine:
                 url = task["data"].get(key)
                 if not isinstance(url, str) or not url:
                     raise TaskError(f"task data has no image URL under {key!r}")
+                t0 = time.perf_counter()
                 images[key] = self.images.load(url, state)
+                timings["image"] += time.perf_counter() - t0
             image = images[key]
             if (control.kind, key) not in outputs:
+                t0 = time.perf_counter()
                 outputs[(control.kind, key)] = serving.models[control.kind].predict(image)
+                timings["model"] += time.perf_counter() - t0
             height, width = image.shape[:2]
+            t0 = time.perf_counter()
             results.extend(predictor.results(outputs[(control.kind, key)], width, height))
+            timings["results"] += time.perf_counter() - t0
         return results
 
 

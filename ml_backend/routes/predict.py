@@ -3,7 +3,8 @@
 Body (observed, Label Studio 1.23.2): ``{"tasks": [...], "project": "4.1795424387", "label_config":
 "<View>...", "params": {"login", "password", "context"}}``. Reply: ``{"results": [{"result": [...],
 "score": s, "model_version": v}, ...]}``. A malformed body is a 400 with the reason; a bad task is an
-empty result for that task (see :mod:`ml_backend.engine`), never an error for the batch.
+empty result for that task (see :mod:`ml_backend.engine`), never an error for the batch. The
+``Server-Timing`` header gives the milliseconds spent on images, model calls and results.
 """
 
 from __future__ import annotations
@@ -39,5 +40,7 @@ def predict():
         plan = parse_label_config(config)
     except LabelConfigError as exc:
         fail(400, f"project {key}: {exc}")
-    version, results = b.engine.predict(key, tasks, plan, state)
-    return jsonify(results=results, model_version=version)
+    version, results, timings = b.engine.predict(key, tasks, plan, state)
+    response = jsonify(results=results, model_version=version)
+    response.headers["Server-Timing"] = ", ".join(f"{k};dur={1000 * v:.2f}" for k, v in timings.items())
+    return response

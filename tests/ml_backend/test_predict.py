@@ -57,6 +57,14 @@ def test_boxes_for_the_tasks_label_studio_sends(make_settings, serve) -> None:
         assert all(r["value"]["rectanglelabels"] == ["Tumor"] for r in prediction["result"])
         assert all(r["score"] >= settings.project("4").min_score for r in prediction["result"])
         check_prediction(prediction, BOX_CONFIG, w, h, version)
+    body = {
+        "tasks": [task(8, "/data/local-files/?d=images/a.png")],
+        "project": "4.1",
+        "label_config": BOX_CONFIG,
+    }
+    timing = live.session.post(f"{live.url}/predict", json=body, timeout=60).headers["Server-Timing"]
+    stages = dict(part.strip().split(";dur=") for part in timing.split(","))
+    assert set(stages) == {"image", "model", "results"} and float(stages["model"]) > 0
 
 
 def test_every_control_from_one_config(make_settings, serve) -> None:

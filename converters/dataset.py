@@ -39,6 +39,13 @@ def safe_stem(name: str) -> str:
     return stem[:200]
 
 
+def class_folder(name: str) -> str:
+    """The folder of a class in a classify dataset: the class name itself (as classes.txt has it), unless
+    it cannot be one path component, then :func:`safe_stem` of it."""
+    ok = name not in ("", ".", "..") and not any(c in name for c in "/\\\0") and len(name) <= 200
+    return name if ok else safe_stem(name)
+
+
 def format_line(class_id: int, coords) -> str:
     """One YOLO label line with 6 decimals (all coordinates are normalised to [0, 1])."""
     return f"{class_id} " + " ".join(f"{float(v):.6f}" for v in coords)
@@ -81,7 +88,7 @@ class DatasetWriter:
     # -- files ----------------------------------------------------------------------------------------
     def image_path(self, split: str, stem: str, suffix: str, cls: str | None = None) -> Path:
         if self.kind == "classify":
-            return self._path(split, safe_stem(cls or "unknown"), stem + suffix)
+            return self._path(split, class_folder(cls or "unknown"), stem + suffix)
         return self._path("images", split, stem + suffix)
 
     def write_image(

@@ -66,3 +66,14 @@ def test_unique_stems(tmp_path):
         "x-3",
     ]
     w.abandon()
+
+
+def test_class_folders_keep_the_class_name(tmp_path):
+    from converters.dataset import class_folder
+
+    assert class_folder("invasive ductal") == "invasive ductal"  # as in classes.txt
+    assert class_folder("a/b") == "a_b" and class_folder("..") == "item"
+    w = DatasetWriter(tmp_path / "c", "classify", ["invasive ductal"])
+    path = w.image_path("train", "x", ".png", "invasive ductal")
+    assert path.parent.name == "invasive ductal"
+    w.abandon()

@@ -100,6 +100,14 @@ def _pack(codes: Sequence[np.ndarray], widths: Sequence[np.ndarray]) -> list[int
 
 
 def _as_bytes(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
+    if isinstance(rle, list | tuple | bytes | bytearray):
+        try:  # the fast path for Label Studio's list of ints (bytes() checks the 0..255 range in C)
+            data = np.frombuffer(bytes(rle), np.uint8)
+        except (TypeError, ValueError):
+            raise ValueError("RLE must be a list of integers 0..255") from None
+        if data.size < 7:
+            raise ValueError(f"RLE is too short ({data.size} values)")
+        return data
     try:
         data = np.asarray(rle)
     except (TypeError, ValueError) as exc:

@@ -154,6 +154,43 @@ def bench_segment(batches: list[int], imgsz: int, steps: int = 3) -> dict[int, f
     return out
 
 
+def bench_channels_last(size: int = 512, repeats: int = 3) -> dict[str, dict[bool, float]]:
+    """training.inference predict time on a size x size image (tiled), channels-last vs contiguous, 1 thread."""
+    import torch
+
+    import training.inference as inference
+    from training.artifacts import ModelCard, save_weights
+
+    torch.set_num_threads(1)
+    cards = [
+        ModelCard(kind="segment", classes=["t"], arch={"arch": "Unet", "encoder": "resnet34", "mode": "binary"},
+                  input_size=256),
+        ModelCard(kind="detect", classes=["t"], arch={"model": "yolo11n.yaml"}, input_size=256,
+                  mean=(0, 0, 0), std=(1, 1, 1)),
+        ModelCard(kind="classify", classes=["a", "b"], arch={"backbone": "resnet18"}, input_size=224),
+    ]  # fmt: skip
+    image = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    out: dict[str, dict[bool, float]] = {}
+    for card in cards:
+        d = Path(tempfile.mkdtemp(prefix="histoloop-bench-cl-"))
+        card.save(d)
+        save_weights(inference.build_model(card).state_dict(), d)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for flag in (True, False) * repeats:
+            inference.CHANNELS_LAST = flag
+            predictor = inference.load_model(d)
+            predictor.predict(image)
+            t0 = time.perf_counter()
+            predictor.predict(image)
+            times[flag].append(time.perf_counter() - t0)
+        inference.CHANNELS_LAST = True
+        out[
+            f"{card.kind} ({card.arch.get('encoder') or card.arch.get('model') or card.arch.get('backbone')})"
+        ] = {k: min(v) for k, v in times.items()}
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=48)
@@ -162,34 +199,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seg-batches", default="1,2,4,8")
+    ap.add_argument("--only", choices=["detect", "segment", "inference"], help="Run one part only.")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="histoloop-bench-"))
-    try:
-        data = _dataset(tmp / "data", args.images, args.imgsz)
-        print(f"CPU cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}")
-        runs = bench_detect(data, tmp, args.epochs, args.batch, args.imgsz, args.repeats)
-        print(f"\n## detect: yolo11n, {args.images} train images of {args.imgsz} px, batch {args.batch}, "
-              f"{args.epochs} epochs (throughput from epoch 2 on), runs alternating")  # fmt: skip
-        print(
-            "| run | torch threads | train images/s | wall s (whole call; the trainer's includes its evaluation) |"
-        )
-        print("| --- | ---: | ---: | ---: |")
-        for r in runs:
-            print(f"| {r['run']} | {r['threads']} | {r['img_s']:.1f} | {r['wall_s']:.1f} |")
-        plain = np.median([r["img_s"] for r in runs if r["run"].startswith("plain")])
-        ours = np.median([r["img_s"] for r in runs if not r["run"].startswith("plain")])
-        print(
-            f"median images/s: plain {plain:.1f}, trainer {ours:.1f}; ratio trainer / plain: {ours / plain:.2f}x"
-        )
-        t = bench_threads(args.imgsz, args.batch)
-        print(
-            f"\n## yolo11n train step (forward+backward, batch {args.batch}, {args.imgsz} px) per torch thread count"
-        )
-        print(f"load average before: {os.getloadavg()[0]:.2f}")
-        print("| threads | s / step | images/s |")
-        print("| ---: | ---: | ---: |")
-        for n, sec in t.items():
-            print(f"| {n} | {sec:.3f} | {args.batch / sec:.1f} |")
+    print(f"CPU cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}")
+    if args.only in (None, "detect"):
+        _report_detect(args)
+    if args.only in (None, "segment"):
         s = bench_segment([int(b) for b in args.seg_batches.split(",")], args.imgsz)
         print(f"\n## segment: Unet-resnet34, {args.imgsz} px, one AdamW step (median of 3)")
         print("| batch | step s | ms / image | per-image time vs batch 1 |")
@@ -197,8 +212,44 @@ def main() -> None:
         base = s[min(s)] / min(s)
         for b, t in s.items():
             print(f"| {b} | {t:.3f} | {1000 * t / b:.0f} | {t / b / base:.2f}x |")
+    if args.only in (None, "inference"):
+        c = bench_channels_last()
+        print("\n## inference: predict one 512 px image (tiled), 1 thread, best of 3, alternating")
+        print("| model | contiguous s | channels-last s | speed-up |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, t in c.items():
+            print(f"| {name} | {t[False]:.3f} | {t[True]:.3f} | {t[False] / t[True]:.2f}x |")
+
+
+def _report_detect(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="histoloop-bench-"))
+    try:
+        data = _dataset(tmp / "data", args.images, args.imgsz)
+        runs = bench_detect(data, tmp, args.epochs, args.batch, args.imgsz, args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n## detect: yolo11n, {args.images} train images of {args.imgsz} px, batch {args.batch}, "
+          f"{args.epochs} epochs (throughput from epoch 2 on), runs alternating")  # fmt: skip
+    print(
+        "| run | torch threads | train images/s | wall s (whole call; the trainer's includes its evaluation) |"
+    )
+    print("| --- | ---: | ---: | ---: |")
+    for r in runs:
+        print(f"| {r['run']} | {r['threads']} | {r['img_s']:.1f} | {r['wall_s']:.1f} |")
+    plain = np.median([r["img_s"] for r in runs if r["run"].startswith("plain")])
+    ours = np.median([r["img_s"] for r in runs if not r["run"].startswith("plain")])
+    print(
+        f"median images/s: plain {plain:.1f}, trainer {ours:.1f}; ratio trainer / plain: {ours / plain:.2f}x"
+    )
+    t = bench_threads(args.imgsz, args.batch)
+    print(
+        f"\n## yolo11n train step (forward+backward, batch {args.batch}, {args.imgsz} px) per torch thread count"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    print("| threads | s / step | images/s |")
+    print("| ---: | ---: | ---: |")
+    for n, sec in t.items():
+        print(f"| {n} | {sec:.3f} | {args.batch / sec:.1f} |")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from training.artifacts import ArtifactError, ModelCard, load_weights
 
 TILE_BATCH = 8
 """Tiles per forward pass."""
+CHANNELS_LAST = True
+"""Run CPU models in channels-last memory format (see BENCHMARKS.md, ## Training)."""
 
 
 @dataclass
@@ -130,7 +132,6 @@ def load_model(version_dir: Path, device: str = "cpu") -> Predictor:
     Raises :class:`ArtifactError` when the directory is not a version or the weights do not fit the
     architecture in its card.
     """
-    import torch
 
     card = ModelCard.load(version_dir)
     device = resolve_device(device)
@@ -143,8 +144,6 @@ def load_model(version_dir: Path, device: str = "cpu") -> Predictor:
     if card.kind == "detect":
         model = model.fuse(verbose=False)
     model = model.to(device).eval()
-    if device == "cpu":
-        model = model.to(memory_format=torch.channels_last)
     cls = {"detect": DetectPredictor, "segment": SegmentPredictor, "classify": ClassifyPredictor}[card.kind]
     return cls(card, model, device)
 
@@ -167,9 +166,15 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 class _Base:
-    def __init__(self, card: ModelCard, model, device: str) -> None:
+    def __init__(self, card: ModelCard, model, device: str, channels_last: bool | None = None) -> None:
+        import torch
+
         self.card, self.model, self.device = card, model, device
         self.overlap = max(0, card.input_size // 4)
+        self.memory_format = torch.contiguous_format
+        if channels_last if channels_last is not None else CHANNELS_LAST and device == "cpu":
+            self.memory_format = torch.channels_last
+            self.model = model.to(memory_format=self.memory_format)
 
     def _batches(self, image: np.ndarray, pad_value: float):
         """Yield (windows, tensor (B,3,S,S) float in [0,1]) for the tiles of ``image``, padded to S."""
@@ -184,7 +189,7 @@ class _Base:
             for j, (x0, y0, x1, y1) in enumerate(chunk):
                 batch[j, : y1 - y0, : x1 - x0] = image[y0:y1, x0:x1]
             x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-            yield chunk, x.contiguous(memory_format=torch.channels_last)
+            yield chunk, x.contiguous(memory_format=self.memory_format)
 
     def _normalise(self, x):
         import torch
@@ -280,6 +285,6 @@ class ClassifyPredictor(_Base):
         resized = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
         x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float().div_(255)
         with torch.inference_mode():
-            logits = self.model(self._normalise(x).contiguous(memory_format=torch.channels_last))
+            logits = self.model(self._normalise(x).contiguous(memory_format=self.memory_format))
         probs = logits.float().softmax(dim=1)[0].cpu().numpy()
         return ClassScores(probs=probs.astype(np.float32), classes=list(self.card.classes))

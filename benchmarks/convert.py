@@ -11,7 +11,7 @@ Baselines measured in the same run, on the same generated export and the same di
 RLE: ``converters.rle`` vs ``label_studio_sdk.converter.brush`` on a 1000×1000 mask with 300 nuclei-sized
 discs (a realistic brush mask). Each timing is the best of ``--repeats`` runs, interleaved.
 
-    .venv/bin/python -m benchmarks.convert [--tasks 10000] [--repeats 3]
+    .venv/bin/python -m benchmarks.convert [--tasks 10000] [--repeats 3] [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -152,13 +152,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--dir", default=None, help="Where to write (default: the system temp dir; /dev/shm = RAM)."
+    )
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="histoloop-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="histoloop-bench-", dir=args.dir) as tmp:
         conv, cpu = bench_convert(args.tasks, args.repeats, Path(tmp))
     rle = bench_rle(max(args.repeats, 3))
     n = args.tasks
     print(f"# converters benchmark ({os.cpu_count()} CPUs; best of {args.repeats})")
-    print(f"\n{n} tasks -> YOLO labels")
+    print(f"\n{n} tasks -> YOLO labels, written under {args.dir or tempfile.gettempdir()}")
     print(f"{'':18} {'wall s':>8} {'tasks/s':>9} {'vs floor':>9} {'CPU s':>8} {'vs floor':>9}")
     for name in ("floor", "histoloop", "label_studio_sdk"):
         print(

@@ -35,7 +35,7 @@ from converters.images import ImageError, ImageLoader
 from converters.labelstudio_regions import convert_regions
 from converters.regions import LabelConfig
 from converters.report import ConversionReport
-from converters.split import assign_split, group_of, split_fraction
+from converters.split import group_of, split_fraction, split_of_group
 
 KINDS = ("detect", "obb", "yolo-segment", "segment", "classify")
 
@@ -202,9 +202,8 @@ def _assign(items, out_dir, *, split, group_regex, val_fraction, seed, test_frac
                 s = split.get(it["stem"], split.get(str(it["task_id"]), split.get(it["group"])))
             else:
                 s = split(it)
-            it["split"] = s or assign_split(
+            it["split"] = s or split_of_group(
                 it["group"],
-                group_regex=r"(.+)",
                 val_fraction=val_fraction,
                 test_fraction=test_fraction,
                 seed=seed,
@@ -215,8 +214,8 @@ def _assign(items, out_dir, *, split, group_regex, val_fraction, seed, test_frac
     for it in items:
         g = it["group"]
         if g not in by_group:
-            by_group[g] = previous.get(g) or assign_split(
-                g, group_regex=r"(.+)", val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+            by_group[g] = previous.get(g) or split_of_group(
+                g, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
             )
         it["split"] = by_group[g]
     groups = {it["group"] for it in items}

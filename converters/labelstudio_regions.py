@@ -124,6 +124,42 @@ def _segment_lines(rtype: str, value: dict, result: dict, cid: int, size, warn) 
     return [format_line(cid, (p / [W, H]).ravel()) for p in polys]
 
 
+_NUMBER = (float, int)
+
+
+def _plain_rectangles(results: list, accepted, index: dict[str, int]) -> list[str] | None:
+    """The common case, fast: only unrotated, valid, single-label rectangles inside the image.
+
+    Returns None as soon as a result is anything else; the general path then converts the annotation
+    (same output for these rectangles, plus the checks and messages for the rest).
+    """
+    lines = []
+    for r in results:
+        if type(r) is not dict or r.get("type") != "rectanglelabels":
+            return None
+        if accepted is not None and (r.get("from_name"), "rectanglelabels") not in accepted:
+            return None
+        v = r.get("value")
+        if type(v) is not dict or v.get("rotation"):
+            return None
+        labels = v.get("rectanglelabels")
+        if type(labels) is not list or len(labels) != 1:
+            return None
+        cid = index.get(labels[0])
+        x, y, w, h = v.get("x"), v.get("y"), v.get("width"), v.get("height")
+        if (
+            cid is None
+            or type(x) not in _NUMBER
+            or type(y) not in _NUMBER
+            or type(w) not in _NUMBER
+            or type(h) not in _NUMBER
+            or not (w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 100 and y + h <= 100)
+        ):
+            return None
+        lines.append(f"{cid} {(x + w / 2) / 100:.6f} {(y + h / 2) / 100:.6f} {w / 100:.6f} {h / 100:.6f}")
+    return lines
+
+
 def convert_regions(
     results: list[dict],
     kind: str,
@@ -136,11 +172,15 @@ def convert_regions(
     """Convert one annotation's results; None when the item must be skipped (recorded in ``report``)."""
     types = KIND_TYPES[kind]
     index = {c: i for i, c in enumerate(classes)}
+    accepted = config.accepted_pairs()
+    if kind == "detect":
+        lines = _plain_rectangles(results, accepted, index)
+        if lines is not None:
+            return ItemLabels(lines=lines, regions=len(lines))
     out = ItemLabels()
     attempted = 0
     shapes: list[tuple[str, object, int]] = []  # segment: (type, geometry, class index)
     mask_size = size
-    accepted = config.accepted_pairs()
     for n, r in enumerate(results):
         if type(r) is not dict:
             report.skip(f"{where} result #{n}", "not a JSON object")

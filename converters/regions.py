@@ -85,8 +85,12 @@ class LabelConfig:
         """(from_name, result type) pairs the config allows; None when the config is inferred (all)."""
         if self.inferred:
             return None
-        types = {v: k for k, v in TAG_OF_TYPE.items()}
-        return {(name, types[t]) for name, (t, _) in self.tags.items() if t in types}
+        key = tuple((name, t) for name, (t, _) in self.tags.items())
+        if getattr(self, "_pairs_key", None) != key:  # cached; recomputed if the tags change
+            types = {v: k for k, v in TAG_OF_TYPE.items()}
+            self._pairs = {(name, types[t]) for name, t in key if t in types}
+            self._pairs_key = key
+        return self._pairs
 
     def accepts(self, from_name: str, result_type: str) -> bool:
         """Whether a result of this tag may be used (always, when the config is inferred)."""

@@ -51,9 +51,18 @@ def assign_split(
     seed: int = 0,
 ) -> str:
     """'train', 'val' or 'test' for an item, decided by the hash of its group."""
+    return split_of_group(
+        group_of(key, group_regex), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
+
+
+def split_of_group(
+    group: str, *, val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0
+) -> str:
+    """The split of a group (see :func:`assign_split`)."""
     if not (0 <= val_fraction <= 1 and 0 <= test_fraction <= 1 and val_fraction + test_fraction <= 1):
         raise ValueError(f"bad fractions: val {val_fraction}, test {test_fraction}")
-    u = split_fraction(group_of(key, group_regex), seed)
+    u = split_fraction(group, seed)
     if u < test_fraction:
         return "test"
     if u < test_fraction + val_fraction:

@@ -106,7 +106,7 @@ class ClassifyTrainer:
         val_labels = [c for _, c in val_items]
 
         def validate(m: torch.nn.Module) -> dict[str, Any]:
-            predictor = ClassifyPredictor(card, m, device)
+            predictor = ClassifyPredictor(card, m, device, channels_last=False)
             probs = np.stack([predictor.predict(img).probs for img in val_images])
             got = classification_metrics(val_labels, probs, classes)
             return {k: got[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")}

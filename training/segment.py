@@ -142,7 +142,7 @@ class SegmentTrainer:
         )  # fmt: skip
 
         def validate(m: torch.nn.Module) -> dict[str, Any]:
-            predictor = SegmentPredictor(card, m, device)
+            predictor = SegmentPredictor(card, m, device, channels_last=False)
             preds = [
                 predicted_classes(predictor.predict(img).probs, mode == "binary") for img, _ in val_pairs
             ]

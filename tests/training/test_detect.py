@@ -74,8 +74,8 @@ def test_fine_tune(source: str, detect_version, detect_data: Path, tmp_path: Pat
         from ultralytics import YOLO
 
         weights = tmp_path / "base.pt"
-        YOLO("yolo11s.yaml").save(weights)
-        cfg = TrainConfig(**{**TINY, "epochs": 1}, model="yolo11s.yaml", weights=weights)
+        YOLO("yolo11n.yaml").save(weights)
+        cfg = TrainConfig(**{**TINY, "epochs": 1}, weights=weights)
     else:
         cfg = TrainConfig(**{**TINY, "epochs": 1}, weights=out)
     result = get_trainer("detect").train(detect_data, cfg, tmp_path / "ft")

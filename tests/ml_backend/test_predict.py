@@ -222,3 +222,15 @@ def test_grayscale_and_rgba_images_are_predicted(make_settings, serve) -> None:
     for prediction in out["results"]:
         assert prediction["result"]
         check_prediction(prediction, BOX_CONFIG, 200, 160, version)
+
+
+def test_image_limits_from_the_settings(make_settings, serve) -> None:
+    settings = make_settings(max_image_pixels=200 * 160)  # a.png fits exactly, b.png (320x240) does not
+    add_version(settings, "4", "detect")
+    live = serve(settings)
+    live.setup()
+    small, big = live.predict(
+        [task(1, "/data/local-files/?d=images/a.png"), task(2, "/data/local-files/?d=images/b.png")]
+    )["results"]
+    assert small["result"] and big["result"] == []
+    assert "b.png" in big["error"] and "pixels" in big["error"]

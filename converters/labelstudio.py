@@ -90,6 +90,11 @@ def _accepted(a: dict) -> bool:
 
 def select_annotations(task: dict, approval: str = "submitted", per_annotator: bool = False) -> list[dict]:
     """The annotations of a task that count (see the module docstring); possibly none."""
+    anns = task.get("annotations")
+    if approval == "submitted" and type(anns) is list and len(anns) == 1:  # the common case, fast
+        a = anns[0]
+        if type(a) is dict and not (a.get("was_cancelled") or a.get("skipped") or a.get("is_draft")):
+            return [a]
     anns = [
         a
         for a in (task.get("annotations") or task.get("completions") or [])
@@ -286,9 +291,21 @@ def export_to_dataset(
     return report
 
 
+class _Where:
+    """'task 3 (annotation 5)', formatted only when a message needs it."""
+
+    __slots__ = ("task_id", "annotation_id")
+
+    def __init__(self, task_id, annotation_id) -> None:
+        self.task_id, self.annotation_id = task_id, annotation_id
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} (annotation {self.annotation_id})"
+
+
 def _convert_item(it, kind, config, classes, images, writer, report, binary_masks) -> None:
     task_id, ann, url = it["task_id"], it["annotation"], it["url"]
-    where = f"task {task_id} (annotation {ann.get('id')})"
+    where = _Where(task_id, ann.get("id"))
     results = ann.get("result") or []
     if not isinstance(results, list):
         report.skip(where, "annotation result is not a list")

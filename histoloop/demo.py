@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,13 +112,16 @@ def local_files_url(path: Path, document_root: Path) -> str:
     return f"/data/local-files/?d={path.resolve().relative_to(document_root.resolve()).as_posix()}"
 
 
-def bootstrap(settings: Any, project: str, kind: str, tiles: list[tuple[Path, Tile]], document_root: Path,
-              options: dict[str, Any] | None = None) -> Any:  # fmt: skip
-    """Train, register and promote a first version for ``project`` from labelled tiles."""
-    from converters.images import ImageLoader
-    from converters.labelstudio import export_to_dataset
-    from training.base import TrainConfig, get_trainer
+def bootstrap(
+    settings: Any, project: str, kind: str, tiles: list[tuple[Path, Tile]], document_root: Path
+) -> Any:
+    """Train, register and promote a first version for ``project`` from labelled tiles.
+
+    The tiles' exact labels become Label Studio annotations, which go through the workers' own
+    convert → train → evaluate → register path; the training options are the project's ``train`` setting.
+    """
     from training.registry import Registry
+    from workers.pipeline import train_from_tasks
 
     tasks = [
         {
@@ -127,19 +131,15 @@ def bootstrap(settings: Any, project: str, kind: str, tiles: list[tuple[Path, Ti
         }
         for i, (path, tile) in enumerate(tiles)
     ]  # fmt: skip
-    registry = Registry.from_settings(settings)
-    dataset = settings.model_store / "demo" / "datasets" / f"{project}-{kind}"
-    loader = ImageLoader(local_root=document_root)
-    report = export_to_dataset(tasks, kind, dataset, label_config=PROJECTS[kind].label_config, images=loader)
-    log.info("bootstrap %s/%s: %s", project, kind, report.summary())
-    config = TrainConfig(device=settings.device, seed=0, **(options or DEMO_TRAINING[kind]))
-    staging = registry.staging_dir()
-    result = get_trainer(kind).train(dataset, config, staging)
-    version = registry.register(
-        project, kind, staging, metrics=result.metrics, config={**config.to_dict(), "source": "demo"},
-        lineage={"annotation_count": len(tasks), "source": "synthetic bootstrap"},
+    settings = dataclasses.replace(
+        settings, local_files_root=document_root,
+        project_defaults=dataclasses.replace(settings.project_defaults, auto_promote="always"), projects={},
     )  # fmt: skip
-    return registry.promote(version.id, by="demo", reason="bootstrap on synthetic tiles")
+    registry = Registry.from_settings(settings)
+    summary = train_from_tasks(settings, registry, project, kind, tasks, PROJECTS[kind].label_config,
+                               job_id="demo-bootstrap")  # fmt: skip
+    log.info("bootstrap %s/%s: %s", project, kind, summary["decision"])
+    return registry.get(summary["version_id"])
 
 
 def create_projects(
@@ -247,10 +247,13 @@ def run_demo(settings: Any, *, images: Path | None = None, count: int = 12, ls_p
         ids = {k: existing[PROJECTS[k].title] for k in kinds if k not in missing}
         ids |= create_projects(client, document_root, paths, missing) if missing else {}
         registry = Registry.from_settings(settings)
+        demo_settings = dataclasses.replace(
+            settings, project_defaults=dataclasses.replace(settings.project_defaults, train=DEMO_TRAINING)
+        )
         for kind, pid in ids.items():
             if registry.production(str(pid), kind) is None:
                 print(f"Training a first {kind} model for project {pid} on synthetic tiles...")
-                bootstrap(settings, str(pid), kind, train_tiles, train_root)
+                bootstrap(demo_settings, str(pid), kind, train_tiles, train_root)
         backend_url = f"http://127.0.0.1:{backend_port}"
         stack.backend("127.0.0.1", backend_port)
         stack.worker(device=settings.device if settings.device != "auto" else "cpu")

@@ -116,9 +116,7 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
             store.finish_run(job_id, "error", detail=str(exc))
             progress.stage("waiting for Label Studio", check=False, error=str(exc))
             return RETRY
-        summary = _train_and_register(
-            settings, registry, project, kind, tasks, label_config, progress, job_id
-        )
+        summary = train_from_tasks(settings, registry, project, kind, tasks, label_config, progress, job_id)
     except BaseException as exc:
         _finish_failed(store, registry, settings, job_id, project, kind, exc, run.annotation_ids)
         progress.stage(_failure_stage(exc), check=False, error=f"{type(exc).__name__}: {exc}"[:500])
@@ -150,9 +148,23 @@ def _finish_failed(store, registry, settings, job_id, project, kind, exc, annota
         store.finish_run(job_id, "error", detail=f"{type(exc).__name__}: {exc}")
 
 
-def _train_and_register(
-    settings, registry, project, kind, tasks, label_config, progress, job_id
+def train_from_tasks(
+    settings: Any,
+    registry: Any,
+    project: str,
+    kind: str,
+    tasks: list[dict[str, Any]],
+    label_config: str,
+    progress: Any = None,
+    job_id: str = "manual",
 ) -> dict[str, Any]:
+    """Steps 2–5 on tasks already exported (Label Studio JSON): convert, train, evaluate, register, promote.
+
+    Also what ``histoloop demo`` bootstraps its first versions with. Returns the run's summary.
+    """
+    from workers.progress import JobProgress
+
+    progress = progress if progress is not None else JobProgress(None)
     from converters.images import ImageLoader
     from converters.labelstudio import export_to_dataset
     from training.base import TrainConfig, TrainingError, evaluate, get_trainer

@@ -84,7 +84,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
         train_root = base / "train"
         train_tiles = write_tiles(train_root / "images", 8, size=256, seed=900)
         for kind, pid in projects.items():
-            bootstrap(settings, str(pid), kind, train_tiles, train_root, options=TINY[kind])
+            bootstrap(settings, str(pid), kind, train_tiles, train_root)
         port = free_port()
         stack.backend("127.0.0.1", port)
         stack.worker(device="cpu")

@@ -257,7 +257,7 @@ def points_to_boxes(
     out = []
     half = box_size / 2
     for cid, cls in enumerate(classes):
-        for x, y in points.get(cls, np.zeros((0, 2))):
+        for x, y in points.get(cls, np.zeros((0, 2))).tolist():
             cx, cy = x * width, y * height
             box = (max(cx - half, 0.0), max(cy - half, 0.0), min(cx + half, width), min(cy + half, height))
             if box[2] > box[0] and box[3] > box[1]:

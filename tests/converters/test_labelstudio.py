@@ -333,3 +333,31 @@ def test_test_fraction_and_forced_splits(export_tasks, tmp_path):
         "TCGA-AR-A1AK": "val",
         "TCGA-AR-A1AS": "train",
     }
+
+
+def test_vertices_outside_the_image_are_clipped_with_a_warning(export_tasks, tmp_path):
+    task = copy.deepcopy(export_tasks[1])
+    ann = task["annotations"][0]
+    poly = copy.deepcopy(next(r for r in ann["result"] if r["type"] == "polygonlabels"))
+    poly["value"]["points"] = [[-3.0, 10.0], [50.0, -1.0], [104.0, 60.0], [40.0, 70.0]]
+    rect = copy.deepcopy(next(r for r in ann["result"] if r["type"] == "rectanglelabels"))
+    rect["value"].update(x=95.0, y=5.0, width=10.0, height=10.0)
+    ann["result"] = [poly, rect]
+    report = export_to_dataset(
+        [task], "yolo-segment", tmp_path / "s", label_config=CONFIG, images=None, split="train"
+    )
+    line = (tmp_path / "s" / "labels" / "train" / "TCGA-AR-A1AK-01Z-00-DX1.txt").read_text().split()
+    assert [float(v) for v in line[1:]] == [0.0, 0.1, 0.5, 0.0, 1.0, 0.6, 0.4, 0.7]
+    assert any("clipped" in m for _, m in report.warnings)
+    report = export_to_dataset(
+        [task], "detect", tmp_path / "d", label_config=CONFIG, images=None, split="train"
+    )
+    lines = (tmp_path / "d" / "labels" / "train" / "TCGA-AR-A1AK-01Z-00-DX1.txt").read_text().splitlines()
+    boxes = sorted(tuple(float(v) for v in ln.split()[1:]) for ln in lines)
+    assert np.allclose(boxes, [(0.5, 0.35, 1.0, 0.7), (0.975, 0.1, 0.05, 0.1)])
+    assert len(report.warnings) == 2
+    seg = export_to_dataset(
+        [task], "segment", tmp_path / "m", label_config=CONFIG, images=None, split="train"
+    )
+    mask = np.asarray(Image.open(tmp_path / "m" / "masks" / "train" / "TCGA-AR-A1AK-01Z-00-DX1.png"))
+    assert seg.converted == 1 and mask.shape == (1000, 1000) and mask[:, 999].any() and mask[0].any()

@@ -219,7 +219,8 @@ class DetectTrainer:
             kind="detect", classes=names,
             arch={"model": model_name, "yaml": trained.yaml},
             input_size=config.imgsz, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-            extra={"scale": training_scale(dataset_dir, config.imgsz), "framework": "ultralytics", "cpu_threads": threads},
+            extra={"scale": training_scale(dataset_dir, config.imgsz), "framework": "ultralytics", "cpu_threads": threads,
+                   "cls_width": int(trained.model[-1].cv3[0][-1].in_channels)},
         )  # fmt: skip
         save_weights(trained.float().state_dict(), out_dir)
         card.save(out_dir)

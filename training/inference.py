@@ -107,9 +107,16 @@ def build_model(card: ModelCard):
         from ultralytics.nn.tasks import DetectionModel
 
         cfg = card.arch.get("yaml") or card.arch.get("model", "yolo11n.yaml")
-        if isinstance(cfg, dict):
-            cfg = dict(cfg)
-        return DetectionModel(cfg, nc=len(card.classes), verbose=False)
+        model = DetectionModel(
+            dict(cfg) if isinstance(cfg, dict) else cfg, nc=len(card.classes), verbose=False
+        )
+        width = card.extra.get("cls_width")
+        if width and model.model[-1].cv3[0][-1].in_channels != width:
+            # Fine-tuned from a model with more classes: ultralytics keeps the source's class-branch width
+            # (max(channels, min(nc, 100))). Let its own loader rebuild the branch from a donor that wide.
+            donor = DetectionModel(dict(cfg) if isinstance(cfg, dict) else cfg, nc=int(width), verbose=False)
+            model.load(donor, verbose=False)
+        return model
     if card.kind == "segment":
         import segmentation_models_pytorch as smp
 

@@ -81,6 +81,9 @@ def test_fine_tune(source: str, detect_version, detect_data: Path, tmp_path: Pat
     result = get_trainer("detect").train(detect_data, cfg, tmp_path / "ft")
     assert (tmp_path / "ft" / "weights.safetensors").is_file() and "mAP50" in result.metrics
     assert not list((tmp_path / "ft").rglob("*.pt"))
+    # from an 80-class checkpoint ultralytics keeps the 80-wide class branch; the version rebuilds it
+    assert result.card.extra["cls_width"] == (80 if source == "pt" else 64)
+    assert load_model(tmp_path / "ft").predict(np.zeros((64, 64, 3), np.uint8)).classes == ["tumor"]
 
 
 def test_wrong_weights_are_refused(detect_data: Path, tmp_path: Path) -> None:

@@ -50,3 +50,36 @@ def test_ultralytics_import_is_offline_and_stays_out_of_home(tmp_path: Path) -> 
     assert got["amp_cpu"] is False and got["amp_cuda"] is False  # no local AMP check model: AMP off
     assert not any(home.iterdir()), "nothing may be written to the home directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "store"], "nothing in the working directory"
+
+
+TRAIN_SCRIPT = """
+import socket, sys
+from pathlib import Path
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(repr(args)[:200])
+    raise OSError("network disabled by the test")
+socket.getaddrinfo = refuse
+socket.socket.connect = refuse
+socket.create_connection = refuse
+sys.path.insert(0, sys.argv[3])
+from conftest import write_detect
+from training.offline import ensure_offline
+ensure_offline(Path(sys.argv[2]))
+from training.base import TrainConfig, get_trainer
+data = write_detect(Path(sys.argv[1]) / "data", n=8, n_val=2)
+get_trainer("detect").train(data, TrainConfig(epochs=1, batch=4, imgsz=64), Path(sys.argv[1]) / "out")
+print("ATTEMPTS", len(attempts), attempts[:3])
+"""
+
+
+def test_detect_training_makes_no_network_call(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_", "MPLCONFIGDIR"))}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", TRAIN_SCRIPT, str(tmp_path), str(tmp_path / "cfg"), str(ROOT / "tests" / "training")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ATTEMPTS 0 []" in out.stdout, out.stdout[-1000:]
+    assert (tmp_path / "out" / "weights.safetensors").is_file()

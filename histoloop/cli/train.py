@@ -112,6 +112,11 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     "--model", help="detect: model YAML (yolo11n.yaml); segment: encoder (resnet34); classify: timm name."
 )
 @click.option("--arch", help="segment: Unet, UnetPlusPlus, DeepLabV3Plus, ...")
+@click.option(
+    "--encoder-weights",
+    type=click.Path(dir_okay=False, exists=True),
+    help="segment: a local encoder state dict (.safetensors/.pth, e.g. ImageNet weights).",
+)
 @click.option("--weights", help="Local weights to fine-tune from: a file, a version dir, or 'production'.")
 @click.option("--device", help="auto, cpu, cuda, cuda:N (default: the settings' device).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -122,8 +127,8 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, weights, device, seed, patience,
-          register, out, as_json) -> None:  # fmt: skip
+def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, encoder_weights, weights, device, seed,
+          patience, register, out, as_json) -> None:  # fmt: skip
     """Train a detect/segment/classify model on DATA and register it as a candidate."""
     from training.offline import ensure_offline
 
@@ -142,7 +147,8 @@ def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, 
         weights, parent_id = str(prod.artifact_dir), prod.id
     config = TrainConfig(
         epochs=epochs, batch=batch, imgsz=imgsz, lr=lr, device=device or settings.device, seed=seed, model=model,
-        weights=Path(weights) if weights else None, patience=patience, extra={"arch": arch} if arch else {},
+        weights=Path(weights) if weights else None, patience=patience,
+        extra={k: v for k, v in (("arch", arch), ("encoder_weights", encoder_weights)) if v},
     )  # fmt: skip
     lineage = dataset_lineage(data)
     if register:

@@ -111,3 +111,19 @@ def test_monuseg_nuclei(monuseg, tmp_path: Path) -> None:
         128,
         128,
     )
+
+
+def test_local_encoder_weights(segment_data: Path, tmp_path: Path) -> None:
+    import segmentation_models_pytorch as smp
+    import torch
+
+    torch.manual_seed(1)
+    encoder = smp.Unet("resnet18", encoder_weights=None, classes=1).encoder.state_dict()
+    torch.save(encoder, tmp_path / "resnet18-encoder.pth")
+    cfg = TrainConfig(
+        **{**TINY, "epochs": 1}, extra={"encoder_weights": str(tmp_path / "resnet18-encoder.pth")}
+    )
+    get_trainer("segment").train(segment_data, cfg, tmp_path / "ok")
+    wrong = TrainConfig(**{**TINY, "epochs": 1, "model": "efficientnet-b0"}, extra=cfg.extra)
+    with pytest.raises(TrainingError, match="resnet18-encoder.pth: weights of the wrong architecture"):
+        get_trainer("segment").train(segment_data, wrong, tmp_path / "bad")

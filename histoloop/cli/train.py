@@ -132,9 +132,13 @@ def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, 
     """Train a detect/segment/classify model on DATA and register it as a candidate."""
     from training.offline import ensure_offline
 
-    ensure_offline(Path(settings.model_store) / "ultralytics")
-    if settings.log_level.upper() != "DEBUG":  # ultralytics' own per-epoch log would drown the progress bar
-        logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    config_dir = Path(settings.model_store) / "ultralytics"
+    ensure_offline(config_dir)
+    if kind == "detect" and settings.log_level.upper() != "DEBUG":
+        from training.offline import ultralytics
+
+        ultralytics(config_dir)  # its import sets its logger up; quieten it after that
+        logging.getLogger("ultralytics").setLevel(logging.WARNING)  # its per-epoch log would drown the bar
     from training.base import Cancelled, TrainConfig, TrainingError, get_trainer
     from training.registry import Registry, RegistryError
 

@@ -151,6 +151,8 @@ def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str)
     unknown = set(raw) - _PROJECT_FIELDS
     if unknown:
         raise ValueError(f"{where}: unknown project setting(s) {sorted(unknown)}")
+    if "train" in raw:  # per kind: a project's options add to (and override) the defaults' kinds
+        raw = {**raw, "train": {**base.train, **raw["train"]}}
     settings = dataclasses.replace(base, **raw)
     if settings.auto_promote not in ("never", "if_better", "always"):
         raise ValueError(f"{where}: auto_promote must be never|if_better|always")

@@ -17,6 +17,7 @@ def test_environment_beats_file_beats_default(tmp_path: Path) -> None:
     cfg = tmp_path / "histoloop.toml"
     cfg.write_text(
         'redis_url = "redis://file:6379/0"\nport = 9191\nretrain_threshold = 30\n'
+        "[train.segment]\nepochs = 9\n"
         '[projects."4"]\nmin_score = 0.5\nlabel_map = { tumor = "Tumor" }\n'
         "train.detect = { epochs = 3, imgsz = 128 }\n"
     )
@@ -27,6 +28,7 @@ def test_environment_beats_file_beats_default(tmp_path: Path) -> None:
     p4 = s.project("4")
     assert (p4.min_score, p4.retrain_threshold, p4.auto_promote) == (0.5, 30, "never")
     assert p4.label_map == {"tumor": "Tumor"} and p4.train["detect"] == {"epochs": 3, "imgsz": 128}
+    assert p4.train["segment"] == {"epochs": 9} == s.project("99").train["segment"]
 
 
 def test_secrets_never_show(tmp_path: Path) -> None:

@@ -168,17 +168,21 @@ def _proc_stat() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / hz, sum(fields[:8]) / hz
 
 
-def busy_cores(sample_s: float = 0.3) -> float:
-    """Cores' worth of CPU other processes use now: machine-wide busy time over ``sample_s`` minus this
-    process's own (it sleeps meanwhile). Falls back to the 1-minute load average minus one where
+def busy_cores(sample_s: float = 0.3, samples: int = 3) -> float:
+    """Cores' worth of CPU other processes keep busy now: machine-wide busy time over ``sample_s`` minus
+    this process's own (it sleeps meanwhile); the least of ``samples`` samples, so a neighbour's short
+    burst does not count but a steady one does. Falls back to the 1-minute load average minus one where
     /proc/stat is not readable."""
     try:
-        busy0, _ = _proc_stat()
-        own0, t0 = sum(os.times()[:2]), time.monotonic()
-        time.sleep(sample_s)
-        busy1, _ = _proc_stat()
-        own1, t1 = sum(os.times()[:2]), time.monotonic()
-        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+        seen = []
+        for _ in range(samples):
+            busy0, _ = _proc_stat()
+            own0, t0 = sum(os.times()[:2]), time.monotonic()
+            time.sleep(sample_s)
+            busy1, _ = _proc_stat()
+            own1, t1 = sum(os.times()[:2]), time.monotonic()
+            seen.append(max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0)))
+        return min(seen)
     except (OSError, ValueError, IndexError):
         return max(0.0, os.getloadavg()[0] - 1.0)
 

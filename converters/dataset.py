@@ -24,10 +24,16 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from converters.report import ConversionReport
 
 YOLO_KINDS = {"detect", "yolo-segment", "obb"}
 COPY_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -183,6 +189,20 @@ class DatasetWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out_dir
+
+    @contextmanager
+    def publishing(self, report: ConversionReport) -> Iterator[DatasetWriter]:
+        """``with writer.publishing(report):`` — publish when something converted, else (or on any error)
+        leave no trace."""
+        try:
+            yield self
+        except BaseException:
+            self.abandon()
+            raise
+        if report.converted:
+            report.output = str(self.publish())
+        else:
+            self.abandon()
 
     def abandon(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -180,7 +180,7 @@ def labelimg_to_yolo(
             classes = listed + [c for c in classes if c not in listed]
     index = {c: i for i, c in enumerate(classes)}
     writer = DatasetWriter(out_dir, "detect", classes)
-    try:
+    with writer.publishing(report):
         for it in items:
             lines = []
             for n, (label, (x0, y0, x1, y1)) in enumerate(_checked_boxes(it, report)):
@@ -215,13 +215,6 @@ def labelimg_to_yolo(
             writer.write_labels(split, stem, lines)
             writer.add_item(stem, split, None, [], group, source=it.source)
             report.add_converted(regions=len(lines))
-        if report.converted:
-            report.output = str(writer.publish())
-        else:
-            writer.abandon()
-    except BaseException:
-        writer.abandon()
-        raise
     return report
 
 

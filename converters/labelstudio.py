@@ -278,16 +278,9 @@ def export_to_dataset(
         test_fraction=test_fraction,
     )
     writer = DatasetWriter(out_dir, kind, classes)
-    try:
+    with writer.publishing(report):
         for it in tqdm(items, desc=f"{kind}", unit="task", disable=not progress, leave=False):
             _convert_item(it, kind, config, classes, images, writer, report, binary_masks)
-        if report.converted:
-            report.output = str(writer.publish())
-        else:
-            writer.abandon()
-    except BaseException:
-        writer.abandon()
-        raise
     return report
 
 

@@ -133,7 +133,7 @@ def aperio_to_dataset(
         classes = classes or [default_label]
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
-    try:
+    with writer.publishing(report):
         for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
             _convert_aperio(
                 xml,
@@ -149,13 +149,6 @@ def aperio_to_dataset(
                 group_regex=group_regex,
                 seed=seed,
             )
-        if report.converted:
-            report.output = str(writer.publish())
-        else:
-            writer.abandon()
-    except BaseException:
-        writer.abandon()
-        raise
     return report
 
 
@@ -310,7 +303,7 @@ def brecahad_to_dataset(
     report = ConversionReport()
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
-    try:
+    with writer.publishing(report):
         for path in paths:
             try:
                 points = load_brecahad(path)
@@ -373,11 +366,4 @@ def brecahad_to_dataset(
                 writer.write_mask(s, stem, points_to_mask(points, classes, width, height, radius))
             writer.add_item(stem, s, None, [], group, source=path.name, regions=n)
             report.add_converted(regions=n)
-        if report.converted:
-            report.output = str(writer.publish())
-        else:
-            writer.abandon()
-    except BaseException:
-        writer.abandon()
-        raise
     return report

@@ -140,7 +140,7 @@ def tile_dataset(
         raise ValueError(f"{src}: tiling supports detect, yolo-segment and segment datasets, not {kind}")
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
-    try:
+    with writer.publishing(report):
         for item in tqdm(manifest["items"], desc="tile", unit="image", disable=not progress, leave=False):
             split, stem = item["split"], item["stem"]
             images = sorted((src / "images" / split).glob(f"{stem}.*"))
@@ -206,11 +206,4 @@ def tile_dataset(
                     window=list(win),
                 )
                 report.add_converted(regions=n)
-        if report.converted:
-            report.output = str(writer.publish())
-        else:
-            writer.abandon()
-    except BaseException:
-        writer.abandon()
-        raise
     return report

@@ -30,7 +30,6 @@ import os
 import re
 import socket
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from training.artifacts import KINDS, ArtifactError, publish_dir, remove_dir
+from training.sqlitedb import ThreadConnections, pid_alive
 
 STATUSES = ("candidate", "production", "archived", "failed")
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -147,8 +147,7 @@ class Registry:
     def __init__(self, path: Path, store: Path | None = None, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.store = Path(store) if store is not None else self.path.parent
-        self.timeout = timeout
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.path, timeout)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
 
@@ -158,15 +157,7 @@ class Registry:
 
     # -- connections ---------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None or getattr(self._local, "pid", None) != os.getpid():
-            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db, self._local.pid = db, os.getpid()
-        return db
+        return self._connections.get()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -345,7 +336,7 @@ class Registry:
         for path in sorted((self.store / "staging").glob("*")):
             name_host, _, rest = path.name.rpartition("-")[0].rpartition("-")
             pid = int(rest) if rest.isdigit() else -1
-            dead = name_host == host and pid > 0 and not _pid_alive(pid)
+            dead = name_host == host and pid > 0 and not pid_alive(pid)
             if dead or time.time() - path.stat().st_mtime > older_than_s:
                 remove_dir(path)
                 removed.append(path)
@@ -395,13 +386,3 @@ class Registry:
             (new.project, new.kind, action, new.id, old.id if old else None, by, reason, time.time()),
         )
         self._bump(db)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

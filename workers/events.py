@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.sqlitedb import ThreadConnections
 from workers.triggers import KindState
 
 COUNTED_RUN_STATUSES = ("running", "done", "bad_data", "cancelled", "error")
@@ -132,8 +133,7 @@ class EventStore:
 
     def __init__(self, path: Path, timeout: float = 60.0) -> None:
         self.path = Path(path)
-        self.timeout = timeout
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.path, timeout)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
 
@@ -142,14 +142,7 @@ class EventStore:
         return cls(settings.events_path)
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None or getattr(self._local, "pid", None) != os.getpid():
-            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db, self._local.pid = db, os.getpid()
-        return db
+        return self._connections.get()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -39,6 +39,8 @@ from rq import Queue, SpawnWorker, Worker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
+from training.sqlitedb import pid_alive
+
 log = logging.getLogger(__name__)
 
 
@@ -57,18 +59,6 @@ def die_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent was already gone
         os._exit(1)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cleanup_staging(older_than_s: float = 24 * 3600) -> None:
@@ -114,7 +104,7 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
                 if worker_name
                 else None
             )
-            if worker is None or (worker.hostname == here and not _pid_alive(worker.pid)):
+            if worker is None or (worker.hostname == here and not pid_alive(worker.pid)):
                 dead_entries[f"{job_id}:{execution_id}"] = 0
                 failed.append(job_id)
                 if worker is not None:

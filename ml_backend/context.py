@@ -10,6 +10,7 @@ from flask import abort, current_app, jsonify, make_response, request
 
 from histoloop.settings import Settings
 from ml_backend.engine import Engine
+from ml_backend.labelconfig import KIND_ORDER, LabelConfigError, parse_label_config
 from ml_backend.models import ModelCache
 from ml_backend.projects import Projects
 from ml_backend.task_images import TaskImages
@@ -33,6 +34,16 @@ class Backend:
         cache = ModelCache(registry, settings.device)
         images = TaskImages(settings)
         return cls(settings, registry, cache, Projects(), images, Engine(settings, cache, images))
+
+    def kinds_of(self, key: str) -> tuple[str, ...]:
+        """The model kinds a project's label config (from its last /setup) uses; all kinds if unknown."""
+        config = self.projects.get(key).label_config
+        if config:
+            try:
+                return parse_label_config(config).kinds
+            except LabelConfigError:
+                pass
+        return KIND_ORDER
 
 
 def backend() -> Backend:

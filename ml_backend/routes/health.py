@@ -13,7 +13,6 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from ml_backend.context import backend, fail
-from ml_backend.labelconfig import KIND_ORDER, LabelConfigError, parse_label_config
 from ml_backend.projects import project_key
 
 blueprint = Blueprint("health", __name__)
@@ -34,13 +33,7 @@ def health():
         )
     projects: dict[str, Any] = {}
     for key in keys:
-        kinds = KIND_ORDER
-        config = b.projects.get(key).label_config
-        if config:
-            try:
-                kinds = parse_label_config(config).kinds
-            except LabelConfigError:
-                pass
+        kinds = b.kinds_of(key)
         serving = b.cache.status(key, kinds)
         projects[key] = {
             "model_version": serving.model_version,

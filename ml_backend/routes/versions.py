@@ -9,7 +9,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from ml_backend.context import backend, fail, json_object
-from ml_backend.labelconfig import KIND_ORDER, LabelConfigError, parse_label_config
 from ml_backend.projects import project_key
 
 blueprint = Blueprint("versions", __name__)
@@ -31,13 +30,7 @@ def versions():
     labels = [v.label if key else f"{v.project}/{v.label}" for v in registered]
     current = None
     if key is not None:
-        kinds = KIND_ORDER
-        config = b.projects.get(key).label_config
-        if config:
-            try:
-                kinds = parse_label_config(config).kinds
-            except LabelConfigError:
-                pass
+        kinds = b.kinds_of(key)
         current = b.cache.versions(key, kinds).model_version
         labels.insert(0, current)
     return jsonify(versions=list(dict.fromkeys(labels)), model_version=current)

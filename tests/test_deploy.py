@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -86,6 +87,6 @@ def test_docker_compose_config_accepts_it() -> None:
         ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],
         capture_output=True,
         text=True,
-        env=ENV,
+        env={**os.environ, **ENV},
     )
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,9 @@ webhooks it sends on its own when annotations are submitted, the Train button.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from histoloop.demo import annotation_result, retrieve_predictions
 from training.registry import Registry
 
 pytestmark = pytest.mark.labelstudio
+ARTIFACTS = Path(__file__).resolve().parents[2] / "out"
+STAGES: dict[str, float] = {}
 
 
 def _predictions(client, project_id: int) -> dict[int, list]:
@@ -39,7 +43,9 @@ def test_predictions_are_stored_in_label_studio_with_our_version(loop) -> None:
     client, registry = loop.client, Registry.from_settings(loop.settings)
     for kind, pid in loop.projects.items():
         version = registry.production(str(pid), kind).label
+        t0 = time.perf_counter()
         retrieve_predictions(client, pid)
+        STAGES[f"predict {len(loop.images)} tasks ({kind}), via Label Studio"] = time.perf_counter() - t0
         stored = _predictions(client, pid)
         assert len(stored) == len(loop.images)
         for task_id, preds in stored.items():
@@ -66,8 +72,11 @@ def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_ve
     kind, pid = "detect", loop.projects["detect"]
     before = registry.production(str(pid), kind)
     tasks = list(client.tasks.list(project=pid))
+    submitted_at = []
     for task, (_, tile) in zip(tasks, loop.labelled, strict=False):
         client.annotations.create(id=task.id, result=annotation_result(kind, tile), was_cancelled=False)
+        submitted_at.append(time.time())
+    submitted = submitted_at[loop.threshold - 1]  # the annotation that reaches the retrain threshold
     new = wait_for(
         lambda: [v for v in registry.list(project=str(pid), kind=kind) if v.version > before.version],
         timeout=300, what="a retrained version registered by the worker", every=2,
@@ -75,12 +84,31 @@ def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_ve
     assert new[0].lineage.get("annotation_count", 0) >= loop.threshold
     current = wait_for(lambda: registry.production(str(pid), kind).version > before.version and
                        registry.production(str(pid), kind), timeout=60, what="auto-promotion")  # fmt: skip
+    promoted = time.time()
     client.actions.create(
         id="delete_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []}
     )
     retrieve_predictions(client, pid)
     versions = {_as_dict(p)["model_version"] for preds in _predictions(client, pid).values() for p in preds}
     assert versions == {current.label}
+    _record_loop_timings(loop, new[0].lineage["job_id"], submitted, promoted, time.time())
+
+
+def _record_loop_timings(loop, job_id: str, submitted: float, promoted: float, served: float) -> None:
+    """What BENCHMARKS.md reports for the loop: each stage, as Label Studio and RQ saw it."""
+    from rq.job import Job
+
+    job = Job.fetch(job_id, connection=loop.redis)
+    STAGES["triggering annotation submitted -> job started (webhook, trigger, queue)"] = (
+        job.started_at.timestamp() - submitted
+    )
+    for stage, seconds in (job.meta.get("timings") or {}).items():
+        STAGES[f"job stage: {stage}"] = seconds
+    STAGES["triggering annotation submitted -> new version in production"] = promoted - submitted
+    STAGES["promoted -> next predictions stored with the new version"] = served - promoted
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "e2e-loop-timings.json").write_text(json.dumps(STAGES, indent=2))
+    print("\n".join(f"{k}: {v:.2f} s" for k, v in STAGES.items()))
 
 
 def test_train_button_starts_a_job(loop) -> None:

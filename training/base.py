@@ -132,6 +132,29 @@ def evaluate(
     )
 
 
+def finish_version(
+    kind: str,
+    card: ModelCard,
+    history: list[dict[str, Any]],
+    dataset_dir: Path,
+    out_dir: Path,
+    device: str,
+    progress: ProgressFn | None,
+    curves: list[str],
+) -> TrainResult:
+    """What every trainer does last: the held-out evaluation, metrics/history JSON, the training curves."""
+    from training.artifacts import write_json_atomic
+    from training.plots import training_curves
+
+    report(progress, stage="eval", epoch=len(history), epochs=len(history))
+    metrics = evaluate(out_dir, dataset_dir, split="val", device=device, plots_dir=out_dir)
+    metrics["primary"] = PRIMARY_METRIC[kind]
+    write_json_atomic(out_dir / "history.json", history)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    training_curves(history, out_dir / "training_curves.png", ["loss", *curves])
+    return TrainResult(card=card, metrics=metrics, history=history)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (and ask cuDNN for deterministic kernels)."""
     import torch

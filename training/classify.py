@@ -18,16 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.artifacts import ModelCard, save_weights, write_json_atomic
+from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, to_tensor
 from training.base import (
-    PRIMARY_METRIC,
     ProgressFn,
     TrainConfig,
     TrainingError,
     TrainResult,
-    evaluate,
-    report,
+    finish_version,
 )
 from training.datasets import check_classify, classify_items, read_image
 from training.loop import fit, load_fine_tune, read_state_dict
@@ -116,12 +114,13 @@ class ClassifyTrainer:
         )
         save_weights(best, out_dir)
         card.save(out_dir)
-        report(progress, stage="eval", epoch=len(history), epochs=config.epochs)
-        metrics = evaluate(out_dir, dataset_dir, split="val", device=device, plots_dir=out_dir)
-        metrics["primary"] = PRIMARY_METRIC["classify"]
-        write_json_atomic(out_dir / "history.json", history)
-        write_json_atomic(out_dir / "metrics.json", metrics)
-        from training.plots import training_curves
-
-        training_curves(history, out_dir / "training_curves.png", ["loss", "balanced_accuracy", "roc_auc"])
-        return TrainResult(card=card, metrics=metrics, history=history)
+        return finish_version(
+            "classify",
+            card,
+            history,
+            dataset_dir,
+            out_dir,
+            device,
+            progress,
+            ["balanced_accuracy", "roc_auc"],
+        )

@@ -22,15 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from training.artifacts import ModelCard, save_weights, write_json_atomic
+from training.artifacts import ModelCard, save_weights
 from training.base import (
-    PRIMARY_METRIC,
     Cancelled,
     ProgressFn,
     TrainConfig,
     TrainingError,
     TrainResult,
-    evaluate,
+    finish_version,
     report,
     set_train_threads,
 )
@@ -226,12 +225,6 @@ class DetectTrainer:
         card.save(out_dir)
         shutil.rmtree(run_dir / "weights", ignore_errors=True)  # pickles; the version has safetensors
 
-        report(progress, stage="eval", epoch=config.epochs, epochs=config.epochs)
-        metrics = evaluate(out_dir, dataset_dir, split="val", device=device, plots_dir=out_dir)
-        metrics["primary"] = PRIMARY_METRIC["detect"]
-        write_json_atomic(out_dir / "history.json", history)
-        write_json_atomic(out_dir / "metrics.json", metrics)
-        from training.plots import training_curves
-
-        training_curves(history, out_dir / "training_curves.png", ["loss", "mAP50", "mAP50-95"])
-        return TrainResult(card=card, metrics=metrics, history=history)
+        return finish_version(
+            "detect", card, history, dataset_dir, out_dir, device, progress, ["mAP50", "mAP50-95"]
+        )

@@ -22,16 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.artifacts import ModelCard, save_weights, write_json_atomic
+from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, random_crop, to_tensor
 from training.base import (
-    PRIMARY_METRIC,
     ProgressFn,
     TrainConfig,
     TrainingError,
     TrainResult,
-    evaluate,
-    report,
+    finish_version,
 )
 from training.datasets import check_segment, read_image, read_mask, segment_pairs
 from training.loop import fit, load_fine_tune, read_state_dict
@@ -152,12 +150,6 @@ class SegmentTrainer:
         best, history = fit(model, loader, _loss(mode), validate, "dice", config, out_dir, device, progress)
         save_weights(best, out_dir)
         card.save(out_dir)
-        report(progress, stage="eval", epoch=len(history), epochs=config.epochs)
-        metrics = evaluate(out_dir, dataset_dir, split="val", device=device, plots_dir=out_dir)
-        metrics["primary"] = PRIMARY_METRIC["segment"]
-        write_json_atomic(out_dir / "history.json", history)
-        write_json_atomic(out_dir / "metrics.json", metrics)
-        from training.plots import training_curves
-
-        training_curves(history, out_dir / "training_curves.png", ["loss", "dice", "iou"])
-        return TrainResult(card=card, metrics=metrics, history=history)
+        return finish_version(
+            "segment", card, history, dataset_dir, out_dir, device, progress, ["dice", "iou"]
+        )

@@ -47,6 +47,8 @@ from workers_testkit import (  # noqa: E402
     write_config,
 )
 
+from histoloop.stack import wait_for  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -69,19 +71,9 @@ def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(30)
+            process.wait_for(30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-
-
-def wait(condition, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def up(base: str) -> bool:
@@ -135,7 +127,7 @@ def loop_run(base: str, redis, run: int, threshold: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     body = annotation_webhook(4, first + threshold, label_config=CHOICES_CONFIG, types=("choices",))
     requests.post(f"{base}/webhook", json=body, timeout=10).raise_for_status()
-    wait(lambda: setup_version(base) == target, 600, f"{target} to be served")
+    wait_for(lambda: setup_version(base) == target, 600, f"{target} to be served")
     total = time.perf_counter() - t0
     job = Job.fetch(f"retrain-4-classify-{run}", connection=redis)
     result = job.return_value() or {}
@@ -189,14 +181,14 @@ def main() -> None:
     worker = None
     results: dict[str, Any] = {"machine": "2 CPU cores, shared with other work while measuring"}
     try:
-        wait(lambda: up(base), 120, "the backend")
+        wait_for(lambda: up(base), 120, "the backend")
         n = 200 if args.quick else 600
         env_hooks = dict(env, HISTOLOOP_RETRAIN_THRESHOLD="1000000")  # latency only: no job
         stop(backend)
         backend = spawn(
             ["serve", "--port", str(port), "--workers", "2", "--threads", "8"], env_hooks, tmp / "backend.log"
         )
-        wait(lambda: up(base), 120, "the backend")
+        wait_for(lambda: up(base), 120, "the backend")
         latency(base, 50, 4, 900_000)  # warm-up
         for c in (1, 16):
             results[f"webhook_concurrency_{c}"] = r = latency(base, n, c, c * 100_000)
@@ -214,7 +206,7 @@ def main() -> None:
             ["serve", "--port", str(port), "--workers", "1", "--threads", "8"], env_loop, tmp / "backend.log"
         )
         worker = spawn(["worker", "--device", "cpu"], env_loop, tmp / "worker.log")
-        wait(lambda: up(base), 120, "the backend")
+        wait_for(lambda: up(base), 120, "the backend")
         runs = []
         for run in range(1, 2 if args.quick else 3):
             runs.append(r := loop_run(base, redis, run, threshold))

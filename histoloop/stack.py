@@ -12,9 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -31,20 +32,32 @@ def settings_env(settings_overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``condition`` until it returns something truthy (which is returned); TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def wait_http(
     url: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if process is not None and process.poll() is not None:
             raise StackError(f"process for {url} exited with {process.returncode}; see {log}")
         try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
+            return requests.get(url, timeout=2).status_code < 500
         except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise StackError(f"{url} did not answer within {timeout:.0f} s; see {log}")
+            return False
+
+    try:
+        wait_for(answers, timeout, url, interval=0.3)
+    except TimeoutError:
+        raise StackError(f"{url} did not answer within {timeout:.0f} s; see {log}") from None
 
 
 @dataclass

@@ -14,6 +14,7 @@ import pytest
 
 from converters.rle import rle_to_mask
 from histoloop.demo import annotation_result, retrieve_predictions
+from histoloop.stack import wait_for
 from training.registry import Registry
 
 pytestmark = pytest.mark.labelstudio
@@ -27,16 +28,6 @@ def _predictions(client, project_id: int) -> dict[int, list]:
 
 def _as_dict(p) -> dict:
     return p if isinstance(p, dict) else p.model_dump() if hasattr(p, "model_dump") else dict(p)
-
-
-def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_predictions_are_stored_in_label_studio_with_our_version(loop) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import threading
 import uuid
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from redis import Redis
 from werkzeug.serving import make_server
-from workers_testkit import WorkerProcess, wenv
+from workers_testkit import EXPORT, EXPORT_CONFIG, LabelStudioStub, WorkerProcess, wenv
 
 from histoloop.settings import ProjectSettings, Settings, load_settings
 
@@ -71,13 +72,12 @@ def wsettings(tmp_path: Path, redis_url: str) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def serve_backend() -> Iterator[Callable[[Settings], str]]:
-    from ml_backend.app import create_app
-
+def serve_app() -> Iterator[Callable[[Any], str]]:
+    """``serve_app(flask_app) -> base URL``: served over real HTTP on 127.0.0.1 in a thread until the test ends."""
     servers = []
 
-    def start(settings: Settings) -> str:
-        server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+    def start(app: Any) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_port}"
@@ -86,6 +86,21 @@ def serve_backend() -> Iterator[Callable[[Settings], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def serve_backend(serve_app: Callable[[Any], str]) -> Callable[[Settings], str]:
+    from ml_backend.app import create_app
+
+    return lambda settings: serve_app(create_app(settings))
+
+
+@pytest.fixture
+def label_studio() -> Iterator[LabelStudioStub]:
+    """A local HTTP server answering Label Studio's export endpoints with the real export in tests/data."""
+    stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
+    yield stub
+    stub.close()
 
 
 @pytest.fixture

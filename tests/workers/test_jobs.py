@@ -5,14 +5,14 @@ Studio is unreachable, no retry for bad data."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 from redis import Redis
 from rq import Queue
 from rq.job import Job
-from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wait_for, write_config
+from workers_testkit import SHARED_DATA, write_config
 
+from histoloop.stack import wait_for
 from training.registry import Registry
 from workers.events import EventStore
 from workers.jobs import cancel, enqueue_retrain, get_job, list_jobs
@@ -21,13 +21,6 @@ MONUSEG = SHARED_DATA / "monuseg-breast" / "images"
 needs_images = pytest.mark.skipif(
     not MONUSEG.is_dir(), reason=f"real images (MoNuSeg tiles) not found at {MONUSEG}"
 )
-
-
-@pytest.fixture
-def label_studio():
-    stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
-    yield stub
-    stub.close()
 
 
 def test_ids_are_deterministic_and_coalesce(wsettings) -> None:

@@ -5,7 +5,6 @@ auto-promotion -> the backend's next /predict carries the new version."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 import requests
@@ -13,16 +12,13 @@ from redis import Redis
 from rq.job import Job
 from workers_testkit import (
     CHOICES_CONFIG,
-    EXPORT,
-    EXPORT_CONFIG,
     SHARED_DATA,
-    LabelStudioStub,
     annotation_webhook,
     predict_body,
-    wait_for,
     write_config,
 )
 
+from histoloop.stack import wait_for
 from training.registry import Registry
 from workers.events import EventStore
 
@@ -30,13 +26,6 @@ MONUSEG = SHARED_DATA / "monuseg-breast" / "images"
 pytestmark = pytest.mark.skipif(
     not MONUSEG.is_dir(), reason=f"real images (MoNuSeg tiles) not found at {MONUSEG}"
 )
-
-
-@pytest.fixture
-def label_studio():
-    stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
-    yield stub
-    stub.close()
 
 
 def test_webhooks_to_a_served_new_version(

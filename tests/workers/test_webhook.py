@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +16,9 @@ import requests
 from flask import Flask
 from redis import Redis
 from rq import Queue
-from werkzeug.serving import make_server
-from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, wait_for, wenv
+from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, wenv
 
+from histoloop.stack import wait_for
 from workers.dispatch import dispatcher_for
 from workers.events import EventStore
 from workers.redis_server import start_redis
@@ -37,23 +36,16 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def small_app():
+def small_app(serve_app):
     """A Flask app made only of the webhook blueprint, served over HTTP on 127.0.0.1."""
-    servers = []
 
     def start(settings) -> str:
         app = Flask("webhook-test")
         app.config["HISTOLOOP_SETTINGS"] = settings
         app.register_blueprint(blueprint)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}/webhook"
+        return serve_app(app) + "/webhook"
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def queued(settings) -> list[str]:

@@ -14,8 +14,9 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
-from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wait_for, wenv, write_config
+from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wenv, write_config
 
+from histoloop.stack import wait_for
 from training.artifacts import ModelCard
 from training.registry import Registry
 from workers.events import EventStore

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,16 +33,6 @@ BOX_CHOICES_CONFIG = (
     '<RectangleLabels name="label" toName="image"><Label value="Tumor"/></RectangleLabels>'
     '<Choices name="dx" toName="image"><Choice value="benign"/><Choice value="malignant"/></Choices></View>'
 )
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def annotation_webhook(

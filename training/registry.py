@@ -259,17 +259,12 @@ class Registry:
                 remove_dir(target)
             publish_dir(Path(staging), target)
             try:
-                cur = db.execute(
-                    "INSERT INTO versions (project, kind, version, status, metrics, config, lineage, parent_id,"
-                    " artifact_dir, created_at) VALUES (?, ?, ?, 'candidate', ?, ?, ?, ?, ?, ?)",
-                    (project, kind, version, _dumps(metrics), _dumps(config), _dumps(lineage), parent_id,
-                     str(target), time.time()),
-                )  # fmt: skip
-                self._bump(db)
+                new_id = self._insert(db, project, kind, version, "candidate", metrics=metrics, config=config,
+                                      lineage=lineage, parent_id=parent_id, artifact_dir=str(target))  # fmt: skip
             except BaseException:
                 os.rename(target, staging)
                 raise
-        return self.get(cur.lastrowid)
+        return self.get(new_id)
 
     def record_failed(
         self,
@@ -285,13 +280,9 @@ class Registry:
         project, kind = _check_key(project, kind)
         with self._write() as db:
             version = self._next_version(db, project, kind)
-            cur = db.execute(
-                "INSERT INTO versions (project, kind, version, status, config, lineage, parent_id, created_at,"
-                " reason) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)",
-                (project, kind, version, _dumps(config), _dumps(lineage), parent_id, time.time(), reason),
-            )
-            self._bump(db)
-        return self.get(cur.lastrowid)
+            new_id = self._insert(db, project, kind, version, "failed", config=config, lineage=lineage,
+                                  parent_id=parent_id, reason=reason)  # fmt: skip
+        return self.get(new_id)
 
     def promote(self, ref: int | str, *, by: str = "cli", reason: str = "") -> ModelVersion:
         """Make a version production; the previous production version becomes archived."""
@@ -343,6 +334,20 @@ class Registry:
         return removed
 
     # -- internals -----------------------------------------------------------------------------
+    def _insert(self, db: sqlite3.Connection, project: str, kind: str, version: int, status: str, *,
+                metrics: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                lineage: dict[str, Any] | None = None, parent_id: int | None = None,
+                artifact_dir: str | None = None, reason: str | None = None) -> int:  # fmt: skip
+        """One new row in ``versions`` (and the revision bumped), in the caller's write transaction."""
+        cur = db.execute(
+            "INSERT INTO versions (project, kind, version, status, metrics, config, lineage, parent_id,"
+            " artifact_dir, created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (project, kind, version, status, _dumps(metrics), _dumps(config), _dumps(lineage), parent_id,
+             artifact_dir, time.time(), reason),
+        )  # fmt: skip
+        self._bump(db)
+        return int(cur.lastrowid)
+
     @staticmethod
     def _next_version(db: sqlite3.Connection, project: str, kind: str) -> int:
         row = db.execute(

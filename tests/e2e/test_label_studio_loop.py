@@ -70,7 +70,7 @@ def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_ve
     submitted = submitted_at[loop.threshold - 1]  # the annotation that reaches the retrain threshold
     new = wait_for(
         lambda: [v for v in registry.list(project=str(pid), kind=kind) if v.version > before.version],
-        timeout=300, what="a retrained version registered by the worker", every=2,
+        timeout=300, what="a retrained version registered by the worker", interval=2,
     )  # fmt: skip
     assert new[0].lineage.get("annotation_count", 0) >= loop.threshold
     current = wait_for(lambda: registry.production(str(pid), kind).version > before.version and

@@ -6,6 +6,8 @@ trainer downloads ``Arial.ttf`` even with ``plots=False``, and its AMP check dow
 :func:`ensure_offline` sets the switches (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0``, ``HF_HUB_OFFLINE=1``),
 points ``YOLO_CONFIG_DIR`` at a directory of ours and puts matplotlib's DejaVuSans there under the font
 names ultralytics looks for. :func:`ultralytics` does that and returns the imported package.
+Its import also sets ``OMP_NUM_THREADS=1`` where unset; :func:`ultralytics` removes it again, so the
+trainers' CPU thread choice (:func:`training.base.choose_threads`) sees only what the user set.
 The other two rules (build models from YAML or a local ``.pt``, never a hub name; ``amp=False`` unless a
 local AMP check model exists; no ``download:`` key in data.yaml) are kept by training/detect.py.
 
@@ -85,8 +87,14 @@ def ensure_offline(config_dir: Path | None = None) -> Path:
 def ultralytics(config_dir: Path | None = None) -> ModuleType:
     """Import ultralytics with every network side effect off (see the module docstring)."""
     ensure_offline(config_dir)
+    threads_unset = "ultralytics" not in sys.modules and not os.environ.get("OMP_NUM_THREADS")
     import ultralytics as ul
     from ultralytics.utils import SETTINGS
+
+    if threads_unset:
+        # Its import sets OMP_NUM_THREADS=1 where unset. Undo that: a 1 there would read as the user's choice
+        # to training.base.choose_threads here and in every process started from here (the workers).
+        os.environ.pop("OMP_NUM_THREADS", None)
 
     # Nothing persisted by an earlier online run may switch anything back on, and nothing lands in the
     # working directory (ultralytics' default weights/runs/datasets dirs are relative to it).

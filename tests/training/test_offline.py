@@ -24,6 +24,7 @@ print(json.dumps({
     "unicode_font": str(check_font("Arial.Unicode.ttf")),
     "settings": {k: SETTINGS[k] for k in ("sync", "weights_dir", "runs_dir")},
     "amp_cpu": amp_allowed("cpu"), "amp_cuda": amp_allowed("cuda:0"),
+    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
 }))
 """
 
@@ -31,7 +32,7 @@ print(json.dumps({
 def test_ultralytics_import_is_offline_and_stays_out_of_home(tmp_path: Path) -> None:
     home, config = tmp_path / "home", tmp_path / "store" / "ultralytics"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_", "OMP_"))}
     env.update(HOME=str(home), PYTHONPATH=str(ROOT))
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(config)], env=env, cwd=tmp_path, capture_output=True, text=True,
@@ -48,6 +49,9 @@ def test_ultralytics_import_is_offline_and_stays_out_of_home(tmp_path: Path) -> 
     assert got["settings"]["sync"] is False
     assert got["settings"]["weights_dir"].startswith(str(config))
     assert got["amp_cpu"] is False and got["amp_cuda"] is False  # no local AMP check model: AMP off
+    # Its import sets OMP_NUM_THREADS=1; left there, the trainers would read it as the user's choice of
+    # one torch thread (and so would every worker process started from this one).
+    assert got["omp_num_threads"] is None
     assert not any(home.iterdir()), "nothing may be written to the home directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "store"], "nothing in the working directory"
 
@@ -83,3 +87,13 @@ def test_detect_training_makes_no_network_call(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ATTEMPTS 0 []" in out.stdout, out.stdout[-1000:]
     assert (tmp_path / "out" / "weights.safetensors").is_file()
+
+
+def test_a_users_omp_num_threads_is_kept(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_"))}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="3")
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "cfg")], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1])["omp_num_threads"] == "3"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,21 @@ def settings(tmp_path: Path):
     from histoloop.settings import load_settings
 
     return load_settings(env={"HISTOLOOP_MODEL_STORE": str(tmp_path / "store")})
+
+
+@pytest.fixture(scope="session")
+def small_disk() -> Callable[[Path, str], list[str]]:
+    """``small_disk(directory, size) -> argv prefix`` that runs a command with a tmpfs of ``size`` (``"4m"``)
+    mounted on ``directory``, visible to that command and its children only (``unshare -rm``: a user and
+    mount namespace of their own, no root needed), so that writing there fills a real disk. Files outside
+    ``directory`` are written as usual. Skip where user namespaces are not allowed."""
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a small disk here (unshare -rm: {probe.stderr.strip()})")
+
+    def prefix(directory: Path, size: str) -> list[str]:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        mount = f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"'
+        return ["unshare", "-rm", "sh", "-c", mount, str(directory)]
+
+    return prefix

@@ -23,9 +23,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 Kind = Literal["detect", "segment", "classify"]
 KINDS: tuple[Kind, ...] = ("detect", "segment", "classify")
@@ -89,14 +91,18 @@ class ModelCard:
             raise ArtifactError(f"{path}: bad model card: {exc}") from exc
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same directory and ``os.replace``."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the block ends without error: written to a temporary
+    file in the same directory, fsynced and renamed over ``path`` (readers see the old file or the whole
+    new one), else removed. Writes go through Python's file object, so a full disk raises the OSError
+    (ENOSPC) itself rather than a library's rewording of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -105,21 +111,20 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def save_weights(state_dict: dict[str, Any], directory: Path) -> Path:
-    """Save a state dict as safetensors, atomically (temp file + rename)."""
-    from safetensors.torch import save_file
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through :func:`atomic_file`."""
+    with atomic_file(path) as fh:
+        fh.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / WEIGHTS_FILE
-    tmp = directory / f".{WEIGHTS_FILE}.tmp"
+
+def save_weights(state_dict: dict[str, Any], directory: Path) -> Path:
+    """Save a state dict as safetensors, atomically (:func:`atomic_file`)."""
+    from safetensors.torch import save
+
+    target = Path(directory) / WEIGHTS_FILE
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    try:
-        save_file(tensors, str(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as fh:
+        fh.write(save(tensors))
     return target
 
 

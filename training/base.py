@@ -12,6 +12,7 @@ A training run (tiny settings; seconds on a CPU)::
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
@@ -32,6 +33,41 @@ DEFAULT_MODEL = {"detect": "yolo11n.yaml", "segment": "resnet34", "classify": "r
 class TrainingError(ValueError):
     """Bad training input (empty dataset, a class with no examples, a corrupt image, weights of the wrong
     architecture): the worker records the version failed and does not retry."""
+
+
+def disk_full(exc: BaseException) -> OSError | None:
+    """The "no space left" (or over-quota) OSError behind ``exc``: itself, or its cause or context.
+
+    >>> disk_full(RuntimeError("torch's writer failed")) is None
+    True
+    >>> try:
+    ...     try:
+    ...         raise OSError(errno.ENOSPC, "No space left on device")
+    ...     except OSError:
+    ...         raise RuntimeError("unexpected pos 704 vs 598")
+    ... except RuntimeError as exc:
+    ...     disk_full(exc).strerror
+    'No space left on device'
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def failure_reason(exc: BaseException, out_dir: Path) -> str | None:
+    """Why a training into ``out_dir`` failed, as its ``failed`` version records it: bad input
+    (:class:`TrainingError`) or a full disk. None for anything else (a bug, an outage, a cancel), which is
+    not the version's to record."""
+    if isinstance(exc, TrainingError):
+        return f"bad data: {exc}"
+    full = disk_full(exc)
+    if full is not None:
+        return f"disk full while writing {out_dir}: {full.strerror} (free space there and retrain)"
+    return None
 
 
 class Cancelled(Exception):  # noqa: N818 - the contract's name

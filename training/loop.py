@@ -13,13 +13,13 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from training.artifacts import atomic_file
 from training.base import ProgressFn, TrainConfig, report, set_train_threads
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,8 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:
+        torch.save(state, fh)  # into a Python file: a full disk stays an OSError (as the cause of torch's)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -128,22 +128,26 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
 
 
 def _failure_stage(exc: BaseException) -> str:
-    from training.base import Cancelled, TrainingError
+    from training.base import Cancelled, TrainingError, disk_full
 
     if isinstance(exc, Cancelled):
         return "cancelled"
-    return "failed (bad data)" if isinstance(exc, TrainingError) else "failed"
+    if isinstance(exc, TrainingError):
+        return "failed (bad data)"
+    return "failed (disk full)" if disk_full(exc) else "failed"
 
 
 def _finish_failed(store, registry, settings, job_id, project, kind, exc, annotation_ids) -> None:
-    from training.base import Cancelled, TrainingError
+    from training.base import Cancelled, TrainingError, failure_reason
 
+    reason = failure_reason(exc, registry.store / "staging")
     if isinstance(exc, Cancelled):
         store.finish_run(job_id, "cancelled", detail=str(exc))
-    elif isinstance(exc, TrainingError):
-        failed = registry.record_failed(project, kind, f"bad data: {exc}"[:1000],
+    elif reason is not None:  # bad data or a full disk: the version is recorded failed, with the reason
+        failed = registry.record_failed(project, kind, reason[:1000],
                                         lineage={"annotation_count": len(annotation_ids), "job_id": job_id})  # fmt: skip
-        store.finish_run(job_id, "bad_data", version_id=failed.id, detail=str(exc))
+        status = "bad_data" if isinstance(exc, TrainingError) else "error"
+        store.finish_run(job_id, status, version_id=failed.id, detail=reason)
     else:
         store.finish_run(job_id, "error", detail=f"{type(exc).__name__}: {exc}")
 

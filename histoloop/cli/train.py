@@ -139,7 +139,7 @@ def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, 
 
         ultralytics(config_dir)  # its import sets its logger up; quieten it after that
         logging.getLogger("ultralytics").setLevel(logging.WARNING)  # its per-epoch log would drown the bar
-    from training.base import Cancelled, TrainConfig, TrainingError, get_trainer
+    from training.base import Cancelled, TrainConfig, failure_reason, get_trainer
     from training.registry import Registry, RegistryError
 
     reg = Registry.from_settings(settings)
@@ -171,13 +171,14 @@ def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, 
             shutil.rmtree(staging, ignore_errors=True)
         raise click.Abort() from None
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
+        known = failure_reason(exc, staging)  # bad data or a full disk: a message, not a traceback
+        reason = known or f"{type(exc).__name__}: {exc}"
         if register:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)  # first: on a full disk this frees the space to record
             failed = reg.record_failed(project, kind, reason, config=config.to_dict(), lineage=lineage,
                                        parent_id=parent_id)  # fmt: skip
             reason = f"{failed.ref} recorded as failed: {reason}"
-        if isinstance(exc, TrainingError):
+        if known:
             raise click.ClickException(reason) from exc
         raise
     if register:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from histoloop.cli import main
+from training.artifacts import ModelCard
 from training.registry import Registry
 
 
@@ -90,3 +94,26 @@ def test_bad_dataset_is_recorded_failed(env, tmp_path: Path) -> None:
     assert failed.status == "failed" and "malignant" in failed.reason and failed.artifact_dir is None
     assert _reg(env).production("4", "classify") is None
     assert not list((Path(env["HISTOLOOP_MODEL_STORE"]) / "staging").iterdir())
+
+
+def test_a_full_disk_is_recorded_failed_and_production_stays(env, tmp_path: Path, small_disk) -> None:
+    data = write_classify(tmp_path / "data", n=10, n_val=4)
+    reg = _reg(env)
+    staging = reg.staging_dir()
+    ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
+              input_size=32).save(staging)  # fmt: skip
+    production = reg.promote(reg.register("4", "classify", staging, metrics={"balanced_accuracy": 0.7}).id)
+    args = ["train", "--project", "4", "--kind", "classify", "--data", str(data), "--epochs", "1", "--batch", "4",
+            "--imgsz", "32", "--model", "resnet18"]  # fmt: skip
+    # a 2 MB disk under the staging dir: the first checkpoint (weights + optimizer, ~130 MB) cannot fit
+    out = subprocess.run(
+        [*small_disk(reg.store / "staging", "2m"), sys.executable, "-m", "histoloop.cli", *args],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "4/classify/v2 recorded as failed: disk full while writing" in out.stderr
+    assert "No space left on device" in out.stderr and "Traceback" not in out.stderr
+    [failed] = reg.list(project="4", status="failed")
+    assert failed.ref == "4/classify/v2" and failed.reason.startswith("disk full while writing")
+    assert failed.artifact_dir is None and not (reg.store / "models" / "4" / "classify" / "v2").exists()
+    assert reg.production("4", "classify").id == production.id

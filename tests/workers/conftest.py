@@ -6,7 +6,8 @@
   own, device cpu; ``wenv(settings)``: the environment that gives a child process the same settings.
 - ``serve_backend(settings)``: ``ml_backend.app.create_app`` (which registers the webhook blueprint)
   served over real HTTP on 127.0.0.1 in a thread.
-- ``workers_started``: real ``histoloop worker`` processes, stopped after the test.
+- ``workers_started``: real ``histoloop worker`` processes (``prefix``: a command they run under, such as
+  ``small_disk``'s), stopped after the test.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,12 @@ def workers_started(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
     counter = itertools.count()
 
-    def start(settings: Settings, config_file: Path | None = None, burst: bool = False) -> WorkerProcess:
+    def start(
+        settings: Settings, config_file: Path | None = None, burst: bool = False, prefix: Sequence[str] = ()
+    ) -> WorkerProcess:
         n = next(counter)
         worker = WorkerProcess(wenv(settings, config_file), tmp_path / f"worker{n}.log", burst=burst,
-                               name=f"w{n}-{uuid.uuid4().hex[:6]}")  # fmt: skip
+                               name=f"w{n}-{uuid.uuid4().hex[:6]}", prefix=prefix)  # fmt: skip
         started.append(worker)
         return worker
 

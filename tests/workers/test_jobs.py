@@ -1,6 +1,6 @@
 """Deterministic job ids on a real Redis with real worker processes: one queued + at most one running per
 (project, kind); cancel a queued job / stop a running training cleanly; retry with backoff when Label
-Studio is unreachable, no retry for bad data."""
+Studio is unreachable, no retry for bad data; a full disk recorded as a failed version."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rq.job import Job
 from workers_testkit import SHARED_DATA, write_config
 
 from histoloop.stack import wait_for
+from training.artifacts import ModelCard
 from training.registry import Registry
 from workers.events import EventStore
 from workers.jobs import cancel, enqueue_retrain, get_job, list_jobs
@@ -107,3 +108,33 @@ def test_label_studio_down_retries_bad_data_does_not(
     (failed,) = Registry.from_settings(settings).list("5", "classify")
     assert failed.status == "failed" and "bad data" in failed.reason
     assert store.run(bad).status == "bad_data"
+
+
+@needs_images
+def test_a_full_disk_fails_the_version_not_production(
+    wsettings, workers_started, label_studio, small_disk, tmp_path
+) -> None:
+    settings = dataclasses.replace(wsettings(val_fraction=0.3, auto_promote="always"),
+                                   label_studio_url=label_studio.url, local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    registry = Registry.from_settings(settings)
+    staging = registry.staging_dir()
+    ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
+              input_size=64).save(staging)  # fmt: skip
+    production = registry.promote(registry.register("4", "classify", staging).id)
+    store = EventStore(settings.events_path)
+    store.request("4", "classify", "test")
+    job_id = enqueue_retrain(settings, "4", "classify", "test")
+    store.mark_requested("4", "classify", job_id)
+    config = write_config(tmp_path / "tiny.toml", "classify", epochs=1, imgsz=64, batch=2)
+    # the dataset fits on this disk; the first checkpoint (weights + optimizer state, ~130 MB) does not
+    worker = workers_started(
+        settings, config, burst=True, prefix=small_disk(registry.store / "staging", "8m")
+    )
+    worker.process.wait(180)
+    job = Job.fetch(job_id, connection=Redis.from_url(settings.redis_url))
+    assert job.get_status() == "failed", worker.output()
+    assert not job.number_of_retries and job.get_meta()["stage"] == "failed (disk full)"
+    [failed] = registry.list("4", "classify", status="failed")
+    assert failed.reason.startswith("disk full while writing") and "No space left on device" in failed.reason
+    assert store.run(job_id).status == "error" and store.run(job_id).version_id == failed.id
+    assert registry.production("4", "classify").id == production.id

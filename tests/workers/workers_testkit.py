@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,15 @@ class LabelStudioStub:
 class WorkerProcess:
     """A real ``histoloop worker`` process (its own session); :meth:`kill` sends SIGKILL to it alone."""
 
-    def __init__(self, env: dict[str, str], log: Path, burst: bool = False, name: str | None = None) -> None:
-        args = [sys.executable, "-m", "histoloop.cli", "worker", "--device", "cpu"]
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        burst: bool = False,
+        name: str | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        args = [*prefix, sys.executable, "-m", "histoloop.cli", "worker", "--device", "cpu"]
         if burst:
             args.append("--burst")
         if name:

@@ -1,0 +1,17 @@
+"""The examples in the training package's docstrings run and give what they say."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["artifacts", "augment", "base", "inference", "metrics", "offline", "registry"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(f"training.{name}"))
+    assert result.failed == 0
+    assert result.attempted > 0

@@ -17,6 +17,7 @@ after one warm-up step; per-image time as a ratio to batch size 1.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
@@ -72,6 +73,7 @@ def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, rep
     from training.offline import ultralytics
 
     ultralytics(tmp / "ultralytics")
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)  # its per-run argument dump, twice per repeat
     import torch
     from ultralytics import YOLO
 
@@ -206,7 +208,10 @@ def main() -> None:
         _report_detect(args)
     if args.only in (None, "segment"):
         s = bench_segment([int(b) for b in args.seg_batches.split(",")], args.imgsz)
-        print(f"\n## segment: Unet-resnet34, {args.imgsz} px, one AdamW step (median of 3)")
+        import torch
+
+        print(f"\n## segment: Unet-resnet34, {args.imgsz} px, one AdamW step (median of 3), "
+              f"{torch.get_num_threads()} torch threads (training.base.set_train_threads)")  # fmt: skip
         print("| batch | step s | ms / image | per-image time vs batch 1 |")
         print("| ---: | ---: | ---: | ---: |")
         base = s[min(s)] / min(s)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from registry_testkit import card_only_version
 
 from histoloop.cli import main
 from training.artifacts import ModelCard
@@ -20,11 +21,10 @@ def env(tmp_path):
 @pytest.fixture
 def reg(settings, env):
     reg = Registry(env["HISTOLOOP_MODEL_STORE"] + "/registry.sqlite", env["HISTOLOOP_MODEL_STORE"])
+    card = ModelCard(kind="segment", classes=["tumor"], arch={"arch": "Unet"}, input_size=64)
     for dice in (0.61, 0.74):
-        staging = reg.staging_dir()
-        ModelCard(kind="segment", classes=["tumor"], arch={"arch": "Unet"}, input_size=64).save(staging)
-        reg.register("7", "segment", staging, metrics={"dice": dice, "iou": dice - 0.1},
-                     lineage={"annotation_count": 40})  # fmt: skip
+        card_only_version(reg, "7", card, metrics={"dice": dice, "iou": dice - 0.1},
+                          lineage={"annotation_count": 40})  # fmt: skip
     return reg
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from registry_testkit import card_only_version
 
 from histoloop.cli import main
-from training.artifacts import ModelCard
 from training.registry import Registry
 
 
@@ -99,10 +99,7 @@ def test_bad_dataset_is_recorded_failed(env, tmp_path: Path) -> None:
 def test_a_full_disk_is_recorded_failed_and_production_stays(env, tmp_path: Path, small_disk) -> None:
     data = write_classify(tmp_path / "data", n=10, n_val=4)
     reg = _reg(env)
-    staging = reg.staging_dir()
-    ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
-              input_size=32).save(staging)  # fmt: skip
-    production = reg.promote(reg.register("4", "classify", staging, metrics={"balanced_accuracy": 0.7}).id)
+    production = reg.promote(card_only_version(reg, metrics={"balanced_accuracy": 0.7}).id)
     args = ["train", "--project", "4", "--kind", "classify", "--data", str(data), "--epochs", "1", "--batch", "4",
             "--imgsz", "32", "--model", "resnet18"]  # fmt: skip
     # a 2 MB disk under the staging dir: the first checkpoint (weights + optimizer, ~130 MB) cannot fit

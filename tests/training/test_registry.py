@@ -7,17 +7,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from registry_testkit import card_only_version
 
-from training.artifacts import CARD_FILE, ModelCard
+from training.artifacts import CARD_FILE
 from training.registry import Registry, RegistryError
 
 
-def _candidate(reg: Registry, project: str = "4", kind: str = "classify", **metrics: float):
-    staging = reg.staging_dir()
-    ModelCard(kind=kind, classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=32).save(
-        staging
-    )
-    return reg.register(project, kind, staging, metrics=metrics, lineage={"annotation_count": 3})
+def _candidate(reg: Registry, **metrics: float):
+    return card_only_version(reg, metrics=metrics, lineage={"annotation_count": 3})
 
 
 @pytest.fixture

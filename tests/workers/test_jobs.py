@@ -8,12 +8,12 @@ import dataclasses
 
 import pytest
 from redis import Redis
+from registry_testkit import card_only_version
 from rq import Queue
 from rq.job import Job
 from workers_testkit import SHARED_DATA, write_config
 
 from histoloop.stack import wait_for
-from training.artifacts import ModelCard
 from training.registry import Registry
 from workers.events import EventStore
 from workers.jobs import cancel, enqueue_retrain, get_job, list_jobs
@@ -117,10 +117,7 @@ def test_a_full_disk_fails_the_version_not_production(
     settings = dataclasses.replace(wsettings(val_fraction=0.3, auto_promote="always"),
                                    label_studio_url=label_studio.url, local_files_root=SHARED_DATA.resolve())  # fmt: skip
     registry = Registry.from_settings(settings)
-    staging = registry.staging_dir()
-    ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
-              input_size=64).save(staging)  # fmt: skip
-    production = registry.promote(registry.register("4", "classify", staging).id)
+    production = registry.promote(card_only_version(registry).id)
     store = EventStore(settings.events_path)
     store.request("4", "classify", "test")
     job_id = enqueue_retrain(settings, "4", "classify", "test")

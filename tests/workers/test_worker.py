@@ -11,13 +11,13 @@ import sys
 
 import pytest
 from redis import Redis
+from registry_testkit import card_only_version
 from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wenv, write_config
 
 from histoloop.stack import wait_for
-from training.artifacts import ModelCard
 from training.registry import Registry
 from workers.events import EventStore
 
@@ -60,11 +60,9 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
     settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=stub.url,
                                    local_files_root=SHARED_DATA.resolve())  # fmt: skip
     registry = Registry.from_settings(settings)
-    staging = registry.staging_dir()  # a production version to keep safe
-    ModelCard(
-        kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=64
-    ).save(staging)
-    production = registry.promote(registry.register("4", "classify", staging).id, by="test")
+    production = registry.promote(
+        card_only_version(registry).id, by="test"
+    )  # a production version to keep safe
     redis = Redis.from_url(settings.redis_url)
     try:
         long_run = write_config(tmp_path / "long.toml", "classify", epochs=500, imgsz=64, batch=2)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import requests
 import torch
 from PIL import Image
@@ -54,7 +55,12 @@ CARDS = {
 
 
 def observed_predict_body() -> dict[str, Any]:
-    """The first /predict body Label Studio 1.23.2 sent (from the observed request log)."""
+    """The first /predict body Label Studio 1.23.2 sent (from the observed request log in ../shared; the test
+    skips where it is absent)."""
+    if not OBSERVED.is_file():
+        pytest.skip(
+            f"the observed Label Studio request log is not at {OBSERVED} (../shared beside the checkout)"
+        )
     for line in OBSERVED.read_text().splitlines():
         entry = json.loads(line)
         if entry.get("path") == "/predict":

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from kernel.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 MONUSEG = ROOT / ".." / "shared" / "data" / "monuseg-breast" / "images"
 
@@ -88,7 +90,7 @@ def _images(size: int, n: int) -> list[np.ndarray]:
     return [make_tile(seed=i, size=size, malignant=True).image for i in range(n)]
 
 
-def _register(settings: Any, project: str, scenario: Scenario) -> Path:
+def _register(settings: Settings, project: str, scenario: Scenario) -> Path:
     import torch
 
     from training.artifacts import ModelCard, save_weights
@@ -231,7 +233,7 @@ def _measure(
 def run(quick: bool = False) -> list[dict[str, Any]]:
     from PIL import Image
 
-    from histoloop.settings import load_settings
+    from kernel.settings import load_settings
     from training.inference import load_model
 
     reps = 6 if quick else 12

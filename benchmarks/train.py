@@ -7,7 +7,7 @@ Detect: both runs build yolo11n from its YAML and train on the same generated 25
 arguments (``val=False, plots=False``, ``amp=False``, ``workers=0``); only the wrapper differs. Throughput
 is measured the same way for both: images per second between the end of the first batch of epoch 2 and the
 end of the last batch (the first epoch warms up). Plain ultralytics leaves torch at ``cpu_count - 1``
-threads on a CPU; the trainer uses every idle core (training.base.choose_threads). A thread-count
+threads on a CPU; the trainer uses every idle core (training.runtime.choose_threads). A thread-count
 micro-benchmark (one yolo11n train step at 1 thread and at every core) shows what a busy neighbour costs.
 
 Segment: one AdamW step (forward, Dice+BCE, backward) of Unet-resnet34 on 256 px crops, per batch size,
@@ -77,7 +77,8 @@ def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, rep
     import torch
     from ultralytics import YOLO
 
-    from training.base import TrainConfig, get_trainer
+    from training.base import TrainConfig
+    from training.tasks import get_trainer
 
     runs = []
     for r in range(repeats):
@@ -131,7 +132,7 @@ def bench_segment(batches: list[int], imgsz: int, steps: int = 3) -> dict[int, f
     import segmentation_models_pytorch as smp
     import torch
 
-    from training.base import set_train_threads
+    from training.runtime import set_train_threads
 
     set_train_threads()
     torch.manual_seed(0)
@@ -211,7 +212,7 @@ def main() -> None:
         import torch
 
         print(f"\n## segment: Unet-resnet34, {args.imgsz} px, one AdamW step (median of 3), "
-              f"{torch.get_num_threads()} torch threads (training.base.set_train_threads)")  # fmt: skip
+              f"{torch.get_num_threads()} torch threads (training.runtime.set_train_threads)")  # fmt: skip
         print("| batch | step s | ms / image | per-image time vs batch 1 |")
         print("| ---: | ---: | ---: | ---: |")
         base = s[min(s)] / min(s)

@@ -1,19 +1,10 @@
-"""Writing the dataset layouts the trainers read (see /work/contracts.md), atomically.
+"""Writing the dataset layouts the trainers read (:mod:`converters.layout`, docs/datasets.md), atomically.
 
 A :class:`DatasetWriter` builds the whole dataset in a hidden temporary folder beside ``out_dir`` and
 moves it into place with one rename when :meth:`DatasetWriter.publish` is called, so a trainer never
 sees half a dataset and a failed conversion leaves the old one untouched.
 
-Layouts (``kind``):
-
-- ``detect`` / ``yolo-segment`` / ``obb``: ``images/{split}/<stem>.<ext>``, ``labels/{split}/<stem>.txt``
-  (YOLO lines), ``data.yaml`` (``path``, ``train``, ``val``[, ``test``], ``names`` in class order).
-- ``segment``: ``images/{split}/<stem>.png``, ``masks/{split}/<stem>.png`` (uint8 class index: 0 =
-  background, i+1 = classes[i]), optional ``masks_binary/{split}/<stem>/<class>.png`` (0/255),
-  ``classes.txt``.
-- ``classify``: ``{split}/<class>/<stem>.<ext>``, ``classes.txt``.
-- all: ``manifest.json`` = {kind, classes, fingerprint, items: [{stem, split, task_id, annotation_ids,
-  group}]}.
+The layouts themselves are :mod:`converters.layout`'s.
 """
 
 from __future__ import annotations
@@ -32,10 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from converters.layout import SPLITS, YOLO_KINDS, DatasetLayout
+
 if TYPE_CHECKING:
     from converters.report import ConversionReport
 
-YOLO_KINDS = {"detect", "yolo-segment", "obb"}
 COPY_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
@@ -67,6 +59,7 @@ class DatasetWriter:
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
+        self.layout = DatasetLayout(self.tmp)
         self.items: list[dict] = []
         self._stems: set[str] = set()
         self._hash = hashlib.sha256()
@@ -84,8 +77,8 @@ class DatasetWriter:
         self._stems.add(cand)
         return cand
 
-    def _path(self, *parts: str) -> Path:
-        path = self.tmp.joinpath(*parts)
+    def _path(self, path: Path) -> Path:
+        """``path`` with its folder made (once)."""
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
@@ -94,8 +87,8 @@ class DatasetWriter:
     # -- files ----------------------------------------------------------------------------------------
     def image_path(self, split: str, stem: str, suffix: str, cls: str | None = None) -> Path:
         if self.kind == "classify":
-            return self._path(split, class_folder(cls or "unknown"), stem + suffix)
-        return self._path("images", split, stem + suffix)
+            return self._path(self.layout.class_dir(split, class_folder(cls or "unknown")) / (stem + suffix))
+        return self._path(self.layout.images(split) / (stem + suffix))
 
     def write_image(
         self,
@@ -127,7 +120,7 @@ class DatasetWriter:
         text = "\n".join(lines) + ("\n" if lines else "")
         folder = self._label_dirs.get(split)
         if folder is None:
-            folder = self._label_dirs[split] = str(self._path("labels", split, "x").parent) + os.sep
+            folder = self._label_dirs[split] = str(self._path(self.layout.label(split, "x")).parent) + os.sep
         with open(folder + stem + ".txt", "w") as f:
             f.write(text)
         self._hash.update(f"{split}/{stem}\0{text}\0".encode())
@@ -136,11 +129,11 @@ class DatasetWriter:
         self, split: str, stem: str, mask: np.ndarray, binary: dict[str, np.ndarray] | None = None
     ):
         Image.fromarray(mask.astype(np.uint8)).save(
-            self._path("masks", split, stem + ".png"), compress_level=1
+            self._path(self.layout.mask(split, stem)), compress_level=1
         )
         self._hash.update(f"{split}/{stem}\0".encode() + hashlib.sha256(mask.tobytes()).digest())
         for cls, m in (binary or {}).items():
-            out = self._path("masks_binary", split, stem, safe_stem(cls) + ".png")
+            out = self._path(self.layout.binary_masks(split, stem) / (safe_stem(cls) + ".png"))
             Image.fromarray(np.where(m, np.uint8(255), np.uint8(0))).save(out, compress_level=1)
 
     def add_item(
@@ -159,7 +152,7 @@ class DatasetWriter:
     # -- finishing ------------------------------------------------------------------------------------
     def splits(self) -> list[str]:
         found = {i["split"] for i in self.items}
-        return [s for s in ("train", "val", "test") if s in found or s in ("train", "val")]
+        return [s for s in SPLITS if s in found or s in ("train", "val")]
 
     def publish(self) -> Path:
         """Write data.yaml/classes.txt and manifest.json, then move the dataset into place."""
@@ -169,18 +162,18 @@ class DatasetWriter:
             lines += [f"{s}: images/{s}" for s in splits]
             lines.append("names:")
             lines += [f"  {i}: {json.dumps(c)}" for i, c in enumerate(self.classes)]
-            (self.tmp / "data.yaml").write_text("\n".join(lines) + "\n")
+            self.layout.data_yaml.write_text("\n".join(lines) + "\n")
             for s in splits:  # ultralytics wants the folders even when a split is empty
-                (self.tmp / "images" / s).mkdir(parents=True, exist_ok=True)
-                (self.tmp / "labels" / s).mkdir(parents=True, exist_ok=True)
+                self.layout.images(s).mkdir(parents=True, exist_ok=True)
+                self.layout.labels(s).mkdir(parents=True, exist_ok=True)
         else:
-            (self.tmp / "classes.txt").write_text("".join(c + "\n" for c in self.classes))
+            self.layout.classes_file.write_text("".join(c + "\n" for c in self.classes))
         # one item per line; a single json.dumps is the fast C encoder (items always start with "stem")
         items = json.dumps(self.items, default=str).replace('}, {"stem": ', '},\n  {"stem": ')
         self._hash.update(json.dumps([self.kind, self.classes]).encode() + items.encode())
         head = json.dumps({"kind": self.kind, "classes": self.classes, "fingerprint": self._hash.hexdigest()})
         text = head[:-1] + ', "items": ' + (f"[\n  {items[1:-1]}\n]" if self.items else "[]") + "}\n"
-        (self.tmp / "manifest.json").write_text(text)
+        self.layout.manifest.write_text(text)
         old = None
         if self.out_dir.exists():
             old = self.out_dir.parent / f".{self.out_dir.name}.old-{uuid.uuid4().hex[:8]}"

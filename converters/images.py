@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 from PIL import Image
+
+from kernel.settings import Settings
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 16384 * 16384
@@ -50,6 +53,16 @@ class ImageLoader:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ImageLoader:
+        """The loader of the configured Label Studio, local-files root, key and limits."""
+        options: dict[str, Any] = dict(
+            local_root=settings.local_files_root, label_studio_url=settings.label_studio_url,
+            api_key=settings.label_studio_api_key.get() or None, max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        )  # fmt: skip
+        return cls(**{**options, **overrides})
 
     def __repr__(self) -> str:
         return f"ImageLoader(local_root={self.local_root!r}, label_studio_url={self.label_studio_url!r})"

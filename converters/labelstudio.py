@@ -1,10 +1,10 @@
 """Label Studio JSON exports → training datasets (YOLO detect/OBB/segment, PNG masks, class folders).
 
-**Which annotation counts** (:func:`select_annotations`): cancelled (skipped) annotations never count,
-nor drafts (Label Studio keeps those in ``task["drafts"]``, not in ``annotations``). Of the rest, the
-ground-truth one when one is marked (the most recent, if several), else the most recent submitted one
-(by ``updated_at``, then ``created_at``, then id). ``approval="ground_truth"`` keeps only ground-truth
-annotations; ``approval="reviewed"`` only ground-truth or accepted ones. ``per_annotator=True`` keeps one
+**Which annotation counts** (:func:`select_annotations`): the approval rule is
+:func:`kernel.labelstudio.is_approved`'s, the one the webhook counts with (cancelled annotations and
+drafts never count; ``approval="ground_truth"`` keeps only ground truth, ``"reviewed"`` only accepted or
+ground-truth ones). Of those, the ground-truth one when one is marked (the most recent, if several), else
+the most recent one (by ``updated_at``, then ``created_at``, then id). ``per_annotator=True`` keeps one
 per annotator (by the same rule among theirs), each a dataset item of its own.
 
 **Splits**: by patient (TCGA barcode in the image name) or ``group_regex``, by hash
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -33,9 +34,11 @@ from tqdm import tqdm
 from converters.dataset import DatasetWriter, safe_stem
 from converters.images import ImageError, ImageLoader
 from converters.labelstudio_regions import convert_regions
+from converters.layout import DatasetLayout
 from converters.regions import LabelConfig
 from converters.report import ConversionReport
 from converters.split import group_of, split_fraction, split_of_group
+from kernel.labelstudio import check_approval, is_approved, is_submitted
 
 KINDS = ("detect", "obb", "yolo-segment", "segment", "classify")
 
@@ -78,37 +81,18 @@ def _recency(a: dict) -> tuple:
     )
 
 
-def _accepted(a: dict) -> bool:
-    if a.get("ground_truth"):
-        return True
-    reviews = a.get("reviews") or []
-    return (
-        any(isinstance(r, dict) and r.get("accepted") for r in reviews)
-        or a.get("review_status") == "accepted"
-    )
-
-
 def select_annotations(task: dict, approval: str = "submitted", per_annotator: bool = False) -> list[dict]:
     """The annotations of a task that count (see the module docstring); possibly none."""
     anns = task.get("annotations")
     if approval == "submitted" and type(anns) is list and len(anns) == 1:  # the common case, fast
         a = anns[0]
-        if type(a) is dict and not (a.get("was_cancelled") or a.get("skipped") or a.get("is_draft")):
+        if type(a) is dict and is_submitted(a):
             return [a]
-    anns = [
-        a
-        for a in (task.get("annotations") or task.get("completions") or [])
-        if isinstance(a, dict)
-        and not a.get("was_cancelled")
-        and not a.get("skipped")
-        and not a.get("is_draft")
-    ]
-    if approval == "ground_truth":
-        anns = [a for a in anns if a.get("ground_truth")]
-    elif approval == "reviewed":
-        anns = [a for a in anns if _accepted(a)]
-    elif approval != "submitted":
-        raise ValueError(f"approval must be submitted, ground_truth or reviewed, not {approval!r}")
+    check_approval(approval)
+    raw = task.get("annotations") or task.get("completions") or []
+    anns = (
+        [a for a in raw if isinstance(a, dict) and is_approved(a, approval)] if isinstance(raw, list) else []
+    )
     if not anns:
         return []
 
@@ -159,15 +143,34 @@ def _why_unusable(task: dict, approval: str) -> str:
 
 def _previous_splits(out_dir: Path) -> dict[str, str]:
     try:
-        manifest = json.loads((out_dir / "manifest.json").read_text())
+        manifest = json.loads(DatasetLayout(out_dir).manifest.read_text())
         return {str(i["group"]): i["split"] for i in manifest.get("items", []) if i.get("group")}
     except (OSError, ValueError, TypeError, KeyError):
         return {}
 
 
-def _plan(tasks, *, approval, per_annotator, data_key, report) -> list[dict]:
+@dataclass(slots=True)
+class ExportItem:
+    """One annotation of one task to convert: what pass 1 (:func:`_plan`) found and pass 2 converts."""
+
+    task: dict[str, Any]
+    task_id: Any
+    annotation: dict[str, Any]
+    url: str
+    stem: str
+    """The item's file stem in the dataset (unique)."""
+    name: str
+    """The image's own stem (what the split group is found in)."""
+    group: str = ""
+    split: str = ""
+
+
+def _plan(
+    tasks: list[Any], *, approval: str, per_annotator: bool, data_key: str | None, report: ConversionReport
+) -> list[ExportItem]:
     """Pass 1: the items to convert (task, annotation, image URL, stem, group); skips recorded."""
-    items, seen = [], set()
+    items: list[ExportItem] = []
+    seen: set[str] = set()
     for n, task in enumerate(tasks):
         if not isinstance(task, dict):
             report.skip(f"task #{n}", "not a JSON object")
@@ -188,27 +191,32 @@ def _plan(tasks, *, approval, per_annotator, data_key, report) -> list[dict]:
             if stem in seen:
                 stem = safe_stem(f"{stem}-t{tid}")
             seen.add(stem)
-            items.append(
-                {"task": task, "task_id": tid, "annotation": ann, "url": url, "stem": stem, "name": name}
-            )
+            items.append(ExportItem(task, tid, ann, url, stem, name))
     return items
 
 
-def _assign(items, out_dir, *, split, group_regex, val_fraction, seed, test_fraction=0.0) -> None:
+SplitChoice = str | Mapping[str, str] | Callable[[ExportItem], str | None] | None
+"""One split name for all, a mapping (stem, task id or group -> split), a callable(item), or None (hashing)."""
+
+
+def _assign(
+    items: list[ExportItem], out_dir: Path, *, split: SplitChoice, group_regex: str | None, val_fraction: float,
+    seed: int, test_fraction: float = 0.0,
+) -> None:  # fmt: skip
     for it in items:
-        it["group"] = group_of(it["name"], group_regex)
+        it.group = group_of(it.name, group_regex)
     if isinstance(split, str):
         for it in items:
-            it["split"] = split
+            it.split = split
         return
     if isinstance(split, Mapping) or callable(split):
         for it in items:
             if isinstance(split, Mapping):
-                s = split.get(it["stem"], split.get(str(it["task_id"]), split.get(it["group"])))
+                s = split.get(it.stem, split.get(str(it.task_id), split.get(it.group)))
             else:
                 s = split(it)
-            it["split"] = s or split_of_group(
-                it["group"],
+            it.split = s or split_of_group(
+                it.group,
                 val_fraction=val_fraction,
                 test_fraction=test_fraction,
                 seed=seed,
@@ -217,19 +225,19 @@ def _assign(items, out_dir, *, split, group_regex, val_fraction, seed, test_frac
     previous = _previous_splits(Path(out_dir))
     by_group: dict[str, str] = {}
     for it in items:
-        g = it["group"]
+        g = it.group
         if g not in by_group:
             by_group[g] = previous.get(g) or split_of_group(
                 g, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
             )
-        it["split"] = by_group[g]
-    groups = {it["group"] for it in items}
-    if val_fraction > 0 and len(groups) >= 2 and not any(it["split"] == "val" for it in items):
+        it.split = by_group[g]
+    groups = {it.group for it in items}
+    if val_fraction > 0 and len(groups) >= 2 and not any(it.split == "val" for it in items):
         free = sorted((g for g in groups if g not in previous), key=lambda g: split_fraction(g, seed))
         if free and len(groups - {free[0]}) >= 1:
             for it in items:
-                if it["group"] == free[0]:
-                    it["split"] = "val"
+                if it.group == free[0]:
+                    it.split = "val"
 
 
 def export_to_dataset(
@@ -243,7 +251,7 @@ def export_to_dataset(
     test_fraction: float = 0.0,
     group_regex: str | None = None,
     seed: int = 0,
-    split: str | Mapping[str, str] | Callable[[dict], str | None] | None = None,
+    split: SplitChoice = None,
     approval: str = "submitted",
     per_annotator: bool = False,
     binary_masks: bool = False,
@@ -263,7 +271,7 @@ def export_to_dataset(
     items = _plan(tasks, approval=approval, per_annotator=per_annotator, data_key=data_key, report=report)
     if config.inferred:
         for it in items:
-            config.learn(kind, it["annotation"].get("result") or [])
+            config.learn(kind, it.annotation.get("result") or [])
     classes = config.classes(kind)
     if not classes:
         report.skip("label config", f"no labels for a {kind} dataset")
@@ -296,8 +304,11 @@ class _Where:
         return f"task {self.task_id} (annotation {self.annotation_id})"
 
 
-def _convert_item(it, kind, config, classes, images, writer, report, binary_masks) -> None:
-    task_id, ann, url = it["task_id"], it["annotation"], it["url"]
+def _convert_item(
+    it: ExportItem, kind: str, config: LabelConfig, classes: list[str], images: ImageLoader | None,
+    writer: DatasetWriter, report: ConversionReport, binary_masks: bool,
+) -> None:  # fmt: skip
+    task_id, ann, url = it.task_id, it.annotation, it.url
     where = _Where(task_id, ann.get("id"))
     results = ann.get("result") or []
     if not isinstance(results, list):
@@ -329,7 +340,7 @@ def _convert_item(it, kind, config, classes, images, writer, report, binary_mask
     out = convert_regions(results, kind, config, classes, size, where, report)
     if out is None:
         return
-    split, stem = it["split"], it["stem"]
+    split, stem = it.split, it.stem
     if kind == "classify":
         if images is not None:
             writer.write_image(split, stem, source=source, data=data, name=name, array=array, cls=out.cls)
@@ -343,7 +354,7 @@ def _convert_item(it, kind, config, classes, images, writer, report, binary_mask
     extra = {"image": url}
     if kind == "classify":
         extra["class"] = out.cls
-    writer.add_item(stem, split, task_id, [ann.get("id")], it["group"], **extra)
+    writer.add_item(stem, split, task_id, [ann.get("id")], it.group, **extra)
     report.add_converted(regions=out.regions)
 
 

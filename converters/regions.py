@@ -65,13 +65,13 @@ class LabelConfig:
                 text = path.read_text()
             except OSError as exc:
                 raise ValueError(f"{path}: cannot read the label config ({exc.strerror})") from None
-        from label_studio_sdk._extensions.label_studio_tools.core.label_config import parse_config
+        from kernel.labelstudio import LabelConfigError, read_label_config
 
         try:
-            schema = parse_config(text)
-        except Exception as exc:
+            parsed = read_label_config(text)
+        except LabelConfigError as exc:
             raise ValueError(f"label config is not valid XML: {exc}") from None
-        return cls({name: (info["type"], list(info.get("labels", []))) for name, info in schema.items()})
+        return cls({c.name: (c.tag, list(c.labels)) for c in parsed.controls})
 
     def classes(self, kind: str) -> list[str]:
         """Class names for a dataset kind, in label-config order (first tag first), without duplicates."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.layout import DatasetLayout
 from converters.report import ConversionReport
 
 
@@ -132,7 +133,7 @@ def tile_dataset(
     src = Path(src)
     report = ConversionReport()
     try:
-        manifest = json.loads((src / "manifest.json").read_text())
+        manifest = json.loads(DatasetLayout(src).manifest.read_text())
         kind, classes = manifest["kind"], manifest["classes"]
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{src}: not a histoloop dataset (manifest.json: {exc})") from None
@@ -143,7 +144,7 @@ def tile_dataset(
     with writer.publishing(report):
         for item in tqdm(manifest["items"], desc="tile", unit="image", disable=not progress, leave=False):
             split, stem = item["split"], item["stem"]
-            images = sorted((src / "images" / split).glob(f"{stem}.*"))
+            images = sorted(DatasetLayout(src).images(split).glob(f"{stem}.*"))
             if not images:
                 report.skip(stem, f"image images/{split}/{stem}.* not found")
                 continue
@@ -154,9 +155,9 @@ def tile_dataset(
                 continue
             h, w = image.shape[:2]
             if kind == "segment":
-                mask = np.asarray(Image.open(src / "masks" / split / f"{stem}.png"))
+                mask = np.asarray(Image.open(DatasetLayout(src).mask(split, stem)))
             else:
-                labels = _read_yolo(src / "labels" / split / f"{stem}.txt")
+                labels = _read_yolo(DatasetLayout(src).label(split, stem))
             for win in tile_windows(h, w, tile, overlap):
                 x0, y0, x1, y1 = win
                 tw, th = x1 - x0, y1 - y0

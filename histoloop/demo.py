@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from converters.synthetic import Tile, make_tile
+from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,15 @@ def local_files_url(path: Path, document_root: Path) -> str:
 
 
 def bootstrap(
-    settings: Any, project: str, kind: str, tiles: list[tuple[Path, Tile]], document_root: Path
+    settings: Settings, project: str, kind: str, tiles: list[tuple[Path, Tile]], document_root: Path
 ) -> Any:
     """Train, register and promote a first version for ``project`` from labelled tiles.
 
     The tiles' exact labels become Label Studio annotations, which go through the workers' own
     convert → train → evaluate → register path; the training options are the project's ``train`` setting.
     """
+    from training.lifecycle import retrain_from_tasks
     from training.registry import Registry
-    from workers.pipeline import train_from_tasks
 
     tasks = [
         {
@@ -136,10 +137,10 @@ def bootstrap(
         project_defaults=dataclasses.replace(settings.project_defaults, auto_promote="always"), projects={},
     )  # fmt: skip
     registry = Registry.from_settings(settings)
-    summary = train_from_tasks(settings, registry, project, kind, tasks, PROJECTS[kind].label_config,
-                               job_id="demo-bootstrap")  # fmt: skip
-    log.info("bootstrap %s/%s: %s", project, kind, summary["decision"])
-    return registry.get(summary["version_id"])
+    done = retrain_from_tasks(settings, registry, project, kind, tasks, PROJECTS[kind].label_config,
+                              job_id="demo-bootstrap")  # fmt: skip
+    log.info("bootstrap %s/%s: %s", project, kind, done.decision)
+    return done.version
 
 
 def create_projects(
@@ -203,7 +204,7 @@ def _credentials(path: Path) -> dict[str, str]:
     return creds
 
 
-def run_demo(settings: Any, *, images: Path | None = None, count: int = 12, ls_port: int = 8080,
+def run_demo(settings: Settings, *, images: Path | None = None, count: int = 12, ls_port: int = 8080,
              backend_port: int = 9090, label_studio_venv: Path | None = None,
              kinds: tuple[str, ...] = ("detect", "segment", "classify"), wait: Any = None) -> None:  # fmt: skip
     """Start everything, set up the demo projects, print the URL and login, run until ``wait()`` returns."""

@@ -1,15 +1,15 @@
 """The Flask app Label Studio talks to: ``create_app(settings)``.
 
 Routes (one blueprint per resource, see :mod:`ml_backend.routes`): ``GET /health``, ``POST /setup``,
-``POST /predict``, ``GET /versions``, and ``POST /webhook`` from :mod:`workers.webhook` (registered when
-that package is installed). Optional HTTP basic auth (``basic_auth_user``/``basic_auth_password``, the
+``POST /predict``, ``GET /versions`` and ``POST /webhook``, all fed from one :class:`ml_backend.context.Backend`.
+Optional HTTP basic auth (``basic_auth_user``/``basic_auth_password``, the
 credentials of Label Studio's "Connect model" form) guards every route except ``/webhook``: the webhook
 Label Studio creates for an ML backend sends no credentials.
 
 Run it with gunicorn (``histoloop serve``, or ``gunicorn 'ml_backend.wsgi:app'``) or, for development,
 ``histoloop serve --dev``.
 
->>> from histoloop.settings import load_settings
+>>> from kernel.settings import load_settings
 >>> import tempfile
 >>> app = create_app(load_settings(env={"HISTOLOOP_MODEL_STORE": tempfile.mkdtemp()}))
 >>> app.test_client().get("/health").json["status"]
@@ -19,14 +19,13 @@ Run it with gunicorn (``histoloop serve``, or ``gunicorn 'ml_backend.wsgi:app'``
 from __future__ import annotations
 
 import hmac
-import importlib
-import importlib.util
 import logging
 
 from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from histoloop.settings import Settings
+from kernel.settings import Settings
 from ml_backend.context import EXTENSION, Backend
 from ml_backend.routes import BLUEPRINTS
 
@@ -37,23 +36,21 @@ UNAUTHENTICATED = frozenset({"/webhook"})
 
 
 def create_app(settings: Settings) -> Flask:
-    """The backend app for ``settings`` (``app.config["HISTOLOOP_SETTINGS"]``)."""
+    """The backend app for ``settings``."""
     from training.offline import ensure_offline
 
     ensure_offline(settings.model_store / "ultralytics")
     app = Flask("histoloop.ml_backend")
-    app.config["HISTOLOOP_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = Backend.build(settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-    _register_webhook(app)
     if settings.basic_auth_user:
         _require_basic_auth(app, settings.basic_auth_user, settings.basic_auth_password.get())
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
         response = exc.get_response()
         if response.content_type == "application/json":
             return response
@@ -62,25 +59,18 @@ def create_app(settings: Settings) -> Flask:
         return response
 
     @app.errorhandler(Exception)
-    def internal_error(exc: Exception):
+    def internal_error(exc: Exception) -> ResponseReturnValue:
         log.exception("%s %s failed", request.method, request.path)
         return jsonify(error=f"internal error: {type(exc).__name__}"), 500
 
     return app
 
 
-def _register_webhook(app: Flask) -> None:
-    if importlib.util.find_spec("workers.webhook") is None:
-        log.warning("workers.webhook is not installed: POST /webhook is not served")
-        return
-    app.register_blueprint(importlib.import_module("workers.webhook").blueprint)
-
-
 def _require_basic_auth(app: Flask, user: str, password: str) -> None:
     expected_user, expected_password = user.encode(), password.encode()
 
     @app.before_request
-    def check_basic_auth():
+    def check_basic_auth() -> ResponseReturnValue | None:
         if request.path in UNAUTHENTICATED:
             return None
         auth = request.authorization

@@ -1,4 +1,10 @@
-"""What the request handlers share: the :class:`Backend` of the app and JSON request/response helpers."""
+"""What the request handlers share: the :class:`Backend` of the app and JSON request/response helpers.
+
+The :class:`Backend` is built once per app (:func:`ml_backend.app.create_app`) and holds every piece of
+state a route reads: the settings, the registry and its model cache, what ``/setup`` told us, the image
+loader, the prediction engine, the event store and the dispatcher of ``/webhook``. Routes get it with
+:func:`backend`; nothing is kept in module globals.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,16 @@ from typing import Any, NoReturn
 
 from flask import abort, current_app, jsonify, make_response, request
 
-from histoloop.settings import Settings
+from kernel.kinds import KINDS, Kind
+from kernel.settings import Settings
 from ml_backend.engine import Engine
-from ml_backend.labelconfig import KIND_ORDER, LabelConfigError, parse_label_config
+from ml_backend.labelconfig import LabelConfigError, parse_label_config
 from ml_backend.models import ModelCache
 from ml_backend.projects import Projects
 from ml_backend.task_images import TaskImages
 from training.registry import Registry
+from workers.dispatch import Dispatcher
+from workers.events import EventStore
 
 EXTENSION = "histoloop"
 
@@ -27,15 +36,19 @@ class Backend:
     projects: Projects
     images: TaskImages
     engine: Engine
+    events: EventStore
+    dispatcher: Dispatcher
 
     @classmethod
     def build(cls, settings: Settings) -> Backend:
         registry = Registry.from_settings(settings)
         cache = ModelCache(registry, settings.device)
         images = TaskImages(settings)
-        return cls(settings, registry, cache, Projects(), images, Engine(settings, cache, images))
+        events = EventStore.from_settings(settings)
+        return cls(settings, registry, cache, Projects(), images, Engine(settings, cache, images), events,
+                   Dispatcher(settings, events))  # fmt: skip
 
-    def kinds_of(self, key: str) -> tuple[str, ...]:
+    def kinds_of(self, key: str) -> tuple[Kind, ...]:
         """The model kinds a project's label config (from its last /setup) uses; all kinds if unknown."""
         config = self.projects.get(key).label_config
         if config:
@@ -43,7 +56,7 @@ class Backend:
                 return parse_label_config(config).kinds
             except LabelConfigError:
                 pass
-        return KIND_ORDER
+        return KINDS
 
 
 def backend() -> Backend:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from converters.predictions import task_score
-from histoloop.settings import Settings
+from kernel.settings import Settings
 from ml_backend.labelconfig import LabelPlan
 from ml_backend.labels import LabelMapper
 from ml_backend.models import ModelCache, Serving

@@ -1,9 +1,8 @@
-"""What a project's label config asks the backend to predict, parsed with label_studio_sdk.
+"""What a project's label config asks the backend to predict: the controls a predictor handles.
 
-Each control tag that a predictor handles (see :mod:`ml_backend.predictors`) becomes a
-:class:`ControlSpec`: which model kind feeds it, the ``from_name``/``to_name`` of its results, the task
-data key of its image and the label names it accepts. Controls on a non-image object, and control tags
-no predictor handles, are skipped (logged once per config).
+The config is read once by :func:`kernel.labelstudio.read_label_config`; this module keeps the controls
+that a predictor of :mod:`ml_backend.predictors` handles and that label an ``<Image>`` with a variable
+value, as :class:`ControlSpec` s. The others are skipped, with the reason (logged once per config).
 
 >>> plan = parse_label_config(
 ...     '<View><Image name="image" value="$image"/>'
@@ -20,24 +19,20 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
-from label_studio_sdk.label_interface import LabelInterface
-
+from kernel.kinds import Kind, in_kind_order
+from kernel.labelstudio import LabelConfigError, read_label_config
 from ml_backend.predictors import PREDICTORS
 
 log = logging.getLogger(__name__)
 
-KIND_ORDER = ("detect", "segment", "classify")
-
-
-class LabelConfigError(ValueError):
-    """A label config that cannot be parsed."""
+__all__ = ["ControlSpec", "LabelConfigError", "LabelPlan", "parse_label_config"]
 
 
 @dataclass(frozen=True)
 class ControlSpec:
     tag: str
     """The control tag, e.g. ``RectangleLabels``."""
-    kind: str
+    kind: Kind
     """The model kind that feeds it: detect, segment or classify."""
     from_name: str
     to_name: str
@@ -53,47 +48,24 @@ class LabelPlan:
     """Controls no predictor handles, with the reason."""
 
     @property
-    def kinds(self) -> tuple[str, ...]:
+    def kinds(self) -> tuple[Kind, ...]:
         """The model kinds this config needs, in the fixed order detect, segment, classify."""
-        used = {c.kind for c in self.controls}
-        return tuple(k for k in KIND_ORDER if k in used)
+        return in_kind_order(c.kind for c in self.controls)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def parse_label_config(config: str) -> LabelPlan:
-    """Parse a Label Studio label config (XML) into the controls the backend predicts for.
-
-    Cached per config string: Label Studio sends the same config with every request.
-    Raises :class:`LabelConfigError` when the XML is not a label config.
-    """
-    if not isinstance(config, str) or not config.strip():
-        raise LabelConfigError("empty label config")
-    try:
-        interface = LabelInterface(config)
-    except Exception as exc:  # the SDK raises lxml/ValueError/KeyError variants
-        raise LabelConfigError(f"cannot parse the label config: {exc}") from exc
+    """The controls the backend predicts for; :class:`LabelConfigError` when the XML is no label config."""
     controls: list[ControlSpec] = []
     skipped: list[str] = []
-    for control in interface.controls:
-        predictor = PREDICTORS.get(control.tag)
-        if predictor is None:
+    for control in read_label_config(config).controls:
+        if control.tag not in PREDICTORS:
             skipped.append(f"{control.name}: no predictor for <{control.tag}>")
-            continue
-        images = [o for o in control.objects if o.tag == "Image" and str(o.value).startswith("$")]
-        if not images:
+        elif control.kind is None:
             skipped.append(f"{control.name}: <{control.tag}> is not attached to an <Image>")
-            continue
-        obj = images[0]
-        controls.append(
-            ControlSpec(
-                tag=control.tag,
-                kind=predictor.kind,
-                from_name=control.name,
-                to_name=obj.name,
-                data_key=str(obj.value)[1:],
-                labels=tuple(control.labels or ()),
-            )
-        )
+        else:
+            controls.append(ControlSpec(control.tag, control.kind, control.name, control.to_name,
+                                        control.data_key, control.labels))  # fmt: skip
     for reason in skipped:
         log.warning("label config: skipping control %s", reason)
     return LabelPlan(tuple(controls), tuple(skipped))

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from training.inference import resolve_device
 from training.registry import ModelVersion, Registry
+from training.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 

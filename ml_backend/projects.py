@@ -2,33 +2,20 @@
 
 Label Studio sends ``/setup`` on connect and before every batch of predictions, with the project key
 ``"<id>.<created ts>"``, the label config, its hostname and an access token (the legacy API token of
-the project's creator). The token is kept only here, as a :class:`~histoloop.settings.Secret` (masked in
+the project's creator). The token is kept only here, as a :class:`~kernel.settings.Secret` (masked in
 ``repr``), used only to fetch ``/data/upload/...`` images, and never logged or echoed. With several
 gunicorn workers a ``/predict`` may reach a worker that has not seen ``/setup``: it then uses the
 label config sent with ``/predict`` and the token from the settings.
 
->>> project_key("4.1795424387"), project_key(4), project_key(" 12 ")
-('4', '4', '12')
+The project key itself is :func:`kernel.labelstudio.project_key`'s.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
 
-from histoloop.settings import Secret
-
-
-def project_key(raw: Any) -> str:
-    """The registry's project key of a Label Studio project reference (``"4.1795424387"`` -> ``"4"``)."""
-    if raw is None or isinstance(raw, bool):
-        raise ValueError("no project given")
-    text = str(raw).strip()
-    key = text.split(".", 1)[0]
-    if not key.isdigit():
-        raise ValueError(f"bad project reference {text[:64]!r}: expected '<id>' or '<id>.<timestamp>'")
-    return str(int(key))
+from kernel.settings import Secret
 
 
 @dataclass(frozen=True)

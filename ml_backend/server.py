@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from histoloop.settings import Settings
+from kernel.settings import Settings
 
 PREDICT_TIMEOUT_S = 120
 """gunicorn's worker timeout; Label Studio gives /predict 100 s."""
@@ -47,7 +48,7 @@ class GunicornApp(BaseApplication):
             if key in self.cfg.settings and value is not None:
                 self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> Flask:
         from ml_backend.app import create_app
 
         return create_app(self.settings)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from converters.images import ImageLoader
-from histoloop.settings import Settings
+from kernel.settings import Settings
 from ml_backend.projects import ProjectState
 
 FETCH_TIMEOUT_S = 30.0
@@ -59,12 +59,9 @@ class TaskImages:
         with self._lock:
             loader = self._loaders.get(base_url)
             if loader is None:
-                s = self.settings
-                loader = ImageLoader(
-                    local_root=s.local_files_root, label_studio_url=base_url,
-                    api_key=s.label_studio_api_key.get() or None, max_bytes=s.max_image_bytes,
-                    max_pixels=s.max_image_pixels, timeout=FETCH_TIMEOUT_S,
-                )  # fmt: skip
+                loader = ImageLoader.from_settings(
+                    self.settings, label_studio_url=base_url, timeout=FETCH_TIMEOUT_S
+                )
                 self._loaders[base_url] = loader
             return loader
 

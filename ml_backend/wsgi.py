@@ -1,13 +1,13 @@
 """The WSGI entry point for gunicorn: ``gunicorn 'ml_backend.wsgi:app'``.
 
-Settings come from the environment / config file (:func:`histoloop.settings.load_settings`).
+Settings come from the environment / config file (:func:`kernel.settings.load_settings`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from histoloop.settings import load_settings
+from kernel.settings import load_settings
 from ml_backend.app import create_app
 
 settings = load_settings()

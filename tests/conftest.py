@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,10 +27,29 @@ def shared_data() -> Path:
     return data
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def test_redis() -> Iterator[str]:
+    """A redis-server of the tests' own on a free loopback port (``redis://127.0.0.1:<port>``), never a
+    Redis the user runs: the tests flush its databases. Stopped after the session."""
+    from workers.redis_server import start_redis
+
+    handle = start_redis(f"redis://127.0.0.1:{free_port()}/0")
+    yield handle.url.rsplit("/", 1)[0]
+    handle.stop()
+
+
 @pytest.fixture
 def settings(tmp_path: Path):
     """Settings on a fresh model store under tmp_path, nothing read from the environment."""
-    from histoloop.settings import load_settings
+    from kernel.settings import load_settings
 
     return load_settings(env={"HISTOLOOP_MODEL_STORE": str(tmp_path / "store")})
 

@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
-Kind = Literal["detect", "segment", "classify"]
-KINDS: tuple[Kind, ...] = ("detect", "segment", "classify")
+from kernel.kinds import KINDS, Kind
+
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 METRICS_FILE = "metrics.json"

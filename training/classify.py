@@ -20,15 +20,15 @@ import torch
 
 from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, to_tensor
-from training.base import (
-    ProgressFn,
-    TrainConfig,
-    TrainingError,
-    TrainResult,
-    finish_version,
-)
+from training.base import Fitted, ProgressFn, Task, TrainConfig, TrainingError
 from training.datasets import check_classify, classify_items, read_image
-from training.loop import fit, load_fine_tune, read_state_dict
+from training.inference import ClassScores, TiledPredictor, _check_image, load_model
+from training.loop import fit_epochs, load_fine_tune, read_state_dict
+from training.metrics import classification_metrics
+from training.plots import confusion_matrix, pr_curve
+from training.runtime import resolve_device, seed_everything
+
+DEFAULT_MODEL = "resnet18"
 
 
 def _resized(path: Path, size: int) -> np.ndarray:
@@ -50,77 +50,106 @@ class ImageDataset(torch.utils.data.Dataset):
         return to_tensor(he_jitter(image, rng), self.card.mean, self.card.std), self.labels[i]
 
 
-class ClassifyTrainer:
-    kind = "classify"
+def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
+    """Train a classify model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
+    from training.offline import ensure_offline
 
-    def train(
-        self, dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
-    ) -> TrainResult:
-        from training.base import seed_everything
-        from training.inference import ClassifyPredictor, build_model, resolve_device
-        from training.metrics import classification_metrics
-        from training.offline import ensure_offline
+    ensure_offline()
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    classes = check_classify(dataset_dir)
+    if len(classes) < 2:
+        raise TrainingError(f"{dataset_dir}: a classifier needs at least two classes, got {classes}")
+    backbone = config.model or DEFAULT_MODEL
+    card = ModelCard(kind="classify", classes=classes, arch={"backbone": backbone}, input_size=config.imgsz)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    try:
+        model = build_model(card)
+    except (RuntimeError, ValueError) as exc:
+        raise TrainingError(f"unknown timm backbone {backbone!r}: {exc}") from exc
+    if config.weights:
+        load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
 
-        ensure_offline()
-        dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
-        classes = check_classify(dataset_dir)
-        if len(classes) < 2:
-            raise TrainingError(f"{dataset_dir}: a classifier needs at least two classes, got {classes}")
-        backbone = config.model_name(self.kind)
-        card = ModelCard(
-            kind="classify", classes=classes, arch={"backbone": backbone}, input_size=config.imgsz
+    train_items = classify_items(dataset_dir, "train", classes)
+    val_items = classify_items(dataset_dir, "val", classes)
+    labels = [c for _, c in train_items]
+    data = ImageDataset([_resized(p, config.imgsz) for p, _ in train_items], labels, card, config.seed)
+    counts = np.bincount(labels, minlength=len(classes)).astype(np.float64)
+    gen = torch.Generator().manual_seed(config.seed)
+    balance = config.extra.get("balance", "weights")
+    sampler = None
+    class_weights = None
+    if balance == "sampler":
+        w = (1.0 / counts)[labels]
+        sampler = torch.utils.data.WeightedRandomSampler(w, num_samples=len(labels), generator=gen)
+    else:
+        class_weights = torch.tensor(
+            len(labels) / (len(classes) * counts), dtype=torch.float32, device=device
         )
-        device = resolve_device(config.device)
-        seed_everything(config.seed)
-        try:
-            model = build_model(card)
-        except (RuntimeError, ValueError) as exc:
-            raise TrainingError(f"unknown timm backbone {backbone!r}: {exc}") from exc
-        if config.weights:
-            load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=config.batch, shuffle=sampler is None, sampler=sampler, generator=gen,
+        drop_last=len(data) > config.batch, num_workers=config.workers,
+    )  # fmt: skip
+    ce = torch.nn.CrossEntropyLoss(weight=class_weights)
+    val_images = [read_image(p) for p, _ in val_items]
+    val_labels = [c for _, c in val_items]
 
-        train_items = classify_items(dataset_dir, "train", classes)
-        val_items = classify_items(dataset_dir, "val", classes)
-        labels = [c for _, c in train_items]
-        data = ImageDataset([_resized(p, config.imgsz) for p, _ in train_items], labels, card, config.seed)
-        counts = np.bincount(labels, minlength=len(classes)).astype(np.float64)
-        gen = torch.Generator().manual_seed(config.seed)
-        balance = config.extra.get("balance", "weights")
-        sampler = None
-        class_weights = None
-        if balance == "sampler":
-            w = (1.0 / counts)[labels]
-            sampler = torch.utils.data.WeightedRandomSampler(w, num_samples=len(labels), generator=gen)
-        else:
-            class_weights = torch.tensor(
-                len(labels) / (len(classes) * counts), dtype=torch.float32, device=device
-            )
-        loader = torch.utils.data.DataLoader(
-            data, batch_size=config.batch, shuffle=sampler is None, sampler=sampler, generator=gen,
-            drop_last=len(data) > config.batch, num_workers=config.workers,
-        )  # fmt: skip
-        ce = torch.nn.CrossEntropyLoss(weight=class_weights)
-        val_images = [read_image(p) for p, _ in val_items]
-        val_labels = [c for _, c in val_items]
+    def validate(m: torch.nn.Module) -> dict[str, Any]:
+        predictor = ClassifyPredictor(card, m, device, channels_last=False)
+        probs = np.stack([predictor.predict(img).probs for img in val_images])
+        got = classification_metrics(val_labels, probs, classes)
+        return {k: got[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")}
 
-        def validate(m: torch.nn.Module) -> dict[str, Any]:
-            predictor = ClassifyPredictor(card, m, device, channels_last=False)
-            probs = np.stack([predictor.predict(img).probs for img in val_images])
-            got = classification_metrics(val_labels, probs, classes)
-            return {k: got[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")}
+    best, history = fit_epochs(
+        model, loader, ce, validate, "balanced_accuracy", config, out_dir, device, progress
+    )
+    save_weights(best, out_dir)
+    card.save(out_dir)
+    return Fitted(card, history)
 
-        best, history = fit(
-            model, loader, ce, validate, "balanced_accuracy", config, out_dir, device, progress
-        )
-        save_weights(best, out_dir)
-        card.save(out_dir)
-        return finish_version(
-            "classify",
-            card,
-            history,
-            dataset_dir,
-            out_dir,
-            device,
-            progress,
-            ["balanced_accuracy", "roc_auc"],
-        )
+
+def build_model(card: ModelCard) -> Any:
+    """The timm backbone of a card with ``len(classes)`` outputs (random init)."""
+    import timm
+
+    return timm.create_model(card.arch["backbone"], pretrained=False, num_classes=len(card.classes))
+
+
+class ClassifyPredictor(TiledPredictor):
+    """Softmax over the classes of the whole image resized to the input size."""
+
+    def predict(self, image: np.ndarray) -> ClassScores:
+        import torch
+        from PIL import Image
+
+        image = _check_image(image)
+        size = self.card.input_size
+        resized = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        with torch.inference_mode():
+            logits = self.model(self._normalise(x).contiguous(memory_format=self.memory_format))
+        probs = logits.float().softmax(dim=1)[0].cpu().numpy()
+        return ClassScores(probs=probs.astype(np.float32), classes=list(self.card.classes))
+
+
+def evaluate(
+    card: ModelCard, version_dir: Path, dataset_dir: Path, split: str, device: str, plots_dir: Path | None
+) -> dict[str, Any]:
+    """Every image of the split predicted, then :func:`training.metrics.classification_metrics`; plots."""
+    items = classify_items(dataset_dir, split, card.classes)
+    if not items:
+        raise TrainingError(f"{dataset_dir}: no {split} images to evaluate on")
+    predictor = load_model(version_dir, device=device)
+    probs = np.stack([predictor.predict(read_image(p)).probs for p, _ in items])
+    y = np.array([c for _, c in items])
+    metrics = classification_metrics(y, probs, card.classes)
+    if plots_dir is not None:
+        confusion_matrix(metrics["confusion_matrix"], card.classes, Path(plots_dir) / "confusion_matrix.png")
+        pr_curve(y, probs, card.classes, Path(plots_dir) / "pr_curve.png")
+    return metrics
+
+
+TASK = Task(
+    kind="classify", fit=fit, build_model=build_model, predictor=ClassifyPredictor, evaluate=evaluate,
+    check_dataset=check_classify, default_model=DEFAULT_MODEL, curves=("balanced_accuracy", "roc_auc"),
+)  # fmt: skip

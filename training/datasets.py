@@ -1,4 +1,4 @@
-"""Reading and checking the dataset layouts the converters write (see /work/contracts.md).
+"""Reading and checking the dataset layouts the converters write (:mod:`converters.layout`, docs/datasets.md).
 
 Every check raises :class:`TrainingError` naming the directory or file and what is wrong: an empty
 split, a class with no training examples, an unreadable image or mask.
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.dataset import class_folder
+from converters.layout import DatasetLayout
 from training.base import TrainingError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -64,7 +66,7 @@ def verify_images(paths: list[Path]) -> None:
 
 
 def read_classes(dataset_dir: Path) -> list[str]:
-    path = dataset_dir / "classes.txt"
+    path = DatasetLayout(dataset_dir).classes_file
     if not path.is_file():
         raise TrainingError(
             f"{dataset_dir}: no classes.txt (is this a dataset written by histoloop convert?)"
@@ -78,7 +80,7 @@ def read_classes(dataset_dir: Path) -> list[str]:
 def detect_names(dataset_dir: Path) -> list[str]:
     import yaml
 
-    path = dataset_dir / "data.yaml"
+    path = DatasetLayout(dataset_dir).data_yaml
     if not path.is_file():
         raise TrainingError(f"{dataset_dir}: no data.yaml (not a YOLO detection dataset)")
     try:
@@ -95,14 +97,15 @@ def detect_names(dataset_dir: Path) -> list[str]:
 def check_detect(dataset_dir: Path) -> list[str]:
     """Check a YOLO dataset; return its class names."""
     names = detect_names(dataset_dir)
+    layout = DatasetLayout(dataset_dir)
     counts = np.zeros(len(names), dtype=int)
     for split in ("train", "val"):
-        images = list_images(dataset_dir / "images" / split)
+        images = list_images(layout.images(split))
         if not images:
             raise TrainingError(f"{dataset_dir}: no {split} images in images/{split}")
         verify_images(images)
         for img in images:
-            label = dataset_dir / "labels" / split / f"{img.stem}.txt"
+            label = layout.label(split, img.stem)
             if not label.is_file():
                 continue  # an image with no objects
             for n, line in enumerate(label.read_text().splitlines(), 1):
@@ -125,10 +128,10 @@ def check_detect(dataset_dir: Path) -> list[str]:
 
 
 def segment_pairs(dataset_dir: Path, split: str) -> list[tuple[Path, Path]]:
-    images = list_images(dataset_dir / "images" / split)
+    layout = DatasetLayout(dataset_dir)
     pairs = []
-    for img in images:
-        mask = dataset_dir / "masks" / split / f"{img.stem}.png"
+    for img in list_images(layout.images(split)):
+        mask = layout.mask(split, img.stem)
         if not mask.is_file():
             raise TrainingError(f"{img}: no mask at {mask}")
         pairs.append((img, mask))
@@ -157,7 +160,10 @@ def check_segment(dataset_dir: Path) -> list[str]:
 
 
 def classify_items(dataset_dir: Path, split: str, classes: list[str]) -> list[tuple[Path, int]]:
-    return [(p, i) for i, c in enumerate(classes) for p in list_images(dataset_dir / split / c)]
+    layout = DatasetLayout(dataset_dir)
+    return [
+        (p, i) for i, c in enumerate(classes) for p in list_images(layout.class_dir(split, class_folder(c)))
+    ]
 
 
 def check_classify(dataset_dir: Path) -> list[str]:

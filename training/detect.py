@@ -8,7 +8,7 @@ it, which can run code: **only pass ``.pt`` files you trust, from your own disk*
 
 Training runs ultralytics' own trainer (``model.train``) with its run directory at ``out_dir/train``
 (not ``runs/``), our own ``data.yaml`` (absolute path, no ``download:`` key), ``amp`` only where the AMP
-check model is local, and torch allowed every idle core (:func:`training.base.choose_threads`): plain
+check model is local, and torch allowed every idle core (:func:`training.runtime.choose_threads`): plain
 ultralytics on a CPU sets torch to ``cpu_count - 1`` threads (one thread on two cores). The best epoch's weights become the version's
 ``weights.safetensors``; ultralytics' pickled ``.pt`` files are removed from the version.
 """
@@ -17,25 +17,22 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training.artifacts import ModelCard, save_weights
-from training.base import (
-    Cancelled,
-    ProgressFn,
-    TrainConfig,
-    TrainingError,
-    TrainResult,
-    finish_version,
-    report,
-    set_train_threads,
-)
-from training.datasets import check_detect, list_images
+from converters.layout import DATA_YAML, DatasetLayout
+from training.artifacts import ModelCard, load_weights, save_weights
+from training.base import Cancelled, Fitted, ProgressFn, Task, TrainConfig, TrainingError, report
+from training.datasets import check_detect, detect_names, list_images
+from training.inference import Detections, TiledPredictor, _check_image, _resize
+from training.metrics import f1
+from training.runtime import resolve_device, set_train_threads
 
 log = logging.getLogger(__name__)
+DEFAULT_MODEL = "yolo11n.yaml"
 MIN_TRANSFER = 0.5
 """Fine-tuning weights must fill at least this share of the backbone+neck tensors, else they are for
 another architecture."""
@@ -61,7 +58,7 @@ def training_scale(dataset_dir: Path, imgsz: int) -> float:
     from PIL import Image
 
     sides = []
-    for p in list_images(dataset_dir / "images" / "train")[:200]:
+    for p in list_images(DatasetLayout(dataset_dir).images("train"))[:200]:
         with Image.open(p) as im:
             sides.append(max(im.size))
     return float(imgsz / np.median(sides)) if sides else 1.0
@@ -69,15 +66,13 @@ def training_scale(dataset_dir: Path, imgsz: int) -> float:
 
 def _source_module(weights: Path):
     """The ``nn.Module`` to transfer weights from: a version dir / safetensors, or a trusted local .pt."""
-    from training.artifacts import CARD_FILE, ArtifactError, ModelCard, load_weights
+    from training.artifacts import CARD_FILE, ArtifactError
 
     weights = Path(weights)
     if not weights.exists():
         raise TrainingError(f"{weights}: weights file not found")
     version = weights if weights.is_dir() else weights.parent
     if (version / CARD_FILE).is_file() and (weights.is_dir() or weights.suffix == ".safetensors"):
-        from training.inference import build_model
-
         try:
             card = ModelCard.load(version)
             if card.kind != "detect":
@@ -127,104 +122,220 @@ def _loss(trainer) -> float | None:
     return float(sum(float(v) for v in values))
 
 
-class DetectTrainer:
-    kind = "detect"
+def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
+    """Train a detect model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
+    from training.offline import amp_allowed, ultralytics
 
-    def train(
-        self, dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
-    ) -> TrainResult:
-        from training.offline import amp_allowed, ultralytics
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    names = check_detect(dataset_dir)
+    ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import load_checkpoint
 
-        dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
-        names = check_detect(dataset_dir)
-        ultralytics()
-        from ultralytics import YOLO
-        from ultralytics.nn.tasks import load_checkpoint
+    device = resolve_device(config.device)
+    run_dir = out_dir / "train"
+    data_yaml = write_data_yaml(dataset_dir, names, out_dir / DATA_YAML)
+    model_name = config.model or DEFAULT_MODEL
+    if not model_name.endswith((".yaml", ".yml")):
+        raise TrainingError(f"{model_name}: give a model YAML (e.g. yolo11n.yaml); weights go in --weights")
+    try:
+        yolo = YOLO(model_name, task="detect")
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise TrainingError(f"{model_name}: unknown ultralytics model YAML ({exc})") from exc
+    if config.weights:
+        source = _source_module(Path(config.weights))
+        _check_transfer(source, yolo.model, Path(config.weights))
+        yolo.load(source)
 
-        from training.inference import resolve_device
+    history: list[dict[str, Any]] = []
+    state = {"step": 0}
+    threads = set_train_threads() if device == "cpu" else None
 
-        device = resolve_device(config.device)
-        run_dir = out_dir / "train"
-        data_yaml = write_data_yaml(dataset_dir, names, out_dir / "data.yaml")
-        model_name = config.model_name(self.kind)
-        if not model_name.endswith((".yaml", ".yml")):
-            raise TrainingError(
-                f"{model_name}: give a model YAML (e.g. yolo11n.yaml); weights go in --weights"
-            )
-        try:
-            yolo = YOLO(model_name, task="detect")
-        except (FileNotFoundError, KeyError, ValueError) as exc:
-            raise TrainingError(f"{model_name}: unknown ultralytics model YAML ({exc})") from exc
-        if config.weights:
-            source = _source_module(Path(config.weights))
-            _check_transfer(source, yolo.model, Path(config.weights))
-            yolo.load(source)
-
-        history: list[dict[str, Any]] = []
-        state = {"step": 0}
-        threads = set_train_threads() if device == "cpu" else None
-
-        def on_epoch_start(trainer) -> None:
-            if threads:
-                set_train_threads(threads)
-            state["step"] = 0
-
-        def on_batch_end(trainer) -> None:
-            state["step"] += 1
-            report(
-                progress, stage="train", epoch=trainer.epoch + 1, epochs=trainer.epochs, step=state["step"],
-                steps=len(trainer.train_loader), loss=_loss(trainer),
-            )  # fmt: skip
-
-        def on_fit_epoch_end(trainer) -> None:
-            if not getattr(trainer, "metrics", None) or trainer.epoch + 1 > trainer.epochs:
-                return
-            row = {"epoch": trainer.epoch + 1, **{_name(k): float(v) for k, v in trainer.metrics.items()}}
-            row["loss"] = _loss(trainer)
-            if not history or history[-1]["epoch"] != row["epoch"]:
-                history.append(row)
-                report(progress, stage="val", epoch=row["epoch"], epochs=trainer.epochs, metrics=row)
-
-        if threads:  # ultralytics' select_device() sets cpu_count - 1 threads; put ours back
-            yolo.add_callback("on_pretrain_routine_end", lambda t: set_train_threads(threads))
-        yolo.add_callback("on_train_epoch_start", on_epoch_start)
-        yolo.add_callback("on_train_batch_end", on_batch_end)
-        yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
-        args = dict(
-            data=str(data_yaml), epochs=config.epochs, batch=config.batch, imgsz=config.imgsz,
-            device="cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0"),
-            seed=config.seed, deterministic=True, workers=config.workers, patience=config.patience,
-            project=str(out_dir), name="train", exist_ok=True, amp=amp_allowed(device), plots=True,
-            verbose=False, pretrained=bool(config.weights),
-        )  # fmt: skip
-        if config.lr:
-            args["lr0"] = config.lr
-        args.update(config.extra.get("ultralytics", {}))
-        try:
-            yolo.train(**args)
-        except Cancelled:
-            raise
-        except (FileNotFoundError, RuntimeError) as exc:
-            if "dataset" in str(exc).lower() or "images not found" in str(exc).lower():
-                raise TrainingError(f"{dataset_dir}: ultralytics refused the dataset: {exc}") from exc
-            raise
+    def on_epoch_start(trainer) -> None:
         if threads:
             set_train_threads(threads)
+        state["step"] = 0
 
-        best = run_dir / "weights" / "best.pt"
-        best = best if best.is_file() else run_dir / "weights" / "last.pt"
-        trained, _ = load_checkpoint(str(best))  # written by this run into our staging dir
-        card = ModelCard(
-            kind="detect", classes=names,
-            arch={"model": model_name, "yaml": trained.yaml},
-            input_size=config.imgsz, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-            extra={"scale": training_scale(dataset_dir, config.imgsz), "framework": "ultralytics", "cpu_threads": threads,
-                   "cls_width": int(trained.model[-1].cv3[0][-1].in_channels)},
+    def on_batch_end(trainer) -> None:
+        state["step"] += 1
+        report(
+            progress, stage="train", epoch=trainer.epoch + 1, epochs=trainer.epochs, step=state["step"],
+            steps=len(trainer.train_loader), loss=_loss(trainer),
         )  # fmt: skip
-        save_weights(trained.float().state_dict(), out_dir)
-        card.save(out_dir)
-        shutil.rmtree(run_dir / "weights", ignore_errors=True)  # pickles; the version has safetensors
 
-        return finish_version(
-            "detect", card, history, dataset_dir, out_dir, device, progress, ["mAP50", "mAP50-95"]
+    def on_fit_epoch_end(trainer) -> None:
+        if not getattr(trainer, "metrics", None) or trainer.epoch + 1 > trainer.epochs:
+            return
+        row = {"epoch": trainer.epoch + 1, **{_name(k): float(v) for k, v in trainer.metrics.items()}}
+        row["loss"] = _loss(trainer)
+        if not history or history[-1]["epoch"] != row["epoch"]:
+            history.append(row)
+            report(progress, stage="val", epoch=row["epoch"], epochs=trainer.epochs, metrics=row)
+
+    if threads:  # ultralytics' select_device() sets cpu_count - 1 threads; put ours back
+        yolo.add_callback("on_pretrain_routine_end", lambda t: set_train_threads(threads))
+    yolo.add_callback("on_train_epoch_start", on_epoch_start)
+    yolo.add_callback("on_train_batch_end", on_batch_end)
+    yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+    args = dict(
+        data=str(data_yaml), epochs=config.epochs, batch=config.batch, imgsz=config.imgsz,
+        device="cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0"),
+        seed=config.seed, deterministic=True, workers=config.workers, patience=config.patience,
+        project=str(out_dir), name="train", exist_ok=True, amp=amp_allowed(device), plots=True,
+        verbose=False, pretrained=bool(config.weights),
+    )  # fmt: skip
+    if config.lr:
+        args["lr0"] = config.lr
+    args.update(config.extra.get("ultralytics", {}))
+    try:
+        yolo.train(**args)
+    except Cancelled:
+        raise
+    except (FileNotFoundError, RuntimeError) as exc:
+        if "dataset" in str(exc).lower() or "images not found" in str(exc).lower():
+            raise TrainingError(f"{dataset_dir}: ultralytics refused the dataset: {exc}") from exc
+        raise
+    if threads:
+        set_train_threads(threads)
+
+    best = run_dir / "weights" / "best.pt"
+    best = best if best.is_file() else run_dir / "weights" / "last.pt"
+    trained, _ = load_checkpoint(str(best))  # written by this run into our staging dir
+    card = ModelCard(
+        kind="detect", classes=names,
+        arch={"model": model_name, "yaml": trained.yaml},
+        input_size=config.imgsz, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        extra={"scale": training_scale(dataset_dir, config.imgsz), "framework": "ultralytics", "cpu_threads": threads,
+               "cls_width": int(trained.model[-1].cv3[0][-1].in_channels)},
+    )  # fmt: skip
+    save_weights(trained.float().state_dict(), out_dir)
+    card.save(out_dir)
+    shutil.rmtree(run_dir / "weights", ignore_errors=True)  # pickles; the version has safetensors
+
+    return Fitted(card, history)
+
+
+def build_model(card: ModelCard) -> Any:
+    """The YOLO ``DetectionModel`` of a card (from its YAML; random init)."""
+    from training.offline import ultralytics
+
+    ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+
+    cfg = card.arch.get("yaml") or card.arch.get("model", "yolo11n.yaml")
+    model = DetectionModel(dict(cfg) if isinstance(cfg, dict) else cfg, nc=len(card.classes), verbose=False)
+    width = card.extra.get("cls_width")
+    if width and model.model[-1].cv3[0][-1].in_channels != width:
+        # Fine-tuned from a model with more classes: ultralytics keeps the source's class-branch width
+        # (max(channels, min(nc, 100))). Let its own loader rebuild the branch from a donor that wide.
+        donor = DetectionModel(dict(cfg) if isinstance(cfg, dict) else cfg, nc=int(width), verbose=False)
+        model.load(donor, verbose=False)
+    return model
+
+
+class DetectPredictor(TiledPredictor):
+    """YOLO boxes; ``conf``/``iou`` are the score floor and the NMS IoU (within and across tiles)."""
+
+    conf = 0.05
+    iou = 0.5
+    max_det = 1000
+
+    def __init__(self, card: ModelCard, model: Any, device: str) -> None:
+        super().__init__(card, model.fuse(verbose=False), device)
+
+    def predict(self, image: np.ndarray) -> Detections:
+        import torch
+        import torchvision
+        from ultralytics.utils.nms import non_max_suppression
+
+        image = _check_image(image)
+        scale = float(self.card.extra.get("scale", 1.0))
+        scaled = _resize(image, scale)
+        end2end = bool(getattr(self.model.model[-1], "end2end", False))
+        found = []
+        with torch.inference_mode():
+            for windows, x in self._batches(scaled, 114):
+                out = non_max_suppression(
+                    self.model(x), self.conf, self.iou, max_det=self.max_det, end2end=end2end
+                )
+                for (x0, y0, _, _), det in zip(windows, out, strict=True):
+                    det = det[:, :6].float().cpu()
+                    det[:, [0, 2]] += x0
+                    det[:, [1, 3]] += y0
+                    found.append(det)
+        det = torch.cat(found) if found else torch.zeros((0, 6))
+        if len(found) > 1 and len(det):
+            keep = torchvision.ops.batched_nms(det[:, :4], det[:, 4], det[:, 5].long(), self.iou)
+            det = det[keep[: self.max_det]]
+        h, w = image.shape[:2]
+        boxes = (det[:, :4].numpy() / scale).astype(np.float32)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        return Detections(
+            boxes=boxes,
+            scores=det[:, 4].numpy().astype(np.float32),
+            labels=det[:, 5].numpy().astype(np.int64),
+            classes=list(self.card.classes),
         )
+
+
+def evaluate(
+    card: ModelCard, version_dir: Path, dataset_dir: Path, split: str, device: str, plots_dir: Path | None
+) -> dict[str, Any]:
+    """ultralytics' DetectionValidator on the split: P, R, F1, mAP50, mAP50-95, AP50 per class; its PR curve and
+    confusion matrix as ``pr_curve.png`` / ``confusion_matrix.png`` in ``plots_dir``."""
+    import torch
+
+    from training.offline import ultralytics
+
+    ultralytics()
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    names = detect_names(dataset_dir)
+    if names != card.classes:
+        raise TrainingError(f"{dataset_dir}: classes {names} differ from the model's {card.classes}")
+    if not list_images(DatasetLayout(dataset_dir).images(split)):
+        raise TrainingError(f"{dataset_dir}: no {split} images to evaluate on")
+    model = build_model(card)
+    model.load_state_dict(load_weights(version_dir), strict=True)
+    model.names = dict(enumerate(card.classes))
+    with tempfile.TemporaryDirectory(prefix="histoloop-val-") as tmp:
+        data_yaml = write_data_yaml(dataset_dir, names, Path(tmp) / "data.yaml")
+        if DatasetLayout(dataset_dir).images(split).is_dir() and split not in ("train", "val"):
+            data_yaml.write_text(data_yaml.read_text() + f"{split}: images/{split}\n")
+        args = dict(
+            data=str(data_yaml), imgsz=card.input_size, batch=8, split=split, device=device,
+            plots=plots_dir is not None, verbose=False, conf=0.001, iou=0.7,
+        )  # fmt: skip
+        validator = DetectionValidator(args=args, save_dir=Path(tmp) / "val")
+        threads = torch.get_num_threads()
+        try:
+            stats = validator(model=model)
+        finally:
+            torch.set_num_threads(threads)  # the validator's select_device() resets torch threads
+        box = validator.metrics.box
+        p, r = float(stats["metrics/precision(B)"]), float(stats["metrics/recall(B)"])
+        per_class = {
+            card.classes[int(c)]: round(float(ap), 4)
+            for c, ap in zip(box.ap_class_index, box.ap50, strict=True)
+        }
+        metrics = {
+            "precision": round(p, 4), "recall": round(r, 4), "f1": f1(p, r),
+            "mAP50": round(float(stats["metrics/mAP50(B)"]), 4),
+            "mAP50-95": round(float(stats["metrics/mAP50-95(B)"]), 4),
+            "per_class_ap50": per_class, "n_images": int(validator.seen),
+        }  # fmt: skip
+        if plots_dir is not None:
+            for src, dst in (
+                ("BoxPR_curve.png", "pr_curve.png"),
+                ("confusion_matrix.png", "confusion_matrix.png"),
+            ):
+                if (Path(tmp) / "val" / src).is_file():
+                    shutil.copyfile(Path(tmp) / "val" / src, Path(plots_dir) / dst)
+    return metrics
+
+
+TASK = Task(
+    kind="detect", fit=fit, build_model=build_model, predictor=DetectPredictor, evaluate=evaluate,
+    check_dataset=check_detect, default_model=DEFAULT_MODEL, curves=("mAP50", "mAP50-95"),
+)  # fmt: skip

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from converters.tiling import tile_windows
 from training.artifacts import ArtifactError, ModelCard, load_weights
+from training.runtime import resolve_device
 
 TILE_BATCH = 8
 """Tiles per forward pass."""
@@ -87,50 +88,11 @@ class Predictor(Protocol):
     def predict(self, image: np.ndarray) -> Detections | SegmentationMap | ClassScores: ...
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; anything else is passed through."""
-    import torch
-
-    if device in ("auto", "", None):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).isdigit():
-        return f"cuda:{device}"
-    return str(device)
-
-
-def build_model(card: ModelCard):
+def build_model(card: ModelCard) -> Any:
     """The untrained ``torch.nn.Module`` a card describes (random init; nothing downloaded)."""
-    if card.kind == "detect":
-        from training.offline import ultralytics
+    from training.tasks import task
 
-        ultralytics()
-        from ultralytics.nn.tasks import DetectionModel
-
-        cfg = card.arch.get("yaml") or card.arch.get("model", "yolo11n.yaml")
-        model = DetectionModel(
-            dict(cfg) if isinstance(cfg, dict) else cfg, nc=len(card.classes), verbose=False
-        )
-        width = card.extra.get("cls_width")
-        if width and model.model[-1].cv3[0][-1].in_channels != width:
-            # Fine-tuned from a model with more classes: ultralytics keeps the source's class-branch width
-            # (max(channels, min(nc, 100))). Let its own loader rebuild the branch from a donor that wide.
-            donor = DetectionModel(dict(cfg) if isinstance(cfg, dict) else cfg, nc=int(width), verbose=False)
-            model.load(donor, verbose=False)
-        return model
-    if card.kind == "segment":
-        import segmentation_models_pytorch as smp
-
-        mode = card.arch.get("mode", "binary")
-        out = 1 if mode == "binary" else 1 + len(card.classes)
-        return smp.create_model(
-            card.arch.get("arch", "Unet"),
-            encoder_name=card.arch.get("encoder", "resnet34"),
-            encoder_weights=None,
-            classes=out,
-        )
-    import timm
-
-    return timm.create_model(card.arch["backbone"], pretrained=False, num_classes=len(card.classes))
+    return task(card.kind).build_model(card)
 
 
 def load_model(version_dir: Path, device: str = "cpu") -> Predictor:
@@ -148,11 +110,9 @@ def load_model(version_dir: Path, device: str = "cpu") -> Predictor:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ArtifactError(f"{version_dir}: weights do not match the {card.arch} model: {exc}") from exc
-    if card.kind == "detect":
-        model = model.fuse(verbose=False)
-    model = model.to(device).eval()
-    cls = {"detect": DetectPredictor, "segment": SegmentPredictor, "classify": ClassifyPredictor}[card.kind]
-    return cls(card, model, device)
+    from training.tasks import task
+
+    return task(card.kind).predictor(card, model, device)
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
@@ -172,11 +132,13 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-class _Base:
+class TiledPredictor:
+    """The shared part of the kinds' predictors: the model in eval mode on its device, tiling, normalising."""
+
     def __init__(self, card: ModelCard, model, device: str, channels_last: bool | None = None) -> None:
         import torch
 
-        self.card, self.model, self.device = card, model, device
+        self.card, self.model, self.device = card, model.to(device).eval(), device
         self.overlap = max(0, card.input_size // 4)
         self.memory_format = torch.contiguous_format
         if channels_last if channels_last is not None else CHANNELS_LAST and device == "cpu":
@@ -204,94 +166,3 @@ class _Base:
         mean = torch.tensor(self.card.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.card.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
-
-
-class DetectPredictor(_Base):
-    """YOLO boxes; ``conf``/``iou`` are the score floor and the NMS IoU (within and across tiles)."""
-
-    conf = 0.05
-    iou = 0.5
-    max_det = 1000
-
-    def predict(self, image: np.ndarray) -> Detections:
-        import torch
-        import torchvision
-        from ultralytics.utils.nms import non_max_suppression
-
-        image = _check_image(image)
-        scale = float(self.card.extra.get("scale", 1.0))
-        scaled = _resize(image, scale)
-        end2end = bool(getattr(self.model.model[-1], "end2end", False))
-        found = []
-        with torch.inference_mode():
-            for windows, x in self._batches(scaled, 114):
-                out = non_max_suppression(
-                    self.model(x), self.conf, self.iou, max_det=self.max_det, end2end=end2end
-                )
-                for (x0, y0, _, _), det in zip(windows, out, strict=True):
-                    det = det[:, :6].float().cpu()
-                    det[:, [0, 2]] += x0
-                    det[:, [1, 3]] += y0
-                    found.append(det)
-        det = torch.cat(found) if found else torch.zeros((0, 6))
-        if len(found) > 1 and len(det):
-            keep = torchvision.ops.batched_nms(det[:, :4], det[:, 4], det[:, 5].long(), self.iou)
-            det = det[keep[: self.max_det]]
-        h, w = image.shape[:2]
-        boxes = (det[:, :4].numpy() / scale).astype(np.float32)
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        return Detections(
-            boxes=boxes,
-            scores=det[:, 4].numpy().astype(np.float32),
-            labels=det[:, 5].numpy().astype(np.int64),
-            classes=list(self.card.classes),
-        )
-
-
-class SegmentPredictor(_Base):
-    """Per-pixel class probabilities, tiles stitched by averaging where they overlap."""
-
-    def predict(self, image: np.ndarray) -> SegmentationMap:
-        import torch
-
-        image = _check_image(image)
-        scale = float(self.card.extra.get("scale", 1.0))
-        scaled = _resize(image, scale)
-        h, w = scaled.shape[:2]
-        binary = self.card.arch.get("mode", "binary") == "binary"
-        n = len(self.card.classes)
-        total = torch.zeros((n, h, w), dtype=torch.float32)
-        count = torch.zeros((1, h, w), dtype=torch.float32)
-        with torch.inference_mode():
-            for windows, x in self._batches(scaled, 255):
-                logits = self.model(self._normalise(x)).float()
-                probs = logits.sigmoid() if binary else logits.softmax(dim=1)[:, 1:]
-                probs = probs.cpu()
-                for (x0, y0, x1, y1), p in zip(windows, probs, strict=True):
-                    total[:, y0:y1, x0:x1] += p[:, : y1 - y0, : x1 - x0]
-                    count[:, y0:y1, x0:x1] += 1
-        probs = (total / count.clamp_min(1)).numpy()
-        if scaled.shape[:2] != image.shape[:2]:
-            import torch.nn.functional as F
-
-            t = torch.from_numpy(probs)[None]
-            probs = F.interpolate(t, size=image.shape[:2], mode="bilinear", align_corners=False)[0].numpy()
-        return SegmentationMap(probs=probs.astype(np.float32), classes=list(self.card.classes))
-
-
-class ClassifyPredictor(_Base):
-    """Softmax over the classes of the whole image resized to the input size."""
-
-    def predict(self, image: np.ndarray) -> ClassScores:
-        import torch
-        from PIL import Image
-
-        image = _check_image(image)
-        size = self.card.input_size
-        resized = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float().div_(255)
-        with torch.inference_mode():
-            logits = self.model(self._normalise(x).contiguous(memory_format=self.memory_format))
-        probs = logits.float().softmax(dim=1)[0].cpu().numpy()
-        return ClassScores(probs=probs.astype(np.float32), classes=list(self.card.classes))

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from training.artifacts import atomic_file
-from training.base import ProgressFn, TrainConfig, report, set_train_threads
+from training.base import ProgressFn, TrainConfig, report
+from training.runtime import set_train_threads
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -41,7 +42,7 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def fit(
+def fit_epochs(
     model: torch.nn.Module,
     loader: torch.utils.data.DataLoader,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

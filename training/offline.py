@@ -7,7 +7,7 @@ trainer downloads ``Arial.ttf`` even with ``plots=False``, and its AMP check dow
 points ``YOLO_CONFIG_DIR`` at a directory of ours and puts matplotlib's DejaVuSans there under the font
 names ultralytics looks for. :func:`ultralytics` does that and returns the imported package.
 Its import also sets ``OMP_NUM_THREADS=1`` where unset; :func:`ultralytics` removes it again, so the
-trainers' CPU thread choice (:func:`training.base.choose_threads`) sees only what the user set.
+trainers' CPU thread choice (:func:`training.runtime.choose_threads`) sees only what the user set.
 The other two rules (build models from YAML or a local ``.pt``, never a hub name; ``amp=False`` unless a
 local AMP check model exists; no ``download:`` key in data.yaml) are kept by training/detect.py.
 
@@ -93,7 +93,7 @@ def ultralytics(config_dir: Path | None = None) -> ModuleType:
 
     if threads_unset:
         # Its import sets OMP_NUM_THREADS=1 where unset. Undo that: a 1 there would read as the user's choice
-        # to training.base.choose_threads here and in every process started from here (the workers).
+        # to training.runtime.choose_threads here and in every process started from here (the workers).
         os.environ.pop("OMP_NUM_THREADS", None)
 
     # Nothing persisted by an earlier online run may switch anything back on, and nothing lands in the

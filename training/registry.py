@@ -25,6 +25,7 @@ a half-written version.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -32,14 +33,14 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernel.settings import Settings
+from kernel.sqlite import ThreadConnections, pid_alive
 from training.artifacts import KINDS, ArtifactError, publish_dir, remove_dir
-from training.sqlitedb import ThreadConnections, pid_alive
 
 STATUSES = ("candidate", "production", "archived", "failed")
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -152,24 +153,16 @@ class Registry:
         self._db().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Registry:
+    def from_settings(cls, settings: Settings) -> Registry:
         return cls(settings.registry_path, settings.model_store)
 
     # -- connections ---------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (:meth:`kernel.sqlite.ThreadConnections.write`)."""
+        return self._connections.write()
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
@@ -316,7 +309,7 @@ class Registry:
             self._swap(db, previous, current, "rollback", by, reason)
         return self.get(previous.id)
 
-    def cleanup_staging(self, older_than_s: float = 24 * 3600) -> list[Path]:
+    def cleanup_staging(self, older_than_s: float = 24 * 3600) -> builtins.list[Path]:
         """Remove staging directories abandoned by a crashed or killed trainer.
 
         A directory is abandoned when the process that made it (on this host) is gone, or when it is

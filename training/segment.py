@@ -24,15 +24,14 @@ import torch
 
 from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, random_crop, to_tensor
-from training.base import (
-    ProgressFn,
-    TrainConfig,
-    TrainingError,
-    TrainResult,
-    finish_version,
-)
+from training.base import Fitted, ProgressFn, Task, TrainConfig, TrainingError
 from training.datasets import check_segment, read_image, read_mask, segment_pairs
-from training.loop import fit, load_fine_tune, read_state_dict
+from training.inference import SegmentationMap, TiledPredictor, _check_image, _resize, load_model
+from training.loop import fit_epochs, load_fine_tune, read_state_dict
+from training.metrics import segmentation_metrics
+from training.runtime import resolve_device, seed_everything
+
+DEFAULT_MODEL = "resnet34"
 
 ARCHS = (
     "Unet",
@@ -91,65 +90,134 @@ def _load(dataset_dir: Path, split: str, binary: bool) -> list[tuple[np.ndarray,
     return pairs
 
 
-class SegmentTrainer:
-    kind = "segment"
+def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
+    """Train a segment model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
+    from training.offline import ensure_offline
 
-    def train(
-        self, dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
-    ) -> TrainResult:
-        from training.base import seed_everything
-        from training.evaluate import predicted_classes
-        from training.inference import SegmentPredictor, build_model, resolve_device
-        from training.metrics import segmentation_metrics
-        from training.offline import ensure_offline
+    ensure_offline()  # HF_HUB_OFFLINE: smp never reaches the hub
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    classes = check_segment(dataset_dir)
+    if config.imgsz % 32:
+        raise TrainingError(f"imgsz {config.imgsz}: must be a multiple of 32 for smp encoders")
+    arch = config.extra.get("arch", "Unet")
+    if arch not in ARCHS:
+        raise TrainingError(f"unknown segmentation architecture {arch!r} (one of {ARCHS})")
+    mode = config.extra.get("mode") or ("binary" if len(classes) == 1 else "multiclass")
+    card = ModelCard(
+        kind="segment", classes=classes, input_size=config.imgsz,
+        arch={"arch": arch, "encoder": config.model or DEFAULT_MODEL, "mode": mode}, extra={"scale": 1.0},
+    )  # fmt: skip
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    try:
+        model = build_model(card)
+    except (KeyError, ValueError) as exc:
+        raise TrainingError(f"cannot build {arch} with encoder {card.arch['encoder']!r}: {exc}") from exc
+    if config.extra.get("encoder_weights"):
+        src = config.extra["encoder_weights"]
+        load_fine_tune(model.encoder, read_state_dict(Path(src)), str(src))
+    if config.weights:
+        load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
 
-        ensure_offline()  # HF_HUB_OFFLINE: smp never reaches the hub
-        dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
-        classes = check_segment(dataset_dir)
-        if config.imgsz % 32:
-            raise TrainingError(f"imgsz {config.imgsz}: must be a multiple of 32 for smp encoders")
-        arch = config.extra.get("arch", "Unet")
-        if arch not in ARCHS:
-            raise TrainingError(f"unknown segmentation architecture {arch!r} (one of {ARCHS})")
-        mode = config.extra.get("mode") or ("binary" if len(classes) == 1 else "multiclass")
-        card = ModelCard(
-            kind="segment", classes=classes, input_size=config.imgsz,
-            arch={"arch": arch, "encoder": config.model_name(self.kind), "mode": mode}, extra={"scale": 1.0},
-        )  # fmt: skip
-        device = resolve_device(config.device)
-        seed_everything(config.seed)
-        try:
-            model = build_model(card)
-        except (KeyError, ValueError) as exc:
-            raise TrainingError(f"cannot build {arch} with encoder {card.arch['encoder']!r}: {exc}") from exc
-        if config.extra.get("encoder_weights"):
-            src = config.extra["encoder_weights"]
-            load_fine_tune(model.encoder, read_state_dict(Path(src)), str(src))
-        if config.weights:
-            load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
+    train_pairs = _load(dataset_dir, "train", mode == "binary")
+    val_pairs = _load(dataset_dir, "val", mode == "binary")
+    area = np.median([p[0].shape[0] * p[0].shape[1] for p in train_pairs])
+    crops = int(config.extra.get("crops_per_image") or min(8, max(1, area // config.imgsz**2)))
+    data = CropDataset(train_pairs, config.imgsz, crops, card, config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=config.batch, shuffle=True, drop_last=len(data) > config.batch,
+        num_workers=config.workers, generator=gen, pin_memory=device.startswith("cuda"),
+    )  # fmt: skip
 
-        train_pairs = _load(dataset_dir, "train", mode == "binary")
-        val_pairs = _load(dataset_dir, "val", mode == "binary")
-        area = np.median([p[0].shape[0] * p[0].shape[1] for p in train_pairs])
-        crops = int(config.extra.get("crops_per_image") or min(8, max(1, area // config.imgsz**2)))
-        data = CropDataset(train_pairs, config.imgsz, crops, card, config.seed)
-        gen = torch.Generator().manual_seed(config.seed)
-        loader = torch.utils.data.DataLoader(
-            data, batch_size=config.batch, shuffle=True, drop_last=len(data) > config.batch,
-            num_workers=config.workers, generator=gen, pin_memory=device.startswith("cuda"),
-        )  # fmt: skip
+    def validate(m: torch.nn.Module) -> dict[str, Any]:
+        predictor = SegmentPredictor(card, m, device, channels_last=False)
+        preds = [predicted_classes(predictor.predict(img).probs, mode == "binary") for img, _ in val_pairs]
+        got = segmentation_metrics(preds, [t for _, t in val_pairs], classes)
+        return {k: got[k] for k in ("dice", "iou", "pixel_accuracy")}
 
-        def validate(m: torch.nn.Module) -> dict[str, Any]:
-            predictor = SegmentPredictor(card, m, device, channels_last=False)
-            preds = [
-                predicted_classes(predictor.predict(img).probs, mode == "binary") for img, _ in val_pairs
-            ]
-            got = segmentation_metrics(preds, [t for _, t in val_pairs], classes)
-            return {k: got[k] for k in ("dice", "iou", "pixel_accuracy")}
+    best, history = fit_epochs(
+        model, loader, _loss(mode), validate, "dice", config, out_dir, device, progress
+    )
+    save_weights(best, out_dir)
+    card.save(out_dir)
+    return Fitted(card, history)
 
-        best, history = fit(model, loader, _loss(mode), validate, "dice", config, out_dir, device, progress)
-        save_weights(best, out_dir)
-        card.save(out_dir)
-        return finish_version(
-            "segment", card, history, dataset_dir, out_dir, device, progress, ["dice", "iou"]
-        )
+
+def build_model(card: ModelCard) -> Any:
+    """The smp network of a card (``arch``, ``encoder``; 1 channel binary, 1 + C multiclass; random init)."""
+    import segmentation_models_pytorch as smp
+
+    mode = card.arch.get("mode", "binary")
+    out = 1 if mode == "binary" else 1 + len(card.classes)
+    return smp.create_model(
+        card.arch.get("arch", "Unet"),
+        encoder_name=card.arch.get("encoder", "resnet34"),
+        encoder_weights=None,
+        classes=out,
+    )
+
+
+def predicted_classes(probs: np.ndarray, binary: bool, threshold: float = 0.5) -> np.ndarray:
+    """(H, W) class-index map from a SegmentationMap's probs (0 = background)."""
+    if binary:
+        return (probs[0] >= threshold).astype(np.uint8)
+    background = np.clip(1.0 - probs.sum(0, keepdims=True), 0, 1)
+    return np.concatenate([background, probs]).argmax(0).astype(np.uint8)
+
+
+class SegmentPredictor(TiledPredictor):
+    """Per-pixel class probabilities, tiles stitched by averaging where they overlap."""
+
+    def predict(self, image: np.ndarray) -> SegmentationMap:
+        import torch
+
+        image = _check_image(image)
+        scale = float(self.card.extra.get("scale", 1.0))
+        scaled = _resize(image, scale)
+        h, w = scaled.shape[:2]
+        binary = self.card.arch.get("mode", "binary") == "binary"
+        n = len(self.card.classes)
+        total = torch.zeros((n, h, w), dtype=torch.float32)
+        count = torch.zeros((1, h, w), dtype=torch.float32)
+        with torch.inference_mode():
+            for windows, x in self._batches(scaled, 255):
+                logits = self.model(self._normalise(x)).float()
+                probs = logits.sigmoid() if binary else logits.softmax(dim=1)[:, 1:]
+                probs = probs.cpu()
+                for (x0, y0, x1, y1), p in zip(windows, probs, strict=True):
+                    total[:, y0:y1, x0:x1] += p[:, : y1 - y0, : x1 - x0]
+                    count[:, y0:y1, x0:x1] += 1
+        probs = (total / count.clamp_min(1)).numpy()
+        if scaled.shape[:2] != image.shape[:2]:
+            import torch.nn.functional as F
+
+            t = torch.from_numpy(probs)[None]
+            probs = F.interpolate(t, size=image.shape[:2], mode="bilinear", align_corners=False)[0].numpy()
+        return SegmentationMap(probs=probs.astype(np.float32), classes=list(self.card.classes))
+
+
+def evaluate(
+    card: ModelCard, version_dir: Path, dataset_dir: Path, split: str, device: str, plots_dir: Path | None
+) -> dict[str, Any]:
+    """Every image of the split predicted whole (tiled), then :func:`training.metrics.segmentation_metrics`."""
+    pairs = segment_pairs(dataset_dir, split)
+    if not pairs:
+        raise TrainingError(f"{dataset_dir}: no {split} images to evaluate on")
+    predictor = load_model(version_dir, device=device)
+    binary = card.arch.get("mode", "binary") == "binary"
+    preds, targets = [], []
+    for img_path, mask_path in pairs:
+        target = read_mask(mask_path)
+        if binary:
+            target = (target > 0).astype(np.uint8)
+        seg = predictor.predict(read_image(img_path))
+        preds.append(predicted_classes(seg.probs, binary))
+        targets.append(target)
+    return segmentation_metrics(preds, targets, card.classes)
+
+
+TASK = Task(
+    kind="segment", fit=fit, build_model=build_model, predictor=SegmentPredictor, evaluate=evaluate,
+    check_dataset=check_segment, default_model=DEFAULT_MODEL, curves=("dice", "iou"),
+)  # fmt: skip

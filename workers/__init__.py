@@ -1,16 +1,16 @@
 """Background retraining: Label Studio webhooks → trigger policy → one RQ job per (project, kind) →
-export, convert, train, evaluate, register, promote when better.
+export, then training's one convert → train → evaluate → register → promote path.
 
 Modules (one concept each):
 
-- :mod:`workers.webhook` — ``POST /webhook`` (Flask blueprint): records events, answers in milliseconds;
+- :mod:`workers.intake` — what a webhook payload changes in the event store (``/webhook`` is the backend's);
 - :mod:`workers.events` — the durable SQLite store (events, approved annotations, runs);
-- :mod:`workers.approval` — which annotations count as approved (per-project policy);
 - :mod:`workers.triggers` — the retrain policy, a pure function of stored counts and settings;
 - :mod:`workers.dispatch` — from stored state to queued jobs (and the retry thread when Redis is down);
 - :mod:`workers.jobs` — deterministic job ids, enqueue, list, cancel;
-- :mod:`workers.pipeline` — the job itself; :mod:`workers.progress` — its progress and cancellation;
-- :mod:`workers.promotion` — the promotion gate (never | if_better | always, margin);
+- :mod:`workers.pipeline` — the job itself (export, then :func:`training.lifecycle.retrain_from_tasks`);
+  :mod:`workers.progress` — its progress and cancellation;
 - :mod:`workers.worker` — the CUDA-safe RQ worker (SpawnWorker) and crash recovery;
+  :mod:`workers.lifeline` — children that die with their parent;
 - :mod:`workers.redis_server` — start a local Redis when none answers (tests, demo).
 """

@@ -6,7 +6,7 @@ reused). It is safe to call any time, from any process, as often as you like —
 pending-trigger sweep trivial: nothing is "pending" except in the durable store, so calling it again
 after Redis comes back enqueues exactly what was missed.
 
-:class:`Dispatcher` runs dispatch in one background thread per process, so a webhook never waits on
+:class:`Dispatcher` runs dispatch in one background thread (the backend builds one per app), so a webhook never waits on
 Redis: the request records the event and wakes the thread. Wake-ups that arrive while a dispatch runs
 are merged into the next one (a storm of webhooks costs a handful of dispatches). When Redis is down the
 thread retries with backoff until it answers; on start it sweeps every project once.
@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 from redis import Redis, RedisError
 from redis.exceptions import LockError
 
+from kernel.settings import Settings
 from workers.events import EventStore
 from workers.jobs import enqueue_retrain
 from workers.triggers import Trigger, decide
@@ -32,7 +32,7 @@ REDIS_ERRORS = (RedisError, LockError, OSError)
 
 
 def dispatch(
-    settings: Any,
+    settings: Settings,
     projects: Iterable[str] | None = None,
     *,
     store: EventStore | None = None,
@@ -59,7 +59,9 @@ def dispatch(
 class Dispatcher:
     """A background thread that dispatches after webhooks, and retries while Redis is down."""
 
-    def __init__(self, settings: Any, store: EventStore | None = None, max_backoff_s: float = 10.0) -> None:
+    def __init__(
+        self, settings: Settings, store: EventStore | None = None, max_backoff_s: float = 10.0
+    ) -> None:
         self.settings = settings
         self.store = store or EventStore(settings.events_path)
         self.max_backoff_s = max_backoff_s
@@ -110,16 +112,3 @@ class Dispatcher:
                 self._wake.set()
             except Exception:  # a bug must not kill the thread: the events stay in the store
                 log.exception("dispatch failed")
-
-
-_dispatchers: dict[str, Dispatcher] = {}
-_dispatchers_lock = threading.Lock()
-
-
-def dispatcher_for(settings: Any) -> Dispatcher:
-    """The process-wide :class:`Dispatcher` of these settings' event store."""
-    key = f"{settings.events_path}|{settings.redis_url}|{settings.queue}"
-    with _dispatchers_lock:
-        if key not in _dispatchers:
-            _dispatchers[key] = Dispatcher(settings)
-        return _dispatchers[key]

@@ -23,17 +23,16 @@ times, order events and snapshots, so workers on other machines with skewed cloc
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.sqlitedb import ThreadConnections
+from kernel.settings import Settings
+from kernel.sqlite import ThreadConnections
 from workers.triggers import KindState
 
 COUNTED_RUN_STATUSES = ("running", "done", "bad_data", "cancelled", "error")
@@ -114,16 +113,6 @@ class Run:
     finished_at: float | None
 
 
-_write_locks: dict[tuple[int, str], threading.Lock] = {}
-_write_locks_guard = threading.Lock()
-
-
-def _process_write_lock(path: Path) -> threading.Lock:
-    key = (os.getpid(), str(path))
-    with _write_locks_guard:
-        return _write_locks.setdefault(key, threading.Lock())
-
-
 def _kinds_text(kinds: Iterable[str]) -> str:
     return "," + ",".join(kinds) + "," if kinds else ""
 
@@ -138,26 +127,15 @@ class EventStore:
         self._db().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> EventStore:
+    def from_settings(cls, settings: Settings) -> EventStore:
         return cls(settings.events_path)
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction. Threads of one process queue on a lock first: SQLite's own busy
-        handler sleeps in growing steps (up to 100 ms), which made the tail latency of concurrent
-        webhooks; only writers in other processes still meet it."""
-        db = self._db()
-        with _process_write_lock(self.path):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (:meth:`kernel.sqlite.ThreadConnections.write`)."""
+        return self._connections.write()
 
     # -- webhooks ------------------------------------------------------------------------------
     def record(
@@ -178,7 +156,7 @@ class EventStore:
                 "INSERT INTO events (received_at, action, project, payload) VALUES (?, ?, ?, ?)",
                 (time.time(), action, project, json.dumps(payload, default=str)),
             )
-            seq = int(cur.lastrowid)
+            seq = int(cur.lastrowid or 0)
             if project is not None and (label_config is not None or kinds is not None):
                 db.execute(
                     "INSERT INTO projects (project, label_config, kinds, updated_seq) VALUES (?, ?, ?, ?)"

@@ -37,7 +37,8 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
-from training.artifacts import KINDS
+from kernel.kinds import KINDS
+from kernel.settings import Settings
 
 JOB_FUNC = "workers.pipeline.retrain"
 ON_FAILURE = "workers.pipeline.on_failure"
@@ -75,7 +76,7 @@ def _fetch(job_id: str, connection: Redis) -> Job | None:
 
 
 def enqueue_retrain(
-    settings: Any, project: str, kind: str, reason: str, *, connection: Redis | None = None
+    settings: Settings, project: str, kind: str, reason: str, *, connection: Redis | None = None
 ) -> str:
     """Make sure a retraining of (project, kind) is queued; returns its (deterministic) job id."""
     conn = connection or redis_connection(settings.redis_url)
@@ -135,11 +136,11 @@ def _status(job: Job) -> str:
 
 def _info(job: Job) -> JobInfo:
     meta = dict(job.meta or {})
-    error = None
+    error: str | None = None
     if _status(job) == JobStatus.FAILED.value:
         latest = job.latest_result()
-        error = (latest.exc_string or "").strip().splitlines()[-1:] if latest else None
-        error = error[0] if error else meta.get("error")
+        last = (latest.exc_string or "").strip().splitlines()[-1:] if latest else []
+        error = last[0] if last else meta.get("error")
     iso = lambda t: t.isoformat(timespec="seconds") if t else None  # noqa: E731
     return JobInfo(
         id=job.id, status=_status(job), project=meta.get("project", ""),
@@ -148,7 +149,7 @@ def _info(job: Job) -> JobInfo:
     )  # fmt: skip
 
 
-def list_jobs(settings: Any, *, connection: Redis | None = None) -> list[JobInfo]:
+def list_jobs(settings: Settings, *, connection: Redis | None = None) -> list[JobInfo]:
     """Every retraining job RQ still knows (queued, running, deferred, scheduled, finished, failed)."""
     conn = connection or redis_connection(settings.redis_url)
     queue = Queue(settings.queue, connection=conn)
@@ -161,7 +162,7 @@ def list_jobs(settings: Any, *, connection: Redis | None = None) -> list[JobInfo
     return [_info(j) for j in jobs]
 
 
-def get_job(settings: Any, job_id: str, *, connection: Redis | None = None) -> JobInfo:
+def get_job(settings: Settings, job_id: str, *, connection: Redis | None = None) -> JobInfo:
     job = _fetch(job_id, connection or redis_connection(settings.redis_url))
     if job is None:
         raise KeyError(f"no job {job_id!r} (finished jobs are kept {RESULT_TTL // 86400} days)")
@@ -172,7 +173,7 @@ def cancel_requested(job_id: str, connection: Redis) -> bool:
     return bool(connection.exists(CANCEL_KEY.format(job_id)))
 
 
-def cancel(settings: Any, job_id: str, *, connection: Redis | None = None) -> str:
+def cancel(settings: Settings, job_id: str, *, connection: Redis | None = None) -> str:
     """Cancel a job: a waiting one is removed from the queue; a running one is asked to stop.
 
     A running training checks the flag at every progress report and stops cleanly (raises

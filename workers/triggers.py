@@ -17,7 +17,7 @@ next webhook retrains. Bursts are debounced by the queue, not here: every
 trigger for a (project, kind) lands on the one queued job (:func:`workers.jobs.enqueue_retrain`), which
 exports whatever is approved when it starts.
 
->>> from histoloop.settings import ProjectSettings
+>>> from kernel.settings import ProjectSettings
 >>> states = [KindState("4", "detect", new_approved=25), KindState("4", "classify", new_approved=3)]
 >>> [(t.project, t.kind, t.reason) for t in decide(states, lambda p: ProjectSettings(retrain_threshold=20))]
 [('4', 'detect', '25 newly approved annotations (threshold 20)')]
@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from histoloop.settings import ProjectSettings
+from kernel.settings import ProjectSettings
 
 
 @dataclass(frozen=True)

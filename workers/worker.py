@@ -19,17 +19,15 @@ serialise registrations and promotions, and :func:`workers.jobs.enqueue_retrain`
 ``StartedJobRegistry.cleanup`` — a worker on this host whose pid is gone is dead now; one on another
 host is declared dead by RQ when its heartbeat expires — and (2) removes abandoned staging directories
 (:meth:`training.registry.Registry.cleanup_staging`). A horse that dies under a live worker is handled at
-once. The horse and RQ's scheduler process die with the worker (:func:`die_with_parent`), so a killed
+once. The horse and RQ's scheduler process die with the worker (:func:`workers.lifeline.die_with_parent`), so a killed
 worker leaves no orphan behind. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
 counts for the trigger policy, so the next webhook retrains.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -39,30 +37,14 @@ from rq import Queue, SpawnWorker, Worker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from training.sqlitedb import pid_alive
+from kernel.settings import Settings, load_settings
+from kernel.sqlite import pid_alive
+from workers.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``); no-op elsewhere.
-
-    Used by the work horse (a killed worker takes its training with it instead of leaving an orphan that
-    would still register a version) and by RQ's scheduler process, which the worker forks.
-    """
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent was already gone
-        os._exit(1)
-
-
 def _cleanup_staging(older_than_s: float = 24 * 3600) -> None:
-    from histoloop.settings import load_settings
     from training.registry import Registry
 
     try:
@@ -119,7 +101,9 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
     return failed
 
 
-def prepare_environment(settings: Any, gpu: int | None, device: str | None, config_file: str | None) -> str:
+def prepare_environment(
+    settings: Settings, gpu: int | None, device: str | None, config_file: str | None
+) -> str:
     """Choose the device for this worker's horses (before anything imports torch); returns it.
 
     ``gpu``: ``CUDA_VISIBLE_DEVICES=<gpu>`` and device ``cuda:0``; ``device="cpu"``: no GPU visible.
@@ -139,7 +123,7 @@ def prepare_environment(settings: Any, gpu: int | None, device: str | None, conf
 
 
 def build_worker(
-    settings: Any, queues: Sequence[str] | None = None, name: str | None = None
+    settings: Settings, queues: Sequence[str] | None = None, name: str | None = None
 ) -> TrainingWorker:
     from workers.jobs import redis_connection
 
@@ -149,7 +133,7 @@ def build_worker(
 
 
 def run_worker(
-    settings: Any,
+    settings: Settings,
     *,
     queues: Sequence[str] | None = None,
     burst: bool = False,

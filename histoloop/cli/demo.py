@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
+
+from kernel.settings import Settings
 
 
 @click.command()
@@ -18,7 +19,7 @@ import click
               help="Where Label Studio is installed (default: <model store>/label-studio-venv).")  # fmt: skip
 @click.option("--no-wait", is_flag=True, help="Set everything up, print the URLs, then stop (for scripts).")
 @click.pass_obj
-def demo(settings: Any, images: Path | None, count: int, label_studio_port: int, backend_port: int,
+def demo(settings: Settings, images: Path | None, count: int, label_studio_port: int, backend_port: int,
          label_studio_venv: Path | None, no_wait: bool) -> None:  # fmt: skip
     """Start Redis, Label Studio, the backend and a worker; set up demo projects with a first model each.
 

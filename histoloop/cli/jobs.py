@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from histoloop.settings import Settings
+from kernel.settings import Settings
 
 KINDS = ("detect", "segment", "classify")
 

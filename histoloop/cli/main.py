@@ -10,7 +10,7 @@ import logging
 
 import click
 
-from histoloop.settings import load_settings
+from kernel.settings import Settings, load_settings
 
 SUBCOMMANDS = {
     "convert": "histoloop.cli.convert:convert",
@@ -60,7 +60,7 @@ def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
 
 @click.command("settings")
 @click.pass_obj
-def show_settings(settings) -> None:
+def show_settings(settings: Settings) -> None:
     """Print the effective settings (secrets masked)."""
     import json
 

@@ -11,13 +11,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from training.artifacts import KINDS
+from kernel.kinds import KINDS
+from kernel.settings import Settings
 from training.registry import ModelVersion, Registry, RegistryError
 
 console = Console()
 
 
-def _registry(settings: Any) -> Registry:
+def _registry(settings: Settings) -> Registry:
     return Registry.from_settings(settings)
 
 
@@ -38,7 +39,7 @@ def _scalar_metrics(v: ModelVersion) -> dict[str, Any]:
 
 
 def _primary(v: ModelVersion) -> str:
-    from training.base import PRIMARY_METRIC  # light module; keeps `models --help` fast
+    from kernel.kinds import PRIMARY_METRIC
 
     name = PRIMARY_METRIC.get(v.kind, "")
     return f"{name}={_fmt(v.metrics[name])}" if name in v.metrics else ""
@@ -59,7 +60,9 @@ def models() -> None:
 @click.option("--status", type=click.Choice(["candidate", "production", "archived", "failed"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def list_(settings: Any, project: str | None, kind: str | None, status: str | None, as_json: bool) -> None:
+def list_(
+    settings: Settings, project: str | None, kind: str | None, status: str | None, as_json: bool
+) -> None:
     """List versions (newest last)."""
     versions = _registry(settings).list(project=project, kind=kind, status=status)
     if as_json:
@@ -81,7 +84,7 @@ def list_(settings: Any, project: str | None, kind: str | None, status: str | No
 @click.argument("version")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def show(settings: Any, version: str, as_json: bool) -> None:
+def show(settings: Settings, version: str, as_json: bool) -> None:
     """Metrics, lineage, history and plots of VERSION (an id or PROJECT/KIND/vN)."""
     reg = _registry(settings)
     try:
@@ -121,7 +124,7 @@ def show(settings: Any, version: str, as_json: bool) -> None:
 @click.argument("version")
 @click.option("--reason", default="", help="Why (kept in the history).")
 @click.pass_obj
-def promote(settings: Any, version: str, reason: str) -> None:
+def promote(settings: Settings, version: str, reason: str) -> None:
     """Make VERSION the production model of its project and kind."""
     try:
         v = _registry(settings).promote(version, by=getpass.getuser(), reason=reason)
@@ -135,7 +138,7 @@ def promote(settings: Any, version: str, reason: str) -> None:
 @click.option("--kind", type=click.Choice(KINDS), required=True)
 @click.option("--reason", default="")
 @click.pass_obj
-def rollback(settings: Any, project: str, kind: str, reason: str) -> None:
+def rollback(settings: Settings, project: str, kind: str, reason: str) -> None:
     """Put the previous production version back."""
     try:
         v = _registry(settings).rollback(project, kind, by=getpass.getuser(), reason=reason)
@@ -149,7 +152,7 @@ def rollback(settings: Any, project: str, kind: str, reason: str) -> None:
 @click.argument("b")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def diff(settings: Any, a: str, b: str, as_json: bool) -> None:
+def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
     """Metrics of two versions side by side."""
     reg = _registry(settings)
     try:

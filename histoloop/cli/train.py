@@ -10,10 +10,8 @@ reason, and production is never touched. ``--no-register`` trains into ``--out``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +27,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from training.artifacts import KINDS
+from kernel.kinds import KINDS
+from kernel.settings import Settings
 
 console = Console(stderr=True)
-
-
-def dataset_lineage(dataset_dir: Path) -> dict[str, Any]:
-    """Lineage keys from the converters' manifest.json (when there is one)."""
-    path = Path(dataset_dir) / "manifest.json"
-    if not path.is_file():
-        return {"dataset": str(Path(dataset_dir).resolve())}
-    manifest = json.loads(path.read_text())
-    items = manifest.get("items", [])
-    ids = sorted(
-        {int(a) for it in items for a in it.get("annotation_ids", []) if str(a).lstrip("-").isdigit()}
-    )
-    return {
-        "dataset": str(Path(dataset_dir).resolve()),
-        "dataset_fingerprint": manifest.get("fingerprint"),
-        "annotation_count": len(ids),
-        "annotation_ids_hash": hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest(),
-        "annotation_ids": ids,
-        "max_annotation_id": max(ids) if ids else None,
-        "n_train": sum(1 for it in items if it.get("split") == "train"),
-        "n_val": sum(1 for it in items if it.get("split") == "val"),
-    }
 
 
 class _Bar:
@@ -127,8 +104,9 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, encoder_weights, weights, device, seed,
-          patience, register, out, as_json) -> None:  # fmt: skip
+def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, batch: int, imgsz: int,
+          lr: float | None, model: str | None, arch: str | None, encoder_weights: str | None, weights: str | None,
+          device: str | None, seed: int, patience: int, register: bool, out: Path | None, as_json: bool) -> None:  # fmt: skip
     """Train a detect/segment/classify model on DATA and register it as a candidate."""
     from training.offline import ensure_offline
 
@@ -139,7 +117,8 @@ def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, 
 
         ultralytics(config_dir)  # its import sets its logger up; quieten it after that
         logging.getLogger("ultralytics").setLevel(logging.WARNING)  # its per-epoch log would drown the bar
-    from training.base import Cancelled, TrainConfig, failure_reason, get_trainer
+    from training.base import Cancelled, TrainConfig
+    from training.lifecycle import VersionFailed, train_version
     from training.registry import Registry, RegistryError
 
     reg = Registry.from_settings(settings)
@@ -154,46 +133,21 @@ def train(settings, project, kind, data, epochs, batch, imgsz, lr, model, arch, 
         weights=Path(weights) if weights else None, patience=patience,
         extra={k: v for k, v in (("arch", arch), ("encoder_weights", encoder_weights)) if v},
     )  # fmt: skip
-    lineage = dataset_lineage(data)
-    if register:
-        staging = reg.staging_dir()
-    else:
-        staging = Path(out) if out else reg.staging_dir()
-        staging.mkdir(parents=True, exist_ok=True)
-
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
     try:
         with Progress(*columns, console=console, transient=False) as bar:
-            result = get_trainer(kind).train(data, config, staging, progress=_Bar(bar))
+            trained = train_version(reg, project, kind, data, config, progress=_Bar(bar), parent_id=parent_id,
+                                    register=register, out_dir=out)  # fmt: skip
     except (Cancelled, KeyboardInterrupt):
-        if register:
-            shutil.rmtree(staging, ignore_errors=True)
         raise click.Abort() from None
-    except Exception as exc:
-        known = failure_reason(exc, staging)  # bad data or a full disk: a message, not a traceback
-        reason = known or f"{type(exc).__name__}: {exc}"
-        if register:
-            shutil.rmtree(staging, ignore_errors=True)  # first: on a full disk this frees the space to record
-            failed = reg.record_failed(project, kind, reason, config=config.to_dict(), lineage=lineage,
-                                       parent_id=parent_id)  # fmt: skip
-            reason = f"{failed.ref} recorded as failed: {reason}"
-        if known:
-            raise click.ClickException(reason) from exc
-        raise
-    if register:
-        try:
-            mv = reg.register(project, kind, staging, metrics=result.metrics, config=config.to_dict(),
-                              lineage=lineage, parent_id=parent_id)  # fmt: skip
-        except RegistryError as exc:
-            raise click.ClickException(str(exc)) from exc
-        where, label = mv.artifact_dir, f"{mv.ref} ({mv.status})"
-    else:
-        where, label = staging, "not registered"
+    except (VersionFailed, RegistryError) as exc:  # bad data or a full disk: a message, not a traceback
+        raise click.ClickException(str(exc)) from exc
+    where = trained.artifact_dir
+    label = f"{trained.version.ref} ({trained.version.status})" if trained.version else "not registered"
     if as_json:
-        click.echo(
-            json.dumps({"version": label, "artifact_dir": str(where), "metrics": result.metrics}, default=str)
-        )
+        click.echo(json.dumps({"version": label, "artifact_dir": str(where), "metrics": trained.result.metrics},
+                              default=str))  # fmt: skip
         return
-    Console().print(metrics_table(result.metrics, f"{project}/{kind}: {label}"))
+    Console().print(metrics_table(trained.result.metrics, f"{project}/{kind}: {label}"))
     click.echo(f"artifacts: {where}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from histoloop.settings import Settings
+from kernel.settings import Settings
 
 
 @click.command("worker")

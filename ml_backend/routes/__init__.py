@@ -1,8 +1,9 @@
-"""One Flask blueprint per resource: health, setup, predict, versions (/webhook is workers.webhook's)."""
+"""One Flask blueprint per resource: health, setup, predict, versions, webhook."""
 
 from ml_backend.routes.health import blueprint as health
 from ml_backend.routes.predict import blueprint as predict
 from ml_backend.routes.setup import blueprint as setup
 from ml_backend.routes.versions import blueprint as versions
+from ml_backend.routes.webhook import blueprint as webhook
 
-BLUEPRINTS = (health, setup, predict, versions)
+BLUEPRINTS = (health, setup, predict, versions, webhook)

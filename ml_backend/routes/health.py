@@ -11,16 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
 
+from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail
-from ml_backend.projects import project_key
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/health")
 @blueprint.get("/")
-def health():
+def health() -> ResponseReturnValue:
     b = backend()
     if "project" in request.args:
         try:

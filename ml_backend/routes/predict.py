@@ -10,16 +10,17 @@ empty result for that task (see :mod:`ml_backend.engine`), never an error for th
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
 
+from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail, json_object
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
-from ml_backend.projects import project_key
 
 blueprint = Blueprint("predict", __name__)
 
 
 @blueprint.post("/predict")
-def predict():
+def predict() -> ResponseReturnValue:
     b = backend()
     body = json_object()
     tasks = body.get("tasks")

@@ -7,15 +7,16 @@ every registered (not failed) version's label, newest first. Without a project, 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
 
+from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail, json_object
-from ml_backend.projects import project_key
 
 blueprint = Blueprint("versions", __name__)
 
 
 @blueprint.route("/versions", methods=["GET", "POST"])
-def versions():
+def versions() -> ResponseReturnValue:
     b = backend()
     body = json_object(required=False)
     raw = body.get("project", request.args.get("project"))

@@ -12,8 +12,8 @@ import pytest
 
 from histoloop.demo import bootstrap, connect_backend, create_projects, training_config_toml, write_tiles
 from histoloop.labelstudio import LabelStudioServer
-from histoloop.settings import load_settings
 from histoloop.stack import Stack, settings_env
+from kernel.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD = 4
@@ -44,14 +44,11 @@ class Loop:
 
 
 @pytest.fixture(scope="session")
-def loop(tmp_path_factory: pytest.TempPathFactory):
+def loop(tmp_path_factory: pytest.TempPathFactory, test_redis: str):
     from redis import Redis
 
-    from workers.redis_server import ensure_redis
-
     base = tmp_path_factory.mktemp("e2e")
-    redis_url = os.environ.get("HISTOLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-    redis_handle = ensure_redis(redis_url)
+    redis_url = f"{test_redis}/15"
     redis = Redis.from_url(redis_url)
     redis.flushdb()
     document_root = base / "files"
@@ -96,5 +93,3 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
     finally:
         stack.stop()
         label_studio.stop()
-        if redis_handle is not None:
-            redis_handle.stop()

@@ -19,7 +19,7 @@ import requests
 import torch
 from PIL import Image
 
-from histoloop.settings import Settings
+from kernel.settings import Settings
 from training.artifacts import ModelCard, save_weights
 from training.registry import ModelVersion, Registry
 

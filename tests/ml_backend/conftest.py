@@ -21,7 +21,7 @@ import requests
 from backend_testkit import MONUSEG, MONUSEG_TILE, Live, png
 from werkzeug.serving import make_server
 
-from histoloop.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings
 
 
 @pytest.fixture

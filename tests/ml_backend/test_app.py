@@ -8,7 +8,7 @@ import pytest
 import requests
 from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, observed_predict_body
 
-from histoloop.settings import Secret
+from kernel.settings import Secret
 from ml_backend.models import UNTRAINED
 
 

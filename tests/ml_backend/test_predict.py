@@ -14,7 +14,7 @@ from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image
 
 from converters.rle import rle_to_mask
-from histoloop.settings import ProjectSettings, Secret
+from kernel.settings import ProjectSettings, Secret
 
 
 def check_prediction(prediction: dict, config: str, width: int, height: int, version: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ml_backend.projects import Projects, project_key
+from kernel.labelstudio import project_key
+from ml_backend.projects import Projects
 
 
 @pytest.mark.parametrize(("raw", "key"), [("4.1795424387", "4"), (4, "4"), ("12", "12"), ("007", "7")])

@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from training.base import PRIMARY_METRIC, TrainConfig, busy_cores, choose_threads, get_trainer
+from kernel.kinds import PRIMARY_METRIC
+from training.base import TrainConfig
+from training.runtime import busy_cores, choose_threads
+from training.tasks import get_trainer, task
 
 
 def test_get_trainer_and_primary_metrics() -> None:
@@ -18,14 +21,14 @@ def test_get_trainer_and_primary_metrics() -> None:
         "classify",
     ]
     assert set(PRIMARY_METRIC) == {"detect", "segment", "classify"}
-    with pytest.raises(ValueError, match="unknown kind"):
+    with pytest.raises(ValueError, match="unknown model kind"):
         get_trainer("keypoints")
 
 
 def test_config_to_dict_is_json_ready(tmp_path) -> None:
     d = TrainConfig(weights=tmp_path / "w.pt", extra={"arch": "Unet"}).to_dict()
     assert d["weights"] == str(tmp_path / "w.pt") and d["extra"] == {"arch": "Unet"}
-    assert TrainConfig().model_name("detect") == "yolo11n.yaml"
+    assert (TrainConfig().model or task("detect").default_model) == "yolo11n.yaml"
 
 
 def test_choose_threads() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.base import Cancelled, Progress, TrainConfig, TrainingError, get_trainer
+from training.base import Cancelled, Progress, TrainConfig, TrainingError
 from training.inference import ClassScores, load_model
+from training.tasks import get_trainer
 
 TINY = dict(epochs=2, batch=4, imgsz=32, model="resnet18", seed=0)
 

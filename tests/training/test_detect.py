@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.base import Cancelled, Progress, TrainConfig, TrainingError, evaluate, get_trainer
+from training.base import Cancelled, Progress, TrainConfig, TrainingError
+from training.evaluate import evaluate
 from training.inference import Detections, load_model
+from training.tasks import get_trainer
 
 TINY = dict(epochs=2, batch=4, imgsz=64, seed=0)
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from training.base import Cancelled, Progress, TrainConfig, TrainingError, get_trainer
+from training.base import Cancelled, Progress, TrainConfig, TrainingError
 from training.inference import SegmentationMap, load_model
+from training.tasks import get_trainer
 
 TINY = dict(epochs=2, batch=4, imgsz=64, model="resnet18", seed=0)
 

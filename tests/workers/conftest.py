@@ -1,7 +1,7 @@
 """Fixtures for the workers tests: a real Redis (one database per test), settings, real processes.
 
-- ``redis_url``: a Redis database of its own for this test (flushed first); a local redis-server is
-  started when none answers at HISTOLOOP_TEST_REDIS (default ``redis://127.0.0.1:6379``).
+- ``redis_url``: a Redis database of its own for this test (flushed first), on the tests' own
+  redis-server (``test_redis``: a free port, never the user's Redis).
 - ``wsettings(**project_overrides)``: settings on a fresh store, that Redis database, a queue of its
   own, device cpu; ``wenv(settings)``: the environment that gives a child process the same settings.
 - ``serve_backend(settings)``: ``ml_backend.app.create_app`` (which registers the webhook blueprint)
@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -27,25 +26,14 @@ from redis import Redis
 from werkzeug.serving import make_server
 from workers_testkit import EXPORT, EXPORT_CONFIG, LabelStudioStub, WorkerProcess, wenv
 
-from histoloop.settings import ProjectSettings, Settings, load_settings
+from kernel.settings import ProjectSettings, Settings, load_settings
 
-REDIS_BASE = os.environ.get("HISTOLOOP_TEST_REDIS", "redis://127.0.0.1:6379")
-_DBS = itertools.cycle(range(1, 13))  # 0 is the default deployment's, 13 the e2e tests'
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    from workers.redis_server import ensure_redis
-
-    handle = ensure_redis(REDIS_BASE + "/0")
-    yield REDIS_BASE
-    if handle is not None:
-        handle.stop()
+_DBS = itertools.cycle(range(1, 15))  # 15 is the e2e session's
 
 
 @pytest.fixture
-def redis_url(redis_server: str) -> Iterator[str]:
-    url = f"{redis_server}/{next(_DBS)}"
+def redis_url(test_redis: str) -> Iterator[str]:
+    url = f"{test_redis}/{next(_DBS)}"
     client = Redis.from_url(url)
     client.flushdb()
     yield url

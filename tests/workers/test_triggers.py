@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from histoloop.settings import ProjectSettings
+from kernel.settings import ProjectSettings
 from workers.triggers import KindState, decide
 
 

@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from flask import Flask
 from redis import Redis
 from rq import Queue
 from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, wenv
 
 from histoloop.stack import wait_for
-from workers.dispatch import dispatcher_for
 from workers.events import EventStore
 from workers.redis_server import start_redis
-from workers.webhook import blueprint
 
 OBSERVED = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "label-studio" / "requests-observed-1.23.2.jsonl"
@@ -37,15 +34,22 @@ def free_port() -> int:
 
 @pytest.fixture
 def small_app(serve_app):
-    """A Flask app made only of the webhook blueprint, served over HTTP on 127.0.0.1."""
+    """The backend app served over HTTP on 127.0.0.1; returns its /webhook URL (``.apps``: the apps)."""
+    from ml_backend.app import create_app
 
     def start(settings) -> str:
-        app = Flask("webhook-test")
-        app.config["HISTOLOOP_SETTINGS"] = settings
-        app.register_blueprint(blueprint)
+        app = create_app(settings)
+        start.apps.append(app)
         return serve_app(app) + "/webhook"
 
+    start.apps = []
     return start
+
+
+def dispatcher_of(small_app):
+    from ml_backend.context import EXTENSION
+
+    return small_app.apps[-1].extensions[EXTENSION].dispatcher
 
 
 def queued(settings) -> list[str]:
@@ -171,7 +175,7 @@ def test_redis_down_loses_nothing(wsettings, small_app) -> None:
         store = EventStore(settings.events_path)
         assert store.count_events("ANNOTATION_CREATED") == 60
         assert len(store.approved_ids("4", "detect")) == 60
-        assert dispatcher_for(settings).failures > 0  # the dispatch did try, and failed
+        assert dispatcher_of(small_app).failures > 0  # the dispatch did try, and failed
         redis_handle = start_redis(url)  # an empty Redis: the queue was lost with it
         expected = ["retrain-4-classify-1", "retrain-4-detect-1"]
         wait_for(lambda: queued(settings) == expected, 30, "the sweep after Redis came back")

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from histoloop.settings import Settings
+from kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "tests" / "data" / "labelstudio_export.json"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from histoloop.settings import Secret, load_settings
+from kernel.settings import Secret, load_settings
 
 
 def test_defaults_work_on_one_machine() -> None:

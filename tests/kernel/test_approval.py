@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.approval import is_approved, result_kinds
+from kernel.labelstudio import is_approved, result_kinds
 
 SUBMITTED = {"id": 1, "was_cancelled": False, "ground_truth": False, "result": [{"type": "rectanglelabels"}]}
 

@@ -115,7 +115,7 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, Secret):
                 value = "***" if value else ""
-            elif dataclasses.is_dataclass(value):
+            elif isinstance(value, ProjectSettings):
                 value = dataclasses.asdict(value)
             elif isinstance(value, dict):
                 value = {k: dataclasses.asdict(v) for k, v in value.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.promotion import should_promote
+from training.promotion import should_promote
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@
 - ``never``: the candidate stays a candidate; an admin promotes it (``histoloop models promote``);
 - ``if_better`` (default): promoted when there is no production version, or when the candidate's
   primary metric (mAP@0.5 for detect, Dice for segment, balanced accuracy for classify —
-  :data:`training.base.PRIMARY_METRIC`) beats production's by more than ``promotion_margin``, both
+  :data:`kernel.kinds.PRIMARY_METRIC`) beats production's by more than ``promotion_margin``, both
   measured by the same evaluation code on the same validation split of the new dataset;
 - ``always``: promoted whatever its metrics (a lab that reviews by hand afterwards).
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from training.base import PRIMARY_METRIC
+from kernel.kinds import PRIMARY_METRIC
 
 
 def _number(metrics: dict[str, Any] | None, name: str) -> float | None:

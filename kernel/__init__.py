@@ -1,0 +1,12 @@
+"""The kernel: what every floor of histoloop shares, importing nothing of the project.
+
+- :mod:`kernel.settings` — every setting, read once (environment, TOML file, defaults);
+- :mod:`kernel.kinds` — the model kinds and their primary metrics;
+- :mod:`kernel.labelstudio` — Label Studio's vocabulary: the project key, the approval rule (which
+  annotation counts), result types and control tags → kinds, a label config read once;
+- :mod:`kernel.sqlite` — the SQLite helper (a connection per thread, one write transaction shape).
+
+Floors above it (each imports only from those below): converters → training → workers → ml_backend →
+the shell (``histoloop``: the CLI, the demo, the process stack). ``tests/test_floors.py`` and
+``make lint`` (import-linter, see ``pyproject.toml``) keep it so.
+"""

@@ -1,0 +1,236 @@
+"""Label Studio's vocabulary, defined once: project keys, ids, which annotation counts, and what a label
+config asks for.
+
+**Project key.** Label Studio names a project ``4`` in webhooks, ``"4"`` in exports and
+``"4.1795424387"`` (``<id>.<created ts>``) in ``/setup`` and ``/predict``. :func:`project_key` turns each
+into the registry's key ``"4"`` and refuses anything else (non-ASCII digits, more than 18 digits, a list).
+
+**Approval rule** (per project, setting ``approval``). A cancelled (skipped) annotation or a draft never
+counts. Of the rest:
+
+- ``submitted`` (default): every submitted annotation, an empty result included ("no tumour here" is a
+  label);
+- ``ground_truth``: only annotations marked ground truth (the star);
+- ``reviewed``: only annotations a reviewer accepted (Label Studio Enterprise sends ``review_result``,
+  ``review_status``, ``is_accepted``, ``reviewed`` or ``reviews[].accepted``), or marked ground truth.
+
+The webhook's counter (:mod:`workers.intake`) and the export's selection
+(:func:`converters.labelstudio.select_annotations`) both call :func:`is_approved`, so what triggers a
+retraining is what the retraining trains on.
+
+**Label config.** :func:`read_label_config` parses it once (label_studio_sdk's parser) into
+:class:`LabelConfig`: its controls, each with its tag, the object it labels and its labels, and the model
+kinds its image controls need (:data:`CONTROL_KIND`).
+
+>>> project_key("4.1795424387"), project_key(4), project_key({"id": " 12 "})
+('4', '4', '12')
+>>> is_approved({"id": 7, "result": []}, "submitted"), is_approved({"id": 7, "result": []}, "ground_truth")
+(True, False)
+>>> cfg = read_label_config('<View><Image name="image" value="$image"/>'
+...     '<RectangleLabels name="box" toName="image"><Label value="Tumor"/></RectangleLabels></View>')
+>>> [(c.tag, c.name, c.to_name, c.data_key, c.labels, c.kind) for c in cfg.controls], cfg.kinds
+([('RectangleLabels', 'box', 'image', 'image', ('Tumor',), 'detect')], ('detect',))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final, Literal
+
+from kernel.kinds import Kind, in_kind_order
+
+Approval = Literal["submitted", "ground_truth", "reviewed"]
+APPROVAL_POLICIES: Final[tuple[Approval, ...]] = ("submitted", "ground_truth", "reviewed")
+
+MAX_ID: Final = 2**63 - 1
+"""Label Studio's ids are PostgreSQL/SQLite bigints."""
+
+_KEY = re.compile(r"[0-9]{1,18}")
+
+CONTROL_KIND: Final[dict[str, Kind]] = {
+    "RectangleLabels": "detect",
+    "BrushLabels": "segment",
+    "PolygonLabels": "segment",
+    "Choices": "classify",
+}
+"""The model kind that feeds (and learns from) each control tag on an image."""
+
+RESULT_KIND: Final[dict[str, Kind]] = {
+    "rectanglelabels": "detect",
+    "rectangle": "detect",
+    "brushlabels": "segment",
+    "brush": "segment",
+    "polygonlabels": "segment",
+    "polygon": "segment",
+    "choices": "classify",
+}
+"""The model kind an annotation result region (by its ``type``) is training data for."""
+
+
+class LabelConfigError(ValueError):
+    """A label config that cannot be parsed."""
+
+
+# -- keys and ids ------------------------------------------------------------------------------------
+def project_key(raw: Any) -> str:
+    """The registry's key of a Label Studio project reference; ``ValueError`` when it is not one.
+
+    Accepts ``4``, ``"4"``, ``"4.1795424387"`` (``<id>.<created ts>``) and ``{"id": 4}``.
+
+    >>> project_key("abc")
+    Traceback (most recent call last):
+    ...
+    ValueError: bad project reference 'abc': expected '<id>' or '<id>.<timestamp>' (1 to 18 digits)
+    """
+    if isinstance(raw, Mapping):
+        raw = raw.get("id")
+    if raw is None or isinstance(raw, bool):
+        raise ValueError("no project given")
+    if not isinstance(raw, int | str):
+        raise ValueError(f"bad project reference: a {type(raw).__name__}, expected an id")
+    text = str(raw).strip()
+    key = text.split(".", 1)[0]
+    if not _KEY.fullmatch(key) or int(key) > MAX_ID:
+        raise ValueError(
+            f"bad project reference {text[:64]!r}: expected '<id>' or '<id>.<timestamp>' (1 to 18 digits)"
+        )
+    return str(int(key))
+
+
+def label_studio_id(value: Any, what: str) -> int:
+    """A Label Studio id (an int in 0..2^63-1, not a bool); ``ValueError`` naming ``what`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ValueError(f"{what} must be an integer id in 0..2^63-1, got {str(value)[:40]!r}")
+    return value
+
+
+# -- which annotation counts -------------------------------------------------------------------------
+def check_approval(policy: str) -> Approval:
+    if policy not in APPROVAL_POLICIES:
+        raise ValueError(f"approval policy must be one of {', '.join(APPROVAL_POLICIES)}, not {policy!r}")
+    return policy
+
+
+def is_submitted(annotation: Mapping[str, Any]) -> bool:
+    """Not cancelled (skipped) and not a draft."""
+    return not (annotation.get("was_cancelled") or annotation.get("skipped") or annotation.get("is_draft"))
+
+
+def is_reviewed(annotation: Mapping[str, Any]) -> bool:
+    """A reviewer accepted it (Label Studio Enterprise's fields), or it is marked ground truth."""
+    if annotation.get("ground_truth") is True:
+        return True
+    for key in ("review_result", "review_status"):
+        if str(annotation.get(key) or "").lower() in ("accepted", "approved"):
+            return True
+    if annotation.get("reviewed") is True or annotation.get("is_accepted") is True:
+        return True
+    reviews = annotation.get("reviews")
+    return isinstance(reviews, list) and any(
+        isinstance(r, Mapping) and r.get("accepted") is True for r in reviews
+    )
+
+
+def is_approved(annotation: Mapping[str, Any], policy: str = "submitted") -> bool:
+    """Whether ``annotation`` (as a webhook or an export carries it) counts under ``policy``."""
+    check_approval(policy)
+    if not is_submitted(annotation):
+        return False
+    if policy == "ground_truth":
+        return annotation.get("ground_truth") is True
+    if policy == "reviewed":
+        return is_reviewed(annotation)
+    return True
+
+
+def result_kinds(result: Any) -> tuple[Kind, ...]:
+    """The model kinds an annotation result's regions feed, in kind order (a malformed result feeds none)."""
+    if not isinstance(result, list):
+        return ()
+    return in_kind_order(
+        RESULT_KIND.get(str(region.get("type", "")).lower())
+        for region in result
+        if isinstance(region, Mapping)
+    )
+
+
+# -- the label config --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Control:
+    """One control tag of a label config."""
+
+    tag: str
+    """``RectangleLabels``, ``BrushLabels``, ``Choices``, ``KeyPointLabels``..."""
+    name: str
+    """Its ``name``: a result's ``from_name``."""
+    to_name: str
+    """The object it labels: a result's ``to_name``."""
+    object_tag: str
+    """That object's tag (``Image``, ``Text``...)."""
+    data_key: str
+    """The task data key of the object's value (``$image`` -> ``image``); empty when it is no variable."""
+    labels: tuple[str, ...]
+    """Its labels or choices, in config order."""
+
+    @property
+    def on_image(self) -> bool:
+        return self.object_tag.lower() == "image"
+
+    @property
+    def kind(self) -> Kind | None:
+        """The model kind feeding it: only controls on an image with a variable value have one."""
+        return CONTROL_KIND.get(self.tag) if self.on_image and self.data_key else None
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """A parsed label config (see :func:`read_label_config`)."""
+
+    controls: tuple[Control, ...]
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """The model kinds its image controls need, in kind order."""
+        return in_kind_order(c.kind for c in self.controls)
+
+    def classes(self, tags: Iterable[str]) -> list[str]:
+        """The labels of the controls with these tags, in config order, once each."""
+        wanted, out = set(tags), list[str]()
+        for control in self.controls:
+            if control.tag in wanted:
+                out.extend(label for label in control.labels if label not in out)
+        return out
+
+
+@lru_cache(maxsize=64)
+def read_label_config(xml: str) -> LabelConfig:
+    """Parse a label config (XML text); :class:`LabelConfigError` when it is none. Cached: Label Studio
+    sends the same config with every request (the cache holds at most 64 configs)."""
+    if not isinstance(xml, str) or not xml.strip():
+        raise LabelConfigError("empty label config")
+    from label_studio_sdk._extensions.label_studio_tools.core.label_config import parse_config
+
+    try:
+        schema = parse_config(xml)
+    except Exception as exc:  # the SDK raises lxml/ValueError/KeyError variants
+        raise LabelConfigError(f"cannot parse the label config: {str(exc)[:300]}") from None
+    controls = []
+    for name, info in schema.items():
+        inputs = info.get("inputs") or [{}]
+        first = inputs[0] if isinstance(inputs[0], Mapping) else {}
+        value = str(first.get("value") or "")
+        to_names = info.get("to_name") or [""]
+        controls.append(
+            Control(
+                tag=str(info.get("type", "")),
+                name=str(name),
+                to_name=str(to_names[0]),
+                object_tag=str(first.get("type") or ""),
+                data_key=value,
+                labels=tuple(str(label) for label in info.get("labels") or ()),
+            )
+        )
+    return LabelConfig(tuple(controls))

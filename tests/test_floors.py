@@ -1,0 +1,61 @@
+"""The floors, kept by tools: import contracts (import-linter), mypy on the kernel, workers/ and ml_backend/,
+and a worker parent that never imports torch (CUDA and fork)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
+    return str(path)
+
+
+def test_import_contracts_hold() -> None:
+    done = subprocess.run([_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "2 kept, 0 broken" in done.stdout
+
+
+def test_a_floor_pointing_up_is_caught(tmp_path: Path) -> None:
+    """The contract is not vacuous: a copy of the tree where the kernel imports ml_backend breaks it."""
+    copy = tmp_path / "tree"
+    for name in ("kernel", "converters", "training", "workers", "ml_backend", "histoloop"):
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    (copy / "kernel" / "bad.py").write_text("import ml_backend.app\n")
+    done = subprocess.run([_tool("lint-imports")], cwd=copy, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(copy), "PATH": str(BIN)})  # fmt: skip
+    assert done.returncode != 0 and "kernel.bad -> ml_backend.app" in done.stdout, done.stdout[-3000:]
+
+
+def test_mypy_is_clean_on_the_typed_floors() -> None:
+    done = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:]
+
+
+def test_the_worker_parent_never_imports_torch() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from click.testing import CliRunner
+        from histoloop.cli.main import main
+        import workers.worker, workers.pipeline, workers.dispatch, workers.jobs, workers.intake
+        assert CliRunner().invoke(main, ["worker", "--help"]).exit_code == 0
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision")))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

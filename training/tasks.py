@@ -1,0 +1,66 @@
+"""The table of kinds: a kind is one row (:class:`training.base.Task`), as in ultralytics' ``task_map``.
+
+Its trainer, model builder, predictor, evaluator, dataset check and default recipe are found here and
+nowhere else; adding a kind is a new module with a ``TASK`` row and one line in :func:`task`. Rows are
+imported on first use, so a process that serves only segmentation never imports ultralytics.
+
+:class:`Trainer` is the one trainer every kind shares: the row's ``fit`` trains, then the held-out
+evaluation, ``metrics.json``, ``history.json`` and the training curves are written the same way for all.
+
+>>> trainer = get_trainer("classify")
+>>> trainer.kind, task("detect").default_model
+('classify', 'yolo11n.yaml')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kernel.kinds import PRIMARY_METRIC, Kind, check_kind
+from training.base import ProgressFn, Task, TrainConfig, TrainResult, report
+
+
+def task(kind: str) -> Task:
+    """The row of ``kind``; ``ValueError`` for an unknown kind."""
+    kind = check_kind(kind)
+    if kind == "detect":
+        from training.detect import TASK
+    elif kind == "segment":
+        from training.segment import TASK
+    else:
+        from training.classify import TASK
+    return TASK
+
+
+class Trainer:
+    """Trains one kind: the row's ``fit``, then the held-out evaluation and the version's JSON and plots."""
+
+    def __init__(self, row: Task) -> None:
+        self.task = row
+        self.kind: Kind = row.kind
+
+    def train(
+        self, dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
+    ) -> TrainResult:
+        from training.artifacts import write_json_atomic
+        from training.evaluate import evaluate
+        from training.plots import training_curves
+        from training.runtime import resolve_device
+
+        dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+        fitted = self.task.fit(dataset_dir, config, out_dir, progress)
+        history = fitted.history
+        report(progress, stage="eval", epoch=len(history), epochs=len(history))
+        metrics = evaluate(
+            out_dir, dataset_dir, split="val", device=resolve_device(config.device), plots_dir=out_dir
+        )
+        metrics["primary"] = PRIMARY_METRIC[self.kind]
+        write_json_atomic(out_dir / "history.json", history)
+        write_json_atomic(out_dir / "metrics.json", metrics)
+        training_curves(history, out_dir / "training_curves.png", ["loss", *self.task.curves])
+        return TrainResult(card=fitted.card, metrics=metrics, history=history)
+
+
+def get_trainer(kind: str) -> Trainer:
+    """The trainer of a kind: ``detect`` (ultralytics YOLO), ``segment`` (smp), ``classify`` (timm)."""
+    return Trainer(task(kind))

@@ -1,0 +1,122 @@
+"""What a Label Studio webhook changes in the event store: one payload in, one transaction.
+
+The backend's ``POST /webhook`` (:mod:`ml_backend.routes.webhook`) hands each payload to
+:func:`record_webhook`. Handled actions (payloads as Label Studio 1.23 sends them, see ../shared/NOTES.md):
+
+- ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` ``{annotation{id, task, result, was_cancelled,
+  ground_truth, ...}, project{id, label_config, ...}}``: the annotation is stored as approved or not under
+  the project's approval rule (:func:`kernel.labelstudio.is_approved`);
+- ``ANNOTATIONS_DELETED`` (plural) ``{annotations: [{id}], project}``: the annotations no longer count;
+- ``START_TRAINING`` (Label Studio's Train button): a retrain request for every model kind of the project;
+- ``PROJECT_UPDATED``: the stored label config (and so the project's model kinds) is updated.
+
+It never exports, trains or waits on Redis: the caller wakes the dispatcher. Other actions are ignored.
+The project token Label Studio puts in the payload is not stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kernel.labelstudio import (
+    LabelConfigError,
+    is_approved,
+    label_studio_id,
+    project_key,
+    read_label_config,
+    result_kinds,
+)
+from kernel.settings import Settings
+from workers.events import AnnotationRow, EventStore
+
+log = logging.getLogger(__name__)
+
+HANDLED = (
+    "ANNOTATION_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+    "START_TRAINING",
+    "PROJECT_UPDATED",
+)
+_KEEP_PROJECT_FIELDS = ("id", "title")
+
+
+class BadPayload(ValueError):
+    """A webhook payload that is not what Label Studio sends; the message says what is wrong."""
+
+
+def _project_of(payload: Mapping[str, Any], annotation: Mapping[str, Any] | None) -> str:
+    raw = payload.get("project")
+    if raw is None and annotation is not None:
+        raw = annotation.get("project")
+    try:
+        return project_key(raw)
+    except ValueError as exc:
+        raise BadPayload(f"{payload.get('action')}: {exc}") from None
+
+
+def _kinds_of(label_config: str) -> tuple[str, ...]:
+    try:
+        return read_label_config(label_config).kinds
+    except LabelConfigError as exc:
+        raise BadPayload(f"the project's label config: {exc}") from None
+
+
+def _slim(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as stored: the project reduced to id and title (no token, no config copy)."""
+    out = {k: v for k, v in payload.items() if k != "project"}
+    project = payload.get("project")
+    out["project"] = (
+        {k: project.get(k) for k in _KEEP_PROJECT_FIELDS} if isinstance(project, Mapping) else project
+    )
+    return out
+
+
+def record_webhook(settings: Settings, store: EventStore, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Record one webhook payload; returns the reply body. Raises :class:`BadPayload`."""
+    action = payload.get("action")
+    if action not in HANDLED:
+        return {"status": "ignored", "action": action}
+    annotation = payload.get("annotation") if isinstance(payload.get("annotation"), Mapping) else None
+    project = _project_of(payload, annotation)
+    raw_project = payload.get("project")
+    label_config = raw_project.get("label_config") if isinstance(raw_project, Mapping) else None
+    if label_config is not None and not isinstance(label_config, str):
+        raise BadPayload(f"{action}: project.label_config must be the label config XML string")
+    kinds = _kinds_of(label_config) if label_config else None
+    known_kinds = kinds if kinds is not None else store.project_kinds(project)
+    rows: list[AnnotationRow] = []
+    deleted: list[int] = []
+    requests: list[tuple[str, str]] = []
+    try:
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+            if annotation is None or annotation.get("id") is None:
+                raise BadPayload(f"{action}: no annotation id in the payload")
+            annotation_id = label_studio_id(annotation.get("id"), "annotation.id")
+            task = annotation.get("task")
+            task = task.get("id") if isinstance(task, Mapping) else task
+            task_id = None if task is None else label_studio_id(task, "annotation.task")
+            approved = is_approved(annotation, settings.project(project).approval)
+            ann_kinds = result_kinds(annotation.get("result")) or known_kinds
+            rows.append(AnnotationRow(annotation_id, task_id, ann_kinds, approved))
+        elif action == "ANNOTATIONS_DELETED":
+            items = payload.get("annotations")
+            if not isinstance(items, list):
+                raise BadPayload("ANNOTATIONS_DELETED: no 'annotations' list in the payload")
+            deleted = [
+                label_studio_id(a.get("id"), "annotations[].id") for a in items if isinstance(a, Mapping)
+            ]
+        elif action == "START_TRAINING":
+            if not known_kinds:
+                return {"status": "ignored", "action": action,
+                        "reason": "the label config has no trainable control"}  # fmt: skip
+            requests = [(kind, "START_TRAINING (Label Studio's Train button)") for kind in known_kinds]
+    except BadPayload:
+        raise
+    except ValueError as exc:
+        raise BadPayload(f"{action}: {exc}") from None
+    seq = store.record(action, project, _slim(payload), label_config=label_config, kinds=kinds,
+                       annotations=rows, deleted_ids=deleted, requests=requests)  # fmt: skip
+    return {"status": "recorded", "action": action, "project": project, "event": seq}

@@ -15,7 +15,7 @@ import errno
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from kernel.kinds import Kind
 from training.artifacts import ModelCard
@@ -104,6 +104,16 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+
+
+@runtime_checkable
+class StageProgress(Protocol):
+    """A progress callback that also hears the pipeline's stages (``convert``, ``train``, ``register``...):
+    the workers' :class:`workers.progress.JobProgress`."""
+
+    def __call__(self, progress: Progress) -> None: ...
+
+    def stage(self, stage: str, **extra: Any) -> None: ...
 
 
 @dataclass

@@ -27,11 +27,11 @@ from kernel.settings import Settings
 from training.base import (
     Cancelled,
     ProgressFn,
+    StageProgress,
     TrainConfig,
     TrainingError,
     TrainResult,
     failure_reason,
-    report,
 )
 from training.registry import ModelVersion, Registry
 
@@ -166,13 +166,13 @@ def retrain_from_tasks(
     tasks: list[dict[str, Any]],
     label_config: str,
     *,
-    progress: Any = None,
+    progress: ProgressFn | StageProgress | None = None,
     job_id: str = "manual",
 ) -> Retrained:
     """Label Studio tasks (an export) → dataset → candidate → promoted when better (see the module docstring).
 
-    ``progress``: a training progress callback; when it also has ``stage(name, **extra)`` (the workers'
-    :class:`workers.progress.JobProgress`), the pipeline stages are reported there too.
+    ``progress``: a training progress callback; a :class:`training.base.StageProgress` (the workers'
+    :class:`workers.progress.JobProgress`) hears the pipeline's stages too.
     """
     from converters.images import ImageLoader
     from converters.labelstudio import export_to_dataset
@@ -180,7 +180,7 @@ def retrain_from_tasks(
     from training.promotion import should_promote
 
     def stage(name: str, **extra: Any) -> None:
-        if hasattr(progress, "stage"):
+        if isinstance(progress, StageProgress):
             progress.stage(name, **extra)
 
     kind = check_kind(kind)
@@ -233,7 +233,3 @@ def _scalars(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if metrics is None:
         return None
     return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)}
-
-
-__all__ = ["Retrained", "Trained", "VersionFailed", "dataset_lineage", "report", "retrain_from_tasks",
-           "train_config", "train_version"]  # fmt: skip

@@ -34,13 +34,13 @@ from tqdm import tqdm
 from converters.dataset import DatasetWriter, safe_stem
 from converters.images import ImageError, ImageLoader
 from converters.labelstudio_regions import convert_regions
-from converters.layout import DatasetLayout
+from converters.layout import DATASET_KINDS, DatasetLayout
 from converters.regions import LabelConfig
 from converters.report import ConversionReport
 from converters.split import group_of, split_fraction, split_of_group
 from kernel.labelstudio import check_approval, is_approved, is_submitted
 
-KINDS = ("detect", "obb", "yolo-segment", "segment", "classify")
+KINDS = DATASET_KINDS
 
 
 def load_export(path_or_list: str | Path | list | dict) -> list[dict]:

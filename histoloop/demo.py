@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from converters.synthetic import Tile, make_tile
+from kernel.kinds import KINDS
 from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def _credentials(path: Path) -> dict[str, str]:
 
 def run_demo(settings: Settings, *, images: Path | None = None, count: int = 12, ls_port: int = 8080,
              backend_port: int = 9090, label_studio_venv: Path | None = None,
-             kinds: tuple[str, ...] = ("detect", "segment", "classify"), wait: Any = None) -> None:  # fmt: skip
+             kinds: tuple[str, ...] = KINDS, wait: Any = None) -> None:  # fmt: skip
     """Start everything, set up the demo projects, print the URL and login, run until ``wait()`` returns."""
     from histoloop.labelstudio import LabelStudioServer
     from histoloop.stack import Stack, settings_env

@@ -8,9 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from kernel.kinds import KINDS
 from kernel.settings import Settings
-
-KINDS = ("detect", "segment", "classify")
 
 
 def _redis_down(exc: Exception) -> click.ClickException:

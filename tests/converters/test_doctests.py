@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["rle", "images", "predictions", "labelstudio", "regions", "pathology", "split", "tiling", "report"]
+MODULES = [
+    "rle", "images", "predictions", "labelstudio", "regions", "pathology", "split", "tiling", "report",
+    "slides", "pyramid", "geojson",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,175 @@
+"""Whole-slide reading on real file structures written here: a SubIFD pyramid and an Aperio SVS layout made
+from the MoNuSeg tiles, a TIFF without resolution, a corrupt file; tissue found on the left half only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.geojson import (
+    box_geometry,
+    feature,
+    mask_polygons,
+    polygon_geometry,
+    shapely_of,
+    union_features,
+)
+from converters.pyramid import write_pyramid
+from converters.slides import (
+    Field,
+    SlideError,
+    open_slide,
+    read_field,
+    sample_fields,
+    tissue_fields,
+    tissue_mask,
+)
+from tests.slide_testkit import SLIDE_MPP, make_slide, slide_image
+
+
+@pytest.fixture(scope="module")
+def slide_path(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_slide(shared_data, tmp_path_factory.mktemp("slides") / "TCGA-AR-A1AK-01Z-00-DX1.tif")
+
+
+@pytest.fixture(scope="module")
+def svs_path(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_slide(shared_data, tmp_path_factory.mktemp("svs") / "S2.svs", layout="svs")
+
+
+def test_subifd_pyramid_levels_and_resolution(slide_path: Path) -> None:
+    with open_slide(slide_path) as s:
+        assert s.reader == "tiffslide"
+        assert s.mpp == pytest.approx(SLIDE_MPP)
+        assert s.dimensions == (2000, 2000)
+        assert s.level_downsamples == (1.0, 2.0, 4.0)
+        assert (
+            s.best_level(2.0) == 1
+            and s.best_level(3.9) == 1
+            and s.best_level(8) == 2
+            and s.best_level(0.5) == 0
+        )
+
+
+@pytest.mark.parametrize("reader", ["tiffslide", "openslide"])
+def test_svs_layout_with_either_reader(svs_path: Path, reader: str) -> None:
+    if reader == "openslide":
+        pytest.importorskip("openslide", reason="OpenSlide is optional (openslide-python + openslide-bin)")
+    with open_slide(svs_path, reader=reader) as s:
+        assert s.mpp == pytest.approx(SLIDE_MPP)
+        assert len(s.level_dimensions) == 3
+        field = Field(x=100, y=300, size=200, mpp=0.5, slide_mpp=s.mpp)
+        got = read_field(s, field)
+    assert got.shape == (200, 200, 3)
+
+
+def test_field_read_from_a_coarser_level_matches_level_zero(slide_path: Path, shared_data: Path) -> None:
+    """A field at 1 µm/px (4× down) is read from level 2 and matches the full-resolution image shrunk."""
+    import cv2
+
+    truth = slide_image(shared_data)
+    with open_slide(slide_path) as s:
+        f = Field(x=200, y=400, size=128, mpp=1.0, slide_mpp=s.mpp)
+        assert s.best_level(f.downsample) == 2
+        got = read_field(s, f)
+    want = cv2.resize(truth[400:912, 200:712], (128, 128), interpolation=cv2.INTER_AREA)
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 8  # JPEG twice, two resamplings
+    assert (
+        np.abs(got.astype(int) - np.roll(want, 8, axis=1).astype(int)).mean() > 12
+    )  # and it is not just texture
+
+
+def test_tissue_on_the_left_half_only_pen_and_glass_left_out(slide_path: Path) -> None:
+    with open_slide(slide_path) as s:
+        thumb, ds = s.thumbnail(max_size=500)
+        mask = tissue_mask(thumb)
+        fields = tissue_fields(s, size=128, mpp=1.0)  # 512 level-0 px each: a 3 × 3 grid fits
+    assert ds == pytest.approx(4.0)
+    cols = mask.mean(axis=0)
+    assert cols[: 1000 // 4 - 5].min() > 0.75 and cols[: 1000 // 4 - 5].mean() > 0.85  # the tissue half
+    assert cols[1000 // 4 + 5 :].max() < 0.01  # glass and the blue pen line
+    assert {(f.x, f.y) for f in fields} == {(x, y) for x in (0, 512) for y in (0, 512, 1024)}
+    assert all(f.tissue >= 0.5 for f in fields)
+    with open_slide(slide_path) as s:  # a grid stride of half a field: overlapping fields
+        assert len(tissue_fields(s, size=128, mpp=1.0, stride=64)) > len(fields)
+
+
+def test_sample_fields_is_reproducible_and_in_reading_order(slide_path: Path) -> None:
+    with open_slide(slide_path) as s:
+        fields = tissue_fields(s, size=64, mpp=1.0)
+    a, b = sample_fields(fields, 5, seed="slide-1"), sample_fields(fields, 5, seed="slide-1")
+    assert a == b and len(a) == 5 and a == sorted(a, key=fields.index)
+    assert sample_fields(fields, 5, seed="slide-2") != a
+    assert sample_fields(fields, None) == fields
+
+
+def test_corrupt_and_unresolved_slides_are_named(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 100)
+    with pytest.raises(SlideError, match="broken.svs"):
+        open_slide(bad)
+    import tifffile
+
+    plain = tmp_path / "nores.tif"
+    tifffile.imwrite(plain, np.zeros((64, 64, 3), np.uint8), photometric="rgb")
+    with pytest.raises(SlideError, match=r"nores.tif: no resolution"):
+        open_slide(plain, reader="tiffslide")
+    with open_slide(plain, reader="tiffslide", mpp=0.5) as s:
+        assert s.mpp == 0.5
+
+
+def test_pyramid_written_to_temp_then_renamed(tmp_path: Path) -> None:
+    p = write_pyramid(np.zeros((300, 300, 3), np.uint8), tmp_path / "x.tif", mpp=0.5, levels=(1, 2))
+    assert [q.name for q in tmp_path.iterdir()] == ["x.tif"] and p.stat().st_size > 0
+
+
+# -- slide coordinates and GeoJSON ------------------------------------------------------------------------
+
+
+def test_box_in_a_field_lands_on_the_same_slide_pixels(slide_path: Path) -> None:
+    """A box drawn on a field at 0.5 µm/px, mapped to the slide and read back at level 0, shows the same
+    tissue the field showed there."""
+    import cv2
+
+    with open_slide(slide_path) as s:
+        f = Field(x=300, y=700, size=256, mpp=0.5, slide_mpp=s.mpp)
+        field_img = read_field(s, f)
+        box = np.array([[40.0, 60.0], [140.0, 180.0]])  # x0 y0, x1 y1 in field px
+        geom = box_geometry(*f.to_slide(box).ravel())
+        (x0, y0), (x1, y1) = np.array(geom["coordinates"][0][0]), np.array(geom["coordinates"][0][2])
+        assert (x0, y0, x1, y1) == (380.0, 820.0, 580.0, 1060.0)
+        on_slide = s.read(0, int(x0), int(y0), int(x1 - x0), int(y1 - y0))
+    shrunk = cv2.resize(on_slide, (100, 120), interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - field_img[60:180, 40:140].astype(int)).mean() < 8
+    np.testing.assert_allclose(f.to_field(f.to_slide(box)), box)
+
+
+def test_a_mask_with_a_hole_stays_a_polygon_with_a_hole() -> None:
+    gland = np.zeros((100, 100), bool)
+    gland[10:90, 20:80] = True
+    gland[40:60, 40:60] = False  # the lumen
+    f = Field(x=5000, y=7000, size=100, mpp=0.5, slide_mpp=0.25)
+    (poly,) = mask_polygons(gland)
+    geom = polygon_geometry(poly, f.to_slide)
+    assert geom["type"] == "Polygon" and len(geom["coordinates"]) == 2  # the outer ring and the lumen
+    shape = shapely_of({"geometry": geom})
+    assert shape.bounds == (5040.0, 7020.0, 5160.0, 7180.0)
+    assert shape.area == pytest.approx((80 * 60 - 20 * 20) * 4, rel=0.002)
+    assert not shape.contains(shapely_of({"geometry": box_geometry(5085, 7085, 5115, 7115)}))
+
+
+def test_pieces_cut_by_field_borders_join() -> None:
+    left, right = np.zeros((50, 50), bool), np.zeros((50, 50), bool)
+    left[10:40, 30:] = True
+    right[10:40, :21] = True  # the right field starts at x=49: one column of overlap
+    pieces = []
+    for x, m in ((0, left), (49, right)):
+        f = Field(x=x, y=0, size=50, mpp=1.0, slide_mpp=1.0)
+        for p in mask_polygons(m):
+            pieces.append(feature(polygon_geometry(p, f.to_slide), "Tumor", measurements={"score": 0.8}))
+    (joined,) = union_features(pieces)
+    assert shapely_of(joined).bounds == (30.0, 10.0, 70.0, 40.0)
+    assert joined["properties"]["measurements"]["score"] == pytest.approx(0.8)
+    assert joined["properties"]["classification"] == {"name": "Tumor", "color": [200, 0, 0]}

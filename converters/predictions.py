@@ -111,14 +111,25 @@ def mask_to_polygon_results(
     to_name: str,
     min_area: float = 4.0,
     tolerance: float = 1.0,
+    origin: tuple[int, int] = (0, 0),
+    image_size: tuple[int, int] | None = None,
 ) -> list[dict]:
-    """One ``polygonlabels`` result per connected component of the mask (points in percent)."""
+    """One ``polygonlabels`` result per connected component of the mask (points in percent).
+
+    A mask of a crop: ``origin`` is the crop's top-left ``(x, y)`` in an image of ``image_size``
+    ``(width, height)``, so the polygons are traced on the crop alone.
+
+    >>> m = np.zeros((10, 10), bool); m[2:6, 2:6] = True
+    >>> r = mask_to_polygon_results(m, "Tumor", 0.9, "poly", "image", origin=(90, 40), image_size=(200, 100))
+    >>> r[0]["original_width"], min(p[0] for p in r[0]["value"]["points"])
+    (200, 46.25)
+    """
     mask = np.asarray(mask)
-    h, w = mask.shape
+    w, h = image_size if image_size is not None else (mask.shape[1], mask.shape[0])
     out = []
     for pts in mask_to_polygons(mask, min_area=min_area, tolerance=tolerance):
         # pixel centres of the contour → percent of the image
-        pct = (pts + 0.5) / np.array([w, h]) * 100
+        pct = (pts + 0.5 + np.asarray(origin, dtype=np.float64)) / np.array([w, h]) * 100
         out.append(
             {
                 "id": _id(),

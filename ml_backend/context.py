@@ -2,7 +2,7 @@
 
 The :class:`Backend` is built once per app (:func:`ml_backend.app.create_app`) and holds every piece of
 state a route reads: the settings, the registry and its model cache, what ``/setup`` told us, the image
-loader, the prediction engine, the event store and the dispatcher of ``/webhook``. Routes get it with
+loader, the prediction engine (batch and interactive), the event store and the dispatcher of ``/webhook``. Routes get it with
 :func:`backend`; nothing is kept in module globals.
 """
 
@@ -17,6 +17,7 @@ from flask import abort, current_app, jsonify, make_response, request
 from kernel.kinds import KINDS, Kind
 from kernel.settings import Settings
 from ml_backend.engine import Engine
+from ml_backend.interactive import InteractiveEngine
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
 from ml_backend.models import ModelCache
 from ml_backend.projects import Projects
@@ -38,6 +39,7 @@ class Backend:
     engine: Engine
     events: EventStore
     dispatcher: Dispatcher
+    interactive: InteractiveEngine
 
     @classmethod
     def build(cls, settings: Settings) -> Backend:
@@ -46,7 +48,7 @@ class Backend:
         images = TaskImages(settings)
         events = EventStore.from_settings(settings)
         return cls(settings, registry, cache, Projects(), images, Engine(settings, cache, images), events,
-                   Dispatcher(settings, events))  # fmt: skip
+                   Dispatcher(settings, events), InteractiveEngine(settings, cache, images))  # fmt: skip
 
     def kinds_of(self, key: str) -> tuple[Kind, ...]:
         """The model kinds a project's label config (from its last /setup) uses; all kinds if unknown."""

@@ -2,7 +2,8 @@
 
 Body (observed, Label Studio 1.23.2): ``{"tasks": [...], "project": "4.1795424387", "label_config":
 "<View>...", "params": {"login", "password", "context"}}``. Reply: ``{"results": [{"result": [...],
-"score": s, "model_version": v}, ...]}``. A malformed body is a 400 with the reason; a bad task is an
+"score": s, "model_version": v}, ...]}``. A ``params.context`` with a smart tool's region (Label Studio's
+interactive pre-annotation) is answered by :mod:`ml_backend.interactive` on a crop. A malformed body is a 400 with the reason; a bad task is an
 empty result for that task (see :mod:`ml_backend.engine`), never an error for the batch. The
 ``Server-Timing`` header gives the milliseconds spent on images, model calls and results.
 """
@@ -14,6 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail, json_object
+from ml_backend.interactive import is_interactive
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
 
 blueprint = Blueprint("predict", __name__)
@@ -41,7 +43,11 @@ def predict() -> ResponseReturnValue:
         plan = parse_label_config(config)
     except LabelConfigError as exc:
         fail(400, f"project {key}: {exc}")
-    version, results, timings = b.engine.predict(key, tasks, plan, state)
+    params = body.get("params")
+    if isinstance(params, dict) and is_interactive(params):
+        version, results, timings = b.interactive.predict(key, tasks, params["context"], plan, state)
+    else:
+        version, results, timings = b.engine.predict(key, tasks, plan, state)
     response = jsonify(results=results, model_version=version)
     response.headers["Server-Timing"] = ", ".join(f"{k};dur={1000 * v:.2f}" for k, v in timings.items())
     return response

@@ -1,7 +1,7 @@
 """The Flask app Label Studio talks to: ``create_app(settings)``.
 
 Routes (one blueprint per resource, see :mod:`ml_backend.routes`): ``GET /health``, ``POST /setup``,
-``POST /predict``, ``GET /versions`` and ``POST /webhook``, all fed from one :class:`ml_backend.context.Backend`.
+``POST /predict``, ``GET /versions``, ``POST /webhook`` and ``GET /metrics``, all fed from one :class:`ml_backend.context.Backend`.
 Optional HTTP basic auth (``basic_auth_user``/``basic_auth_password``, the
 credentials of Label Studio's "Connect model" form) guards every route except ``/webhook``: the webhook
 Label Studio creates for an ML backend sends no credentials.
@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from kernel.settings import Settings
 from ml_backend.context import EXTENSION, Backend
 from ml_backend.routes import BLUEPRINTS
+from ml_backend.telemetry import instrument
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> Flask:
     app.extensions[EXTENSION] = Backend.build(settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    instrument(app)
     if settings.basic_auth_user:
         _require_basic_auth(app, settings.basic_auth_user, settings.basic_auth_password.get())
 

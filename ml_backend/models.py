@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ml_backend.telemetry import count_model_load
 from training.registry import ModelVersion, Registry
 from training.runtime import resolve_device
 
@@ -183,8 +184,10 @@ class ModelCache:
                 )
                 with self._lock:
                     self._failed[version.id] = reason
+                count_model_load(kind, ok=False)
                 return reason
             loaded = LoadedModel(version, predictor)
+            count_model_load(kind, ok=True)
             with self._lock:
                 self._loaded[key] = loaded
             log.info(

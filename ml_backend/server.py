@@ -10,6 +10,8 @@ calls are serialised per model anyway, and torch uses every core for one call).
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
 
 from flask import Flask
@@ -17,6 +19,8 @@ from gunicorn.app.base import BaseApplication
 
 from kernel.settings import Settings
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Read by prometheus_client when it is first imported: this module never imports it (the workers do)."""
 PREDICT_TIMEOUT_S = 120
 """gunicorn's worker timeout; Label Studio gives /predict 100 s."""
 
@@ -41,6 +45,7 @@ class GunicornApp(BaseApplication):
             "keepalive": 5,
             "accesslog": "-",
             "errorlog": "-",
+            "child_exit": _child_exit,
         }
 
     def load_config(self) -> None:
@@ -54,8 +59,29 @@ class GunicornApp(BaseApplication):
         return create_app(self.settings)
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    from ml_backend.telemetry import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
+def multiprocess_metrics(settings: Settings, port: int) -> str | None:
+    """With several workers: prometheus-client's multiprocess mode in ``<store>/prometheus/<port>``
+    (emptied at start), unless ``PROMETHEUS_MULTIPROC_DIR`` is set already. Must run before the workers
+    import prometheus_client (gunicorn loads the app in each worker, after this)."""
+    if os.environ.get(MULTIPROC_ENV):
+        return os.environ[MULTIPROC_ENV]
+    directory = settings.model_store / "prometheus" / str(port)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return str(directory)
+
+
 def run_gunicorn(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 4) -> None:
     """Serve with gunicorn until stopped (SIGINT/SIGTERM)."""
+    if workers > 1:
+        multiprocess_metrics(settings, port)
     GunicornApp(settings, GunicornApp.options_for(host, port, workers, threads)).run()
 
 

@@ -17,6 +17,7 @@ from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail, json_object
 from ml_backend.interactive import is_interactive
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
+from ml_backend.telemetry import count_predictions
 
 blueprint = Blueprint("predict", __name__)
 
@@ -46,8 +47,10 @@ def predict() -> ResponseReturnValue:
     params = body.get("params")
     if isinstance(params, dict) and is_interactive(params):
         version, results, timings = b.interactive.predict(key, tasks, params["context"], plan, state)
+        count_predictions("interactive", results)
     else:
         version, results, timings = b.engine.predict(key, tasks, plan, state)
+        count_predictions("batch", results)
     response = jsonify(results=results, model_version=version)
     response.headers["Server-Timing"] = ", ".join(f"{k};dur={1000 * v:.2f}" for k, v in timings.items())
     return response

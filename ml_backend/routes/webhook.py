@@ -12,6 +12,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ml_backend.context import backend, fail
+from ml_backend.telemetry import count_webhook
 from workers.intake import BadPayload, record_webhook
 
 blueprint = Blueprint("webhook", __name__)
@@ -26,7 +27,9 @@ def webhook() -> ResponseReturnValue:
     try:
         reply = record_webhook(b.settings, b.events, payload)
     except BadPayload as exc:
+        count_webhook(payload["action"], "bad payload")
         fail(400, str(exc))
+    count_webhook(payload["action"], str(reply.get("status", "")))
     if reply["status"] == "recorded":
         b.dispatcher.notify(reply["project"])
     return jsonify(reply), 200

@@ -1,0 +1,171 @@
+"""What the backend counts for Prometheus (``GET /metrics``, :mod:`ml_backend.routes.metrics`).
+
+==================================================== =========================================================
+metric                                               what
+==================================================== =========================================================
+``histoloop_http_requests_total{route,method,status}`` requests per route (the URL rule, e.g. ``/predict``)
+``histoloop_http_request_duration_seconds{route}``   latency histogram per route
+``histoloop_predicted_tasks_total{mode,outcome}``    tasks answered by ``/predict`` (``batch``/``interactive``;
+                                                     ``ok``/``error``)
+``histoloop_predicted_regions_total{kind,mode}``     regions sent, by the model kind that made them
+``histoloop_model_loads_total{kind,outcome}``        production versions loaded (``ok``/``failed``)
+``histoloop_webhook_events_total{action,status}``    Label Studio webhooks (``recorded``, ``ignored``...)
+``histoloop_jobs{state}``                            retraining jobs in RQ by state (read at scrape time)
+``histoloop_redis_up``                               whether Redis answered that read
+==================================================== =========================================================
+
+The counters live in one :class:`prometheus_client.CollectorRegistry` per process. Under gunicorn with
+several worker processes, ``histoloop serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
+multiprocess mode: each process writes its values to files there) and ``/metrics`` adds up every
+process's; the jobs gauge is read from Redis by whichever process answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kernel.labelstudio import RESULT_KIND
+from kernel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REGISTRY = CollectorRegistry(auto_describe=True)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 100.0)
+
+HTTP_REQUESTS = Counter(
+    "histoloop_http_requests", "HTTP requests by route, method and status", ("route", "method", "status"),
+    registry=REGISTRY,
+)  # fmt: skip
+HTTP_LATENCY = Histogram(
+    "histoloop_http_request_duration_seconds", "HTTP request latency by route", ("route",),
+    buckets=LATENCY_BUCKETS, registry=REGISTRY,
+)  # fmt: skip
+PREDICTED_TASKS = Counter(
+    "histoloop_predicted_tasks", "Tasks answered by /predict", ("mode", "outcome"), registry=REGISTRY
+)
+PREDICTED_REGIONS = Counter(
+    "histoloop_predicted_regions", "Regions sent to Label Studio, by model kind", ("kind", "mode"),
+    registry=REGISTRY,
+)  # fmt: skip
+MODEL_LOADS = Counter(
+    "histoloop_model_loads", "Production model versions loaded", ("kind", "outcome"), registry=REGISTRY
+)
+WEBHOOK_EVENTS = Counter(
+    "histoloop_webhook_events", "Label Studio webhook events", ("action", "status"), registry=REGISTRY
+)
+JOB_STATES = ("queued", "started", "deferred", "scheduled", "finished", "failed", "canceled")
+
+
+def count_predictions(mode: str, items: Iterable[dict[str, Any]]) -> None:
+    """Count the tasks and regions of one ``/predict`` reply."""
+    for item in items:
+        PREDICTED_TASKS.labels(mode, "error" if item.get("error") else "ok").inc()
+        for region in item.get("result") or ():
+            kind = RESULT_KIND.get(str(region.get("type", "")).lower(), "other")
+            PREDICTED_REGIONS.labels(kind, mode).inc()
+
+
+def count_model_load(kind: str, ok: bool) -> None:
+    MODEL_LOADS.labels(kind, "ok" if ok else "failed").inc()
+
+
+def count_webhook(action: str, status: str) -> None:
+    WEBHOOK_EVENTS.labels(action[:64], status).inc()
+
+
+def instrument(app: Flask) -> None:
+    """Count every request of ``app`` by route (its URL rule, so unknown paths are one ``other``)."""
+
+    @app.before_request
+    def _start() -> None:
+        g.histoloop_started = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "other"
+        HTTP_REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
+        started = g.get("histoloop_started")
+        if started is not None:
+            HTTP_LATENCY.labels(rule).observe(time.perf_counter() - started)
+        return response
+
+
+class JobsCollector(Collector):
+    """``histoloop_jobs{state}`` and ``histoloop_redis_up``, read from RQ when scraped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("histoloop_jobs", "Retraining jobs in RQ by state", labels=("state",))
+        up = GaugeMetricFamily("histoloop_redis_up", "Whether Redis answered the jobs query")
+        try:
+            counts = job_counts(self.settings)
+        except Exception as exc:  # Redis down: say so, never fail the scrape
+            log.info("/metrics: no job counts (%s: %s)", type(exc).__name__, exc)
+            up.add_metric([], 0)
+        else:
+            for state in JOB_STATES:
+                jobs.add_metric([state], counts.get(state, 0))
+            up.add_metric([], 1)
+            yield jobs
+        yield up
+
+
+def job_counts(settings: Settings) -> dict[str, int]:
+    from rq import Queue
+    from rq.registry import (
+        CanceledJobRegistry,
+        DeferredJobRegistry,
+        FailedJobRegistry,
+        FinishedJobRegistry,
+        ScheduledJobRegistry,
+        StartedJobRegistry,
+    )
+
+    from workers.jobs import redis_connection
+
+    redis = redis_connection(settings.redis_url)
+    queue = Queue(settings.queue, connection=redis)
+    return {
+        "queued": queue.count,
+        "started": StartedJobRegistry(queue=queue).count,
+        "deferred": DeferredJobRegistry(queue=queue).count,
+        "scheduled": ScheduledJobRegistry(queue=queue).count,
+        "finished": FinishedJobRegistry(queue=queue).count,
+        "failed": FailedJobRegistry(queue=queue).count,
+        "canceled": CanceledJobRegistry(queue=queue).count,
+    }
+
+
+def exposition(settings: Settings) -> bytes:
+    """The Prometheus text of this process (or of every process, in multiprocess mode) plus the jobs."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+        text = generate_latest(counters)
+    else:
+        text = generate_latest(REGISTRY)
+    jobs = CollectorRegistry()
+    jobs.register(JobsCollector(settings))
+    return text + generate_latest(jobs)
+
+
+def mark_process_dead(pid: int) -> None:
+    """gunicorn's ``child_exit`` hook in multiprocess mode (drops a dead worker's live gauges)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,122 @@
+"""``GET /metrics`` in Prometheus' text format, over real HTTP, with real Redis/RQ and a real gunicorn."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import requests
+from backend_testkit import BOX_CONFIG, add_version, task
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(metrics: dict, name: str, **labels: str) -> float:
+    return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_requests_predictions_loads_webhooks_and_jobs(make_settings, serve, test_redis) -> None:
+    from redis import Redis
+    from rq import Queue
+
+    settings = make_settings(redis_url=f"{test_redis}/3", queue="metrics-test")
+    Redis.from_url(settings.redis_url).flushdb()
+    Queue(settings.queue, connection=Redis.from_url(settings.redis_url)).enqueue("os.getpid")
+    add_version(settings, "4", "detect")
+    live = serve(settings)
+    before = samples(live.session.get(f"{live.url}/metrics", timeout=10).text)
+    live.setup(BOX_CONFIG)
+    out = live.predict(
+        [task(1, "/data/local-files/?d=images/a.png"), task(2, "/data/local-files/?d=images/gone.png")]
+    )
+    regions = len(out["results"][0]["result"])
+    live.session.post(
+        f"{live.url}/webhook", json={"action": "TASKS_CREATED", "tasks": [], "project": {"id": 4}}
+    )
+    live.session.get(f"{live.url}/nowhere/1")
+
+    r = live.session.get(f"{live.url}/metrics", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=")
+    after = samples(r.text)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("histoloop_http_requests_total", route="/predict", method="POST", status="200") == 1
+    assert delta("histoloop_http_requests_total", route="/setup", method="POST", status="200") == 1
+    assert delta("histoloop_http_requests_total", route="other", method="GET", status="404") == 1
+    assert delta("histoloop_http_request_duration_seconds_count", route="/predict") == 1
+    assert delta("histoloop_http_request_duration_seconds_sum", route="/predict") > 0
+    assert delta("histoloop_predicted_tasks_total", mode="batch", outcome="ok") == 1
+    assert delta("histoloop_predicted_tasks_total", mode="batch", outcome="error") == 1
+    assert regions and delta("histoloop_predicted_regions_total", kind="detect", mode="batch") == regions
+    assert delta("histoloop_model_loads_total", kind="detect", outcome="ok") == 1
+    assert delta("histoloop_webhook_events_total", action="TASKS_CREATED", status="ignored") == 1
+    assert value(after, "histoloop_jobs", state="queued") == 1
+    assert value(after, "histoloop_redis_up") == 1
+
+
+def test_redis_down_is_a_gauge_not_an_error(make_settings, serve) -> None:
+    live = serve(make_settings(redis_url="redis://127.0.0.1:9/0"))
+    r = live.session.get(f"{live.url}/metrics", timeout=10)
+    assert r.status_code == 200
+    metrics = samples(r.text)
+    assert value(metrics, "histoloop_redis_up") == 0
+    assert not any(name == "histoloop_jobs" for name, _ in metrics)
+
+
+def test_several_gunicorn_workers_add_up(make_settings, tmp_path) -> None:
+    """Multiprocess mode: requests served by two worker processes are all counted, whichever answers."""
+    import socket
+
+    settings = make_settings()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(HISTOLOOP_MODEL_STORE=str(settings.model_store), HISTOLOOP_REDIS_URL="redis://127.0.0.1:9/0",
+               HISTOLOOP_LOCAL_FILES_ROOT=str(settings.local_files_root), HISTOLOOP_DEVICE="cpu")  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "histoloop.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
+            time.sleep(0.5)
+        for _ in range(40):  # new connections: gunicorn's two workers take turns
+            requests.get(f"{url}/health", timeout=10, headers={"Connection": "close"})
+        metrics = samples(requests.get(f"{url}/metrics", timeout=10).text)
+        assert (
+            value(metrics, "histoloop_http_requests_total", route="/health", method="GET", status="200") >= 41
+        )
+        files = list((settings.model_store / "prometheus" / str(port)).glob("counter_*.db"))
+        assert files, "the workers write their counters where /metrics adds them up"
+    finally:
+        proc.terminate()
+        proc.wait(30)

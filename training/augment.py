@@ -1,6 +1,9 @@
 """Augmentations for histology crops (numpy, no extra dependency): random crops from large tiles, flips and
-90° rotations (tissue has no up), and H&E colour jitter in optical-density space (stain strength varies
-from lab to lab and slide to slide).
+90° rotations (tissue has no up), and H&E colour jitter in stain space (stain strength varies from lab to
+lab and slide to slide): colour deconvolution (Ruifrok & Johnston's H&E-DAB matrix, skimage's ``rgb2hed``)
+into haematoxylin, eosin and DAB concentrations, each scaled and shifted a little (Tellez et al. 2018,
+"HED" augmentation), and back to RGB. The three linear steps are folded into one 3×3 matrix per image, so
+it costs one float32 matmul over the optical densities (BENCHMARKS.md, ## Stain).
 
 >>> rng = np.random.default_rng(0)
 >>> img, mask = np.zeros((100, 80, 3), np.uint8), np.zeros((100, 80), np.uint8)
@@ -43,13 +46,45 @@ def flip_rotate(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Gener
     return np.ascontiguousarray(image), None if mask is None else np.ascontiguousarray(mask)
 
 
+RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64)
+"""Stain vectors (rows: haematoxylin, eosin, DAB) in optical density: skimage.color.rgb_from_hed."""
+HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
+
+
+def optical_density(image: np.ndarray) -> np.ndarray:
+    """(..., 3) float32 optical density ``-log((I + 1) / 256)`` of an RGB uint8 image (0 = white glass)."""
+    return -np.log((image.astype(np.float32) + 1.0) / 256.0)
+
+
+def from_optical_density(od: np.ndarray) -> np.ndarray:
+    return np.clip(256.0 * np.exp(-od) - 1.0, 0, 255).round().astype(np.uint8)
+
+
+def rgb_to_hed(image: np.ndarray) -> np.ndarray:
+    """(..., 3) float32 haematoxylin, eosin and DAB concentrations (optical-density units; not clipped, so
+    :func:`hed_to_rgb` gives the image back)."""
+    return optical_density(image) @ HED_FROM_RGB.astype(np.float32)
+
+
+def hed_to_rgb(hed: np.ndarray) -> np.ndarray:
+    return from_optical_density(hed @ RGB_FROM_HED.astype(np.float32))
+
+
 def he_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 0.05) -> np.ndarray:
-    """Scale and shift each channel's optical density by a small random amount (stain variation)."""
-    od = -np.log((image.astype(np.float32) + 1.0) / 256.0)
-    alpha = rng.uniform(1 - strength, 1 + strength, 3).astype(np.float32)
-    beta = rng.uniform(-strength, strength, 3).astype(np.float32)
-    out = 256.0 * np.exp(-(od * alpha + beta)) - 1.0
-    return np.clip(out, 0, 255).astype(np.uint8)
+    """Scale each stain's concentration by ``1 ± 2·strength`` and shift it by ``± strength`` (optical
+    density), at random: ``hed' = hed · α + β``, done as one matrix on the optical densities.
+
+    >>> img = np.full((4, 4, 3), (180, 90, 160), np.uint8)
+    >>> out = he_jitter(img, np.random.default_rng(1))
+    >>> out.shape, out.dtype, bool((out != img).any()), int(np.abs(out.astype(int) - img).max()) < 40
+    ((4, 4, 3), dtype('uint8'), True, True)
+    """
+    alpha = rng.uniform(1 - 2 * strength, 1 + 2 * strength, 3)
+    beta = rng.uniform(-strength, strength, 3)
+    matrix = (HED_FROM_RGB * alpha) @ RGB_FROM_HED  # rgb OD -> hed, scaled per stain, -> rgb OD
+    shift = beta @ RGB_FROM_HED
+    od = optical_density(image) @ matrix.astype(np.float32) + shift.astype(np.float32)
+    return from_optical_density(od)
 
 
 def to_tensor(image: np.ndarray, mean, std):

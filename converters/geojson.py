@@ -186,6 +186,24 @@ def union_features(
     return out
 
 
+def clip_features(features: Iterable[dict[str, Any]], width: float, height: float) -> list[dict[str, Any]]:
+    """The features cut to the slide's rectangle ``[0, width] × [0, height]`` (those left empty dropped)."""
+    from shapely.geometry import box, mapping
+
+    frame = box(0, 0, width, height)
+    out = []
+    for f in features:
+        s = shapely_of(f)
+        if frame.contains(s):
+            out.append(f)
+            continue
+        cut = s.intersection(frame)
+        if cut.is_empty or cut.area <= 0:
+            continue
+        out.append({**f, "geometry": json.loads(json.dumps(mapping(cut)))})
+    return out
+
+
 def feature_collection(features: Iterable[dict[str, Any]], **properties: Any) -> dict[str, Any]:
     fc: dict[str, Any] = {"type": "FeatureCollection", "features": list(features)}
     if properties:

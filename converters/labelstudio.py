@@ -204,7 +204,8 @@ def _assign(
     seed: int, test_fraction: float = 0.0,
 ) -> None:  # fmt: skip
     for it in items:
-        it.group = group_of(it.name, group_regex)
+        given = (it.task.get("data") or {}).get("group")  # slide fields carry their patient/slide group
+        it.group = str(given) if given not in (None, "") else group_of(it.name, group_regex)
     if isinstance(split, str):
         for it in items:
             it.split = split
@@ -352,6 +353,9 @@ def _convert_item(
         else:
             writer.write_labels(split, stem, out.lines)
     extra = {"image": url}
+    mpp = (it.task.get("data") or {}).get("mpp")  # a slide field's resolution (µm/px): the model's, later
+    if isinstance(mpp, int | float) and not isinstance(mpp, bool) and mpp > 0:
+        extra["mpp"] = float(mpp)
     if kind == "classify":
         extra["class"] = out.cls
     writer.add_item(stem, split, task_id, [ann.get("id")], it.group, **extra)

@@ -119,17 +119,24 @@ class ClassifyPredictor(TiledPredictor):
     """Softmax over the classes of the whole image resized to the input size."""
 
     def predict(self, image: np.ndarray) -> ClassScores:
+        return ClassScores(probs=self.predict_many([image])[0], classes=list(self.card.classes))
+
+    def predict_many(self, images: list[np.ndarray]) -> np.ndarray:
+        """(N, C) softmax probabilities of several images in one forward pass (slide fields)."""
         import torch
         from PIL import Image
 
-        image = _check_image(image)
         size = self.card.input_size
-        resized = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        batch = np.stack(
+            [
+                np.array(Image.fromarray(_check_image(im)).resize((size, size), Image.BILINEAR))
+                for im in images
+            ]
+        )
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         with torch.inference_mode():
             logits = self.model(self._normalise(x).contiguous(memory_format=self.memory_format))
-        probs = logits.float().softmax(dim=1)[0].cpu().numpy()
-        return ClassScores(probs=probs.astype(np.float32), classes=list(self.card.classes))
+        return logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
 
 
 def evaluate(

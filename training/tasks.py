@@ -49,6 +49,10 @@ class Trainer:
 
         dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
         fitted = self.task.fit(dataset_dir, config, out_dir, progress)
+        mpp = config.extra.get("mpp") or dataset_mpp(dataset_dir)
+        if mpp:  # the resolution the model was trained at: slide prediction reads fields at it
+            fitted.card.extra["mpp"] = float(mpp)
+            fitted.card.save(out_dir)
         history = fitted.history
         report(progress, stage="eval", epoch=len(history), epochs=len(history))
         metrics = evaluate(
@@ -59,6 +63,21 @@ class Trainer:
         write_json_atomic(out_dir / "metrics.json", metrics)
         training_curves(history, out_dir / "training_curves.png", ["loss", *self.task.curves])
         return TrainResult(card=fitted.card, metrics=metrics, history=history)
+
+
+def dataset_mpp(dataset_dir: Path) -> float | None:
+    """The resolution (µm/px) of a dataset's images when its manifest records one for every item (slide
+    fields imported by ``histoloop slides import`` carry it), the median when they differ; else None."""
+    from converters.layout import Manifest
+
+    try:
+        items = Manifest.read(Path(dataset_dir)).items
+    except ValueError:
+        return None
+    found = [i.extra.get("mpp") for i in items]
+    if not found or not all(isinstance(m, int | float) and m > 0 for m in found):
+        return None
+    return float(sorted(found)[len(found) // 2])
 
 
 def get_trainer(kind: str) -> Trainer:

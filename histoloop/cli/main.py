@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "jobs": "histoloop.cli.jobs:jobs",
     "retrain": "histoloop.cli.jobs:retrain",
     "demo": "histoloop.cli.demo:demo",
+    "slides": "histoloop.cli.slides:slides",
     "settings": "histoloop.cli.main:show_settings",
 }
 

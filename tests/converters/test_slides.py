@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from slide_testkit import SLIDE_MPP, make_slide, slide_image
 
 from converters.geojson import (
     box_geometry,
@@ -26,7 +27,6 @@ from converters.slides import (
     tissue_fields,
     tissue_mask,
 )
-from tests.slide_testkit import SLIDE_MPP, make_slide, slide_image
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +173,59 @@ def test_pieces_cut_by_field_borders_join() -> None:
     assert shapely_of(joined).bounds == (30.0, 10.0, 70.0, 40.0)
     assert joined["properties"]["measurements"]["score"] == pytest.approx(0.8)
     assert joined["properties"]["classification"] == {"name": "Tumor", "color": [200, 0, 0]}
+
+
+# -- Label Studio annotations on fields → slide GeoJSON; slide fields → datasets ----------------------------
+
+
+def _field_task(tid: int, results: list[dict], x: int = 4000, y: int = 6000) -> dict:
+    data = {"image": f"/data/local-files/?d=slides/ab/S1_x{x}_y{y}_0.5um.png", "slide": "S1.svs", "slide_id": "ab",
+            "group": "patient-7", "x": x, "y": y, "size": 200, "mpp": 0.5, "slide_mpp": 0.25, "downsample": 2.0}  # fmt: skip
+    return {"id": tid, "data": data, "annotations": [{"id": tid * 10, "result": results}]}
+
+
+def test_annotations_on_fields_land_on_the_slide() -> None:
+    from converters.rle import mask_to_rle
+    from converters.slide_annotations import annotations_to_features
+
+    gland = np.zeros((200, 200), np.uint8)
+    gland[50:150, 40:160] = 255
+    gland[80:120, 80:120] = 0
+    size = {"original_width": 200, "original_height": 200}
+    rect = {"type": "rectanglelabels", **size, "value": {"x": 10, "y": 25, "width": 20, "height": 5,
+                                                         "rectanglelabels": ["tumor"]}}  # fmt: skip
+    brush = {"type": "brushlabels", **size, "value": {"format": "rle", "rle": mask_to_rle(gland),
+                                                      "brushlabels": ["gland"]}}  # fmt: skip
+    choice = {"type": "choices", "value": {"choices": ["malignant"]}}
+    tasks = [
+        _field_task(1, [rect, brush]),
+        _field_task(2, [choice], x=0, y=0),
+        {"id": 3, "data": {"image": "x"}},
+    ]
+    by_slide, report = annotations_to_features(tasks)
+    box, glandf, field = by_slide["S1.svs"]
+    # the rectangle: field px (20, 50)-(60, 60) → slide (4000 + 2·20, 6000 + 2·50)-(4120, 6120)
+    assert shapely_of(box).bounds == (4040.0, 6100.0, 4120.0, 6120.0)
+    assert box["properties"]["task"] == 1 and box["properties"]["classification"]["name"] == "tumor"
+    g = shapely_of(glandf)
+    assert len(g.interiors) == 1 and g.bounds == (4080.0, 6100.0, 4320.0, 6300.0)
+    assert shapely_of(field).bounds == (0.0, 0.0, 400.0, 400.0)
+    assert field["properties"]["classification"]["name"] == "malignant"
+    assert report.skipped == [("task 3", "not a slide field (no x/y/size/mpp/slide_mpp in its data)")]
+
+
+def test_fields_keep_their_slide_group_and_resolution_in_datasets(tmp_path: Path) -> None:
+    import json
+
+    from converters.labelstudio import export_to_dataset
+
+    rect = {"type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 200,
+            "original_height": 200, "value": {"x": 10, "y": 10, "width": 20, "height": 20,
+                                              "rectanglelabels": ["tumor"]}}  # fmt: skip
+    tasks = [_field_task(i, [rect], x=400 * i) for i in range(1, 4)]
+    config = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+              '<Label value="tumor"/></RectangleLabels></View>')  # fmt: skip
+    report = export_to_dataset(tasks, "detect", tmp_path / "ds", label_config=config, images=None)
+    assert report.converted == 3
+    items = json.loads((tmp_path / "ds" / "manifest.json").read_text())["items"]
+    assert {i["group"] for i in items} == {"patient-7"} and {i["mpp"] for i in items} == {0.5}

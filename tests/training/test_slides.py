@@ -1,0 +1,112 @@
+"""A registered model version over a whole slide (a real pyramid made here from the MoNuSeg tiles): fields
+of the tissue only, regions joined across field borders, GeoJSON in slide coordinates, overlay, heat map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from converters.layout import DatasetLayout
+from training.artifacts import ModelCard, save_weights
+from training.slides import DEFAULT_MODEL_MPP, model_mpp, predict_slide
+from training.tasks import dataset_mpp
+
+
+@pytest.fixture(scope="module")
+def slide(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from slide_testkit import make_slide
+
+    return make_slide(
+        shared_data, tmp_path_factory.mktemp("slide") / "TCGA-AR-A1AK-01Z-00-DX1.tif", size=1000
+    )
+
+
+def _constant_segmenter(directory: Path) -> Path:
+    """A real U-Net whose head says "tumor" everywhere (zero weights, bias +10): every field's core is tumor."""
+    from training.segment import build_model
+
+    card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
+                     arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+    state = build_model(card).state_dict()
+    for k in [k for k in state if k.startswith("segmentation_head")]:
+        state[k] = torch.zeros_like(state[k]) + (10.0 if k.endswith("bias") else 0.0)
+    card.save(directory)
+    save_weights(state, directory)
+    return directory
+
+
+def test_segment_over_the_tissue_joined_across_fields(slide: Path, tmp_path: Path) -> None:
+    version = _constant_segmenter(tmp_path / "v1")
+    result = predict_slide(
+        slide, version, tmp_path / "out", device="cpu", field_size=128, version_label="segment-v1"
+    )
+    assert result.mpp == 1.0 and result.field_size == 128
+    # 128 px at 1 µm/px = 512 slide px (0.25 µm/px), a step of 120 px (overlap 8 = input / 4) = 480 slide px:
+    # rows at 0, 480, 960 (the last reaching past the edge); the column at 480 holds 4 % tissue: left out
+    assert result.fields == 3 and result.read_seconds > 0 and result.model_seconds > 0
+    fc = json.loads(Path(result.outputs["geojson"]).read_text())
+    assert fc["properties"]["model_version"] == "segment-v1" and fc["properties"]["mpp"] == 1.0
+    (feat,) = fc["features"]  # three fields' cores, one region
+    from shapely.geometry import shape
+
+    region = shape(feat["geometry"])
+    assert region.geom_type == "Polygon" and len(region.interiors) == 0
+    assert region.bounds == (0.0, 0.0, 512.0, 1000.0)  # one column of fields, clipped to the slide's bottom
+    assert region.area == pytest.approx(512 * 1000)
+    props = feat["properties"]
+    assert props["classification"]["name"] == "tumor" and props["measurements"]["score"] > 0.99
+    overlay = np.array(Image.open(result.outputs["overlay"]))
+    assert overlay.shape == (1000, 1000, 3)
+    assert overlay[500, 900].tolist() == [243, 243, 243]  # glass: nothing drawn
+    assert overlay[500, 200, 0] > overlay[500, 200, 2]  # tissue: tinted red
+
+
+def test_classify_heat_map_per_field(slide: Path, tmp_path: Path) -> None:
+    import timm
+
+    card = ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
+                     input_size=32, extra={"mpp": 2.0, "field_size": 32})  # fmt: skip
+    torch.manual_seed(0)
+    card.save(tmp_path / "v")
+    save_weights(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), tmp_path / "v")
+    result = predict_slide(slide, tmp_path / "v", tmp_path / "out", device="cpu")
+    # 32 px at 2 µm/px = 256 slide px: a 4 × 4 grid (the last reaching past the edge), tissue in 2 columns
+    assert result.field_size == 32 and result.fields == 8
+    fc = json.loads(Path(result.outputs["geojson"]).read_text())
+    assert len(fc["features"]) == 8
+    for f in fc["features"]:
+        m = f["properties"]["measurements"]
+        assert m["p(benign)"] + m["p(malignant)"] == pytest.approx(1, abs=1e-5)
+        assert f["properties"]["classification"]["name"] in ("benign", "malignant")
+    heat = np.array(Image.open(result.outputs["heatmap"]))
+    assert heat.shape == (4 * 8, 4 * 8, 3)
+    assert (heat[0, -1] == 128).all() and not (
+        heat[0, 0] == 128
+    ).all()  # no tissue top right; a field top left
+
+
+def test_corrupt_slide_is_named(tmp_path: Path) -> None:
+    from converters.slides import SlideError
+
+    bad = tmp_path / "cut-short.svs"
+    bad.write_bytes(b"II*\x00\x08\x00\x00\x00" + b"\xff" * 64)
+    version = _constant_segmenter(tmp_path / "v")
+    with pytest.raises(SlideError, match="cut-short.svs"):
+        predict_slide(bad, version, tmp_path / "out", device="cpu")
+
+
+def test_training_resolution_from_the_dataset(tmp_path: Path) -> None:
+    layout = DatasetLayout(tmp_path)
+    items = [{"stem": f"s{i}", "split": "train", "mpp": 0.5} for i in range(3)]
+    layout.manifest.write_text(json.dumps({"kind": "segment", "classes": ["t"], "items": items}))
+    assert dataset_mpp(tmp_path) == 0.5
+    items.append({"stem": "plain", "split": "val"})  # a tile of unknown resolution: none recorded
+    layout.manifest.write_text(json.dumps({"kind": "segment", "classes": ["t"], "items": items}))
+    assert dataset_mpp(tmp_path) is None
+    card = ModelCard(kind="segment", classes=["t"], arch={}, input_size=32)
+    assert model_mpp(card) == DEFAULT_MODEL_MPP and model_mpp(card, 0.25) == 0.25

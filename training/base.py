@@ -151,6 +151,8 @@ class Task:
     check_dataset: Callable[[Path], list[str]]
     default_model: str
     curves: tuple[str, ...] = ()
+    evaluates_files: bool = False
+    """Its ``evaluate`` reads the dataset's image files itself (not through the predictor)."""
 
 
 def report(progress: ProgressFn | None, **kwargs: Any) -> None:

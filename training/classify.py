@@ -22,7 +22,7 @@ from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, to_tensor
 from training.base import Fitted, ProgressFn, Task, TrainConfig, TrainingError
 from training.datasets import check_classify, classify_items, read_image
-from training.inference import ClassScores, TiledPredictor, _check_image, load_model
+from training.inference import ClassScores, TiledPredictor, load_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
 from training.metrics import classification_metrics
 from training.plots import confusion_matrix, pr_curve
@@ -129,7 +129,7 @@ class ClassifyPredictor(TiledPredictor):
         size = self.card.input_size
         batch = np.stack(
             [
-                np.array(Image.fromarray(_check_image(im)).resize((size, size), Image.BILINEAR))
+                np.array(Image.fromarray(self._prepare(im)).resize((size, size), Image.BILINEAR))
                 for im in images
             ]
         )

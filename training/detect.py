@@ -27,7 +27,7 @@ from converters.layout import DATA_YAML, DatasetLayout
 from training.artifacts import ModelCard, load_weights, save_weights
 from training.base import Cancelled, Fitted, ProgressFn, Task, TrainConfig, TrainingError, report
 from training.datasets import check_detect, detect_names, list_images
-from training.inference import Detections, TiledPredictor, _check_image, _resize
+from training.inference import Detections, TiledPredictor, _resize
 from training.metrics import f1
 from training.runtime import resolve_device, set_train_threads
 
@@ -248,7 +248,7 @@ class DetectPredictor(TiledPredictor):
         import torchvision
         from ultralytics.utils.nms import non_max_suppression
 
-        image = _check_image(image)
+        image = self._prepare(image)
         scale = float(self.card.extra.get("scale", 1.0))
         scaled = _resize(image, scale)
         end2end = bool(getattr(self.model.model[-1], "end2end", False))
@@ -337,5 +337,5 @@ def evaluate(
 
 TASK = Task(
     kind="detect", fit=fit, build_model=build_model, predictor=DetectPredictor, evaluate=evaluate,
-    check_dataset=check_detect, default_model=DEFAULT_MODEL, curves=("mAP50", "mAP50-95"),
+    check_dataset=check_detect, default_model=DEFAULT_MODEL, curves=("mAP50", "mAP50-95"), evaluates_files=True,
 )  # fmt: skip

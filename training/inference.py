@@ -138,12 +138,21 @@ class TiledPredictor:
     def __init__(self, card: ModelCard, model, device: str, channels_last: bool | None = None) -> None:
         import torch
 
+        from training.stain import normaliser
+
         self.card, self.model, self.device = card, model.to(device).eval(), device
+        self.stain = normaliser(card.extra.get("stain"))
+        """The version's stain normalisation (training/stain.py), or None."""
         self.overlap = max(0, card.input_size // 4)
         self.memory_format = torch.contiguous_format
         if channels_last if channels_last is not None else CHANNELS_LAST and device == "cpu":
             self.memory_format = torch.channels_last
             self.model = model.to(memory_format=self.memory_format)
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """A checked RGB image, stain-normalised as the version was trained when it was."""
+        image = _check_image(image)
+        return self.stain(image) if self.stain is not None else image
 
     def _batches(self, image: np.ndarray, pad_value: float):
         """Yield (windows, tensor (B,3,S,S) float in [0,1]) for the tiles of ``image``, padded to S."""

@@ -26,7 +26,7 @@ from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, random_crop, to_tensor
 from training.base import Fitted, ProgressFn, Task, TrainConfig, TrainingError
 from training.datasets import check_segment, read_image, read_mask, segment_pairs
-from training.inference import SegmentationMap, TiledPredictor, _check_image, _resize, load_model
+from training.inference import SegmentationMap, TiledPredictor, _resize, load_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
 from training.metrics import segmentation_metrics
 from training.runtime import resolve_device, seed_everything
@@ -172,7 +172,7 @@ class SegmentPredictor(TiledPredictor):
     def predict(self, image: np.ndarray) -> SegmentationMap:
         import torch
 
-        image = _check_image(image)
+        image = self._prepare(image)
         scale = float(self.card.extra.get("scale", 1.0))
         scaled = _resize(image, scale)
         h, w = scaled.shape[:2]

@@ -14,7 +14,11 @@ evaluation, ``metrics.json``, ``history.json`` and the training curves are writt
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from kernel.kinds import PRIMARY_METRIC, Kind, check_kind
 from training.base import ProgressFn, Task, TrainConfig, TrainResult, report
@@ -48,21 +52,49 @@ class Trainer:
         from training.runtime import resolve_device
 
         dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
-        fitted = self.task.fit(dataset_dir, config, out_dir, progress)
-        mpp = config.extra.get("mpp") or dataset_mpp(dataset_dir)
-        if mpp:  # the resolution the model was trained at: slide prediction reads fields at it
-            fitted.card.extra["mpp"] = float(mpp)
-            fitted.card.save(out_dir)
-        history = fitted.history
-        report(progress, stage="eval", epoch=len(history), epochs=len(history))
-        metrics = evaluate(
-            out_dir, dataset_dir, split="val", device=resolve_device(config.device), plots_dir=out_dir
-        )
+        with stain_normalised(dataset_dir, config) as (stain, fit_dir):
+            fitted = self.task.fit(fit_dir, config, out_dir, progress)
+            mpp = config.extra.get("mpp") or dataset_mpp(dataset_dir)
+            if mpp:  # the resolution the model was trained at: slide prediction reads fields at it
+                fitted.card.extra["mpp"] = float(mpp)
+            if stain:  # every later use of the version normalises the same way (training/stain.py)
+                fitted.card.extra["stain"] = stain
+            if mpp or stain:
+                fitted.card.save(out_dir)
+            history = fitted.history
+            report(progress, stage="eval", epoch=len(history), epochs=len(history))
+            # the predictors normalise the raw images themselves; a kind evaluated by a library that reads
+            # the files (ultralytics' validator) gets the normalised copy
+            eval_dir = fit_dir if self.task.evaluates_files else dataset_dir
+            metrics = evaluate(
+                out_dir, eval_dir, split="val", device=resolve_device(config.device), plots_dir=out_dir
+            )
         metrics["primary"] = PRIMARY_METRIC[self.kind]
         write_json_atomic(out_dir / "history.json", history)
         write_json_atomic(out_dir / "metrics.json", metrics)
         training_curves(history, out_dir / "training_curves.png", ["loss", *self.task.curves])
         return TrainResult(card=fitted.card, metrics=metrics, history=history)
+
+
+@contextmanager
+def stain_normalised(dataset_dir: Path, config: TrainConfig) -> Iterator[tuple[dict[str, Any] | None, Path]]:
+    """(the card's stain entry, the dataset to train on): with ``extra["stain_reference"]`` a temporary copy
+    of the dataset with every image normalised to the reference, else (None, the dataset itself)."""
+    ref = config.extra.get("stain_reference")
+    if not ref:
+        yield None, dataset_dir
+        return
+    from training.base import TrainingError
+    from training.stain import fit_reference, normalise_dataset, normaliser
+
+    try:
+        entry = fit_reference(Path(ref), method=config.extra.get("stain", "macenko"))
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"stain reference {ref}: {exc}") from exc
+    fn = normaliser(entry)
+    assert fn is not None
+    with tempfile.TemporaryDirectory(prefix="histoloop-stain-") as tmp:
+        yield entry, normalise_dataset(dataset_dir, Path(tmp) / dataset_dir.name, fn)
 
 
 def dataset_mpp(dataset_dir: Path) -> float | None:

@@ -4,6 +4,7 @@ of the tissue only, regions joined across field borders, GeoJSON in slide coordi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,34 @@ def test_training_resolution_from_the_dataset(tmp_path: Path) -> None:
     assert dataset_mpp(tmp_path) is None
     card = ModelCard(kind="segment", classes=["t"], arch={}, input_size=32)
     assert model_mpp(card) == DEFAULT_MODEL_MPP and model_mpp(card, 0.25) == 0.25
+
+
+def test_detect_boxes_in_slide_coordinates(slide: Path, tmp_path: Path) -> None:
+    """A random YOLO whose class logits say yes everywhere: every box kept is inside the slide, in slide
+    coordinates, with its class and its score as a measurement."""
+    from shapely.geometry import shape
+
+    from training.detect import build_model
+
+    torch.manual_seed(0)
+    card = ModelCard(kind="detect", classes=["tumor", "stroma"], arch={"model": "yolo11n.yaml"}, input_size=64,
+                     extra={"mpp": 1.0})  # fmt: skip
+    card.save(tmp_path / "v")
+    state = build_model(card).state_dict()
+    for k in [k for k in state if re.search(r"\.cv3\.\d+\.2\.bias$", k)]:  # class logits: everything is sure
+        state[k] = torch.full_like(state[k], 10.0)
+    save_weights(state, tmp_path / "v")
+    result = predict_slide(
+        slide, tmp_path / "v", tmp_path / "out", device="cpu", field_size=128, min_score=0.0
+    )
+    assert result.fields == 6  # overlap 16 (input / 4): columns at 0 and 448 (10 % tissue), rows 0, 448, 896
+    fc = json.loads(Path(result.outputs["geojson"]).read_text())
+    boxes = [shape(f["geometry"]).bounds for f in fc["features"]]
+    assert len(boxes) > 20
+    assert all(0 <= x0 < x1 <= 1000 and 0 <= y0 < y1 <= 1000 for x0, y0, x1, y1 in boxes)
+    for f in fc["features"]:
+        assert (
+            f["properties"]["objectType"] == "detection"
+            and 0 <= f["properties"]["measurements"]["score"] <= 1
+        )
+        assert f["properties"]["classification"]["name"] in ("tumor", "stroma")

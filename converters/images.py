@@ -2,7 +2,8 @@
 
 A task's image is one of: ``/data/local-files/?d=<path>`` (Label Studio's local-files storage: read from
 ``local_root`` directly, never outside it, else fetched from Label Studio), ``/data/upload/...`` and
-other Label Studio paths (fetched from ``label_studio_url`` with ``Authorization: Token <key>``), an
+other Label Studio paths (fetched from ``label_studio_url`` with the key: ``Authorization: Token <key>`` for a
+legacy token, ``Bearer <access token>`` for a Personal Access Token, see :mod:`converters.lsauth`), an
 http(s) URL (the key is sent only to Label Studio's own host), or a local path (inside ``local_root``
 when one is set). TIFF, PNG and JPEG are read; size limits are checked before decoding. Every failure is
 an :class:`ImageError` naming the URL and the reason (never the key).
@@ -98,12 +99,14 @@ class ImageLoader:
             return self._inside_root(url, url)
         return path
 
-    def _headers_for(self, url: str) -> dict[str, str]:
-        if not self._api_key or not self.label_studio_url:
-            return {}
+    def _key_for(self, url: str, api_key: str | None) -> str | None:
+        """The key to send with ``url``: only to Label Studio's own host (``api_key`` over the loader's)."""
+        key = api_key or self._api_key
+        if not key or not self.label_studio_url:
+            return None
         if urlsplit(url).netloc != urlsplit(self.label_studio_url).netloc:
-            return {}
-        return {"Authorization": f"Token {self._api_key}"}
+            return None
+        return key
 
     def read_bytes(self, url_or_path: str | Path, api_key: str | None = None) -> tuple[bytes, str]:
         """The raw file bytes and a name (for its suffix)."""
@@ -125,15 +128,9 @@ class ImageLoader:
             if not self.label_studio_url:
                 raise ImageError(f"{url}: a Label Studio path, but no Label Studio URL is configured")
             url = self.label_studio_url + url
-        headers = self._headers_for(url)
-        if (
-            api_key
-            and self.label_studio_url
-            and urlsplit(url).netloc == urlsplit(self.label_studio_url).netloc
-        ):
-            headers = {"Authorization": f"Token {api_key}"}
+        key = self._key_for(url, api_key)
         try:
-            with requests.get(url, headers=headers, timeout=self.timeout, stream=True) as r:
+            with self._get(url, key) as r:
                 if r.status_code != 200:
                     raise ImageError(f"{url}: HTTP {r.status_code}")
                 chunks, total = [], 0
@@ -149,6 +146,29 @@ class ImageLoader:
         if query_d:
             name = Path(query_d[0]).name
         return b"".join(chunks), name
+
+    def _get(self, url: str, key: str | None) -> Any:
+        """GET with the key's header (legacy token or PAT, :mod:`converters.lsauth`); a PAT's access token
+        refused with 401 is exchanged once more and the request retried."""
+        import requests
+
+        from converters.lsauth import TokenError, auth_headers, forget_access, is_personal_access_token
+
+        assert self.label_studio_url is not None or key is None
+        try:
+            headers = auth_headers(key, self.label_studio_url or "", self.timeout) if key else {}
+        except TokenError as exc:
+            raise ImageError(f"{url}: {exc}") from None
+        r = requests.get(url, headers=headers, timeout=self.timeout, stream=True)
+        if r.status_code == 401 and key and is_personal_access_token(key):
+            r.close()
+            forget_access(key, self.label_studio_url or "")
+            try:
+                headers = auth_headers(key, self.label_studio_url or "", self.timeout)
+            except TokenError as exc:
+                raise ImageError(f"{url}: {exc}") from None
+            r = requests.get(url, headers=headers, timeout=self.timeout, stream=True)
+        return r
 
     # -- decoding -------------------------------------------------------------------------------------
     def decode(self, data: bytes, name: str, url: str = "") -> np.ndarray:

@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 AutoPromote = Literal["never", "if_better", "always"]
 Approval = Literal["submitted", "ground_truth", "reviewed"]
+Uncertainty = Literal["confidence", "entropy", "margin", "boundary"]
+UNCERTAINTY_MEASURES: tuple[Uncertainty, ...] = ("confidence", "entropy", "margin", "boundary")
 
 
 class Secret(str):
@@ -60,6 +62,10 @@ class ProjectSettings:
     """Which annotations count as approved (see README, "Which annotations count")."""
     label_map: dict[str, str] = field(default_factory=dict)
     """Model class name -> label-config label name, where they differ."""
+    uncertainty: Uncertainty = "confidence"
+    """What a prediction's task ``score`` measures (lower = review first): ``confidence`` (the regions' mean
+    score), ``entropy`` or ``margin`` of the class probabilities, ``boundary`` (a mask's mean uncertainty
+    along its edges); see ml_backend/uncertainty.py."""
     val_fraction: float = 0.2
     split_group_regex: str | None = None
     """Group items for the train/val split by this regex's first group (default: TCGA patient)."""
@@ -158,6 +164,8 @@ def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str)
         raise ValueError(f"{where}: auto_promote must be never|if_better|always")
     if settings.approval not in ("submitted", "ground_truth", "reviewed"):
         raise ValueError(f"{where}: approval must be submitted|ground_truth|reviewed")
+    if settings.uncertainty not in UNCERTAINTY_MEASURES:
+        raise ValueError(f"{where}: uncertainty must be {'|'.join(UNCERTAINTY_MEASURES)}")
     return settings
 
 

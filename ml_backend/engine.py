@@ -3,7 +3,8 @@
 For each task: load each image the config's controls point at (once), run each needed model on it
 (once per kind and image, shared by the controls of that kind), and let each control's predictor turn
 the output into results. The task score is :func:`converters.predictions.task_score` of the region
-scores (lower = more uncertain = review first).
+scores (lower = more uncertain = review first), or the project's ``uncertainty`` measure of the model
+outputs (:mod:`ml_backend.uncertainty`).
 
 One bad task (no image URL, unreachable or corrupt image, a model error) gets an empty result with the
 reason in ``error`` and a warning in the log; the other tasks are still predicted. Every item carries
@@ -27,6 +28,7 @@ from ml_backend.models import ModelCache, Serving
 from ml_backend.predictors import PREDICTORS, ControlPredictor
 from ml_backend.projects import ProjectState
 from ml_backend.task_images import TaskImages
+from ml_backend.uncertainty import task_uncertainty_score
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,18 @@ class Engine:
         version = serving.model_version
         for kind, reason in serving.missing.items():
             log.info("project %s: no %s predictions (%s)", project, kind, reason)
-        predictors = self._predictors(project, plan, serving)
+        predictors = self._predictors(project, plan, serving, state)
+        ps = state.settings(self.settings.project(project))
+        measure, min_score = ps.uncertainty, ps.min_score
         out: list[dict[str, Any]] = []
         failed = 0
         for index, task in enumerate(tasks):
             try:
-                results = self._task(task, predictors, serving, state, timings) if predictors else []
-                out.append({"result": results, "score": _task_score(results), "model_version": version})
+                outputs: dict[tuple[str, str], Any] = {}
+                results = self._task(task, predictors, serving, state, timings, outputs) if predictors else []
+                score = _task_score(results) if measure == "confidence" else task_uncertainty_score(
+                    measure, {kind: o for (kind, _), o in outputs.items()}, min_score)  # fmt: skip
+                out.append({"result": results, "score": score, "model_version": version})
             except Exception as exc:  # one bad task never fails the batch
                 failed += 1
                 reason = str(exc) if isinstance(exc, ValueError | OSError) else f"{type(exc).__name__}: {exc}"
@@ -75,8 +82,10 @@ class Engine:
         )  # fmt: skip
         return version, out, timings
 
-    def _predictors(self, project: str, plan: LabelPlan, serving: Serving) -> list[ControlPredictor]:
-        ps = self.settings.project(project)
+    def _predictors(
+        self, project: str, plan: LabelPlan, serving: Serving, state: ProjectState
+    ) -> list[ControlPredictor]:
+        ps = state.settings(self.settings.project(project))
         return [
             PREDICTORS[c.tag](c, LabelMapper(c.labels, ps.label_map), ps.min_score)
             for c in plan.controls
@@ -90,11 +99,12 @@ class Engine:
         serving: Serving,
         state: ProjectState,
         timings: dict[str, float],
+        outputs: dict[tuple[str, str], Any] | None = None,
     ) -> list[dict[str, Any]]:
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise TaskError("the task has no 'data' object")
         images: dict[str, np.ndarray] = {}
-        outputs: dict[tuple[str, str], Any] = {}
+        outputs = {} if outputs is None else outputs
         results: list[dict[str, Any]] = []
         for predictor in predictors:
             control = predictor.control

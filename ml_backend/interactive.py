@@ -126,9 +126,8 @@ class InteractiveEngine:
         output = model.predict(np.ascontiguousarray(image[y0:y1, x0:x1]))
         timings["model"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        mappers = {
-            c.from_name: LabelMapper(c.labels, self.settings.project(project).label_map) for c in targets
-        }
+        label_map = state.settings(self.settings.project(project)).label_map
+        mappers = {c.from_name: LabelMapper(c.labels, label_map) for c in targets}
         if kind == "segment":
             results = _segment_results(output, prompt, (x0, y0, x1, y1), targets, mappers, width, height)
         else:

@@ -2,7 +2,8 @@
 
 Body (observed, Label Studio 1.23.2): ``{"project": "4.1795424387", "schema": "<View>...",
 "hostname": "http://localhost:8080", "access_token": "...", "extra_params": null}``. The label config,
-hostname and token are remembered for the project (the token in memory only, never echoed). The reply
+hostname and token are remembered for the project (the token in memory only, never echoed), and
+``extra_params`` is read (a token, serving settings: :mod:`ml_backend.projects`). The reply
 is the same ``model_version`` every prediction of the next ``/predict`` carries, so Label Studio does not
 duplicate predictions.
 """
@@ -43,6 +44,7 @@ def setup() -> ResponseReturnValue:
         config,
         hostname if isinstance(hostname, str) else None,
         token if isinstance(token, str) else None,
+        body.get("extra_params"),
     )
     b.cache.warm(key, kinds)
     return jsonify(model_version=b.cache.versions(key, kinds).model_version)

@@ -1,0 +1,121 @@
+"""How uncertain the model is about a task: the prediction's ``score``, per project (``uncertainty``).
+
+Label Studio's Data Manager sorts by the prediction score ("Prediction score" column, ascending): the
+lower, the sooner a pathologist should look. Each measure maps a model output to a score in [0, 1]
+(1 = sure), per kind; a task with several kinds gets the lowest (its most uncertain model):
+
+============== ================================= ============================== ==========================
+measure        classify (class probabilities)    segment (pixel probabilities)  detect (box confidences)
+============== ================================= ============================== ==========================
+``confidence`` the top probability               mean probability in the masks  mean box confidence
+               (the regions' mean score: the     (as sent with each region)     (0 when nothing is found)
+               default, as before)
+``entropy``    1 - entropy / log(C)              1 - mean pixel entropy         1 - mean binary entropy
+                                                 (background as a class)        of the confidences
+``margin``     top-1 minus top-2 probability     mean margin of top two         mean ``|2p - 1|``
+                                                 classes per pixel
+``boundary``   as ``margin``                     1 - mean uncertainty           as ``margin``
+                                                 ``1 - |2p-1|`` on the masks'
+                                                 edges (2 px band)
+============== ================================= ============================== ==========================
+
+A task where the detector or segmenter finds nothing scores 0 under every measure (nothing to confirm:
+look at it first), as the default always did.
+
+>>> from training.inference import ClassScores
+>>> round(task_uncertainty_score("margin", {"classify": ClassScores(np.array([0.5, 0.3, 0.2]), list("abc"))}), 3)
+0.2
+>>> round(task_uncertainty_score("entropy", {"classify": ClassScores(np.array([1/3, 1/3, 1/3]), list("abc"))}), 3)
+0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+EPS = 1e-7
+BAND_PX = 2
+MASK_THRESHOLD = 0.5
+
+
+def _entropy(p: np.ndarray, axis: int = 0) -> np.ndarray:
+    p = np.clip(p, EPS, 1.0)
+    return -(p * np.log(p)).sum(axis=axis)
+
+
+def classify_score(measure: str, probs: np.ndarray) -> float:
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if measure == "entropy":
+        return float(1.0 - _entropy(p) / np.log(max(len(p), 2)))
+    if measure in ("margin", "boundary"):
+        top = np.sort(p)[::-1]
+        return float(top[0] - (top[1] if len(top) > 1 else 0.0))
+    return float(p.max())
+
+
+def _with_background(probs: np.ndarray) -> np.ndarray:
+    """(C+1, H, W): the class probabilities and the background's (binary: 1 - p; multi-class: 1 - sum)."""
+    bg = np.clip(1.0 - probs.sum(axis=0, keepdims=True), 0.0, 1.0) if len(probs) > 1 else 1.0 - probs
+    return np.concatenate([bg, probs], axis=0)
+
+
+def segment_score(measure: str, probs: np.ndarray) -> float:
+    probs = np.asarray(probs, dtype=np.float32)
+    masks = probs >= MASK_THRESHOLD if len(probs) == 1 else _argmax_masks(probs)
+    if not masks.any():
+        return 0.0
+    if measure == "confidence":
+        return float(probs[masks].mean())
+    full = _with_background(probs)
+    if measure == "entropy":
+        return float(1.0 - _entropy(full).mean() / np.log(len(full)))
+    top2 = np.sort(full, axis=0)[-2:]
+    margin = top2[1] - top2[0]
+    if measure == "margin":
+        return float(margin.mean())
+    band = _edges(np.asarray(masks.any(axis=0)))
+    return float(margin[band].mean()) if band.any() else float(margin.mean())
+
+
+def _argmax_masks(probs: np.ndarray) -> np.ndarray:
+    best = probs.argmax(axis=0)
+    top = np.take_along_axis(probs, best[None], axis=0)[0]
+    return np.stack([(best == c) & (top >= MASK_THRESHOLD) for c in range(len(probs))])
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """Pixels within ``BAND_PX`` of the mask's boundary (both sides)."""
+    import cv2
+
+    m = mask.astype(np.uint8)
+    kernel = np.ones((2 * BAND_PX + 1, 2 * BAND_PX + 1), np.uint8)
+    return cv2.dilate(m, kernel).astype(bool) & ~cv2.erode(m, kernel).astype(bool)
+
+
+def detect_score(measure: str, scores: np.ndarray) -> float:
+    p = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not len(p):
+        return 0.0
+    if measure == "entropy":
+        q = np.clip(p, EPS, 1 - EPS)
+        return float(1.0 - (-(q * np.log(q) + (1 - q) * np.log(1 - q)) / np.log(2)).mean())
+    if measure in ("margin", "boundary"):
+        return float(np.abs(2 * p - 1).mean())
+    return float(p.mean())
+
+
+def task_uncertainty_score(measure: str, outputs: Mapping[str, Any], min_score: float = 0.0) -> float:
+    """The task's score under ``measure`` from its model outputs (kind -> output); see the module table."""
+    scores = []
+    for kind, output in outputs.items():
+        if kind == "classify":
+            scores.append(classify_score(measure, output.probs))
+        elif kind == "segment":
+            scores.append(segment_score(measure, output.probs))
+        elif kind == "detect":
+            kept = np.asarray(output.scores)
+            scores.append(detect_score(measure, kept[kept >= min_score]))
+    return float(min(scores)) if scores else 0.0

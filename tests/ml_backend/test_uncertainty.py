@@ -1,0 +1,112 @@
+"""Uncertainty measures for the task score, chosen per project (config file or /setup's extra_params)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import requests
+from backend_testkit import BOX_CONFIG, FULL_CONFIG, add_version, task
+
+from ml_backend.uncertainty import classify_score, detect_score, segment_score, task_uncertainty_score
+from training.inference import ClassScores, SegmentationMap
+
+
+def test_classify_measures_order_sure_before_unsure() -> None:
+    sure, unsure, flat = np.array([0.9, 0.05, 0.05]), np.array([0.5, 0.45, 0.05]), np.full(3, 1 / 3)
+    for measure in ("confidence", "entropy", "margin"):
+        assert classify_score(measure, sure) > classify_score(measure, unsure) > classify_score(measure, flat)
+    assert classify_score("margin", unsure) == pytest.approx(0.05)
+    assert classify_score("entropy", flat) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_mask_with_a_blurred_edge_is_less_sure_on_its_boundary() -> None:
+    sharp = np.full((1, 64, 64), 0.02, np.float32)
+    sharp[0, 16:48, 16:48] = 0.98
+    blurred = sharp.copy()
+    blurred[0, 14:50, 14:50] = np.where(sharp[0, 14:50, 14:50] > 0.5, 0.98, 0.45)
+    blurred[0, 16:48, 16] = blurred[0, 16:48, 47] = 0.55
+    # the interiors agree; only the edges differ, and the boundary measure sees it most
+    drop = {
+        m: segment_score(m, sharp[None][0]) - segment_score(m, blurred)
+        for m in ("entropy", "margin", "boundary")
+    }
+    assert all(d > 0 for d in drop.values())
+    assert drop["boundary"] > drop["margin"] and drop["boundary"] > 0.2
+    assert segment_score("boundary", np.zeros((1, 8, 8), np.float32)) == 0.0  # nothing found: look first
+
+
+def test_boxes_and_the_task_takes_its_most_uncertain_kind() -> None:
+    assert detect_score("margin", np.array([0.9, 0.5])) == pytest.approx(0.4)
+    assert detect_score("entropy", np.array([])) == 0.0
+    outputs = {
+        "classify": ClassScores(np.array([0.99, 0.01]), ["benign", "malignant"]),
+        "segment": SegmentationMap(np.full((1, 8, 8), 0.6, np.float32), ["tumor"]),
+    }
+    assert task_uncertainty_score("margin", outputs) == pytest.approx(0.2, abs=1e-6)
+
+
+def _setup(live, config: str, extra: dict | None) -> None:
+    body = {"project": "4.1795424387", "schema": config, "hostname": "http://localhost:8080",
+            "access_token": "x" * 40, "extra_params": extra}  # fmt: skip
+    assert live.session.post(f"{live.url}/setup", json=body, timeout=30).status_code == 200
+
+
+def test_per_project_measure_from_extra_params(make_settings, serve, caplog) -> None:
+    settings = make_settings()
+    add_version(settings, "4", "classify")
+    live = serve(settings)
+    tasks = [task(1, "/data/local-files/?d=images/a.png")]
+    config = FULL_CONFIG
+    scores = {}
+    for measure in ("confidence", "entropy", "margin"):
+        _setup(live, config, {"uncertainty": measure})
+        item = live.predict(tasks, config)["results"][0]
+        probs = next(r for r in item["result"] if r["type"] == "choices")["score"]
+        scores[measure] = item["score"]
+        assert 0 <= item["score"] <= 1
+    p = max(probs, 1 - probs)
+    assert scores["confidence"] == pytest.approx(p, abs=1e-5)
+    assert scores["margin"] == pytest.approx(2 * p - 1, abs=1e-5)
+    assert scores["entropy"] == pytest.approx(
+        1 + (p * np.log(p) + (1 - p) * np.log(1 - p)) / np.log(2), abs=1e-5
+    )
+    # min_score too; a bad value is ignored with a warning, not an error
+    with caplog.at_level(logging.WARNING):
+        _setup(live, BOX_CONFIG, {"min_score": 0.999, "uncertainty": "vibes", "colour": "red"})
+    add_version(settings, "4", "detect")
+    assert live.predict(tasks, BOX_CONFIG)["results"][0]["result"] == []
+    assert (
+        "'uncertainty' must be confidence|entropy|margin|boundary" in caplog.text
+        and "'colour'" in caplog.text
+    )
+
+
+def test_extra_params_token_is_used_for_label_studio_images(make_settings, serve) -> None:
+    """A PAT in extra_params (Label Studio's own access_token is a legacy token) goes to Label Studio."""
+    import threading
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    seen: list[str] = []
+
+    def app(environ, start_response):
+        seen.append(Request(environ).headers.get("Authorization", ""))
+        return Response("no", 404)(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = make_settings(label_studio_url=f"http://127.0.0.1:{server.server_port}")
+        add_version(settings, "4", "detect")
+        live = serve(settings)
+        body = {"project": "4.1", "schema": BOX_CONFIG, "hostname": f"http://127.0.0.1:{server.server_port}",
+                "access_token": "legacy" * 6, "extra_params": {"access_token": "y" * 40}}  # fmt: skip
+        assert requests.post(f"{live.url}/setup", json=body, timeout=30).status_code == 200
+        item = live.predict([task(1, "/data/upload/4/a.png")], project="4.1")["results"][0]
+        assert "HTTP 404" in item["error"]
+        assert seen == [f"Token {'y' * 40}"]
+    finally:
+        server.shutdown()

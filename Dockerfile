@@ -7,6 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 
 COPY pyproject.toml constraints.txt README.md ./
+COPY kernel kernel
 COPY histoloop histoloop
 COPY converters converters
 COPY training training

@@ -4,7 +4,8 @@
 - :mod:`kernel.kinds` — the model kinds and their primary metrics;
 - :mod:`kernel.labelstudio` — Label Studio's vocabulary: the project key, the approval rule (which
   annotation counts), result types and control tags → kinds, a label config read once;
-- :mod:`kernel.sqlite` — the SQLite helper (a connection per thread, one write transaction shape).
+- :mod:`kernel.database` — the database under the registry and the event store (SQLAlchemy Core: SQLite
+  by default, PostgreSQL across hosts; serialised write transactions; versioned migrations).
 
 Floors above it (each imports only from those below): converters → training → workers → ml_backend →
 the shell (``histoloop``: the CLI, the demo, the process stack). ``tests/test_floors.py`` and

@@ -83,6 +83,9 @@ class Settings:
     """Where model versions, the registry and the event store live."""
     registry_path: Path | None = None
     """SQLite registry file; default ``<model_store>/registry.sqlite``."""
+    database_url: Secret = Secret("")
+    """``postgresql://user[:password]@host[:port]/db``: the registry and the event store in PostgreSQL
+    (several hosts); empty: SQLite files in the model store (one host)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     label_studio_url: str = "http://localhost:8080"
     label_studio_api_key: Secret = Secret("")
@@ -108,8 +111,13 @@ class Settings:
 
     @property
     def events_path(self) -> Path:
-        """The durable store of webhook events and approval counts (SQLite)."""
+        """The durable store of webhook events and approval counts (SQLite, without ``database_url``)."""
         return self.model_store / "events.sqlite"
+
+    @property
+    def events_target(self) -> str | Path:
+        """Where the event store lives: ``database_url``, else :attr:`events_path`."""
+        return self.database_url.get() if self.database_url else self.events_path
 
     def project(self, project: str | int) -> ProjectSettings:
         return self.projects.get(str(project), self.project_defaults)
@@ -119,7 +127,9 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Secret):
+            if isinstance(value, Secret) and f.name == "database_url":
+                value = _mask_password(value.get())
+            elif isinstance(value, Secret):
                 value = "***" if value else ""
             elif isinstance(value, ProjectSettings):
                 value = dataclasses.asdict(value)
@@ -129,6 +139,13 @@ class Settings:
                 value = str(value)
             out[f.name] = value
         return out
+
+
+def _mask_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 _ALIASES = {

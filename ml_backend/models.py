@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ml_backend.telemetry import count_model_load
-from training.registry import ModelVersion, Registry
+from training.registry import ArtifactsNotVisible, ModelVersion, Registry
 from training.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,9 @@ class ModelCache:
                     return current
             try:
                 predictor = self._load_model(version)
+            except ArtifactsNotVisible as exc:  # another host's files, not visible here yet: try again later
+                log.warning("project %s: %s", project, exc)
+                return str(exc)
             except Exception as exc:  # a corrupt version must not take the backend down
                 reason = f"{version.label} failed to load: {exc}"
                 log.error(
@@ -200,4 +203,4 @@ class ModelCache:
             raise ValueError("the version has no artifact directory")
         from training.inference import load_model
 
-        return load_model(version.artifact_dir, self.device)
+        return load_model(self.registry.artifacts(version), self.device)

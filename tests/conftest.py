@@ -46,6 +46,60 @@ def test_redis() -> Iterator[str]:
     handle.stop()
 
 
+POSTGRES = os.environ.get("HISTOLOOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""The PostgreSQL server the tests use (trust auth); each session makes and drops databases of its own."""
+
+
+class PostgresServer:
+    """A database of this test session's own (a random name) on the tests' PostgreSQL server, dropped at
+    the end; ``fresh()`` empties it (histoloop's schemas dropped) for the next test and returns its URL."""
+
+    def __init__(self, admin_url: str) -> None:
+        import uuid
+
+        import psycopg
+
+        self._admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
+        self.name = f"histoloop_test_{uuid.uuid4().hex[:12]}"
+        self._admin.execute(f'CREATE DATABASE "{self.name}"')
+        self.url = f"{admin_url.rsplit('/', 1)[0]}/{self.name}"
+
+    def fresh(self) -> str:
+        import psycopg
+
+        import kernel.database
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS histoloop_registry, histoloop_events CASCADE")
+        kernel.database._upgraded.clear()  # this process migrated the schemas just dropped
+        return self.url
+
+    def close(self) -> None:
+        self._admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self._admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The tests' PostgreSQL server (``HISTOLOOP_TEST_POSTGRES``, default postgres@127.0.0.1:5432, trust
+    auth); skip with a message where none answers (``.ci/run`` installs and starts one)."""
+    try:
+        server = PostgresServer(POSTGRES)
+    except Exception as exc:  # psycopg.OperationalError, or psycopg missing
+        pytest.skip(f"no PostgreSQL server at {POSTGRES} ({type(exc).__name__}: {str(exc).strip()[:200]})")
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Run the test on both backends: ``""`` (the embedded SQLite default) and the URL of the session's
+    PostgreSQL database, emptied for this test."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres_server").fresh()
+
+
 @pytest.fixture
 def settings(tmp_path: Path):
     """Settings on a fresh model store under tmp_path, nothing read from the environment."""

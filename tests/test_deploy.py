@@ -13,7 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
-ENV = {"LABEL_STUDIO_USERNAME": "a@b.c", "LABEL_STUDIO_PASSWORD": "pw", "LABEL_STUDIO_API_KEY": "0" * 40}
+ENV = {"LABEL_STUDIO_USERNAME": "a@b.c", "LABEL_STUDIO_PASSWORD": "pw", "LABEL_STUDIO_API_KEY": "0" * 40,
+       "POSTGRES_PASSWORD": "pg"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,24 @@ def test_settings_are_wired_to_the_services(compose: dict) -> None:
     assert ls_env["LABEL_STUDIO_USER_TOKEN"] == "${LABEL_STUDIO_API_KEY}"
     assert ls_env["ML_BLOCK_LOCAL_IP"] == "false" and ls_env["SSRF_PROTECTION_ENABLED"] == "false"
     assert "--appendonly" in services["redis"]["command"], "Redis must persist queued jobs"
+
+
+def test_registry_and_events_are_in_postgresql_migrated_first(compose: dict) -> None:
+    """No SQLite file on the shared volume: the backend, the workers and the migration use one PostgreSQL."""
+    services = compose["services"]
+    pg = services["postgres"]
+    assert "healthcheck" in pg and any(v.startswith("postgres-data:") for v in pg["volumes"])
+    user, db = pg["environment"]["POSTGRES_USER"], pg["environment"]["POSTGRES_DB"]
+    assert services["migrate"]["command"] == ["histoloop", "db", "upgrade"]
+    for name in ["backend", "migrate"] + [n for n in services if n.startswith("worker")]:
+        url = services[name]["environment"]["HISTOLOOP_DATABASE_URL"]
+        assert url.startswith(f"postgresql://{user}:") and url.endswith(f"@postgres:5432/{db}"), name
+        assert (
+            "${POSTGRES_PASSWORD" in url and "${POSTGRES_PASSWORD" in pg["environment"]["POSTGRES_PASSWORD"]
+        )
+        if name != "migrate":
+            depends = services[name]["depends_on"]
+            assert depends["migrate"] == {"condition": "service_completed_successfully"}, name
 
 
 def test_every_worker_reserves_its_own_gpu(compose: dict) -> None:

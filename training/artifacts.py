@@ -152,6 +152,11 @@ def publish_dir(staging: Path, target: Path) -> Path:
     if target.exists():
         raise ArtifactError(f"{target} already exists")
     os.rename(staging, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:  # the rename is on disk (on NFS: on the server) before the registry's row commits
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return target
 
 

@@ -1,11 +1,18 @@
 """The model registry: the only writer of versions and the only judge of what "production" is.
 
-One SQLite file (WAL mode) shared by the backend, the workers and the CLI, in as many processes as
-there are. Every write is one ``BEGIN IMMEDIATE`` transaction, so two promotions that race are
-serialised (no lost update), and a partial unique index makes "more than one production version per
-(project, kind)" impossible at the database level. Artifacts are written by a trainer into a staging
-directory and moved into place with a single rename when the version is registered: a reader never sees
-a half-written version.
+One database (:mod:`kernel.database`) shared by the backend, the workers and the CLI, in as many processes
+(and, on PostgreSQL, hosts) as there are: a SQLite file in the model store by default, PostgreSQL when
+``HISTOLOOP_DATABASE_URL`` is set. Every write is one serialised transaction, so two promotions that race
+are serialised (no lost update), and a partial unique index makes "more than one production version per
+(project, kind)" impossible at the database level, on both. The schema is made by versioned migrations
+(``training/migrations/registry``).
+
+Artifacts are written by a trainer into ``<store>/staging/...`` and moved into place with a single rename
+when the version is registered: a reader never sees a half-written version. The rename happens before the
+row commits, on the store every host mounts, so a host sees a version row after its files; a host whose
+filesystem view lags (an NFS attribute cache) may still see a row before its files: :meth:`Registry.artifacts`
+waits for them a little, then raises :class:`ArtifactsNotVisible`; the backend then answers without that
+model and tries again on its next request (it never records the version as broken). See README, "Several machines".
 
 >>> import tempfile
 >>> from training.artifacts import ModelCard
@@ -30,7 +37,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import time
 import uuid
 from contextlib import AbstractContextManager
@@ -38,50 +44,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    Row,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from kernel.database import Database, pid_alive
 from kernel.settings import Settings
-from kernel.sqlite import ThreadConnections, pid_alive
-from training.artifacts import KINDS, ArtifactError, publish_dir, remove_dir
+from training.artifacts import CARD_FILE, KINDS, ArtifactError, publish_dir, remove_dir
+from training.migrations import REGISTRY
 
 STATUSES = ("candidate", "production", "archived", "failed")
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _REF_RE = re.compile(r"^(?P<project>[^/]+)/(?P<kind>[^/]+)/v(?P<version>\d+)$")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    project      TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    version      INTEGER NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('candidate', 'production', 'archived', 'failed')),
-    metrics      TEXT NOT NULL DEFAULT '{}',
-    config       TEXT NOT NULL DEFAULT '{}',
-    lineage      TEXT NOT NULL DEFAULT '{}',
-    parent_id    INTEGER REFERENCES versions(id),
-    artifact_dir TEXT,
-    created_at   REAL NOT NULL,
-    reason       TEXT,
-    UNIQUE (project, kind, version)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_production_per_project_kind
-    ON versions (project, kind) WHERE status = 'production';
-CREATE TABLE IF NOT EXISTS events (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    project     TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    action      TEXT NOT NULL CHECK (action IN ('promote', 'rollback')),
-    version_id  INTEGER NOT NULL REFERENCES versions(id),
-    previous_id INTEGER REFERENCES versions(id),
-    by          TEXT NOT NULL,
-    reason      TEXT NOT NULL DEFAULT '',
-    at          REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
-"""
+# The tables as the queries see them; the migrations in training/migrations/registry make them.
+_meta = MetaData()
+versions = Table(
+    "versions", _meta,
+    Column("id", Integer, primary_key=True), Column("project", Text), Column("kind", Text),
+    Column("version", Integer), Column("status", Text), Column("metrics", Text), Column("config", Text),
+    Column("lineage", Text), Column("parent_id", Integer), Column("artifact_dir", Text),
+    Column("created_at", Float), Column("reason", Text),
+)  # fmt: skip
+history_events = Table(
+    "events", _meta,
+    Column("id", Integer, primary_key=True), Column("project", Text), Column("kind", Text),
+    Column("action", Text), Column("version_id", Integer), Column("previous_id", Integer), Column("by", Text),
+    Column("reason", Text), Column("at", Float),
+)  # fmt: skip
+meta = Table("meta", _meta, Column("key", Text, primary_key=True), Column("value", Integer))
+TABLES = (versions, history_events, meta)
+"""In the order a copy must insert them (:mod:`histoloop.cli.db`)."""
 
 
 class RegistryError(ValueError):
     """A request the registry refuses: unknown version, bad state transition, bad project key."""
+
+
+class ArtifactsNotVisible(ArtifactError):
+    """The registry has the version but this host does not see its files (yet): worth trying again later."""
 
 
 @dataclass(frozen=True)
@@ -119,13 +131,14 @@ class ModelVersion:
         }  # fmt: skip
 
 
-def _row_to_version(row: sqlite3.Row) -> ModelVersion:
+def _row_to_version(row: Row[Any]) -> ModelVersion:
+    r = row._mapping
     return ModelVersion(
-        id=row["id"], project=row["project"], kind=row["kind"], version=row["version"],
-        status=row["status"], metrics=json.loads(row["metrics"]), config=json.loads(row["config"]),
-        lineage=json.loads(row["lineage"]), parent_id=row["parent_id"],
-        artifact_dir=Path(row["artifact_dir"]) if row["artifact_dir"] else None,
-        created_at=row["created_at"], reason=row["reason"],
+        id=r["id"], project=r["project"], kind=r["kind"], version=r["version"],
+        status=r["status"], metrics=json.loads(r["metrics"]), config=json.loads(r["config"]),
+        lineage=json.loads(r["lineage"]), parent_id=r["parent_id"],
+        artifact_dir=Path(r["artifact_dir"]) if r["artifact_dir"] else None,
+        created_at=r["created_at"], reason=r["reason"],
     )  # fmt: skip
 
 
@@ -143,87 +156,97 @@ def _dumps(value: Any) -> str:
 
 
 class Registry:
-    """Model versions of every project, in one SQLite file, safe across threads and processes."""
+    """Model versions of every project, in one database, safe across threads, processes and hosts.
 
-    def __init__(self, path: Path, store: Path | None = None, timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.store = Path(store) if store is not None else self.path.parent
-        self._connections = ThreadConnections(self.path, timeout)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+    ``target``: a SQLite file (the embedded default, ``<store>/registry.sqlite``) or a
+    ``postgresql://`` URL; ``store``: the model store (artifacts), default the SQLite file's folder.
+    """
+
+    def __init__(self, target: str | Path, store: Path | None = None, timeout: float = 30.0) -> None:
+        self.db = Database(target, "registry", migrations=REGISTRY, timeout=timeout)
+        self.path = self.db.path
+        """The SQLite file (None on PostgreSQL)."""
+        if store is None and self.path is None:
+            raise ValueError("a registry on a database server needs the model store folder (store=...)")
+        self.store = Path(store) if store is not None else Path(self.path or ".").parent
+        self.artifact_wait_s = 10.0
+        """How long :meth:`artifacts` waits for a version's files a host does not see yet."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
-        return cls(settings.registry_path, settings.model_store)
+        target = settings.database_url.get() if settings.database_url else settings.registry_path
+        return cls(target, settings.model_store)  # type: ignore[arg-type]
 
     # -- connections ---------------------------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
-        return self._connections.get()
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One write transaction (:meth:`kernel.sqlite.ThreadConnections.write`)."""
-        return self._connections.write()
+    def _write(self) -> AbstractContextManager[Connection]:
+        """One serialised write transaction (:meth:`kernel.database.Database.write`)."""
+        return self.db.write()
 
     @staticmethod
-    def _bump(db: sqlite3.Connection) -> None:
-        db.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
+    def _bump(db: Connection) -> None:
+        db.execute(update(meta).where(meta.c.key == "revision").values(value=meta.c.value + 1))
 
     # -- reading -------------------------------------------------------------------------------
     def revision(self) -> int:
         """A counter that changes on every register, promote and rollback (cheap to poll)."""
-        return int(self._db().execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0])
+        with self.db.read() as db:
+            return int(db.execute(select(meta.c.value).where(meta.c.key == "revision")).scalar_one())
 
     def get(self, ref: int | str) -> ModelVersion:
         """A version by id (``12``) or by reference (``4/detect/v3``)."""
-        db = self._db()
-        text = str(ref).strip()
-        if text.isdigit():
-            row = db.execute("SELECT * FROM versions WHERE id = ?", (int(text),)).fetchone()
-        elif m := _REF_RE.match(text):
-            row = db.execute(
-                "SELECT * FROM versions WHERE project = ? AND kind = ? AND version = ?",
-                (m["project"], m["kind"], int(m["version"])),
-            ).fetchone()
-        else:
-            raise RegistryError(
-                f"bad version reference {text!r}: use an id (12) or PROJECT/KIND/vN (4/detect/v3)"
-            )
-        if row is None:
-            raise RegistryError(f"no model version {text!r}")
-        return _row_to_version(row)
+        with self.db.read() as db:
+            return self._get_in(db, ref, check_files=False)
 
     def production(self, project: str, kind: str) -> ModelVersion | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT * FROM versions WHERE project = ? AND kind = ? AND status = 'production'",
-                (str(project), kind),
-            )
-            .fetchone()
-        )
-        return _row_to_version(row) if row else None
+        with self.db.read() as db:
+            return self._production_in(db, str(project), kind)
 
     def list(
         self, project: str | None = None, kind: str | None = None, status: str | None = None
-    ) -> list[ModelVersion]:
-        clauses, args = [], []
+    ) -> builtins.list[ModelVersion]:
+        query = select(versions)
         for column, value in (("project", project), ("kind", kind), ("status", status)):
             if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(str(value))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db().execute(f"SELECT * FROM versions {where} ORDER BY project, kind, version", args)
-        return [_row_to_version(r) for r in rows]
+                query = query.where(versions.c[column] == str(value))
+        query = query.order_by(versions.c.project, versions.c.kind, versions.c.version)
+        with self.db.read() as db:
+            return [_row_to_version(r) for r in db.execute(query)]
 
-    def history(self, project: str, kind: str) -> list[dict[str, Any]]:
+    def history(self, project: str, kind: str) -> builtins.list[dict[str, Any]]:
         """Every promotion and rollback of (project, kind), oldest first: who, when, why."""
-        rows = self._db().execute(
-            "SELECT e.*, v.version AS version, p.version AS previous_version FROM events e "
-            "JOIN versions v ON v.id = e.version_id LEFT JOIN versions p ON p.id = e.previous_id "
-            "WHERE e.project = ? AND e.kind = ? ORDER BY e.id",
-            (str(project), kind),
+        e, v, p = history_events, versions.alias("v"), versions.alias("p")
+        query = (
+            select(e, v.c.version.label("version"), p.c.version.label("previous_version"))
+            .join(v, v.c.id == e.c.version_id)
+            .outerjoin(p, p.c.id == e.c.previous_id)
+            .where(e.c.project == str(project), e.c.kind == kind)
+            .order_by(e.c.id)
         )
-        return [dict(r) for r in rows]
+        with self.db.read() as db:
+            return [dict(r._mapping) for r in db.execute(query)]
+
+    def artifacts(self, version: ModelVersion) -> Path:
+        """The version's directory, once this host sees its files.
+
+        The rename that publishes a version happens before its row commits, so on the host that
+        registered it (and on any mount that is coherent with it) the files are always there. A host
+        whose view of the shared store lags (NFS attribute caching) can see the row first: this waits up
+        to ``artifact_wait_s`` for the model card, then raises :class:`ArtifactsNotVisible`.
+        """
+        if version.artifact_dir is None:
+            raise ArtifactError(f"{version.ref} has no artifacts ({version.status}: {version.reason})")
+        deadline = time.monotonic() + self.artifact_wait_s
+        delay = 0.05
+        while True:
+            if (version.artifact_dir / CARD_FILE).is_file():
+                return version.artifact_dir
+            if time.monotonic() >= deadline:
+                raise ArtifactsNotVisible(
+                    f"{version.ref}: the registry has it but this host does not see {version.artifact_dir}"
+                    f" after {self.artifact_wait_s:.0f} s (is the model store mounted here at the same path?)"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     # -- writing -------------------------------------------------------------------------------
     def staging_dir(self) -> Path:
@@ -295,11 +318,15 @@ class Registry:
         """Put the production version that came before the current one back into production."""
         project, kind = _check_key(project, kind)
         with self._write() as db:
-            stack: list[int] = []
-            for e in db.execute("SELECT action, version_id FROM events WHERE project = ? AND kind = ? ORDER BY id",
-                                (project, kind)):  # fmt: skip
-                if e["action"] == "promote":
-                    stack.append(e["version_id"])
+            stack: builtins.list[int] = []
+            e = history_events
+            for action, version_id in db.execute(
+                select(e.c.action, e.c.version_id)
+                .where(e.c.project == project, e.c.kind == kind)
+                .order_by(e.c.id)
+            ):
+                if action == "promote":
+                    stack.append(version_id)
                 elif stack:
                     stack.pop()
             current = self._production_in(db, project, kind)
@@ -327,32 +354,57 @@ class Registry:
         return removed
 
     # -- internals -----------------------------------------------------------------------------
-    def _insert(self, db: sqlite3.Connection, project: str, kind: str, version: int, status: str, *,
+    def _insert(self, db: Connection, project: str, kind: str, version: int, status: str, *,
                 metrics: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
                 lineage: dict[str, Any] | None = None, parent_id: int | None = None,
                 artifact_dir: str | None = None, reason: str | None = None) -> int:  # fmt: skip
         """One new row in ``versions`` (and the revision bumped), in the caller's write transaction."""
-        cur = db.execute(
-            "INSERT INTO versions (project, kind, version, status, metrics, config, lineage, parent_id,"
-            " artifact_dir, created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (project, kind, version, status, _dumps(metrics), _dumps(config), _dumps(lineage), parent_id,
-             artifact_dir, time.time(), reason),
-        )  # fmt: skip
+        result = db.execute(
+            insert(versions).values(
+                project=project,
+                kind=kind,
+                version=version,
+                status=status,
+                metrics=_dumps(metrics),
+                config=_dumps(config),
+                lineage=_dumps(lineage),
+                parent_id=parent_id,
+                artifact_dir=artifact_dir,
+                created_at=time.time(),
+                reason=reason,
+            )  # fmt: skip
+        )
         self._bump(db)
-        return int(cur.lastrowid)
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     @staticmethod
-    def _next_version(db: sqlite3.Connection, project: str, kind: str) -> int:
-        row = db.execute(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE project = ? AND kind = ?",
-            (project, kind),
-        ).fetchone()
-        return int(row[0])
+    def _next_version(db: Connection, project: str, kind: str) -> int:
+        query = select(func.coalesce(func.max(versions.c.version), 0) + 1).where(
+            versions.c.project == project, versions.c.kind == kind
+        )
+        return int(db.execute(query).scalar_one())
 
-    def _get_in(self, db: sqlite3.Connection, ref: int | str) -> ModelVersion:
-        version = self.get(ref)  # same connection: sees this transaction
+    @staticmethod
+    def _get_in(db: Connection, ref: int | str, check_files: bool = True) -> ModelVersion:
+        text = str(ref).strip()
+        if text.isdigit():
+            query = select(versions).where(versions.c.id == int(text))
+        elif m := _REF_RE.match(text):
+            query = select(versions).where(
+                versions.c.project == m["project"], versions.c.kind == m["kind"],
+                versions.c.version == int(m["version"]),
+            )  # fmt: skip
+        else:
+            raise RegistryError(
+                f"bad version reference {text!r}: use an id (12) or PROJECT/KIND/vN (4/detect/v3)"
+            )
+        row = db.execute(query).first()
+        if row is None:
+            raise RegistryError(f"no model version {text!r}")
+        version = _row_to_version(row)
         if (
-            version.artifact_dir is not None
+            check_files
+            and version.artifact_dir is not None
             and version.status != "failed"
             and not version.artifact_dir.is_dir()
         ):
@@ -360,15 +412,17 @@ class Registry:
         return version
 
     @staticmethod
-    def _production_in(db: sqlite3.Connection, project: str, kind: str) -> ModelVersion | None:
+    def _production_in(db: Connection, project: str, kind: str) -> ModelVersion | None:
         row = db.execute(
-            "SELECT * FROM versions WHERE project = ? AND kind = ? AND status = 'production'", (project, kind)
-        ).fetchone()
+            select(versions).where(
+                versions.c.project == project, versions.c.kind == kind, versions.c.status == "production"
+            )
+        ).first()
         return _row_to_version(row) if row else None
 
     def _swap(
         self,
-        db: sqlite3.Connection,
+        db: Connection,
         new: ModelVersion,
         old: ModelVersion | None,
         action: str,
@@ -376,11 +430,18 @@ class Registry:
         reason: str,
     ) -> None:
         if old is not None:
-            db.execute("UPDATE versions SET status = 'archived' WHERE id = ?", (old.id,))
-        db.execute("UPDATE versions SET status = 'production' WHERE id = ?", (new.id,))
+            db.execute(update(versions).where(versions.c.id == old.id).values(status="archived"))
+        db.execute(update(versions).where(versions.c.id == new.id).values(status="production"))
         db.execute(
-            "INSERT INTO events (project, kind, action, version_id, previous_id, by, reason, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (new.project, new.kind, action, new.id, old.id if old else None, by, reason, time.time()),
+            insert(history_events).values(
+                project=new.project,
+                kind=new.kind,
+                action=action,
+                version_id=new.id,
+                previous_id=old.id if old else None,
+                by=by,
+                reason=reason,
+                at=time.time(),
+            )  # fmt: skip
         )
         self._bump(db)

@@ -43,7 +43,7 @@ def dispatch(
     Returns ``[(trigger, job_id)]``. Raises a Redis error when Redis is unreachable (nothing is lost:
     the state it acted on stays in the store, so the next call does the same work).
     """
-    store = store or EventStore(settings.events_path)
+    store = store or EventStore.from_settings(settings)
     done = []
     for trigger in decide(store.kind_states(projects), settings.project):
         job_id = enqueue_retrain(
@@ -63,7 +63,7 @@ class Dispatcher:
         self, settings: Settings, store: EventStore | None = None, max_backoff_s: float = 10.0
     ) -> None:
         self.settings = settings
-        self.store = store or EventStore(settings.events_path)
+        self.store = store or EventStore.from_settings(settings)
         self.max_backoff_s = max_backoff_s
         self._wake = threading.Event()
         self._lock = threading.Lock()

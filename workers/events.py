@@ -1,9 +1,11 @@
 """The durable store behind the triggers: webhook events, approved annotations, training runs.
 
-One SQLite file (``settings.events_path``, WAL mode) shared by every backend process and every worker;
-each write is one ``BEGIN IMMEDIATE`` transaction, so concurrent webhooks in several processes never
-lose an update. Redis holds only the queue: when it is down or emptied, everything needed to decide
-and enqueue again is here.
+One database (:mod:`kernel.database`) shared by every backend process and every worker: a SQLite file
+(``settings.events_path``, WAL) on one machine, PostgreSQL (``settings.database_url``) across machines.
+Each write is one serialised transaction, so concurrent webhooks in several processes (and hosts) never
+lose an update, and sequence numbers commit in order. Redis holds only the queue: when it is down or
+emptied, everything needed to decide and enqueue again is here. The schema is made by versioned
+migrations (``workers/migrations/events``).
 
 Tables: ``events`` (every webhook, its project token stripped), ``projects`` (label config and model
 kinds), ``annotations`` (one row per annotation: kinds, approved, deleted, and ``changed_seq``, the id of
@@ -11,6 +13,8 @@ the event that last made it approved or changed it), ``requests`` (explicit retr
 job each was handed to), ``runs`` (what each training run was trained on: the event sequence number of
 its snapshot, the annotation ids, its status and the version it produced). Sequence numbers, not clock
 times, order events and snapshots, so workers on other machines with skewed clocks count correctly.
+Because writers are serialised, an event with a sequence number below a run's snapshot has committed
+before the snapshot was taken: no approved annotation falls between two runs uncounted.
 
 >>> import tempfile
 >>> store = EventStore(Path(tempfile.mkdtemp()) / "events.sqlite")
@@ -23,7 +27,6 @@ times, order events and snapshots, so workers on other machines with skewed cloc
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -31,61 +34,62 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    Row,
+    Table,
+    Text,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from kernel.database import Database, upsert
 from kernel.settings import Settings
-from kernel.sqlite import ThreadConnections
+from workers.migrations import EVENTS
 from workers.triggers import KindState
 
 COUNTED_RUN_STATUSES = ("running", "done", "bad_data", "cancelled", "error")
 """Runs whose snapshot moves the "newly approved" counter (see :mod:`workers.triggers`)."""
 RUN_STATUSES = (*COUNTED_RUN_STATUSES, "abandoned")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at REAL NOT NULL,
-    action      TEXT NOT NULL,
-    project     TEXT,
-    payload     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS projects (
-    project      TEXT PRIMARY KEY,
-    label_config TEXT,
-    kinds        TEXT NOT NULL DEFAULT '',
-    updated_seq  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS annotations (
-    project       TEXT NOT NULL,
-    annotation_id INTEGER NOT NULL,
-    task_id       INTEGER,
-    kinds         TEXT NOT NULL DEFAULT '',
-    approved      INTEGER NOT NULL,
-    deleted       INTEGER NOT NULL DEFAULT 0,
-    changed_seq   INTEGER NOT NULL,
-    PRIMARY KEY (project, annotation_id)
-);
-CREATE TABLE IF NOT EXISTS requests (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    project    TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    job_id     TEXT
-);
-CREATE INDEX IF NOT EXISTS pending_requests ON requests (job_id) WHERE job_id IS NULL;
-CREATE TABLE IF NOT EXISTS runs (
-    job_id         TEXT PRIMARY KEY,
-    project        TEXT NOT NULL,
-    kind           TEXT NOT NULL,
-    reason         TEXT NOT NULL DEFAULT '',
-    snapshot_seq   INTEGER NOT NULL,
-    annotation_ids TEXT NOT NULL DEFAULT '[]',
-    status         TEXT NOT NULL,
-    version_id     INTEGER,
-    detail         TEXT NOT NULL DEFAULT '',
-    started_at     REAL NOT NULL,
-    finished_at    REAL
-);
-"""
+# The tables as the queries see them; the migrations in workers/migrations/events make them.
+_meta = MetaData()
+t_events = Table(
+    "events", _meta,
+    Column("seq", Integer, primary_key=True), Column("received_at", Float), Column("action", Text),
+    Column("project", Text), Column("payload", Text),
+)  # fmt: skip
+t_projects = Table(
+    "projects", _meta,
+    Column("project", Text, primary_key=True), Column("label_config", Text), Column("kinds", Text),
+    Column("updated_seq", Integer),
+)  # fmt: skip
+t_annotations = Table(
+    "annotations", _meta,
+    Column("project", Text, primary_key=True), Column("annotation_id", Integer, primary_key=True),
+    Column("task_id", Integer), Column("kinds", Text), Column("approved", Integer), Column("deleted", Integer),
+    Column("changed_seq", Integer),
+)  # fmt: skip
+t_requests = Table(
+    "requests", _meta,
+    Column("id", Integer, primary_key=True), Column("project", Text), Column("kind", Text),
+    Column("reason", Text), Column("created_at", Float), Column("job_id", Text),
+)  # fmt: skip
+t_runs = Table(
+    "runs", _meta,
+    Column("job_id", Text, primary_key=True), Column("project", Text), Column("kind", Text),
+    Column("reason", Text), Column("snapshot_seq", Integer), Column("annotation_ids", Text), Column("status", Text),
+    Column("version_id", Integer), Column("detail", Text), Column("started_at", Float), Column("finished_at", Float),
+)  # fmt: skip
+TABLES = (t_events, t_projects, t_annotations, t_requests, t_runs)
+"""In the order a copy must insert them (:mod:`histoloop.cli.db`)."""
 
 
 @dataclass(frozen=True)
@@ -118,24 +122,27 @@ def _kinds_text(kinds: Iterable[str]) -> str:
 
 
 class EventStore:
-    """The durable event store; safe across threads and processes (a connection per thread)."""
+    """The durable event store; safe across threads, processes and (on PostgreSQL) hosts.
 
-    def __init__(self, path: Path, timeout: float = 60.0) -> None:
-        self.path = Path(path)
-        self._connections = ThreadConnections(self.path, timeout)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+    ``target``: a SQLite file (the embedded default, ``<store>/events.sqlite``) or a ``postgresql://`` URL.
+    """
+
+    def __init__(self, target: str | Path, timeout: float = 60.0) -> None:
+        self.db = Database(target, "events", migrations=EVENTS, timeout=timeout)
+        self.path = self.db.path
+        """The SQLite file (None on PostgreSQL)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventStore:
-        return cls(settings.events_path)
+        return cls(settings.events_target)
 
-    def _db(self) -> sqlite3.Connection:
-        return self._connections.get()
+    def _write(self) -> AbstractContextManager[Connection]:
+        """One serialised write transaction (:meth:`kernel.database.Database.write`)."""
+        return self.db.write()
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One write transaction (:meth:`kernel.sqlite.ThreadConnections.write`)."""
-        return self._connections.write()
+    def _scalar(self, query: Any) -> Any:
+        with self.db.read() as db:
+            return db.execute(query).scalar()
 
     # -- webhooks ------------------------------------------------------------------------------
     def record(
@@ -152,39 +159,46 @@ class EventStore:
     ) -> int:
         """Record one webhook and what it changes, in one transaction; returns its sequence number."""
         with self._write() as db:
-            cur = db.execute(
-                "INSERT INTO events (received_at, action, project, payload) VALUES (?, ?, ?, ?)",
-                (time.time(), action, project, json.dumps(payload, default=str)),
-            )
-            seq = int(cur.lastrowid or 0)
-            if project is not None and (label_config is not None or kinds is not None):
+            seq = int(
                 db.execute(
-                    "INSERT INTO projects (project, label_config, kinds, updated_seq) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (project) DO UPDATE SET label_config = COALESCE(excluded.label_config,"
-                    " label_config), kinds = excluded.kinds, updated_seq = excluded.updated_seq",
-                    (project, label_config, ",".join(kinds or ()), seq),
+                    insert(t_events).values(
+                        received_at=time.time(),
+                        action=action,
+                        project=project,
+                        payload=json.dumps(payload, default=str),
+                    )  # fmt: skip
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
+            if project is not None and (label_config is not None or kinds is not None):
+                stmt = upsert(db, t_projects).values(
+                    project=project, label_config=label_config, kinds=",".join(kinds or ()), updated_seq=seq
                 )
+                db.execute(stmt.on_conflict_do_update(index_elements=["project"], set_={
+                    "label_config": func.coalesce(stmt.excluded.label_config, t_projects.c.label_config),
+                    "kinds": stmt.excluded.kinds, "updated_seq": stmt.excluded.updated_seq,
+                }))  # fmt: skip
             for a in annotations:
                 # changed_seq moves only when the annotation is (still) approved: an update that
                 # un-approves it does not count as a new label.
-                db.execute(
-                    "INSERT INTO annotations (project, annotation_id, task_id, kinds, approved, deleted,"
-                    " changed_seq) VALUES (?, ?, ?, ?, ?, 0, ?) ON CONFLICT (project, annotation_id) DO UPDATE"
-                    " SET task_id = excluded.task_id, kinds = excluded.kinds, approved = excluded.approved,"
-                    " deleted = 0, changed_seq = CASE WHEN excluded.approved THEN excluded.changed_seq"
-                    " ELSE changed_seq END",
-                    (project, a.annotation_id, a.task_id, _kinds_text(a.kinds), int(a.approved), seq),
-                )
+                stmt = upsert(db, t_annotations).values(
+                    project=project, annotation_id=a.annotation_id, task_id=a.task_id,
+                    kinds=_kinds_text(a.kinds), approved=int(a.approved), deleted=0, changed_seq=seq,
+                )  # fmt: skip
+                x = stmt.excluded
+                changed = case((x.approved == 1, x.changed_seq), else_=t_annotations.c.changed_seq)
+                db.execute(stmt.on_conflict_do_update(index_elements=["project", "annotation_id"], set_={
+                    "task_id": x.task_id, "kinds": x.kinds, "approved": x.approved, "deleted": 0,
+                    "changed_seq": changed,
+                }))  # fmt: skip
             for annotation_id in deleted_ids:
                 db.execute(
-                    "UPDATE annotations SET deleted = 1 WHERE project = ? AND annotation_id = ?",
-                    (project, annotation_id),
+                    update(t_annotations)
+                    .where(t_annotations.c.project == project, t_annotations.c.annotation_id == annotation_id)
+                    .values(deleted=1)
                 )
             for kind, reason in requests:
-                db.execute(
-                    "INSERT INTO requests (project, kind, reason, created_at) VALUES (?, ?, ?, ?)",
-                    (project, kind, reason, time.time()),
-                )
+                db.execute(insert(t_requests).values(project=project, kind=kind, reason=reason,
+                                                     created_at=time.time()))  # fmt: skip
         return seq
 
     def request(self, project: str, kind: str, reason: str) -> int:
@@ -194,93 +208,109 @@ class EventStore:
 
     def mark_requested(self, project: str, kind: str, job_id: str) -> int:
         """Hand the pending requests of (project, kind) to ``job_id``; returns how many."""
+        r = t_requests
         with self._write() as db:
-            cur = db.execute(
-                "UPDATE requests SET job_id = ? WHERE project = ? AND kind = ? AND job_id IS NULL",
-                (job_id, project, kind),
+            result = db.execute(
+                update(r)
+                .where(r.c.project == project, r.c.kind == kind, r.c.job_id.is_(None))
+                .values(job_id=job_id)
             )
-        return cur.rowcount
+        return int(result.rowcount)
 
     def has_requests(self, job_id: str) -> bool:
         """Whether explicit requests were handed to ``job_id`` (it then runs even with nothing new)."""
-        row = self._db().execute("SELECT 1 FROM requests WHERE job_id = ? LIMIT 1", (job_id,)).fetchone()
-        return row is not None
+        return self._scalar(select(t_requests.c.id).where(t_requests.c.job_id == job_id).limit(1)) is not None
 
     # -- reading -------------------------------------------------------------------------------
     def project_kinds(self, project: str) -> tuple[str, ...]:
-        row = self._db().execute("SELECT kinds FROM projects WHERE project = ?", (project,)).fetchone()
-        return tuple(k for k in (row["kinds"] if row else "").split(",") if k)
+        kinds = self._scalar(select(t_projects.c.kinds).where(t_projects.c.project == project))
+        return tuple(k for k in (kinds or "").split(",") if k)
 
     def label_config(self, project: str) -> str | None:
-        row = self._db().execute("SELECT label_config FROM projects WHERE project = ?", (project,)).fetchone()
-        return row["label_config"] if row else None
+        result: str | None = self._scalar(
+            select(t_projects.c.label_config).where(t_projects.c.project == project)
+        )
+        return result
 
     def last_seq(self) -> int:
-        return int(self._db().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        return int(self._scalar(select(func.coalesce(func.max(t_events.c.seq), 0))))
 
     def count_events(self, action: str | None = None, project: str | None = None) -> int:
-        sql, args = "SELECT COUNT(*) FROM events WHERE 1", []
+        query = select(func.count()).select_from(t_events)
         for column, value in (("action", action), ("project", project)):
             if value is not None:
-                sql += f" AND {column} = ?"
-                args.append(value)
-        return int(self._db().execute(sql, args).fetchone()[0])
+                query = query.where(t_events.c[column] == value)
+        return int(self._scalar(query))
 
     def approved_ids(self, project: str, kind: str | None = None) -> list[int]:
-        sql = "SELECT annotation_id FROM annotations WHERE project = ? AND approved = 1 AND deleted = 0"
-        args: list[Any] = [project]
+        a = t_annotations
+        query = select(a.c.annotation_id).where(a.c.project == project, a.c.approved == 1, a.c.deleted == 0)
         if kind is not None:
-            sql += " AND kinds LIKE ?"
-            args.append(f"%,{kind},%")
-        return [r[0] for r in self._db().execute(sql + " ORDER BY annotation_id", args)]
+            query = query.where(a.c.kinds.like(f"%,{kind},%"))
+        with self.db.read() as db:
+            return [int(r[0]) for r in db.execute(query.order_by(a.c.annotation_id))]
+
+    @staticmethod
+    def _baseline_query(project: str, kind: str) -> Any:
+        r = t_runs
+        return select(func.coalesce(func.max(r.c.snapshot_seq), 0)).where(
+            r.c.project == project, r.c.kind == kind, r.c.status.in_(COUNTED_RUN_STATUSES)
+        )
 
     def baseline_seq(self, project: str, kind: str) -> int:
         """The snapshot of the newest run of (project, kind) that counts (0 when none)."""
-        marks = ",".join("?" * len(COUNTED_RUN_STATUSES))
-        row = (
-            self._db()
-            .execute(
-                f"SELECT COALESCE(MAX(snapshot_seq), 0) FROM runs WHERE project = ? AND kind = ? AND status IN ({marks})",
-                (project, kind, *COUNTED_RUN_STATUSES),
-            )
-            .fetchone()
-        )
-        return int(row[0])
+        return int(self._scalar(self._baseline_query(project, kind)))
 
     def kind_states(self, projects: Iterable[str] | None = None) -> list[KindState]:
         """The :class:`KindState` of every known (project, kind), or only of ``projects``."""
-        db = self._db()
-        rows = db.execute("SELECT project, kinds FROM projects ORDER BY project").fetchall()
         wanted = None if projects is None else {str(p) for p in projects}
-        pending: dict[tuple[str, str], list[str]] = {}
-        for r in db.execute("SELECT project, kind, reason FROM requests WHERE job_id IS NULL ORDER BY id"):
-            pending.setdefault((r["project"], r["kind"]), []).append(r["reason"])
-        pairs = [(r["project"], k) for r in rows for k in r["kinds"].split(",") if k]
-        pairs += [key for key in pending if key not in pairs]
-        states = []
-        for project, kind in pairs:
-            if wanted is not None and project not in wanted:
-                continue
-            new = db.execute(
-                "SELECT COUNT(*) FROM annotations WHERE project = ? AND approved = 1 AND deleted = 0"
-                " AND kinds LIKE ? AND changed_seq > ?",
-                (project, f"%,{kind},%", self.baseline_seq(project, kind)),
-            ).fetchone()[0]
-            states.append(KindState(project, kind, int(new), tuple(pending.get((project, kind), ()))))
+        a = t_annotations
+        with self.db.read() as db:
+            rows = db.execute(
+                select(t_projects.c.project, t_projects.c.kinds).order_by(t_projects.c.project)
+            ).all()
+            pending: dict[tuple[str, str], list[str]] = {}
+            r = t_requests
+            for project, kind, reason in db.execute(
+                select(r.c.project, r.c.kind, r.c.reason).where(r.c.job_id.is_(None)).order_by(r.c.id)
+            ):
+                pending.setdefault((project, kind), []).append(reason)
+            pairs = [(p, k) for p, kinds in rows for k in kinds.split(",") if k]
+            pairs += [key for key in pending if key not in pairs]
+            states = []
+            for project, kind in pairs:
+                if wanted is not None and project not in wanted:
+                    continue
+                baseline = self._baseline_query(project, kind).scalar_subquery()
+                new = db.execute(
+                    select(func.count())
+                    .select_from(a)
+                    .where(
+                        a.c.project == project,
+                        a.c.approved == 1,
+                        a.c.deleted == 0,
+                        a.c.kinds.like(f"%,{kind},%"),
+                        a.c.changed_seq > baseline,
+                    )  # fmt: skip
+                ).scalar_one()
+                states.append(KindState(project, kind, int(new), tuple(pending.get((project, kind), ()))))
         return states
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, job_id: str, project: str, kind: str, reason: str, annotation_ids: list[int]) -> Run:
         """Record that ``job_id`` trains on the approved annotations known now (its snapshot)."""
         with self._write() as db:
-            seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-            db.execute(
-                "INSERT INTO runs (job_id, project, kind, reason, snapshot_seq, annotation_ids, status,"
-                " started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?) ON CONFLICT (job_id) DO UPDATE SET"
-                " snapshot_seq = excluded.snapshot_seq, annotation_ids = excluded.annotation_ids,"
-                " status = 'running', started_at = excluded.started_at, finished_at = NULL, detail = ''",
-                (job_id, project, kind, reason, seq, json.dumps(sorted(annotation_ids)), time.time()),
-            )
+            seq = int(db.execute(select(func.coalesce(func.max(t_events.c.seq), 0))).scalar_one())
+            stmt = upsert(db, t_runs).values(
+                job_id=job_id, project=project, kind=kind, reason=reason, snapshot_seq=seq,
+                annotation_ids=json.dumps(sorted(annotation_ids)), status="running", started_at=time.time(),
+                detail="",
+            )  # fmt: skip
+            x = stmt.excluded
+            db.execute(stmt.on_conflict_do_update(index_elements=["job_id"], set_={
+                "snapshot_seq": x.snapshot_seq, "annotation_ids": x.annotation_ids, "status": "running",
+                "started_at": x.started_at, "finished_at": None, "detail": "",
+            }))  # fmt: skip
         return self.run(job_id)  # type: ignore[return-value]
 
     def finish_run(
@@ -290,24 +320,26 @@ class EventStore:
             raise ValueError(f"unknown run status {status!r}")
         with self._write() as db:
             db.execute(
-                "UPDATE runs SET status = ?, version_id = ?, detail = ?, finished_at = ? WHERE job_id = ?",
-                (status, version_id, detail[:2000], time.time(), job_id),
+                update(t_runs)
+                .where(t_runs.c.job_id == job_id)
+                .values(status=status, version_id=version_id, detail=detail[:2000], finished_at=time.time())
             )
 
     def run(self, job_id: str) -> Run | None:
-        row = self._db().execute("SELECT * FROM runs WHERE job_id = ?", (job_id,)).fetchone()
+        with self.db.read() as db:
+            row = db.execute(select(t_runs).where(t_runs.c.job_id == job_id)).first()
         return _row_to_run(row) if row else None
 
     def runs(self, project: str | None = None, kind: str | None = None) -> list[Run]:
-        sql, args = "SELECT * FROM runs WHERE 1", []
+        query = select(t_runs)
         for column, value in (("project", project), ("kind", kind)):
             if value is not None:
-                sql += f" AND {column} = ?"
-                args.append(value)
-        return [_row_to_run(r) for r in self._db().execute(sql + " ORDER BY started_at", args)]
+                query = query.where(t_runs.c[column] == value)
+        with self.db.read() as db:
+            return [_row_to_run(r) for r in db.execute(query.order_by(t_runs.c.started_at))]
 
 
-def _row_to_run(row: sqlite3.Row) -> Run:
-    d = dict(row)
+def _row_to_run(row: Row[Any]) -> Run:
+    d = dict(row._mapping)
     d["annotation_ids"] = json.loads(d["annotation_ids"])
     return Run(**d)

@@ -75,7 +75,7 @@ def export_project(settings: Settings, project: str) -> tuple[list[dict[str, Any
 def _store_and_registry(settings: Settings) -> tuple[EventStore, Registry]:
     from training.registry import Registry
 
-    return EventStore(settings.events_path), Registry.from_settings(settings)
+    return EventStore.from_settings(settings), Registry.from_settings(settings)
 
 
 def retrain(project: str, kind: str, reason: str = "") -> Any:
@@ -154,7 +154,7 @@ def _finish_failed(store: EventStore, registry: Registry, project: str, kind: st
 
 def mark_abandoned(job_id: str, detail: str) -> None:
     """Record that a run's worker or horse died (its snapshot no longer counts: the next trigger retrains)."""
-    store = EventStore(load_settings().events_path)
+    store = EventStore.from_settings(load_settings())
     run = store.run(job_id)
     if run is not None and run.status == "running":
         store.finish_run(job_id, "abandoned", detail=detail)

@@ -37,8 +37,8 @@ from rq import Queue, SpawnWorker, Worker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
+from kernel.database import pid_alive
 from kernel.settings import Settings, load_settings
-from kernel.sqlite import pid_alive
 from workers.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)

@@ -105,7 +105,7 @@ def retrain(settings: Settings, project: str, kind: str, reason: str) -> None:
     from workers.dispatch import REDIS_ERRORS, dispatch
     from workers.events import EventStore
 
-    store = EventStore(settings.events_path)
+    store = EventStore.from_settings(settings)
     store.request(str(project), kind, reason)
     try:
         done = dispatch(settings, [str(project)], store=store)

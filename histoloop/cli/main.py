@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "demo": "histoloop.cli.demo:demo",
     "slides": "histoloop.cli.slides:slides",
     "settings": "histoloop.cli.main:show_settings",
+    "db": "histoloop.cli.db:db",
 }
 
 

@@ -66,3 +66,21 @@ def test_a_corrupt_version_is_reported_not_raised(make_settings) -> None:
     # a good version promoted over it is served
     add_version(settings, "4", "detect")
     assert cache.serving("4", ["detect"]).models["detect"].version.label == "detect-v2"
+
+
+def test_a_version_whose_files_this_host_does_not_see_yet_is_tried_again(make_settings) -> None:
+    """Another host registered the version; this host's view of the shared store lags behind the database.
+    The backend answers without the model (not an error it remembers) and loads it once the files show."""
+    import os
+
+    settings = make_settings()
+    v1 = add_version(settings, "4", "classify")
+    hidden = v1.artifact_dir.with_name("v1.in-flight")
+    os.rename(v1.artifact_dir, hidden)
+    reg = Registry.from_settings(settings)
+    reg.artifact_wait_s = 0.2
+    cache = ModelCache(reg, "cpu")
+    serving = cache.serving("4", ["classify"])
+    assert serving.models == {} and "does not see" in serving.missing["classify"]
+    os.rename(hidden, v1.artifact_dir)
+    assert cache.serving("4", ["classify"]).models["classify"].version.id == v1.id

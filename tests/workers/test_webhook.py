@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from rq import Queue
 from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, wenv
 
 from histoloop.stack import wait_for
+from kernel.settings import Secret
 from workers.events import EventStore
 from workers.redis_server import start_redis
 
@@ -113,9 +115,10 @@ def test_real_label_studio_payloads(wsettings, small_app) -> None:
     assert store.count_events() == len(handled)
 
 
-def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path) -> None:
-    """Hundreds of concurrent webhooks into a 2-process gunicorn backend: exactly one job per (project, kind)."""
-    settings = wsettings(retrain_threshold=5)
+def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_url) -> None:
+    """Hundreds of concurrent webhooks into a 2-process gunicorn backend: exactly one job per (project, kind),
+    with the event store in SQLite and in PostgreSQL."""
+    settings = dataclasses.replace(wsettings(retrain_threshold=5), database_url=Secret(database_url))
     port = free_port()
     log = open(tmp_path / "backend.log", "wb")
     backend = subprocess.Popen(
@@ -140,7 +143,8 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path) -> None:
         wait_for(lambda: queued(settings) == expected, 30, f"jobs {expected}, have {queued(settings)}")
         time.sleep(1.0)  # late dispatches must not add any
         assert queued(settings) == expected
-        assert EventStore(settings.events_path).count_events("ANNOTATION_CREATED") == 400
+        assert EventStore.from_settings(settings).count_events("ANNOTATION_CREATED") == 400
+        assert settings.events_path.exists() != bool(database_url)
     finally:
         backend.terminate()
         backend.wait(30)

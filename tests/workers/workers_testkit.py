@@ -171,6 +171,10 @@ def wenv(settings: Settings, config_file: Path | None = None) -> dict[str, str]:
     })  # fmt: skip
     if settings.local_files_root:
         env["HISTOLOOP_LOCAL_FILES_ROOT"] = str(settings.local_files_root)
+    if settings.database_url:
+        env["HISTOLOOP_DATABASE_URL"] = settings.database_url.get()
+    else:
+        env.pop("HISTOLOOP_DATABASE_URL", None)
     if config_file is not None:
         env["HISTOLOOP_CONFIG"] = str(config_file)
     else:

@@ -1,0 +1,320 @@
+"""The database helper under the registry and the event store: SQLite on one machine, PostgreSQL beyond it.
+
+A :class:`Database` is one store (``"registry"``, ``"events"``) at one URL:
+
+- ``sqlite:///<file>`` (or a plain path): the embedded default. WAL mode, one file per store in the model
+  store; every process must be on one host (SQLite's WAL index is shared memory: never on NFS).
+- ``postgresql://user@host/db``: several hosts. Each store lives in a PostgreSQL schema of its own
+  (``histoloop_registry``, ``histoloop_events``), so one database holds both.
+
+The same two transaction shapes on both (SQLAlchemy 2 Core connections, psycopg 3 for PostgreSQL):
+
+- :meth:`Database.read`: a short read transaction (a consistent snapshot on SQLite; read committed on
+  PostgreSQL, so run related reads in one statement or inside :meth:`write`).
+- :meth:`Database.write`: one write transaction, committed or rolled back, **serialised with every other
+  writer of the store** in any process on any host: ``BEGIN IMMEDIATE`` on SQLite (after a lock of this
+  process, so threads queue instead of sleeping in SQLite's busy handler), a transaction-level advisory
+  lock (``pg_advisory_xact_lock``) on PostgreSQL, taken first and released at commit. Serialised writers
+  are what the stores' guarantees rest on: a promotion reads the current production and replaces it
+  without a lost update, and the event store's sequence numbers commit in order (a snapshot taken at
+  sequence *n* has seen every event up to *n*, so no trigger is lost).
+
+The schema is created and changed only by versioned migrations (alembic scripts in the store's own
+package, ``training/migrations/registry``, ``workers/migrations/events``): :meth:`Database.upgrade` runs the
+missing ones under the same write lock, so many processes starting at once migrate once. Opening a store
+upgrades it (``histoloop db upgrade`` does it explicitly); a database migrated by a newer histoloop is
+refused with a clear error rather than written with an old schema.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> db = Database(Path(tempfile.mkdtemp()) / "x.sqlite", "example")
+>>> with db.write() as c:
+...     _ = c.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+...     _ = c.exec_driver_sql("INSERT INTO t VALUES (1)")
+>>> with db.read() as c:
+...     c.exec_driver_sql("SELECT v FROM t").scalar()
+1
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection, Engine, Integer, Table, create_engine, event, func, select, text
+from sqlalchemy.engine import make_url
+
+
+class DatabaseError(RuntimeError):
+    """A database that cannot be used: unreachable, or migrated by a newer histoloop."""
+
+
+def sqlalchemy_url(target: str | Path) -> str:
+    """A SQLAlchemy URL for a path or a ``sqlite:``/``postgresql:`` URL (psycopg 3 as the driver).
+
+    >>> sqlalchemy_url("/srv/store/registry.sqlite")
+    'sqlite:////srv/store/registry.sqlite'
+    >>> sqlalchemy_url("postgresql://histoloop@db:5432/histoloop")
+    'postgresql+psycopg://histoloop@db:5432/histoloop'
+    """
+    text_ = str(target)
+    if "://" not in text_:
+        return f"sqlite:///{Path(text_).expanduser()}"
+    scheme, rest = text_.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme in ("sqlite", "postgresql+psycopg"):
+        return text_
+    raise DatabaseError(f"unsupported database URL scheme {scheme!r}: use postgresql://... or a SQLite path")
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked (for logs and messages).
+
+    >>> safe_url("postgresql://histoloop:s3cret@db/histoloop")
+    'postgresql://histoloop:***@db/histoloop'
+    """
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def upsert(conn: Connection, table: Table) -> Any:
+    """``INSERT ... ON CONFLICT`` for the connection's dialect (SQLite and PostgreSQL spell it alike):
+    ``upsert(conn, t).values(...).on_conflict_do_update(index_elements=[...], set_={...})``."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def copy_tables(
+    source: Database,
+    target: Database,
+    tables: Sequence[Table],
+    *,
+    seeded: Sequence[str] = (),
+    chunk: int = 1000,
+) -> dict[str, int]:
+    """Copy every row of ``tables`` (in that order: parents first) from ``source`` into an empty ``target``,
+    keys kept, in one write transaction of ``target``; PostgreSQL's id sequences then continue after the
+    copied ids. Refuses (:class:`DatabaseError`) when a target table already has rows, except the ``seeded``
+    ones (rows a migration inserts, such as a counter), which are replaced."""
+    counts: dict[str, int] = {}
+    with source.read() as src, target.write() as dst:
+        for table in tables:
+            if table.name not in seeded and dst.execute(select(func.count()).select_from(table)).scalar_one():
+                raise DatabaseError(
+                    f"{target!r}: table {table.name!r} already has rows; copy only into an empty database"
+                )
+        for table in tables:
+            if table.name in seeded:
+                dst.execute(table.delete())
+            counts[table.name] = 0
+            result = src.execute(select(table))
+            while rows := result.fetchmany(chunk):
+                dst.execute(table.insert(), [dict(r._mapping) for r in rows])
+                counts[table.name] += len(rows)
+            key = list(table.primary_key.columns)
+            serial = len(key) == 1 and isinstance(key[0].type, Integer)
+            if target.dialect == "postgresql" and serial and counts[table.name]:
+                column = key[0].name
+                dst.execute(text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column}'),"
+                    f" (SELECT MAX({column}) FROM {table.name}))"
+                ))  # fmt: skip
+    return counts
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process of this host is still running (a trainer, a worker)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_engines: dict[tuple[str, str], tuple[Engine, int]] = {}
+_upgraded: set[tuple[str, str, str]] = set()
+_guard = threading.Lock()
+_process_locks: dict[tuple[int, str], threading.Lock] = {}
+
+
+def _sqlite_engine(url: str, timeout: float) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi: Any, _record: Any) -> None:
+        dbapi.isolation_level = None  # SQLAlchemy's "begin" below emits BEGIN itself
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            dbapi.execute(f"PRAGMA {pragma}")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("histoloop_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: str, schema: str, timeout: float) -> Engine:
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=4,
+        max_overflow=16,
+        connect_args={"options": f"-c search_path={schema}", "connect_timeout": max(1, int(timeout))},
+    )
+
+
+class Database:
+    """One store's database (see the module docstring); cheap to create, engines are shared per process."""
+
+    def __init__(
+        self,
+        target: str | Path,
+        store: str,
+        *,
+        migrations: Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = sqlalchemy_url(target)
+        self.store = store
+        self.migrations = migrations
+        self.timeout = timeout
+        self.dialect = make_url(self.url).get_backend_name()
+        self.schema = f"histoloop_{store}"
+        if self.dialect == "sqlite":
+            database = make_url(self.url).database
+            self.path: Path | None = Path(database) if database else None
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            self.path = None
+        self._lock_key = zlib.crc32(f"histoloop:{self.schema}".encode())
+        if migrations is not None:
+            self.upgrade()
+
+    def __repr__(self) -> str:
+        return f"Database({safe_url(self.url)!r}, {self.store!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine (a fork gets its own pool, without closing the parent's connections)."""
+        key = (self.url, self.schema)
+        with _guard:
+            found = _engines.get(key)
+            if found is None:
+                engine = (
+                    _sqlite_engine(self.url, self.timeout)
+                    if self.dialect == "sqlite"
+                    else _postgres_engine(self.url, self.schema, self.timeout)
+                )
+                found = _engines[key] = (engine, os.getpid())
+            elif found[1] != os.getpid():
+                found[0].dispose(close=False)
+                found = _engines[key] = (found[0], os.getpid())
+            return found[0]
+
+    def _process_lock(self) -> threading.Lock:
+        key = (os.getpid(), self.url)
+        with _guard:
+            return _process_locks.setdefault(key, threading.Lock())
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A short read transaction."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction, serialised with every writer of this store; rolled back on error."""
+        if self.dialect == "sqlite":
+            with self._process_lock(), self.engine.connect() as conn:
+                conn = conn.execution_options(histoloop_write=True)
+                with conn.begin():
+                    yield conn
+        else:
+            with self.engine.connect() as conn, conn.begin():
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._lock_key})
+                yield conn
+
+    # -- migrations ----------------------------------------------------------------------------
+    def head(self) -> str | None:
+        """The newest migration of this store's scripts."""
+        from alembic.script import ScriptDirectory
+
+        if self.migrations is None:
+            return None
+        return ScriptDirectory(str(self.migrations)).get_current_head()
+
+    def current(self) -> str | None:
+        """The migration this database is at (None: not created yet)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.read() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> str | None:
+        """Run the missing migrations (under the write lock, so concurrent openers migrate once)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        if self.migrations is None:
+            raise DatabaseError(f"{self.store}: no migrations to run")
+        key = (self.url, self.schema, str(self.migrations))
+        if key in _upgraded:
+            return self.head()
+        script = ScriptDirectory(str(self.migrations))
+        head = script.get_current_head()
+        known = {rev.revision for rev in script.walk_revisions()}
+        try:
+            if self.dialect != "sqlite":
+                with self.engine.connect() as conn, conn.begin():
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._lock_key})
+                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            with self.write() as conn:
+                context = MigrationContext.configure(conn)
+                current = context.get_current_revision()
+                if current is not None and current not in known:
+                    raise DatabaseError(
+                        f"the {self.store} database {safe_url(self.url)} is at migration {current!r}, which this "
+                        f"histoloop does not know (newer than {head!r}): upgrade histoloop"
+                    )
+                if current != head:
+                    from alembic.operations import Operations
+
+                    steps = list(script.iterate_revisions(head, current))
+                    steps.reverse()
+                    with Operations.context(context):
+                        for step in steps:
+                            step.module.upgrade()
+                            context.stamp(script, step.revision)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            from sqlalchemy.exc import OperationalError
+
+            if isinstance(exc, OperationalError):
+                raise DatabaseError(
+                    f"cannot open the {self.store} database {safe_url(self.url)}: {exc.orig}"
+                ) from exc
+            raise
+        _upgraded.add(key)
+        return head

@@ -99,6 +99,9 @@ class Settings:
     """Training/inference device: auto (CUDA when present), cpu, cuda, cuda:N."""
     queue: str = "histoloop-training"
     job_timeout: int = 6 * 3600
+    heartbeat: int = 30
+    """Seconds between a worker's heartbeats for its running job; a job without one for 3x this (its worker
+    killed, its machine lost) is failed as abandoned by another worker, on any host."""
     max_image_pixels: int = 16_384 * 16_384
     max_image_bytes: int = 512 * 1024 * 1024
     log_level: str = "INFO"

@@ -123,6 +123,10 @@ class JobInfo:
     started_at: str | None
     ended_at: str | None
     worker: str | None
+    host: str | None
+    """The machine the job runs (or ran) on."""
+    gpus: str | None
+    """The GPUs it trains on (``0``, ``0,1``), or ``cpu``."""
     error: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,7 +149,8 @@ def _info(job: Job) -> JobInfo:
     return JobInfo(
         id=job.id, status=_status(job), project=meta.get("project", ""),
         kind=meta.get("kind", ""), reason=meta.get("reason", ""), meta=meta, enqueued_at=iso(job.enqueued_at),
-        started_at=iso(job.started_at), ended_at=iso(job.ended_at), worker=job.worker_name, error=error,
+        started_at=iso(job.started_at), ended_at=iso(job.ended_at), worker=job.worker_name,
+        host=meta.get("host"), gpus=meta.get("gpus"), error=error,
     )  # fmt: skip
 
 

@@ -90,6 +90,7 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
     job = get_current_job()
     job_id = job.id if job is not None else f"local-{os.getpid()}-{int(time.time())}"
     progress = JobProgress(job)
+    progress.note(host=socket.gethostname(), gpus=_gpus(settings), pid=os.getpid())
     store, registry = _store_and_registry(settings)
 
     manual = store.has_requests(job_id)
@@ -118,6 +119,15 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
     progress.stage("done", check=False, version=summary["version"], promoted=summary["promoted"])
     summary["timings"] = dict(progress.timings)
     return summary
+
+
+def _gpus(settings: Settings) -> str:
+    """Which GPUs this job trains on, as ``histoloop jobs list`` shows them: ``0,1`` (the worker's
+    ``--gpu``/``--gpus``, the host's numbering), ``cpu``, or the device setting when the worker chose none."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return visible or "cpu"
+    return "cpu" if settings.device == "cpu" else settings.device
 
 
 def _failure_stage(exc: BaseException) -> str:

@@ -52,6 +52,10 @@ class JobProgress:
         self._stage = (stage, now)
         self._save({"stage": stage, "timings": dict(self.timings), **extra}, force=True, check=check)
 
+    def note(self, **extra: Any) -> None:
+        """Record facts about the run in the job's meta (where it runs: host, GPUs), now."""
+        self._save(extra, force=True, check=False)
+
     def __call__(self, progress: Progress) -> None:
         update: dict[str, Any] = {
             "stage": progress.stage, "epoch": progress.epoch, "epochs": progress.epochs,

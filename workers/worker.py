@@ -15,9 +15,12 @@ same model store (a shared mount): a job goes to whichever worker is free, the r
 serialise registrations and promotions, and :func:`workers.jobs.enqueue_retrain` keeps one job per
 (project, kind).
 
-**Crashes.** On start a worker (1) marks the jobs of dead workers failed/abandoned through RQ's own
-``StartedJobRegistry.cleanup`` — a worker on this host whose pid is gone is dead now; one on another
-host is declared dead by RQ when its heartbeat expires — and (2) removes abandoned staging directories
+**Crashes.** On start, and then every ``settings.heartbeat`` seconds while it runs (a thread of the
+parent), a worker (1) marks the jobs of dead workers failed/abandoned through RQ's own
+``StartedJobRegistry.cleanup`` — a worker on this host whose pid is gone is dead now; a job on another
+host is abandoned when its heartbeat has not come for 3x ``settings.heartbeat`` (RQ's job monitoring
+interval; :meth:`TrainingWorker.get_heartbeat_ttl`) — so a worker killed on one machine has its job failed
+by a worker on another within a minute or two, and (2) removes abandoned staging directories
 (:meth:`training.registry.Registry.cleanup_staging`). A horse that dies under a live worker is handled at
 once. The horse and RQ's scheduler process die with the worker (:func:`workers.lifeline.die_with_parent`), so a killed
 worker leaves no orphan behind. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
@@ -29,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +40,7 @@ from redis import Redis
 from rq import Queue, SpawnWorker, Worker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 
 from kernel.database import pid_alive
 from kernel.settings import Settings, load_settings
@@ -58,6 +63,14 @@ def _cleanup_staging(older_than_s: float = 24 * 3600) -> None:
 class TrainingWorker(SpawnWorker):
     """``rq.SpawnWorker`` (see the module docstring) that cleans up after a horse that died."""
 
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """How long a started job stays claimed without a heartbeat: 3 monitoring intervals (RQ's own adds a
+        fixed 60 s to one, which a short ``settings.heartbeat`` could not shorten)."""
+        interval = int(self.job_monitoring_interval)
+        if job.timeout and job.timeout > 0:
+            return int(min(job.timeout - working_time, interval)) + 2 * interval
+        return 3 * interval
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             super().execute_job(job, queue)
@@ -76,7 +89,9 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
     here = socket.gethostname()
     failed = []
     for name in queue_names:
-        registry = StartedJobRegistry(name, connection=connection)
+        # failure callbacks run under a time limit: a timer where signals cannot be used (a thread)
+        penalty = None if threading.current_thread() is threading.main_thread() else TimerDeathPenalty
+        registry = StartedJobRegistry(name, connection=connection, death_penalty_class=penalty)
         dead_entries = {}
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=True):
             job = Job.fetch_many([job_id], connection=connection)[0]
@@ -86,7 +101,9 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
                 if worker_name
                 else None
             )
-            if worker is None or (worker.hostname == here and not pid_alive(worker.pid)):
+            # a job whose worker is not named yet is starting: only its heartbeat (RQ's cleanup above) can
+            # declare it abandoned; a named worker whose key is gone stopped sending heartbeats long ago
+            if worker_name and (worker is None or (worker.hostname == here and not pid_alive(worker.pid))):
                 dead_entries[f"{job_id}:{execution_id}"] = 0
                 failed.append(job_id)
                 if worker is not None:
@@ -129,7 +146,18 @@ def build_worker(
 
     connection = redis_connection(settings.redis_url)
     names = list(queues or [settings.queue])
-    return TrainingWorker([Queue(n, connection=connection) for n in names], connection=connection, name=name)
+    return TrainingWorker([Queue(n, connection=connection) for n in names], connection=connection, name=name,
+                          job_monitoring_interval=settings.heartbeat)  # fmt: skip
+
+
+def _keep_recovering(worker: TrainingWorker, interval_s: float, stop: threading.Event) -> None:
+    """Every ``interval_s``: fail the jobs that dead workers (on any host) left started."""
+    names = [q.name for q in worker.queues]
+    while not stop.wait(interval_s):
+        try:
+            recover_abandoned(worker.connection, names)
+        except Exception as exc:  # Redis away for a moment: the next round tries again
+            log.warning("recovering abandoned jobs failed: %s", exc)
 
 
 def run_worker(
@@ -151,4 +179,10 @@ def run_worker(
         dispatch(settings, connection=worker.connection)  # triggers recorded while Redis was away
     except REDIS_ERRORS as exc:
         log.warning("pending-trigger sweep failed: %s", exc)
-    return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
+    stop = threading.Event()
+    threading.Thread(target=_keep_recovering, args=(worker, max(1, settings.heartbeat), stop),
+                     name="histoloop-recover", daemon=True).start()  # fmt: skip
+    try:
+        return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
+    finally:
+        stop.set()

@@ -38,7 +38,7 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def list_cmd(settings: Settings, as_json: bool) -> None:
-    """Every retraining job the queue knows, newest first, with its progress."""
+    """Every retraining job the queue knows, newest first: progress, and the host and GPUs it runs on."""
     from redis import RedisError
 
     from workers.jobs import list_jobs
@@ -52,11 +52,11 @@ def list_cmd(settings: Settings, as_json: bool) -> None:
         return
     table = Table()
     table.add_column("job", no_wrap=True, min_width=max([len(i.id) for i in infos] + [3]))
-    for name in ("status", "progress", "enqueued (UTC)", "worker"):
+    for name in ("status", "progress", "enqueued (UTC)", "host", "gpu", "worker"):
         table.add_column(name)
     for i in infos:
         enqueued = (i.enqueued_at or "").replace("T", " ")[:19]
-        table.add_row(i.id, i.status, _progress(i.meta), enqueued, i.worker or "")
+        table.add_row(i.id, i.status, _progress(i.meta), enqueued, i.host or "", i.gpus or "", i.worker or "")
     Console().print(table)
 
 

@@ -64,11 +64,14 @@ def list_(
     settings: Settings, project: str | None, kind: str | None, status: str | None, as_json: bool
 ) -> None:
     """List versions (newest last)."""
-    versions = _registry(settings).list(project=project, kind=kind, status=status)
+    registry = _registry(settings)
+    versions = registry.list(project=project, kind=kind, status=status)
     if as_json:
         click.echo(json.dumps([v.to_dict() for v in versions], indent=2))
         return
-    table = Table(title=f"model versions ({settings.registry_path})")
+    from kernel.database import safe_url
+
+    table = Table(title=f"model versions ({registry.path or safe_url(registry.db.url)})")
     for col in ("id", "version", "status", "primary metric", "trained on", "created", "note"):
         table.add_column(col)
     style = {"production": "bold green", "failed": "red", "archived": "dim"}

@@ -205,6 +205,7 @@ def tile_dataset(
                     item.get("group", ""),
                     source=stem,
                     window=list(win),
+                    **({"mpp": item["mpp"]} if "mpp" in item else {}),  # tiles keep their field's resolution
                 )
                 report.add_converted(regions=n)
     return report

@@ -1,0 +1,51 @@
+"""`histoloop slides predict` against a real registry and real slide files (no Label Studio needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+
+from histoloop.cli import main
+from training.artifacts import ModelCard, save_weights
+from training.registry import Registry
+
+
+def test_predict_goes_on_past_a_corrupt_slide(shared_data: Path, tmp_path: Path) -> None:
+    from slide_testkit import make_slide
+
+    from training.segment import build_model
+
+    good = make_slide(shared_data, tmp_path / "TCGA-AR-A1AK-01Z-00-DX1.tif", size=1000)
+    bad = tmp_path / "truncated.svs"
+    bad.write_bytes(good.read_bytes()[:5000])
+    env = {"HISTOLOOP_MODEL_STORE": str(tmp_path / "store"), "HISTOLOOP_DEVICE": "cpu", "COLUMNS": "200"}
+
+    def run(*args: str):
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    none = run("slides", "predict", str(good), "--project", "9", "--kind", "segment")
+    assert none.exit_code == 1 and "project 9 has no production segment model" in none.output
+
+    reg = Registry(tmp_path / "store" / "registry.sqlite", tmp_path / "store")
+    staging = reg.staging_dir()
+    card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
+                     arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+    state = build_model(card).state_dict()
+    for k in [k for k in state if k.startswith("segmentation_head")]:
+        state[k] = torch.zeros_like(state[k]) + (10.0 if k.endswith("bias") else 0.0)
+    card.save(staging)
+    save_weights(state, staging)
+    reg.promote(reg.register("9", "segment", staging).id, by="test")
+
+    out = tmp_path / "out"
+    result = run("slides", "predict", str(bad), str(good), "--project", "9", "--kind", "segment",
+                 "--out", str(out), "--field-size", "128")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "could not read truncated.svs" in result.output
+    fc = json.loads((out / "TCGA-AR-A1AK-01Z-00-DX1.segment.geojson").read_text())
+    assert fc["properties"]["model_version"] == "segment-v1" and len(fc["features"]) == 1
+    only_bad = run("slides", "predict", str(bad), "--project", "9", "--kind", "segment", "--out", str(out))
+    assert only_bad.exit_code == 1

@@ -39,6 +39,8 @@ import numpy as np
 READERS = ("auto", "tiffslide", "openslide")
 THUMBNAIL_MAX = 2048
 """The tissue mask is computed on a thumbnail whose long side is at most this many pixels."""
+BLOCK = 4096
+"""A level larger than BLOCK² is shrunk into a thumbnail block by block."""
 
 
 class SlideError(ValueError):
@@ -141,9 +143,22 @@ class Slide:
         ds = max(1.0, max(w, h) / max_size)
         level = self.best_level(ds)
         lw, lh = self.level_dimensions[level]
-        img = self.read(level, 0, 0, lw, lh)
+        lds = self.level_downsamples[level]
         tw, th = max(1, round(w / ds)), max(1, round(h / ds))
-        return _resize(img, tw, th), w / tw
+        if lw * lh <= BLOCK * BLOCK:
+            return _resize(self.read(level, 0, 0, lw, lh), tw, th), w / tw
+        # a slide without a small enough level: shrink it block by block, never all of it in memory
+        out = np.empty((th, tw, 3), np.uint8)
+        for r0 in range(0, lh, BLOCK):
+            r1 = min(lh, r0 + BLOCK)
+            t0, t1 = round(r0 * th / lh), round(r1 * th / lh)
+            for c0 in range(0, lw, BLOCK):
+                c1 = min(lw, c0 + BLOCK)
+                u0, u1 = round(c0 * tw / lw), round(c1 * tw / lw)
+                if t1 > t0 and u1 > u0:
+                    block = self.read(level, round(c0 * lds), round(r0 * lds), c1 - c0, r1 - r0)
+                    out[t0:t1, u0:u1] = _resize(block, u1 - u0, t1 - t0)
+        return out, w / tw
 
     def fingerprint(self) -> str:
         """A short content id (size + first and last MiB): the same slide under another name or path."""

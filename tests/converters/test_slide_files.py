@@ -229,3 +229,17 @@ def test_fields_keep_their_slide_group_and_resolution_in_datasets(tmp_path: Path
     assert report.converted == 3
     items = json.loads((tmp_path / "ds" / "manifest.json").read_text())["items"]
     assert {i["group"] for i in items} == {"patient-7"} and {i["mpp"] for i in items} == {0.5}
+
+
+def test_thumbnail_of_a_slide_without_a_small_level_is_made_block_by_block(
+    slide_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import converters.slides as slides
+
+    with open_slide(slide_path) as s:
+        whole, ds = s.thumbnail(max_size=300)
+        monkeypatch.setattr(slides, "BLOCK", 128)  # level 2 (500²) is now "too large": 16 blocks
+        blocks, ds2 = s.thumbnail(max_size=300)
+    assert ds == ds2 and whole.shape == blocks.shape == (300, 300, 3)
+    diff = np.abs(whole.astype(int) - blocks.astype(int))
+    assert np.median(diff) == 0 and diff.mean() < 6  # resampled the same but at the 76.8 px block seams

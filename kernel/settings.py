@@ -97,6 +97,9 @@ class Settings:
     basic_auth_password: Secret = Secret("")
     device: str = "auto"
     """Training/inference device: auto (CUDA when present), cpu, cuda, cuda:N."""
+    train_devices: int = 0
+    """How many GPUs one training uses together (DDP) when its kind's ``devices`` option is not set; 0 or 1:
+    one. ``histoloop worker --gpus 0,1`` sets it to the number of GPUs it is given."""
     queue: str = "histoloop-training"
     job_timeout: int = 6 * 3600
     heartbeat: int = 30

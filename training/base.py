@@ -83,6 +83,10 @@ class TrainConfig:
     fine-tune from. Never downloaded."""
     patience: int = 20
     workers: int = 0
+    devices: int | list[int] | None = None
+    """One training on several devices (torch DDP; ultralytics' own for detect): CUDA indices as this
+    process sees them (``[0, 1]``) or a count (``2``: ``cuda:0``, ``cuda:1``; on the CPU two gloo processes).
+    None: one device (:mod:`training.distributed`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

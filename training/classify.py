@@ -52,8 +52,11 @@ class ImageDataset(torch.utils.data.Dataset):
 
 def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
     """Train a classify model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
+    from training import distributed
     from training.offline import ensure_offline
 
+    if distributed.needs_launch(config):  # several devices: this process becomes rank 0 of a DDP training
+        return distributed.launch("training.classify", dataset_dir, config, out_dir, progress)
     ensure_offline()
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     classes = check_classify(dataset_dir)
@@ -61,7 +64,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
         raise TrainingError(f"{dataset_dir}: a classifier needs at least two classes, got {classes}")
     backbone = config.model or DEFAULT_MODEL
     card = ModelCard(kind="classify", classes=classes, arch={"backbone": backbone}, input_size=config.imgsz)
-    device = resolve_device(config.device)
+    device = distributed.rank_device(config, resolve_device(config.device))
     seed_everything(config.seed)
     try:
         model = build_model(card)
@@ -103,8 +106,9 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     best, history = fit_epochs(
         model, loader, ce, validate, "balanced_accuracy", config, out_dir, device, progress
     )
-    save_weights(best, out_dir)
-    card.save(out_dir)
+    if distributed.is_main():
+        save_weights(best, out_dir)
+        card.save(out_dir)
     return Fitted(card, history)
 
 

@@ -122,6 +122,40 @@ def _loss(trainer) -> float | None:
     return float(sum(float(v) for v in values))
 
 
+def _ddp_devices(config: TrainConfig, device: str) -> str | None:
+    """ultralytics' device string for its built-in DDP (``"0,1"``) when ``config.devices`` asks for several
+    GPUs; None for one device. Several CPU processes are not something ultralytics does: one is used."""
+    from training.distributed import world_size
+
+    if world_size(config) < 2:
+        return None
+    if not device.startswith("cuda"):
+        log.warning("detect: devices=%s ignored on %s (ultralytics' DDP needs GPUs)", config.devices, device)
+        return None
+    devices = config.devices
+    indices = devices if isinstance(devices, list) else list(range(int(devices or 1)))
+    return ",".join(str(i) for i in indices)
+
+
+def _results_csv(path: Path) -> list[dict[str, Any]]:
+    """The epoch history ultralytics wrote (``results.csv``), in the names the callbacks give."""
+    import csv
+
+    if not path.is_file():
+        return []
+    history = []
+    with open(path, newline="") as fh:
+        for raw in csv.DictReader(fh):
+            row: dict[str, Any] = {
+                _name(k.strip()): float(v) for k, v in raw.items() if k and v not in (None, "")
+            }
+            row["epoch"] = int(row.get("epoch", len(history) + 1))
+            losses = [v for k, v in row.items() if k.startswith("train_")]
+            row["loss"] = sum(losses) if losses else None
+            history.append(row)
+    return history
+
+
 def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
     """Train a detect model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
     from training.offline import amp_allowed, ultralytics
@@ -177,9 +211,10 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     yolo.add_callback("on_train_epoch_start", on_epoch_start)
     yolo.add_callback("on_train_batch_end", on_batch_end)
     yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+    gpus = _ddp_devices(config, device)
     args = dict(
         data=str(data_yaml), epochs=config.epochs, batch=config.batch, imgsz=config.imgsz,
-        device="cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0"),
+        device=gpus or ("cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0")),
         seed=config.seed, deterministic=True, workers=config.workers, patience=config.patience,
         project=str(out_dir), name="train", exist_ok=True, amp=amp_allowed(device), plots=True,
         verbose=False, pretrained=bool(config.weights),
@@ -197,6 +232,8 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
         raise
     if threads:
         set_train_threads(threads)
+    if not history:  # ultralytics' DDP ran the epochs in processes of its own, without our callbacks
+        history = _results_csv(run_dir / "results.csv")
 
     best = run_dir / "weights" / "best.pt"
     best = best if best.is_file() else run_dir / "weights" / "last.pt"

@@ -153,6 +153,8 @@ def train_config(settings: Settings, project: str, kind: str) -> TrainConfig:
     """The project's training options for ``kind`` (settings ``train.<kind>``), on the settings' device."""
     options = dict(settings.project(project).train.get(kind, {}))
     options.setdefault("device", settings.device)
+    if settings.train_devices > 1:  # the worker's --gpus: every kind trains on all of them
+        options.setdefault("devices", settings.train_devices)
     if options.get("weights"):
         options["weights"] = Path(options["weights"])
     return TrainConfig(**options)

@@ -56,11 +56,21 @@ def fit_epochs(
     """Train ``model`` for ``config.epochs``; return the best epoch's state dict and the history.
 
     ``validate(model)`` returns the epoch's validation metrics (``primary`` is maximised); early stop
-    after ``config.patience`` epochs without improvement.
+    after ``config.patience`` epochs without improvement. As a rank of a distributed training
+    (:mod:`training.distributed`) the model is trained in DDP on this rank's shard of each epoch; rank 0
+    alone validates (the metrics are broadcast), reports progress and writes the checkpoint.
     """
+    from training import distributed
+
+    ddp = distributed.active()
+    world = torch.distributed.get_world_size() if ddp else 1
     if device == "cpu":
-        set_train_threads()
+        set_train_threads(max(1, set_train_threads() // world) if ddp else None)
     model.to(device)
+    if ddp:
+        loader = distributed.shard(loader)
+    main = distributed.is_main()
+    train_model = distributed.wrap(model, device) if ddp else model
     lr = config.lr or 1e-3
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, weight_decay=float(config.extra.get("weight_decay", 1e-4))
@@ -96,17 +106,22 @@ def fit_epochs(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                loss = loss_fn(model(x), y)
+                loss = loss_fn(train_model(x), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             total += float(loss.detach()) * len(x)
             seen += len(x)
-            report(progress, stage="train", epoch=epoch + 1, epochs=config.epochs, step=step, steps=steps,
-                   loss=total / seen)  # fmt: skip
+            if main:
+                report(progress, stage="train", epoch=epoch + 1, epochs=config.epochs, step=step, steps=steps,
+                       loss=total / seen)  # fmt: skip
         model.eval()
-        metrics = validate(model)
+        if ddp:
+            distributed.sync_buffers(model)
+            metrics = distributed.broadcast(validate(model) if main else None)
+        else:
+            metrics = validate(model)
         row = {"epoch": epoch + 1, "loss": total / max(1, seen), "lr": scheduler.get_last_lr()[0], **metrics}
         history.append(row)
         score = metrics.get(primary, -math.inf)
@@ -115,6 +130,8 @@ def fit_epochs(
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             stale += 1
+        if not main:
+            continue
         save_checkpoint(
             {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -125,6 +142,8 @@ def fit_epochs(
             ckpt_path,
         )  # fmt: skip
         report(progress, stage="val", epoch=epoch + 1, epochs=config.epochs, loss=row["loss"], metrics=row)
+    if ddp:
+        distributed.check_ranks_agree(model, out_dir)
     if best_state is None:
         best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return best_state, history

@@ -92,8 +92,11 @@ def _load(dataset_dir: Path, split: str, binary: bool) -> list[tuple[np.ndarray,
 
 def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
     """Train a segment model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
+    from training import distributed
     from training.offline import ensure_offline
 
+    if distributed.needs_launch(config):  # several devices: this process becomes rank 0 of a DDP training
+        return distributed.launch("training.segment", dataset_dir, config, out_dir, progress)
     ensure_offline()  # HF_HUB_OFFLINE: smp never reaches the hub
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     classes = check_segment(dataset_dir)
@@ -107,7 +110,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
         kind="segment", classes=classes, input_size=config.imgsz,
         arch={"arch": arch, "encoder": config.model or DEFAULT_MODEL, "mode": mode}, extra={"scale": 1.0},
     )  # fmt: skip
-    device = resolve_device(config.device)
+    device = distributed.rank_device(config, resolve_device(config.device))
     seed_everything(config.seed)
     try:
         model = build_model(card)
@@ -139,8 +142,9 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     best, history = fit_epochs(
         model, loader, _loss(mode), validate, "dice", config, out_dir, device, progress
     )
-    save_weights(best, out_dir)
-    card.save(out_dir)
+    if distributed.is_main():
+        save_weights(best, out_dir)
+        card.save(out_dir)
     return Fitted(card, history)
 
 

@@ -119,15 +119,27 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
 
 
 def prepare_environment(
-    settings: Settings, gpu: int | None, device: str | None, config_file: str | None
+    settings: Settings,
+    gpu: int | None,
+    device: str | None,
+    config_file: str | None,
+    gpus: Sequence[int] = (),
 ) -> str:
     """Choose the device for this worker's horses (before anything imports torch); returns it.
 
-    ``gpu``: ``CUDA_VISIBLE_DEVICES=<gpu>`` and device ``cuda:0``; ``device="cpu"``: no GPU visible.
-    The horse is a fresh interpreter that reads its settings from this environment, so the device and
-    the config file are handed down through ``HISTOLOOP_DEVICE`` / ``HISTOLOOP_CONFIG``.
+    ``gpu``: ``CUDA_VISIBLE_DEVICES=<gpu>`` and device ``cuda:0``; ``gpus`` (several): all of them visible,
+    device ``cuda`` and ``HISTOLOOP_TRAIN_DEVICES=<how many>``, so that one training uses them all (DDP,
+    :mod:`training.distributed`); ``device="cpu"``: no GPU visible. The horse is a fresh interpreter that
+    reads its settings from this environment, so the device and the config file are handed down through
+    ``HISTOLOOP_DEVICE`` / ``HISTOLOOP_TRAIN_DEVICES`` / ``HISTOLOOP_CONFIG``.
     """
-    if gpu is not None:
+    if len(gpus) == 1:
+        gpu = gpus[0]
+    if len(gpus) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        os.environ["HISTOLOOP_TRAIN_DEVICES"] = str(len(gpus))
+        device = "cuda"
+    elif gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
         device = "cuda:0"
     elif device == "cpu":

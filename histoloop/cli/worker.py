@@ -11,6 +11,9 @@ from kernel.settings import Settings
 @click.option(
     "--gpu", type=click.IntRange(0), default=None, help="Train on this GPU (sets CUDA_VISIBLE_DEVICES)."
 )
+@click.option(
+    "--gpus", default=None, help="One training on several GPUs of this machine (torch DDP), e.g. 0,1."
+)
 @click.option("--device", type=click.Choice(["cpu", "auto"]), default=None, help="cpu: never use a GPU.")
 @click.option("--queues", "queues", multiple=True, help="Queues to listen on [settings: queue]; repeatable.")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
@@ -19,22 +22,26 @@ from kernel.settings import Settings
 def worker(
     ctx: click.Context,
     gpu: int | None,
+    gpus: str | None,
     device: str | None,
     queues: tuple[str, ...],
     burst: bool,
     name: str | None,
 ) -> None:
-    """Run retraining jobs: one at a time, on one GPU (or the CPU)."""
-    if gpu is not None and device == "cpu":
-        raise click.UsageError("--gpu and --device cpu exclude each other")
+    """Run retraining jobs: one at a time, on one GPU, on several (--gpus), or on the CPU."""
+    gpu_list = _gpu_list(gpus)
+    if (gpu is not None or gpu_list) and device == "cpu":
+        raise click.UsageError("--gpu/--gpus and --device cpu exclude each other")
+    if gpu is not None and gpu_list:
+        raise click.UsageError("give --gpu N or --gpus N,M, not both")
     settings: Settings = ctx.obj
     # before anything imports torch: the device is chosen through the environment the horses inherit
     from workers.worker import prepare_environment, run_worker
 
     config_file = ctx.parent.params.get("config_file") if ctx.parent else None
-    chosen = prepare_environment(settings, gpu, device, config_file)
+    chosen = prepare_environment(settings, gpu, device, config_file, gpus=gpu_list)
     click.echo(
-        f"histoloop worker on {chosen}, queues {', '.join(queues or [settings.queue])}, redis {_safe(settings.redis_url)}"
+        f"histoloop worker on {chosen}{' (GPUs ' + gpus + ', one training on all)' if gpu_list else ''}, queues {', '.join(queues or [settings.queue])}, redis {_safe(settings.redis_url)}"
     )
     from redis import RedisError
 
@@ -43,6 +50,19 @@ def worker(
     except (RedisError, OSError) as exc:
         raise click.ClickException(f"cannot reach Redis at {_safe(settings.redis_url)}: {exc}") from exc
     ctx.exit(0 if ok or burst else 1)
+
+
+def _gpu_list(text: str | None) -> list[int]:
+    """``"0,1"`` → ``[0, 1]``; a clear usage error for anything else."""
+    if not text:
+        return []
+    try:
+        gpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.UsageError(f"--gpus {text!r}: give GPU numbers separated by commas, e.g. 0,1") from None
+    if not gpus or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+        raise click.UsageError(f"--gpus {text!r}: give distinct GPU numbers, e.g. 0,1")
+    return gpus
 
 
 def _safe(url: str) -> str:

@@ -1,0 +1,50 @@
+"""``histoloop worker --gpus 0,1``: every GPU visible to the horse and every kind's training on all of them
+(``train.<kind>.devices`` overrides); no GPU needed to check the wiring."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from histoloop.cli.main import main
+from kernel.settings import load_settings
+from training.lifecycle import train_config
+from workers.worker import prepare_environment
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CUDA_VISIBLE_DEVICES", "HISTOLOOP_DEVICE", "HISTOLOOP_TRAIN_DEVICES", "HISTOLOOP_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_gpus_reach_every_kind(clean_env, tmp_path) -> None:
+    config = tmp_path / "histoloop.toml"
+    config.write_text("[train]\nsegment = { devices = [1] }\n")
+    device = prepare_environment(load_settings(env={}), None, None, str(config), gpus=[2, 3])
+    assert (device, os.environ["CUDA_VISIBLE_DEVICES"], os.environ["HISTOLOOP_TRAIN_DEVICES"]) == (
+        "cuda",
+        "2,3",
+        "2",
+    )
+    settings = load_settings(env={**os.environ, "HISTOLOOP_MODEL_STORE": str(tmp_path)})
+    assert train_config(settings, "4", "classify").devices == 2  # cuda:0 and cuda:1 = GPUs 2 and 3
+    assert train_config(settings, "4", "classify").device == "cuda"
+    assert train_config(settings, "4", "segment").devices == [1]  # the kind's own option wins
+
+
+def test_one_gpu_stays_one(clean_env) -> None:
+    assert prepare_environment(load_settings(env={}), None, None, None, gpus=[1]) == "cuda:0"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1" and "HISTOLOOP_TRAIN_DEVICES" not in os.environ
+    assert train_config(load_settings(env={}), "4", "detect").devices is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--gpus", "0,x"], "GPU numbers"), (["--gpus", "1,1"], "distinct"),
+    (["--gpus", "0,1", "--gpu", "0"], "not both"), (["--gpus", "0,1", "--device", "cpu"], "exclude"),
+])  # fmt: skip
+def test_bad_gpus_are_usage_errors(clean_env, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["worker", *args])
+    assert result.exit_code == 2 and message in result.output

@@ -201,6 +201,8 @@ def predict_slide(
                         progress(done, len(fields))
             if batch:
                 heat += _classify(predictor, batch, timing)
+                if progress:
+                    progress(len(fields), len(fields))
             features = [_field_feature(f, p, card.classes) for f, p in heat]
         else:
             pieces: list[dict[str, Any]] = []

@@ -53,3 +53,11 @@ def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: s
     cfg.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_settings(cfg, env={})
+
+
+def test_database_url_shows_where_but_not_the_password() -> None:
+    s = load_settings(env={"HISTOLOOP_DATABASE_URL": "postgresql://histoloop:s3cret@db:5432/histoloop"})
+    assert s.events_target == "postgresql://histoloop:s3cret@db:5432/histoloop"
+    assert s.redacted()["database_url"] == "postgresql://histoloop:***@db:5432/histoloop"
+    assert "s3cret" not in repr(s)
+    assert load_settings(env={}).events_target == load_settings(env={}).model_store / "events.sqlite"

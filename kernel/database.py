@@ -38,6 +38,7 @@ refused with a clear error rather than written with an old schema.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import zlib
@@ -148,6 +149,10 @@ def pid_alive(pid: int | None) -> bool:
         return True
     return True
 
+
+log = logging.getLogger(__name__)
+for _name in ("alembic.runtime.plugins", "alembic.runtime.migration"):  # a few INFO lines per process start
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 _engines: dict[tuple[str, str], tuple[Engine, int]] = {}
 _upgraded: set[tuple[str, str, str]] = set()
@@ -306,6 +311,7 @@ class Database:
                         for step in steps:
                             step.module.upgrade()
                             context.stamp(script, step.revision)
+                    log.info("%r: migrated from %s to %s", self, current or "nothing", head)
         except DatabaseError:
             raise
         except Exception as exc:

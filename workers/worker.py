@@ -10,10 +10,11 @@ notices when the horse dies (OOM, SIGKILL) and marks the job failed. The GPU is 
 ``CUDA_VISIBLE_DEVICES`` in the parent's environment before anything starts, so the horse sees exactly
 one device (``cuda:0``). One worker runs one job at a time: one training per GPU.
 
-**Several machines.** Every worker, on any machine, connects to the same Redis (``redis_url``) and the
-same model store (a shared mount): a job goes to whichever worker is free, the registry's transactions
-serialise registrations and promotions, and :func:`workers.jobs.enqueue_retrain` keeps one job per
-(project, kind).
+**Several machines.** Every worker, on any machine, connects to the same Redis (``redis_url``), the same
+PostgreSQL (``database_url``: the registry and the event store) and the same model store folder (a shared
+mount, version folders only): a job goes to whichever worker is free, the registry's serialised
+transactions order registrations and promotions across hosts, and :func:`workers.jobs.enqueue_retrain`
+keeps one job per (project, kind). Each job records its host and GPUs in its meta (``histoloop jobs list``).
 
 **Crashes.** On start, and then every ``settings.heartbeat`` seconds while it runs (a thread of the
 parent), a worker (1) marks the jobs of dead workers failed/abandoned through RQ's own

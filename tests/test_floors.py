@@ -59,3 +59,10 @@ def test_the_worker_parent_never_imports_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest's prepend import mode (tests/ has no __init__.py) imports test modules by basename: two
+    test_x.py in different folders break collection of the whole suite."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -113,3 +113,50 @@ def test_reads_the_real_monuseg_tiff(shared_data):
     loader = ImageLoader(local_root=shared_data)
     img = loader.load("/data/local-files/?d=monuseg-breast/images/TCGA-A7-A13E-01Z-00-DX1.tif")
     assert img.shape == (1000, 1000, 3) and img.dtype == np.uint8 and img.std() > 10
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def _pil_rgb(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _variants() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    grey = rgb[..., 0]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90; PIL's convert ignores it, so must the fast path
+    return {
+        "png rgb": _encoded(Image.fromarray(rgb), "PNG"),
+        "png rgba": _encoded(Image.fromarray(np.dstack([rgb, grey])), "PNG"),
+        "png grey": _encoded(Image.fromarray(grey), "PNG"),
+        "png grey 4-bit": _encoded(Image.fromarray(grey >> 4 << 4), "PNG", bits=4),
+        "png grey+alpha": _encoded(Image.fromarray(np.dstack([grey, grey]), "LA"), "PNG"),
+        "png palette": _encoded(Image.fromarray(rgb).convert("P"), "PNG"),
+        "png palette 4-bit": _encoded(Image.fromarray(rgb).convert("P", colors=16), "PNG", bits=4),
+        "png palette tRNS": _encoded(Image.fromarray(rgb).convert("P"), "PNG", transparency=3),
+        "png rgb tRNS": _encoded(Image.fromarray(rgb), "PNG", transparency=(1, 2, 3)),
+        "png interlaced": _encoded(Image.fromarray(rgb), "PNG", interlace=1),
+        "png 16-bit grey": _encoded(Image.fromarray(grey.astype(np.uint16) * 257), "PNG"),
+        "png 1-bit": _encoded(Image.fromarray(grey > 127), "PNG"),
+        "jpeg rgb": _encoded(Image.fromarray(rgb), "JPEG", quality=85),
+        "jpeg grey": _encoded(Image.fromarray(grey), "JPEG", quality=85),
+        "jpeg progressive 4:4:4": _encoded(Image.fromarray(rgb), "JPEG", progressive=True, subsampling=0),
+        "jpeg exif-rotated": _encoded(Image.fromarray(rgb), "JPEG", exif=exif),
+        "jpeg cmyk": _encoded(Image.fromarray(rgb).convert("CMYK"), "JPEG"),
+    }
+
+
+@pytest.mark.parametrize("variant", list(_variants()))
+def test_decoding_is_pixel_identical_to_pil(variant):
+    """The fast decoders (imagecodecs) give exactly PIL's ``convert("RGB")`` pixels, in every mode."""
+    data = _variants()[variant]
+    got = ImageLoader().decode(data, "x")
+    assert got.dtype == np.uint8 and got.shape == (37, 53, 3)
+    assert np.array_equal(got, _pil_rgb(data))

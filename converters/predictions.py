@@ -12,7 +12,7 @@ contours, simplified), class scores become ``choices``. Every region carries its
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,7 +21,13 @@ from converters.rle import mask_to_rle
 
 
 def _id() -> str:
-    return uuid.uuid4().hex[:10]
+    return os.urandom(5).hex()
+
+
+def _ids(n: int) -> list[str]:
+    """``n`` random 10-hex-digit region ids (as :func:`_id`), from one ``os.urandom`` call."""
+    raw = os.urandom(5 * n).hex()
+    return [raw[i : i + 10] for i in range(0, 10 * n, 10)]
 
 
 def boxes_to_results(
@@ -33,37 +39,46 @@ def boxes_to_results(
     from_name: str,
     to_name: str,
 ) -> list[dict]:
-    """One ``rectanglelabels`` result per box (pixel xyxy; clipped to the image; empty boxes dropped)."""
+    """One ``rectanglelabels`` result per box (pixel xyxy; clipped to the image; empty boxes dropped).
+
+    The geometry is computed for all boxes at once (numpy, the same float64 operations as one box at a
+    time); only the dicts are built per box.
+    """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if not (len(boxes) == len(scores) == len(labels)):
         raise ValueError(f"{len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels")
     boxes = np.clip(boxes, 0, [width, height, width, height])
-    out = []
-    for (x0, y0, x1, y1), score, label in zip(boxes, scores, labels, strict=True):
-        if x1 <= x0 or y1 <= y0:
-            continue
-        out.append(
-            {
-                "id": _id(),
-                "from_name": from_name,
-                "to_name": to_name,
-                "type": "rectanglelabels",
-                "original_width": int(width),
-                "original_height": int(height),
-                "image_rotation": 0,
-                "value": {
-                    "x": float(x0) / width * 100,
-                    "y": float(y0) / height * 100,
-                    "width": float(x1 - x0) / width * 100,
-                    "height": float(y1 - y0) / height * 100,
-                    "rotation": 0,
-                    "rectanglelabels": [str(label)],
-                },
-                "score": float(score),
-            }
+    x0, y0, x1, y1 = boxes.T
+    keep = np.flatnonzero((x1 > x0) & (y1 > y0))
+    if keep.size == 0:
+        return []
+    if keep.size < len(boxes):
+        x0, y0, x1, y1, scores = x0[keep], y0[keep], x1[keep], y1[keep], scores[keep]
+        labels = [labels[i] for i in keep.tolist()]
+    xs = (x0 / width * 100).tolist()
+    ys = (y0 / height * 100).tolist()
+    ws = ((x1 - x0) / width * 100).tolist()
+    hs = ((y1 - y0) / height * 100).tolist()
+    w, h = int(width), int(height)
+    return [
+        {
+            "id": rid,
+            "from_name": from_name,
+            "to_name": to_name,
+            "type": "rectanglelabels",
+            "original_width": w,
+            "original_height": h,
+            "image_rotation": 0,
+            "value": {
+                "x": x, "y": y, "width": bw, "height": bh, "rotation": 0, "rectanglelabels": [str(label)],
+            },
+            "score": score,
+        }
+        for rid, x, y, bw, bh, label, score in zip(
+            _ids(len(xs)), xs, ys, ws, hs, labels, scores.tolist(), strict=True
         )
-    return out
+    ]  # fmt: skip
 
 
 def mask_to_brush_result(mask: np.ndarray, label: str, score: float, from_name: str, to_name: str) -> dict:

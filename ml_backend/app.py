@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from kernel.settings import Settings
 from ml_backend.context import EXTENSION, Backend
+from ml_backend.jsonio import OrjsonProvider
 from ml_backend.routes import BLUEPRINTS
 from ml_backend.telemetry import instrument
 
@@ -43,7 +44,7 @@ def create_app(settings: Settings) -> Flask:
     ensure_offline(settings.model_store / "ultralytics")
     app = Flask("histoloop.ml_backend")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = OrjsonProvider(app)
     app.extensions[EXTENSION] = Backend.build(settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

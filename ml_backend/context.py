@@ -16,6 +16,7 @@ from flask import abort, current_app, jsonify, make_response, request
 
 from kernel.kinds import KINDS, Kind
 from kernel.settings import Settings
+from ml_backend import jsonio
 from ml_backend.engine import Engine
 from ml_backend.interactive import InteractiveEngine
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
@@ -78,7 +79,7 @@ def json_object(required: bool = True) -> dict[str, Any]:
             fail(400, "empty request body: expected a JSON object")
         return {}
     try:
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         fail(400, f"malformed JSON body: {exc}")
     if not isinstance(body, dict):

@@ -1,10 +1,11 @@
 """From a ``/predict`` batch to Label Studio predictions: one item per task, in order.
 
-For each task: load each image the config's controls point at (once), run each needed model on it
-(once per kind and image, shared by the controls of that kind), and let each control's predictor turn
-the output into results. The task score is :func:`converters.predictions.task_score` of the region
-scores (lower = more uncertain = review first), or the project's ``uncertainty`` measure of the model
-outputs (:mod:`ml_backend.uncertainty`).
+For each task: load each image the config's controls point at (once); run each needed model on the
+images of all tasks together (once per kind and image, shared by the controls of that kind: one batched
+forward pass for several images, see :meth:`training.inference.Predictor.predict_many`), and let each
+control's predictor turn the output into results. The task score is
+:func:`converters.predictions.task_score` of the region scores (lower = more uncertain = review first),
+or the project's ``uncertainty`` measure of the model outputs (:mod:`ml_backend.uncertainty`).
 
 One bad task (no image URL, unreachable or corrupt image, a model error) gets an empty result with the
 reason in ``error`` and a warning in the log; the other tasks are still predicted. Every item carries
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,6 +33,11 @@ from ml_backend.task_images import TaskImages
 from ml_backend.uncertainty import task_uncertainty_score
 
 log = logging.getLogger(__name__)
+
+
+BATCH_PIXELS = 64 * 1024 * 1024
+"""At most this many pixels of task images are held at once (about 200 MB of RGB); a single larger
+image is still predicted, alone."""
 
 
 class TaskError(ValueError):
@@ -50,37 +57,40 @@ class Engine:
     ) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
         """``(model_version, one prediction per task, seconds spent per stage)``.
 
-        The stages are ``image`` (fetching and decoding), ``model`` (the model calls) and ``results``
-        (building the Label Studio results); ``/predict`` reports them in a ``Server-Timing`` header.
+        The stages are ``fetch`` (reading or downloading the image bytes), ``decode``, ``queue`` (waiting
+        for a model another request is using), ``model`` (the model calls), ``results`` (building the
+        Label Studio results); ``/predict`` reports them in a ``Server-Timing`` header.
+
+        The tasks' images go through each model together: one batched forward pass per model for up to
+        :data:`training.inference.TILE_BATCH` tiles (of any images), in groups of at most
+        :data:`BATCH_PIXELS` pixels of images held at once.
         """
         started = time.perf_counter()
-        timings = {"image": 0.0, "model": 0.0, "results": 0.0}
+        timings = dict.fromkeys(("fetch", "decode", "queue", "model", "results"), 0.0)
         serving = self.cache.serving(project, plan.kinds)
         version = serving.model_version
         for kind, reason in serving.missing.items():
             log.info("project %s: no %s predictions (%s)", project, kind, reason)
         predictors = self._predictors(project, plan, serving, state)
         ps = state.settings(self.settings.project(project))
-        measure, min_score = ps.uncertainty, ps.min_score
-        out: list[dict[str, Any]] = []
-        failed = 0
-        for index, task in enumerate(tasks):
-            try:
-                outputs: dict[tuple[str, str], Any] = {}
-                results = self._task(task, predictors, serving, state, timings, outputs) if predictors else []
-                score = _task_score(results) if measure == "confidence" else task_uncertainty_score(
-                    measure, {kind: o for (kind, _), o in outputs.items()}, min_score)  # fmt: skip
-                out.append({"result": results, "score": score, "model_version": version})
-            except Exception as exc:  # one bad task never fails the batch
-                failed += 1
-                reason = str(exc) if isinstance(exc, ValueError | OSError) else f"{type(exc).__name__}: {exc}"
-                log.warning("project %s task %s: no prediction: %s", project, _task_id(task, index), reason)
-                out.append({"result": [], "score": 0.0, "model_version": version, "error": reason})
+        score = partial(_score, ps.uncertainty, ps.min_score)
+        out: list[dict[str, Any] | None] = [None] * len(tasks)
+        errors: dict[int, str] = {}
+        if predictors:
+            for group in self._groups(tasks, predictors, state, timings, errors):
+                self._predict_group(group, predictors, serving, timings, errors, out, version, score)
+        else:
+            out = [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
+        for index, reason in errors.items():
+            log.warning(
+                "project %s task %s: no prediction: %s", project, _task_id(tasks[index], index), reason
+            )
+            out[index] = {"result": [], "score": 0.0, "model_version": version, "error": reason}
         log.info(
             "project %s: %d task(s) predicted with %s in %.3f s (%d failed)",
-            project, len(out), version, time.perf_counter() - started, failed,
+            project, len(out), version, time.perf_counter() - started, len(errors),
         )  # fmt: skip
-        return version, out, timings
+        return version, cast(list[dict[str, Any]], out), timings
 
     def _predictors(
         self, project: str, plan: LabelPlan, serving: Serving, state: ProjectState
@@ -92,40 +102,99 @@ class Engine:
             if c.kind in serving.models
         ]
 
-    def _task(
+    def _groups(
         self,
-        task: Any,
+        tasks: Sequence[Any],
         predictors: list[ControlPredictor],
-        serving: Serving,
         state: ProjectState,
         timings: dict[str, float],
-        outputs: dict[tuple[str, str], Any] | None = None,
-    ) -> list[dict[str, Any]]:
+        errors: dict[int, str],
+    ) -> Iterator[list[tuple[int, dict[str, np.ndarray]]]]:
+        """(task index, images by data key) of the readable tasks, in groups of at most BATCH_PIXELS."""
+        keys = list(dict.fromkeys(p.control.data_key for p in predictors))
+        group: list[tuple[int, dict[str, np.ndarray]]] = []
+        pixels = 0
+        for index, task in enumerate(tasks):
+            try:
+                images = self._images(task, keys, state, timings)
+            except Exception as exc:  # one bad task never fails the batch
+                errors[index] = _reason(exc)
+                continue
+            size = sum(a.shape[0] * a.shape[1] for a in images.values())
+            if group and pixels + size > BATCH_PIXELS:
+                yield group
+                group, pixels = [], 0
+            group.append((index, images))
+            pixels += size
+        if group:
+            yield group
+
+    def _images(
+        self, task: Any, keys: list[str], state: ProjectState, timings: dict[str, float]
+    ) -> dict[str, np.ndarray]:
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise TaskError("the task has no 'data' object")
         images: dict[str, np.ndarray] = {}
-        outputs = {} if outputs is None else outputs
-        results: list[dict[str, Any]] = []
-        for predictor in predictors:
-            control = predictor.control
-            key = control.data_key
-            if key not in images:
-                url = task["data"].get(key)
-                if not isinstance(url, str) or not url:
-                    raise TaskError(f"task data has no image URL under {key!r}")
-                t0 = time.perf_counter()
-                images[key] = self.images.load(url, state)
-                timings["image"] += time.perf_counter() - t0
-            image = images[key]
-            if (control.kind, key) not in outputs:
-                t0 = time.perf_counter()
-                outputs[(control.kind, key)] = serving.models[control.kind].predict(image)
-                timings["model"] += time.perf_counter() - t0
-            height, width = image.shape[:2]
-            t0 = time.perf_counter()
-            results.extend(predictor.results(outputs[(control.kind, key)], width, height))
-            timings["results"] += time.perf_counter() - t0
-        return results
+        for key in keys:
+            url = task["data"].get(key)
+            if not isinstance(url, str) or not url:
+                raise TaskError(f"task data has no image URL under {key!r}")
+            images[key] = self.images.load(url, state, timings)
+        return images
+
+    def _predict_group(
+        self,
+        group: list[tuple[int, dict[str, np.ndarray]]],
+        predictors: list[ControlPredictor],
+        serving: Serving,
+        timings: dict[str, float],
+        errors: dict[int, str],
+        out: list[dict[str, Any] | None],
+        version: str,
+        score: Callable[[list[dict[str, Any]], dict[str, Any]], float],
+    ) -> None:
+        outputs: dict[tuple[str, str], dict[int, Any]] = {}
+        for kind, key in dict.fromkeys((p.control.kind, p.control.data_key) for p in predictors):
+            model = serving.models[kind]
+            indices = [i for i, _ in group if i not in errors]
+            arrays = {i: imgs[key] for i, imgs in group}
+            try:
+                got = model.predict_many([arrays[i] for i in indices], timings)
+                outputs[(kind, key)] = dict(zip(indices, got, strict=True))
+            except Exception:  # find the task that broke the batch: each on its own
+                outputs[(kind, key)] = {}
+                for i in indices:
+                    try:
+                        outputs[(kind, key)][i] = model.predict_many([arrays[i]], timings)[0]
+                    except Exception as exc:
+                        errors[i] = _reason(exc)
+        t0 = time.perf_counter()
+        for index, images in group:
+            if index in errors:
+                continue
+            try:
+                results: list[dict[str, Any]] = []
+                for predictor in predictors:
+                    control = predictor.control
+                    height, width = images[control.data_key].shape[:2]
+                    output = outputs[(control.kind, control.data_key)][index]
+                    results.extend(predictor.results(output, width, height))
+                by_kind = {kind: got[index] for (kind, _), got in outputs.items()}
+                out[index] = {"result": results, "score": score(results, by_kind), "model_version": version}
+            except Exception as exc:
+                errors[index] = _reason(exc)
+        timings["results"] += time.perf_counter() - t0
+
+
+def _score(measure: str, min_score: float, results: list[dict[str, Any]], outputs: dict[str, Any]) -> float:
+    """The task's score: its regions' mean score (``confidence``) or the project's uncertainty measure."""
+    if measure == "confidence":
+        return _task_score(results)
+    return task_uncertainty_score(measure, outputs, min_score)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ValueError | OSError) else f"{type(exc).__name__}: {exc}"
 
 
 def _task_score(results: list[dict[str, Any]]) -> float:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,21 @@ class LoadedModel:
     def predict(self, image: np.ndarray) -> Any:
         with self.lock:
             return self.predictor.predict(image)
+
+    def predict_many(
+        self, images: Sequence[np.ndarray], timings: dict[str, float] | None = None
+    ) -> list[Any]:
+        """One output per image (batched forward passes); adds to ``timings`` the seconds spent waiting
+        for another request's call (``queue``) and in the model (``model``)."""
+        t0 = time.perf_counter()
+        with self.lock:
+            t1 = time.perf_counter()
+            try:
+                return list(self.predictor.predict_many(images))
+            finally:
+                if timings is not None:
+                    timings["queue"] = timings.get("queue", 0.0) + t1 - t0
+                    timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t1
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -65,8 +66,20 @@ class TaskImages:
                 self._loaders[base_url] = loader
             return loader
 
-    def load(self, url: str, state: ProjectState) -> np.ndarray:
-        """(H, W, 3) uint8 RGB; raises ``converters.images.ImageError`` naming the URL and the reason."""
+    def load(self, url: str, state: ProjectState, timings: dict[str, float] | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB; raises ``converters.images.ImageError`` naming the URL and the reason.
+
+        Adds to ``timings`` the seconds spent reading the bytes (``fetch``) and decoding them (``decode``).
+        """
         base = choose_base_url(state.hostname, self.settings.label_studio_url)
         token = state.token.get() or None
-        return self.loader(base).load(url, api_key=token)
+        loader = self.loader(base)
+        t0 = time.perf_counter()
+        data, name = loader.read_bytes(url, api_key=token)
+        t1 = time.perf_counter()
+        try:
+            return loader.decode(data, name, url)
+        finally:
+            if timings is not None:
+                timings["fetch"] = timings.get("fetch", 0.0) + t1 - t0
+                timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t1

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, to_tensor
 from training.base import Fitted, ProgressFn, Task, TrainConfig, TrainingError
 from training.datasets import check_classify, classify_items, read_image
-from training.inference import ClassScores, TiledPredictor, load_model
+from training.inference import TILE_BATCH, ClassScores, TiledPredictor, load_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
 from training.metrics import classification_metrics
 from training.plots import confusion_matrix, pr_curve
@@ -123,24 +124,26 @@ class ClassifyPredictor(TiledPredictor):
     """Softmax over the classes of the whole image resized to the input size."""
 
     def predict(self, image: np.ndarray) -> ClassScores:
-        return ClassScores(probs=self.predict_many([image])[0], classes=list(self.card.classes))
+        return self.predict_many([image])[0]
 
-    def predict_many(self, images: list[np.ndarray]) -> np.ndarray:
-        """(N, C) softmax probabilities of several images in one forward pass (slide fields)."""
+    def predict_many(self, images: Sequence[np.ndarray]) -> list[ClassScores]:
+        """The class scores of each image, ``TILE_BATCH`` images per forward pass."""
         import torch
         from PIL import Image
 
         size = self.card.input_size
-        batch = np.stack(
-            [
-                np.array(Image.fromarray(self._prepare(im)).resize((size, size), Image.BILINEAR))
-                for im in images
-            ]
-        )
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-        with torch.inference_mode():
-            logits = self.model(self._normalise(x).contiguous(memory_format=self.memory_format))
-        return logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
+        out: list[ClassScores] = []
+        for i in range(0, len(images), TILE_BATCH):
+            chunk = [self._prepare(image) for image in images[i : i + TILE_BATCH]]
+            resized = np.stack(
+                [np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)) for image in chunk]
+            )
+            x = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+            with torch.inference_mode():
+                logits = self.model(self._normalise(x).contiguous(memory_format=self.memory_format))
+            probs = logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
+            out.extend(ClassScores(probs=p, classes=list(self.card.classes)) for p in probs)
+        return out
 
 
 def evaluate(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -281,25 +282,37 @@ class DetectPredictor(TiledPredictor):
         super().__init__(card, model.fuse(verbose=False), device)
 
     def predict(self, image: np.ndarray) -> Detections:
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """The detections of each image; the tiles of all images go through the model together."""
         import torch
         import torchvision
         from ultralytics.utils.nms import non_max_suppression
 
-        image = self._prepare(image)
+        images = [self._prepare(image) for image in images]
         scale = float(self.card.extra.get("scale", 1.0))
-        scaled = _resize(image, scale)
+        scaled = [_resize(image, scale) for image in images]
         end2end = bool(getattr(self.model.model[-1], "end2end", False))
-        found = []
+        found: list[list[Any]] = [[] for _ in images]
         with torch.inference_mode():
-            for windows, x in self._batches(scaled, 114):
+            for owners, windows, x in self._batches_of(scaled, 114):
                 out = non_max_suppression(
                     self.model(x), self.conf, self.iou, max_det=self.max_det, end2end=end2end
                 )
-                for (x0, y0, _, _), det in zip(windows, out, strict=True):
+                for k, (x0, y0, _, _), det in zip(owners, windows, out, strict=True):
                     det = det[:, :6].float().cpu()
                     det[:, [0, 2]] += x0
                     det[:, [1, 3]] += y0
-                    found.append(det)
+                    found[k].append(det)
+        return [
+            self._detections(image, tiles, scale, torchvision)
+            for image, tiles in zip(images, found, strict=True)
+        ]
+
+    def _detections(self, image: np.ndarray, found: list[Any], scale: float, torchvision: Any) -> Detections:
+        import torch
+
         det = torch.cat(found) if found else torch.zeros((0, 6))
         if len(found) > 1 and len(det):
             keep = torchvision.ops.batched_nms(det[:, :4], det[:, 4], det[:, 5].long(), self.iou)

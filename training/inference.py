@@ -24,6 +24,7 @@ training.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,6 +87,12 @@ class Predictor(Protocol):
     device: str
 
     def predict(self, image: np.ndarray) -> Detections | SegmentationMap | ClassScores: ...
+
+    def predict_many(
+        self, images: Sequence[np.ndarray]
+    ) -> Sequence[Detections | SegmentationMap | ClassScores]:
+        """One output per image, as ``predict``; the tiles of all images share batched forward passes."""
+        ...
 
 
 def build_model(card: ModelCard) -> Any:
@@ -156,18 +163,34 @@ class TiledPredictor:
 
     def _batches(self, image: np.ndarray, pad_value: float):
         """Yield (windows, tensor (B,3,S,S) float in [0,1]) for the tiles of ``image``, padded to S."""
+        for _owners, windows, x in self._batches_of([image], pad_value):
+            yield windows, x
+
+    def _batches_of(self, images: Sequence[np.ndarray], pad_value: float):
+        """Yield (owners, windows, tensor) over the tiles of several images, ``TILE_BATCH`` per forward.
+
+        ``owners[j]`` is the index in ``images`` of tile ``j``: the tiles of consecutive images share a
+        forward pass, so eight one-tile images take one batched call instead of eight.
+        """
         import torch
 
         size = self.card.input_size
-        h, w = image.shape[:2]
-        windows = tile_windows(h, w, size, self.overlap)
-        for i in range(0, len(windows), TILE_BATCH):
-            chunk = windows[i : i + TILE_BATCH]
+        tiles = [
+            (k, window)
+            for k, image in enumerate(images)
+            for window in tile_windows(image.shape[0], image.shape[1], size, self.overlap)
+        ]
+        for i in range(0, len(tiles), TILE_BATCH):
+            chunk = tiles[i : i + TILE_BATCH]
             batch = np.full((len(chunk), size, size, 3), pad_value, dtype=np.uint8)
-            for j, (x0, y0, x1, y1) in enumerate(chunk):
-                batch[j, : y1 - y0, : x1 - x0] = image[y0:y1, x0:x1]
+            for j, (k, (x0, y0, x1, y1)) in enumerate(chunk):
+                batch[j, : y1 - y0, : x1 - x0] = images[k][y0:y1, x0:x1]
             x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-            yield chunk, x.contiguous(memory_format=self.memory_format)
+            yield [k for k, _ in chunk], [w for _, w in chunk], x.contiguous(memory_format=self.memory_format)
+
+    def predict_many(self, images: Sequence[np.ndarray]) -> list[Any]:
+        """``[self.predict(image) for image in images]``; the kinds batch the forward passes instead."""
+        return [self.predict(image) for image in images]  # type: ignore[attr-defined]
 
     def _normalise(self, x):
         import torch

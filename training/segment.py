@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,31 +175,39 @@ class SegmentPredictor(TiledPredictor):
     """Per-pixel class probabilities, tiles stitched by averaging where they overlap."""
 
     def predict(self, image: np.ndarray) -> SegmentationMap:
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: Sequence[np.ndarray]) -> list[SegmentationMap]:
+        """The probability maps of each image; the tiles of all images go through the model together."""
         import torch
 
-        image = self._prepare(image)
+        images = [self._prepare(image) for image in images]
         scale = float(self.card.extra.get("scale", 1.0))
-        scaled = _resize(image, scale)
-        h, w = scaled.shape[:2]
+        scaled = [_resize(image, scale) for image in images]
         binary = self.card.arch.get("mode", "binary") == "binary"
         n = len(self.card.classes)
-        total = torch.zeros((n, h, w), dtype=torch.float32)
-        count = torch.zeros((1, h, w), dtype=torch.float32)
+        totals = [torch.zeros((n, *s.shape[:2]), dtype=torch.float32) for s in scaled]
+        counts = [torch.zeros((1, *s.shape[:2]), dtype=torch.float32) for s in scaled]
         with torch.inference_mode():
-            for windows, x in self._batches(scaled, 255):
+            for owners, windows, x in self._batches_of(scaled, 255):
                 logits = self.model(self._normalise(x)).float()
                 probs = logits.sigmoid() if binary else logits.softmax(dim=1)[:, 1:]
                 probs = probs.cpu()
-                for (x0, y0, x1, y1), p in zip(windows, probs, strict=True):
-                    total[:, y0:y1, x0:x1] += p[:, : y1 - y0, : x1 - x0]
-                    count[:, y0:y1, x0:x1] += 1
-        probs = (total / count.clamp_min(1)).numpy()
-        if scaled.shape[:2] != image.shape[:2]:
-            import torch.nn.functional as F
+                for k, (x0, y0, x1, y1), p in zip(owners, windows, probs, strict=True):
+                    totals[k][:, y0:y1, x0:x1] += p[:, : y1 - y0, : x1 - x0]
+                    counts[k][:, y0:y1, x0:x1] += 1
+        out = []
+        for image, total, count in zip(images, totals, counts, strict=True):
+            probs_np = (total / count.clamp_min(1)).numpy()
+            if probs_np.shape[1:] != image.shape[:2]:
+                import torch.nn.functional as F
 
-            t = torch.from_numpy(probs)[None]
-            probs = F.interpolate(t, size=image.shape[:2], mode="bilinear", align_corners=False)[0].numpy()
-        return SegmentationMap(probs=probs.astype(np.float32), classes=list(self.card.classes))
+                t = torch.from_numpy(probs_np)[None]
+                probs_np = F.interpolate(t, size=image.shape[:2], mode="bilinear", align_corners=False)[
+                    0
+                ].numpy()
+            out.append(SegmentationMap(probs=probs_np.astype(np.float32), classes=list(self.card.classes)))
+        return out
 
 
 def evaluate(

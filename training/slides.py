@@ -282,7 +282,7 @@ def _detect_features(det: Any, f: Field, core, min_score: float) -> list[dict[st
 
 def _classify(predictor: Any, batch: list[tuple[Field, np.ndarray]], timing: dict[str, float]):
     t = time.perf_counter()
-    probs = predictor.predict_many([img for _, img in batch])
+    probs = [scores.probs for scores in predictor.predict_many([img for _, img in batch])]
     timing["model"] += time.perf_counter() - t
     return [(f, p) for (f, _), p in zip(batch, probs, strict=True)]
 

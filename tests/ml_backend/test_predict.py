@@ -64,7 +64,9 @@ def test_boxes_for_the_tasks_label_studio_sends(make_settings, serve) -> None:
     }
     timing = live.session.post(f"{live.url}/predict", json=body, timeout=60).headers["Server-Timing"]
     stages = dict(part.strip().split(";dur=") for part in timing.split(","))
-    assert set(stages) == {"image", "model", "results"} and float(stages["model"]) > 0
+    assert list(stages) == ["request", "fetch", "decode", "queue", "model", "results", "json", "total"]
+    assert float(stages["model"]) > 0 and float(stages["decode"]) > 0
+    assert float(stages["total"]) >= sum(float(v) for k, v in stages.items() if k != "total") - 0.1
 
 
 def test_every_control_from_one_config(make_settings, serve) -> None:
@@ -237,3 +239,39 @@ def test_image_limits_from_the_settings(make_settings, serve) -> None:
     )["results"]
     assert small["result"] and big["result"] == []
     assert "b.png" in big["error"] and "pixels" in big["error"]
+
+
+def test_a_batch_of_tasks_is_one_forward_pass_per_model(make_settings) -> None:
+    """Label Studio's batches: the images of all tasks go through each model together (one-tile images:
+    one forward pass per model), a bad task in the middle still gets its error, and each task gets
+    what it gets when predicted alone (the brush mask exactly)."""
+    from ml_backend.app import create_app
+
+    settings = make_settings()
+    for kind in ("detect", "segment", "classify"):
+        add_version(settings, "4", kind)
+    app = create_app(settings)
+    client = app.test_client()
+    names = ["a.png", "missing.png", "b.png", "a.png"]
+    body = {
+        "tasks": [task(i, f"/data/local-files/?d=images/{n}") for i, n in enumerate(names)],
+        "project": "4.1",
+        "label_config": FULL_CONFIG,
+    }
+    client.post("/predict", json={**body, "tasks": body["tasks"][:1]})  # loads the models
+    batches: dict[str, list[int]] = {"detect": [], "segment": [], "classify": []}
+    cache = app.extensions["histoloop"].cache
+    for kind, model in cache.serving("4", ("detect", "segment", "classify")).models.items():
+        module = model.predictor.model
+        module.register_forward_hook(lambda _m, args, _out, kind=kind: batches[kind].append(len(args[0])))
+    out = client.post("/predict", json=body).json["results"]
+    # a.png is one 256 px tile, b.png (320x240) two: 4 tiles in one pass; the classifier sees 3 images
+    assert batches == {"detect": [4], "segment": [4], "classify": [3]}
+    assert [bool(r.get("error")) for r in out] == [False, True, False, False]
+    assert "missing.png" in out[1]["error"]
+    alone = client.post("/predict", json={**body, "tasks": body["tasks"][2:3]}).json["results"][0]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "id"} for r in rs]  # noqa: E731
+    assert [r["type"] for r in out[2]["result"]] == [r["type"] for r in alone["result"]]
+    brush = lambda rs: [r["value"]["rle"] for r in rs if r["type"] == "brushlabels"]  # noqa: E731
+    assert brush(out[2]["result"]) == brush(alone["result"])
+    assert strip(out[0]["result"]) == strip(out[3]["result"])  # the same image twice in one batch

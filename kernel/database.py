@@ -13,7 +13,9 @@ The same two transaction shapes on both (SQLAlchemy 2 Core connections, psycopg 
   PostgreSQL, so run related reads in one statement or inside :meth:`write`).
 - :meth:`Database.write`: one write transaction, committed or rolled back, **serialised with every other
   writer of the store** in any process on any host: ``BEGIN IMMEDIATE`` on SQLite (after a lock of this
-  process, so threads queue instead of sleeping in SQLite's busy handler), a transaction-level advisory
+  process and an exclusive ``flock`` of ``<file>-writer.lock`` shared by the processes, so writers queue
+  instead of sleeping in SQLite's busy handler, which sleeps up to 100 ms at a time and made the tail
+  latency of concurrent webhooks), a transaction-level advisory
   lock (``pg_advisory_xact_lock``) on PostgreSQL, taken first and released at commit. Serialised writers
   are what the stores' guarantees rest on: a promotion reads the current production and replaces it
   without a lost update, and the event store's sequence numbers commit in order (a snapshot taken at
@@ -38,9 +40,11 @@ refused with a clear error rather than written with an old schema.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -160,6 +164,32 @@ _guard = threading.Lock()
 _process_locks: dict[tuple[int, str], threading.Lock] = {}
 
 
+@contextmanager
+def _host_write_lock(path: Path | None, timeout: float) -> Iterator[None]:
+    """An exclusive ``flock`` of ``<path>-writer.lock``, tried every 0.5 ms for up to ``timeout`` s (then
+    SQLite's own locking decides, as without it). None (an in-memory database): no lock."""
+    try:
+        fd = os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644) if path is not None else None
+    except OSError:  # a read-only folder: SQLite's own locking still serialises the writers
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.0005)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _sqlite_engine(url: str, timeout: float) -> Engine:
     engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
 
@@ -251,7 +281,11 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One write transaction, serialised with every writer of this store; rolled back on error."""
         if self.dialect == "sqlite":
-            with self._process_lock(), self.engine.connect() as conn:
+            with (
+                self._process_lock(),
+                _host_write_lock(self.path, self.timeout),
+                self.engine.connect() as conn,
+            ):
                 conn = conn.execution_options(histoloop_write=True)
                 with conn.begin():
                     yield conn

@@ -21,7 +21,9 @@ Bare calls and /predict calls are interleaved (one bare call, one request, ...) 
 load on a shared machine. Reported: the per-image latency at p50 and p95 (concurrency 1, one task per
 request) and their ratio; the in-server ratio (request latency / the model time the backend reports in
 its ``Server-Timing`` header: the overhead measured in the same process, same moment); 8-task batches
-(time per batch / 8 bare calls); concurrency 4 and 16 (wall time for n requests / n bare calls).
+(time per batch / 8 bare calls, and / one bare ``predict_many`` of the 8 images); the server's stages
+(``Server-Timing``: request, fetch, decode, queue, model, results, json, total) at p50, the in-server
+overhead (total - fetch - decode - queue - model) and HTTP (latency - total); concurrency 4 and 16 (wall time for n requests / n bare calls).
 The images are MoNuSeg crops when ../shared/data is there, else synthetic H&E-like tiles.
 """
 
@@ -197,7 +199,7 @@ def _measure(
     for k in range(2):  # warm-up: the backend loads its model; the bare model warms on its thread
         server.predict(session, project, sc.config, [names[k]])
         one.submit(model.predict, arrays[k]).result()
-    bare, lat, in_server, regions = [], [], [], []
+    bare, lat, in_server, regions, stages = [], [], [], [], []
     for i in range(reps * 2):
         bare.append(one.submit(_timed, model.predict, arrays[i % len(arrays)]).result())
         t0 = time.perf_counter()
@@ -205,9 +207,11 @@ def _measure(
         lat.append(time.perf_counter() - t0)
         in_server.append(lat[-1] / (out["server_timing_ms"]["model"] / 1000))
         regions.append(len(out["results"][0]["result"]))
-    batch_bare, batch = [], []
+        stages.append(out["server_timing_ms"])
+    batch_bare, batch_bare_one, batch = [], [], []
     for _ in range(max(2, reps // 3)):
         batch_bare.append(one.submit(_bare, model, arrays, len(arrays), False).result())
+        batch_bare_one.append(one.submit(_timed, model.predict_many, arrays).result())
         batch.append(_timed(server.predict, session, project, sc.config, names))
     row = {
         "scenario": sc.name, "regions_per_image": float(np.mean(regions)),
@@ -216,6 +220,15 @@ def _measure(
         "ratio_p50": _pct(lat, 50) / _pct(bare, 50), "ratio_p95": _pct(lat, 95) / _pct(bare, 95),
         "in_server_ratio_p50": _pct(in_server, 50), "in_server_ratio_p95": _pct(in_server, 95),
         "ratio_batch8": float(np.sum(batch)) / float(np.sum(batch_bare)),
+        "ratio_batch8_vs_bare_batched": float(np.sum(batch)) / float(np.sum(batch_bare_one)),
+        "batch8_ms_per_image": 1000 * float(np.median(batch)) / len(arrays),
+        "bare8_ms_per_image": 1000 * float(np.median([sum(b) for b in batch_bare])) / len(arrays),
+        "bare_batched_ms_per_image": 1000 * float(np.median(batch_bare_one)) / len(arrays),
+        "stages_p50_ms": {k: _pct([st[k] for st in stages], 50) for k in stages[0]},
+        # what the server spends beyond fetching/decoding the image and the model (its queue included)
+        "in_server_overhead_p50_ms": _pct(
+            [st["total"] - st["fetch"] - st["decode"] - st["model"] - st["queue"] for st in stages], 50),
+        "http_p50_ms": _pct([1000 * t - st["total"] for t, st in zip(lat, stages, strict=True)], 50),
     }  # fmt: skip
     for conc in (4, 16):
         sessions = [requests.Session() for _ in range(conc)]
@@ -276,6 +289,26 @@ def main() -> None:
 
     ensure_offline()
     rows = run(args.quick)
+    print("| scenario | " + " | ".join(rows[0]["stages_p50_ms"]) + " | in-server overhead | HTTP |")
+    print("|" + "---|" * (len(rows[0]["stages_p50_ms"]) + 3))
+    for r in rows:
+        cells = " | ".join(f"{v:.2f}" for v in r["stages_p50_ms"].values())
+        print(
+            f"| {r['scenario']} | {cells} | {r['in_server_overhead_p50_ms']:.2f} | {r['http_p50_ms']:.2f} |"
+        )
+    print()
+    print(
+        "| scenario | batch of 8 ms/image | 8 bare calls ms/image | bare batched call ms/image |"
+        " vs 8 bare | vs bare batched |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['scenario']} | {r['batch8_ms_per_image']:.1f} | {r['bare8_ms_per_image']:.1f} | "
+            f"{r['bare_batched_ms_per_image']:.1f} | {r['ratio_batch8']:.3f} | "
+            f"{r['ratio_batch8_vs_bare_batched']:.3f} |"
+        )
+    print()
     head = ("scenario", "regions/image", "bare p50 / p95 ms", "/predict p50 / p95 ms", "ratio p50", "ratio p95",
             "in-server p50 / p95", "batch of 8", "conc. 4", "conc. 16", "bare on main thread p50 ms")  # fmt: skip
     print("| " + " | ".join(head) + " |")

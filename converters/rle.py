@@ -9,7 +9,8 @@ count+1 words (flag 0: literal values); zero bits pad the stream to whole bytes.
 :func:`mask_to_rle` is byte-identical to ``brush.mask2rle`` (word size 8, field sizes 3/4/8/16, each pixel
 repeated for the four channels, runs longer than 65536 split, and the sdk's padding rule: a full zero
 byte when the stream is already a multiple of 8 bits); :func:`rle_decode` is value-identical to
-``brush.decode_rle`` for any header. Both are tested against the sdk on thousands of masks.
+``brush.decode_rle`` for any header, and :func:`rle_to_mask` expands only the alpha channel. All are
+tested against the sdk on thousands of masks.
 
 >>> import numpy as np
 >>> mask = np.zeros((4, 6), bool); mask[1:3, 2:5] = True
@@ -131,92 +132,144 @@ def _windows(bw: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return (bw[pos >> 3] >> (8 - (pos & 7))) & 0xFFFFFFFF
 
 
-def rle_decode(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
-    """Decode Label Studio RLE into the flat uint8 array of values (as ``brush.decode_rle``)."""
-    data = _as_bytes(rle)
-    nbytes = data.size
-    padded = np.concatenate([data, np.zeros(8, np.uint8)])
-    bw = _byte_windows(padded)
+_STRIDE = 8  # records per step of the sequential part of the record walk (4-64 measured alike)
+
+
+def _header(bw: np.ndarray) -> tuple[int, int, np.ndarray]:
     num = int(_windows(bw, np.array([0]))[0])
     second = int(_windows(bw, np.array([32]))[0])
     word = (second >> 27) + 1
-    sizes = np.array([((second >> (23 - 4 * i)) & 0xF) + 1 for i in range(4)], np.int64)
-    total_bits = nbytes * 8
-    if num == 0:
-        return np.zeros(0, np.uint8)
+    if word > 32:
+        raise ValueError(f"unsupported RLE word size {word}")
+    sizes = np.array([((second >> (23 - 4 * i)) & 0xF) + 1 for i in range(4)], np.uint32)
+    return num, word, sizes
 
-    # Find the record starts. For every bit position of a block compute where a record starting there
-    # would end; the chain from the block's first record is then found by pointer doubling (all numpy).
-    chunks: list[np.ndarray] = []
+
+def _windows_range(bw: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """``_windows(bw, np.arange(start, stop))`` as uint32, by eight strided shifts instead of a gather."""
+    first, last = start >> 3, (stop + 7) >> 3
+    out = np.empty((last - first, 8), np.uint32)
+    chunk = bw[first:last]
+    for r in range(8):
+        out[:, r] = (chunk >> (8 - r)) & 0xFFFFFFFF
+    return out.ravel()[start - 8 * first : stop - 8 * first]
+
+
+def _fields(bw: np.ndarray, pos: np.ndarray | tuple[int, int], sizes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(flag, size, count) of a record starting at each bit position (uint32 arithmetic); ``pos`` is
+    an array of positions or a ``(start, stop)`` range of them."""
+    win = _windows_range(bw, *pos) if isinstance(pos, tuple) else _windows(bw, pos).astype(np.uint32)
+    flag = win >> np.uint32(31)
+    size = sizes[(win >> np.uint32(29)) & np.uint32(3)]
+    count = ((win << np.uint32(3)) >> (np.uint32(32) - size)) + np.uint32(1)
+    return flag, size, count
+
+
+def _records(data: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(bit windows, value count, word size, record starts, flags, field sizes, counts)``.
+
+    Records are variable-length, so where each starts depends on all before it. For every bit position
+    of a block (``_BLOCK`` bits, bounding memory) the record that would start there gives where the next
+    one would start (``jump``); ``_STRIDE`` such steps are composed by repeated squaring (3 numpy
+    gathers), the chain is walked from the first record ``_STRIDE`` records at a time in Python (about
+    1,300 steps for a 1000² mask of 300 nuclei), and the records in between are filled in by
+    ``_STRIDE`` vectorised gathers over all the anchors at once.
+    """
+    padded = np.concatenate([data, np.zeros(8, np.uint8)])
+    bw = _byte_windows(padded)
+    num, word, sizes = _header(bw)
+    total_bits = data.size * 8
+    starts: list[np.ndarray] = []
     produced = 0
     p = 53
     while produced < num:
         if p + 3 > total_bits:
             raise ValueError(f"RLE ends after {produced} of {num} values")
-        block = np.arange(p, min(p + _BLOCK, total_bits), dtype=np.int64)
-        win = _windows(bw, block)
-        size = sizes[(win >> 29) & 3]
-        count = ((win >> (29 - size)) & ((1 << size) - 1)) + 1
-        jump = np.empty(block.size + 1, np.int32)
-        np.minimum(
-            np.arange(block.size) + 3 + size + np.where(win >> 31, word, word * count),
-            block.size,
-            out=jump[:-1],
-            casting="unsafe",
-        )
-        jump[-1] = block.size  # the sink: past the block
-        chain = np.zeros(1, np.int32)
-        while True:
-            more = jump[chain]
-            more = more[more < block.size]
-            chain = np.concatenate([chain, more])
-            if more.size < chain.size - more.size:
-                break
-            jump = jump[jump]
+        end = min(p + _BLOCK, total_bits)
+        n = end - p
+        flag, size, count = _fields(bw, (p, end), sizes)
+        length = np.uint32(3) + size + np.where(flag, np.uint32(word), np.uint32(word) * count)
+        jump = np.empty(n + 1, np.int32)
+        np.minimum(np.arange(n, dtype=np.int64) + length, n, out=jump[:-1], casting="unsafe")
+        jump[-1] = n  # the sink: past the block
+        far = jump
+        for _ in range(_STRIDE.bit_length() - 1):
+            far = far[far]
+        anchors = []
+        q = 0
+        while q < n:
+            anchors.append(q)
+            q = int(far[q])
+        chain = np.empty((len(anchors), _STRIDE), np.int32)
+        cur = np.array(anchors, np.int32)
+        for k in range(_STRIDE):
+            chain[:, k] = cur
+            cur = jump[cur]
+        chain = chain.ravel()
+        chain = chain[chain < n]
         # the values produced so far decide where to stop; the next block starts after the last record
-        total = produced + np.cumsum(count[chain])
+        total = produced + np.cumsum(count[chain], dtype=np.int64)
         stop = int(np.searchsorted(total, num)) + 1 if total[-1] >= num else chain.size
         chain = chain[:stop]
-        chunks.append(block[chain])
+        starts.append(p + chain.astype(np.int64))
         produced = int(total[stop - 1])
         last = int(chain[-1])
-        p = int(block[last] + 3 + size[last] + (word if win[last] >> 31 else word * count[last]))
+        p = p + last + int(length[last])
     if p > total_bits:
         raise ValueError("RLE is truncated: the last record runs past the end of the data")
+    rec = np.concatenate(starts)
+    flag, size, count = _fields(bw, rec, sizes)
+    return bw, num, word, rec, flag.astype(bool), size.astype(np.int64), count.astype(np.int64)
 
-    rec = np.concatenate(chunks)
-    win = _windows(bw, rec)
-    flag = (win >> 31).astype(bool)
-    size = sizes[(win >> 29) & 3]
-    count = ((win >> (29 - size)) & ((1 << size) - 1)) + 1
+
+def _segments(rle: Sequence[int] | bytes | np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(value count, the value of each segment, its length)``: a repeat record is one segment of
+    ``count`` values, a literal record ``count`` segments of one value."""
+    data = _as_bytes(rle)
+    if int.from_bytes(data[:4].tobytes(), "big") == 0:
+        return 0, np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    bw, num, word, rec, flag, size, count = _records(data)
     vpos = rec + 3 + size
-    # Segments: a repeat record is one segment of `count` values; a literal one is `count` segments of 1.
     nseg = np.where(flag, 1, count)
-    seg_rec = np.repeat(np.arange(rec.size), nseg)
-    seg_first = np.cumsum(nseg) - nseg
-    k = np.arange(seg_rec.size) - seg_first[seg_rec]
-    seg_pos = vpos[seg_rec] + k * word
-    seg_len = np.where(flag[seg_rec], count[seg_rec], 1)
+    if bool(flag.all()):  # the common case (masks from mask_to_rle): no literal records
+        seg_pos, seg_len = vpos, count
+    else:
+        seg_rec = np.repeat(np.arange(rec.size), nseg)
+        seg_first = np.cumsum(nseg) - nseg
+        k = np.arange(seg_rec.size) - seg_first[seg_rec]
+        seg_pos = vpos[seg_rec] + k * word
+        seg_len = np.where(flag[seg_rec], count[seg_rec], 1)
     words = (_windows(bw, seg_pos) >> (32 - word)) & ((1 << word) - 1)
-    if word > 32:
-        raise ValueError(f"unsupported RLE word size {word}")
     if words.size and words.max() > 255:
         raise ValueError(f"RLE values exceed 255 (word size {word})")
-    out = np.repeat(words.astype(np.uint8), seg_len)
-    return out[:num]
+    return num, words.astype(np.uint8), seg_len
+
+
+def rle_decode(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
+    """Decode Label Studio RLE into the flat uint8 array of values (as ``brush.decode_rle``)."""
+    num, values, lengths = _segments(rle)
+    return np.repeat(values, lengths)[:num]
 
 
 def rle_to_mask(rle: Sequence[int] | bytes | np.ndarray, height: int, width: int) -> np.ndarray:
     """Decode brush RLE into a (height, width) uint8 mask, 255 where painted (alpha > 0), else 0.
 
+    Only the alpha channel is expanded (value ``4 i + 3`` is pixel ``i``'s alpha): the mask is written
+    straight from the segments, never the 4x larger RGBA array.
+
     Raises ``ValueError`` naming the problem when the RLE is corrupt or does not hold height×width pixels.
     """
-    values = rle_decode(rle)
+    data = _as_bytes(rle)
     expected = int(height) * int(width) * 4
-    if values.size != expected:
+    num = int.from_bytes(data[:4].tobytes(), "big")
+    if num != expected:
         raise ValueError(
-            f"RLE holds {values.size} values ({values.size / 4:.0f} pixels), "
-            f"expected {height}x{width}x4 = {expected}"
+            f"RLE holds {num} values ({num / 4:.0f} pixels), expected {height}x{width}x4 = {expected}"
         )
-    alpha = values.reshape(int(height), int(width), 4)[:, :, 3]
-    return np.where(alpha > 0, np.uint8(255), np.uint8(0))
+    num, values, lengths = _segments(data)
+    # segment j covers values [end_j - len_j, end_j); the alphas in it are the pixels i with
+    # start <= 4 i + 3 < end, i.e. i in [ceil((start - 3) / 4), ceil((end - 3) / 4))
+    ends = np.minimum(np.cumsum(lengths), num)
+    pixels = np.diff(ends // 4, prepend=0)  # ceil((end - 3) / 4) == end // 4
+    painted = np.where(values > 0, np.uint8(255), np.uint8(0))
+    return np.repeat(painted, pixels).reshape(int(height), int(width))

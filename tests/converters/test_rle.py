@@ -101,3 +101,15 @@ def test_bool_masks_are_painted_255():
 def test_bad_rle_raises_value_error_naming_the_problem(rle, h, w, message):
     with pytest.raises(ValueError, match=message):
         rle_to_mask(rle, h, w)
+
+
+def test_corrupt_rle_is_a_clear_error():
+    mask = np.zeros((30, 40), bool)
+    mask[5:9, 3:30] = True
+    rle = mask_to_rle(mask)
+    with pytest.raises(ValueError, match="RLE ends after"):
+        rle_to_mask(rle[: len(rle) // 2], 30, 40)
+    with pytest.raises(ValueError, match=r"expected 31x40x4"):
+        rle_to_mask(rle, 31, 40)
+    with pytest.raises(ValueError, match="too short"):
+        rle_decode(rle[:3])

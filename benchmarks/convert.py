@@ -3,7 +3,8 @@
 Baselines measured in the same run, on the same generated export and the same disk:
 
 - **floor**: ``json.load`` the export and write one YOLO label file per task (the lines formatted straight
-  from the first annotation's rectangles) — nothing else;
+  from the first annotation's rectangles) — nothing else; **floor_orjson**: the same with orjson's parser
+  (histoloop parses exports with orjson);
 - **sdk**: ``label_studio_sdk.converter.Converter.convert_to_yolo`` (labels only, no image download);
 - **histoloop**: ``converters.labelstudio.export_to_dataset(kind="detect", images=None)`` — annotation
   selection, label checks, patient split, data.yaml, manifest.json, atomic publish.
@@ -12,6 +13,10 @@ RLE: ``converters.rle`` vs ``label_studio_sdk.converter.brush`` on a 1000×1000 
 discs (a realistic brush mask). Each timing is the best of ``--repeats`` runs, interleaved.
 
     .venv/bin/python -m benchmarks.convert [--tasks 10000] [--repeats 3] [--dir /dev/shm]
+    .venv/bin/python -m benchmarks.convert --curve 1000,10000,100000 [--regions 3] [--dir /dev/shm]
+
+``--curve``: histoloop and the orjson floor only, at each number of tasks (``--regions``: rectangles per
+annotation, default 1-6 at random), best of ``--repeats``: how the converter's time grows.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,12 +42,12 @@ CONFIG = """<View>
 LABELS = ["tumor", "lymphocyte", "stroma"]
 
 
-def make_export(n: int, seed: int = 0) -> list[dict]:
-    """n tasks, one submitted annotation each with 1–6 rectangles (percent), TCGA-style image names."""
+def make_export(n: int, seed: int = 0, regions: int | None = None) -> list[dict]:
+    """n tasks, one submitted annotation each with 1–6 rectangles (or ``regions``), TCGA-style image names."""
     rng = np.random.default_rng(seed)
     tasks = []
     for i in range(n):
-        k = int(rng.integers(1, 7))
+        k = int(rng.integers(1, 7)) if regions is None else regions
         xy = rng.uniform(0, 80, (k, 2))
         wh = rng.uniform(1, 20, (k, 2))
         results = [
@@ -64,9 +71,9 @@ def make_export(n: int, seed: int = 0) -> list[dict]:
     return tasks
 
 
-def floor(export: Path, out: Path) -> None:
+def floor(export: Path, out: Path, loads: Callable[[bytes], Any] = json.loads) -> None:
     """Parse the JSON and write the label files; nothing else."""
-    tasks = json.loads(export.read_bytes())
+    tasks = loads(export.read_bytes())
     labels = out / "labels"
     labels.mkdir(parents=True)
     index = {c: i for i, c in enumerate(LABELS)}
@@ -80,6 +87,13 @@ def floor(export: Path, out: Path) -> None:
                 f"{(v['y'] + v['height'] / 2) / 100:.6f} {v['width'] / 100:.6f} {v['height'] / 100:.6f}"
             )
         (labels / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+
+
+def floor_orjson(export: Path, out: Path) -> None:
+    """The floor with the fastest JSON parser (orjson, which histoloop uses too)."""
+    import orjson
+
+    floor(export, out, orjson.loads)
 
 
 def ours(export: Path, out: Path) -> None:
@@ -97,11 +111,14 @@ def sdk(export: Path, out: Path) -> None:
     )
 
 
-def bench_convert(n: int, repeats: int, work: Path) -> tuple[dict[str, float], dict[str, float]]:
+def bench_convert(
+    n: int, repeats: int, work: Path, names: tuple[str, ...] = (), regions: int | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
     """Best wall-clock and best CPU seconds of each converter (interleaved runs)."""
     export = work / "export.json"
-    export.write_text(json.dumps(make_export(n)))
-    fns = {"floor": floor, "histoloop": ours, "label_studio_sdk": sdk}
+    export.write_text(json.dumps(make_export(n, regions=regions)))
+    fns = {"floor": floor, "floor_orjson": floor_orjson, "histoloop": ours, "label_studio_sdk": sdk}
+    fns = {k: f for k, f in fns.items() if not names or k in names}
     wall = dict.fromkeys(fns, float("inf"))
     cpu = dict.fromkeys(fns, float("inf"))
     for r in range(repeats):
@@ -155,7 +172,23 @@ def main() -> None:
     ap.add_argument(
         "--dir", default=None, help="Where to write (default: the system temp dir; /dev/shm = RAM)."
     )
+    ap.add_argument("--curve", help="comma-separated task counts: histoloop and the orjson floor only")
+    ap.add_argument("--regions", type=int, default=None, help="rectangles per annotation (default 1-6)")
     args = ap.parse_args()
+    if args.curve:
+        print("| tasks | regions/task | floor (orjson) s | histoloop s | vs floor | histoloop µs/task |")
+        print("|---|---|---|---|---|---|")
+        for n in (int(v) for v in args.curve.split(",")):
+            with tempfile.TemporaryDirectory(prefix="histoloop-bench-", dir=args.dir) as tmp:
+                wall, _ = bench_convert(
+                    n, args.repeats, Path(tmp), ("floor_orjson", "histoloop"), args.regions
+                )
+            print(
+                f"| {n} | {args.regions or '1-6'} | {wall['floor_orjson']:.3f} | {wall['histoloop']:.3f} | "
+                f"{wall['histoloop'] / wall['floor_orjson']:.2f}x | {1e6 * wall['histoloop'] / n:.0f} |",
+                flush=True,
+            )
+        return
     with tempfile.TemporaryDirectory(prefix="histoloop-bench-", dir=args.dir) as tmp:
         conv, cpu = bench_convert(args.tasks, args.repeats, Path(tmp))
     rle = bench_rle(max(args.repeats, 3))
@@ -163,11 +196,15 @@ def main() -> None:
     print(f"# converters benchmark ({os.cpu_count()} CPUs; best of {args.repeats})")
     print(f"\n{n} tasks -> YOLO labels, written under {args.dir or tempfile.gettempdir()}")
     print(f"{'':18} {'wall s':>8} {'tasks/s':>9} {'vs floor':>9} {'CPU s':>8} {'vs floor':>9}")
-    for name in ("floor", "histoloop", "label_studio_sdk"):
+    for name in ("floor", "floor_orjson", "histoloop", "label_studio_sdk"):
         print(
             f"{name:18} {conv[name]:8.3f} {n / conv[name]:9.0f} {conv[name] / conv['floor']:8.2f}x"
             f" {cpu[name]:8.3f} {cpu[name] / cpu['floor']:8.2f}x"
         )
+    print(
+        f"histoloop vs the orjson floor: {conv['histoloop'] / conv['floor_orjson']:.2f}x wall, "
+        f"{cpu['histoloop'] / cpu['floor_orjson']:.2f}x CPU"
+    )
     print(f"histoloop is {conv['label_studio_sdk'] / conv['histoloop']:.2f}x faster than label_studio_sdk")
     print("\nRLE, one 1000x1000 mask (300 discs)")
     print(f"{'':8} {'histoloop ms':>12} {'sdk ms':>9} {'speed-up':>9}")

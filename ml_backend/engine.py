@@ -15,6 +15,7 @@ the same ``model_version`` (that of the models used, as ``/setup`` reports it).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -51,6 +52,8 @@ class Engine:
         self.settings = settings
         self.cache = cache
         self.images = images
+        self._lock = threading.Lock()
+        self._predictor_cache: dict[tuple[Any, ...], list[ControlPredictor]] = {}
 
     def predict(
         self, project: str, tasks: Sequence[Any], plan: LabelPlan, state: ProjectState
@@ -95,12 +98,22 @@ class Engine:
     def _predictors(
         self, project: str, plan: LabelPlan, serving: Serving, state: ProjectState
     ) -> list[ControlPredictor]:
+        """The control predictors of (label config, served versions, min_score, label_map), built once."""
         ps = state.settings(self.settings.project(project))
-        return [
-            PREDICTORS[c.tag](c, LabelMapper(c.labels, ps.label_map), ps.min_score)
-            for c in plan.controls
-            if c.kind in serving.models
-        ]
+        versions = tuple(sorted((k, m.version.id) for k, m in serving.models.items()))
+        key = (project, plan, versions, ps.min_score, tuple(sorted(ps.label_map.items())))
+        found = self._predictor_cache.get(key)
+        if found is None:
+            found = [
+                PREDICTORS[c.tag](c, LabelMapper(c.labels, ps.label_map), ps.min_score)
+                for c in plan.controls
+                if c.kind in serving.models
+            ]
+            with self._lock:
+                if len(self._predictor_cache) >= 256:
+                    self._predictor_cache.clear()
+                self._predictor_cache[key] = found
+        return found
 
     def _groups(
         self,

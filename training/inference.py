@@ -193,8 +193,13 @@ class TiledPredictor:
         return [self.predict(image) for image in images]  # type: ignore[attr-defined]
 
     def _normalise(self, x):
+        """``(x - mean) / std`` of the card; the two tensors are made once per predictor, not per call."""
         import torch
 
-        mean = torch.tensor(self.card.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.card.std, device=x.device).view(1, 3, 1, 1)
+        key = (x.device, x.dtype)
+        if getattr(self, "_norm_key", None) != key:
+            mean = torch.tensor(self.card.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            std = torch.tensor(self.card.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            self._norm, self._norm_key = (mean, std), key
+        mean, std = self._norm
         return (x - mean) / std

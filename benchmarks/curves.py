@@ -164,7 +164,7 @@ def curve_registry() -> list[dict[str, Any]]:
     card = ModelCard(kind="classify", classes=["a", "b"], arch={"backbone": "resnet18"}, input_size=32)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
-        reg = Registry(Path(tmp) / "store")
+        reg = Registry(Path(tmp) / "registry.sqlite")
         have = before = 0
         for n in (10, 100, 1000, 10_000):
             t0 = time.perf_counter()

@@ -26,6 +26,7 @@ before the snapshot was taken: no approved annotation falls between two runs unc
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable
@@ -43,6 +44,7 @@ from sqlalchemy import (
     Row,
     Table,
     Text,
+    bindparam,
     case,
     func,
     insert,
@@ -117,6 +119,44 @@ class Run:
     finished_at: float | None
 
 
+@dataclass(frozen=True)
+class _RecordStatements:
+    event: Any
+    project: Any
+    annotation: Any
+    deleted: Any
+    request: Any
+
+
+@functools.cache
+def _record_statements(dialect: str) -> _RecordStatements:
+    """The statements of :meth:`EventStore.record`, built once per dialect with bound parameters: building
+    them per call (SQLAlchemy's coercions and cache keys) cost several times the SQLite transaction."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    projects = dialect_insert(t_projects)
+    project = projects.on_conflict_do_update(index_elements=["project"], set_={
+        "label_config": func.coalesce(projects.excluded.label_config, t_projects.c.label_config),
+        "kinds": projects.excluded.kinds, "updated_seq": projects.excluded.updated_seq,
+    })  # fmt: skip
+    # changed_seq moves only when the annotation is (still) approved: an update that un-approves it does
+    # not count as a new label.
+    annotations = dialect_insert(t_annotations)
+    x = annotations.excluded
+    annotation = annotations.on_conflict_do_update(index_elements=["project", "annotation_id"], set_={
+        "task_id": x.task_id, "kinds": x.kinds, "approved": x.approved, "deleted": 0,
+        "changed_seq": case((x.approved == 1, x.changed_seq), else_=t_annotations.c.changed_seq),
+    })  # fmt: skip
+    a = t_annotations.c
+    deleted = (
+        update(t_annotations)
+        .where(a.project == bindparam("p"), a.annotation_id == bindparam("a"))
+        .values(deleted=1)
+    )
+    return _RecordStatements(insert(t_events), project, annotation, deleted, insert(t_requests))
+
+
 def _kinds_text(kinds: Iterable[str]) -> str:
     return "," + ",".join(kinds) + "," if kinds else ""
 
@@ -158,47 +198,23 @@ class EventStore:
         requests: Iterable[tuple[str, str]] = (),
     ) -> int:
         """Record one webhook and what it changes, in one transaction; returns its sequence number."""
+        st = _record_statements(self.db.dialect)
         with self._write() as db:
-            seq = int(
-                db.execute(
-                    insert(t_events).values(
-                        received_at=time.time(),
-                        action=action,
-                        project=project,
-                        payload=json.dumps(payload, default=str),
-                    )  # fmt: skip
-                ).inserted_primary_key[0]  # type: ignore[index]
-            )
+            inserted = db.execute(st.event, {"received_at": time.time(), "action": action, "project": project,
+                                             "payload": json.dumps(payload, default=str)})  # fmt: skip
+            seq = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             if project is not None and (label_config is not None or kinds is not None):
-                stmt = upsert(db, t_projects).values(
-                    project=project, label_config=label_config, kinds=",".join(kinds or ()), updated_seq=seq
-                )
-                db.execute(stmt.on_conflict_do_update(index_elements=["project"], set_={
-                    "label_config": func.coalesce(stmt.excluded.label_config, t_projects.c.label_config),
-                    "kinds": stmt.excluded.kinds, "updated_seq": stmt.excluded.updated_seq,
-                }))  # fmt: skip
+                db.execute(st.project, {"project": project, "label_config": label_config,
+                                        "kinds": ",".join(kinds or ()), "updated_seq": seq})  # fmt: skip
             for a in annotations:
-                # changed_seq moves only when the annotation is (still) approved: an update that
-                # un-approves it does not count as a new label.
-                stmt = upsert(db, t_annotations).values(
-                    project=project, annotation_id=a.annotation_id, task_id=a.task_id,
-                    kinds=_kinds_text(a.kinds), approved=int(a.approved), deleted=0, changed_seq=seq,
-                )  # fmt: skip
-                x = stmt.excluded
-                changed = case((x.approved == 1, x.changed_seq), else_=t_annotations.c.changed_seq)
-                db.execute(stmt.on_conflict_do_update(index_elements=["project", "annotation_id"], set_={
-                    "task_id": x.task_id, "kinds": x.kinds, "approved": x.approved, "deleted": 0,
-                    "changed_seq": changed,
-                }))  # fmt: skip
+                db.execute(st.annotation, {"project": project, "annotation_id": a.annotation_id,
+                                           "task_id": a.task_id, "kinds": _kinds_text(a.kinds),
+                                           "approved": int(a.approved), "deleted": 0, "changed_seq": seq})  # fmt: skip
             for annotation_id in deleted_ids:
-                db.execute(
-                    update(t_annotations)
-                    .where(t_annotations.c.project == project, t_annotations.c.annotation_id == annotation_id)
-                    .values(deleted=1)
-                )
+                db.execute(st.deleted, {"p": project, "a": annotation_id})
             for kind, reason in requests:
-                db.execute(insert(t_requests).values(project=project, kind=kind, reason=reason,
-                                                     created_at=time.time()))  # fmt: skip
+                db.execute(st.request, {"project": project, "kind": kind, "reason": reason,
+                                        "created_at": time.time()})  # fmt: skip
         return seq
 
     def request(self, project: str, kind: str, reason: str) -> int:

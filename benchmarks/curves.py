@@ -9,7 +9,7 @@ upward (per-item time rising with size) or stays linear.
   + JSON for 10 -> 10,000 boxes, ``BrushLabels`` results (masks, RLE) + JSON for 1 -> 50 mask classes on a
   512² image. In the same run, the pre-issue-16 way (a Python loop per box, ``json``) as the baseline.
 - ``image``: PNG decode (the backend's decoder vs PIL) for 256² -> 8192² (4096² without ``--big``), and
-  the tiled bare call of a random-init yolo11n at 640 px up to 2048² (4096² with ``--big``).
+  the tiled bare call of a random-init yolo11n at 640 px up to 1024² (2048² with ``--big``).
 - ``registry``: ``list``, ``production`` and ``promote`` with 10 -> 10,000 versions of one project.
 - ``events``: ``record`` (one webhook's transaction), ``kind_states`` (what the trigger reads) and
   ``approved_ids`` (a retraining's snapshot) with 10k -> 100k events (1M with ``--big``) in the store,
@@ -118,7 +118,7 @@ def curve_image(big: bool) -> list[dict[str, Any]]:
     loader = ImageLoader()
     model = _tiny_detector()
     model.predict(tile)  # warm-up
-    for side in (256, 512, 1024, 2048, 4096, 8192):
+    for side in (256, 512, 1024, 2048, 4096, 8192):  # the model up to 1024² (2048² with --big)
         if side == 8192 and not big:
             continue
         reps = -(-side // 512)
@@ -135,7 +135,7 @@ def curve_image(big: bool) -> list[dict[str, Any]]:
         t_dec, t_pil = best(lambda data=data: loader.decode(data, "x.png"), repeats), best(pil, repeats)
         row = {"curve": "image", "size": side, "decode_ms": 1000 * t_dec, "pil_ms": 1000 * t_pil,
                "decode_ns_per_px": 1e9 * t_dec / side**2}  # fmt: skip
-        if side <= (4096 if big else 2048):
+        if side <= (2048 if big else 1024):
             from converters.tiling import tile_windows
 
             tiles = len(tile_windows(side, side, model.card.input_size, model.overlap))

@@ -123,7 +123,9 @@ class InteractiveEngine:
         prompt = read_context(context, width, height)
         x0, y0, x1, y1 = crop_window(prompt.bounds(), width, height, min_size=_input_size(model))
         t0 = time.perf_counter()
-        output = model.predict(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        with model.lock:  # one pass over the crop where the model offers it (the segmenter), else tiles
+            output = getattr(model.predictor, "predict_once", model.predictor.predict)(crop)
         timings["model"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         label_map = state.settings(self.settings.project(project)).label_map

@@ -18,6 +18,8 @@ def _redis_down(exc: Exception) -> click.ClickException:
 
 def _progress(meta: dict) -> str:
     parts = [str(meta.get("stage", ""))]
+    if meta.get("todo") is not None:  # histoloop predict --queue
+        parts.append(f"{meta.get('done', 0)}/{meta['todo']} tasks")
     if meta.get("epochs"):
         parts.append(f"epoch {meta.get('epoch')}/{meta.get('epochs')}")
     if meta.get("loss") is not None:

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "worker": "histoloop.cli.worker:worker",
     "jobs": "histoloop.cli.jobs:jobs",
     "retrain": "histoloop.cli.jobs:retrain",
+    "predict": "histoloop.cli.predict:predict",
     "demo": "histoloop.cli.demo:demo",
     "slides": "histoloop.cli.slides:slides",
     "settings": "histoloop.cli.main:show_settings",

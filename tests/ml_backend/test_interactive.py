@@ -247,3 +247,17 @@ def test_the_context_label_studio_sends(segment_live) -> None:
     for context in contexts:
         item, _ = _interactive(segment_live, context, SEGMENT_CONFIG)
         assert item["result"], item.get("error")
+
+
+def test_the_segmenter_predicts_a_crop_in_one_pass(make_settings) -> None:
+    from backend_testkit import rgb
+
+    from training.inference import load_model
+
+    version = add_version(make_settings(), "4", "segment", head_bias=0.0)
+    predictor = load_model(version.artifact_dir)
+    tile = rgb(256, 256, seed=5)  # the model input: one tile either way, the same numbers
+    np.testing.assert_allclose(predictor.predict_once(tile).probs, predictor.predict(tile).probs, atol=1e-4)
+    crop = rgb(300, 410, seed=6)  # larger: one pass (padded to 320 x 416) instead of 2 x 2 tiles
+    once = predictor.predict_once(crop)
+    assert once.probs.shape == (1, 300, 410) and 0 <= once.probs.min() <= once.probs.max() <= 1

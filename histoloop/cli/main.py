@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "slides": "histoloop.cli.slides:slides",
     "settings": "histoloop.cli.main:show_settings",
     "db": "histoloop.cli.db:db",
+    "simulate": "histoloop.cli.simulate:simulate",
 }
 
 

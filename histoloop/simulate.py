@@ -1,0 +1,470 @@
+"""``histoloop simulate``: a specialist replayed, round by round, on a fully labelled set.
+
+The set (anything the converters read with ground truth; :mod:`converters.ground_truth`) is tiled, a
+fixed test split of whole groups (patients/slides) is set aside and never trained on, and each ordering
+policy plays its own rounds from no model at all, in its own model store:
+
+1. choose ``per_round`` tasks among those not yet approved: ``random`` (seeded), ``sequential`` (the set's
+   order) or ``uncertainty`` (the current production's lowest task score first, as a Label Studio user
+   sorts the Data Manager; ties in the seeded random order);
+2. predict them with the production model **through the backend's own predict path**
+   (:meth:`ml_backend.engine.Engine.predict`: label config → predictors → Label Studio results, the code
+   ``/predict`` runs, with the project's ``min_score``);
+3. the specialist corrects each prediction to the ground truth (:mod:`training.corrections` counts the
+   actions; "from scratch" is the same ground truth drawn without a suggestion) and approves it;
+4. the approved tasks go through **the workers' own path**, :func:`training.lifecycle.retrain_from_tasks`
+   (convert → train → evaluate → register → promote when the project's gate says so); the next round
+   predicts with whatever production is then.
+
+Each round also predicts the test split with the production that served the round (same path) and
+evaluates it there (:func:`training.evaluate.evaluate`): held-out corrections per task and metrics on the
+same tasks every round. A last row, after the last retraining, measures the production trained on every
+approved task. Rows are written as JSON lines as they come; the curve and the table come at the end.
+
+``--label-studio`` plays the same rounds against a real Label Studio project (see
+:mod:`histoloop.simulate_labelstudio`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.ground_truth import GroundTruthTask, dataset_tasks, label_config, source_to_dataset, tile
+from converters.split import split_fraction
+from kernel.kinds import PRIMARY_METRIC, check_kind
+from kernel.settings import Settings
+from training.corrections import Corrections, from_scratch, regions_of, result_corrections
+
+log = logging.getLogger(__name__)
+
+ORDERS = ("random", "sequential", "uncertainty")
+PROJECT = "1"
+SCORES = ("added", "deleted", "adjusted", "relabelled", "pixels", "total")
+
+
+@dataclass
+class SimulationConfig:
+    kind: str
+    rounds: int | None = None
+    """None: as many as it takes to approve every task of the pool."""
+    per_round: int = 8
+    orders: tuple[str, ...] = ("random",)
+    test_split: str = "0.25"
+    """A fraction of the groups (at least one), or a comma-separated list of group names."""
+    seed: int = 0
+    tile: int = 256
+    overlap: int = 0
+    group_regex: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    """Training options of the kind (``TrainConfig`` fields) over the settings' ``train.<kind>``."""
+    min_score: float | None = None
+    auto_promote: str | None = None
+    label_config: str | None = None
+    """The source's label config (a Label Studio export's), for the conversion."""
+    images: str | None = None
+    """An Aperio XML folder's images, when they are not in ``<DATA>/images``."""
+    keep_models: bool = False
+
+    def __post_init__(self) -> None:
+        self.kind = check_kind(self.kind)
+        bad = [o for o in self.orders if o not in ORDERS]
+        if bad or not self.orders:
+            raise ValueError(f"--order must be among {', '.join(ORDERS)}, not {', '.join(bad) or 'nothing'}")
+        if self.per_round < 1 or (self.rounds is not None and self.rounds < 1):
+            raise ValueError("--per-round and --rounds must be at least 1")
+
+
+@dataclass
+class Replay:
+    """The replayable set: tasks to approve (the pool) and the held-out test tasks, and their project."""
+
+    kind: str
+    classes: list[str]
+    label_config: str
+    document_root: Path
+    pool: list[GroundTruthTask]
+    test: list[GroundTruthTask]
+    test_dataset: Path
+    test_groups: list[str]
+
+
+def prepare(data: Path, config: SimulationConfig, work: Path) -> Replay:
+    """Convert, tile, read and split ``data`` (see the module docstring) under ``work``."""
+    from converters.images import ImageLoader
+    from converters.labelstudio import export_to_dataset
+
+    work.mkdir(parents=True, exist_ok=True)
+    source, _ = source_to_dataset(data, config.kind, work / "source", label_config=config.label_config,
+                                  images=config.images, group_regex=config.group_regex,
+                                  local_root=Path(data).parent if Path(data).is_file() else None)  # fmt: skip
+    tiled = tile(source, work / "tiles", config.tile, config.overlap)
+    root = work / "files"
+    tasks, classes, _ = dataset_tasks(tiled, root)
+    if not tasks:
+        raise ValueError(f"{data}: no task with an image and ground truth")
+    test_groups = choose_test_groups(sorted({t.group for t in tasks}), config.test_split, config.seed)
+    test = [t for t in tasks if t.group in test_groups]
+    pool = [t for t in tasks if t.group not in test_groups]
+    config_xml = label_config(config.kind, classes)
+    test_dataset = work / "test-dataset"
+    report = export_to_dataset([t.task(annotation_id=t.id) for t in test], config.kind, test_dataset,
+                               label_config=config_xml, images=ImageLoader(local_root=root),
+                               split="val")  # fmt: skip
+    if not report.converted:
+        raise ValueError(f"{data}: the test split could not be converted: {report.skipped[:3]}")
+    return Replay(config.kind, classes, config_xml, root, pool, test, test_dataset, test_groups)
+
+
+def choose_test_groups(groups: Sequence[str], test_split: str, seed: int = 0) -> list[str]:
+    """The groups set aside: those named (comma-separated), or a fraction of them (at least one, never
+    all) chosen by their hash, so the choice does not depend on the order of the files.
+
+    >>> choose_test_groups(["TCGA-A7-A13E", "TCGA-AR-A1AK", "TCGA-AR-A1AS", "TCGA-E2-A1B5"], "0.25")
+    ['TCGA-A7-A13E']
+    >>> choose_test_groups(["a", "b", "c"], "b,c")
+    ['b', 'c']
+    """
+    groups = list(groups)
+    if len(groups) < 2:
+        raise ValueError(f"a test split by group needs at least two groups (patients/slides); found "
+                         f"{len(groups)} ({', '.join(groups)}): pass --group-regex to group otherwise")  # fmt: skip
+    try:
+        fraction = float(test_split)
+    except ValueError:
+        named = [g.strip() for g in test_split.split(",") if g.strip()]
+        unknown = [g for g in named if g not in groups]
+        if unknown or not named or len(named) == len(groups):
+            raise ValueError(f"--test-split {test_split!r}: groups are {', '.join(groups)}; name some, "
+                             "not all") from None  # fmt: skip
+        return named
+    if not 0 < fraction < 1:
+        raise ValueError(f"--test-split {test_split}: a fraction must be in (0, 1)")
+    n = min(max(1, round(fraction * len(groups))), len(groups) - 1)
+    return sorted(sorted(groups, key=lambda g: split_fraction(g, seed))[:n])
+
+
+def simulation_settings(settings: Settings, config: SimulationConfig, store: Path, root: Path) -> Settings:
+    """The settings of one ordering's project: its own model store, the replay's images, the training
+    options, and a validation split by tile inside the approved tasks (a round's few tiles often come from
+    one patient; the held-out test split is the one kept by patient)."""
+    base = settings.project(PROJECT)
+    train = {**base.train, config.kind: {**base.train.get(config.kind, {}), **config.train}}
+    project = dataclasses.replace(
+        base, train=train, split_group_regex=r"^(.*)$", retrain_threshold=0,
+        min_score=base.min_score if config.min_score is None else config.min_score,
+        auto_promote=base.auto_promote if config.auto_promote is None else config.auto_promote,
+    )  # fmt: skip
+    return dataclasses.replace(settings, model_store=store, registry_path=store / "registry.sqlite",
+                               local_files_root=root, projects={PROJECT: project})  # fmt: skip
+
+
+class Predictor:
+    """The backend's predict path for one project: :class:`ml_backend.engine.Engine` over the registry."""
+
+    def __init__(self, settings: Settings, config_xml: str) -> None:
+        from ml_backend.engine import Engine
+        from ml_backend.labelconfig import parse_label_config
+        from ml_backend.models import ModelCache
+        from ml_backend.projects import ProjectState
+        from ml_backend.task_images import TaskImages
+        from training.registry import Registry
+
+        self.registry = Registry.from_settings(settings)
+        self.engine = Engine(settings, ModelCache(self.registry, settings.device), TaskImages(settings))
+        self.plan = parse_label_config(config_xml)
+        self.state = ProjectState(label_config=config_xml)
+
+    def predict(self, tasks: Sequence[GroundTruthTask]) -> tuple[str, list[dict[str, Any]]]:
+        """(model_version, one Label Studio prediction per task)."""
+        if not tasks:
+            return "", []
+        version, predictions, _ = self.engine.predict(
+            PROJECT, [t.task() for t in tasks], self.plan, self.state
+        )
+        for task, prediction in zip(tasks, predictions, strict=True):
+            if prediction.get("error"):
+                raise RuntimeError(f"task {task.id} ({task.stem}): no prediction: {prediction['error']}")
+        return version, predictions
+
+
+def count(
+    kind: str, tasks: Sequence[GroundTruthTask], predictions: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Corrections per task (by type), from scratch per task, and their ratio, over ``tasks``."""
+    done, scratch = Corrections(), Corrections()
+    for task, prediction in zip(tasks, predictions, strict=True):
+        done += result_corrections(kind, prediction["result"], task.truth, task.width, task.height)
+        scratch += from_scratch(kind, regions_of(kind, task.truth, task.width, task.height))
+    n = max(len(tasks), 1)
+    per_task = {k: v / n for k, v in done.as_dict().items() if k in SCORES}
+    scratch_per_task = {k: v / n for k, v in scratch.as_dict().items() if k in SCORES}
+    return {
+        "tasks": len(tasks), "per_task": per_task, "scratch_per_task": scratch_per_task,
+        "objects_per_task": scratch.objects / n,
+        "ratio": done.total / scratch.total if scratch.total else None,
+        "fewer_x": scratch.total / done.total if done.total else None,
+        "pixel_ratio": done.pixels / scratch.pixels if scratch.pixels else None,
+    }  # fmt: skip
+
+
+def order_tasks(
+    order: str, remaining: list[GroundTruthTask], k: int, rng_order: dict[int, int],
+    predict: Callable[[list[GroundTruthTask]], tuple[str, list[dict[str, Any]]]],
+) -> tuple[list[GroundTruthTask], str, list[dict[str, Any]]]:  # fmt: skip
+    """The next ``k`` tasks by ``order``, the model version that predicted them and their predictions."""
+    if order == "sequential":
+        chosen = remaining[:k]
+    elif order == "random":
+        chosen = sorted(remaining, key=lambda t: rng_order[t.id])[:k]
+    else:  # uncertainty: the whole remaining pool predicted, lowest task score first
+        version, predictions = predict(remaining)
+        ranked = sorted(
+            range(len(remaining)), key=lambda i: (predictions[i]["score"], rng_order[remaining[i].id])
+        )
+        picked = ranked[:k]
+        return [remaining[i] for i in picked], version, [predictions[i] for i in picked]
+    version, predictions = predict(chosen)
+    return chosen, version, predictions
+
+
+def _write_predictions(
+    path: Path, tasks: Sequence[GroundTruthTask], predictions: Sequence[dict[str, Any]]
+) -> None:
+    """What the specialist was shown: the tasks with their predictions, as a Label Studio import file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(
+        json.dumps([{**t.task(), "predictions": [p]} for t, p in zip(tasks, predictions, strict=True)])
+    )
+    tmp.replace(path)
+
+
+def _scalars(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        k: v for k, v in (metrics or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def held_out(replay: Replay, predictor: Predictor, settings: Settings) -> dict[str, Any]:
+    """The production's corrections and metrics on the test split (none without a production)."""
+    from training.evaluate import evaluate
+
+    _, predictions = predictor.predict(replay.test)
+    out = count(replay.kind, replay.test, predictions)
+    production = predictor.registry.production(PROJECT, replay.kind)
+    if production is not None and production.artifact_dir is not None:
+        out["metrics"] = _scalars(evaluate(production.artifact_dir, replay.test_dataset, split="val",
+                                           device=settings.device))  # fmt: skip
+    else:
+        out["metrics"] = {}
+    return out
+
+
+def play(
+    replay: Replay, order: str, config: SimulationConfig, settings: Settings, work: Path,
+    emit: Callable[[dict[str, Any]], None], advance: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One ordering's rounds (see the module docstring); each row is passed to ``emit`` as it is made."""
+    from training.lifecycle import VersionFailed, retrain_from_tasks
+
+    store = work / f"store-{order}"
+    shutil.rmtree(store, ignore_errors=True)
+    sim = simulation_settings(settings, config, store, replay.document_root)
+    predictor = Predictor(sim, replay.label_config)
+    rng = np.random.default_rng(config.seed)
+    rng_order = {t.id: int(i) for t, i in zip(replay.pool, rng.permutation(len(replay.pool)), strict=True)}
+    rounds = min(config.rounds or len(replay.pool), math.ceil(len(replay.pool) / config.per_round))
+    remaining, approved = list(replay.pool), list[GroundTruthTask]()
+    rows: list[dict[str, Any]] = []
+    for number in range(1, rounds + 2):
+        last = number == rounds + 1 or not remaining
+        started = time.perf_counter()
+        row: dict[str, Any] = {
+            "kind": replay.kind,
+            "order": order,
+            "round": number,
+            "trained_on": len(approved),
+        }
+        t0 = time.perf_counter()
+        if not last:
+            chosen, version, predictions = order_tasks(
+                order, remaining, config.per_round, rng_order, predictor.predict
+            )
+            row["model_version"] = version
+            row["round_tasks"] = count(replay.kind, chosen, predictions)
+            _write_predictions(
+                work.parent / "predictions" / f"{order}-round{number}.json", chosen, predictions
+            )
+        else:
+            chosen = []
+            row["model_version"] = predictor.engine.cache.versions(PROJECT, [replay.kind]).model_version
+        row["test"] = held_out(replay, predictor, sim)
+        row["predict_s"] = time.perf_counter() - t0
+        if chosen:
+            ids = {t.id for t in chosen}
+            remaining = [t for t in remaining if t.id not in ids]
+            approved += chosen
+            row["approved"] = len(approved)
+            tasks = [t.task(annotation_id=t.id) for t in approved]
+            t0 = time.perf_counter()
+            try:
+                done = retrain_from_tasks(sim, predictor.registry, PROJECT, replay.kind, tasks, replay.label_config,
+                                          job_id=f"simulate-{order}-{number}")  # fmt: skip
+                row["training"] = {"version": done.version.ref, "promoted": done.promoted, "decision": done.decision,
+                                   "val": _scalars(done.metrics)}  # fmt: skip
+            except VersionFailed as exc:
+                row["training"] = {"error": exc.reason}
+                log.warning("simulate %s round %d: training failed: %s", order, number, exc.reason)
+            row["training"]["seconds"] = time.perf_counter() - t0
+        row["wall_s"] = time.perf_counter() - started
+        rows.append(row)
+        emit(row)
+        if advance is not None:
+            advance(f"{order} round {number}")
+        if last:
+            break
+    if not config.keep_models:
+        shutil.rmtree(store, ignore_errors=True)
+    return rows
+
+
+def simulate(
+    data: Path, config: SimulationConfig, settings: Settings, out_dir: Path, *, progress: bool = True,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Play every ordering of ``config`` on ``data``; rows in ``out_dir/rounds.jsonl``, the curve in
+    ``out_dir/curve.png``. Returns the rows."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / "work"
+    replay = prepare(Path(data), config, work)
+    log.info("simulate %s: %d tasks to approve, %d held out (groups %s)", config.kind, len(replay.pool),
+             len(replay.test), ", ".join(replay.test_groups))  # fmt: skip
+    rows_path = out_dir / "rounds.jsonl"
+    rows_path.write_text("")
+
+    def emit(row: dict[str, Any]) -> None:
+        with rows_path.open("a") as f:
+            f.write(json.dumps(row, default=_json_default) + "\n")
+
+    rounds = min(config.rounds or len(replay.pool), math.ceil(len(replay.pool) / config.per_round))
+    rows: list[dict[str, Any]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        job = bar.add_task("simulate", total=len(config.orders) * (rounds + 1))
+        for order in config.orders:
+            rows += play(replay, order, config, settings, work, emit,
+                         lambda what: bar.update(job, advance=1, description=what))  # fmt: skip
+    summary = {"kind": config.kind, "pool": len(replay.pool), "test": len(replay.test),
+               "test_groups": replay.test_groups, "classes": replay.classes,
+               "config": {k: v for k, v in dataclasses.asdict(config).items()}, "rows": rows}  # fmt: skip
+    tmp = out_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1, default=_json_default))
+    tmp.replace(out_dir / "summary.json")
+    learning_curve(rows, out_dir / "curve.png")
+    if not config.keep_models:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def learning_curve(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Corrections per task (held-out test split; the round's own tasks dashed) and the held-out primary
+    metric, against the approved tasks the serving model learned from; one line per ordering."""
+    from training.plots import _figure, _save
+
+    plt = _figure()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    kind = rows[0]["kind"] if rows else "detect"
+    metric = PRIMARY_METRIC[check_kind(kind)]
+    colours = {"random": "tab:blue", "sequential": "tab:green", "uncertainty": "tab:red"}
+    scratch = None
+    for order in dict.fromkeys(r["order"] for r in rows):
+        mine = [r for r in rows if r["order"] == order]
+        x = [r["trained_on"] for r in mine]
+        c = colours.get(order)
+        left.plot(
+            x, [r["test"]["per_task"]["total"] for r in mine], "o-", color=c, label=f"{order}: test split"
+        )
+        xr = [r["trained_on"] for r in mine if "round_tasks" in r]
+        left.plot(xr, [r["round_tasks"]["per_task"]["total"] for r in mine if "round_tasks" in r], "s--",
+                  color=c, alpha=0.6, label=f"{order}: the round's tasks")  # fmt: skip
+        right.plot(x, [r["test"]["metrics"].get(metric, 0.0) for r in mine], "o-", color=c, label=order)
+        scratch = mine[0]["test"]["scratch_per_task"]["total"]
+    if scratch is not None:
+        left.axhline(scratch, color="grey", ls=":", label="from scratch (test split)")
+        left.axhline(scratch / 5, color="black", ls=":", lw=0.8, label="5x fewer")
+    left.set(xlabel="approved tasks the model learned from", ylabel="corrections per task",
+             title=f"{kind}: a specialist's corrections")  # fmt: skip
+    right.set(xlabel="approved tasks the model learned from", ylabel=f"held-out {metric}",
+              title=f"{kind}: held-out {metric} (test split)", ylim=(0, 1))  # fmt: skip
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    right.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def table(rows: list[dict[str, Any]]) -> Any:
+    """A rich table of the rows: one line per round and ordering."""
+    from rich.table import Table
+
+    kind = rows[0]["kind"] if rows else "detect"
+    metric = PRIMARY_METRIC[check_kind(kind)]
+    t = Table(title=f"histoloop simulate ({kind})")
+    for name in (
+        "order",
+        "round",
+        "learned from",
+        "round: corr/task",
+        "× fewer",
+        "test: corr/task",
+        "added",
+        "deleted",
+        "adjusted",
+        "relabelled",
+        "× fewer (test)",
+        f"test {metric}",
+        "train s",
+    ):
+        t.add_column(name, justify="left" if name == "order" else "right")
+    for r in rows:
+        test, rt = r["test"], r.get("round_tasks")
+        t.add_row(
+            r["order"], str(r["round"]), str(r["trained_on"]),
+            f"{rt['per_task']['total']:.2f}" if rt else "-", _x(rt) if rt else "-",
+            f"{test['per_task']['total']:.2f}",
+            *(f"{test['per_task'][k]:.2f}" for k in ("added", "deleted", "adjusted", "relabelled")),
+            _x(test), f"{test['metrics'].get(metric, float('nan')):.3f}",
+            f"{r['training']['seconds']:.0f}" if "training" in r else "-",
+        )  # fmt: skip
+    return t
+
+
+def _x(counted: dict[str, Any]) -> str:
+    if counted.get("fewer_x") is not None:
+        return f"{counted['fewer_x']:.2f}×"
+    return "∞" if counted.get("ratio") == 0 else "-"
+
+
+__all__ = ["ORDERS", "Replay", "SimulationConfig", "choose_test_groups", "count", "learning_curve", "play",
+           "prepare", "simulate", "table"]  # fmt: skip

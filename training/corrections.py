@@ -1,0 +1,295 @@
+"""What a specialist does in Label Studio to turn a suggestion into the ground truth: a correction count.
+
+A pure model of the editing work, per kind, used by ``histoloop simulate`` (and open to anything that wants
+to choose a threshold by the work it saves). Every count is of actions a person takes in Label Studio's
+editor; "from scratch" (:func:`from_scratch`) is the same person with no suggestion at all.
+
+**detect** (``RectangleLabels``). Suggested and true boxes are paired one-to-one by IoU (Hungarian
+assignment, class-agnostic), a pair counting only at IoU >= :data:`MATCH_IOU` (0.5):
+
+- ``added``: a true box with no suggestion paired to it (the person draws it);
+- ``deleted``: a suggested box paired to nothing (a false positive: the person deletes it);
+- ``adjusted``: a pair with IoU < :data:`ADJUST_IOU` (0.75): the person drags its corners;
+- ``relabelled``: a pair whose label differs (the person picks another label).
+
+From scratch: every true box drawn (``added`` = the number of true boxes).
+
+**segment** (``BrushLabels``/``PolygonLabels``). An *object* is a connected component (8-connected) of
+one region's mask, regions painted in order (later on top), so a suggested brush region that covers three
+touching nuclei as one blob is one object, and a ground truth drawn one region per nucleus keeps its
+nuclei apart. Objects are paired one-to-one by IoU like boxes:
+
+- ``added``: a true object with no suggested object at IoU >= 0.5 (drawn);
+- ``deleted``: a suggested object paired to nothing (erased);
+- ``adjusted`` (*redrawn*): a pair with IoU < :data:`REDRAW_IOU` (0.75): the outline is repainted;
+- ``relabelled``: a pair whose label differs;
+- ``pixels``: pixels whose class differs between the suggestion and the truth (what the brush touches),
+  reported beside the object counts, not added to them.
+
+From scratch: every true object drawn, every true foreground pixel painted.
+
+**classify** (``Choices``): ``relabelled`` = 1 when the suggested choice is missing or differs from the true
+one, else 0. From scratch: 1 (every label chosen).
+
+The total (:attr:`Corrections.total`) is ``added + deleted + adjusted + relabelled``: one action each.
+
+>>> truth = Boxes.of([[0, 0, 10, 10], [20, 20, 30, 30]])
+>>> box_corrections(Boxes.of([[0, 0, 10, 10], [50, 50, 60, 60]]), truth).as_dict()
+{'added': 1, 'deleted': 1, 'adjusted': 0, 'relabelled': 0, 'pixels': 0, 'objects': 2, 'total': 2}
+>>> from_scratch("detect", truth).total
+2
+>>> label_corrections("Benign", "Malignant").total, label_corrections(None, "Benign").total
+(1, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MATCH_IOU = 0.5
+"""A suggestion and a true object are the same object when their IoU is at least this."""
+ADJUST_IOU = 0.75
+"""A paired box with a lower IoU is adjusted by hand (its corners dragged)."""
+REDRAW_IOU = 0.75
+"""A paired object mask with a lower IoU is redrawn by hand."""
+
+KINDS = ("detect", "segment", "classify")
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """The actions that turn a suggestion into the truth (see the module docstring)."""
+
+    added: int = 0
+    deleted: int = 0
+    adjusted: int = 0
+    """detect: boxes adjusted; segment: objects redrawn."""
+    relabelled: int = 0
+    pixels: int = 0
+    """segment: pixels whose class changed (not part of :attr:`total`)."""
+    objects: int = 0
+    """How many true objects (boxes, components, labels) the task has."""
+
+    @property
+    def total(self) -> int:
+        """One per action: added + deleted + adjusted + relabelled."""
+        return self.added + self.deleted + self.adjusted + self.relabelled
+
+    def __add__(self, other: Corrections) -> Corrections:
+        return Corrections(*(getattr(self, k) + getattr(other, k) for k in _FIELDS))
+
+    def as_dict(self) -> dict[str, int]:
+        return {**{k: int(getattr(self, k)) for k in _FIELDS}, "total": self.total}
+
+
+_FIELDS = ("added", "deleted", "adjusted", "relabelled", "pixels", "objects")
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Boxes (N, 4) pixel xyxy and their labels."""
+
+    xyxy: np.ndarray
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, boxes: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[str] | None = None) -> Boxes:
+        arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        return cls(arr, tuple(labels) if labels is not None else ("",) * len(arr))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+
+@dataclass(frozen=True)
+class Objects:
+    """Object masks as an instance map: (H, W) int32, 0 = background, i = object i (``labels[i - 1]``)."""
+
+    instances: np.ndarray
+    labels: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_masks(cls, masks: Sequence[tuple[np.ndarray, str]], shape: tuple[int, int]) -> Objects:
+        """Objects of region masks painted in order (later on top): each 8-connected component of what a
+        region still shows is one object, with the region's label."""
+        from scipy import ndimage
+
+        owner = np.zeros(shape, np.int32)
+        for i, (mask, _) in enumerate(masks, 1):
+            owner[np.asarray(mask, bool)] = i
+        instances = np.zeros(shape, np.int32)
+        labels: list[str] = []
+        for i, (_, label) in enumerate(masks, 1):
+            region = owner == i
+            if not region.any():
+                continue
+            comp, n = ndimage.label(region, structure=np.ones((3, 3), bool))
+            instances[comp > 0] = comp[comp > 0] + len(labels)
+            labels.extend([label] * n)
+        return cls(instances, tuple(labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_map(self, classes: Sequence[str]) -> np.ndarray:
+        """(H, W) class index (0 = background, i + 1 = ``classes[i]``)."""
+        index = {c: i + 1 for i, c in enumerate(classes)}
+        lut = np.array([0] + [index.get(label, 0) for label in self.labels], np.int32)
+        return lut[self.instances]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of two sets of xyxy boxes."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def mask_iou(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(n_pred, n_true) IoU of the objects of two instance maps of the same shape (one pass of bincount)."""
+    pred, true = np.asarray(pred).ravel(), np.asarray(true).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"instance maps differ in size: {pred.shape} vs {true.shape}")
+    n_pred, n_true = int(pred.max(initial=0)), int(true.max(initial=0))
+    joint = np.bincount(pred.astype(np.int64) * (n_true + 1) + true, minlength=(n_pred + 1) * (n_true + 1))
+    joint = joint.reshape(n_pred + 1, n_true + 1)
+    inter = joint[1:, 1:].astype(np.float64)
+    area_p, area_t = joint[1:, :].sum(1), joint[:, 1:].sum(0)
+    union = area_p[:, None] + area_t[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def match(iou: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:
+    """One-to-one pairs (i, j, iou) maximising the summed IoU (Hungarian), each with IoU >= ``threshold``."""
+    if iou.size == 0:
+        return []
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(np.where(iou >= threshold, iou, 0.0), maximize=True)
+    return [
+        (int(i), int(j), float(iou[i, j])) for i, j in zip(rows, cols, strict=True) if iou[i, j] >= threshold
+    ]
+
+
+def _paired(
+    iou: np.ndarray, pred_labels: Sequence[str], true_labels: Sequence[str], n_pred: int, n_true: int,
+    fix_below: float,
+) -> Corrections:  # fmt: skip
+    pairs = match(iou)
+    return Corrections(
+        added=n_true - len(pairs), deleted=n_pred - len(pairs),
+        adjusted=sum(1 for _, _, v in pairs if v < fix_below),
+        relabelled=sum(1 for i, j, _ in pairs if pred_labels[i] != true_labels[j]), objects=n_true,
+    )  # fmt: skip
+
+
+def box_corrections(pred: Boxes, true: Boxes, *, adjust_iou: float = ADJUST_IOU) -> Corrections:
+    """Boxes added, deleted, adjusted and relabelled to turn ``pred`` into ``true``."""
+    return _paired(box_iou(pred.xyxy, true.xyxy), pred.labels, true.labels, len(pred), len(true), adjust_iou)
+
+
+def object_corrections(pred: Objects, true: Objects, *, redraw_iou: float = REDRAW_IOU) -> Corrections:
+    """Objects added, deleted, redrawn and relabelled, and pixels changed, to turn ``pred`` into ``true``."""
+    counts = _paired(
+        mask_iou(pred.instances, true.instances), pred.labels, true.labels, len(pred), len(true), redraw_iou
+    )
+    classes = sorted(set(pred.labels) | set(true.labels))
+    pixels = int((pred.class_map(classes) != true.class_map(classes)).sum())
+    return Corrections(
+        counts.added, counts.deleted, counts.adjusted, counts.relabelled, pixels, counts.objects
+    )
+
+
+def label_corrections(pred: str | None, true: str | None) -> Corrections:
+    """A choice changed (1) or kept (0); no true label is no work."""
+    if true is None:
+        return Corrections()
+    return Corrections(relabelled=int(pred != true), objects=1)
+
+
+def corrections(kind: str, pred: Any, true: Any) -> Corrections:
+    """The corrections of ``kind`` (:class:`Boxes`, :class:`Objects` or a label each side)."""
+    if kind == "detect":
+        return box_corrections(pred, true)
+    if kind == "segment":
+        return object_corrections(pred, true)
+    if kind == "classify":
+        return label_corrections(pred, true)
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+def from_scratch(kind: str, true: Any) -> Corrections:
+    """The work with no suggestion: every true object drawn (and its pixels painted), every label chosen."""
+    if kind == "detect":
+        return Corrections(added=len(true), objects=len(true))
+    if kind == "segment":
+        return Corrections(added=len(true), pixels=int((true.instances > 0).sum()), objects=len(true))
+    if kind == "classify":
+        return label_corrections(None, true)
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+# -- Label Studio results -> what a person sees ----------------------------------------------------------
+def regions_of(kind: str, results: Sequence[dict[str, Any]], width: int, height: int) -> Any:
+    """What the regions of Label Studio results of ``kind`` show, for :func:`corrections`.
+
+    detect: ``rectanglelabels`` → :class:`Boxes` (rotated rectangles as their bounding box); segment:
+    ``brushlabels`` and ``polygonlabels`` → :class:`Objects`; classify: the first ``choices`` → its choice
+    (None without one). Results of other types are ignored.
+    """
+    from converters.regions import brush_mask, polygon_points, rasterize, rect_xyxy
+
+    if kind == "classify":
+        for r in results:
+            if r.get("type") == "choices" and r.get("value", {}).get("choices"):
+                return str(r["value"]["choices"][0])
+        return None
+    if kind == "detect":
+        boxes, labels = [], []
+        for r in results:
+            if r.get("type") in ("rectanglelabels", "rectangle"):
+                value = r["value"]
+                boxes.append(rect_xyxy(value, width, height))
+                labels.append(_label(value, "rectanglelabels"))
+        return Boxes.of(boxes, labels)
+    if kind == "segment":
+        masks = []
+        for r in results:
+            value = r.get("value", {})
+            if r.get("type") in ("brushlabels", "brush"):
+                masks.append((brush_mask(value, width, height), _label(value, "brushlabels")))
+            elif r.get("type") in ("polygonlabels", "polygon"):
+                pts = polygon_points(value, width, height)
+                masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, "polygonlabels")))
+        return Objects.from_masks(masks, (height, width))
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+def _label(value: dict[str, Any], key: str) -> str:
+    labels = value.get(key) or [""]
+    return str(labels[0])
+
+
+def result_corrections(
+    kind: str, predicted: Sequence[dict[str, Any]], truth: Sequence[dict[str, Any]], width: int, height: int
+) -> Corrections:
+    """:func:`corrections` between two lists of Label Studio results (a prediction, an annotation)."""
+    return corrections(
+        kind, regions_of(kind, predicted, width, height), regions_of(kind, truth, width, height)
+    )
+
+
+__all__ = ["ADJUST_IOU", "MATCH_IOU", "REDRAW_IOU", "Boxes", "Corrections", "Objects", "box_corrections",
+           "box_iou", "corrections", "from_scratch", "label_corrections", "mask_iou", "match",
+           "object_corrections", "regions_of", "result_corrections"]  # fmt: skip

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,6 +74,8 @@ class SimulationConfig:
     """The source's label config (a Label Studio export's), for the conversion."""
     images: str | None = None
     """An Aperio XML folder's images, when they are not in ``<DATA>/images``."""
+    local_root: str | None = None
+    """Where a Label Studio export's ``/data/local-files/?d=`` images are (default: the export's folder)."""
     keep_models: bool = False
 
     def __post_init__(self) -> None:
@@ -107,7 +109,7 @@ def prepare(data: Path, config: SimulationConfig, work: Path) -> Replay:
     work.mkdir(parents=True, exist_ok=True)
     source, _ = source_to_dataset(data, config.kind, work / "source", label_config=config.label_config,
                                   images=config.images, group_regex=config.group_regex,
-                                  local_root=Path(data).parent if Path(data).is_file() else None)  # fmt: skip
+                                  local_root=config.local_root or (Path(data).parent if Path(data).is_file() else None))  # fmt: skip
     tiled = tile(source, work / "tiles", config.tile, config.overlap)
     root = work / "files"
     tasks, classes, _ = dataset_tasks(tiled, root)
@@ -172,7 +174,7 @@ def simulation_settings(settings: Settings, config: SimulationConfig, store: Pat
 class Predictor:
     """The backend's predict path for one project: :class:`ml_backend.engine.Engine` over the registry."""
 
-    def __init__(self, settings: Settings, config_xml: str) -> None:
+    def __init__(self, settings: Settings, config_xml: str, project: str = PROJECT) -> None:
         from ml_backend.engine import Engine
         from ml_backend.labelconfig import parse_label_config
         from ml_backend.models import ModelCache
@@ -180,6 +182,7 @@ class Predictor:
         from ml_backend.task_images import TaskImages
         from training.registry import Registry
 
+        self.settings, self.project = settings, str(project)
         self.registry = Registry.from_settings(settings)
         self.engine = Engine(settings, ModelCache(self.registry, settings.device), TaskImages(settings))
         self.plan = parse_label_config(config_xml)
@@ -190,12 +193,68 @@ class Predictor:
         if not tasks:
             return "", []
         version, predictions, _ = self.engine.predict(
-            PROJECT, [t.task() for t in tasks], self.plan, self.state
+            self.project, [t.task() for t in tasks], self.plan, self.state
         )
         for task, prediction in zip(tasks, predictions, strict=True):
             if prediction.get("error"):
                 raise RuntimeError(f"task {task.id} ({task.stem}): no prediction: {prediction['error']}")
         return version, predictions
+
+    def model_version(self) -> str:
+        """What the backend serves now (``histoloop-untrained`` before the first promotion)."""
+        return self.engine.cache.versions(self.project, list(self.plan.kinds)).model_version
+
+
+class Loop(Protocol):
+    """Where the rounds are played: what predicts a round's tasks and what an approval sets going."""
+
+    predictor: Predictor
+    """The held-out test split is predicted and evaluated with this (the same registry as the loop's)."""
+
+    def predict(self, tasks: Sequence[GroundTruthTask]) -> tuple[str, list[dict[str, Any]]]: ...
+
+    def approve(
+        self, chosen: list[GroundTruthTask], approved: list[GroundTruthTask], label: str
+    ) -> dict[str, Any]:
+        """Submit ``chosen`` (corrected to the truth); ``approved`` is every approved task so far. Returns
+        what the retraining did (``version``, ``promoted``, ``decision``, ``val``, or ``error``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalLoop:
+    """The rounds in this process: :class:`Predictor` (Engine.predict) and, on approval,
+    :func:`training.lifecycle.retrain_from_tasks` — the functions ``/predict`` and the workers' job run."""
+
+    def __init__(self, replay: Replay, order: str, config: SimulationConfig, settings: Settings, work: Path):
+        self.store = work / f"store-{order}"
+        shutil.rmtree(self.store, ignore_errors=True)
+        self.settings = simulation_settings(settings, config, self.store, replay.document_root)
+        self.predictor = Predictor(self.settings, replay.label_config)
+        self.replay, self.keep = replay, config.keep_models
+
+    def predict(self, tasks: Sequence[GroundTruthTask]) -> tuple[str, list[dict[str, Any]]]:
+        return self.predictor.predict(tasks)
+
+    def approve(
+        self, chosen: list[GroundTruthTask], approved: list[GroundTruthTask], label: str
+    ) -> dict[str, Any]:
+        from training.lifecycle import VersionFailed, retrain_from_tasks
+
+        tasks = [t.task(annotation_id=t.id) for t in approved]
+        try:
+            done = retrain_from_tasks(self.settings, self.predictor.registry, PROJECT, self.replay.kind, tasks,
+                                      self.replay.label_config, job_id=f"simulate-{label}")  # fmt: skip
+        except VersionFailed as exc:
+            log.warning("simulate %s: training failed: %s", label, exc.reason)
+            return {"error": exc.reason}
+        return {"version": done.version.ref, "promoted": done.promoted, "decision": done.decision,
+                "val": _scalars(done.metrics)}  # fmt: skip
+
+    def close(self) -> None:
+        if not self.keep:
+            shutil.rmtree(self.store, ignore_errors=True)
 
 
 def count(
@@ -256,32 +315,27 @@ def _scalars(metrics: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def held_out(replay: Replay, predictor: Predictor, settings: Settings) -> dict[str, Any]:
-    """The production's corrections and metrics on the test split (none without a production)."""
+def held_out(replay: Replay, predictor: Predictor) -> dict[str, Any]:
+    """The production's corrections and metrics on the test split (no metrics without a production)."""
     from training.evaluate import evaluate
 
     _, predictions = predictor.predict(replay.test)
     out = count(replay.kind, replay.test, predictions)
-    production = predictor.registry.production(PROJECT, replay.kind)
+    production = predictor.registry.production(predictor.project, replay.kind)
     if production is not None and production.artifact_dir is not None:
         out["metrics"] = _scalars(evaluate(production.artifact_dir, replay.test_dataset, split="val",
-                                           device=settings.device))  # fmt: skip
+                                           device=predictor.settings.device))  # fmt: skip
     else:
         out["metrics"] = {}
     return out
 
 
 def play(
-    replay: Replay, order: str, config: SimulationConfig, settings: Settings, work: Path,
+    replay: Replay, order: str, config: SimulationConfig, loop: Loop, out_dir: Path,
     emit: Callable[[dict[str, Any]], None], advance: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """One ordering's rounds (see the module docstring); each row is passed to ``emit`` as it is made."""
-    from training.lifecycle import VersionFailed, retrain_from_tasks
-
-    store = work / f"store-{order}"
-    shutil.rmtree(store, ignore_errors=True)
-    sim = simulation_settings(settings, config, store, replay.document_root)
-    predictor = Predictor(sim, replay.label_config)
+    """One ordering's rounds on ``loop`` (see the module docstring); each row is passed to ``emit`` as it is
+    made. What each round's tasks were shown goes to ``out_dir/predictions/<order>-round<N>.json``."""
     rng = np.random.default_rng(config.seed)
     rng_order = {t.id: int(i) for t, i in zip(replay.pool, rng.permutation(len(replay.pool)), strict=True)}
     rounds = min(config.rounds or len(replay.pool), math.ceil(len(replay.pool) / config.per_round))
@@ -296,36 +350,26 @@ def play(
             "round": number,
             "trained_on": len(approved),
         }
-        t0 = time.perf_counter()
+        chosen: list[GroundTruthTask] = []
         if not last:
             chosen, version, predictions = order_tasks(
-                order, remaining, config.per_round, rng_order, predictor.predict
+                order, remaining, config.per_round, rng_order, loop.predict
             )
             row["model_version"] = version
             row["round_tasks"] = count(replay.kind, chosen, predictions)
-            _write_predictions(
-                work.parent / "predictions" / f"{order}-round{number}.json", chosen, predictions
-            )
+            _write_predictions(out_dir / "predictions" / f"{order}-round{number}.json", chosen, predictions)
         else:
-            chosen = []
-            row["model_version"] = predictor.engine.cache.versions(PROJECT, [replay.kind]).model_version
-        row["test"] = held_out(replay, predictor, sim)
-        row["predict_s"] = time.perf_counter() - t0
+            row["model_version"] = loop.predictor.model_version()
+        t0 = time.perf_counter()
+        row["test"] = held_out(replay, loop.predictor)
+        row["test_s"] = time.perf_counter() - t0
         if chosen:
             ids = {t.id for t in chosen}
             remaining = [t for t in remaining if t.id not in ids]
             approved += chosen
             row["approved"] = len(approved)
-            tasks = [t.task(annotation_id=t.id) for t in approved]
             t0 = time.perf_counter()
-            try:
-                done = retrain_from_tasks(sim, predictor.registry, PROJECT, replay.kind, tasks, replay.label_config,
-                                          job_id=f"simulate-{order}-{number}")  # fmt: skip
-                row["training"] = {"version": done.version.ref, "promoted": done.promoted, "decision": done.decision,
-                                   "val": _scalars(done.metrics)}  # fmt: skip
-            except VersionFailed as exc:
-                row["training"] = {"error": exc.reason}
-                log.warning("simulate %s round %d: training failed: %s", order, number, exc.reason)
+            row["training"] = loop.approve(chosen, approved, f"{order}-{number}")
             row["training"]["seconds"] = time.perf_counter() - t0
         row["wall_s"] = time.perf_counter() - started
         rows.append(row)
@@ -334,21 +378,23 @@ def play(
             advance(f"{order} round {number}")
         if last:
             break
-    if not config.keep_models:
-        shutil.rmtree(store, ignore_errors=True)
     return rows
 
 
 def simulate(
     data: Path, config: SimulationConfig, settings: Settings, out_dir: Path, *, progress: bool = True,
+    work: Path | None = None, make_loop: Callable[[Replay, str], Loop] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Play every ordering of ``config`` on ``data``; rows in ``out_dir/rounds.jsonl``, the curve in
-    ``out_dir/curve.png``. Returns the rows."""
+    ``out_dir/curve.png``. Returns the rows.
+
+    ``work``: where the tiles and model stores go (default ``out_dir/work``); ``make_loop(replay, order)``:
+    where the rounds are played (default: :class:`LocalLoop`, in this process)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = out_dir / "work"
+    work = Path(work) if work is not None else out_dir / "work"
     replay = prepare(Path(data), config, work)
     log.info("simulate %s: %d tasks to approve, %d held out (groups %s)", config.kind, len(replay.pool),
              len(replay.test), ", ".join(replay.test_groups))  # fmt: skip
@@ -365,8 +411,12 @@ def simulate(
     with Progress(*columns, disable=not progress, transient=True) as bar:
         job = bar.add_task("simulate", total=len(config.orders) * (rounds + 1))
         for order in config.orders:
-            rows += play(replay, order, config, settings, work, emit,
-                         lambda what: bar.update(job, advance=1, description=what))  # fmt: skip
+            loop = make_loop(replay, order) if make_loop else LocalLoop(replay, order, config, settings, work)
+            try:
+                rows += play(replay, order, config, loop, out_dir, emit,
+                             lambda what: bar.update(job, advance=1, description=what))  # fmt: skip
+            finally:
+                loop.close()
     summary = {"kind": config.kind, "pool": len(replay.pool), "test": len(replay.test),
                "test_groups": replay.test_groups, "classes": replay.classes,
                "config": {k: v for k, v in dataclasses.asdict(config).items()}, "rows": rows}  # fmt: skip
@@ -374,7 +424,7 @@ def simulate(
     tmp.write_text(json.dumps(summary, indent=1, default=_json_default))
     tmp.replace(out_dir / "summary.json")
     learning_curve(rows, out_dir / "curve.png")
-    if not config.keep_models:
+    if not config.keep_models and make_loop is None:  # a Label Studio project keeps showing its images
         shutil.rmtree(work, ignore_errors=True)
     return rows
 

@@ -108,6 +108,12 @@ def _orders(values: tuple[str, ...]) -> tuple[str, ...]:
     default=None,
     help="The images of an Aperio XML folder given as DATA (default: DATA/images).",
 )
+@click.option(
+    "--local-root",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Where a Label Studio export's local-files images are (default: the export's folder).",
+)
 @click.option("--keep-models", is_flag=True, help="Keep the model stores and tiles (out/work).")
 @click.option(
     "--label-studio",
@@ -140,7 +146,7 @@ def simulate(settings: Settings, data: Path, kind: str, rounds: int | None, per_
              orders: tuple[str, ...], test_split: str, group_regex: str | None, tile: int, overlap: int,
              out_dir: Path | None, seed: int, epochs: int | None, imgsz: int | None, batch: int | None,
              model: str | None, train_options: tuple[str, ...], min_score: float | None, auto_promote: str | None,
-             label_config: str | None, images: str | None, keep_models: bool, label_studio_url: str | None,
+             label_config: str | None, images: str | None, local_root: str | None, keep_models: bool, label_studio_url: str | None,
              api_key: str | None, backend_url: str | None, document_root: Path | None, timeout: float) -> None:  # fmt: skip
     """Replay DATA (labelled) as a specialist would annotate it with histoloop's suggestions.
 
@@ -162,7 +168,8 @@ def simulate(settings: Settings, data: Path, kind: str, rounds: int | None, per_
         config = SimulationConfig(
             kind=kind, rounds=rounds, per_round=per_round, orders=_orders(orders), test_split=test_split,
             seed=seed, tile=tile, overlap=overlap, group_regex=group_regex, train=train, min_score=min_score,
-            auto_promote=auto_promote, label_config=label_config, images=images, keep_models=keep_models,
+            auto_promote=auto_promote, label_config=label_config, images=images, local_root=local_root,
+            keep_models=keep_models,
         )  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

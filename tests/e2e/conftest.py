@@ -41,6 +41,8 @@ class Loop:
     threshold: int
     label_studio: LabelStudioServer
     stack: Stack
+    document_root: Path
+    backend_url: str
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +89,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory, test_redis: str):
         stack.worker(device="cpu")
         for pid in projects.values():
             connect_backend(client, pid, f"http://127.0.0.1:{port}")
-        yield Loop(
-            client, settings, redis, projects, [p for p, _ in shown], shown, THRESHOLD, label_studio, stack
-        )
+        yield Loop(client, settings, redis, projects, [p for p, _ in shown], shown, THRESHOLD, label_studio,
+                   stack, document_root, f"http://127.0.0.1:{port}")  # fmt: skip
     finally:
         stack.stop()
         label_studio.stop()

@@ -5,7 +5,8 @@ its pixels inside a nucleus is at least the median over all tiles, else ``sparse
 patient the proportion varies). The set is written as a classify dataset directory (every item in
 ``train``, its patient as group) that ``histoloop simulate --kind classify`` reads.
 
-    .venv/bin/python -m benchmarks.simulate ../shared/data/monuseg-breast out/monuseg-density [--tile 256]
+    .venv/bin/python -m benchmarks.simulate density-set ../shared/data/monuseg-breast out/monuseg-density [--tile 256]
+    .venv/bin/python -m benchmarks.simulate table out/sim-segment/rounds.jsonl     # the Markdown table
 """
 
 from __future__ import annotations
@@ -54,13 +55,61 @@ def density_set(monuseg: Path, out: Path, tile: int = 256) -> dict[str, int]:
     return counts
 
 
+def markdown(rows_file: Path) -> str:
+    """The rows of a ``rounds.jsonl`` as the Markdown table BENCHMARKS.md shows."""
+    import json
+
+    from kernel.kinds import PRIMARY_METRIC
+
+    rows = [json.loads(line) for line in Path(rows_file).read_text().splitlines() if line.strip()]
+    metric = PRIMARY_METRIC[rows[0]["kind"]]
+    segment = rows[0]["kind"] == "segment"
+    out = [
+        f"| order | round | learned from | round's tasks: corrections/task (× fewer) | test: corrections/task "
+        f"| added | deleted | adjusted | relabelled | test: × fewer | test {metric} | train s |"
+        + (" test: pixels changed / from scratch |" if segment else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        + (" ---: |" if segment else ""),
+    ]
+
+    def fewer(counted: dict) -> str:
+        if counted.get("fewer_x") is not None:
+            return f"{counted['fewer_x']:.2f}×"
+        return "∞" if counted.get("ratio") == 0 else "-"
+
+    for r in rows:
+        rt, test = r.get("round_tasks"), r["test"]
+        per = test["per_task"]
+        out.append(
+            f"| {r['order']} | {r['round']} | {r['trained_on']} | "
+            + (f"{rt['per_task']['total']:.2f} ({fewer(rt)})" if rt else "-")
+            + f" | {per['total']:.2f} | {per['added']:.2f} | {per['deleted']:.2f} | {per['adjusted']:.2f} | "
+            f"{per['relabelled']:.2f} | {fewer(test)} | "
+            + (f"{test['metrics'][metric]:.3f}" if metric in test["metrics"] else "-")
+            + " | "
+            + (f"{r['training']['seconds']:.0f}" if "training" in r else "-")
+            + " |"
+            + (f" {test['pixel_ratio']:.2f} |" if segment else "")
+        )
+    scratch = rows[0]["test"]["scratch_per_task"]["total"]
+    out.append(f"\nFrom scratch on the test split: {scratch:.2f} corrections per task.")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("monuseg", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--tile", type=int, default=256)
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("density-set", help="write the MoNuSeg density classify set")
+    make.add_argument("monuseg", type=Path)
+    make.add_argument("out", type=Path)
+    make.add_argument("--tile", type=int, default=256)
+    show = sub.add_parser("table", help="a rounds.jsonl as a Markdown table")
+    show.add_argument("rows", type=Path)
     args = parser.parse_args()
-    density_set(args.monuseg, args.out, args.tile)
+    if args.command == "density-set":
+        density_set(args.monuseg, args.out, args.tile)
+    else:
+        print(markdown(args.rows))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import numpy as np
 from converters.ground_truth import GroundTruthTask, dataset_tasks, label_config, source_to_dataset, tile
 from converters.split import split_fraction
 from kernel.kinds import PRIMARY_METRIC, check_kind
-from kernel.settings import Settings
+from kernel.settings import Secret, Settings
 from training.corrections import Corrections, from_scratch, regions_of, result_corrections
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,8 @@ def choose_test_groups(groups: Sequence[str], test_split: str, seed: int = 0) ->
 
 
 def simulation_settings(settings: Settings, config: SimulationConfig, store: Path, root: Path) -> Settings:
-    """The settings of one ordering's project: its own model store, the replay's images, the training
+    """The settings of one ordering's project: its own model store and SQLite registry (never the lab's
+    database), the replay's images, the training
     options, and a validation split by tile inside the approved tasks (a round's few tiles often come from
     one patient; the held-out test split is the one kept by patient)."""
     base = settings.project(PROJECT)
@@ -168,7 +169,7 @@ def simulation_settings(settings: Settings, config: SimulationConfig, store: Pat
         auto_promote=base.auto_promote if config.auto_promote is None else config.auto_promote,
     )  # fmt: skip
     return dataclasses.replace(settings, model_store=store, registry_path=store / "registry.sqlite",
-                               local_files_root=root, projects={PROJECT: project})  # fmt: skip
+                               database_url=Secret(""), local_files_root=root, projects={PROJECT: project})  # fmt: skip
 
 
 class Predictor:

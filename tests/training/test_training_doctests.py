@@ -7,7 +7,18 @@ import importlib
 
 import pytest
 
-MODULES = ["artifacts", "augment", "base", "corrections", "inference", "metrics", "offline", "registry", "stain", "slides"]
+MODULES = [
+    "artifacts",
+    "augment",
+    "base",
+    "corrections",
+    "inference",
+    "metrics",
+    "offline",
+    "registry",
+    "stain",
+    "slides",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -459,15 +459,17 @@ def learning_curve(rows: list[dict[str, Any]], path: Path) -> Path:
         xr = [r["trained_on"] for r in mine if "round_tasks" in r]
         left.plot(xr, [r["round_tasks"]["per_task"]["total"] for r in mine if "round_tasks" in r], "s--",
                   color=c, alpha=0.6, label=f"{order}: the round's tasks")  # fmt: skip
-        right.plot(x, [r["test"]["metrics"].get(metric, 0.0) for r in mine], "o-", color=c, label=order)
+        right.plot(x, [r["test"]["metrics"].get(metric, np.nan) for r in mine], "o-", color=c, label=order)
         scratch = mine[0]["test"]["scratch_per_task"]["total"]
     if scratch is not None:
         left.axhline(scratch, color="grey", ls=":", label="from scratch (test split)")
         left.axhline(scratch / 5, color="black", ls=":", lw=0.8, label="5x fewer")
-    left.set(xlabel="approved tasks the model learned from", ylabel="corrections per task",
+    left.set_yscale("symlog", linthresh=1.0)
+    left.set(xlabel="approved tasks the model learned from", ylabel="corrections per task (symlog)",
              title=f"{kind}: a specialist's corrections")  # fmt: skip
     right.set(xlabel="approved tasks the model learned from", ylabel=f"held-out {metric}",
               title=f"{kind}: held-out {metric} (test split)", ylim=(0, 1))  # fmt: skip
+    right.set_xlim(left.get_xlim())
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     left.grid(alpha=0.3)

@@ -105,9 +105,9 @@ class LabelStudioLoop:
         if missing:
             raise RuntimeError(f"Label Studio project {self.project}: no {version} prediction stored for "
                                f"tasks {missing[:10]} (is the backend at {self.target.backend_url} up?)")  # fmt: skip
-        predictions = [stored[i] for i in ids]
-        for p in predictions:
-            p["score"] = float(p.get("score") or 0.0)
+        # what the backend answered, as Label Studio stored it (without its own bookkeeping: ids, dates)
+        predictions = [{"result": stored[i].get("result") or [], "score": float(stored[i].get("score") or 0.0),
+                        "model_version": version} for i in ids]  # fmt: skip
         return version, predictions
 
     def approve(

@@ -65,6 +65,8 @@ class DatasetWriter:
         self._hash = hashlib.sha256()
         self._dirs: set[Path] = set()
         self._label_dirs: dict[str, str] = {}
+        self._files: dict[str, list[Path]] = {}
+        """stem -> the files (and binary-mask folders) written for it, for :meth:`balance_splits`."""
 
     # -- names ----------------------------------------------------------------------------------------
     def unique_stem(self, stem: str, suffix: str = "") -> str:
@@ -87,8 +89,11 @@ class DatasetWriter:
     # -- files ----------------------------------------------------------------------------------------
     def image_path(self, split: str, stem: str, suffix: str, cls: str | None = None) -> Path:
         if self.kind == "classify":
-            return self._path(self.layout.class_dir(split, class_folder(cls or "unknown")) / (stem + suffix))
-        return self._path(self.layout.images(split) / (stem + suffix))
+            path = self._path(self.layout.class_dir(split, class_folder(cls or "unknown")) / (stem + suffix))
+        else:
+            path = self._path(self.layout.images(split) / (stem + suffix))
+        self._files.setdefault(stem, []).append(path)
+        return path
 
     def write_image(
         self,
@@ -123,6 +128,7 @@ class DatasetWriter:
             folder = self._label_dirs[split] = str(self._path(self.layout.label(split, "x")).parent) + os.sep
         with open(folder + stem + ".txt", "w") as f:
             f.write(text)
+        self._files.setdefault(stem, []).append(Path(folder + stem + ".txt"))
         self._hash.update(f"{split}/{stem}\0{text}\0".encode())
 
     def write_mask(
@@ -131,6 +137,9 @@ class DatasetWriter:
         Image.fromarray(mask.astype(np.uint8)).save(
             self._path(self.layout.mask(split, stem)), compress_level=1
         )
+        self._files.setdefault(stem, []).append(self.layout.mask(split, stem))
+        if binary:
+            self._files[stem].append(self.layout.binary_masks(split, stem))
         self._hash.update(f"{split}/{stem}\0".encode() + hashlib.sha256(mask.tobytes()).digest())
         for cls, m in (binary or {}).items():
             out = self._path(self.layout.binary_masks(split, stem) / (safe_stem(cls) + ".png"))
@@ -150,6 +159,44 @@ class DatasetWriter:
         self.items.append(item)
 
     # -- finishing ------------------------------------------------------------------------------------
+    def balance_splits(self, report: ConversionReport, *, val_fraction: float, seed: int = 0) -> None:
+        """Move (or copy) items so that the trainer gets both a train and a val split, whatever the
+        sizes (:func:`converters.split.balance`; what it did is a warning in ``report``). Called before
+        :meth:`publish` by the converters that split by hash; a forced split is never balanced."""
+        from converters.split import balance
+
+        items = [i for i in self.items if i["split"] in ("train", "val")]
+        decided = balance({i["stem"]: i["split"] for i in items}, {i["stem"]: i["group"] for i in items},
+                          val_fraction=val_fraction, seed=seed)  # fmt: skip
+        for item in items:
+            target = decided.splits[item["stem"]]
+            if target != item["split"]:
+                for path in self._files.get(item["stem"], []):
+                    dest = self._in_split(path, item["split"], target)
+                    self._path(dest)
+                    os.replace(path, dest)
+                self._files[item["stem"]] = [self._in_split(p, item["split"], target) for p in
+                                             self._files.get(item["stem"], [])]  # fmt: skip
+                item["split"] = target
+            if item["stem"] in decided.copies_to_val:
+                for path in self._files.get(item["stem"], []):
+                    dest = self._path(self._in_split(path, item["split"], "val"))
+                    if path.is_dir():
+                        shutil.copytree(path, dest)
+                    else:
+                        shutil.copyfile(path, dest)
+                self.items.append({**item, "split": "val", "copy_of": "train"})
+        if decided.note:
+            report.warn("split", decided.note)
+
+    def _in_split(self, path: Path, old: str, new: str) -> Path:
+        """``path`` (in this dataset) moved from split ``old`` to ``new`` (``images/<split>/...``,
+        ``<split>/<class>/...``)."""
+        parts = list(path.relative_to(self.tmp).parts)
+        at = parts.index(old, 0 if self.kind == "classify" else 1)
+        parts[at] = new
+        return self.tmp.joinpath(*parts)
+
     def splits(self) -> list[str]:
         found = {i["split"] for i in self.items}
         return [s for s in SPLITS if s in found or s in ("train", "val")]
@@ -184,15 +231,19 @@ class DatasetWriter:
         return self.out_dir
 
     @contextmanager
-    def publishing(self, report: ConversionReport) -> Iterator[DatasetWriter]:
+    def publishing(
+        self, report: ConversionReport, *, val_fraction: float | None = None, seed: int = 0
+    ) -> Iterator[DatasetWriter]:
         """``with writer.publishing(report):`` — publish when something converted, else (or on any error)
-        leave no trace."""
+        leave no trace. With ``val_fraction`` (a hash split), :meth:`balance_splits` first."""
         try:
             yield self
         except BaseException:
             self.abandon()
             raise
         if report.converted:
+            if val_fraction is not None:
+                self.balance_splits(report, val_fraction=val_fraction, seed=seed)
             report.output = str(self.publish())
         else:
             self.abandon()

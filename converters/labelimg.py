@@ -180,7 +180,7 @@ def labelimg_to_yolo(
             classes = listed + [c for c in classes if c not in listed]
     index = {c: i for i, c in enumerate(classes)}
     writer = DatasetWriter(out_dir, "detect", classes)
-    with writer.publishing(report):
+    with writer.publishing(report, val_fraction=val_fraction, seed=seed):
         for it in items:
             lines = []
             for n, (label, (x0, y0, x1, y1)) in enumerate(_checked_boxes(it, report)):

@@ -297,7 +297,7 @@ def export_to_dataset(
         test_fraction=test_fraction,
     )
     writer = DatasetWriter(out_dir, kind, classes)
-    with writer.publishing(report):
+    with writer.publishing(report, val_fraction=val_fraction if split is None else None, seed=seed):
         for it in tqdm(items, desc=f"{kind}", unit="task", disable=not progress, leave=False):
             _convert_item(it, kind, config, classes, images, writer, report, binary_masks)
     return report

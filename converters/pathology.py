@@ -133,7 +133,7 @@ def aperio_to_dataset(
         classes = classes or [default_label]
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
-    with writer.publishing(report):
+    with writer.publishing(report, val_fraction=val_fraction, seed=seed):
         for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
             _convert_aperio(
                 xml,
@@ -303,7 +303,7 @@ def brecahad_to_dataset(
     report = ConversionReport()
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
-    with writer.publishing(report):
+    with writer.publishing(report, val_fraction=val_fraction if split is None else None, seed=seed):
         for path in paths:
             try:
                 points = load_brecahad(path)

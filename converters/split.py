@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 TCGA_PATIENT = re.compile(r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE)
@@ -70,12 +71,15 @@ def split_of_group(
     return "train"
 
 
-def ensure_both(splits: dict[str, str], groups: dict[str, str]) -> dict[str, str]:
+def ensure_both(splits: dict[str, str], groups: dict[str, str], seed: int = 0) -> dict[str, str]:
     """Make sure train and val are both non-empty when there are at least two groups.
 
     When hashing leaves val (or train) empty, the group whose hash is closest to the boundary is moved:
     deterministic, and a no-op once the dataset is large enough for the hash alone to fill both sides.
     ``splits`` maps item -> split, ``groups`` maps item -> group; returns a new mapping.
+
+    >>> ensure_both({"a": "train", "b": "train"}, {"a": "P1", "b": "P2"})
+    {'a': 'train', 'b': 'val'}
     """
     out = dict(splits)
     distinct = sorted(set(groups.values()))
@@ -84,11 +88,72 @@ def ensure_both(splits: dict[str, str], groups: dict[str, str]) -> dict[str, str
     for missing, donor in (("val", "train"), ("train", "val")):
         if missing in out.values() or donor not in out.values():
             continue
-        candidates = sorted(
-            {g for i, g in groups.items() if out[i] == donor}, key=lambda g: split_fraction(g)
-        )
+        donors = {g for i, g in groups.items() if out[i] == donor}
+        if len(donors) < 2:
+            continue
+        candidates = sorted(donors, key=lambda g: split_fraction(g, seed))
         pick = candidates[0] if missing == "val" else candidates[-1]
         for item, g in groups.items():
             if g == pick:
                 out[item] = missing
     return out
+
+
+@dataclass
+class Balanced:
+    """What :func:`balance` decided: each item's split, items also written to val, and why (a warning)."""
+
+    splits: dict[str, str]
+    copies_to_val: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+def balance(
+    splits: dict[str, str], groups: dict[str, str], *, val_fraction: float = 0.2, seed: int = 0
+) -> Balanced:
+    """Splits a trainer accepts (train and val both non-empty), whatever the number of items and groups.
+
+    ``splits``/``groups`` map item -> split / group (patient). With ``val_fraction`` 0 nothing changes.
+
+    - two or more groups: :func:`ensure_both` (a whole group moves; still patient-level);
+    - one group, several items: the split is by item (``val_fraction`` of the items, at least one), and
+      the note says that validation is then not patient-level, so its scores are optimistic;
+    - one item: it stays in train and is also copied to val (``copies_to_val``): the model trains, and
+      the note says that its "held-out" scores are scores on its own training image.
+
+    >>> balance({"a": "train", "b": "train", "c": "train"}, {"a": "P", "b": "P", "c": "P"}).splits
+    {'a': 'val', 'b': 'train', 'c': 'train'}
+    >>> balance({"a": "val"}, {"a": "P"}).copies_to_val
+    ['a']
+    """
+    if val_fraction <= 0 or not splits:
+        return Balanced(dict(splits))
+    if len(set(groups.values())) >= 2:
+        out = ensure_both(splits, groups, seed)
+        moved = sorted({groups[i] for i in out if out[i] != splits[i]})
+        note = (
+            f"moved patient group(s) {', '.join(moved)} so that train and val both have items"
+            if moved
+            else None
+        )
+        return Balanced(out, note=note)
+    group = next(iter(groups.values()), "")
+    have = set(splits.values())
+    if len(splits) == 1:
+        item = next(iter(splits))
+        return Balanced(
+            {item: "train"}, [item],
+            f"one item ({item}) only: it is in train and copied to val, so validation scores are "
+            "measured on the training image (not held out); add more images",
+        )  # fmt: skip
+    if "train" in have and "val" in have:
+        return Balanced(dict(splits))
+    ranked = sorted(splits, key=lambda i: split_fraction(i, seed))
+    n_val = min(len(ranked) - 1, max(1, round(val_fraction * len(ranked))))
+    val = set(ranked[:n_val])
+    out = {i: "val" if i in val else "train" for i in splits}
+    return Balanced(
+        out,
+        note=f"all {len(splits)} items are of one patient group ({group}): split by item ({n_val} to val), "
+        "so validation is not patient-level and its scores are optimistic; add a second patient",
+    )

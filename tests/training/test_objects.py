@@ -1,0 +1,91 @@
+"""Objects: instance splitting of touching nuclei, per-object metrics and corrections on known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.objects import (
+    boundary_of,
+    box_corrections,
+    choose_threshold,
+    label_instances,
+    mask_corrections,
+    mask_iou,
+    object_metrics,
+    pooled_object_metrics,
+    split_objects,
+)
+
+
+def two_touching_discs(size: int = 64, r: int = 12) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    inst = np.zeros((size, size), np.int32)
+    inst[(yy - 32) ** 2 + (xx - 20) ** 2 <= r**2] = 1
+    inst[((yy - 32) ** 2 + (xx - 42) ** 2 <= r**2) & (inst == 0)] = 2  # overlapping: they touch
+    return inst
+
+
+def test_touching_discs_are_two_objects_with_a_boundary_one_without() -> None:
+    truth = two_touching_discs()
+    fg = truth > 0
+    assert label_instances(fg).max() == 1  # connected components merge them
+    split = split_objects(fg, boundary_of(truth).astype(np.float32))
+    assert split.max() == 2 and np.array_equal(split > 0, fg)  # every foreground pixel kept
+    iou = mask_iou(split, truth)
+    assert sorted(iou.max(1)) == pytest.approx([1.0, 1.0], abs=0.05)
+    assert object_metrics(split, truth)["object_f1"] == 1.0
+    merged = object_metrics(label_instances(fg), truth)
+    assert merged["tp"] <= 1 and merged["object_f1"] < 1 and merged["pq"] < 0.5
+
+
+def test_object_metrics_known_answers() -> None:
+    truth = np.zeros((20, 20), np.int32)
+    truth[1:5, 1:5], truth[10:14, 10:14], truth[15:19, 1:5] = 1, 2, 3
+    perfect = object_metrics(truth, truth)
+    assert (perfect["object_f1"], perfect["pq"], perfect["aji"]) == (1.0, 1.0, 1.0)
+    pred = truth.copy()
+    pred[pred == 3] = 0  # one missed
+    pred[1:5, 15:19] = 4  # one false positive
+    m = object_metrics(pred, truth)
+    assert (m["tp"], m["fp"], m["fn"]) == (2, 1, 1)
+    assert m["object_f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1), abs=1e-4) == m["pq"]  # SQ = 1
+    # AJI: intersections 32, unions 16 + 16 + 16 (missed) + 16 (unused prediction)
+    assert m["aji"] == pytest.approx(32 / 64)
+    pooled = pooled_object_metrics([truth, pred], [truth, truth])
+    assert pooled["object_f1"] == pytest.approx(2 * 5 / (2 * 5 + 1 + 1), abs=1e-4)
+
+
+def test_box_corrections_known_answers() -> None:
+    truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], float)
+    pred = np.array(
+        [
+            [0, 0, 10, 10],  # accepted
+            [22, 20, 32, 30],  # IoU 8/12 = 0.67: matched, adjusted
+            [70, 70, 80, 80],  # false positive: deleted
+        ],
+        float,
+    )  # [40, 40, 50, 50] missed: added
+    c = box_corrections(pred, truth)
+    assert (c.accepted, c.adjusted, c.deleted, c.added, c.total, c.from_scratch) == (1, 1, 1, 1, 3, 3)
+    assert box_corrections(np.zeros((0, 4)), truth).total == 3  # from scratch
+    assert box_corrections(pred[:0], truth[:0]).total == 0
+
+
+def test_mask_corrections_count_objects_and_pixels() -> None:
+    truth = np.zeros((20, 20), np.int32)
+    truth[2:8, 2:8], truth[12:18, 12:18] = 1, 2
+    shifted = np.zeros_like(truth)
+    shifted[2:8, 4:10] = 1  # IoU 24/48 = 0.5: matched but redrawn
+    shifted[12:18, 12:18] = 2  # exact
+    c = mask_corrections(shifted, truth)
+    assert (c.adjusted, c.accepted, c.added, c.deleted) == (1, 1, 0, 0) and c.pixels_changed == 24
+
+
+def test_choose_threshold_minimises_corrections() -> None:
+    # image 1: two good boxes at high score, a false positive at 0.3; image 2: a good box at 0.35
+    iou1 = np.array([[0.9, 0.0], [0.0, 0.85], [0.0, 0.0]])
+    iou2 = np.array([[0.95]])
+    got = choose_threshold([(np.array([0.9, 0.8, 0.3]), iou1, 2), (np.array([0.35]), iou2, 1)])
+    assert got["score_threshold"] == 0.35  # drops the false positive, keeps the 0.35 box
+    assert got["corrections"]["total"] == 0 and got["corrections"]["ratio_to_scratch"] == 0.0

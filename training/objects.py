@@ -1,0 +1,311 @@
+"""Objects, not pixels: instance maps, matching predicted to true objects by IoU, the per-object metrics
+pathologists read for nuclei (object F1, Panoptic Quality, AJI), and the corrections a specialist makes
+to accept a set of suggestions — written once, for evaluation, for each version's score threshold and for
+``histoloop simulate``.
+
+**The correction model** (what a person does in Label Studio to turn the suggestions into the truth):
+a true object with no suggestion at IoU >= ``MATCH_IOU`` is **added** (drawn), a suggestion matching
+nothing is **deleted**, a matched suggestion with IoU below ``ADJUST_IOU`` is **adjusted** (a box dragged,
+a mask redrawn); a match at or above ``ADJUST_IOU`` is accepted as it is. **From scratch** every true
+object is drawn: ``len(truth)`` corrections. Matching is one-to-one (Hungarian on IoU; above 0.5 IoU a
+match is unique anyway).
+
+>>> truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+>>> c = box_corrections(np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float), truth)
+>>> c.added, c.deleted, c.adjusted, c.total, c.from_scratch
+(1, 1, 0, 2, 2)
+>>> a = np.zeros((8, 8), int); a[:4, :3] = 1; a[:4, 3:] = 2        # two touching true nuclei
+>>> m = object_metrics(a, a); m["object_f1"], m["pq"], m["aji"]
+(1.0, 1.0, 1.0)
+>>> m = object_metrics(label_instances(a > 0), a)                   # predicted as one object
+>>> m["tp"], m["fn"], m["object_f1"], m["pq"]                       # one match (IoU 20/32), one missed
+(1, 1, 0.6667, 0.4167)
+>>> mask_corrections(label_instances(a > 0), a).to_dict()["total"]  # one to add, one to redraw
+2
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+MATCH_IOU = 0.5
+"""A suggestion and a true object are the same object at this IoU or more."""
+ADJUST_IOU = 0.7
+"""A matched suggestion below this IoU is adjusted (box) or redrawn (mask) by the specialist."""
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
+"""Score thresholds tried by :func:`choose_threshold`."""
+
+
+def label_instances(mask: np.ndarray) -> np.ndarray:
+    """Connected components (8-connected) of a boolean mask: (H, W) int32, 0 = background, 1..N."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), bool))
+    return labels.astype(np.int32)
+
+
+def relabel(instances: np.ndarray) -> np.ndarray:
+    """The same objects numbered 1..N without gaps (0 stays background)."""
+    _, ids = np.unique(np.concatenate([[0], np.asarray(instances).ravel()]), return_inverse=True)
+    return ids[1:].reshape(np.shape(instances)).astype(np.int32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) IoU of xyxy boxes ``a`` (N, 4) and ``b`` (M, 4)."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def instance_overlaps(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(intersection (P, T), pred areas (P,), true areas (T,))`` of two instance maps (0 = background),
+    instances numbered 1..P and 1..T (as :func:`label_instances` numbers them; gaps are empty rows)."""
+    pred, true = np.asarray(pred, np.int64), np.asarray(true, np.int64)
+    if pred.shape != true.shape:
+        raise ValueError(f"instance maps differ in shape: {pred.shape} and {true.shape}")
+    p, t = int(pred.max(initial=0)), int(true.max(initial=0))
+    joint = np.bincount((pred * (t + 1) + true).ravel(), minlength=(p + 1) * (t + 1)).reshape(p + 1, t + 1)
+    return joint[1:, 1:], joint[1:, :].sum(1), joint[:, 1:].sum(0)
+
+
+def mask_iou(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(P, T) IoU of the instances of two instance maps."""
+    inter, pa, ta = instance_overlaps(pred, true)
+    union = pa[:, None] + ta[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match(iou: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:
+    """One-to-one matches ``(pred, true, iou)`` with IoU >= ``threshold`` maximising the summed IoU."""
+    from scipy.optimize import linear_sum_assignment
+
+    iou = np.asarray(iou, float)
+    if iou.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(np.where(iou >= threshold, iou, 0.0), maximize=True)
+    return [
+        (int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold
+    ]
+
+
+@dataclass
+class Corrections:
+    """What a specialist does to a set of suggestions (see the module docstring)."""
+
+    added: int = 0
+    deleted: int = 0
+    adjusted: int = 0
+    accepted: int = 0
+    from_scratch: int = 0
+    pixels_changed: int = 0
+    """Masks only: pixels whose foreground/background value the specialist changes."""
+
+    @property
+    def total(self) -> int:
+        return self.added + self.deleted + self.adjusted
+
+    def __add__(self, other: Corrections) -> Corrections:
+        return Corrections(
+            *(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True))
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        ratio = self.total / self.from_scratch if self.from_scratch else None
+        return {
+            **asdict(self),
+            "total": self.total,
+            "ratio_to_scratch": None if ratio is None else round(ratio, 4),
+        }
+
+
+def corrections_from_iou(iou: np.ndarray, adjust_iou: float = ADJUST_IOU) -> Corrections:
+    """Corrections for P suggestions against T true objects with the (P, T) IoU matrix ``iou``."""
+    iou = np.asarray(iou, float)
+    n_pred, n_true = iou.shape if iou.ndim == 2 else (0, 0)
+    pairs = match(iou)
+    adjusted = sum(1 for _, _, v in pairs if v < adjust_iou)
+    return Corrections(
+        added=n_true - len(pairs), deleted=n_pred - len(pairs), adjusted=adjusted,
+        accepted=len(pairs) - adjusted, from_scratch=n_true,
+    )  # fmt: skip
+
+
+def box_corrections(pred: np.ndarray, true: np.ndarray, adjust_iou: float = ADJUST_IOU) -> Corrections:
+    """Corrections to turn suggested boxes ``pred`` (P, 4 xyxy) into the true boxes ``true`` (T, 4)."""
+    return corrections_from_iou(box_iou(pred, true), adjust_iou)
+
+
+def mask_corrections(pred: np.ndarray, true: np.ndarray, adjust_iou: float = ADJUST_IOU) -> Corrections:
+    """Corrections, per object, to turn a suggested instance map into the true one (and the pixels that
+    change between their foregrounds)."""
+    c = corrections_from_iou(mask_iou(pred, true), adjust_iou)
+    c.pixels_changed = int(((np.asarray(pred) > 0) != (np.asarray(true) > 0)).sum())
+    return c
+
+
+def object_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    """Per-object metrics of a predicted instance map against the true one: object precision, recall and
+    F1 at IoU 0.5, Panoptic Quality (PQ = SQ x RQ, Kirillov et al.) and the Aggregated Jaccard Index (AJI,
+    Kumar et al. 2017, the MoNuSeg metric)."""
+    inter, pa, ta = instance_overlaps(pred, true)
+    present_p, present_t = pa > 0, ta > 0
+    inter, pa, ta = inter[present_p][:, present_t], pa[present_p], ta[present_t]
+    union = pa[:, None] + ta[None, :] - inter
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    pairs = match(iou)
+    tp, fp, fn = len(pairs), len(pa) - len(pairs), len(ta) - len(pairs)
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    sq = float(np.mean([v for _, _, v in pairs])) if pairs else 0.0
+    rq = f1 if tp + fp + fn else 1.0
+    i_sum, u_sum = _aji_sums(inter, pa, ta)
+    aji = i_sum / u_sum if u_sum else 1.0
+    return {
+        "object_precision": round(precision, 4), "object_recall": round(recall, 4), "object_f1": round(f1, 4),
+        "pq": round(sq * rq if tp + fp + fn else 1.0, 4), "sq": round(sq, 4), "rq": round(rq, 4),
+        "aji": round(aji, 4), "n_pred": int(len(pa)), "n_true": int(len(ta)), "tp": tp, "fp": fp, "fn": fn,
+    }  # fmt: skip
+
+
+def _aji_sums(inter: np.ndarray, pa: np.ndarray, ta: np.ndarray) -> tuple[int, int]:
+    """AJI's summed intersection and union: each true object with the prediction of highest IoU (none when
+    no prediction overlaps it: its area joins the union), and every prediction never chosen added to the
+    union (as HoVer-Net's ``get_fast_aji``)."""
+    union = pa[:, None] + ta[None, :] - inter
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    i_sum = u_sum = 0
+    used: set[int] = set()
+    for j in range(len(ta)):
+        b = int(iou[:, j].argmax()) if len(pa) else -1
+        if b >= 0 and iou[b, j] > 0:
+            i_sum += int(inter[b, j])
+            u_sum += int(union[b, j])
+            used.add(b)
+        else:
+            u_sum += int(ta[j])
+    u_sum += int(sum(int(pa[i]) for i in range(len(pa)) if i not in used))
+    return i_sum, u_sum
+
+
+def pooled_object_metrics(preds: list[np.ndarray], trues: list[np.ndarray]) -> dict[str, Any]:
+    """:func:`object_metrics` over several images: counts pooled (F1, RQ), SQ over all matches, AJI pooled
+    (intersections and unions summed), PQ = SQ x RQ."""
+    tp = fp = fn = 0
+    ious: list[float] = []
+    i_sum = u_sum = 0
+    for p, t in zip(preds, trues, strict=True):
+        m = object_metrics(p, t)
+        tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        ious += [m["sq"]] * m["tp"]
+        inter, pa, ta = instance_overlaps(p, t)
+        pa_, ta_ = pa > 0, ta > 0
+        i, u = _aji_sums(inter[pa_][:, ta_], pa[pa_], ta[ta_])
+        i_sum, u_sum = i_sum + i, u_sum + u
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    sq = float(np.mean(ious)) if ious else 0.0
+    return {
+        "object_precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+        "object_recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
+        "object_f1": round(f1, 4), "pq": round(sq * f1, 4), "sq": round(sq, 4),
+        "aji": round(i_sum / u_sum, 4) if u_sum else 1.0, "n_pred": tp + fp, "n_true": tp + fn,
+    }  # fmt: skip
+
+
+def choose_threshold(
+    images: list[tuple[np.ndarray, np.ndarray, int]],
+    thresholds: tuple[float, ...] = THRESHOLDS,
+    adjust_iou: float = ADJUST_IOU,
+) -> dict[str, Any]:
+    """The score threshold that minimises the simulated corrections over some images.
+
+    ``images``: per image ``(scores (P,), iou (P, T) of every suggestion against the truth, T)``, the
+    suggestions taken at a low score floor. Returns ``score_threshold``, the corrections there
+    (``corrections``: added/deleted/adjusted per true object), and the ratio to from-scratch at each
+    threshold tried. Ties go to the lower threshold (more suggestions shown).
+
+    >>> iou = np.array([[0.9, 0.0], [0.0, 0.8], [0.0, 0.0]])   # two good suggestions, one false positive
+    >>> choose_threshold([(np.array([0.9, 0.6, 0.2]), iou, 2)])["score_threshold"]
+    0.25
+    """
+    per: dict[float, Corrections] = {}
+    for t in thresholds:
+        total = Corrections()
+        for scores, iou, n_true in images:
+            keep = np.asarray(scores) >= t
+            sub = np.asarray(iou, float).reshape(len(keep), n_true)[keep]
+            total = total + corrections_from_iou(sub, adjust_iou)
+        per[t] = total
+    best = min(thresholds, key=lambda t: (per[t].total, t))
+    return {
+        "score_threshold": float(best), "corrections": per[best].to_dict(),
+        "ratio_by_threshold": {str(t): per[t].to_dict()["ratio_to_scratch"] for t in thresholds},
+    }  # fmt: skip
+
+
+def boundary_of(instances: np.ndarray) -> np.ndarray:
+    """The inner boundary (1 px) of every object of an instance map, where it meets the background or
+    another object: the target that teaches a segmenter to keep touching nuclei apart."""
+    from scipy import ndimage
+
+    inst = np.asarray(instances)
+    hi = ndimage.maximum_filter(inst, size=3, mode="nearest")
+    lo = ndimage.minimum_filter(inst, size=3, mode="nearest")
+    return (inst > 0) & ((hi != inst) | (lo != inst))
+
+
+def split_objects(
+    foreground: np.ndarray, boundary: np.ndarray | None = None, threshold: float = 0.5, min_seed: int = 4
+) -> np.ndarray:
+    """An instance map from a foreground mask and (optionally) a boundary probability map.
+
+    Seeds are the foreground pixels that are not boundary (``boundary < threshold``), as connected
+    components of at least ``min_seed`` pixels; every foreground pixel joins its nearest seed within its
+    own connected region (a distance-transform watershed on flat ground); a region without a seed stays
+    one object. Without ``boundary`` this is :func:`label_instances`.
+
+    >>> fg = np.zeros((5, 9), bool); fg[1:4, 1:8] = True                 # two nuclei touching at column 4
+    >>> edge = np.zeros((5, 9)); edge[:, 4] = 1.0
+    >>> np.unique(split_objects(fg, edge, min_seed=1)).tolist()
+    [0, 1, 2]
+    """
+    from scipy import ndimage
+
+    fg = np.asarray(foreground, bool)
+    regions = label_instances(fg)
+    if boundary is None or not fg.any():
+        return regions
+    seeds = label_instances(fg & (np.asarray(boundary) < threshold))
+    if min_seed > 1 and seeds.max():
+        sizes = np.bincount(seeds.ravel())
+        small = sizes < min_seed
+        small[0] = False
+        seeds[small[seeds]] = 0
+    if not seeds.any():
+        return regions
+    _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    grown = seeds[iy, ix]
+    same_region = regions == regions[iy, ix]
+    out = np.where(fg & same_region, grown, 0)
+    # foreground regions that hold no seed (all boundary, or only tiny seeds): one object each
+    rest = label_instances(fg & (out == 0))
+    out = np.where(rest > 0, rest + out.max(), out)
+    return relabel(out)
+
+
+def instance_scores(probs: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """(N,) the mean probability inside each object 1..N of an instance map."""
+    n = int(instances.max(initial=0))
+    if n == 0:
+        return np.zeros(0, np.float32)
+    total = np.bincount(instances.ravel(), weights=np.asarray(probs, np.float64).ravel(), minlength=n + 1)
+    count = np.bincount(instances.ravel(), minlength=n + 1)
+    return (total[1:] / np.maximum(count[1:], 1)).astype(np.float32)

@@ -132,7 +132,12 @@ class DatasetWriter:
         self._hash.update(f"{split}/{stem}\0{text}\0".encode())
 
     def write_mask(
-        self, split: str, stem: str, mask: np.ndarray, binary: dict[str, np.ndarray] | None = None
+        self,
+        split: str,
+        stem: str,
+        mask: np.ndarray,
+        binary: dict[str, np.ndarray] | None = None,
+        instances: np.ndarray | None = None,
     ):
         Image.fromarray(mask.astype(np.uint8)).save(
             self._path(self.layout.mask(split, stem)), compress_level=1
@@ -140,6 +145,12 @@ class DatasetWriter:
         self._files.setdefault(stem, []).append(self.layout.mask(split, stem))
         if binary:
             self._files[stem].append(self.layout.binary_masks(split, stem))
+        if instances is not None:
+            if int(instances.max(initial=0)) > 65535:
+                raise ValueError(f"{stem}: more than 65535 objects in one image")
+            path = self._path(self.layout.instance(split, stem))
+            Image.fromarray(instances.astype(np.uint16)).save(path, compress_level=1)
+            self._files[stem].append(path)
         self._hash.update(f"{split}/{stem}\0".encode() + hashlib.sha256(mask.tobytes()).digest())
         for cls, m in (binary or {}).items():
             out = self._path(self.layout.binary_masks(split, stem) / (safe_stem(cls) + ".png"))

@@ -8,7 +8,7 @@ here, never a string literal in a writer or a reader. The layouts, by dataset ki
   [, ``test``], ``names`` in class order);
 - ``segment`` (masks): ``images/{split}/<stem>.<ext>``, ``masks/{split}/<stem>.png`` (uint8 class index:
   0 = background, i+1 = classes[i]), optional ``masks_binary/{split}/<stem>/<class>.png`` (0/255),
-  ``classes.txt``;
+  optional ``instances/{split}/<stem>.png`` (16-bit object ids), ``classes.txt``;
 - ``classify`` (class folders): ``{split}/<class>/<stem>.<ext>``, ``classes.txt``;
 - all: ``manifest.json`` (:class:`Manifest`).
 
@@ -54,6 +54,14 @@ class DatasetLayout:
 
     def mask(self, split: str, stem: str) -> Path:
         return self.masks(split) / f"{stem}.png"
+
+    def instances(self, split: str) -> Path:
+        return self.root / "instances" / split
+
+    def instance(self, split: str, stem: str) -> Path:
+        """A segment dataset's optional instance map: 16-bit PNG, 0 = background, 1..N = one object each
+        (touching nuclei stay apart, which the class mask cannot say)."""
+        return self.instances(split) / f"{stem}.png"
 
     def binary_masks(self, split: str, stem: str) -> Path:
         return self.root / "masks_binary" / split / stem

@@ -92,6 +92,22 @@ def regions_to_mask(regions: list[Region], classes: list[str], height: int, widt
     return mask
 
 
+def regions_to_instances(regions: list[Region], classes: list[str], height: int, width: int) -> np.ndarray:
+    """Instance map (uint16: 0 background, k = the k-th drawable region of a class in ``classes``; later
+    regions on top), drawn exactly as :func:`regions_to_mask` draws the class mask."""
+    inst = np.zeros((height, width), np.uint16)
+    k = 0
+    for r in regions:
+        if len(r.points) < 3 or r.label not in classes:
+            continue
+        win = polygon_window(np.clip(r.points, 0, [width, height]), height, width)
+        if win is not None:
+            rows, cols, inside = win
+            k += 1
+            inst[rows, cols][inside] = k
+    return inst
+
+
 def _find_image(images_dir: Path, stem: str) -> Path | None:
     for suffix in IMAGE_SUFFIXES:
         for cand in (images_dir / f"{stem}{suffix}", images_dir / f"{stem}{suffix.upper()}"):
@@ -214,7 +230,9 @@ def _convert_aperio(
     if kind == "segment":
         mask = regions_to_mask(usable, classes, height, width)
         binary = {c: mask == i + 1 for i, c in enumerate(classes)} if binary_masks else None
-        writer.write_mask(split, stem, mask, binary)
+        writer.write_mask(
+            split, stem, mask, binary, instances=regions_to_instances(usable, classes, height, width)
+        )
     else:
         writer.write_labels(split, stem, lines)
     writer.add_item(stem, split, None, [], group, source=xml.name, regions=len(usable))

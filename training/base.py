@@ -81,6 +81,13 @@ class TrainConfig:
     weights: Path | None = None
     """A local ``.pt`` (detect), ``.safetensors``/``.pth`` state dict, or a histoloop version directory to
     fine-tune from. Never downloaded."""
+    encoder_weights: Path | None = None
+    """segment: a local state dict for the encoder only (ImageNet weights, or a pathology encoder saved by
+    timm/torchvision: ``.safetensors``/``.pth``/``.pt``, read with weights_only). Never downloaded."""
+    time: float | None = None
+    """A training time budget in minutes: training stops when it is spent and keeps the best epoch (the
+    learning-rate schedule is fitted to the budget). detect: ultralytics' own ``time`` (which is in hours).
+    None: ``epochs`` decide."""
     patience: int = 20
     workers: int = 0
     devices: int | list[int] | None = None
@@ -92,6 +99,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["weights"] = str(self.weights) if self.weights else None
+        d["encoder_weights"] = str(self.encoder_weights) if self.encoder_weights else None
         return d
 
 

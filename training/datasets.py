@@ -53,6 +53,27 @@ def read_mask(path: Path) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
+def read_instances(mask_path: Path, mask: np.ndarray) -> np.ndarray:
+    """The instance map beside a class mask (``instances/<split>/<stem>.png``, written by the converters
+    where they know the objects), else the connected components of the mask's foreground (touching
+    objects then count as one). (H, W) int32, 0 = background."""
+    from PIL import Image
+
+    from training.objects import label_instances, relabel
+
+    path = DatasetLayout(mask_path.parents[2]).instance(mask_path.parent.name, mask_path.stem)
+    if path.is_file():
+        try:
+            with Image.open(path) as im:
+                inst = np.array(im).astype(np.int32)
+        except Exception as exc:
+            raise TrainingError(f"{path}: corrupt or unreadable instance map ({exc})") from exc
+        if inst.shape == mask.shape:
+            return relabel(np.where(mask > 0, inst, 0))
+        raise TrainingError(f"{path}: instance map {inst.shape} does not match its mask {mask.shape}")
+    return label_instances(mask > 0)
+
+
 def verify_images(paths: list[Path]) -> None:
     """Open every image header and check it decodes; one bad file fails the run, named."""
     from PIL import Image

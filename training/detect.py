@@ -54,15 +54,34 @@ def write_data_yaml(dataset_dir: Path, names: list[str], target: Path) -> Path:
     return target
 
 
-def training_scale(dataset_dir: Path, imgsz: int) -> float:
-    """``imgsz / median long side`` of the training images: how much ultralytics resizes them."""
+def training_scale(dataset_dir: Path, imgsz: int, split: str = "train") -> float:
+    """``imgsz / median long side`` of the split's images: how much ultralytics resizes them."""
     from PIL import Image
 
     sides = []
-    for p in list_images(DatasetLayout(dataset_dir).images("train"))[:200]:
+    for p in list_images(DatasetLayout(dataset_dir).images(split))[:200]:
         with Image.open(p) as im:
             sides.append(max(im.size))
     return float(imgsz / np.median(sides)) if sides else 1.0
+
+
+def _needs_tiles(dataset_dir: Path, imgsz: int) -> bool:
+    """Training fields much larger than the model input (a 1000 px MoNuSeg tile at imgsz 256) are cut into
+    tiles: shrinking them to imgsz would make nuclei 4 px wide. Only datasets written by the converters
+    (with a manifest) are tiled."""
+    layout = DatasetLayout(dataset_dir)
+    return layout.manifest.is_file() and training_scale(dataset_dir, imgsz) < 1 / 1.5
+
+
+def _tiles(dataset_dir: Path, imgsz: int, out: Path) -> Path:
+    """The dataset cut into ``imgsz`` tiles (a quarter overlapping) with :func:`converters.tiling.tile_dataset`;
+    boxes cut at a border kept when half of them remains."""
+    from converters.tiling import tile_dataset
+
+    report = tile_dataset(dataset_dir, out, tile=imgsz, overlap=imgsz // 4, min_visible=0.5)
+    if not report.converted:
+        raise TrainingError(f"{dataset_dir}: no tiles could be cut ({report.summary()})")
+    return out
 
 
 def _source_module(weights: Path):
@@ -161,7 +180,8 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     """Train a detect model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
     from training.offline import amp_allowed, ultralytics
 
-    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    # absolute: ultralytics puts a relative ``project`` under its own runs folder (and the weights with it)
+    dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
     names = check_detect(dataset_dir)
     ultralytics()
     from ultralytics import YOLO
@@ -169,6 +189,10 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
 
     device = resolve_device(config.device)
     run_dir = out_dir / "train"
+    source_dir = dataset_dir
+    native = bool(config.extra.get("tile", True)) and _needs_tiles(dataset_dir, config.imgsz)
+    if native:  # large fields: train on imgsz tiles at full resolution, not on the field shrunk to imgsz
+        dataset_dir = _tiles(dataset_dir, config.imgsz, out_dir / "train" / "tiles")
     data_yaml = write_data_yaml(dataset_dir, names, out_dir / DATA_YAML)
     model_name = config.model or DEFAULT_MODEL
     if not model_name.endswith((".yaml", ".yml")):
@@ -222,6 +246,8 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     )  # fmt: skip
     if config.lr:
         args["lr0"] = config.lr
+    if config.time:
+        args["time"] = config.time / 60  # ultralytics' time is in hours; it overrides epochs
     args.update(config.extra.get("ultralytics", {}))
     try:
         yolo.train(**args)
@@ -238,17 +264,23 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
 
     best = run_dir / "weights" / "best.pt"
     best = best if best.is_file() else run_dir / "weights" / "last.pt"
+    if not best.is_file():  # never let ultralytics' loader go looking for it on the network
+        raise RuntimeError(f"ultralytics wrote no weights into {run_dir / 'weights'}")
     trained, _ = load_checkpoint(str(best))  # written by this run into our staging dir
     card = ModelCard(
         kind="detect", classes=names,
         arch={"model": model_name, "yaml": trained.yaml},
         input_size=config.imgsz, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-        extra={"scale": training_scale(dataset_dir, config.imgsz), "framework": "ultralytics", "cpu_threads": threads,
-               "cls_width": int(trained.model[-1].cv3[0][-1].in_channels)},
+        extra={"scale": 1.0 if native else training_scale(dataset_dir, config.imgsz), "framework": "ultralytics",
+               "cpu_threads": threads, "cls_width": int(trained.model[-1].cv3[0][-1].in_channels),
+               "native": native},
     )  # fmt: skip
     save_weights(trained.float().state_dict(), out_dir)
     card.save(out_dir)
     shutil.rmtree(run_dir / "weights", ignore_errors=True)  # pickles; the version has safetensors
+    if native:
+        shutil.rmtree(dataset_dir, ignore_errors=True)  # the tiles (the dataset itself is at source_dir)
+    log.debug("trained on %s", source_dir)
 
     return Fitted(card, history)
 
@@ -353,8 +385,13 @@ def evaluate(
         data_yaml = write_data_yaml(dataset_dir, names, Path(tmp) / "data.yaml")
         if DatasetLayout(dataset_dir).images(split).is_dir() and split not in ("train", "val"):
             data_yaml.write_text(data_yaml.read_text() + f"{split}: images/{split}\n")
+        imgsz = card.input_size
+        if card.extra.get("native"):  # trained on tiles at full resolution: validate at the fields' own size
+            imgsz = int(
+                np.ceil(card.input_size / training_scale(dataset_dir, card.input_size, split) / 32) * 32
+            )
         args = dict(
-            data=str(data_yaml), imgsz=card.input_size, batch=8, split=split, device=device,
+            data=str(data_yaml), imgsz=imgsz, batch=8 if imgsz <= 1024 else 1, split=split, device=device,
             plots=plots_dir is not None, verbose=False, conf=0.001, iou=0.7,
         )  # fmt: skip
         validator = DetectionValidator(args=args, save_dir=Path(tmp) / "val")
@@ -375,6 +412,7 @@ def evaluate(
             "mAP50-95": round(float(stats["metrics/mAP50-95(B)"]), 4),
             "per_class_ap50": per_class, "n_images": int(validator.seen),
         }  # fmt: skip
+        metrics.update(_threshold(card, model, dataset_dir, split, device))
         if plots_dir is not None:
             for src, dst in (
                 ("BoxPR_curve.png", "pr_curve.png"),
@@ -383,6 +421,37 @@ def evaluate(
                 if (Path(tmp) / "val" / src).is_file():
                     shutil.copyfile(Path(tmp) / "val" / src, Path(plots_dir) / dst)
     return metrics
+
+
+def true_boxes(label_path: Path, width: int, height: int) -> np.ndarray:
+    """(N, 4) pixel xyxy boxes of a YOLO label file (normalised ``class cx cy w h`` lines)."""
+    rows = []
+    if label_path.is_file():
+        for line in label_path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5:
+                cx, cy, w, h = (float(v) for v in parts[1:])
+                rows.append(
+                    ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
+                )
+    return np.array(rows, np.float64).reshape(-1, 4)
+
+
+def _threshold(card: ModelCard, model: Any, dataset_dir: Path, split: str, device: str) -> dict[str, Any]:
+    """The box score threshold that minimises a specialist's corrections on the split, with the served
+    predictor (:func:`training.objects.choose_threshold`)."""
+    from training.datasets import read_image
+    from training.objects import box_iou, choose_threshold
+
+    layout = DatasetLayout(dataset_dir)
+    predictor = DetectPredictor(card, model, device)
+    scored = []
+    for path in list_images(layout.images(split)):
+        image = read_image(path)
+        det = predictor.predict(image)
+        truth = true_boxes(layout.label(split, path.stem), image.shape[1], image.shape[0])
+        scored.append((det.scores, box_iou(det.boxes, truth), len(truth)))
+    return choose_threshold(scored)
 
 
 TASK = Task(

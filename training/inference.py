@@ -60,6 +60,16 @@ class SegmentationMap:
     probs: np.ndarray
     """(C, H, W) float32 probability of each class in ``classes`` (background excluded)."""
     classes: list[str]
+    boundary: np.ndarray | None = None
+    """(H, W) float32 probability that a pixel is an object's edge (segmenters trained with an instance
+    target, ``card.arch["instances"] == "boundary"``), which keeps touching objects apart."""
+
+    def instances(self, threshold: float = 0.5) -> list[np.ndarray]:
+        """Per class, an (H, W) int32 instance map of its mask (0 = background, 1..N = one object each):
+        split at the predicted boundaries when the model has them, else connected components."""
+        from training.objects import split_objects
+
+        return [split_objects(m, self.boundary, threshold) for m in self.masks(threshold)]
 
     def masks(self, threshold: float = 0.5) -> np.ndarray:
         """(C, H, W) bool: pixels whose own class is most likely and above ``threshold``."""

@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +155,15 @@ def train_config(settings: Settings, project: str, kind: str) -> TrainConfig:
     options.setdefault("device", settings.device)
     if settings.train_devices > 1:  # the worker's --gpus: every kind trains on all of them
         options.setdefault("devices", settings.train_devices)
-    if options.get("weights"):
-        options["weights"] = Path(options["weights"])
+    for key in ("weights", "encoder_weights"):
+        if options.get(key):
+            options[key] = Path(options[key]).expanduser()
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TrainingError(
+            f"project {project}: unknown train.{kind} setting(s) {unknown} (one of {sorted(known)})"
+        )
     return TrainConfig(**options)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from training.runtime import set_train_threads
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+MAX_EPOCHS = 1_000_000
+"""With a time budget the budget ends the run, not ``epochs`` (as ultralytics' ``time`` does)."""
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -42,6 +45,53 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
         return None
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (buffers copied), with the usual warmup of the
+    decay, ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so that a run of a few dozen steps is
+    not averaged with its random start."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, new in zip(self.module.parameters(), model.parameters(), strict=True):
+            avg.lerp_(new.detach(), 1 - d)
+        self.copy_buffers(model)
+
+    @torch.no_grad()
+    def copy_buffers(self, model: torch.nn.Module) -> None:
+        """The model's buffers (BatchNorm statistics) as they are: they are not averaged."""
+        for avg, new in zip(self.module.buffers(), model.buffers(), strict=True):
+            avg.copy_(new)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
+def lr_factor(progress: float, warmup: float = 0.05, floor: float = 0.01) -> float:
+    """The learning-rate multiplier at ``progress`` in [0, 1] of the run: linear warmup over the first
+    ``warmup`` share, then a cosine down to ``floor``.
+
+    >>> [round(lr_factor(p), 3) for p in (0.0, 0.05, 0.525, 1.0)]
+    [0.01, 1.0, 0.505, 0.01]
+    """
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return floor + (1 - floor) * progress / warmup
+    t = (progress - warmup) / max(1e-9, 1 - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
 def fit_epochs(
     model: torch.nn.Module,
     loader: torch.utils.data.DataLoader,
@@ -52,13 +102,20 @@ def fit_epochs(
     out_dir: Path,
     device: str,
     progress: ProgressFn | None = None,
+    ema_decay: float | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    """Train ``model`` for ``config.epochs``; return the best epoch's state dict and the history.
+    """Train ``model`` for ``config.epochs`` (or, with ``config.time``, until that many minutes are spent,
+    whatever ``epochs`` says); return the best epoch's state dict and the history.
 
     ``validate(model)`` returns the epoch's validation metrics (``primary`` is maximised); early stop
-    after ``config.patience`` epochs without improvement. As a rank of a distributed training
+    after ``config.patience`` epochs without improvement. The learning rate warms up over the first 5 %
+    of the run and follows a cosine to 1 % (:func:`lr_factor`); with a time budget the run's progress is
+    the larger of the steps done and the time spent, so the schedule ends when the budget does. With
+    ``ema_decay``, an exponential moving average of the weights is what is validated and kept (it makes
+    the per-epoch validation of a small-data run far steadier). As a rank of a distributed training
     (:mod:`training.distributed`) the model is trained in DDP on this rank's shard of each epoch; rank 0
-    alone validates (the metrics are broadcast), reports progress and writes the checkpoint.
+    alone validates (the metrics are broadcast), reports progress and writes the checkpoint, and its clock
+    decides the schedule and the end of a time budget for every rank.
     """
     from training import distributed
 
@@ -76,33 +133,53 @@ def fit_epochs(
         model.parameters(), lr=lr, weight_decay=float(config.extra.get("weight_decay", 1e-4))
     )
     steps = max(1, len(loader))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs * steps, eta_min=lr * 0.01
-    )
+    total_steps = config.epochs * steps
+    budget = float(config.time) * 60 if config.time else None
+    warmup = float(config.extra.get("warmup", 0.05))
+    ema = WeightAverage(model, ema_decay) if ema_decay else None
     amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     ckpt_path = Path(out_dir) / "train" / CHECKPOINT
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_score, start, stale = -math.inf, 0, 0
+    best_score, start, stale, done, spent = -math.inf, 0, 0, 0, 0.0
 
     ckpt = load_checkpoint(ckpt_path) if config.extra.get("resume", True) else None
-    if ckpt is not None and ckpt.get("epochs") == config.epochs:
+    if ckpt is not None and ckpt.get("epochs") == config.epochs and ckpt.get("time") == config.time:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
         history, best_state = ckpt["history"], ckpt["best"]
         best_score, start, stale = ckpt["best_score"], ckpt["epoch"], ckpt["stale"]
+        done, spent = int(ckpt.get("steps_done", start * steps)), float(ckpt.get("spent", 0.0))
         torch.set_rng_state(ckpt["rng"])
         log.info("resuming from %s at epoch %d", ckpt_path, start + 1)
 
-    for epoch in range(start, config.epochs):
-        if stale >= config.patience:
+    began = time.monotonic() - spent
+
+    def run_progress() -> float:
+        return (time.monotonic() - began) / budget if budget else done / total_steps
+
+    def epochs_expected() -> int:
+        """``config.epochs``, or with a time budget an estimate of how many epochs fit in it."""
+        if not budget or not done:
+            return config.epochs
+        return max(1, math.ceil(budget / ((time.monotonic() - began) / done) / steps))
+
+    out_of_time = False
+    for epoch in range(start, MAX_EPOCHS if budget else config.epochs):
+        if stale >= config.patience or out_of_time:
             break
         model.train()
         total, seen = 0.0, 0
         for step, (x, y) in enumerate(loader, 1):
+            now = run_progress()
+            if ddp and budget:  # rank 0's clock for every rank: the same learning rate, the same last step
+                now = distributed.broadcast(now if main else None)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(now, warmup)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
@@ -110,24 +187,40 @@ def fit_epochs(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            done += 1
             total += float(loss.detach()) * len(x)
             seen += len(x)
             if main:
-                report(progress, stage="train", epoch=epoch + 1, epochs=config.epochs, step=step, steps=steps,
-                       loss=total / seen)  # fmt: skip
+                report(progress, stage="train", epoch=epoch + 1, epochs=max(epoch + 1, epochs_expected()),
+                       step=step, steps=steps, loss=total / seen)  # fmt: skip
+            spent_all = bool(budget) and time.monotonic() - began >= budget
+            if ddp and budget:
+                spent_all = distributed.broadcast(spent_all if main else None)
+            if spent_all:
+                out_of_time = True
+                log.info("time budget of %.1f min spent during epoch %d: validating and stopping",
+                         budget / 60, epoch + 1)  # fmt: skip
+                break
         model.eval()
         if ddp:
             distributed.sync_buffers(model)
-            metrics = distributed.broadcast(validate(model) if main else None)
+        if ema is not None:
+            ema.copy_buffers(model)
+        evaluated = ema.module if ema is not None else model
+        evaluated.eval()
+        if ddp:
+            metrics = distributed.broadcast(validate(evaluated) if main else None)
         else:
-            metrics = validate(model)
-        row = {"epoch": epoch + 1, "loss": total / max(1, seen), "lr": scheduler.get_last_lr()[0], **metrics}
+            metrics = validate(evaluated)
+        row = {"epoch": epoch + 1, "loss": total / max(1, seen), "lr": optimizer.param_groups[0]["lr"],
+               "minutes": round((time.monotonic() - began) / 60, 3), **metrics}  # fmt: skip
         history.append(row)
         score = metrics.get(primary, -math.inf)
         if score is not None and score > best_score:
             best_score, stale = score, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in evaluated.state_dict().items()})
         else:
             stale += 1
         if not main:
@@ -135,17 +228,20 @@ def fit_epochs(
         save_checkpoint(
             {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "epoch": epoch + 1, "epochs": config.epochs, "history": history, "best": best_state,
-                "best_score": best_score, "stale": stale, "rng": torch.get_rng_state(),
+                "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "epoch": epoch + 1, "epochs": config.epochs, "time": config.time, "history": history,
+                "best": best_state, "best_score": best_score, "stale": stale, "rng": torch.get_rng_state(),
+                "steps_done": done, "spent": time.monotonic() - began,
             },
             ckpt_path,
         )  # fmt: skip
-        report(progress, stage="val", epoch=epoch + 1, epochs=config.epochs, loss=row["loss"], metrics=row)
+        report(progress, stage="val", epoch=epoch + 1, epochs=max(epoch + 1, epochs_expected()), loss=row["loss"],
+               metrics=row)  # fmt: skip
     if ddp:
         distributed.check_ranks_agree(model, out_dir)
     if best_state is None:
-        best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        final = ema.module if ema is not None else model
+        best_state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
     return best_state, history
 
 

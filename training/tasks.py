@@ -51,7 +51,7 @@ class Trainer:
         from training.plots import training_curves
         from training.runtime import resolve_device
 
-        dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+        dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
         with stain_normalised(dataset_dir, config) as (stain, fit_dir):
             fitted = self.task.fit(fit_dir, config, out_dir, progress)
             mpp = config.extra.get("mpp") or dataset_mpp(dataset_dir)
@@ -70,6 +70,9 @@ class Trainer:
                 out_dir, eval_dir, split="val", device=resolve_device(config.device), plots_dir=out_dir
             )
         metrics["primary"] = PRIMARY_METRIC[self.kind]
+        if metrics.get("score_threshold") is not None:  # chosen on this version's own validation split
+            fitted.card.extra["score_threshold"] = metrics["score_threshold"]
+            fitted.card.save(out_dir)
         write_json_atomic(out_dir / "history.json", history)
         write_json_atomic(out_dir / "metrics.json", metrics)
         training_curves(history, out_dir / "training_curves.png", ["loss", *self.task.curves])

@@ -82,6 +82,12 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     "--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset dir."
 )
 @click.option("--epochs", default=30, show_default=True, type=int)
+@click.option(
+    "--time",
+    "minutes",
+    type=float,
+    help="Time budget in minutes: stop when spent, keep the best epoch (overrides --epochs).",
+)
 @click.option("--batch", default=8, show_default=True, type=int)
 @click.option("--imgsz", default=256, show_default=True, type=int, help="Model input / crop size (px).")
 @click.option("--lr", type=float, help="Learning rate (default: the trainer's).")
@@ -104,7 +110,7 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, batch: int, imgsz: int,
+def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, minutes: float | None, batch: int, imgsz: int,
           lr: float | None, model: str | None, arch: str | None, encoder_weights: str | None, weights: str | None,
           device: str | None, seed: int, patience: int, register: bool, out: Path | None, as_json: bool) -> None:  # fmt: skip
     """Train a detect/segment/classify model on DATA and register it as a candidate."""
@@ -130,8 +136,9 @@ def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, 
         weights, parent_id = str(prod.artifact_dir), prod.id
     config = TrainConfig(
         epochs=epochs, batch=batch, imgsz=imgsz, lr=lr, device=device or settings.device, seed=seed, model=model,
-        weights=Path(weights) if weights else None, patience=patience,
-        extra={k: v for k, v in (("arch", arch), ("encoder_weights", encoder_weights)) if v},
+        weights=Path(weights) if weights else None, patience=patience, time=minutes,
+        encoder_weights=Path(encoder_weights) if encoder_weights else None,
+        extra={"arch": arch} if arch else {},
     )  # fmt: skip
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip

@@ -110,3 +110,19 @@ def test_monuseg_nuclei_detection(monuseg, tmp_path: Path) -> None:
     assert result.metrics["n_images"] == 1 and 0.0 <= result.metrics["mAP50"] <= 1.0
     det = load_model(tmp_path / "out").predict(np.zeros((128, 128, 3), np.uint8))
     assert det.classes == ["nucleus"]
+
+
+def test_relative_out_dir_and_time_budget(detect_data: Path, tmp_path: Path, monkeypatch) -> None:
+    """A relative output dir is this directory's, not ultralytics' runs folder (issue 12); ``time`` (minutes)
+    becomes ultralytics' own ``time`` (hours) and ends the run whatever ``epochs`` says."""
+    monkeypatch.chdir(tmp_path)
+    result = get_trainer("detect").train(
+        detect_data, TrainConfig(**{**TINY, "epochs": 500}, time=0.02), Path("out")
+    )
+    assert (tmp_path / "out" / "weights.safetensors").is_file() and (tmp_path / "out" / "train").is_dir()
+    assert not (tmp_path / "runs").exists()
+    assert 1 <= len(result.history) < 500
+    import yaml
+
+    args = yaml.safe_load((tmp_path / "out" / "train" / "args.yaml").read_text())
+    assert args["time"] == pytest.approx(0.02 / 60) and Path(args["project"]).is_absolute()

@@ -34,7 +34,13 @@ def test_trains_a_complete_version(segment_version) -> None:
         "train/checkpoint.pt",
     ):
         assert (out / name).is_file(), name
-    assert result.card.arch == {"arch": "Unet", "encoder": "resnet18", "mode": "binary"}
+    assert result.card.arch == {
+        "arch": "Unet",
+        "encoder": "resnet18",
+        "mode": "binary",
+        "norm": "group",
+        "instances": "boundary",
+    }
     m = result.metrics
     for key in ("dice", "iou", "dice_per_image", "iou_per_image", "pixel_accuracy"):
         assert 0.0 <= m[key] <= 1.0, key
@@ -128,3 +134,64 @@ def test_local_encoder_weights(segment_data: Path, tmp_path: Path) -> None:
     wrong = TrainConfig(**{**TINY, "epochs": 1, "model": "efficientnet-b0"}, extra=cfg.extra)
     with pytest.raises(TrainingError, match="resnet18-encoder.pth: weights of the wrong architecture"):
         get_trainer("segment").train(segment_data, wrong, tmp_path / "bad")
+
+
+def test_imagenet_and_timm_encoder_weights_are_loaded(segment_data: Path, tmp_path: Path) -> None:
+    """The recipe in the README: a torchvision/timm ResNet state dict saved to a local file (as
+    ``torchvision.models.resnet18(weights="IMAGENET1K_V1")`` or ``timm.create_model(..., pretrained=True)``
+    would give on a machine with the network) starts the encoder; BatchNorm's affine weights carry over
+    into the GroupNorm of the default recipe. Nothing is downloaded."""
+    import timm
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    tv = torchvision.models.resnet18(weights=None)
+    for p in tv.parameters():  # recognisable values, not an init
+        torch.nn.init.normal_(p, 0.5, 0.1)
+    torch.save(tv.state_dict(), tmp_path / "imagenet-resnet18.pth")
+    tm = timm.create_model("resnet18", pretrained=False)
+    save_file(
+        {k: v.contiguous() for k, v in tm.state_dict().items()}, str(tmp_path / "timm-resnet18.safetensors")
+    )
+    for source, state in (
+        ("imagenet-resnet18.pth", tv.state_dict()),
+        ("timm-resnet18.safetensors", tm.state_dict()),
+    ):
+        cfg = TrainConfig(**{**TINY, "epochs": 1, "lr": 1e-12}, encoder_weights=tmp_path / source)
+        get_trainer("segment").train(segment_data, cfg, tmp_path / f"out-{source}")
+        weights = load_file(str(tmp_path / f"out-{source}" / "weights.safetensors"))
+        for key in ("conv1.weight", "layer4.1.conv2.weight", "bn1.weight", "layer2.0.bn1.bias"):
+            assert torch.allclose(weights[f"encoder.{key}"], state[key], atol=1e-4), (source, key)
+
+
+def test_time_budget_is_honoured_and_the_best_epoch_kept(segment_data: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "epochs": 1000}, time=0.05)  # 3 s, whatever epochs says
+    result = get_trainer("segment").train(segment_data, cfg, tmp_path / "out")
+    assert 1 <= len(result.history) < 1000
+    assert result.history[-1]["minutes"] <= 0.05 + 0.5  # the budget, plus at most one step and a validation
+    best = max(result.history, key=lambda r: r["dice"])
+    assert result.metrics["dice"] == pytest.approx(best["dice"], abs=1e-3)
+
+
+def test_threshold_and_object_metrics_are_stored(segment_version) -> None:
+    out, result, _ = segment_version
+    for key in ("object_f1", "pq", "aji", "score_threshold", "corrections"):
+        assert key in result.metrics, key
+    card = json.loads((out / "model.json").read_text())
+    assert card["extra"]["score_threshold"] == result.metrics["score_threshold"]
+    assert (
+        json.loads((out / "metrics.json").read_text())["score_threshold"] == result.metrics["score_threshold"]
+    )
+
+
+def test_groupnorm_recipe_predicts_the_same_whatever_the_batch(segment_version) -> None:
+    import torch
+
+    out, _, _ = segment_version
+    model = load_model(out).model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x)[:1], model(x[:1]), atol=1e-4)

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 AutoPromote = Literal["never", "if_better", "always"]
+DEFAULT_MIN_SCORE = 0.25
+"""The score floor of a version that has no threshold of its own, when the project sets none."""
 Approval = Literal["submitted", "ground_truth", "reviewed"]
 Uncertainty = Literal["confidence", "entropy", "margin", "boundary"]
 UNCERTAINTY_MEASURES: tuple[Uncertainty, ...] = ("confidence", "entropy", "margin", "boundary")
@@ -51,8 +53,10 @@ class Secret(str):
 class ProjectSettings:
     """Settings of one Label Studio project (defaults come from :class:`Settings`)."""
 
-    min_score: float = 0.25
-    """Regions below this score are not sent to Label Studio."""
+    min_score: float | None = None
+    """Regions below this score are not sent to Label Studio. None (the default): each version's own
+    threshold (``score_threshold`` in its model card, chosen on its validation split to minimise a
+    specialist's corrections), else :data:`DEFAULT_MIN_SCORE`. A number here overrides the versions."""
     retrain_threshold: int = 20
     """Retrain when this many newly approved annotations arrived since production's data."""
     auto_promote: AutoPromote = "if_better"
@@ -225,7 +229,12 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         var = f"HISTOLOOP_{k.upper()}"
         if var in env:
             current = getattr(defaults, k)
-            default_overrides[k] = type(current)(env[var]) if isinstance(current, int | float) else env[var]
+            if k == "min_score":
+                default_overrides[k] = float(env[var]) if env[var].strip() else None
+            else:
+                default_overrides[k] = (
+                    type(current)(env[var]) if isinstance(current, int | float) else env[var]
+                )
     defaults = _project_settings(default_overrides, defaults, "settings")
     projects = {
         str(pid): _project_settings(raw, defaults, f"[projects.{pid}]")

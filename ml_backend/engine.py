@@ -24,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 
 from converters.predictions import task_score
-from kernel.settings import Settings
+from kernel.settings import DEFAULT_MIN_SCORE, Settings
 from ml_backend.labelconfig import LabelPlan
 from ml_backend.labels import LabelMapper
 from ml_backend.models import ModelCache, Serving
@@ -76,7 +76,8 @@ class Engine:
             log.info("project %s: no %s predictions (%s)", project, kind, reason)
         predictors = self._predictors(project, plan, serving, state)
         ps = state.settings(self.settings.project(project))
-        score = partial(_score, ps.uncertainty, ps.min_score)
+        # the boxes an uncertainty measure reads: those above the detect version's floor
+        score = partial(_score, ps.uncertainty, score_floor(ps.min_score, serving.models.get("detect")))
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         errors: dict[int, str] = {}
         if predictors:
@@ -105,7 +106,9 @@ class Engine:
         found = self._predictor_cache.get(key)
         if found is None:
             found = [
-                PREDICTORS[c.tag](c, LabelMapper(c.labels, ps.label_map), ps.min_score)
+                PREDICTORS[c.tag](
+                    c, LabelMapper(c.labels, ps.label_map), score_floor(ps.min_score, serving.models[c.kind])
+                )
                 for c in plan.controls
                 if c.kind in serving.models
             ]
@@ -208,6 +211,17 @@ def _score(measure: str, min_score: float, results: list[dict[str, Any]], output
 
 def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, ValueError | OSError) else f"{type(exc).__name__}: {exc}"
+
+
+def score_floor(project_min_score: float | None, model: Any) -> float:
+    """The score floor of a served model: the project's ``min_score`` when it sets one, else the version's
+    own threshold (``score_threshold`` in its card, chosen on its validation split), else
+    :data:`kernel.settings.DEFAULT_MIN_SCORE`."""
+    if project_min_score is not None:
+        return float(project_min_score)
+    card = getattr(getattr(model, "predictor", None), "card", None)
+    own = card.extra.get("score_threshold") if card is not None else None
+    return float(own) if own is not None else DEFAULT_MIN_SCORE
 
 
 def _task_score(results: list[dict[str, Any]]) -> float:

@@ -1,7 +1,9 @@
-"""``BrushLabels`` <- the segmenter's masks, one RLE brush result per class present.
+"""``BrushLabels`` <- the segmenter's objects, one RLE brush result per object.
 
-A class's mask is its pixels at probability >= 0.5 (:meth:`SegmentationMap.masks`); its score is the
-mean probability inside the mask, and masks scoring below the project's ``min_score`` are dropped.
+A class's mask is its pixels at probability >= 0.5 (:meth:`SegmentationMap.masks`), cut into objects by
+:meth:`SegmentationMap.instances` (at the predicted boundaries for a segmenter trained with an instance
+target, so touching nuclei are separate suggestions; else connected regions). An object's score is the
+mean probability inside it, and objects scoring below the predictor's ``min_score`` are dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from converters.predictions import mask_to_brush_result
 from ml_backend.predictors.base import ControlPredictor
 from training.inference import SegmentationMap
+from training.objects import instance_scores
 
 MASK_THRESHOLD = 0.5
 
@@ -21,18 +24,14 @@ MASK_THRESHOLD = 0.5
 def scored_masks(
     predictor: ControlPredictor, output: SegmentationMap
 ) -> Iterator[tuple[str, np.ndarray, float]]:
-    """(label, mask, score) for each class with a mapped label, a non-empty mask and score >= min."""
-    masks = output.masks(MASK_THRESHOLD)
-    for c, name in enumerate(output.classes):
+    """(label, object mask, score) for each object of a class with a mapped label and score >= min."""
+    for c, (name, objects) in enumerate(zip(output.classes, output.instances(MASK_THRESHOLD), strict=True)):
         label = predictor.mapper.label(name)
-        if label is None:
+        if label is None or not objects.any():
             continue
-        mask = masks[c]
-        if not mask.any():
-            continue
-        score = float(output.probs[c][mask].mean())
-        if score >= predictor.min_score:
-            yield label, mask, score
+        for k, score in enumerate(instance_scores(output.probs[c], objects), 1):
+            if score >= predictor.min_score:
+                yield label, objects == k, float(score)
 
 
 class BrushLabelsPredictor(ControlPredictor):

@@ -1,6 +1,6 @@
-"""``PolygonLabels`` <- the segmenter's masks, traced into polygons (one per connected region).
+"""``PolygonLabels`` <- the segmenter's objects, traced into polygons (one per object).
 
-Masks and scores as for brushes (:func:`ml_backend.predictors.brushlabels.scored_masks`).
+Objects and scores as for brushes (:func:`ml_backend.predictors.brushlabels.scored_masks`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,215 @@
+"""The default recipes against bare library loops, on the four MoNuSeg breast tiles (issue 12).
+
+    flock /tmp/histoloop-heavy.lock .venv/bin/python -m benchmarks.recipes --minutes 3 --seeds 0 1 2 \\
+        [--kinds segment detect] [--data ../shared/data/monuseg-breast] [--work /tmp/recipes-bench]
+
+The public path for histoloop: ``histoloop convert aperio`` (masks and yolo-detect; the default patient
+split puts three tiles in train and one in val), then ``histoloop train --time MINUTES --no-register --json``
+(train → evaluate on the held-out tile) with the default recipe of each kind.
+
+The baselines get the same data, the same time budget and the same evaluation:
+
+- segment: a plain smp loop — ``smp.Unet`` with the same encoder (BatchNorm, random init), Adam 1e-3, Dice +
+  BCE, random 256 px crops with flips, batch 8, until the budget is spent; the last weights;
+- detect: plain ultralytics — ``YOLO("yolo11n.yaml").train(data=..., time=MINUTES/60, imgsz=640)`` (its
+  default input size) on the converted dataset; its best weights.
+
+Each baseline's weights are wrapped as a histoloop version (card + safetensors) and scored by the same
+``training.evaluate.evaluate`` as histoloop's versions: Dice, object F1 / PQ / AJI (segment), mAP@0.5
+(detect), and the specialist's corrections at the threshold each version chooses on its validation split.
+Rows go to ``<work>/rows.jsonl`` as they finish; the table (mean ± spread over seeds, ratio to the bare
+loop of the same run) is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {
+    "segment": ("dice", "object_f1", "pq", "aji", "score_threshold", "ratio_to_scratch"),
+    "detect": ("mAP50", "mAP50-95", "f1", "score_threshold", "ratio_to_scratch"),
+}
+
+
+def _histoloop(*args: str, env: dict[str, str]) -> str:
+    cmd = [sys.executable, "-m", "histoloop.cli", *args]
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def convert(data: Path, work: Path, env: dict[str, str]) -> dict[str, Path]:
+    out = {}
+    for kind, target in (("segment", "masks"), ("detect", "yolo-detect")):
+        out[kind] = work / f"data-{kind}"
+        _histoloop("convert", "aperio", str(data / "annotations"), str(data / "images"), str(out[kind]),
+                   "--to", target, env=env)  # fmt: skip
+    return out
+
+
+def ours(
+    kind: str, dataset: Path, out: Path, minutes: float, seed: int, env: dict[str, str]
+) -> dict[str, Any]:
+    stdout = _histoloop(
+        "train", "--project", "bench", "--kind", kind, "--data", str(dataset), "--no-register", "--out", str(out),
+        "--time", str(minutes), "--seed", str(seed), "--epochs", "1000", "--patience", "1000", "--json", env=env,
+    )  # fmt: skip
+    return json.loads(stdout.strip().splitlines()[-1])["metrics"]
+
+
+def bare_segment(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
+    import segmentation_models_pytorch as smp
+    import torch
+
+    from training.artifacts import ModelCard, save_weights
+    from training.augment import flip_rotate, random_crop, to_tensor
+    from training.datasets import read_image, read_mask, segment_pairs
+    from training.evaluate import evaluate
+    from training.segment import DEFAULT_MODEL
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    pairs = [(read_image(i), (read_mask(m) > 0).astype(np.uint8)) for i, m in segment_pairs(dataset, "train")]
+    card = ModelCard(kind="segment", classes=["nucleus"], input_size=256, extra={"scale": 1.0},
+                     arch={"arch": "Unet", "encoder": DEFAULT_MODEL, "mode": "binary", "norm": "batch"})  # fmt: skip
+    model = smp.Unet(DEFAULT_MODEL, encoder_weights=None, classes=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    dice, bce = smp.losses.DiceLoss("binary", from_logits=True), torch.nn.BCEWithLogitsLoss()
+    start, steps = time.monotonic(), 0
+    model.train()
+    while time.monotonic() - start < minutes * 60:
+        xs, ys = [], []
+        for _ in range(8):
+            image, mask = pairs[int(rng.integers(len(pairs)))]
+            image, mask = flip_rotate(*random_crop(image, mask, 256, rng), rng)
+            xs.append(to_tensor(image, card.mean, card.std))
+            ys.append(torch.from_numpy(mask.astype(np.float32))[None])
+        x, y = torch.stack(xs), torch.stack(ys)
+        opt.zero_grad()
+        logits = model(x)
+        loss = dice(logits, y) + bce(logits, y)
+        loss.backward()
+        opt.step()
+        steps += 1
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights({k: v.detach() for k, v in model.state_dict().items()}, out)
+    card.save(out)
+    metrics = evaluate(out, dataset, split="val", device="cpu")
+    return {**metrics, "steps": steps}
+
+
+def bare_detect(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
+    from training.offline import ultralytics
+
+    ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from training.artifacts import ModelCard, save_weights
+    from training.datasets import detect_names
+    from training.detect import training_scale, write_data_yaml
+    from training.evaluate import evaluate
+
+    names = detect_names(dataset)
+    data_yaml = write_data_yaml(dataset, names, out / "data.yaml")
+    model = YOLO("yolo11n.yaml", task="detect")
+    model.train(data=str(data_yaml), time=minutes / 60, epochs=1000, imgsz=640, batch=8, seed=seed, workers=0,
+                project=str(out.resolve()), name="run", exist_ok=True, amp=False, plots=False, verbose=False,
+                device="cpu", pretrained=False)  # fmt: skip
+    weights = out / "run" / "weights" / "best.pt"
+    trained, _ = load_checkpoint(str(weights if weights.is_file() else weights.with_name("last.pt")))
+    card = ModelCard(kind="detect", classes=names, arch={"model": "yolo11n.yaml", "yaml": trained.yaml},
+                     input_size=640, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                     extra={"scale": training_scale(dataset, 640),
+                            "cls_width": int(trained.model[-1].cv3[0][-1].in_channels)})  # fmt: skip
+    version = out / "version"
+    version.mkdir(parents=True, exist_ok=True)
+    save_weights(trained.float().state_dict(), version)
+    card.save(version)
+    return evaluate(version, dataset, split="val", device="cpu")
+
+
+def _row(kind: str, method: str, seed: int, metrics: dict[str, Any], wall: float) -> dict[str, Any]:
+    corr = metrics.get("corrections") or {}
+    return {"kind": kind, "method": method, "seed": seed, "wall_s": round(wall, 1),
+            **{k: metrics.get(k, corr.get(k)) for k in KEYS[kind]}}  # fmt: skip
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for kind in KEYS:
+        got = [r for r in rows if r["kind"] == kind]
+        if not got:
+            continue
+        keys = KEYS[kind]
+        lines += [f"\n{kind} ({len({r['seed'] for r in got})} seeds: mean ± sd)\n",
+                  "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
+        means: dict[str, dict[str, float]] = {}
+        for method in ("histoloop", "bare"):
+            rs = [r for r in got if r["method"] == method]
+            if not rs:
+                continue
+            cells = []
+            for k in keys:
+                v = np.array([r[k] for r in rs if r.get(k) is not None], float)
+                means.setdefault(method, {})[k] = float(v.mean()) if len(v) else float("nan")
+                cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else "–")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        if len(means) == 2:
+            ratio = [
+                means["histoloop"][k] / means["bare"][k] if means["bare"][k] else float("nan") for k in keys
+            ]
+            lines.append("| histoloop / bare | " + " | ".join(f"{r:.2f}x" for r in ratio) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--kinds", nargs="+", default=["segment", "detect"])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "monuseg-breast")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/recipes-bench"))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HISTOLOOP_MODEL_STORE": str(args.work / "store"),
+           "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_CONFIG": str(args.work / "none.toml")}  # fmt: skip
+    (args.work / "none.toml").write_text("")
+    os.environ.update({k: env[k] for k in ("HISTOLOOP_MODEL_STORE",)})
+    from training.offline import ensure_offline
+
+    ensure_offline(args.work / "store" / "ultralytics")
+    datasets = convert(args.data, args.work, env)
+    rows_path = args.work / "rows.jsonl"
+    for seed in args.seeds:
+        for kind in args.kinds:
+            for method in ("histoloop", "bare"):
+                out = args.work / f"{kind}-{method}-{seed}"
+                t0 = time.monotonic()
+                if method == "histoloop":
+                    metrics = ours(kind, datasets[kind], out, args.minutes, seed, env)
+                elif kind == "segment":
+                    metrics = bare_segment(datasets[kind], out, args.minutes, seed)
+                else:
+                    metrics = bare_detect(datasets[kind], out, args.minutes, seed)
+                row = _row(kind, method, seed, metrics, time.monotonic() - t0)
+                print(json.dumps(row), flush=True)
+                with rows_path.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

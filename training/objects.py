@@ -33,7 +33,7 @@ import numpy as np
 
 MATCH_IOU = 0.5
 """A suggestion and a true object are the same object at this IoU or more."""
-ADJUST_IOU = 0.7
+ADJUST_IOU = 0.75
 """A matched suggestion below this IoU is adjusted (box) or redrawn (mask) by the specialist."""
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 """Score thresholds tried by :func:`choose_threshold`."""

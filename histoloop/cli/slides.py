@@ -142,6 +142,10 @@ def predict(settings: Settings, slide_files: tuple[Path, ...], project: str, kin
     dev = resolve_device(device or settings.device)
     model = load_model(version.artifact_dir, device=dev)
     score = min_score if min_score is not None else settings.project(project).min_score
+    if score is None:  # the version's own threshold (chosen on its validation split), else the default
+        from kernel.settings import DEFAULT_MIN_SCORE
+
+        score = float(model.card.extra.get("score_threshold") or DEFAULT_MIN_SCORE)
     failed = 0
     with _bar() as bar:
         for path in slide_files:

@@ -138,12 +138,24 @@ DEFAULT_BIAS = {"detect": 0.5, "segment": 0.0, "classify": 1.0}
 
 
 def add_version(
-    settings: Settings, project: str, kind: str, *, head_bias: float | None = None, promote: bool = True
+    settings: Settings,
+    project: str,
+    kind: str,
+    *,
+    head_bias: float | None = None,
+    promote: bool = True,
+    score_threshold: float | None = None,
 ) -> ModelVersion:
-    """Register (and promote) a tiny model of ``kind`` for ``project``."""
+    """Register (and promote) a tiny model of ``kind`` for ``project`` (with its own score threshold in
+    its card, as a trainer chooses it, when ``score_threshold`` is given)."""
+    import dataclasses
+
     reg = Registry.from_settings(settings)
     staging = reg.staging_dir()
-    CARDS[kind].save(staging)
+    card = CARDS[kind]
+    if score_threshold is not None:
+        card = dataclasses.replace(card, extra={**card.extra, "score_threshold": score_threshold})
+    card.save(staging)
     save_weights(tiny_state(kind, DEFAULT_BIAS[kind] if head_bias is None else head_bias), staging)
     version = reg.register(project, kind, staging, metrics={"note": "tiny random model for tests"})
     return reg.promote(version.id, by="test") if promote else version

@@ -359,7 +359,9 @@ def _convert_item(
         if images is not None:
             writer.write_image(split, stem, source=source, data=data, name=name, array=array)
         if kind == "segment":
-            writer.write_mask(split, stem, out.mask, out.binary if binary_masks else None)
+            writer.write_mask(
+                split, stem, out.mask, out.binary if binary_masks else None, instances=out.instances
+            )
         else:
             writer.write_labels(split, stem, out.lines)
     extra = {"image": url}

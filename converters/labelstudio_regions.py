@@ -41,6 +41,8 @@ class ItemLabels:
     lines: list[str] = field(default_factory=list)
     mask: np.ndarray | None = None
     binary: dict[str, np.ndarray] = field(default_factory=dict)
+    instances: np.ndarray | None = None
+    """segment: (H, W) uint16, one id per region (a polygon or a brush stroke), later regions on top."""
     cls: str | None = None
     regions: int = 0
 
@@ -252,6 +254,7 @@ def convert_regions(
             return None
         W, H = mask_size
         out.mask = _paint(shapes, H, W)
+        out.instances = _instances(shapes, H, W)
         for i, c in enumerate(classes):
             out.binary[c] = _class_mask(shapes, i, H, W)
     return out
@@ -273,6 +276,22 @@ def _paint(shapes, H: int, W: int) -> np.ndarray:
         layer = rasterize(batch, H, W)
         mask = np.where(layer > 0, layer, mask)
     return mask
+
+
+def _instances(shapes, H: int, W: int) -> np.ndarray:
+    """One id per region (1..N in order; later regions on top), drawn as :func:`_paint` draws the mask."""
+    from converters.regions import polygon_window
+
+    inst = np.zeros((H, W), np.uint16)
+    for k, (rtype, geom, _) in enumerate(shapes[:65535], 1):
+        if rtype == "polygonlabels":
+            win = polygon_window(geom, H, W)
+            if win is not None:
+                rows, cols, inside = win
+                inst[rows, cols][inside] = k
+        else:
+            inst[geom] = k
+    return inst
 
 
 def _class_mask(shapes, cid: int, H: int, W: int) -> np.ndarray:

@@ -361,3 +361,32 @@ def test_vertices_outside_the_image_are_clipped_with_a_warning(export_tasks, tmp
     )
     mask = np.asarray(Image.open(tmp_path / "m" / "masks" / "train" / "TCGA-AR-A1AK-01Z-00-DX1.png"))
     assert seg.converted == 1 and mask.shape == (1000, 1000) and mask[:, 999].any() and mask[0].any()
+
+
+def test_touching_regions_stay_separate_objects(tmp_path) -> None:
+    """Two touching nuclei drawn as two polygons: one connected blob in the class mask, two ids in
+    ``instances/`` (what the segmenter's instance target and the per-object evaluation read)."""
+    import numpy as np
+    from PIL import Image
+
+    from converters.labelstudio import export_to_dataset
+    from training.objects import label_instances
+
+    def polygon(x0: float, x1: float) -> dict:
+        pts = [[x0, 20.0], [x1, 20.0], [x1, 60.0], [x0, 60.0]]
+        return {"id": f"p{x0}", "from_name": "nuclei", "to_name": "image", "type": "polygonlabels",
+                "original_width": 100, "original_height": 100,
+                "value": {"points": pts, "polygonlabels": ["nucleus"], "closed": True}}  # fmt: skip
+
+    config = ('<View><Image name="image" value="$image"/><PolygonLabels name="nuclei" toName="image">'
+              '<Label value="nucleus"/></PolygonLabels></View>')  # fmt: skip
+    tasks = [{"id": 1, "data": {"image": "/data/upload/1/TCGA-AA-0001-01Z.png"},
+              "annotations": [{"id": 1, "result": [polygon(10, 40), polygon(40, 70)], "was_cancelled": False}]}]  # fmt: skip
+    report = export_to_dataset(
+        tasks, "segment", tmp_path / "ds", label_config=config, images=None, split="train"
+    )
+    assert report.converted == 1, report.summary()
+    mask = np.asarray(Image.open(tmp_path / "ds" / "masks" / "train" / "TCGA-AA-0001-01Z.png"))
+    inst = np.asarray(Image.open(tmp_path / "ds" / "instances" / "train" / "TCGA-AA-0001-01Z.png"))
+    assert label_instances(mask > 0).max() == 1 and sorted(np.unique(inst)) == [0, 1, 2]
+    assert np.array_equal(inst > 0, mask > 0)

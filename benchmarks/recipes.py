@@ -19,6 +19,12 @@ Each baseline's weights are wrapped as a histoloop version (card + safetensors) 
 (detect), and the specialist's corrections at the threshold each version chooses on its validation split.
 Rows go to ``<work>/rows.jsonl`` as they finish; the table (mean ± spread over seeds, ratio to the bare
 loop of the same run) is printed at the end.
+
+``--stability`` instead trains the segmenter twice per seed through the same ``train_version`` with the
+same budget: the default recipe, and the recipe before issue 12 (``resnet34``, BatchNorm, no weight
+average, no warmup, no boundary channel, 8 crops per tile), and reports how much the per-epoch validation
+Dice moves (the spread of the epoch-to-epoch changes over the second half of the run, the range) besides
+the final held-out metrics.
 """
 
 from __future__ import annotations
@@ -140,6 +146,33 @@ def bare_detect(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str
     return evaluate(version, dataset, split="val", device="cpu")
 
 
+OLD_SEGMENT = {"model": "resnet34", "extra": {"norm": "batch", "ema": 0, "instances": "none", "warmup": 0.0,
+                                             "crops_per_image": 8}}  # fmt: skip
+
+
+def stability(dataset: Path, work: Path, minutes: float, seed: int) -> list[dict[str, Any]]:
+    from training.base import TrainConfig
+    from training.lifecycle import train_version
+    from training.registry import Registry
+
+    registry = Registry(work / "store" / "registry.sqlite", work / "store")
+    rows = []
+    for name, options in (("default recipe", {}), ("recipe before issue 12", OLD_SEGMENT)):
+        config = TrainConfig(epochs=1000, patience=1000, time=minutes, seed=seed, device="cpu", **options)
+        out = work / f"stability-{seed}-{'old' if options else 'new'}"
+        t0 = time.monotonic()
+        done = train_version(registry, "bench", "segment", dataset, config, register=False, out_dir=out)
+        dice = np.array([r["dice"] for r in done.result.history], float)
+        late = dice[len(dice) // 2 :]
+        m = done.result.metrics
+        rows.append({"recipe": name, "seed": seed, "epochs": len(dice), "wall_s": round(time.monotonic() - t0, 1),
+                     "epoch_dice_min": round(float(dice.min()), 3), "epoch_dice_max": round(float(dice.max()), 3),
+                     "late_step_sd": round(float(np.diff(late).std()) if len(late) > 2 else float("nan"), 3),
+                     "dice": m["dice"], "object_f1": m.get("object_f1"), "pq": m.get("pq"),
+                     "per_epoch_dice": [round(float(d), 3) for d in dice]})  # fmt: skip
+    return rows
+
+
 def _row(kind: str, method: str, seed: int, metrics: dict[str, Any], wall: float) -> dict[str, Any]:
     corr = metrics.get("corrections") or {}
     return {"kind": kind, "method": method, "seed": seed, "wall_s": round(wall, 1),
@@ -181,6 +214,7 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=["segment", "detect"])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "monuseg-breast")
     ap.add_argument("--work", type=Path, default=Path("/tmp/recipes-bench"))
+    ap.add_argument("--stability", action="store_true", help="segment: default recipe vs the one before")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HISTOLOOP_MODEL_STORE": str(args.work / "store"),
@@ -191,6 +225,13 @@ def main() -> None:
 
     ensure_offline(args.work / "store" / "ultralytics")
     datasets = convert(args.data, args.work, env)
+    if args.stability:
+        for seed in args.seeds:
+            for row in stability(datasets["segment"], args.work, args.minutes, seed):
+                print(json.dumps(row), flush=True)
+                with (args.work / "stability.jsonl").open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+        return
     rows_path = args.work / "rows.jsonl"
     for seed in args.seeds:
         for kind in args.kinds:

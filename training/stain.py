@@ -120,7 +120,12 @@ def normalise_dataset(dataset_dir: Path, out_dir: Path, fn: Callable[[np.ndarray
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         rel = src.relative_to(dataset_dir).parts
-        if src.suffix.lower() in IMAGE_SUFFIXES and not {"masks", "masks_binary", "instances", "labels"} & set(rel):
+        if src.suffix.lower() in IMAGE_SUFFIXES and not {
+            "masks",
+            "masks_binary",
+            "instances",
+            "labels",
+        } & set(rel):
             out = Image.fromarray(fn(np.array(Image.open(src).convert("RGB"))))
             out.save(dst, **({"quality": 95} if dst.suffix.lower() in (".jpg", ".jpeg") else {}))
         else:

@@ -269,7 +269,8 @@ class SegmentPredictor(TiledPredictor):
             probs_np = probs_np.astype(np.float32)
             out.append(
                 SegmentationMap(
-                    probs=probs_np[: len(self.card.classes)], classes=list(self.card.classes),
+                    probs=probs_np[: len(self.card.classes)],
+                    classes=list(self.card.classes),
                     boundary=probs_np[-1] if edges else None,
                 )  # fmt: skip
             )

@@ -194,6 +194,14 @@ def _paired(
     )  # fmt: skip
 
 
+def iou_corrections(iou: np.ndarray, *, fix_below: float = ADJUST_IOU) -> Corrections:
+    """Class-agnostic corrections of P suggestions against T true objects from their (P, T) IoU matrix
+    (what :func:`training.objects.choose_threshold` counts at each score threshold)."""
+    iou = np.asarray(iou, np.float64)
+    n_pred, n_true = iou.shape
+    return _paired(iou, ("",) * n_pred, ("",) * n_true, n_pred, n_true, fix_below)
+
+
 def box_corrections(pred: Boxes, true: Boxes, *, adjust_iou: float = ADJUST_IOU) -> Corrections:
     """Boxes added, deleted, adjusted and relabelled to turn ``pred`` into ``true``."""
     return _paired(box_iou(pred.xyxy, true.xyxy), pred.labels, true.labels, len(pred), len(true), adjust_iou)

@@ -440,8 +440,9 @@ def true_boxes(label_path: Path, width: int, height: int) -> np.ndarray:
 def _threshold(card: ModelCard, model: Any, dataset_dir: Path, split: str, device: str) -> dict[str, Any]:
     """The box score threshold that minimises a specialist's corrections on the split, with the served
     predictor (:func:`training.objects.choose_threshold`)."""
+    from training.corrections import box_iou
     from training.datasets import read_image
-    from training.objects import box_iou, choose_threshold
+    from training.objects import choose_threshold
 
     layout = DatasetLayout(dataset_dir)
     predictor = DetectPredictor(card, model, device)

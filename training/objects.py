@@ -1,40 +1,26 @@
-"""Objects, not pixels: instance maps, matching predicted to true objects by IoU, the per-object metrics
-pathologists read for nuclei (object F1, Panoptic Quality, AJI), and the corrections a specialist makes
-to accept a set of suggestions — written once, for evaluation, for each version's score threshold and for
-``histoloop simulate``.
+"""Objects, not pixels: instance maps, the per-object metrics pathologists read for nuclei (object F1,
+Panoptic Quality, AJI), touching objects split at predicted boundaries, and each version's score threshold
+chosen to minimise a specialist's corrections.
 
-**The correction model** (what a person does in Label Studio to turn the suggestions into the truth):
-a true object with no suggestion at IoU >= ``MATCH_IOU`` is **added** (drawn), a suggestion matching
-nothing is **deleted**, a matched suggestion with IoU below ``ADJUST_IOU`` is **adjusted** (a box dragged,
-a mask redrawn); a match at or above ``ADJUST_IOU`` is accepted as it is. **From scratch** every true
-object is drawn: ``len(truth)`` corrections. Matching is one-to-one (Hungarian on IoU; above 0.5 IoU a
-match is unique anyway).
+Matching (one-to-one by IoU, a pair at IoU >= 0.5) and the correction count (added, deleted, adjusted
+below IoU 0.75) are :mod:`training.corrections`' — the same code ``histoloop simulate`` counts with.
 
->>> truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
->>> c = box_corrections(np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float), truth)
->>> c.added, c.deleted, c.adjusted, c.total, c.from_scratch
-(1, 1, 0, 2, 2)
 >>> a = np.zeros((8, 8), int); a[:4, :3] = 1; a[:4, 3:] = 2        # two touching true nuclei
 >>> m = object_metrics(a, a); m["object_f1"], m["pq"], m["aji"]
 (1.0, 1.0, 1.0)
 >>> m = object_metrics(label_instances(a > 0), a)                   # predicted as one object
 >>> m["tp"], m["fn"], m["object_f1"], m["pq"]                       # one match (IoU 20/32), one missed
 (1, 1, 0.6667, 0.4167)
->>> mask_corrections(label_instances(a > 0), a).to_dict()["total"]  # one to add, one to redraw
-2
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-MATCH_IOU = 0.5
-"""A suggestion and a true object are the same object at this IoU or more."""
-ADJUST_IOU = 0.75
-"""A matched suggestion below this IoU is adjusted (box) or redrawn (mask) by the specialist."""
+from training.corrections import ADJUST_IOU, Corrections, iou_corrections, match
+
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 """Score thresholds tried by :func:`choose_threshold`."""
 
@@ -53,18 +39,6 @@ def relabel(instances: np.ndarray) -> np.ndarray:
     return ids[1:].reshape(np.shape(instances)).astype(np.int32)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) IoU of xyxy boxes ``a`` (N, 4) and ``b`` (M, 4)."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def instance_overlaps(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(intersection (P, T), pred areas (P,), true areas (T,))`` of two instance maps (0 = background),
     instances numbered 1..P and 1..T (as :func:`label_instances` numbers them; gaps are empty rows)."""
@@ -74,81 +48,6 @@ def instance_overlaps(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, n
     p, t = int(pred.max(initial=0)), int(true.max(initial=0))
     joint = np.bincount((pred * (t + 1) + true).ravel(), minlength=(p + 1) * (t + 1)).reshape(p + 1, t + 1)
     return joint[1:, 1:], joint[1:, :].sum(1), joint[:, 1:].sum(0)
-
-
-def mask_iou(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """(P, T) IoU of the instances of two instance maps."""
-    inter, pa, ta = instance_overlaps(pred, true)
-    union = pa[:, None] + ta[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def match(iou: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:
-    """One-to-one matches ``(pred, true, iou)`` with IoU >= ``threshold`` maximising the summed IoU."""
-    from scipy.optimize import linear_sum_assignment
-
-    iou = np.asarray(iou, float)
-    if iou.size == 0:
-        return []
-    rows, cols = linear_sum_assignment(np.where(iou >= threshold, iou, 0.0), maximize=True)
-    return [
-        (int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold
-    ]
-
-
-@dataclass
-class Corrections:
-    """What a specialist does to a set of suggestions (see the module docstring)."""
-
-    added: int = 0
-    deleted: int = 0
-    adjusted: int = 0
-    accepted: int = 0
-    from_scratch: int = 0
-    pixels_changed: int = 0
-    """Masks only: pixels whose foreground/background value the specialist changes."""
-
-    @property
-    def total(self) -> int:
-        return self.added + self.deleted + self.adjusted
-
-    def __add__(self, other: Corrections) -> Corrections:
-        return Corrections(
-            *(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True))
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        ratio = self.total / self.from_scratch if self.from_scratch else None
-        return {
-            **asdict(self),
-            "total": self.total,
-            "ratio_to_scratch": None if ratio is None else round(ratio, 4),
-        }
-
-
-def corrections_from_iou(iou: np.ndarray, adjust_iou: float = ADJUST_IOU) -> Corrections:
-    """Corrections for P suggestions against T true objects with the (P, T) IoU matrix ``iou``."""
-    iou = np.asarray(iou, float)
-    n_pred, n_true = iou.shape if iou.ndim == 2 else (0, 0)
-    pairs = match(iou)
-    adjusted = sum(1 for _, _, v in pairs if v < adjust_iou)
-    return Corrections(
-        added=n_true - len(pairs), deleted=n_pred - len(pairs), adjusted=adjusted,
-        accepted=len(pairs) - adjusted, from_scratch=n_true,
-    )  # fmt: skip
-
-
-def box_corrections(pred: np.ndarray, true: np.ndarray, adjust_iou: float = ADJUST_IOU) -> Corrections:
-    """Corrections to turn suggested boxes ``pred`` (P, 4 xyxy) into the true boxes ``true`` (T, 4)."""
-    return corrections_from_iou(box_iou(pred, true), adjust_iou)
-
-
-def mask_corrections(pred: np.ndarray, true: np.ndarray, adjust_iou: float = ADJUST_IOU) -> Corrections:
-    """Corrections, per object, to turn a suggested instance map into the true one (and the pixels that
-    change between their foregrounds)."""
-    c = corrections_from_iou(mask_iou(pred, true), adjust_iou)
-    c.pixels_changed = int(((np.asarray(pred) > 0) != (np.asarray(true) > 0)).sum())
-    return c
 
 
 def object_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
@@ -229,8 +128,9 @@ def choose_threshold(
 
     ``images``: per image ``(scores (P,), iou (P, T) of every suggestion against the truth, T)``, the
     suggestions taken at a low score floor. Returns ``score_threshold``, the corrections there
-    (``corrections``: added/deleted/adjusted per true object), and the ratio to from-scratch at each
-    threshold tried. Ties go to the lower threshold (more suggestions shown).
+    (:func:`training.corrections.iou_corrections`, summed over the images, with ``ratio_to_scratch``:
+    total / true objects) and that ratio at each threshold tried. Ties go to the lower threshold (more
+    suggestions shown).
 
     >>> iou = np.array([[0.9, 0.0], [0.0, 0.8], [0.0, 0.0]])   # two good suggestions, one false positive
     >>> choose_threshold([(np.array([0.9, 0.6, 0.2]), iou, 2)])["score_threshold"]
@@ -242,12 +142,16 @@ def choose_threshold(
         for scores, iou, n_true in images:
             keep = np.asarray(scores) >= t
             sub = np.asarray(iou, float).reshape(len(keep), n_true)[keep]
-            total = total + corrections_from_iou(sub, adjust_iou)
+            total = total + iou_corrections(sub, fix_below=adjust_iou)
         per[t] = total
     best = min(thresholds, key=lambda t: (per[t].total, t))
+
+    def ratio(c: Corrections) -> float | None:
+        return round(c.total / c.objects, 4) if c.objects else None
+
     return {
-        "score_threshold": float(best), "corrections": per[best].to_dict(),
-        "ratio_by_threshold": {str(t): per[t].to_dict()["ratio_to_scratch"] for t in thresholds},
+        "score_threshold": float(best), "corrections": {**per[best].as_dict(), "ratio_to_scratch": ratio(per[best])},
+        "ratio_by_threshold": {str(t): ratio(per[t]) for t in thresholds},
     }  # fmt: skip
 
 

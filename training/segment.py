@@ -321,7 +321,8 @@ def evaluate(
     (:func:`training.objects.pooled_object_metrics`, true objects from the dataset's instance maps) — and
     the object score threshold that minimises a specialist's corrections on this split
     (:func:`training.objects.choose_threshold`: ``score_threshold``, ``corrections``)."""
-    from training.objects import choose_threshold, mask_iou, pooled_object_metrics
+    from training.corrections import mask_iou
+    from training.objects import choose_threshold, pooled_object_metrics
 
     pairs = segment_pairs(dataset_dir, split)
     if not pairs:

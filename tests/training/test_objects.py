@@ -1,17 +1,16 @@
-"""Objects: instance splitting of touching nuclei, per-object metrics and corrections on known answers."""
+"""Objects: instance splitting of touching nuclei, per-object metrics on known answers, the threshold that
+minimises corrections (counted by training.corrections, tested in tests/training/test_corrections.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from training.corrections import mask_iou
 from training.objects import (
     boundary_of,
-    box_corrections,
     choose_threshold,
     label_instances,
-    mask_corrections,
-    mask_iou,
     object_metrics,
     pooled_object_metrics,
     split_objects,
@@ -56,32 +55,6 @@ def test_object_metrics_known_answers() -> None:
     assert pooled["object_f1"] == pytest.approx(2 * 5 / (2 * 5 + 1 + 1), abs=1e-4)
 
 
-def test_box_corrections_known_answers() -> None:
-    truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], float)
-    pred = np.array(
-        [
-            [0, 0, 10, 10],  # accepted
-            [22, 20, 32, 30],  # IoU 8/12 = 0.67: matched, adjusted
-            [70, 70, 80, 80],  # false positive: deleted
-        ],
-        float,
-    )  # [40, 40, 50, 50] missed: added
-    c = box_corrections(pred, truth)
-    assert (c.accepted, c.adjusted, c.deleted, c.added, c.total, c.from_scratch) == (1, 1, 1, 1, 3, 3)
-    assert box_corrections(np.zeros((0, 4)), truth).total == 3  # from scratch
-    assert box_corrections(pred[:0], truth[:0]).total == 0
-
-
-def test_mask_corrections_count_objects_and_pixels() -> None:
-    truth = np.zeros((20, 20), np.int32)
-    truth[2:8, 2:8], truth[12:18, 12:18] = 1, 2
-    shifted = np.zeros_like(truth)
-    shifted[2:8, 4:10] = 1  # IoU 24/48 = 0.5: matched but redrawn
-    shifted[12:18, 12:18] = 2  # exact
-    c = mask_corrections(shifted, truth)
-    assert (c.adjusted, c.accepted, c.added, c.deleted) == (1, 1, 0, 0) and c.pixels_changed == 24
-
-
 def test_choose_threshold_minimises_corrections() -> None:
     # image 1: two good boxes at high score, a false positive at 0.3; image 2: a good box at 0.35
     iou1 = np.array([[0.9, 0.0], [0.0, 0.85], [0.0, 0.0]])
@@ -89,3 +62,4 @@ def test_choose_threshold_minimises_corrections() -> None:
     got = choose_threshold([(np.array([0.9, 0.8, 0.3]), iou1, 2), (np.array([0.35]), iou2, 1)])
     assert got["score_threshold"] == 0.35  # drops the false positive, keeps the 0.35 box
     assert got["corrections"]["total"] == 0 and got["corrections"]["ratio_to_scratch"] == 0.0
+    assert got["ratio_by_threshold"]["0.05"] == pytest.approx(1 / 3, abs=1e-3)  # the false positive kept

@@ -32,14 +32,15 @@ def _export(folder: Path, n: int = 8) -> Path:
 
 def test_simulate_plays_its_rounds_through_label_studio_and_the_workers(loop, tmp_path: Path) -> None:
     export = _export(tmp_path / "source")
-    config = SimulationConfig(kind="segment", rounds=2, per_round=2, orders=("uncertainty",), min_score=0.0,
+    # 3 tiles a round: two patients at least, so the workers' patient-level split has train and val
+    config = SimulationConfig(kind="segment", rounds=2, per_round=3, orders=("uncertainty",), min_score=0.0,
                               label_config=PROJECTS["segment"].label_config)  # fmt: skip
     target = LabelStudioTarget(loop.label_studio.url, loop.label_studio.token, loop.backend_url,
                                loop.document_root, timeout=300)  # fmt: skip
     out = tmp_path / "out"
     rows = simulate_in_label_studio(export, config, loop.settings, out, target, progress=False)
 
-    assert [r["round"] for r in rows] == [1, 2, 3] and [r["trained_on"] for r in rows] == [0, 2, 4]
+    assert [r["round"] for r in rows] == [1, 2, 3] and [r["trained_on"] for r in rows] == [0, 3, 6]
     first, second, final = rows
     assert first["round_tasks"]["ratio"] == 1.0  # nothing to suggest before the first version
     # each round's retraining was a job of the workers, triggered by Label Studio (the Train button)
@@ -53,7 +54,7 @@ def test_simulate_plays_its_rounds_through_label_studio_and_the_workers(loop, tm
 
     tasks = list(loop.client.tasks.list(project=int(project), fields="all"))
     annotated = [t for t in tasks if t.annotations]
-    assert len(annotated) == 4
+    assert len(annotated) == 6
     versions = {
         p["model_version"] if isinstance(p, dict) else p.model_version for t in tasks for p in t.predictions
     }

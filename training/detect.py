@@ -309,6 +309,10 @@ class DetectPredictor(TiledPredictor):
     conf = 0.05
     iou = 0.5
     max_det = 1000
+    cpu_tile_batch = 1
+    """On a CPU yolo11n at 640 px took 2.8x longer per image in batches of 8 than one at a time
+    (BENCHMARKS.md, Backend, 2026-12-01): its activations outgrow the caches. The segmenter and the
+    classifier gain from batches there; on an accelerator every kind batches ``TILE_BATCH`` tiles."""
 
     def __init__(self, card: ModelCard, model: Any, device: str) -> None:
         super().__init__(card, model.fuse(verbose=False), device)

@@ -152,6 +152,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 class TiledPredictor:
     """The shared part of the kinds' predictors: the model in eval mode on its device, tiling, normalising."""
 
+    cpu_tile_batch = TILE_BATCH
+    """Tiles per forward pass on a CPU (``TILE_BATCH`` on an accelerator)."""
+
     def __init__(self, card: ModelCard, model, device: str, channels_last: bool | None = None) -> None:
         import torch
 
@@ -190,8 +193,9 @@ class TiledPredictor:
             for k, image in enumerate(images)
             for window in tile_windows(image.shape[0], image.shape[1], size, self.overlap)
         ]
-        for i in range(0, len(tiles), TILE_BATCH):
-            chunk = tiles[i : i + TILE_BATCH]
+        step = TILE_BATCH if self.device != "cpu" else self.cpu_tile_batch
+        for i in range(0, len(tiles), step):
+            chunk = tiles[i : i + step]
             batch = np.full((len(chunk), size, size, 3), pad_value, dtype=np.uint8)
             for j, (k, (x0, y0, x1, y1)) in enumerate(chunk):
                 batch[j, : y1 - y0, : x1 - x0] = images[k][y0:y1, x0:x1]

@@ -164,30 +164,47 @@ _guard = threading.Lock()
 _process_locks: dict[tuple[int, str], threading.Lock] = {}
 
 
+_lock_fds: dict[tuple[int, str], int | None] = {}
+
+
+def _lock_fd(path: Path) -> int | None:
+    """This process's descriptor of ``<path>-writer.lock``, opened once (an ``open`` per write cost ms
+    on a busy disk); None when it cannot be created (a read-only folder)."""
+    key = (os.getpid(), str(path))
+    with _guard:
+        if key not in _lock_fds:
+            try:
+                _lock_fds[key] = os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:  # SQLite's own locking still serialises the writers
+                _lock_fds[key] = None
+        return _lock_fds[key]
+
+
 @contextmanager
 def _host_write_lock(path: Path | None, timeout: float) -> Iterator[None]:
     """An exclusive ``flock`` of ``<path>-writer.lock``, tried every 0.5 ms for up to ``timeout`` s (then
-    SQLite's own locking decides, as without it). None (an in-memory database): no lock."""
-    try:
-        fd = os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644) if path is not None else None
-    except OSError:  # a read-only folder: SQLite's own locking still serialises the writers
-        fd = None
+    SQLite's own locking decides, as without it). Callers hold the process lock, so one descriptor per
+    process suffices. None (an in-memory database): no lock."""
+    fd = _lock_fd(path) if path is not None else None
     if fd is None:
         yield
         return
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    locked = False
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
                 break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.0005)
+            time.sleep(0.0005)
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _sqlite_engine(url: str, timeout: float) -> Engine:

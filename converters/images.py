@@ -2,11 +2,25 @@
 
 A task's image is one of: ``/data/local-files/?d=<path>`` (Label Studio's local-files storage: read from
 ``local_root`` directly, never outside it, else fetched from Label Studio), ``/data/upload/...`` and
-other Label Studio paths (fetched from ``label_studio_url`` with the key: ``Authorization: Token <key>`` for a
+other Label Studio paths (fetched from Label Studio with the key: ``Authorization: Token <key>`` for a
 legacy token, ``Bearer <access token>`` for a Personal Access Token, see :mod:`converters.lsauth`), an
-http(s) URL (the key is sent only to Label Studio's own host), or a local path (inside ``local_root``
-when one is set). TIFF, PNG and JPEG are read; size limits are checked before decoding. Every failure is
-an :class:`ImageError` naming the URL and the reason (never the key).
+http(s) URL, or a local path (inside ``local_root`` when one is set). TIFF, PNG and JPEG are read; size limits are checked before decoding.
+Every failure is an :class:`ImageError` naming the URL and the reason (never a key).
+
+**Where a key goes.** The configured ``api_key`` is sent only to the configured ``label_studio_url``
+(same scheme, host and port); a per-call ``token`` (what ``/setup`` sent) only to the address it came
+with (``base_url``). Nothing is sent anywhere else, redirects included; a Personal Access Token is
+exchanged only at the address it belongs to.
+
+**What is read** (``allow``). ``allow=None`` (the library and ``histoloop convert``: files the user
+named on their own machine) reads any local path and any http(s) URL. ``allow=[...]`` (the backend and
+the workers, :meth:`ImageLoader.from_settings`: task URLs come from the network) reads only Label
+Studio's own URLs, the local-files root, and what the list names: URL prefixes (``https://slides.lab/``)
+and directories (``/srv/slides``). Anything else is refused before any file is touched or any request
+is made, with the same message whether it exists or not.
+
+**Deadline.** A fetch gets ``timeout`` seconds in all (connecting, waiting and every byte), not per
+byte: a server that drips one byte a second is cut off at the deadline.
 
 >>> loader = ImageLoader(local_root="/srv/images")
 >>> loader.local_path("/data/local-files/?d=slides/a.png").as_posix()
@@ -15,11 +29,18 @@ an :class:`ImageError` naming the URL and the reason (never the key).
 Traceback (most recent call last):
 ...
 converters.images.ImageError: /data/local-files/?d=../etc/passwd: path escapes the local files root
+>>> ImageLoader(label_studio_url="http://ls:8080", allow=[]).load("/etc/shadow")
+Traceback (most recent call last):
+...
+converters.images.ImageError: /etc/shadow: not an allowed image source (Label Studio's URLs, the local files root and HISTOLOOP_IMAGE_ALLOW are)
 """
 
 from __future__ import annotations
 
 import io
+import socket
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -32,10 +53,33 @@ from kernel.settings import Settings
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 16384 * 16384
 TIFF_SUFFIXES = {".tif", ".tiff", ".svs"}
+LABEL_STUDIO_PATHS = ("/data/", "/storage-data/", "/tasks/")
+"""Paths Label Studio serves (fetched from its address)."""
+_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"GIF8": "GIF", b"RIFF": "WEBP"}
+_READ_CHUNK = 1 << 16
 
 
 class ImageError(ValueError):
     """An image could not be resolved or read; the message names the URL and the reason."""
+
+
+def url_origin(url: str | None) -> str | None:
+    """``scheme://host:port`` of an http(s) URL (lower case, default port filled in); None otherwise.
+
+    >>> url_origin("HTTP://LS.lab:80/x"), url_origin("https://ls.lab/data"), url_origin("/data/x")
+    ('http://ls.lab:80', 'https://ls.lab:443', None)
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{scheme}://{parts.hostname.lower().rstrip('.')}:{port or (443 if scheme == 'https' else 80)}"
 
 
 class ImageLoader:
@@ -47,6 +91,7 @@ class ImageLoader:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         timeout: float = 30.0,
+        allow: Iterable[str] | None = None,
     ) -> None:
         self.local_root = Path(local_root).resolve() if local_root else None
         self.label_studio_url = label_studio_url.rstrip("/") if label_studio_url else None
@@ -54,19 +99,45 @@ class ImageLoader:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.timeout = timeout
+        self.restricted = allow is not None
+        entries = [str(a).strip() for a in allow or () if str(a).strip()]
+        self._allow_urls = [(url_origin(a), urlsplit(a).path or "/") for a in entries if url_origin(a)]
+        self._allow_dirs = [Path(a).expanduser().resolve() for a in entries if not url_origin(a)]
+        # Pillow's own decompression-bomb limit (about 179 MP) must not undercut ours
+        if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = max_pixels
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ImageLoader:
-        """The loader of the configured Label Studio, local-files root, key and limits."""
+        """The loader of the configured Label Studio, local-files root, key, limits and allow-list
+        (restricted: see the module docstring)."""
         options: dict[str, Any] = dict(
             local_root=settings.local_files_root, label_studio_url=settings.label_studio_url,
             api_key=settings.label_studio_api_key.get() or None, max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
+            max_pixels=settings.max_image_pixels, timeout=settings.image_timeout, allow=settings.image_allow,
         )  # fmt: skip
         return cls(**{**options, **overrides})
 
     def __repr__(self) -> str:
         return f"ImageLoader(local_root={self.local_root!r}, label_studio_url={self.label_studio_url!r})"
+
+    # -- the policy -----------------------------------------------------------------------------------
+    def allowed_url(self, url: str, base_url: str | None = None) -> bool:
+        """Whether an http(s) URL may be fetched: always unrestricted; restricted, when it is on Label
+        Studio's address (the configured one or ``base_url``) or under an allow-listed URL prefix."""
+        origin = url_origin(url)
+        if origin is None:
+            return False
+        if not self.restricted or origin in (url_origin(self.label_studio_url), url_origin(base_url)):
+            return True
+        path = urlsplit(url).path or "/"
+        return any(origin == o and path.startswith(p) for o, p in self._allow_urls)
+
+    def _refused(self, url: str) -> ImageError:
+        return ImageError(
+            f"{url}: not an allowed image source (Label Studio's URLs, the local files root and"
+            " HISTOLOOP_IMAGE_ALLOW are)"
+        )
 
     # -- resolving ------------------------------------------------------------------------------------
     def _inside_root(self, url: str, relative: str) -> Path:
@@ -79,98 +150,166 @@ class ImageLoader:
     def local_path(self, url_or_path: str | Path) -> Path | None:
         """The file on this machine for a URL/path, or None when it must be fetched over HTTP."""
         url = str(url_or_path)
+        if "\x00" in url:
+            raise ImageError(f"{url!r}: not an image URL or path")
         parts = urlsplit(url)
         if parts.path.startswith("/data/local-files"):
             rel = parse_qs(parts.query).get("d", [""])[0]
             if not rel:
                 raise ImageError(f"{url}: local-files URL without ?d=")
             return self._inside_root(url, unquote(rel)) if self.local_root else None
-        if parts.scheme in ("http", "https") or url.startswith(("/data/", "/storage-data/", "/tasks/")):
+        if parts.scheme in ("http", "https") or url.startswith(LABEL_STUDIO_PATHS):
             return None
         if parts.scheme == "file":
             url = unquote(parts.path)
+        elif parts.scheme and len(parts.scheme) > 1:
+            if self.restricted:
+                raise self._refused(url)
+            raise ImageError(f"{url}: unsupported URL scheme {parts.scheme!r} (http, https or a path)")
         path = Path(url)
         if self.local_root is not None:
             if path.is_absolute():
                 resolved = path.resolve()
-                if not resolved.is_relative_to(self.local_root):
+                if resolved.is_relative_to(self.local_root):
+                    return resolved
+                if not self._in_allowed_dir(resolved):
                     raise ImageError(f"{url}: path is outside the local files root")
                 return resolved
             return self._inside_root(url, url)
+        if self.restricted:
+            resolved = path.resolve() if path.is_absolute() else None
+            if resolved is None or not self._in_allowed_dir(resolved):
+                raise self._refused(url)
+            return resolved
         return path
 
-    def _key_for(self, url: str, api_key: str | None) -> str | None:
-        """The key to send with ``url``: only to Label Studio's own host (``api_key`` over the loader's)."""
-        key = api_key or self._api_key
-        if not key or not self.label_studio_url:
-            return None
-        if urlsplit(url).netloc != urlsplit(self.label_studio_url).netloc:
-            return None
-        return key
+    def _in_allowed_dir(self, path: Path) -> bool:
+        return any(path.is_relative_to(d) for d in self._allow_dirs)
 
-    def read_bytes(self, url_or_path: str | Path, api_key: str | None = None) -> tuple[bytes, str]:
-        """The raw file bytes and a name (for its suffix)."""
+    def _key_for(
+        self, url: str, token: str | None = None, token_url: str | None = None
+    ) -> tuple[str, str] | None:
+        """``(key, the address it belongs to)`` to send with ``url``: a key only to its own address (a
+        ``token`` to ``token_url``, default the configured Label Studio; the configured key to the
+        configured Label Studio); None when ``url`` is on no key's address."""
+        origin = url_origin(url)
+        if origin is None:
+            return None
+        owner = token_url or self.label_studio_url
+        if token and owner and origin == url_origin(owner):
+            return token, owner
+        if self._api_key and self.label_studio_url and origin == url_origin(self.label_studio_url):
+            return self._api_key, self.label_studio_url
+        return None
+
+    def _headers_for(self, url: str, token: str | None = None, token_url: str | None = None) -> dict[str, str]:
+        """The ``Authorization`` header for ``url``: a key only to the address it belongs to."""
+        from converters.lsauth import auth_headers
+
+        key = self._key_for(url, token, token_url)
+        return auth_headers(key[0], key[1], self.timeout) if key else {}
+
+    def read_bytes(
+        self, url_or_path: str | Path, api_key: str | None = None, *, base_url: str | None = None
+    ) -> tuple[bytes, str]:
+        """The raw file bytes and a name (for its suffix).
+
+        ``base_url``: the Label Studio address to fetch Label Studio paths from for this call (default
+        the configured one); ``api_key``: a token for that address only.
+        """
         url = str(url_or_path)
         path = self.local_path(url)
         if path is not None:
-            if not path.is_file():
-                raise ImageError(f"{url}: image not found ({path})")
-            size = path.stat().st_size
-            if size > self.max_bytes:
-                raise ImageError(f"{url}: file has {size} bytes, more than the limit {self.max_bytes}")
-            return path.read_bytes(), path.name
-        return self._fetch(url, api_key)
+            try:
+                if not path.is_file():
+                    raise ImageError(f"{url}: image not found ({path})")
+                size = path.stat().st_size
+                if size > self.max_bytes:
+                    raise ImageError(f"{url}: file has {size} bytes, more than the limit {self.max_bytes}")
+                return path.read_bytes(), path.name
+            except OSError as exc:
+                raise ImageError(
+                    f"{url}: cannot read {path} ({exc.strerror or type(exc).__name__})"
+                ) from None
+        return self._fetch(url, api_key, base_url)
 
-    def _fetch(self, url: str, api_key: str | None) -> tuple[bytes, str]:
+    def _fetch(self, url: str, token: str | None, base_url: str | None) -> tuple[bytes, str]:
         import requests
 
+        base = (base_url or self.label_studio_url or "").rstrip("/") or None
         if not urlsplit(url).scheme:
-            if not self.label_studio_url:
+            if not base:
                 raise ImageError(f"{url}: a Label Studio path, but no Label Studio URL is configured")
-            url = self.label_studio_url + url
-        key = self._key_for(url, api_key)
+            if url_origin(base) is None:
+                raise ImageError(f"{url}: the Label Studio URL {base!r} is not an http(s) URL")
+            if not self.allowed_url(base, None):
+                raise self._refused(url)
+            url = base + url
+        if not self.allowed_url(url, base):
+            raise self._refused(url)
+        key = self._key_for(url, token, base if base_url else None)
+        # Label Studio may redirect to its storage (presigned URLs); requests drops the key on a host change
+        follow = url_origin(url) in (url_origin(self.label_studio_url), url_origin(base))
+        deadline = time.monotonic() + self.timeout
+        chunks, total = [], 0
         try:
-            with self._get(url, key) as r:
+            with self._get(url, key, follow) as r:
                 if r.status_code != 200:
                     raise ImageError(f"{url}: HTTP {r.status_code}")
-                chunks, total = [], 0
-                for chunk in r.iter_content(1 << 20):
+                sock = _socket_of(r.raw)
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s")
+                    if sock is not None:
+                        sock.settimeout(left)
+                    chunk = r.raw.read1(_READ_CHUNK)
+                    if not chunk:
+                        break
                     total += len(chunk)
                     if total > self.max_bytes:
                         raise ImageError(f"{url}: more than the limit of {self.max_bytes} bytes")
                     chunks.append(chunk)
         except requests.RequestException as exc:
-            raise ImageError(f"{url}: {type(exc).__name__}") from None
+            raise ImageError(f"{url}: {_fetch_reason(exc, self.timeout)}") from None
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ImageError):
+                raise
+            if time.monotonic() >= deadline or isinstance(exc, socket.timeout | TimeoutError):
+                raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s") from None
+            raise ImageError(f"{url}: connection failed ({type(exc).__name__})") from None
         name = Path(unquote(urlsplit(url).path)).name
         query_d = parse_qs(urlsplit(url).query).get("d")
         if query_d:
             name = Path(query_d[0]).name
         return b"".join(chunks), name
 
-    def _get(self, url: str, key: str | None) -> Any:
-        """GET with the key's header (legacy token or PAT, :mod:`converters.lsauth`); a PAT's access token
-        refused with 401 is exchanged once more and the request retried."""
+    def _get(self, url: str, key: tuple[str, str] | None, follow: bool) -> Any:
+        """GET with the key's header (legacy token or PAT, :mod:`converters.lsauth`, exchanged at the key's
+        own address only); a PAT's access token refused with 401 is exchanged once more and retried."""
         import requests
 
         from converters.lsauth import TokenError, auth_headers, forget_access, is_personal_access_token
 
-        assert self.label_studio_url is not None or key is None
-        try:
-            headers = auth_headers(key, self.label_studio_url or "", self.timeout) if key else {}
-        except TokenError as exc:
-            raise ImageError(f"{url}: {exc}") from None
-        r = requests.get(url, headers=headers, timeout=self.timeout, stream=True)
-        if r.status_code == 401 and key and is_personal_access_token(key):
-            r.close()
-            forget_access(key, self.label_studio_url or "")
+        timeout = (min(10.0, self.timeout), self.timeout)
+
+        def headers() -> dict[str, str]:
             try:
-                headers = auth_headers(key, self.label_studio_url or "", self.timeout)
+                return auth_headers(key[0], key[1], self.timeout) if key else {}
             except TokenError as exc:
                 raise ImageError(f"{url}: {exc}") from None
-            r = requests.get(url, headers=headers, timeout=self.timeout, stream=True)
+
+        r = requests.get(url, headers=headers(), timeout=timeout, stream=True, allow_redirects=follow)
+        if r.status_code == 401 and key and is_personal_access_token(key[0]):
+            r.close()
+            forget_access(key[0], key[1])
+            r = requests.get(url, headers=headers(), timeout=timeout, stream=True, allow_redirects=follow)
         return r
 
     # -- decoding -------------------------------------------------------------------------------------
+    def _too_big(self, where: str, w: int, h: int) -> ImageError:
+        return ImageError(f"{where}: {w}x{h} pixels, more than the limit {self.max_pixels}")
+
     def decode(self, data: bytes, name: str, url: str = "") -> np.ndarray:
         """Decode bytes into (H, W, 3) uint8 RGB, checking the pixel limit first.
 
@@ -179,13 +318,19 @@ class ImageLoader:
         identical: ``tests/converters/test_images.py``), everything else by PIL as before.
         """
         where = url or name
-        if data[:4] in (b"II*\x00", b"MM\x00*") or Path(name).suffix.lower() in TIFF_SUFFIXES:
+        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") or (
+            Path(name).suffix.lower() in TIFF_SUFFIXES and not _format_of(data)
+        ):
             return self._decode_tiff(data, where)
+        fmt = _format_of(data)
+        if fmt is None:
+            kind = "an empty file" if not data else "not a PNG, JPEG or TIFF file"
+            raise ImageError(f"{where}: not a readable image ({kind})")
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
                 w, h = im.size
                 if w * h > self.max_pixels:
-                    raise ImageError(f"{where}: {w}x{h} pixels, more than the limit {self.max_pixels}")
+                    raise self._too_big(where, w, h)
                 fast = _FAST_DECODERS.get((im.format or "", im.mode))
                 if fast is None:
                     return _to_rgb(np.asarray(im.convert("RGB")), where)
@@ -195,8 +340,11 @@ class ImageLoader:
             return _to_rgb(arr, where)
         except ImageError:
             raise
-        except Exception as exc:  # PIL and imagecodecs raise many types for corrupt files
-            raise ImageError(f"{where}: not a readable image ({type(exc).__name__}: {exc})") from None
+        except Image.DecompressionBombError:
+            raise ImageError(f"{where}: more pixels than the limit {self.max_pixels}") from None
+        except Exception as exc:  # PIL, imagecodecs (and ultralytics' PIL patch: ImportError)
+            detail = "corrupt or truncated" if isinstance(exc, ImportError) else str(exc)[:200]
+            raise ImageError(f"{where}: not a readable image ({fmt}: {detail})") from None
 
     def _decode_tiff(self, data: bytes, where: str) -> np.ndarray:
         import tifffile
@@ -206,17 +354,21 @@ class ImageLoader:
                 page = tif.pages[0]
                 h, w = page.shape[0], page.shape[1]
                 if h * w > self.max_pixels:
-                    raise ImageError(f"{where}: {w}x{h} pixels, more than the limit {self.max_pixels}")
+                    raise self._too_big(where, w, h)
                 arr = page.asarray()
         except ImageError:
             raise
         except Exception as exc:
-            raise ImageError(f"{where}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
+            raise ImageError(
+                f"{where}: not a readable TIFF ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
         return _to_rgb(arr, where)
 
-    def load(self, url_or_path: str | Path, api_key: str | None = None) -> np.ndarray:
+    def load(
+        self, url_or_path: str | Path, api_key: str | None = None, *, base_url: str | None = None
+    ) -> np.ndarray:
         """Read an image as (H, W, 3) uint8 RGB; raises :class:`ImageError`."""
-        data, name = self.read_bytes(url_or_path, api_key)
+        data, name = self.read_bytes(url_or_path, api_key, base_url=base_url)
         return self.decode(data, name, str(url_or_path))
 
 
@@ -237,6 +389,31 @@ _FAST_DECODERS = {
     **{("JPEG", mode): _jpeg for mode in ("RGB", "L")},
 }
 """(PIL format, PIL mode) -> the decoder whose pixels equal ``PIL .convert("RGB")``'s (alpha dropped)."""
+
+
+def _format_of(data: bytes) -> str | None:
+    for magic, fmt in _MAGIC.items():
+        if data.startswith(magic) and (fmt != "WEBP" or data[8:12] == b"WEBP"):
+            return fmt
+    return None
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    """The socket under a urllib3 response (to give each read only what is left of the deadline)."""
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _fetch_reason(exc: Exception, timeout: float) -> str:
+    import requests
+
+    if isinstance(exc, requests.Timeout):
+        return f"not received within the deadline of {timeout:g} s"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    if isinstance(exc, requests.TooManyRedirects):
+        return "too many redirects"
+    return type(exc).__name__
 
 
 def _to_rgb(arr: np.ndarray, where: str) -> np.ndarray:

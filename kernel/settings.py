@@ -111,6 +111,19 @@ class Settings:
     killed, its machine lost) is failed as abandoned by another worker, on any host."""
     max_image_pixels: int = 16_384 * 16_384
     max_image_bytes: int = 512 * 1024 * 1024
+    image_timeout: float = 30.0
+    """Seconds one image fetch may take in all (connecting and every byte), not per byte."""
+    image_allow: tuple[str, ...] = ()
+    """What the backend and workers may read besides Label Studio's URLs and the local-files root: URL
+    prefixes (``https://slides.lab.example/``) and directories (``/srv/slides``); comma-separated in
+    the environment, a list in the config file."""
+    webhook_secret: Secret = Secret("")
+    """When set, ``/webhook`` answers 401 unless the request carries it in ``X-Histoloop-Webhook-Secret``."""
+    event_retention_days: float = 30.0
+    """Webhook events older than this are deleted from the event store (the counts they made stay)."""
+    predict_slots: int = 0
+    """At most this many ``/predict`` at once per process (0: no limit); ``histoloop serve`` sets it to
+    its threads minus one, so that ``/health`` and ``/webhook`` always find a free thread."""
     log_level: str = "INFO"
     project_defaults: ProjectSettings = field(default_factory=ProjectSettings)
     projects: dict[str, ProjectSettings] = field(default_factory=dict)
@@ -141,12 +154,16 @@ class Settings:
                 value = _mask_password(value.get())
             elif isinstance(value, Secret):
                 value = "***" if value else ""
+            elif f.name.endswith("_url") and isinstance(value, str):
+                value = mask_url(value)
             elif isinstance(value, ProjectSettings):
                 value = dataclasses.asdict(value)
             elif isinstance(value, dict):
                 value = {k: dataclasses.asdict(v) for k, v in value.items()}
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
             out[f.name] = value
         return out
 
@@ -156,6 +173,21 @@ def _mask_password(url: str) -> str:
 
     password = urlsplit(url).password
     return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the credentials in it (``user:password@``) masked, for printing and logs.
+
+    >>> mask_url("redis://:s3cret@redis:6379/0"), mask_url("https://admin:pw@ls.lab/"), mask_url("http://ls:8080")
+    ('redis://***@redis:6379/0', 'https://***@ls.lab/', 'http://ls:8080')
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    return f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 _ALIASES = {
@@ -177,6 +209,9 @@ def _convert(name: str, raw: Any, typ: Any) -> Any:
         return int(raw)
     if typ == "float":
         return float(raw)
+    if typ.startswith("tuple"):
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(str(i).strip() for i in items if str(i).strip())
     return raw
 
 

@@ -1,51 +1,47 @@
-"""Task images for the backend: one :class:`converters.images.ImageLoader` per Label Studio address.
+"""Task images for the backend: which Label Studio address, which key, what may be read at all.
 
-Which Label Studio to fetch ``/data/upload/...`` from: the ``hostname`` that ``/setup`` sent, unless it
-is a loopback address and the configured ``label_studio_url`` is another one. (Label Studio's default
-hostname is ``http://localhost:<port>``, which is right only when the backend runs on its host; in
-docker-compose the configured ``http://label-studio:8080`` is.) The token is the project's from
-``/setup``, else the configured API key. ``/data/local-files/?d=...`` is read from the configured
-local-files root directly (never outside it) by the loader.
+**The address** ``/data/upload/...`` and other Label Studio paths are fetched from: the ``hostname`` that
+``/setup`` sent when it is the configured ``label_studio_url`` (same scheme, host and port) or is named
+in ``image_allow``; otherwise the configured ``label_studio_url`` (Label Studio's default hostname
+``http://localhost:<port>`` is right only on its own host; in docker-compose the configured
+``http://label-studio:8080`` is). A ``/setup`` cannot point the backend at another host.
+
+**The key** (the rule, for every fetch): the configured API key goes only to the configured
+``label_studio_url``; the token a ``/setup`` sent goes only back to the ``hostname`` that same ``/setup``
+named, and is dropped when a later ``/setup`` names another hostname (:mod:`ml_backend.projects`).
+Nothing else ever gets a key.
+
+**What is read**: Label Studio's own URLs, the local-files root, and what ``image_allow`` names
+(:class:`converters.images.ImageLoader` with ``allow``); everything else is refused before any request.
 
 >>> choose_base_url("http://localhost:8080", "http://label-studio:8080")
 'http://label-studio:8080'
 >>> choose_base_url("https://ls.lab.example", "http://localhost:8080")
+'http://localhost:8080'
+>>> choose_base_url("https://ls.lab.example", "http://localhost:8080", allow=["https://ls.lab.example"])
 'https://ls.lab.example'
 """
 
 from __future__ import annotations
 
-import ipaddress
-import threading
 import time
-from urllib.parse import urlsplit
+from collections.abc import Iterable
 
 import numpy as np
 
-from converters.images import ImageLoader
+from converters.images import ImageLoader, url_origin
 from kernel.settings import Settings
 from ml_backend.projects import ProjectState
 
-FETCH_TIMEOUT_S = 30.0
 
-
-def _is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def choose_base_url(setup_hostname: str | None, configured: str) -> str:
+def choose_base_url(setup_hostname: str | None, configured: str, allow: Iterable[str] = ()) -> str:
     """The Label Studio address to fetch images from (see the module docstring)."""
-    if not setup_hostname:
+    origin = url_origin(setup_hostname)
+    if not setup_hostname or origin is None:
         return configured
-    if _is_loopback(setup_hostname) and configured and configured.rstrip("/") != setup_hostname.rstrip("/"):
-        return configured
-    return setup_hostname
+    if origin == url_origin(configured) or origin in {url_origin(a) for a in allow}:
+        return setup_hostname.rstrip("/")
+    return configured
 
 
 class TaskImages:
@@ -53,32 +49,21 @@ class TaskImages:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
-        self._loaders: dict[str, ImageLoader] = {}
-
-    def loader(self, base_url: str) -> ImageLoader:
-        with self._lock:
-            loader = self._loaders.get(base_url)
-            if loader is None:
-                loader = ImageLoader.from_settings(
-                    self.settings, label_studio_url=base_url, timeout=FETCH_TIMEOUT_S
-                )
-                self._loaders[base_url] = loader
-            return loader
+        self.loader = ImageLoader.from_settings(settings)
 
     def load(self, url: str, state: ProjectState, timings: dict[str, float] | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB; raises ``converters.images.ImageError`` naming the URL and the reason.
 
         Adds to ``timings`` the seconds spent reading the bytes (``fetch``) and decoding them (``decode``).
         """
-        base = choose_base_url(state.hostname, self.settings.label_studio_url)
-        token = state.token.get() or None
-        loader = self.loader(base)
+        base = choose_base_url(state.hostname, self.settings.label_studio_url, self.settings.image_allow)
+        # the /setup token is bound to the hostname it came with: it is offered for that address only
+        token = state.token.get() or None if state.hostname and base == state.hostname.rstrip("/") else None
         t0 = time.perf_counter()
-        data, name = loader.read_bytes(url, api_key=token)
+        data, name = self.loader.read_bytes(url, token, base_url=base)
         t1 = time.perf_counter()
         try:
-            return loader.decode(data, name, url)
+            return self.loader.decode(data, name, url)
         finally:
             if timings is not None:
                 timings["fetch"] = timings.get("fetch", 0.0) + t1 - t0

@@ -202,7 +202,9 @@ class ImageLoader:
             return self._api_key, self.label_studio_url
         return None
 
-    def _headers_for(self, url: str, token: str | None = None, token_url: str | None = None) -> dict[str, str]:
+    def _headers_for(
+        self, url: str, token: str | None = None, token_url: str | None = None
+    ) -> dict[str, str]:
         """The ``Authorization`` header for ``url``: a key only to the address it belongs to."""
         from converters.lsauth import auth_headers
 

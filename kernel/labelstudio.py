@@ -205,10 +205,25 @@ class LabelConfig:
         return out
 
 
-@lru_cache(maxsize=64)
+CACHED_CONFIG_CHARS: Final = 64 * 1024
+"""Label configs up to this size are cached (at most 64 of them: a few MB in all); larger ones, rare and
+possibly hostile, are parsed each time instead of piling up in memory."""
+
+
 def read_label_config(xml: str) -> LabelConfig:
     """Parse a label config (XML text); :class:`LabelConfigError` when it is none. Cached: Label Studio
-    sends the same config with every request (the cache holds at most 64 configs)."""
+    sends the same config with every request (see :data:`CACHED_CONFIG_CHARS`)."""
+    if isinstance(xml, str) and len(xml) <= CACHED_CONFIG_CHARS:
+        return _read_label_config_cached(xml)
+    return _read_label_config(xml)
+
+
+@lru_cache(maxsize=64)
+def _read_label_config_cached(xml: str) -> LabelConfig:
+    return _read_label_config(xml)
+
+
+def _read_label_config(xml: str) -> LabelConfig:
     if not isinstance(xml, str) or not xml.strip():
         raise LabelConfigError("empty label config")
     from label_studio_sdk._extensions.label_studio_tools.core.label_config import parse_config

@@ -9,7 +9,10 @@ loader, the prediction engine (batch and interactive), the event store and the d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from flask import abort, current_app, jsonify, make_response, request
@@ -41,6 +44,30 @@ class Backend:
     events: EventStore
     dispatcher: Dispatcher
     interactive: InteractiveEngine
+    slots: threading.BoundedSemaphore | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.slots is None and self.settings.predict_slots > 0:
+            self.slots = threading.BoundedSemaphore(self.settings.predict_slots)
+
+    @contextmanager
+    def predict_slot(self) -> Iterator[None]:
+        """Hold one of the ``predict_slots`` for a ``/predict``; 503 at once when all are taken, so that a
+        slow batch never leaves ``/health`` and ``/webhook`` without a thread."""
+        if self.slots is None:
+            yield
+            return
+        if not self.slots.acquire(blocking=False):
+            response = make_response(
+                jsonify(error=f"busy: {self.settings.predict_slots} prediction(s) running; retry shortly"),
+                503,
+            )
+            response.headers["Retry-After"] = "5"
+            abort(response)
+        try:
+            yield
+        finally:
+            self.slots.release()
 
     @classmethod
     def build(cls, settings: Settings) -> Backend:
@@ -71,6 +98,18 @@ def fail(status: int, message: str) -> NoReturn:
     abort(make_response(jsonify(error=message), status))
 
 
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of a request body; 400 with the reason when it is not JSON (or nested too deep)."""
+    try:
+        return jsonio.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if "recursion" in str(exc).lower():
+            fail(400, "malformed JSON body: nested too deeply")
+        fail(400, f"malformed JSON body: {exc}")
+    except RecursionError:
+        fail(400, "malformed JSON body: nested too deeply")
+
+
 def json_object(required: bool = True) -> dict[str, Any]:
     """The request body as a JSON object; 400 with the parser's message when it is not one."""
     raw = request.get_data(cache=True)
@@ -78,10 +117,7 @@ def json_object(required: bool = True) -> dict[str, Any]:
         if required:
             fail(400, "empty request body: expected a JSON object")
         return {}
-    try:
-        body = jsonio.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        fail(400, f"malformed JSON body: {exc}")
+    body = parse_json(raw)
     if not isinstance(body, dict):
         fail(400, f"expected a JSON object, got {type(body).__name__}")
     return body

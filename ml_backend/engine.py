@@ -8,8 +8,11 @@ control's predictor turn the output into results. The task score is
 or the project's ``uncertainty`` measure of the model outputs (:mod:`ml_backend.uncertainty`).
 
 One bad task (no image URL, unreachable or corrupt image, a model error) gets an empty result with the
-reason in ``error`` and a warning in the log; the other tasks are still predicted. Every item carries
-the same ``model_version`` (that of the models used, as ``/setup`` reports it).
+reason in ``error``; the other tasks are still predicted. The log gets a warning for each of the first
+:data:`LOGGED_FAILURES` bad tasks of a batch and one line counting the rest (a batch of 100,000 bad
+tasks writes a few lines, not 100,000). Every item carries the same ``model_version`` (that of the
+models used, as ``/setup`` reports it). When the project's models all failed to load,
+:class:`ModelUnavailable` is raised instead: nothing is answered under a version that is not served.
 """
 
 from __future__ import annotations
@@ -39,10 +42,16 @@ log = logging.getLogger(__name__)
 BATCH_PIXELS = 64 * 1024 * 1024
 """At most this many pixels of task images are held at once (about 200 MB of RGB); a single larger
 image is still predicted, alone."""
+LOGGED_FAILURES = 5
+"""Bad tasks of one batch logged one by one; the rest are counted in one line."""
 
 
 class TaskError(ValueError):
     """Why one task got no prediction."""
+
+
+class ModelUnavailable(RuntimeError):
+    """Every model the batch needs failed to load (the message says which and why)."""
 
 
 class Engine:
@@ -71,6 +80,8 @@ class Engine:
         started = time.perf_counter()
         timings = dict.fromkeys(("fetch", "decode", "queue", "model", "results"), 0.0)
         serving = self.cache.serving(project, plan.kinds)
+        if serving.failed and not serving.models:
+            raise ModelUnavailable(f"project {project}: " + "; ".join(serving.failed.values()))
         version = serving.model_version
         for kind, reason in serving.missing.items():
             log.info("project %s: no %s predictions (%s)", project, kind, reason)
@@ -85,11 +96,15 @@ class Engine:
                 self._predict_group(group, predictors, serving, timings, errors, out, version, score)
         else:
             out = [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
-        for index, reason in errors.items():
-            log.warning(
-                "project %s task %s: no prediction: %s", project, _task_id(tasks[index], index), reason
-            )
+        for n, (index, reason) in enumerate(errors.items()):
+            if n < LOGGED_FAILURES:
+                log.warning(
+                    "project %s task %s: no prediction: %s", project, _task_id(tasks[index], index), reason
+                )
             out[index] = {"result": [], "score": 0.0, "model_version": version, "error": reason}
+        if len(errors) > LOGGED_FAILURES:
+            log.warning("project %s: %d more task(s) of this batch got no prediction (reasons in 'error')",
+                        project, len(errors) - LOGGED_FAILURES)  # fmt: skip
         log.info(
             "project %s: %d task(s) predicted with %s in %.3f s (%d failed)",
             project, len(out), version, time.perf_counter() - started, len(errors),

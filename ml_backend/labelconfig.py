@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from kernel.kinds import Kind, in_kind_order
-from kernel.labelstudio import LabelConfigError, read_label_config
+from kernel.labelstudio import CACHED_CONFIG_CHARS, LabelConfigError, read_label_config
 from ml_backend.predictors import PREDICTORS
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,20 @@ class LabelPlan:
         return in_kind_order(c.kind for c in self.controls)
 
 
-@lru_cache(maxsize=64)
 def parse_label_config(config: str) -> LabelPlan:
-    """The controls the backend predicts for; :class:`LabelConfigError` when the XML is no label config."""
+    """The controls the backend predicts for; :class:`LabelConfigError` when the XML is no label config.
+    Cached like :func:`kernel.labelstudio.read_label_config` (small configs only)."""
+    if isinstance(config, str) and len(config) <= CACHED_CONFIG_CHARS:
+        return _parse_cached(config)
+    return _parse(config)
+
+
+@lru_cache(maxsize=64)
+def _parse_cached(config: str) -> LabelPlan:
+    return _parse(config)
+
+
+def _parse(config: str) -> LabelPlan:
     controls: list[ControlSpec] = []
     skipped: list[str] = []
     for control in read_label_config(config).controls:

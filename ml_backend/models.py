@@ -10,8 +10,11 @@ Thread-safe: lookups and loads are serialised per (project, kind) (two threads n
 model twice), and each loaded model runs one prediction at a time (ultralytics' predictor and a
 torch module are not re-entrant); different models run in parallel.
 
-A version that fails to load (missing or corrupt artifacts) is logged and treated as "no model" for
-that kind until the registry changes; :meth:`ModelCache.status` says why.
+A version that fails to load (missing or corrupt artifacts, truncated weights) is logged and is never
+served under its name: it leaves ``versions`` (so ``model_version`` does not name it) and is listed in
+``failed`` with the reason until the registry changes (a promotion, a rollback, a new version); ``/health``
+then says ``DEGRADED`` and ``/predict`` refuses a batch for which no model is left (see
+:mod:`ml_backend.routes.predict`).
 """
 
 from __future__ import annotations
@@ -67,14 +70,16 @@ class LoadedModel:
 class Serving:
     """The models one request uses.
 
-    ``versions``: kind -> the production version (what ``model_version`` names); ``models``: kind -> the
-    loaded model; ``missing``: kind -> why it has none (no production version, or it failed to load).
+    ``versions``: kind -> the production version served (what ``model_version`` names); ``models``: kind
+    -> the loaded model; ``missing``: kind -> why it has none (no production version, or it failed to
+    load); ``failed``: kind -> the reason, for the kinds whose production version failed to load.
     """
 
     project: str
     versions: dict[str, ModelVersion]
     models: dict[str, LoadedModel]
     missing: dict[str, str]
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_version(self) -> str:
@@ -109,6 +114,7 @@ class ModelCache:
         revision = self.registry.revision()
         versions: dict[str, ModelVersion] = {}
         missing: dict[str, str] = {}
+        failed: dict[str, str] = {}
         with self._lock:
             if revision != self._revision:
                 self._production.clear()
@@ -124,38 +130,40 @@ class ModelCache:
                 with self._lock:
                     if self._revision == revision:
                         self._production[key] = version
+            with self._lock:
+                failure = self._failed.get(version.id) if version is not None else None
             if version is None:
                 missing[kind] = "no production version"
+            elif failure is not None:
+                missing[kind] = failed[kind] = failure
             else:
                 versions[kind] = version
-        return Serving(project, versions, {}, missing)
+        return Serving(project, versions, {}, missing, failed)
 
     def serving(self, project: str, kinds: Iterable[str]) -> Serving:
         """The production models of ``project`` for ``kinds``, loaded (once) where needed."""
         found = self.versions(project, kinds)
         models: dict[str, LoadedModel] = {}
-        missing = dict(found.missing)
+        versions = dict(found.versions)
+        missing, failed = dict(found.missing), dict(found.failed)
         for kind, version in found.versions.items():
             got = self._load(found.project, kind, version)
             if isinstance(got, LoadedModel):
                 models[kind] = got
-            else:
-                missing[kind] = got
-        return Serving(found.project, found.versions, models, missing)
+            else:  # never served under its name
+                del versions[kind]
+                missing[kind] = failed[kind] = got
+        return Serving(found.project, versions, models, missing, failed)
 
     def status(self, project: str, kinds: Iterable[str]) -> Serving:
         """Like :meth:`versions`, plus the load failures already seen (loads nothing)."""
         found = self.versions(project, kinds)
-        missing = dict(found.missing)
         ids = {v.id for v in found.versions.values()}
         with self._lock:
-            for kind, version in found.versions.items():
-                if version.id in self._failed:
-                    missing[kind] = self._failed[version.id]
             models = {
                 k: m for (p, k), m in self._loaded.items() if p == found.project and m.version.id in ids
             }
-        return Serving(found.project, found.versions, models, missing)
+        return Serving(found.project, found.versions, models, found.missing, found.failed)
 
     def warm(self, project: str, kinds: Iterable[str]) -> threading.Thread | None:
         """Load the production models of ``project`` in a background thread, if any is not loaded yet.

@@ -3,7 +3,9 @@
 Label Studio sends ``/setup`` on connect and before every batch of predictions, with the project key
 ``"<id>.<created ts>"``, the label config, its hostname and an access token (the legacy API token of
 the project's creator). The token is kept only here, as a :class:`~kernel.settings.Secret` (masked in
-``repr``), used only to fetch ``/data/upload/...`` images, and never logged or echoed. With several
+``repr``), used only to fetch ``/data/upload/...`` images from the ``hostname`` it came with (see
+:mod:`ml_backend.task_images`), and never logged or echoed. A ``/setup`` that names another hostname
+without a token drops the token it had: a token never follows a hostname change. With several
 gunicorn workers a ``/predict`` may reach a worker that has not seen ``/setup``: it then uses the
 label config sent with ``/predict`` and the token from the settings.
 
@@ -26,6 +28,7 @@ import dataclasses
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,12 +88,19 @@ def read_extra_params(raw: Any) -> tuple[str | None, dict[str, Any]]:
     return token, overrides
 
 
-class Projects:
-    """Thread-safe map project key -> :class:`ProjectState`."""
+MAX_PROJECTS = 256
+"""Projects remembered per process (least recently set up forgotten first): a flood of made-up
+``/setup`` s cannot grow memory without bound. A forgotten project uses the config ``/predict`` sends
+and the configured key, as a process that never saw its ``/setup`` does."""
 
-    def __init__(self) -> None:
+
+class Projects:
+    """Thread-safe map project key -> :class:`ProjectState` (at most :data:`MAX_PROJECTS`)."""
+
+    def __init__(self, max_projects: int = MAX_PROJECTS) -> None:
         self._lock = threading.Lock()
-        self._states: dict[str, ProjectState] = {}
+        self._states: OrderedDict[str, ProjectState] = OrderedDict()
+        self.max_projects = max_projects
 
     def setup(
         self, key: str, label_config: str | None, hostname: str | None, token: str | None, extra: Any = None
@@ -99,13 +109,17 @@ class Projects:
         token = extra_token or token
         with self._lock:
             old = self._states.get(key, ProjectState())
+            moved = bool(hostname) and hostname != old.hostname
             state = ProjectState(
                 label_config=label_config or old.label_config,
                 hostname=hostname or old.hostname,
-                token=Secret(token) if token else old.token,
+                token=Secret(token) if token else Secret("") if moved else old.token,
                 overrides=overrides if extra is not None else old.overrides,
             )
             self._states[key] = state
+            self._states.move_to_end(key)
+            while len(self._states) > self.max_projects:
+                self._states.popitem(last=False)
             return state
 
     def get(self, key: str) -> ProjectState:

@@ -4,14 +4,22 @@ gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread``); e
 own model cache, so memory grows with ``workers`` (one process with a few threads is the default: model
 calls are serialised per model anyway, and torch uses every core for one call).
 
+Each instance has a control socket of its own (gunicorn's default, ``~/.gunicorn/gunicorn.ctl``, is
+one per user: a second ``histoloop serve`` would take it over from the first), in a private temporary
+directory removed when the server stops. ``/predict`` may use all threads but one of a process
+(``predict_slots``), so that ``/health`` and ``/webhook`` always find a free thread.
+
 >>> GunicornApp.options_for("127.0.0.1", 9090, workers=2, threads=4)["bind"]
 '127.0.0.1:9090'
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -34,8 +42,11 @@ class GunicornApp(BaseApplication):
         super().__init__()
 
     @staticmethod
-    def options_for(host: str, port: int, workers: int = 1, threads: int = 4) -> dict[str, Any]:
+    def options_for(
+        host: str, port: int, workers: int = 1, threads: int = 4, control_socket: str | None = None
+    ) -> dict[str, Any]:
         return {
+            "control_socket": control_socket,
             "bind": f"{host}:{port}",
             "workers": max(1, workers),
             "threads": max(1, threads),
@@ -78,11 +89,25 @@ def multiprocess_metrics(settings: Settings, port: int) -> str | None:
     return str(directory)
 
 
+def predict_slots_for(settings: Settings, threads: int) -> Settings:
+    """``settings`` with ``predict_slots`` = ``threads - 1`` (at least 1) unless it was set."""
+    if settings.predict_slots > 0:
+        return settings
+    return dataclasses.replace(settings, predict_slots=max(1, threads - 1))
+
+
 def run_gunicorn(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 4) -> None:
-    """Serve with gunicorn until stopped (SIGINT/SIGTERM)."""
+    """Serve with gunicorn until stopped (SIGINT/SIGTERM); threads are at least 2 (one kept for
+    ``/health`` and ``/webhook``)."""
     if workers > 1:
         multiprocess_metrics(settings, port)
-    GunicornApp(settings, GunicornApp.options_for(host, port, workers, threads)).run()
+    threads = max(2, threads)
+    control = Path(tempfile.mkdtemp(prefix="histoloop-gunicorn-"))
+    try:
+        options = GunicornApp.options_for(host, port, workers, threads, str(control / "gunicorn.ctl"))
+        GunicornApp(predict_slots_for(settings, threads), options).run()
+    finally:
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def run_dev(settings: Settings, host: str, port: int) -> None:

@@ -340,15 +340,22 @@ class Registry:
         """Remove staging directories abandoned by a crashed or killed trainer.
 
         A directory is abandoned when the process that made it (on this host) is gone, or when it is
-        older than ``older_than_s`` (a trainer on another host sharing the store).
+        older than ``older_than_s`` (a trainer on another host sharing the store). The directory of a
+        process of this host that is still alive is never removed, however old (a long training).
         """
         removed = []
         host = socket.gethostname()
         for path in sorted((self.store / "staging").glob("*")):
             name_host, _, rest = path.name.rpartition("-")[0].rpartition("-")
             pid = int(rest) if rest.isdigit() else -1
-            dead = name_host == host and pid > 0 and not pid_alive(pid)
-            if dead or time.time() - path.stat().st_mtime > older_than_s:
+            here = name_host == host and pid > 0
+            if here and pid_alive(pid):
+                continue
+            try:
+                old = time.time() - path.stat().st_mtime > older_than_s
+            except FileNotFoundError:  # removed meanwhile (published or cleaned by another process)
+                continue
+            if here or old:
                 remove_dir(path)
                 removed.append(path)
         return removed

@@ -9,7 +9,9 @@ after Redis comes back enqueues exactly what was missed.
 :class:`Dispatcher` runs dispatch in one background thread (the backend builds one per app), so a webhook never waits on
 Redis: the request records the event and wakes the thread. Wake-ups that arrive while a dispatch runs
 are merged into the next one (a storm of webhooks costs a handful of dispatches). When Redis is down the
-thread retries with backoff until it answers; on start it sweeps every project once.
+thread retries with backoff until it answers; on start it sweeps every project once, and then again
+every ``sweep_s`` (5 minutes): a retrain request whose job gave up while Label Studio was down is queued
+again without waiting for a webhook.
 """
 
 from __future__ import annotations
@@ -60,9 +62,11 @@ class Dispatcher:
     """A background thread that dispatches after webhooks, and retries while Redis is down."""
 
     def __init__(
-        self, settings: Settings, store: EventStore | None = None, max_backoff_s: float = 10.0
-    ) -> None:
+        self, settings: Settings, store: EventStore | None = None, max_backoff_s: float = 10.0,
+        sweep_s: float = 300.0,
+    ) -> None:  # fmt: skip
         self.settings = settings
+        self.sweep_s = sweep_s
         self.store = store or EventStore.from_settings(settings)
         self.max_backoff_s = max_backoff_s
         self._wake = threading.Event()
@@ -93,9 +97,9 @@ class Dispatcher:
     def _run(self) -> None:
         backoff = 0.25
         while True:
-            self._wake.wait()
+            woke = self._wake.wait(self.sweep_s)
             self._wake.clear()
-            projects = self._take()
+            projects = self._take() if woke else None  # the periodic sweep: every project
             if projects is not None and not projects:
                 continue
             try:

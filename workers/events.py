@@ -7,7 +7,9 @@ lose an update, and sequence numbers commit in order. Redis holds only the queue
 emptied, everything needed to decide and enqueue again is here. The schema is made by versioned
 migrations (``workers/migrations/events``).
 
-Tables: ``events`` (every webhook, its project token stripped), ``projects`` (label config and model
+Tables: ``events`` (every webhook, reduced to the fields the policies read, deleted after
+``event_retention_days``: the counts they made live in the other tables), ``connected`` (the projects
+that sent ``/setup`` to a backend of this store: webhooks of other projects are ignored), ``projects`` (label config and model
 kinds), ``annotations`` (one row per annotation: kinds, approved, deleted, and ``changed_seq``, the id of
 the event that last made it approved or changed it), ``requests`` (explicit retrain requests and the
 job each was handed to), ``runs`` (what each training run was trained on: the event sequence number of
@@ -46,6 +48,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     case,
+    delete,
     func,
     insert,
     select,
@@ -59,7 +62,10 @@ from workers.triggers import KindState
 
 COUNTED_RUN_STATUSES = ("running", "done", "bad_data", "cancelled", "error")
 """Runs whose snapshot moves the "newly approved" counter (see :mod:`workers.triggers`)."""
-RUN_STATUSES = (*COUNTED_RUN_STATUSES, "abandoned")
+RUN_STATUSES = (*COUNTED_RUN_STATUSES, "abandoned", "unavailable")
+"""``abandoned``: its worker died; ``unavailable``: Label Studio could not be reached (nothing trained)."""
+PRUNE_EVERY = 256
+"""Old events are pruned every this many recorded events."""
 
 # The tables as the queries see them; the migrations in workers/migrations/events make them.
 _meta = MetaData()
@@ -90,7 +96,10 @@ t_runs = Table(
     Column("reason", Text), Column("snapshot_seq", Integer), Column("annotation_ids", Text), Column("status", Text),
     Column("version_id", Integer), Column("detail", Text), Column("started_at", Float), Column("finished_at", Float),
 )  # fmt: skip
-TABLES = (t_events, t_projects, t_annotations, t_requests, t_runs)
+t_connected = Table(
+    "connected", _meta, Column("project", Text, primary_key=True), Column("connected_at", Float)
+)
+TABLES = (t_events, t_projects, t_annotations, t_requests, t_runs, t_connected)
 """In the order a copy must insert them (:mod:`histoloop.cli.db`)."""
 
 
@@ -167,14 +176,46 @@ class EventStore:
     ``target``: a SQLite file (the embedded default, ``<store>/events.sqlite``) or a ``postgresql://`` URL.
     """
 
-    def __init__(self, target: str | Path, timeout: float = 60.0) -> None:
+    def __init__(self, target: str | Path, timeout: float = 60.0, retention_s: float = 30 * 86400) -> None:
         self.db = Database(target, "events", migrations=EVENTS, timeout=timeout)
         self.path = self.db.path
         """The SQLite file (None on PostgreSQL)."""
+        self.retention_s = retention_s
+        self._connected: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventStore:
-        return cls(settings.events_target)
+        return cls(settings.events_target, retention_s=settings.event_retention_days * 86400)
+
+    # -- connected projects, retention ---------------------------------------------------------
+    def connect(self, project: str) -> None:
+        """Record that ``project`` sent ``/setup`` (written once per process and project)."""
+        if project in self._connected:
+            return
+        with self._write() as db:
+            if (
+                db.execute(select(t_connected.c.project).where(t_connected.c.project == project)).first()
+                is None
+            ):
+                db.execute(insert(t_connected).values(project=project, connected_at=time.time()))
+        self._connected.add(project)
+
+    def is_connected(self, project: str) -> bool:
+        if project in self._connected:
+            return True
+        return self._scalar(select(t_connected.c.project).where(t_connected.c.project == project)) is not None
+
+    def prune(self, older_than_s: float | None = None) -> int:
+        """Delete events older than ``older_than_s`` (default: the retention); the newest is always kept
+        (sequence numbers go on from it). Returns how many were deleted."""
+        cutoff = time.time() - (self.retention_s if older_than_s is None else older_than_s)
+        e = t_events
+        with self._write() as db:
+            newest = db.execute(select(func.max(e.c.seq))).scalar()
+            if newest is None:
+                return 0
+            result = db.execute(delete(e).where(e.c.received_at < cutoff, e.c.seq < newest))
+        return int(result.rowcount)
 
     def _write(self) -> AbstractContextManager[Connection]:
         """One serialised write transaction (:meth:`kernel.database.Database.write`)."""
@@ -212,9 +253,15 @@ class EventStore:
                                            "approved": int(a.approved), "deleted": 0, "changed_seq": seq})  # fmt: skip
             for annotation_id in deleted_ids:
                 db.execute(st.deleted, {"p": project, "a": annotation_id})
-            for kind, reason in requests:
-                db.execute(st.request, {"project": project, "kind": kind, "reason": reason,
-                                        "created_at": time.time()})  # fmt: skip
+            r = t_requests
+            for kind, reason in requests:  # the same pending request twice is one request
+                pending = select(r.c.id).where(r.c.project == project, r.c.kind == kind, r.c.reason == reason,
+                                               r.c.job_id.is_(None)).limit(1)  # fmt: skip
+                if db.execute(pending).first() is None:
+                    db.execute(st.request, {"project": project, "kind": kind, "reason": reason,
+                                            "created_at": time.time()})  # fmt: skip
+        if seq % PRUNE_EVERY == 0:
+            self.prune()
         return seq
 
     def request(self, project: str, kind: str, reason: str) -> int:
@@ -231,6 +278,13 @@ class EventStore:
                 .where(r.c.project == project, r.c.kind == kind, r.c.job_id.is_(None))
                 .values(job_id=job_id)
             )
+        return int(result.rowcount)
+
+    def release_requests(self, job_id: str) -> int:
+        """Make the requests handed to ``job_id`` pending again (it could not run them); returns how many."""
+        r = t_requests
+        with self._write() as db:
+            result = db.execute(update(r).where(r.c.job_id == job_id).values(job_id=None))
         return int(result.rowcount)
 
     def has_requests(self, job_id: str) -> bool:

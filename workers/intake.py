@@ -11,7 +11,18 @@ The backend's ``POST /webhook`` (:mod:`ml_backend.routes.webhook`) hands each pa
 - ``PROJECT_UPDATED``: the stored label config (and so the project's model kinds) is updated.
 
 It never exports, trains or waits on Redis: the caller wakes the dispatcher. Other actions are ignored.
-The project token Label Studio puts in the payload is not stored.
+
+**Projects that never connected.** Label Studio sends webhooks only for projects connected to the
+backend, and connecting one sends ``/setup`` first (on connect, and again before every batch of
+predictions), which records the project as connected (:meth:`workers.events.EventStore.connect`). So an
+event of a project that never sent ``/setup`` to a backend of this store, and is not named in the config
+file's ``[projects]``, is not Label Studio's: it is answered ``ignored`` and nothing is stored or queued
+(a flood of made-up projects queues nothing). Projects in an event store from before this rule count as
+connected.
+
+**What is stored** per event is only what the policies read (the annotation's id, task, approval and
+kinds; how many were deleted; the kinds a request is for): never the results, the whole label config
+(kept once per project) or the project token. Old events are pruned (``event_retention_days``).
 """
 
 from __future__ import annotations
@@ -40,7 +51,6 @@ HANDLED = (
     "START_TRAINING",
     "PROJECT_UPDATED",
 )
-_KEEP_PROJECT_FIELDS = ("id", "title")
 
 
 class BadPayload(ValueError):
@@ -64,13 +74,19 @@ def _kinds_of(label_config: str) -> tuple[str, ...]:
         raise BadPayload(f"the project's label config: {exc}") from None
 
 
-def _slim(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload as stored: the project reduced to id and title (no token, no config copy)."""
-    out = {k: v for k, v in payload.items() if k != "project"}
-    project = payload.get("project")
-    out["project"] = (
-        {k: project.get(k) for k in _KEEP_PROJECT_FIELDS} if isinstance(project, Mapping) else project
-    )
+def _summary(rows: list[AnnotationRow], deleted: list[int], requests: list[tuple[str, str]],
+             kinds: tuple[str, ...] | None) -> dict[str, Any]:  # fmt: skip
+    """What is stored of an event: the fields the policies read, bounded in size."""
+    out: dict[str, Any] = {}
+    if rows:
+        out["annotations"] = [{"id": r.annotation_id, "task": r.task_id, "approved": r.approved,
+                               "kinds": list(r.kinds)} for r in rows]  # fmt: skip
+    if deleted:
+        out["deleted"] = len(deleted)
+    if requests:
+        out["requests"] = [kind for kind, _ in requests]
+    if kinds is not None:
+        out["kinds"] = list(kinds)
     return out
 
 
@@ -81,6 +97,9 @@ def record_webhook(settings: Settings, store: EventStore, payload: Mapping[str, 
         return {"status": "ignored", "action": action}
     annotation = payload.get("annotation") if isinstance(payload.get("annotation"), Mapping) else None
     project = _project_of(payload, annotation)
+    if not (store.is_connected(project) or project in settings.projects):
+        return {"status": "ignored", "action": action, "project": project,
+                "reason": f"project {project} never connected to this backend (no /setup)"}  # fmt: skip
     raw_project = payload.get("project")
     label_config = raw_project.get("label_config") if isinstance(raw_project, Mapping) else None
     if label_config is not None and not isinstance(label_config, str):
@@ -117,6 +136,6 @@ def record_webhook(settings: Settings, store: EventStore, payload: Mapping[str, 
         raise
     except ValueError as exc:
         raise BadPayload(f"{action}: {exc}") from None
-    seq = store.record(action, project, _slim(payload), label_config=label_config, kinds=kinds,
+    seq = store.record(action, project, _summary(rows, deleted, requests, kinds), label_config=label_config, kinds=kinds,
                        annotations=rows, deleted_ids=deleted, requests=requests)  # fmt: skip
     return {"status": "recorded", "action": action, "project": project, "event": seq}

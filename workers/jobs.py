@@ -13,13 +13,12 @@ Job ids are deterministic: ``retrain-<project>-<kind>-<n>``, where ``n`` counts 
 Transient errors (Label Studio unreachable) make the job return ``rq.Retry`` with backoff; bad data
 raises and is not retried. The job's timeout is ``settings.job_timeout``.
 
->>> job_key("4.17", "detect")
-'retrain-4_17-detect'
+>>> job_key("4.1795424387", "detect")
+'retrain-4-detect'
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from rq.registry import (
 )
 
 from kernel.kinds import KINDS
+from kernel.labelstudio import project_key
 from kernel.settings import Settings
 
 JOB_FUNC = "workers.pipeline.retrain"
@@ -62,10 +62,11 @@ def redis_connection(url: str) -> Redis:
 
 
 def job_key(project: str, kind: str) -> str:
-    """The id prefix of (project, kind)'s jobs (RQ ids allow only letters, digits, ``_`` and ``-``)."""
+    """The id prefix of (project, kind)'s jobs; ``ValueError`` for a kind or project that is none
+    (:func:`kernel.labelstudio.project_key`: a job that could never export is never queued)."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r} (expected one of {', '.join(KINDS)})")
-    return f"retrain-{re.sub(r'[^A-Za-z0-9_-]', '_', str(project))}-{kind}"
+    return f"retrain-{project_key(project)}-{kind}"
 
 
 def _fetch(job_id: str, connection: Redis) -> Job | None:

@@ -7,7 +7,10 @@
    (:class:`workers.progress.JobProgress`, which also stops the run when ``histoloop jobs cancel`` asks).
 
 Errors: Label Studio unreachable (or answering 5xx/429) → the job returns ``rq.Retry`` (3 tries, backoff
-15 s, 60 s, 300 s); bad data (:class:`training.base.TrainingError`, a conversion that yields nothing) or a
+15 s, 60 s, 300 s); the run is recorded ``unavailable`` (it does not move the trigger counter) and the
+explicit requests it took (``histoloop retrain``, the Train button) are pending again, so that when the
+retries run out the request is still there: the next dispatch (a webhook, a worker starting, the
+backend's periodic sweep) queues it again. Bad data (:class:`training.base.TrainingError`, a conversion that yields nothing) or a
 full disk → the version is recorded failed in the registry and the job fails without retry; cancelled →
 the job fails with ``Cancelled``, nothing registered. In every case the staging and dataset directories are
 removed and production is untouched unless step 2 promoted.
@@ -93,6 +96,7 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
     progress.note(host=socket.gethostname(), gpus=_gpus(settings), pid=os.getpid())
     store, registry = _store_and_registry(settings)
 
+    store.mark_requested(project, kind, job_id)  # what is pending for (project, kind) is this run's now
     manual = store.has_requests(job_id)
     if not manual and not any(t.kind == kind for t in decide(store.kind_states([project]), settings.project)):
         progress.stage("skipped")
@@ -106,7 +110,8 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
             tasks, label_config = export_project(settings, project)
         except LabelStudioUnavailable as exc:
             log.warning("job %s: %s; retrying later", job_id, exc)
-            store.finish_run(job_id, "error", detail=str(exc))
+            store.finish_run(job_id, "unavailable", detail=str(exc))
+            store.release_requests(job_id)  # still pending if the retries run out
             progress.stage("waiting for Label Studio", check=False, error=str(exc))
             return RETRY
         summary = retrain_from_tasks(settings, registry, project, kind, tasks, label_config, progress=progress,
@@ -162,14 +167,26 @@ def _finish_failed(store: EventStore, registry: Registry, project: str, kind: st
                      detail=reason)  # fmt: skip
 
 
-def mark_abandoned(job_id: str, detail: str) -> None:
-    """Record that a run's worker or horse died (its snapshot no longer counts: the next trigger retrains)."""
+def mark_abandoned(job_id: str, detail: str, job: Job | None = None) -> bool:
+    """Record that a run's worker or horse died (its snapshot no longer counts: the next trigger retrains),
+    and show ``abandoned`` as the job's stage; returns whether it was abandoned (not ended by itself)."""
     store = EventStore.from_settings(load_settings())
     run = store.run(job_id)
-    if run is not None and run.status == "running":
+    if run is not None and run.status != "running":
+        return False  # it recorded its own end (done, failed, cancelled, unavailable)
+    if run is not None:
         store.finish_run(job_id, "abandoned", detail=detail)
+    store.release_requests(job_id)
+    if job is not None:
+        try:
+            job.meta["stage"] = "abandoned"
+            job.meta["error"] = detail[:500]
+            job.save_meta()
+        except Exception:  # the job may be gone from Redis already
+            log.warning("job %s: could not mark its stage abandoned", job_id)
+    return True
 
 
 def on_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
     """RQ failure callback: a timeout, or a worker that died (``AbandonedJobError``), leaves no run running."""
-    mark_abandoned(job.id, f"{getattr(exc_type, '__name__', exc_type)}: {exc_value}"[:500])
+    mark_abandoned(job.id, f"{getattr(exc_type, '__name__', exc_type)}: {exc_value}"[:500], job)

@@ -82,7 +82,7 @@ class TrainingWorker(SpawnWorker):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         from workers.pipeline import mark_abandoned
 
-        mark_abandoned(job.id, f"work horse died (waitpid status {ret_val})")
+        mark_abandoned(job.id, f"work horse died (waitpid status {ret_val})", job)
 
 
 def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from histoloop.cli.params import PROJECT_ID
 from kernel.kinds import KINDS
 from kernel.settings import Settings
 
@@ -98,7 +99,7 @@ def cancel_cmd(settings: Settings, job_id: str) -> None:
 
 
 @click.command("retrain")
-@click.option("--project", required=True, help="Label Studio project id.")
+@click.option("--project", type=PROJECT_ID, required=True, help="Label Studio project id.")
 @click.option("--kind", type=click.Choice(KINDS), required=True)
 @click.option("--reason", default="histoloop retrain", show_default=True)
 @click.pass_obj

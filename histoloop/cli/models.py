@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from histoloop.cli.params import PROJECT_ID
 from kernel.kinds import KINDS
 from kernel.settings import Settings
 from training.registry import ModelVersion, Registry, RegistryError
@@ -55,7 +56,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--project", help="Only this Label Studio project id.")
+@click.option("--project", type=PROJECT_ID, help="Only this Label Studio project id.")
 @click.option("--kind", type=click.Choice(KINDS))
 @click.option("--status", type=click.Choice(["candidate", "production", "archived", "failed"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -137,7 +138,7 @@ def promote(settings: Settings, version: str, reason: str) -> None:
 
 
 @models.command()
-@click.option("--project", required=True)
+@click.option("--project", type=PROJECT_ID, required=True)
 @click.option("--kind", type=click.Choice(KINDS), required=True)
 @click.option("--reason", default="")
 @click.pass_obj

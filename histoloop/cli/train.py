@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from histoloop.cli.params import PROJECT_ID
 from kernel.kinds import KINDS
 from kernel.settings import Settings
 
@@ -76,7 +77,7 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 
 
 @click.command()
-@click.option("--project", required=True, help="Label Studio project id the model is for.")
+@click.option("--project", type=PROJECT_ID, required=True, help="Label Studio project id the model is for.")
 @click.option("--kind", required=True, type=click.Choice(KINDS))
 @click.option(
     "--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset dir."

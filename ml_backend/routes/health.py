@@ -2,8 +2,10 @@
 
 Label Studio polls it with a 1 s timeout and treats any 200 JSON as healthy. The projects listed are
 those that sent ``/setup`` to this process (with the kinds their label config uses) and those with
-versions in the registry (all kinds). ``without_model`` names the kinds that get no predictions.
-``GET /health?project=4`` reports one project.
+versions in the registry (all kinds). ``without_model`` names the kinds that get no predictions;
+``failed`` the kinds whose production version failed to load (it is not served under its name): then
+``status`` is ``DEGRADED`` (still a 200: Label Studio's check reads only the status code, and the other
+projects are served). ``GET /health?project=4`` reports one project.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def health() -> ResponseReturnValue:
             set(b.projects.keys()) | {v.project for v in b.registry.list()}, key=lambda k: (len(k), k)
         )
     projects: dict[str, Any] = {}
+    degraded = False
     for key in keys:
         kinds = b.kinds_of(key)
         serving = b.cache.status(key, kinds)
@@ -41,5 +44,12 @@ def health() -> ResponseReturnValue:
             "kinds": {k: v.label for k, v in serving.versions.items()},
             "loaded": sorted(serving.models),
             "without_model": serving.missing,
+            "failed": serving.failed,
         }
-    return jsonify(status="UP", model_class="histoloop", device=b.cache.device, projects=projects)
+        degraded = degraded or bool(serving.failed)
+    return jsonify(
+        status="DEGRADED" if degraded else "UP",
+        model_class="histoloop",
+        device=b.cache.device,
+        projects=projects,
+    )

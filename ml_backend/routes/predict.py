@@ -11,6 +11,10 @@ a model another request is using), ``model``, ``results`` (building the Label St
 (serialising the reply) and ``total`` (the handler from start to end; what a client measures beyond it
 is HTTP and the server's own queueing). The interactive path reports ``image`` instead of ``fetch`` and
 ``decode``, and no ``queue``.
+
+``503`` (Label Studio stores nothing and asks again later): every model the config needs failed to load
+(the reason in ``error``; ``/health`` says ``DEGRADED``), or all ``predict_slots`` of this process are
+busy (``Retry-After``: the threads left are kept for ``/health`` and ``/webhook``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from flask.typing import ResponseReturnValue
 
 from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail, json_object
+from ml_backend.engine import ModelUnavailable
 from ml_backend.interactive import is_interactive
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
 from ml_backend.telemetry import count_predictions
@@ -54,12 +59,16 @@ def predict() -> ResponseReturnValue:
     except LabelConfigError as exc:
         fail(400, f"project {key}: {exc}")
     params = body.get("params")
-    if isinstance(params, dict) and is_interactive(params):
-        version, results, timings = b.interactive.predict(key, tasks, params["context"], plan, state)
-        count_predictions("interactive", results)
-    else:
-        version, results, timings = b.engine.predict(key, tasks, plan, state)
-        count_predictions("batch", results)
+    try:
+        with b.predict_slot():
+            if isinstance(params, dict) and is_interactive(params):
+                version, results, timings = b.interactive.predict(key, tasks, params["context"], plan, state)
+                count_predictions("interactive", results)
+            else:
+                version, results, timings = b.engine.predict(key, tasks, plan, state)
+                count_predictions("batch", results)
+    except ModelUnavailable as exc:  # not an empty answer under a version that is not served
+        fail(503, f"{exc}; no prediction until it is fixed (see /health)")
     t0 = time.perf_counter()
     response = jsonify(results=results, model_version=version)
     done = time.perf_counter()

@@ -2,8 +2,10 @@
 
 Body (observed, Label Studio 1.23.2): ``{"project": "4.1795424387", "schema": "<View>...",
 "hostname": "http://localhost:8080", "access_token": "...", "extra_params": null}``. The label config,
-hostname and token are remembered for the project (the token in memory only, never echoed), and
-``extra_params`` is read (a token, serving settings: :mod:`ml_backend.projects`). The reply
+hostname and token are remembered for the project (the token in memory only, never echoed, and sent
+only back to that hostname: :mod:`ml_backend.task_images`), and ``extra_params`` is read (a token, serving
+settings: :mod:`ml_backend.projects`); the project is recorded as connected, so that its webhooks are
+taken (:mod:`workers.intake`). The reply
 is the same ``model_version`` every prediction of the next ``/predict`` carries, so Label Studio does not
 duplicate predictions.
 """
@@ -46,5 +48,6 @@ def setup() -> ResponseReturnValue:
         token if isinstance(token, str) else None,
         body.get("extra_params"),
     )
+    b.events.connect(key)  # webhooks of this project are Label Studio's (workers.intake)
     b.cache.warm(key, kinds)
     return jsonify(model_version=b.cache.versions(key, kinds).model_version)

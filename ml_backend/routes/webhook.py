@@ -3,25 +3,36 @@
 Each request is one transaction in the backend's event store (:func:`workers.intake.record_webhook`) and
 a wake-up of the backend's dispatcher thread (:class:`workers.dispatch.Dispatcher`), which queues what the
 trigger policy says is due. With Redis down it still answers 200, and the trigger fires when Redis is back.
-The webhook Label Studio creates for a backend sends no credentials, so basic auth does not cover it.
+The webhook Label Studio creates for a backend sends no credentials, so basic auth does not cover it;
+``webhook_secret`` (``HISTOLOOP_WEBHOOK_SECRET``) makes it require the header
+``X-Histoloop-Webhook-Secret: <secret>`` (added to the webhook in Label Studio, see the README): 401
+without it. Events of projects that never connected to this backend are answered ``ignored`` and not
+stored (:mod:`workers.intake`).
 """
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ml_backend.context import backend, fail
+from ml_backend.context import backend, fail, parse_json
 from ml_backend.telemetry import count_webhook
 from workers.intake import BadPayload, record_webhook
 
 blueprint = Blueprint("webhook", __name__)
 
+SECRET_HEADER = "X-Histoloop-Webhook-Secret"
+
 
 @blueprint.post("/webhook")
 def webhook() -> ResponseReturnValue:
     b = backend()
-    payload = request.get_json(silent=True)
+    secret = b.settings.webhook_secret.get()
+    if secret and not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
+        fail(401, f"missing or wrong {SECRET_HEADER} header (the backend has a webhook secret)")
+    payload = parse_json(request.get_data(cache=True)) if request.get_data(cache=True).strip() else None
     if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
         fail(400, "expected a JSON object with an 'action' (a Label Studio webhook)")
     try:

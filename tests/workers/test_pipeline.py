@@ -14,6 +14,7 @@ from workers_testkit import (
     CHOICES_CONFIG,
     SHARED_DATA,
     annotation_webhook,
+    connect,
     predict_body,
     write_config,
 )
@@ -35,6 +36,7 @@ def test_webhooks_to_a_served_new_version(
         wsettings(retrain_threshold=3, val_fraction=0.3), label_studio_url=label_studio.url,
         local_files_root=SHARED_DATA.resolve(),
     )  # fmt: skip
+    connect(settings, 4)
     backend = serve_backend(settings)
     image = "/data/local-files/?d=monuseg-breast/images/TCGA-A7-A13E-01Z-00-DX1.tif"
     before = requests.post(f"{backend}/predict", json=predict_body(4, image), timeout=60).json()

@@ -16,7 +16,7 @@ import pytest
 import requests
 from redis import Redis
 from rq import Queue
-from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, wenv
+from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, connect, wenv
 
 from histoloop.stack import wait_for
 from kernel.settings import Secret
@@ -62,6 +62,7 @@ def test_actions_are_recorded(wsettings, small_app) -> None:
     settings = wsettings(retrain_threshold=3)
     url = small_app(settings)
     store = EventStore(settings.events_path)
+    connect(settings, 4)
     for i in (1, 2):
         assert requests.post(url, json=annotation_webhook(4, i), timeout=5).json()["status"] == "recorded"
     skipped = annotation_webhook(4, 3, cancelled=True)
@@ -107,6 +108,11 @@ def test_real_label_studio_payloads(wsettings, small_app) -> None:
         e["body"] for e in map(json.loads, OBSERVED.read_text().splitlines()) if e.get("path") == "/webhook"
     ]
     assert bodies
+    setups = [
+        e["body"] for e in map(json.loads, OBSERVED.read_text().splitlines()) if e.get("path") == "/setup"
+    ]
+    for body in setups:  # Label Studio connects (and so /setup s) a project before its webhooks
+        assert requests.post(url.replace("/webhook", "/setup"), json=body, timeout=5).status_code == 200
     for body in bodies:
         r = requests.post(url, json=body, timeout=5)
         assert r.status_code == 200, (body.get("action"), r.text)
@@ -119,6 +125,7 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
     """Hundreds of concurrent webhooks into a 2-process gunicorn backend: exactly one job per (project, kind),
     with the event store in SQLite and in PostgreSQL."""
     settings = dataclasses.replace(wsettings(retrain_threshold=5), database_url=Secret(database_url))
+    connect(settings, 4, 5)
     port = free_port()
     log = open(tmp_path / "backend.log", "wb")
     backend = subprocess.Popen(
@@ -166,6 +173,7 @@ def test_redis_down_loses_nothing(wsettings, small_app) -> None:
     redis_handle = start_redis(url)
     settings = wsettings(retrain_threshold=30)
     settings = type(settings)(**{**settings.__dict__, "redis_url": url})
+    connect(settings, 4)
     hook = small_app(settings)
     for i in range(10):
         assert requests.post(hook, json=annotation_webhook(4, i), timeout=5).status_code == 200

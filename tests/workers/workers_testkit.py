@@ -5,6 +5,8 @@
   ``/api/projects/<id>/export``) with a real export JSON; it can be made slow or failing.
 - :func:`start_worker`: a real ``histoloop worker`` process.
 - :func:`annotation_webhook`: an ``ANNOTATION_CREATED`` body shaped like Label Studio 1.23.2's.
+- :func:`connect`: record projects as connected, as Label Studio's ``/setup`` on connect does (webhooks
+  of projects that never connected are ignored).
 - :func:`wait_for`: poll a condition.
 """
 
@@ -34,6 +36,15 @@ BOX_CHOICES_CONFIG = (
     '<RectangleLabels name="label" toName="image"><Label value="Tumor"/></RectangleLabels>'
     '<Choices name="dx" toName="image"><Choice value="benign"/><Choice value="malignant"/></Choices></View>'
 )
+
+
+def connect(settings: Settings, *projects: int | str) -> None:
+    """Record ``projects`` as connected to the backend (what ``/setup`` does when Label Studio connects)."""
+    from workers.events import EventStore
+
+    store = EventStore.from_settings(settings)
+    for project in projects:
+        store.connect(str(project))
 
 
 def annotation_webhook(

@@ -48,7 +48,7 @@ APPROVAL_POLICIES: Final[tuple[Approval, ...]] = ("submitted", "ground_truth", "
 MAX_ID: Final = 2**63 - 1
 """Label Studio's ids are PostgreSQL/SQLite bigints."""
 
-_KEY = re.compile(r"[0-9]{1,18}")
+_KEY = re.compile(r"([0-9]{1,18})(?:\.[0-9]{1,32})?")
 
 CONTROL_KIND: Final[dict[str, Kind]] = {
     "RectangleLabels": "detect",
@@ -92,12 +92,12 @@ def project_key(raw: Any) -> str:
     if not isinstance(raw, int | str):
         raise ValueError(f"bad project reference: a {type(raw).__name__}, expected an id")
     text = str(raw).strip()
-    key = text.split(".", 1)[0]
-    if not _KEY.fullmatch(key) or int(key) > MAX_ID:
+    match = _KEY.fullmatch(text)
+    if match is None or int(match.group(1)) > MAX_ID:
         raise ValueError(
             f"bad project reference {text[:64]!r}: expected '<id>' or '<id>.<timestamp>' (1 to 18 digits)"
         )
-    return str(int(key))
+    return str(int(match.group(1)))
 
 
 def label_studio_id(value: Any, what: str) -> int:

@@ -102,10 +102,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path):
-    """Settings on a fresh model store under tmp_path, nothing read from the environment."""
+    """Settings on a fresh model store under tmp_path, nothing read from the environment; the queue on the
+    discard port (no Redis answers there: never the user's on 6379)."""
     from kernel.settings import load_settings
 
-    return load_settings(env={"HISTOLOOP_MODEL_STORE": str(tmp_path / "store")})
+    return load_settings(
+        env={"HISTOLOOP_MODEL_STORE": str(tmp_path / "store"), "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0"}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,9 @@ from werkzeug.serving import make_server
 
 from kernel.settings import Settings, load_settings
 
+NO_REDIS = "redis://127.0.0.1:9/0"
+"""Where the backend tests' settings point the queue: the discard port, where no Redis answers."""
+
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
@@ -39,6 +42,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
                 "HISTOLOOP_MODEL_STORE": str(tmp_path / "store"),
                 "HISTOLOOP_LOCAL_FILES_ROOT": str(root),
                 "HISTOLOOP_LABEL_STUDIO_URL": "http://127.0.0.1:9",  # nothing listens there
+                "HISTOLOOP_REDIS_URL": NO_REDIS,  # never the user's Redis on 6379
                 "HISTOLOOP_DEVICE": "cpu",
             }
         )

@@ -1,0 +1,96 @@
+"""Issue 11 over real HTTP: unloadable versions (item 5), 400 not 500 (item 7), no flood of warnings and
+a per-instance gunicorn control socket (item 8)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from backend_testkit import add_version
+from test_image_access import CHOICES, setup
+
+from training.artifacts import WEIGHTS_FILE
+
+
+def test_a_version_that_does_not_load_is_not_served_under_its_name(make_settings, serve) -> None:
+    settings = make_settings()
+    v1 = add_version(settings, "4", "classify")
+    weights = v1.artifact_dir / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+    live = serve(settings)
+    setup(live, "http://localhost:8080")
+    body = {"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=images/a.png"}}],
+            "project": "4.1795424387", "label_config": CHOICES}  # fmt: skip
+    r = live.session.post(f"{live.url}/predict", json=body, timeout=60)
+    assert r.status_code == 503, r.text  # Label Studio stores nothing and asks again
+    assert "classify-v1 failed to load" in r.json()["error"] and "classify-v1" not in r.json().get("results", "")
+    health = live.session.get(f"{live.url}/health", timeout=1).json()
+    assert health["status"] == "DEGRADED"
+    assert "classify-v1 failed to load" in health["projects"]["4"]["failed"]["classify"]
+    assert health["projects"]["4"]["model_version"] != "classify-v1"
+    r = live.session.post(f"{live.url}/setup", json={"project": "4.1795424387", "schema": CHOICES}, timeout=5)
+    assert r.json()["model_version"] != "classify-v1"
+    # a good version promoted over it is served, and /health is UP again
+    add_version(settings, "4", "classify")
+    out = live.session.post(f"{live.url}/predict", json=body, timeout=60).json()["results"][0]
+    assert out["model_version"] == "classify-v2" and out["result"]
+    assert live.session.get(f"{live.url}/health", timeout=1).json()["status"] == "UP"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "reason"),
+    [
+        ("/predict", '{"tasks": ' + nested(100_000) + "}", "nested too deeply"),
+        ("/setup", '{"project": ' + nested(100_000) + "}", "nested too deeply"),
+        ("/webhook", '{"action": ' + nested(100_000) + "}", "nested too deeply"),
+        ("/setup", json.dumps({"project": "٣"}), "bad project reference"),
+        ("/setup", json.dumps({"project": "4" * 4000}), "bad project reference"),
+        ("/predict", json.dumps({"tasks": [], "project": "1" * 4000}), "bad project reference"),
+        ("/webhook", json.dumps({"action": "START_TRAINING", "project": {"id": "٣"}}), "bad project reference"),
+        ("/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 4},
+                                 "annotation": {"id": 2**63}}), "annotation.id"),  # fmt: skip
+        ("/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 4},
+                                 "annotation": {"id": 1, "task": [1, 2]}}), "annotation.task"),  # fmt: skip
+        ("/webhook", json.dumps({"action": "ANNOTATIONS_DELETED", "project": 4,
+                                 "annotations": [{"id": 2**64}]}), "annotations[].id"),  # fmt: skip
+        ("/webhook", json.dumps({"action": "PROJECT_UPDATED", "project": {"id": 4, "label_config": {"a": 1}}}),
+         "label_config"),  # fmt: skip
+    ],
+)
+def test_bad_bodies_are_400_with_a_reason(make_settings, serve, path: str, body: str, reason: str) -> None:
+    live = serve(make_settings())
+    setup(live, "http://localhost:8080")  # project 4 connected: its webhooks are read
+    r = live.session.post(f"{live.url}{path}", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert reason in r.json()["error"]
+
+
+def test_results_that_are_not_lists_of_objects_are_not_a_500(make_settings, serve) -> None:
+    live = serve(make_settings())
+    setup(live, "http://localhost:8080")
+    for result in ("x", [1, "a", None], {"type": "choices"}, [[{"type": "choices"}]]):
+        body = {"action": "ANNOTATION_CREATED", "project": {"id": 4, "label_config": CHOICES},
+                "annotation": {"id": 5, "task": 1, "result": result}}  # fmt: skip
+        r = live.session.post(f"{live.url}/webhook", json=body, timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "recorded", r.text
+
+
+def test_one_bad_batch_writes_a_few_warnings_not_one_per_task(make_settings, serve, caplog) -> None:
+    settings = make_settings()
+    add_version(settings, "4", "classify")
+    live = serve(settings)
+    setup(live, "http://localhost:8080")
+    caplog.set_level(logging.INFO, logger="ml_backend")
+    tasks = [{"id": i, "data": {"image": f"/data/local-files/?d=images/missing-{i}.png"}} for i in range(3000)]
+    r = live.session.post(f"{live.url}/predict", json={"tasks": tasks, "project": "4", "label_config": CHOICES},
+                          timeout=120)  # fmt: skip
+    results = r.json()["results"]
+    assert len(results) == 3000 and all("image not found" in x["error"] for x in results)
+    warnings = [rec for rec in caplog.records if rec.levelno >= logging.WARNING and rec.name.startswith("ml_backend")]
+    assert 1 <= len(warnings) <= 10, len(warnings)
+    assert any("2995 more task(s)" in rec.getMessage() for rec in warnings)

@@ -24,7 +24,9 @@ def test_a_version_that_does_not_load_is_not_served_under_its_name(make_settings
             "project": "4.1795424387", "label_config": CHOICES}  # fmt: skip
     r = live.session.post(f"{live.url}/predict", json=body, timeout=60)
     assert r.status_code == 503, r.text  # Label Studio stores nothing and asks again
-    assert "classify-v1 failed to load" in r.json()["error"] and "classify-v1" not in r.json().get("results", "")
+    assert "classify-v1 failed to load" in r.json()["error"] and "classify-v1" not in r.json().get(
+        "results", ""
+    )
     health = live.session.get(f"{live.url}/health", timeout=1).json()
     assert health["status"] == "DEGRADED"
     assert "classify-v1 failed to load" in health["projects"]["4"]["failed"]["classify"]
@@ -51,21 +53,45 @@ def nested(depth: int) -> str:
         ("/setup", json.dumps({"project": "٣"}), "bad project reference"),
         ("/setup", json.dumps({"project": "4" * 4000}), "bad project reference"),
         ("/predict", json.dumps({"tasks": [], "project": "1" * 4000}), "bad project reference"),
-        ("/webhook", json.dumps({"action": "START_TRAINING", "project": {"id": "٣"}}), "bad project reference"),
-        ("/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 4},
-                                 "annotation": {"id": 2**63}}), "annotation.id"),  # fmt: skip
-        ("/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 4},
-                                 "annotation": {"id": 1, "task": [1, 2]}}), "annotation.task"),  # fmt: skip
-        ("/webhook", json.dumps({"action": "ANNOTATIONS_DELETED", "project": 4,
-                                 "annotations": [{"id": 2**64}]}), "annotations[].id"),  # fmt: skip
-        ("/webhook", json.dumps({"action": "PROJECT_UPDATED", "project": {"id": 4, "label_config": {"a": 1}}}),
-         "label_config"),  # fmt: skip
+        (
+            "/webhook",
+            json.dumps({"action": "START_TRAINING", "project": {"id": "٣"}}),
+            "bad project reference",
+        ),
+        (
+            "/webhook",
+            json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 4}, "annotation": {"id": 2**63}}),
+            "annotation.id",
+        ),  # fmt: skip
+        (
+            "/webhook",
+            json.dumps(
+                {
+                    "action": "ANNOTATION_CREATED",
+                    "project": {"id": 4},
+                    "annotation": {"id": 1, "task": [1, 2]},
+                }
+            ),
+            "annotation.task",
+        ),  # fmt: skip
+        (
+            "/webhook",
+            json.dumps({"action": "ANNOTATIONS_DELETED", "project": 4, "annotations": [{"id": 2**64}]}),
+            "annotations[].id",
+        ),  # fmt: skip
+        (
+            "/webhook",
+            json.dumps({"action": "PROJECT_UPDATED", "project": {"id": 4, "label_config": {"a": 1}}}),
+            "label_config",
+        ),  # fmt: skip
     ],
 )
 def test_bad_bodies_are_400_with_a_reason(make_settings, serve, path: str, body: str, reason: str) -> None:
     live = serve(make_settings())
     setup(live, "http://localhost:8080")  # project 4 connected: its webhooks are read
-    r = live.session.post(f"{live.url}{path}", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    r = live.session.post(
+        f"{live.url}{path}", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert r.status_code == 400, r.text
     assert reason in r.json()["error"]
 
@@ -86,11 +112,15 @@ def test_one_bad_batch_writes_a_few_warnings_not_one_per_task(make_settings, ser
     live = serve(settings)
     setup(live, "http://localhost:8080")
     caplog.set_level(logging.INFO, logger="ml_backend")
-    tasks = [{"id": i, "data": {"image": f"/data/local-files/?d=images/missing-{i}.png"}} for i in range(3000)]
+    tasks = [
+        {"id": i, "data": {"image": f"/data/local-files/?d=images/missing-{i}.png"}} for i in range(3000)
+    ]
     r = live.session.post(f"{live.url}/predict", json={"tasks": tasks, "project": "4", "label_config": CHOICES},
                           timeout=120)  # fmt: skip
     results = r.json()["results"]
     assert len(results) == 3000 and all("image not found" in x["error"] for x in results)
-    warnings = [rec for rec in caplog.records if rec.levelno >= logging.WARNING and rec.name.startswith("ml_backend")]
+    warnings = [
+        rec for rec in caplog.records if rec.levelno >= logging.WARNING and rec.name.startswith("ml_backend")
+    ]
     assert 1 <= len(warnings) <= 10, len(warnings)
     assert any("2995 more task(s)" in rec.getMessage() for rec in warnings)

@@ -43,21 +43,55 @@ def shaped(fields: dict[str, st.SearchStrategy]) -> st.SearchStrategy[dict[str, 
     return st.fixed_dictionaries({}, optional={k: s | json_values for k, s in fields.items()})
 
 
-project = st.sampled_from(["4", "4.1795424387", 4, {"id": 4}, {"id": 4, "label_config": CHOICES}]) | json_values
+project = (
+    st.sampled_from(["4", "4.1795424387", 4, {"id": 4}, {"id": 4, "label_config": CHOICES}]) | json_values
+)
 annotation = shaped({"id": st.integers(-5, 2**64), "task": st.integers(0, 10) | st.lists(st.integers()),
                      "result": st.lists(shaped({"type": st.sampled_from(["choices", "brushlabels", 3])})),
                      "was_cancelled": st.booleans(), "ground_truth": st.booleans(),
                      "reviews": st.lists(shaped({"accepted": st.booleans()}))})  # fmt: skip
 BODIES = {
-    "/setup": shaped({"project": project, "schema": st.sampled_from([CHOICES, "<View", ""]),
-                      "hostname": st.sampled_from(["http://localhost:8080", "http://127.1:1", "javascript:x"]),
-                      "access_token": st.text(max_size=8)}),  # fmt: skip
-    "/predict": shaped({"tasks": st.lists(shaped({"id": json_values, "data": shaped({"image": st.sampled_from(
-                            ["/data/local-files/?d=images/a.png", "/etc/passwd", "http://127.0.0.1:9/x"])})}),
-                            max_size=3),
-                        "project": project, "label_config": st.sampled_from([CHOICES, "<View/>", "<x"])}),  # fmt: skip
-    "/webhook": shaped({"action": st.sampled_from(ACTIONS), "project": project, "annotation": annotation,
-                        "annotations": st.lists(shaped({"id": st.integers(-1, 2**64)}))}),  # fmt: skip
+    "/setup": shaped(
+        {
+            "project": project,
+            "schema": st.sampled_from([CHOICES, "<View", ""]),
+            "hostname": st.sampled_from(["http://localhost:8080", "http://127.1:1", "javascript:x"]),
+            "access_token": st.text(max_size=8),
+        }
+    ),  # fmt: skip
+    "/predict": shaped(
+        {
+            "tasks": st.lists(
+                shaped(
+                    {
+                        "id": json_values,
+                        "data": shaped(
+                            {
+                                "image": st.sampled_from(
+                                    [
+                                        "/data/local-files/?d=images/a.png",
+                                        "/etc/passwd",
+                                        "http://127.0.0.1:9/x",
+                                    ]
+                                )
+                            }
+                        ),
+                    }
+                ),
+                max_size=3,
+            ),
+            "project": project,
+            "label_config": st.sampled_from([CHOICES, "<View/>", "<x"]),
+        }
+    ),  # fmt: skip
+    "/webhook": shaped(
+        {
+            "action": st.sampled_from(ACTIONS),
+            "project": project,
+            "annotation": annotation,
+            "annotations": st.lists(shaped({"id": st.integers(-1, 2**64)})),
+        }
+    ),  # fmt: skip
 }
 
 
@@ -136,7 +170,16 @@ def hosts():
 
 
 def url_variants(ls: Listener, other: Listener) -> st.SearchStrategy[str]:
-    hostnames = ["127.0.0.1", "localhost", "LOCALHOST", "127.1", "0.0.0.0", "[::1]", "127.0.0.1.", "user:pw@127.0.0.1"]
+    hostnames = [
+        "127.0.0.1",
+        "localhost",
+        "LOCALHOST",
+        "127.1",
+        "0.0.0.0",
+        "[::1]",
+        "127.0.0.1.",
+        "user:pw@127.0.0.1",
+    ]
     ports = [ls.port, other.port, 9, 6379]
     paths = st.sampled_from(["/data/upload/1/x.png", "/x.png", "/", "/data/local-files/?d=images/a.png",
                              "/data/local-files/?d=../../etc/passwd", "/slides/../x.png", "/%2e%2e/x"])  # fmt: skip
@@ -162,7 +205,9 @@ def test_image_urls_never_reach_other_hosts_or_outside_the_root(hosts, tmp_path_
     import dataclasses
 
     images = TaskImages(dataclasses.replace(base, label_studio_api_key=Secret(KEY)))
-    hostnames = st.sampled_from([ls.url, other.url, f"http://127.1:{ls.port}", f"http://localhost:{other.port}", None])
+    hostnames = st.sampled_from(
+        [ls.url, other.url, f"http://127.1:{ls.port}", f"http://localhost:{other.port}", None]
+    )
 
     @PROPERTY
     @given(url_variants(ls, other), hostnames, st.sampled_from([SETUP_TOKEN, ""]))

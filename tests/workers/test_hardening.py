@@ -38,7 +38,11 @@ def test_projects_that_never_connected_queue_nothing(wsettings, serve_backend) -
     for project in range(100, 200):  # the flood: START_TRAINING for made-up projects
         body = {"action": "START_TRAINING", "project": {"id": project, "label_config": BOX_CHOICES_CONFIG}}
         r = requests.post(f"{url}/webhook", json=body, timeout=5)
-        assert r.status_code == 200 and r.json()["status"] == "ignored" and "never connected" in r.json()["reason"]
+        assert (
+            r.status_code == 200
+            and r.json()["status"] == "ignored"
+            and "never connected" in r.json()["reason"]
+        )
     store = EventStore(settings.events_path)
     assert store.count_events() == 0 and store.kind_states() == []
     time.sleep(0.5)
@@ -165,7 +169,9 @@ def test_cli_retrain_takes_label_studios_project_forms(wsettings) -> None:
     from histoloop.cli.main import main
 
     settings = wsettings()
-    result = CliRunner().invoke(main, ["retrain", "--project", "4.1795424387", "--kind", "detect"], env=wenv(settings))
+    result = CliRunner().invoke(
+        main, ["retrain", "--project", "4.1795424387", "--kind", "detect"], env=wenv(settings)
+    )
     assert result.exit_code == 0 and result.output.strip() == "retrain-4-detect-1", result.output
 
 
@@ -241,12 +247,16 @@ def test_the_webhook_counts_what_the_export_keeps(wsettings, tmp_path: Path, pol
         body = {"action": "ANNOTATION_CREATED", "annotation": annotation,
                 "project": {"id": 4, "label_config": CHOICES_CONFIG}}  # fmt: skip
         assert record_webhook(settings, store, body)["status"] == "recorded", name
-        tasks.append({"id": n, "data": {"image": f"/data/local-files/?d=t{n}.png"}, "annotations": [annotation]})
+        tasks.append(
+            {"id": n, "data": {"image": f"/data/local-files/?d=t{n}.png"}, "annotations": [annotation]}
+        )
     counted = set(store.approved_ids("4"))
     out = tmp_path / "dataset"
     export_to_dataset(tasks, "classify", out, label_config=CHOICES_CONFIG, images=ImageLoader(local_root=root),
                       approval=policy, split="train")  # fmt: skip
-    kept = {i for item in json.loads((out / "manifest.json").read_text())["items"] for i in item["annotation_ids"]}
+    kept = {
+        i for item in json.loads((out / "manifest.json").read_text())["items"] for i in item["annotation_ids"]
+    }
     column = APPROVAL_POLICIES.index(policy)
     for n, name in enumerate(SHAPES, start=1):
         expected = bool(EXPECTED[name][column])

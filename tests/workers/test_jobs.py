@@ -38,7 +38,7 @@ def test_ids_are_deterministic_and_coalesce(wsettings) -> None:
     assert {j.id for j in list_jobs(settings)} == {
         "retrain-4-detect-1",
         "retrain-4-detect-2",
-        "retrain-4_17-segment-1",
+        "retrain-4-segment-1",
     }
     with pytest.raises(ValueError, match="unknown model kind"):
         enqueue_retrain(settings, "4", "nuclei", "x")

@@ -28,7 +28,9 @@ def test_ids_are_deterministic_and_coalesce(wsettings) -> None:
     settings = wsettings()
     ids = {enqueue_retrain(settings, "4", "detect", f"burst {i}") for i in range(20)}
     assert ids == {"retrain-4-detect-1"}
-    assert enqueue_retrain(settings, "4.17", "segment", "x") == "retrain-4-segment-1"  # Label Studio's key form
+    assert (
+        enqueue_retrain(settings, "4.17", "segment", "x") == "retrain-4-segment-1"
+    )  # Label Studio's key form
     with pytest.raises(ValueError, match="bad project reference"):  # a job that could never export
         enqueue_retrain(settings, "abc", "segment", "x")
     assert Queue(settings.queue, connection=Redis.from_url(settings.redis_url)).count == 2

@@ -128,6 +128,8 @@ class ImageLoader:
         origin = url_origin(url)
         if origin is None:
             return False
+        if self.restricted and "@" in urlsplit(url).netloc:
+            return False  # credentials of the task's own: never sent, never mixed with a key
         if not self.restricted or origin in (url_origin(self.label_studio_url), url_origin(base_url)):
             return True
         path = urlsplit(url).path or "/"

@@ -103,7 +103,7 @@ def parse_json(raw: bytes) -> Any:
     try:
         return jsonio.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        if "recursion" in str(exc).lower():
+        if "recursion" in str(exc).lower() or "depth limit" in str(exc).lower():
             fail(400, "malformed JSON body: nested too deeply")
         fail(400, f"malformed JSON body: {exc}")
     except RecursionError:

@@ -55,7 +55,9 @@ def test_the_limit_is_reported_as_ours_when_pillow_refuses_first(small_pillow_li
     ],
 )
 def test_unreadable_images_say_why(data: bytes, reason: str) -> None:
-    import ultralytics  # noqa: F401  (it patches PIL.Image.open to try pi_heif, which is not installed)
+    from training.offline import ultralytics
+
+    ultralytics()  # imported offline; it patches PIL.Image.open to try pi_heif, which is not installed
 
     with pytest.raises(ImageError) as exc:
         ImageLoader().decode(data, "slide.heic", "/data/upload/1/slide.heic")

@@ -174,9 +174,8 @@ def mark_abandoned(job_id: str, detail: str, job: Job | None = None) -> bool:
     run = store.run(job_id)
     if run is not None and run.status != "running":
         return False  # it recorded its own end (done, failed, cancelled, unavailable)
-    if run is not None:
+    if run is not None:  # its requests stay taken: a job that killed its worker is not re-run by itself
         store.finish_run(job_id, "abandoned", detail=detail)
-    store.release_requests(job_id)
     if job is not None:
         try:
             job.meta["stage"] = "abandoned"

@@ -92,6 +92,8 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
         assert job_id in FailedJobRegistry(settings.queue, connection=redis).get_job_ids()
         assert "Abandoned" in (job.latest_result().exc_string or "")
         assert EventStore(settings.events_path).run(job_id).status == "abandoned"
+        listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
+        assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train" (issue 11)
         assert not list((settings.model_store / "staging").iterdir())  # partial files removed
         assert [v.id for v in registry.list("4", "classify")] == [production.id]  # nothing registered
         assert registry.production("4", "classify").id == production.id
@@ -129,6 +131,8 @@ def test_horse_killed_under_a_live_worker(wsettings, workers_started, tmp_path) 
         wait_for(lambda: job.get_status() == "failed", 30, f"the job to fail:\n{worker.output()}")
         assert "terminated unexpectedly" in (job.latest_result().exc_string or "")
         assert EventStore(settings.events_path).run(job_id).status == "abandoned"
+        listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
+        assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train" (issue 11)
         wait_for(lambda: not list((settings.model_store / "staging").iterdir()), 10, "staging to be removed")
         assert Registry.from_settings(settings).list("4", "classify") == []
         assert worker.process.poll() is None  # the worker lives on for the next job

@@ -264,3 +264,25 @@ def test_the_webhook_counts_what_the_export_keeps(wsettings, tmp_path: Path, pol
         # an empty result is a label the webhook counts, but no class to train a classifier on
         if name != "empty result":
             assert (n in kept) == expected, (policy, name, "export")
+
+
+def test_the_store_side_on_sqlite_and_postgresql(tmp_path: Path, database_url: str) -> None:
+    """connect / prune / one pending request / release, on both backends of the event store."""
+    from workers.events import AnnotationRow
+
+    store = EventStore(database_url or tmp_path / "events.sqlite", retention_s=0.0)
+    assert not store.is_connected("4")
+    store.connect("4")
+    assert store.is_connected("4") and EventStore(database_url or tmp_path / "events.sqlite").is_connected(
+        "4"
+    )
+    for i in range(1, 6):
+        store.record("ANNOTATION_CREATED", "4", {}, kinds=("detect",), annotations=[AnnotationRow(i, i, ("detect",), True)],
+                     requests=[("detect", "Train button")])  # fmt: skip
+    assert store.prune() == 4 and store.count_events() == 1 and store.last_seq() == 5
+    assert [(s.kind, s.new_approved, s.requests) for s in store.kind_states(["4"])] == [
+        ("detect", 5, ("Train button",))
+    ]
+    assert store.mark_requested("4", "detect", "job-1") == 1
+    assert store.release_requests("job-1") == 1
+    assert store.kind_states(["4"])[0].requests == ("Train button",)

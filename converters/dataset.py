@@ -44,9 +44,28 @@ def class_folder(name: str) -> str:
     return name if ok else safe_stem(name)
 
 
+class LabelValueError(ValueError):
+    """A YOLO label coordinate that is not a finite number in [0, 1]: such a line is never written."""
+
+
 def format_line(class_id: int, coords) -> str:
-    """One YOLO label line with 6 decimals (all coordinates are normalised to [0, 1])."""
-    return f"{class_id} " + " ".join(f"{float(v):.6f}" for v in coords)
+    """One YOLO label line with 6 decimals. Every coordinate must be a finite number in [0, 1] (a rounding
+    error up to 1e-6 is clamped), else :class:`LabelValueError`: a ``nan`` never reaches a label file.
+
+    >>> format_line(0, [0.5, 1.0000001, 0.25, -1e-9])
+    '0 0.500000 1.000000 0.250000 0.000000'
+    >>> format_line(1, [0.5, float("nan")])
+    Traceback (most recent call last):
+    ...
+    converters.dataset.LabelValueError: coordinate nan is not a finite number in [0, 1]
+    """
+    out = []
+    for v in coords:
+        f = float(v)
+        if not -1e-6 <= f <= 1.000001:  # NaN fails this too
+            raise LabelValueError(f"coordinate {f:.6g} is not a finite number in [0, 1]")
+        out.append("0.000000" if f <= 0.0 else "1.000000" if f >= 1.0 else f"{f:.6f}")
+    return f"{class_id} " + " ".join(out)
 
 
 class DatasetWriter:

@@ -6,11 +6,19 @@ A LabelImg folder holds images and, per image, either ``<stem>.xml`` (Pascal VOC
 both), :func:`labelimg_to_yolo` writes the YOLO detection dataset, :func:`labelimg_to_labelstudio` writes
 Label Studio tasks with the boxes as pre-annotations (or annotations) plus a matching label config, so a
 lab can move its LabelImg work into Label Studio.
+
+**Bad input** is skipped with a reason naming the file (and the object or line): XML that does not
+parse, an image that is missing, empty, truncated or not an image (every image is verified before it is
+used; its real size wins over a ``<size>`` that disagrees, with a warning), a label file or
+``classes.txt`` that is not UTF-8, a coordinate that is not a finite number, a class id not in
+``classes.txt``; the rest converts. A folder with no annotation file at all says so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from converters.dataset import DatasetWriter, format_line
-from converters.images import image_size
+from converters.images import ImageError
+from converters.inputs import COPY_FORMATS, InputError, read_text, verify_image
 from converters.predictions import boxes_to_results
 from converters.report import ConversionReport
 from converters.split import assign_split, group_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+CLASSES_FILE = "classes.txt"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,16 +46,32 @@ class LabelImgItem:
     boxes: list[tuple[str, float, float, float, float]] = field(default_factory=list)
     """(label, x0, y0, x1, y1) in pixels."""
     source: str = ""
+    format: str = ""
+    """The image's format as verified (``PNG``, ``JPEG``, ``TIFF``...)."""
+    dropped: int = 0
+    """Objects (VOC) or lines (YOLO) of the file that could not be read (each reported)."""
 
 
 def _image_for(folder: Path, stem: str, hint: str | None = None) -> Path | None:
-    if hint and (folder / Path(hint).name).is_file():
-        return folder / Path(hint).name
-    for suffix in IMAGE_SUFFIXES:
-        for cand in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
-            if cand.is_file():
-                return cand
+    try:
+        if hint and (folder / Path(hint).name).is_file():
+            return folder / Path(hint).name
+        for suffix in IMAGE_SUFFIXES:
+            for cand in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
+                if cand.is_file():
+                    return cand
+    except (OSError, ValueError):  # a <filename> too long for the file system, or with a NUL
+        return None
     return None
+
+
+def _verified(image: Path, source: str, report: ConversionReport):
+    """The image's ImageInfo, or None with the reason recorded against ``source``."""
+    try:
+        return verify_image(image, name=image.name)
+    except ImageError as exc:
+        report.skip(source, f"image {exc}")
+        return None
 
 
 def _read_voc(xml: Path, report: ConversionReport) -> LabelImgItem | None:
@@ -52,29 +80,70 @@ def _read_voc(xml: Path, report: ConversionReport) -> LabelImgItem | None:
     except ET.ParseError as exc:
         report.skip(xml.name, f"not valid XML ({exc})")
         return None
-    image = _image_for(xml.parent, xml.stem, root.findtext("filename"))
+    except OSError as exc:
+        report.skip(xml.name, f"cannot read ({exc.strerror or exc})")
+        return None
+    filename = root.findtext("filename")
+    image = _image_for(xml.parent, xml.stem, filename)
     if image is None:
-        report.skip(xml.name, f"no image for {root.findtext('filename') or xml.stem}")
+        report.skip(xml.name, f"no image for {(filename or xml.stem)[:200]}")
+        return None
+    info = _verified(image, xml.name, report)
+    if info is None:
         return None
     try:
-        width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
-    except (TypeError, ValueError):
-        width, height = image_size(image)
-    if width <= 0 or height <= 0:
-        width, height = image_size(image)
-    item = LabelImgItem(image, width, height, source=xml.name)
+        declared = int(root.findtext("size/width") or ""), int(root.findtext("size/height") or "")
+    except ValueError:
+        declared = None
+    if declared is not None and declared != (info.width, info.height):
+        report.warn(
+            xml.name,
+            f"<size> says {declared[0]}x{declared[1]}, the image is {info.width}x{info.height} (the image's is used)",
+        )
+    item = LabelImgItem(image, info.width, info.height, source=xml.name, format=info.format)
     for n, obj in enumerate(root.iter("object")):
+        where = f"{xml.name} object {n}"
         name = (obj.findtext("name") or "").strip()
-        try:
-            x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
-        except (TypeError, ValueError):
-            report.skip(f"{xml.name} object {n}", "bndbox without numeric xmin/ymin/xmax/ymax")
+        coords: list[float] = []
+        for key in ("xmin", "ymin", "xmax", "ymax"):
+            text = obj.findtext(f"bndbox/{key}")
+            try:
+                value = float(text)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                report.skip(where, "bndbox without numeric xmin/ymin/xmax/ymax")
+                break
+            if not math.isfinite(value):
+                report.skip(where, f"bndbox {key} is not a finite number ({(text or '').strip()[:20]!r})")
+                break
+            coords.append(value)
+        else:
+            if not name:
+                report.skip(where, "object without a name")
+                item.dropped += 1
+                continue
+            x0, y0, x1, y1 = coords
+            item.boxes.append((name, x0, y0, x1, y1))
             continue
-        if not name:
-            report.skip(f"{xml.name} object {n}", "object without a name")
-            continue
-        item.boxes.append((name, x0, y0, x1, y1))
+        item.dropped += 1
     return item
+
+
+def _yolo_line(line: str, classes: list[str]) -> tuple[int, list[float]]:
+    """(class id, [xc, yc, w, h]) of a YOLO line; ValueError with the reason."""
+    parts = line.split()
+    try:
+        if len(parts) != 5:
+            raise ValueError
+        cid = int(parts[0])
+        values = [float(v) for v in parts[1:]]
+    except ValueError:
+        raise ValueError("not a YOLO line 'class xc yc w h'") from None
+    for token, value in zip(parts[1:], values, strict=True):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {token[:20]!r}")
+    if not 0 <= cid < len(classes):
+        raise ValueError(f"class id {cid} is not in classes.txt ({len(classes)} classes)")
+    return cid, values
 
 
 def _read_yolo(txt: Path, classes: list[str], report: ConversionReport) -> LabelImgItem | None:
@@ -83,27 +152,23 @@ def _read_yolo(txt: Path, classes: list[str], report: ConversionReport) -> Label
         report.skip(txt.name, f"no image {txt.stem}.*")
         return None
     try:
-        width, height = image_size(image)
-    except OSError as exc:
-        report.skip(txt.name, f"image {image.name} is not readable ({exc})")
+        text = read_text(txt)
+    except InputError as exc:
+        report.skip(txt.name, str(exc))
         return None
-    item = LabelImgItem(image, width, height, source=txt.name)
-    for n, line in enumerate(txt.read_text().splitlines(), 1):
+    info = _verified(image, txt.name, report)
+    if info is None:
+        return None
+    width, height = info.width, info.height
+    item = LabelImgItem(image, width, height, source=txt.name, format=info.format)
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        parts = line.split()
         try:
-            cid = int(parts[0])
-            xc, yc, w, h = (float(v) for v in parts[1:5])
-            if len(parts) != 5:
-                raise ValueError
-        except (ValueError, IndexError):
-            report.skip(f"{txt.name} line {n}", "not a YOLO line 'class xc yc w h'")
-            continue
-        if not 0 <= cid < len(classes):
-            report.skip(
-                f"{txt.name} line {n}", f"class id {cid} is not in classes.txt ({len(classes)} classes)"
-            )
+            cid, (xc, yc, w, h) = _yolo_line(line, classes)
+        except ValueError as exc:
+            report.skip(f"{txt.name} line {n}", str(exc))
+            item.dropped += 1
             continue
         item.boxes.append(
             (
@@ -117,29 +182,57 @@ def _read_yolo(txt: Path, classes: list[str], report: ConversionReport) -> Label
     return item
 
 
+def listed_classes(folder: str | Path) -> list[str] | None:
+    """The classes of ``folder/classes.txt`` in order; None when there is none; InputError when unreadable."""
+    path = Path(folder) / CLASSES_FILE
+    if not path.is_file():
+        return None
+    return [c.strip() for c in read_text(path).splitlines() if c.strip()]
+
+
 def read_labelimg(folder: str | Path, report: ConversionReport | None = None) -> list[LabelImgItem]:
-    """Every annotated image of a LabelImg folder (VOC XML and/or YOLO txt + classes.txt)."""
+    """Every annotated image of a LabelImg folder (VOC XML and/or YOLO txt + classes.txt), its image
+    verified. Whatever cannot be used is recorded in ``report``; so is a folder with no annotation file."""
     folder = Path(folder)
     report = report if report is not None else ConversionReport()
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder")
     items: dict[str, LabelImgItem] = {}
-    for xml in sorted(folder.glob("*.xml")):
+    xmls = sorted(folder.glob("*.xml"))
+    for xml in xmls:
         item = _read_voc(xml, report)
         if item:
             items[xml.stem] = item
-    txts = [t for t in sorted(folder.glob("*.txt")) if t.name != "classes.txt" and t.stem not in items]
+    voc_stems = {x.stem for x in xmls}
+    txts = [t for t in sorted(folder.glob("*.txt")) if t.name != CLASSES_FILE and t.stem not in voc_stems]
     if txts:
-        classes_file = folder / "classes.txt"
-        if not classes_file.is_file():
+        try:
+            classes = listed_classes(folder)
+        except InputError as exc:
+            report.skip(CLASSES_FILE, str(exc))
             for t in txts:
-                report.skip(t.name, "YOLO labels without classes.txt in the folder")
+                report.skip(t.name, "YOLO labels without a readable classes.txt in the folder")
         else:
-            classes = [c.strip() for c in classes_file.read_text().splitlines() if c.strip()]
-            for t in txts:
-                item = _read_yolo(t, classes, report)
-                if item:
-                    items[t.stem] = item
+            if classes is None:
+                for t in txts:
+                    report.skip(t.name, "YOLO labels without classes.txt in the folder")
+            else:
+                for t in txts:
+                    item = _read_yolo(t, classes, report)
+                    if item:
+                        items[t.stem] = item
+    images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not xmls and not txts:
+        report.skip(
+            str(folder),
+            "no LabelImg annotations (<stem>.xml, or <stem>.txt with classes.txt) "
+            f"beside the {len(images)} images",
+        )
+    else:
+        annotated = voc_stems | {t.stem for t in txts}
+        bare = [p for p in images if p.stem not in annotated]
+        if bare:
+            report.warn(str(folder), f"{len(bare)} images have no annotation file (not converted)")
     return [items[k] for k in sorted(items)]
 
 
@@ -147,6 +240,9 @@ def _checked_boxes(item: LabelImgItem, report: ConversionReport) -> list[tuple[s
     out = []
     for n, (label, *box) in enumerate(item.boxes):
         raw = np.array(box, dtype=np.float64)
+        if not np.isfinite(raw).all():
+            report.skip(f"{item.source} box {n}", "a coordinate is not a finite number")
+            continue
         clipped = np.clip(raw, 0, [item.width, item.height, item.width, item.height])
         if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
             report.skip(f"{item.source} box {n}", "zero-area box (or outside the image)")
@@ -155,6 +251,23 @@ def _checked_boxes(item: LabelImgItem, report: ConversionReport) -> list[tuple[s
             report.warn(f"{item.source} box {n}", "box clipped to the image")
         out.append((label, clipped))
     return out
+
+
+def _yolo_lines(it: LabelImgItem, index: dict[str, int], report: ConversionReport) -> list[str] | None:
+    """The item's YOLO lines; None (reason recorded) when it had boxes and none could be converted."""
+    lines = []
+    for n, (label, (x0, y0, x1, y1)) in enumerate(_checked_boxes(it, report)):
+        if label not in index:
+            report.skip(f"{it.source} box {n}", f"label '{label}' is not one of the classes")
+            continue
+        w, h = it.width, it.height
+        lines.append(
+            format_line(index[label], ((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h))
+        )
+    if (it.boxes or it.dropped) and not lines:  # an empty label file would say "nothing here"
+        report.skip(it.source, f"none of its {len(it.boxes) + it.dropped} boxes could be converted")
+        return None
+    return lines
 
 
 def labelimg_to_yolo(
@@ -166,7 +279,7 @@ def labelimg_to_yolo(
     group_regex: str | None = None,
     seed: int = 0,
 ) -> ConversionReport:
-    """A LabelImg folder → YOLO detection dataset (images copied; non-PNG/JPEG converted to PNG)."""
+    """A LabelImg folder → YOLO detection dataset (PNG/JPEG images copied; anything else written as PNG)."""
     from converters.images import ImageLoader
 
     report = ConversionReport()
@@ -175,42 +288,34 @@ def labelimg_to_yolo(
         classes = []
         for it in items:
             classes.extend(b[0] for b in it.boxes if b[0] not in classes)
-        if (Path(folder) / "classes.txt").is_file():  # keep LabelImg's class order when it has one
-            listed = [c.strip() for c in (Path(folder) / "classes.txt").read_text().splitlines() if c.strip()]
-            classes = listed + [c for c in classes if c not in listed]
+        try:  # keep LabelImg's class order when it has one
+            listed = listed_classes(folder) or []
+        except InputError:  # already reported by read_labelimg
+            listed = []
+        classes = listed + [c for c in classes if c not in listed]
     index = {c: i for i, c in enumerate(classes)}
     writer = DatasetWriter(out_dir, "detect", classes)
+    loader = ImageLoader()
     with writer.publishing(report, val_fraction=val_fraction, seed=seed):
         for it in items:
-            lines = []
-            for n, (label, (x0, y0, x1, y1)) in enumerate(_checked_boxes(it, report)):
-                if label not in index:
-                    report.skip(f"{it.source} box {n}", f"label '{label}' is not one of the classes")
+            try:
+                lines = _yolo_lines(it, index, report)
+                if lines is None:
                     continue
-                lines.append(
-                    format_line(
-                        index[label],
-                        (
-                            (x0 + x1) / 2 / it.width,
-                            (y0 + y1) / 2 / it.height,
-                            (x1 - x0) / it.width,
-                            (y1 - y0) / it.height,
-                        ),
-                    )
-                )
-            if it.boxes and not lines:
-                report.skip(it.source, "none of its boxes could be converted")
+                copy = it.image.suffix.lower() in (".png", ".jpg", ".jpeg") and it.format in COPY_FORMATS
+                array = None if copy else loader.load(it.image)
+            except ImageError as exc:
+                report.skip(it.source, f"image {exc}")
+                continue
+            except Exception as exc:  # unforeseen input: this item is skipped, never the batch
+                logger.warning("%s: cannot be converted", it.source, exc_info=True)
+                report.skip(it.source, f"cannot be converted ({type(exc).__name__}: {exc})")
                 continue
             stem = writer.unique_stem(it.image.stem)
             group = group_of(stem, group_regex)
             split = assign_split(group, group_regex=r"(.+)", val_fraction=val_fraction, seed=seed)
-            copy = it.image.suffix.lower() in (".png", ".jpg", ".jpeg")
             writer.write_image(
-                split,
-                stem,
-                source=it.image if copy else None,
-                name=it.image.name,
-                array=None if copy else ImageLoader().load(it.image),
+                split, stem, source=it.image if copy else None, name=it.image.name, array=array
             )
             writer.write_labels(split, stem, lines)
             writer.add_item(stem, split, None, [], group, source=it.source)
@@ -253,24 +358,32 @@ def labelimg_to_labelstudio(
     items = read_labelimg(folder, report)
     tasks, classes = [], []
     for it in items:
-        boxes = _checked_boxes(it, report)
+        try:
+            boxes = _checked_boxes(it, report)
+            if (it.boxes or it.dropped) and not boxes:  # an empty annotation would say "nothing here"
+                report.skip(it.source, f"none of its {len(it.boxes) + it.dropped} boxes could be converted")
+                continue
+            try:
+                rel = it.image.resolve().relative_to(base).as_posix()
+            except ValueError:
+                report.skip(it.source, f"image {it.image} is not under {base}")
+                continue
+            results = boxes_to_results(
+                [b for _, b in boxes],
+                [1.0] * len(boxes),
+                [lbl for lbl, _ in boxes],
+                it.width,
+                it.height,
+                from_name,
+                to_name,
+            )
+        except Exception as exc:  # unforeseen input: this item is skipped, never the batch
+            logger.warning("%s: cannot be converted", it.source, exc_info=True)
+            report.skip(it.source, f"cannot be converted ({type(exc).__name__}: {exc})")
+            continue
         for label, _ in boxes:
             if label not in classes:
                 classes.append(label)
-        try:
-            rel = it.image.resolve().relative_to(base).as_posix()
-        except ValueError:
-            report.skip(it.source, f"image {it.image} is not under {base}")
-            continue
-        results = boxes_to_results(
-            [b for _, b in boxes],
-            [1.0] * len(boxes),
-            [lbl for lbl, _ in boxes],
-            it.width,
-            it.height,
-            from_name,
-            to_name,
-        )
         task = {"data": {"image": url_prefix + rel}}
         if as_annotations:
             for r in results:
@@ -286,8 +399,9 @@ def labelimg_to_labelstudio(
         tmp = out_json.with_name(f".{out_json.name}.tmp")
         tmp.write_text(json.dumps(tasks, indent=1) + "\n")
         tmp.replace(out_json)
-        out_json.with_name(out_json.stem + ".label_config.xml").write_text(
-            label_config_for(classes, from_name, to_name)
-        )
+        config = out_json.with_name(out_json.stem + ".label_config.xml")
+        tmp = config.with_name(f".{config.name}.tmp")
+        tmp.write_text(label_config_for(classes, from_name, to_name))
+        tmp.replace(config)
         report.output = str(out_json)
     return report

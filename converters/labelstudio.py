@@ -11,9 +11,12 @@ per annotator (by the same rule among theirs), each a dataset item of its own.
 (:mod:`converters.split`); a group already in ``out_dir/manifest.json`` keeps its split. If hashing leaves
 val empty with two groups or more, one group is moved to val (and then kept there by the manifest).
 
-**Bad input** never stops the batch: a task with no usable annotation, a missing image, a label not in the
-config, an RLE of the wrong size or a zero-area box is recorded in the :class:`ConversionReport` with the
-task id and the reason; the rest converts.
+**Bad input** never stops the batch: a task that is not an object, whose ``data`` is not an object or
+``annotations`` not a list, with no usable annotation, a missing or unreadable image (empty, truncated,
+not an image: checked before it is copied), a label not in the config, a label that is not a string, an
+RLE of the wrong size, a zero-area box or a coordinate that is not a finite number is recorded in the
+:class:`ConversionReport` with the task id (``task #n`` for a task without a usable id) and the reason;
+the rest converts. Anything unforeseen in one item skips that item with the exception's text.
 
 >>> tasks = load_export("tests/data/labelstudio_export.json")
 >>> [len(select_annotations(t)) for t in tasks]
@@ -23,6 +26,7 @@ task id and the reason; the rest converts.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -34,14 +38,18 @@ from tqdm import tqdm
 
 from converters.dataset import DatasetWriter, safe_stem
 from converters.images import ImageError, ImageLoader
+from converters.inputs import COPY_FORMATS, verify_image
 from converters.labelstudio_regions import convert_regions
 from converters.layout import DATASET_KINDS, DatasetLayout
-from converters.regions import LabelConfig
+from converters.regions import LabelConfig, short
 from converters.report import ConversionReport
 from converters.split import group_of, split_fraction, split_of_group
 from kernel.labelstudio import check_approval, is_approved, is_submitted
 
 KINDS = DATASET_KINDS
+COPY_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+logger = logging.getLogger(__name__)
 
 
 def load_export(path_or_list: str | Path | list | dict) -> list[dict]:
@@ -58,7 +66,9 @@ def load_export(path_or_list: str | Path | list | dict) -> list[dict]:
                 data = _parse_json(f.read())
         except OSError as exc:
             raise ValueError(f"{where}: cannot read ({exc.strerror})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError:
+            raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
             raise ValueError(f"{where}: not valid JSON ({exc})") from None
     if isinstance(data, dict):
         data = data.get("tasks", [data]) if "tasks" in data or "data" in data else None
@@ -143,9 +153,11 @@ def stem_of(url: str) -> str:
 
 
 def _why_unusable(task: dict, approval: str) -> str:
-    anns = task.get("annotations") or []
+    anns = task.get("annotations")
+    anns = anns if isinstance(anns, list) else []
     cancelled = sum(1 for a in anns if isinstance(a, dict) and (a.get("was_cancelled") or a.get("skipped")))
-    drafts = len(task.get("drafts") or [])
+    drafts = task.get("drafts")
+    drafts = len(drafts) if isinstance(drafts, list) else 0
     detail = [f"{len(anns)} annotations", f"{cancelled} cancelled"] + ([f"{drafts} drafts"] if drafts else [])
     need = "submitted" if approval == "submitted" else approval.replace("_", "-")
     return f"no {need} annotation ({', '.join(detail)})"
@@ -155,7 +167,7 @@ def _previous_splits(out_dir: Path) -> dict[str, str]:
     try:
         manifest = json.loads(DatasetLayout(out_dir).manifest.read_text())
         return {str(i["group"]): i["split"] for i in manifest.get("items", []) if i.get("group")}
-    except (OSError, ValueError, TypeError, KeyError):
+    except Exception:  # no manifest, or a damaged one: splits are hashed afresh
         return {}
 
 
@@ -175,6 +187,43 @@ class ExportItem:
     split: str = ""
 
 
+def _task_id(task: dict, n: int) -> Any:
+    """The task's id for messages and the manifest: its ``id`` when that is an int or a short string,
+    else ``#n`` (its position in the export)."""
+    tid = task.get("id")
+    if isinstance(tid, int) and not isinstance(tid, bool) and -(2**63) <= tid < 2**63:
+        return tid
+    if isinstance(tid, str) and 0 < len(tid) <= 64 and tid.isprintable():
+        return tid
+    return f"#{n}"
+
+
+def _unusable_task(task: dict) -> str | None:
+    """Why a task's shape is wrong (data not an object, annotations not a list), or None."""
+    data = task.get("data")
+    if not isinstance(data, dict):
+        return "no data" if data is None else f"data is not an object (a {type(data).__name__})"
+    for key in ("annotations", "completions"):
+        value = task.get(key)
+        if value is not None and not isinstance(value, list):
+            return f"{key} is not a list (a {type(value).__name__})"
+    return None
+
+
+def _unique(stem: str, seen: set[str], tid: Any) -> str:
+    """A stem not in ``seen`` (then added): ``stem``, else ``stem-t<task>``, else ``stem-t<task>-2``..."""
+    stem = safe_stem(stem)
+    if stem in seen:
+        base = f"-t{tid}"
+        stem = safe_stem(stem[: 200 - len(base)] + base)
+        n = 2
+        while stem in seen:
+            stem = safe_stem(f"{stem[:190]}-{n}")
+            n += 1
+    seen.add(stem)
+    return stem
+
+
 def _plan(
     tasks: list[Any], *, approval: str, per_annotator: bool, data_key: str | None, report: ConversionReport
 ) -> list[ExportItem]:
@@ -183,24 +232,30 @@ def _plan(
     seen: set[str] = set()
     for n, task in enumerate(tasks):
         if not isinstance(task, dict):
-            report.skip(f"task #{n}", "not a JSON object")
+            report.skip(f"task #{n}", f"not a JSON object (a {type(task).__name__})")
             continue
-        tid = task.get("id", f"#{n}")
+        tid = _task_id(task, n)
+        wrong = _unusable_task(task)
+        if wrong:
+            report.skip(f"task {tid}", wrong)
+            continue
         url = image_url(task, data_key)
         if not url:
-            report.skip(f"task {tid}", f"no image URL in data ({sorted(task.get('data') or {})})")
+            keys = sorted(str(k)[:40] for k in task["data"])
+            report.skip(f"task {tid}", f"no image URL in data ({keys[:10]})")
+            continue
+        try:
+            name = stem_of(url)
+        except ValueError as exc:
+            report.skip(f"task {tid}", f"image URL is not a valid URL ({exc}: {short(url, 80)})")
             continue
         anns = select_annotations(task, approval, per_annotator)
         if not anns:
             report.skip(f"task {tid}", _why_unusable(task, approval))
             continue
-        name = stem_of(url)
         base = safe_stem(name)
         for ann in anns:
-            stem = f"{base}-a{ann.get('id')}" if per_annotator else base
-            if stem in seen:
-                stem = safe_stem(f"{stem}-t{tid}")
-            seen.add(stem)
+            stem = _unique(f"{base}-a{id_text(ann.get('id'))}" if per_annotator else base, seen, tid)
             items.append(ExportItem(task, tid, ann, url, stem, name))
     return items
 
@@ -279,10 +334,13 @@ def export_to_dataset(
     tasks = load_export(tasks)
     config = LabelConfig.parse(label_config)
     report = ConversionReport()
+    if not tasks:
+        report.skip("export", "no tasks in the export")
+        return report
     items = _plan(tasks, approval=approval, per_annotator=per_annotator, data_key=data_key, report=report)
     if config.inferred:
         for it in items:
-            config.learn(kind, it.annotation.get("result") or [])
+            config.learn(kind, it.annotation.get("result"))
     classes = config.classes(kind)
     if not classes:
         report.skip("label config", f"no labels for a {kind} dataset")
@@ -303,6 +361,30 @@ def export_to_dataset(
     return report
 
 
+def _read_image(it: ExportItem, kind: str, images: ImageLoader) -> tuple[Path | None, bytes | None, str, Any]:
+    """(local source, fetched bytes, name, decoded array or None) of an item's image, checked: an image
+    that is copied as it is must verify; anything else is decoded. Raises ImageError."""
+    url = it.url
+    try:
+        source = images.local_path(url)
+        data: bytes | None = None
+        if source is not None:
+            if not source.is_file():
+                raise ImageError(f"{url}: image not found ({source})")
+            name = source.name
+        else:
+            data, name = images.read_bytes(url)
+        info = verify_image(source, data=data, name=url, max_pixels=images.max_pixels)
+        if kind != "segment" and Path(name).suffix.lower() in COPY_SUFFIXES and info.format in COPY_FORMATS:
+            return source, data, name, None
+        raw = data if data is not None else source.read_bytes()  # type: ignore[union-attr]
+        return None, None, name, images.decode(raw, name, url)
+    except ImageError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a symlink loop, a bad URL...
+        raise ImageError(f"{url}: cannot read ({type(exc).__name__}: {exc})") from None
+
+
 class _Where:
     """'task 3 (annotation 5)', formatted only when a message needs it."""
 
@@ -312,7 +394,13 @@ class _Where:
         self.task_id, self.annotation_id = task_id, annotation_id
 
     def __str__(self) -> str:
-        return f"task {self.task_id} (annotation {self.annotation_id})"
+        return f"task {self.task_id} (annotation {id_text(self.annotation_id)})"
+
+
+def id_text(value: Any) -> str:
+    """An id as text for a message or a file name: a string as it is (at most 64 characters), anything
+    else as its (shortened) repr."""
+    return value[:64] if isinstance(value, str) else short(value, 64)
 
 
 def _convert_item(
@@ -330,25 +418,18 @@ def _convert_item(
     size = None
     if images is not None:
         try:
-            source = images.local_path(url)
-            if source is not None and not source.is_file():
-                raise ImageError(f"{url}: image not found ({source})")
-            needs_pixels = kind == "segment" or (source or Path(url)).suffix.lower() not in (
-                ".png",
-                ".jpg",
-                ".jpeg",
-            )
-            if source is None:
-                data, name = images.read_bytes(url)
-            if needs_pixels:
-                array = images.decode(
-                    data if data is not None else source.read_bytes(), name or source.name, url
-                )
-                size = (array.shape[1], array.shape[0])
+            source, data, name, array = _read_image(it, kind, images)
         except ImageError as exc:
             report.skip(where, f"image: {exc}")
             return
-    out = convert_regions(results, kind, config, classes, size, where, report)
+        if array is not None:
+            size = (array.shape[1], array.shape[0])
+    try:
+        out = convert_regions(results, kind, config, classes, size, where, report)  # type: ignore[arg-type]
+    except Exception as exc:  # unforeseen input: this item is skipped, never the batch
+        logger.warning("%s: cannot be converted", where, exc_info=True)
+        report.skip(where, f"cannot be converted ({type(exc).__name__}: {exc})")
+        return
     if out is None:
         return
     split, stem = it.split, it.stem
@@ -370,7 +451,9 @@ def _convert_item(
         extra["mpp"] = float(mpp)
     if kind == "classify":
         extra["class"] = out.cls
-    writer.add_item(stem, split, task_id, [ann.get("id")], it.group, **extra)
+    aid = ann.get("id")
+    aid = aid if isinstance(aid, str) or (isinstance(aid, int) and not isinstance(aid, bool)) else None
+    writer.add_item(stem, split, task_id, [aid], it.group, **extra)
     report.add_converted(regions=out.regions)
 
 

@@ -3,29 +3,38 @@
 Rules: a rectangle's ``rotation`` is honoured (its axis-aligned bounding box for detect, its corners for
 OBB); a polygon gives its bounding box (detect), its minimum-area rectangle (OBB), normalised points
 (yolo-segment) or filled pixels (masks); a brush gives its contours (yolo-segment) or pixels (masks).
-Coordinates outside the image are clipped (a warning); a region with a label not in the config, a
-zero-area box, a bad RLE or missing numbers is skipped with the reason; when an annotation had regions
-and none was usable the whole item is skipped (an empty label file would teach "background").
-For masks, overlapping regions take the class of the later region.
+Coordinates outside the image are clipped (a warning; an oriented box's corners too, so that every
+written coordinate lies in [0, 1]); a region with a label not in the config, a zero-area box, a bad RLE,
+or numbers that are missing, not numbers or not finite (NaN, infinity, too large for a float) is skipped
+with the reason — a ``nan`` is never written, and never reported as "clipped"; when an annotation had
+regions and none was usable the whole item is skipped (an empty label file would teach "background").
+Anything else wrong with one region (a label that is a list, a ``from_name`` that is not a string...)
+skips that region with the reason, never the batch. For masks, overlapping regions take the class of
+the later region.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from converters.dataset import format_line
+from converters.dataset import LabelValueError, format_line
 from converters.regions import (
     LabelConfig,
     RegionError,
     brush_mask,
     image_size_of,
+    number,
     polygon_points,
     rasterize,
     rect_corners,
+    short,
 )
 from converters.report import ConversionReport
+
+logger = logging.getLogger(__name__)
 
 KIND_TYPES = {
     "detect": ("rectanglelabels", "polygonlabels"),
@@ -57,9 +66,7 @@ def _size(result: dict, size: tuple[int, int] | None) -> tuple[int, int]:
 def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: bool, warn) -> str:
     if rtype == "rectanglelabels" and not obb and not value.get("rotation"):
         # unrotated: straight from percent (no image size needed), as label_studio_sdk computes it
-        x, y, w, h = value.get("x"), value.get("y"), value.get("width"), value.get("height")
-        if not all(type(v) in (float, int) for v in (x, y, w, h)):
-            raise RegionError("rectangle without numeric x/y/width/height")
+        x, y, w, h = (number(value, k) for k in ("x", "y", "width", "height"))
         if w <= 0 or h <= 0:
             raise RegionError(f"zero-area rectangle ({w:.3g}% x {h:.3g}%)")
         if x >= 0 and y >= 0 and x + w <= 100 and y + h <= 100:
@@ -73,17 +80,23 @@ def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: boo
     if rtype == "rectanglelabels":
         corners = rect_corners(value, W, H)
     else:
-        pts = polygon_points(value, W, H)
+        corners = polygon_points(value, W, H)
         if obb:
             import cv2
 
-            corners = cv2.boxPoints(cv2.minAreaRect(pts.astype(np.float32))).astype(np.float64)
-        else:
-            corners = pts
+            from converters.tiling import clip_polygon
+
+            inside = clip_polygon(corners, (0, 0, W, H))  # bounded before cv2's float32
+            if len(inside) < 3:
+                raise RegionError("polygon lies outside the image")
+            corners = cv2.boxPoints(cv2.minAreaRect(inside.astype(np.float32))).astype(np.float64)
     if obb:
-        if corners.min() < 0 or (corners > [W, H]).any():
-            warn("oriented box reaches outside the image (kept, as Label Studio drew it)")
-        return format_line(cid, (corners / [W, H]).ravel())
+        clipped = np.clip(corners, 0, [W, H])
+        if _area(clipped) <= 0:
+            raise RegionError("oriented box lies outside the image or has zero area")
+        if np.abs(clipped - corners).max() > 1e-6:
+            warn("oriented box clipped to the image")
+        return format_line(cid, (clipped / [W, H]).ravel())
     box = np.concatenate([corners.min(0), corners.max(0)])
     clipped = np.clip(box, 0, [W, H, W, H])
     if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
@@ -92,6 +105,12 @@ def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: boo
         warn("box clipped to the image")
     x0, y0, x1, y1 = clipped
     return format_line(cid, ((x0 + x1) / 2 / W, (y0 + y1) / 2 / H, (x1 - x0) / W, (y1 - y0) / H))
+
+
+def _area(points: np.ndarray) -> float:
+    """The (absolute) area of a polygon (K, 2), by the shoelace formula."""
+    x, y = points[:, 0], points[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
 
 
 class _Region:
@@ -114,8 +133,12 @@ def _segment_lines(rtype: str, value: dict, result: dict, cid: int, size, warn) 
         W, H = image_size_of(result) or size or (100, 100)  # percent points need no size
         pts = polygon_points(value, W, H) / [W, H]
         if pts.min() < 0 or pts.max() > 1:
-            warn("polygon vertices clipped to the image")
             pts = np.clip(pts, 0, 1)
+            if _area(pts) <= 0:
+                raise RegionError("polygon lies outside the image")
+            warn("polygon vertices clipped to the image")
+        elif _area(pts) <= 0:
+            raise RegionError("zero-area polygon (its points are on one line)")
         return [format_line(cid, pts.ravel())]
     from converters.predictions import mask_to_polygons
 
@@ -123,7 +146,7 @@ def _segment_lines(rtype: str, value: dict, result: dict, cid: int, size, warn) 
     polys = mask_to_polygons(brush_mask(value, W, H), min_area=1.0, tolerance=0.5)
     if not polys:
         raise RegionError("brush region is empty")
-    return [format_line(cid, (p / [W, H]).ravel()) for p in polys]
+    return [format_line(cid, np.clip(p / [W, H], 0, 1).ravel()) for p in polys]
 
 
 _NUMBER = (float, int)
@@ -139,13 +162,15 @@ def _plain_rectangles(results: list, accepted, index: dict[str, int]) -> list[st
     for r in results:
         if type(r) is not dict or r.get("type") != "rectanglelabels":
             return None
-        if accepted is not None and (r.get("from_name"), "rectanglelabels") not in accepted:
-            return None
+        if accepted is not None:
+            from_name = r.get("from_name")
+            if type(from_name) is not str or (from_name, "rectanglelabels") not in accepted:
+                return None
         v = r.get("value")
         if type(v) is not dict or v.get("rotation"):
             return None
         labels = v.get("rectanglelabels")
-        if type(labels) is not list or len(labels) != 1:
+        if type(labels) is not list or len(labels) != 1 or type(labels[0]) is not str:
             return None
         cid = index.get(labels[0])
         x, y, w, h = v.get("x"), v.get("y"), v.get("width"), v.get("height")
@@ -185,7 +210,7 @@ def convert_regions(
     mask_size = size
     for n, r in enumerate(results):
         if type(r) is not dict:
-            report.skip(f"{where} result #{n}", "not a JSON object")
+            report.skip(f"{where} result #{n}", f"not a JSON object (a {type(r).__name__})")
             attempted += 1
             continue
         rtype = r.get("type")
@@ -195,53 +220,13 @@ def convert_regions(
                 continue
         attempted += 1
         rid = warn = _Region(report, where, r.get("id", n))
-        from_name = r.get("from_name", "")
-        if accepted is not None and (from_name, rtype) not in accepted:
-            report.skip(rid, f"'{from_name}' is not a {rtype} tag of the label config")
-            continue
-        value = r.get("value")
-        if not isinstance(value, dict):
-            report.skip(rid, "result without a value")
-            continue
-        labels = value.get(rtype) or []
-        if not isinstance(labels, list) or not labels:
-            report.skip(rid, f"no {rtype} label")
-            continue
         try:
-            if kind == "classify":
-                if len(labels) != 1:
-                    raise RegionError(f"{len(labels)} choices; a classification item needs exactly one")
-                if labels[0] not in index:
-                    raise RegionError(f"label '{labels[0]}' is not in the label config")
-                if out.cls is not None and out.cls != labels[0]:
-                    raise RegionError(f"a second choice '{labels[0]}' (already '{out.cls}')")
-                out.cls = labels[0]
-                out.regions += 1
-                continue
-            for label in labels:
-                if label not in index:
-                    raise RegionError(f"label '{label}' is not in the label config")
-            for label in labels:
-                cid = index[label]
-                if kind in ("detect", "obb"):
-                    out.lines.append(_detect_line(rtype, value, r, cid, size, kind == "obb", warn))
-                elif kind == "yolo-segment":
-                    out.lines.extend(_segment_lines(rtype, value, r, cid, size, warn))
-                else:
-                    W, H = _size(r, size)
-                    if mask_size is not None and (W, H) != tuple(mask_size):
-                        raise RegionError(
-                            f"drawn on a {W}x{H} image, but the image is {mask_size[0]}x{mask_size[1]}"
-                        )
-                    mask_size = (W, H)
-                    geom = brush_mask(value, W, H) if rtype == "brushlabels" else polygon_points(value, W, H)
-                    if rtype == "polygonlabels" and (geom.min() < 0 or (geom > [W, H]).any()):
-                        warn("polygon vertices clipped to the image")
-                        geom = np.clip(geom, 0, [W, H])
-                    shapes.append((rtype, geom, cid))
-                out.regions += 1
-        except RegionError as exc:
+            mask_size = _convert_region(r, rtype, kind, config, index, size, mask_size, out, shapes, warn)
+        except (RegionError, LabelValueError) as exc:
             report.skip(rid, str(exc))
+        except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError) as exc:
+            logger.debug("region %s", rid, exc_info=True)
+            report.skip(rid, f"cannot be converted ({type(exc).__name__}: {exc})")
     if kind == "classify" and out.cls is None:
         report.skip(where, "no choice for classification" if not attempted else "no usable choice")
         return None
@@ -258,6 +243,61 @@ def convert_regions(
         for i, c in enumerate(classes):
             out.binary[c] = _class_mask(shapes, i, H, W)
     return out
+
+
+def _convert_region(
+    r: dict, rtype: str, kind: str, config: LabelConfig, index: dict[str, int], size, mask_size,
+    out: ItemLabels, shapes: list, warn: _Region,
+) -> tuple[int, int] | None:  # fmt: skip
+    """Convert one region into ``out`` (or ``shapes``); returns the mask size so far. Raises RegionError."""
+    accepted = config.accepted_pairs()
+    from_name = r.get("from_name", "")
+    if accepted is not None and (not isinstance(from_name, str) or (from_name, rtype) not in accepted):
+        raise RegionError(f"{short(from_name)} is not a {rtype} tag of the label config")
+    value = r.get("value")
+    if not isinstance(value, dict):
+        raise RegionError("result without a value")
+    labels = value.get(rtype) or []
+    if not isinstance(labels, list) or not labels:
+        raise RegionError(f"no {rtype} label")
+    for label in labels:
+        if not isinstance(label, str):
+            raise RegionError(f"label {short(label)} is not a string")
+    if kind == "classify":
+        if len(labels) != 1:
+            raise RegionError(f"{len(labels)} choices; a classification item needs exactly one")
+        if labels[0] not in index:
+            raise RegionError(config.why_not_a_class(labels[0], kind))
+        if out.cls is not None and out.cls != labels[0]:
+            raise RegionError(f"a second choice '{labels[0]}' (already '{out.cls}')")
+        out.cls = labels[0]
+        out.regions += 1
+        return mask_size
+    for label in labels:
+        if label not in index:
+            raise RegionError(config.why_not_a_class(label, kind))
+    lines: list[str] = []  # added (like new_shapes) only when every label of the region converted
+    new_shapes: list[tuple[str, object, int]] = []
+    for label in labels:
+        cid = index[label]
+        if kind in ("detect", "obb"):
+            lines.append(_detect_line(rtype, value, r, cid, size, kind == "obb", warn))
+        elif kind == "yolo-segment":
+            lines.extend(_segment_lines(rtype, value, r, cid, size, warn))
+        else:
+            W, H = _size(r, size)
+            if mask_size is not None and (W, H) != tuple(mask_size):
+                raise RegionError(f"drawn on a {W}x{H} image, but the image is {mask_size[0]}x{mask_size[1]}")
+            mask_size = (W, H)
+            geom = brush_mask(value, W, H) if rtype == "brushlabels" else polygon_points(value, W, H)
+            if rtype == "polygonlabels" and (geom.min() < 0 or (geom > [W, H]).any()):
+                warn("polygon vertices clipped to the image")
+                geom = np.clip(geom, 0, [W, H])
+            new_shapes.append((rtype, geom, cid))
+    out.lines.extend(lines)
+    shapes.extend(new_shapes)
+    out.regions += len(labels)
+    return mask_size
 
 
 def _paint(shapes, H: int, W: int) -> np.ndarray:

@@ -7,6 +7,11 @@ vertices outside the image clipped (counted as a warning). BreCaHAD JSON maps a 
 nucleus centres ``{"x", "y"}`` normalised to [0, 1]; the image is not part of the annotation, so its size
 is passed in. :func:`brecahad_to_dataset` writes circular masks or fixed-size boxes around each centre.
 
+**Bad input** is skipped with a reason naming the file (and region or class): XML or JSON that does not
+parse (or is nested too deeply), an image that is missing, empty, truncated or not an image (verified
+before it is copied), vertices or points that are not finite numbers; the rest converts. An XML folder
+without XML files says so.
+
 >>> pts = {"tumor": np.array([[0.5, 0.5]])}
 >>> points_to_boxes(pts, ["tumor"], width=100, height=50, box_size=10)
 [(0, 45.0, 20.0, 55.0, 30.0)]
@@ -15,6 +20,8 @@ is passed in. :func:`brecahad_to_dataset` writes circular masks or fixed-size bo
 from __future__ import annotations
 
 import json
+import logging
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +30,13 @@ import numpy as np
 from tqdm import tqdm
 
 from converters.dataset import DatasetWriter, format_line
-from converters.images import ImageError, ImageLoader, image_size
-from converters.regions import polygon_window
+from converters.images import ImageError, ImageLoader
+from converters.inputs import COPY_FORMATS, verify_image
+from converters.regions import MAX_IMAGE_PIXELS, polygon_window
 from converters.report import ConversionReport
 from converters.split import assign_split, group_of
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 CASE_REGEX = r"^(.+?)[-_]\d+$"  # BreCaHAD: Case_1-01 -> Case_1
@@ -137,7 +147,11 @@ def aperio_to_dataset(
     xml_dir, images_dir = Path(xml_dir), Path(images_dir)
     report = ConversionReport()
     parsed: list[tuple[Path, list[Region]]] = []
-    for xml in sorted(xml_dir.glob("*.xml")):
+    xmls = sorted(xml_dir.glob("*.xml"))
+    if not xmls:
+        report.skip(str(xml_dir), "no Aperio XML files (*.xml)")
+        return report
+    for xml in xmls:
         try:
             parsed.append((xml, parse_aperio_xml(xml, default_label)))
         except ValueError as exc:
@@ -151,40 +165,50 @@ def aperio_to_dataset(
     loader = ImageLoader()
     with writer.publishing(report, val_fraction=val_fraction, seed=seed):
         for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
-            _convert_aperio(
-                xml,
-                regions,
-                images_dir,
-                kind,
-                classes,
-                loader,
-                writer,
-                report,
-                binary_masks,
-                val_fraction=val_fraction,
-                group_regex=group_regex,
-                seed=seed,
-            )
+            try:
+                item = _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report)
+            except Exception as exc:  # unforeseen input: this file is skipped, never the batch
+                logger.warning("%s: cannot be converted", xml.name, exc_info=True)
+                report.skip(xml.name, f"cannot be converted ({type(exc).__name__}: {exc})")
+                continue
+            if item is not None:
+                _write_aperio(
+                    item, kind, classes, writer, report, binary_masks,
+                    val_fraction=val_fraction, group_regex=group_regex, seed=seed,
+                )  # fmt: skip
     return report
 
 
-def _convert_aperio(
-    xml, regions, images_dir, kind, classes, loader, writer, report, binary_masks, **split_kw
-):
+@dataclass
+class _AperioItem:
+    xml: Path
+    image: Path
+    array: np.ndarray | None
+    """The decoded image, or None when the file is copied as it is."""
+    width: int
+    height: int
+    usable: list[Region]
+    lines: list[str]
+
+
+def _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report) -> _AperioItem | None:
+    """Read, check and convert one XML file and its image (nothing written); None when skipped."""
     image_path = _find_image(images_dir, xml.stem)
     if image_path is None:
         report.skip(xml.name, f"no image {xml.stem}.* in {images_dir}")
-        return
+        return None
     try:
-        array = (
-            loader.load(image_path)
-            if kind == "segment" or image_path.suffix.lower() not in (".png", ".jpg", ".jpeg")
-            else None
+        info = verify_image(image_path, name=image_path.name)
+        copy = (
+            kind != "segment"
+            and image_path.suffix.lower() in (".png", ".jpg", ".jpeg")
+            and info.format in COPY_FORMATS
         )
-        width, height = (array.shape[1], array.shape[0]) if array is not None else image_size(image_path)
-    except (ImageError, OSError) as exc:
-        report.skip(xml.name, f"image: {exc}")
-        return
+        array = None if copy else loader.load(image_path)
+    except ImageError as exc:
+        report.skip(xml.name, f"image {exc}")
+        return None
+    width, height = (array.shape[1], array.shape[0]) if array is not None else (info.width, info.height)
     index = {c: i for i, c in enumerate(classes)}
     usable, lines, clipped = [], [], 0
     for r in regions:
@@ -218,25 +242,29 @@ def _convert_aperio(
         report.warn(xml.name, f"{clipped} regions had vertices outside the {width}x{height} image (clipped)")
     if regions and not usable:
         report.skip(xml.name, f"none of its {len(regions)} regions could be converted")
-        return
-    stem = writer.unique_stem(xml.stem)
+        return None
+    return _AperioItem(xml, image_path, array, width, height, usable, lines)
+
+
+def _write_aperio(it: _AperioItem, kind, classes, writer, report, binary_masks, **split_kw) -> None:
+    stem = writer.unique_stem(it.xml.stem)
     group = group_of(stem, split_kw["group_regex"])
     split = assign_split(
         group, group_regex=r"(.+)", val_fraction=split_kw["val_fraction"], seed=split_kw["seed"]
     )
     writer.write_image(
-        split, stem, source=image_path if array is None else None, array=array, name=image_path.name
+        split, stem, source=it.image if it.array is None else None, array=it.array, name=it.image.name
     )
     if kind == "segment":
-        mask = regions_to_mask(usable, classes, height, width)
+        mask = regions_to_mask(it.usable, classes, it.height, it.width)
         binary = {c: mask == i + 1 for i, c in enumerate(classes)} if binary_masks else None
         writer.write_mask(
             split, stem, mask, binary, instances=regions_to_instances(usable, classes, height, width)
         )
     else:
-        writer.write_labels(split, stem, lines)
-    writer.add_item(stem, split, None, [], group, source=xml.name, regions=len(usable))
-    report.add_converted(regions=len(usable))
+        writer.write_labels(split, stem, it.lines)
+    writer.add_item(stem, split, None, [], group, source=it.xml.name, regions=len(it.usable))
+    report.add_converted(regions=len(it.usable))
 
 
 # -- BreCaHAD points ------------------------------------------------------------------------------------
@@ -244,10 +272,12 @@ def load_brecahad(path: str | Path) -> dict[str, np.ndarray]:
     """class → (N, 2) normalised centres; ``ValueError`` naming the file when malformed."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
     except OSError as exc:
         raise ValueError(f"{path.name}: cannot read ({exc.strerror})") from None
-    except ValueError as exc:
+    except RecursionError:
+        raise ValueError(f"{path.name}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
         raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected an object mapping class -> list of points")
@@ -255,7 +285,7 @@ def load_brecahad(path: str | Path) -> dict[str, np.ndarray]:
     for cls, pts in data.items():
         try:
             arr = np.array([[float(p["x"]), float(p["y"])] for p in pts or []], np.float64).reshape(-1, 2)
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, OverflowError):
             raise ValueError(f"{path.name}: class '{cls}' has points without numeric x/y") from None
         out[str(cls)] = arr
     return out
@@ -292,6 +322,44 @@ def points_to_mask(
     return mask
 
 
+def _prepare_brecahad(path: Path, classes, width, height, images_dir, loader, report):
+    """(points, image path, decoded image or None) of one BreCaHAD file, checked; None when skipped."""
+    try:
+        points = load_brecahad(path)
+    except ValueError as exc:
+        report.skip(path.name, str(exc).split(": ", 1)[-1])
+        return None
+    for cls, pts in points.items():
+        if cls not in classes and len(pts):
+            report.skip(
+                f"{path.name} class {cls}", f"class '{cls}' is not one of the classes ({len(pts)} points)"
+            )
+        bad = ~np.isfinite(pts).all(axis=1)
+        if bad.any():
+            report.skip(f"{path.name} class {cls}", f"{int(bad.sum())} points are not finite numbers")
+            pts = pts[~bad]
+        outside = ((pts < 0) | (pts > 1)).any(axis=1)
+        if outside.any():
+            report.skip(f"{path.name} class {cls}", f"{int(outside.sum())} points outside [0, 1]")
+            pts = pts[~outside]
+        points[cls] = pts
+    image = arr = None
+    if images_dir is not None:
+        image = _find_image(Path(images_dir), path.stem)
+        if image is None:
+            report.skip(path.name, f"no image {path.stem}.* in {images_dir}")
+            return None
+        try:
+            arr = loader.load(image)
+        except ImageError as exc:
+            report.skip(path.name, f"image: {exc}")
+            return None
+        if arr.shape[:2] != (height, width):
+            report.skip(path.name, f"image is {arr.shape[1]}x{arr.shape[0]}, not {width}x{height}")
+            return None
+    return points, image, arr
+
+
 def brecahad_to_dataset(
     json_paths: list[str | Path] | str | Path,
     out_dir: str | Path,
@@ -314,8 +382,13 @@ def brecahad_to_dataset(
     """
     if kind not in ("detect", "segment"):
         raise ValueError(f"kind must be detect or segment, not {kind!r}")
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if width <= 0 or height <= 0 or width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"image size must be positive and at most {MAX_IMAGE_PIXELS} pixels, got {width}x{height}"
+        )
+    for option, value in (("box_size", box_size), ("radius", radius)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{option} must be a positive number, got {value}")
     paths = [Path(p) for p in ([json_paths] if isinstance(json_paths, str | Path) else json_paths)]
     classes = list(classes or BRECAHAD_CLASSES)
     report = ConversionReport()
@@ -324,36 +397,18 @@ def brecahad_to_dataset(
     with writer.publishing(report, val_fraction=val_fraction if split is None else None, seed=seed):
         for path in paths:
             try:
-                points = load_brecahad(path)
-            except ValueError as exc:
-                report.skip(path.name, str(exc).split(": ", 1)[-1])
+                item = _prepare_brecahad(path, classes, width, height, images_dir, loader, report)
+            except Exception as exc:  # unforeseen input: this file is skipped, never the batch
+                logger.warning("%s: cannot be converted", path.name, exc_info=True)
+                report.skip(path.name, f"cannot be converted ({type(exc).__name__}: {exc})")
                 continue
-            for cls, pts in points.items():
-                if cls not in classes and len(pts):
-                    report.skip(
-                        f"{path.name} class {cls}",
-                        f"class '{cls}' is not one of the classes ({len(pts)} points)",
-                    )
-                outside = ((pts < 0) | (pts > 1)).any(axis=1)
-                if outside.any():
-                    report.skip(f"{path.name} class {cls}", f"{int(outside.sum())} points outside [0, 1]")
-                    points[cls] = pts[~outside]
+            if item is None:
+                continue
+            points, image, arr = item
             stem = writer.unique_stem(path.stem)
             group = group_of(stem, CASE_REGEX)
             s = split or assign_split(group, group_regex=r"(.+)", val_fraction=val_fraction, seed=seed)
-            if images_dir is not None:
-                image = _find_image(Path(images_dir), path.stem)
-                if image is None:
-                    report.skip(path.name, f"no image {path.stem}.* in {images_dir}")
-                    continue
-                try:
-                    arr = loader.load(image)
-                except ImageError as exc:
-                    report.skip(path.name, f"image: {exc}")
-                    continue
-                if arr.shape[:2] != (height, width):
-                    report.skip(path.name, f"image is {arr.shape[1]}x{arr.shape[0]}, not {width}x{height}")
-                    continue
+            if arr is not None:
                 writer.write_image(
                     s,
                     stem,

@@ -22,7 +22,7 @@ from converters.rle import rle_to_mask
 
 REGION_TAGS = {
     "detect": ("RectangleLabels", "PolygonLabels"),
-    "obb": ("RectangleLabels",),
+    "obb": ("RectangleLabels", "PolygonLabels"),
     "yolo-segment": ("PolygonLabels", "BrushLabels"),
     "segment": ("BrushLabels", "PolygonLabels"),
     "classify": ("Choices",),
@@ -42,8 +42,40 @@ TAG_OF_TYPE = {
 }
 
 
+MAX_IMAGE_PIXELS = 16384 * 16384
+"""The largest image (width x height) a result may say it was drawn on (``converters.images``' default)."""
+
+
 class RegionError(ValueError):
     """A result that cannot be converted; the message says why."""
+
+
+def finite_number(value: object) -> float | None:
+    """``value`` as a float when it is a real, finite number (not a bool, not a string), else None.
+
+    >>> finite_number(3), finite_number(2.5), finite_number(float("nan")), finite_number(10**400)
+    (3.0, 2.5, None, None)
+    >>> finite_number(True), finite_number("1")
+    (None, None)
+    """
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def short(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters (for messages about arbitrary input)."""
+    try:
+        text = repr(value)
+    except Exception:  # e.g. an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -99,45 +131,86 @@ class LabelConfig:
         tag = self.tags.get(from_name)
         return tag is not None and tag[0] == TAG_OF_TYPE.get(result_type)
 
-    def learn(self, kind: str, results: list[dict]) -> None:
-        """For an inferred config: add the labels these results use (in order of appearance)."""
+    def learn(self, kind: str, results: object) -> None:
+        """For an inferred config: add the labels these results use (in order of appearance).
+
+        Anything malformed (a result that is not an object, a label that is not a string...) is passed
+        over here; the conversion reports it.
+        """
+        if not isinstance(results, list):
+            return
         for r in results:
-            rtype = str(r.get("type", "")).lower()
+            if not isinstance(r, dict) or not isinstance(r.get("type"), str):
+                continue
+            rtype = r["type"].lower()
             tag_type = TAG_OF_TYPE.get(rtype)
             if tag_type not in REGION_TAGS[kind]:
                 continue
             name = r.get("from_name", rtype)
+            value = r.get("value")
+            if (
+                not isinstance(name, str)
+                or not isinstance(value, dict)
+                or not isinstance(value.get(rtype), list)
+            ):
+                continue
             labels = self.tags.setdefault(name, (tag_type, []))[1]
-            for label in (r.get("value") or {}).get(rtype, []) or []:
+            for label in value[rtype]:
                 if isinstance(label, str) and label not in labels:
                     labels.append(label)
 
+    def why_not_a_class(self, label: str, kind: str) -> str:
+        """Why ``label`` is not one of the classes of a ``kind`` dataset (for a skip reason)."""
+        for name, (tag_type, labels) in self.tags.items():
+            if label in labels:
+                wanted = " or ".join(REGION_TAGS[kind])
+                return f"label '{label}' is a label of '{name}' ({tag_type}), not of a {wanted} tag"
+        return f"label '{label}' is not in the label config"
+
 
 def image_size_of(result: dict) -> tuple[int, int] | None:
+    """The (width, height) a result was drawn on; None when absent. ``RegionError`` when it is there but
+    not a usable size (not finite, under 1 px, or more than :data:`MAX_IMAGE_PIXELS`)."""
     w, h = result.get("original_width"), result.get("original_height")
-    if isinstance(w, int | float) and isinstance(h, int | float) and w > 0 and h > 0:
-        return int(w), int(h)
-    return None
+    if w is None or h is None:
+        return None
+    fw, fh = finite_number(w), finite_number(h)
+    if fw is None or fh is None or fw < 1 or fh < 1 or fw * fh > MAX_IMAGE_PIXELS:
+        raise RegionError(f"original_width/original_height {short(w)} x {short(h)} is not an image size")
+    return int(fw), int(fh)
 
 
-def _num(value: dict, key: str) -> float:
+def number(value: dict, key: str) -> float:
+    """``value[key]`` as a finite float; ``RegionError`` naming the key when it is missing or not one."""
     v = value.get(key)
-    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-        raise RegionError(f"'{key}' is missing or not a number ({v!r})")
-    return float(v)
+    f = finite_number(v)
+    if f is None:
+        what = "missing" if v is None else "not a finite number"
+        raise RegionError(f"'{key}' is {what} ({short(v)})")
+    return f
+
+
+def rotation_of(value: dict) -> float:
+    """A rectangle's ``rotation`` in degrees (0 when absent); ``RegionError`` when it is not a finite number."""
+    r = value.get("rotation")
+    return 0.0 if r is None else number(value, "rotation")
 
 
 def rect_corners(value: dict, width: float, height: float) -> np.ndarray:
     """The 4 corners (4, 2) in pixels, in Label Studio's order: top-left, top-right, bottom-right, bottom-left."""
-    x, y = _num(value, "x") / 100 * width, _num(value, "y") / 100 * height
-    w, h = _num(value, "width") / 100 * width, _num(value, "height") / 100 * height
+    x, y = number(value, "x") / 100 * width, number(value, "y") / 100 * height
+    w, h = number(value, "width") / 100 * width, number(value, "height") / 100 * height
     if w <= 0 or h <= 0:
         raise RegionError(f"zero-area rectangle ({w:.3g}x{h:.3g} px)")
-    r = math.radians(float(value.get("rotation") or 0.0))
+    r = math.radians(rotation_of(value))
     c, s = math.cos(r), math.sin(r)
-    return np.array(
-        [[x, y], [x + w * c, y + w * s], [x + w * c - h * s, y + w * s + h * c], [x - h * s, y + h * c]]
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        corners = np.array(
+            [[x, y], [x + w * c, y + w * s], [x + w * c - h * s, y + w * s + h * c], [x - h * s, y + h * c]]
+        )
+    if not np.isfinite(corners).all():
+        raise RegionError("rectangle coordinates are too large to be finite in pixels")
+    return corners
 
 
 def rect_xyxy(value: dict, width: float, height: float) -> np.ndarray:
@@ -151,13 +224,17 @@ def polygon_points(value: dict, width: float, height: float) -> np.ndarray:
     pts = value.get("points")
     try:
         arr = np.asarray(pts, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise RegionError("polygon points are not numbers") from None
+    except (TypeError, ValueError, OverflowError):
+        raise RegionError("polygon points are not finite numbers") from None
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) < 3:
         raise RegionError(f"a polygon needs at least 3 (x, y) points, got {np.shape(pts)}")
     if not np.isfinite(arr).all():
-        raise RegionError("polygon points are not finite")
-    return arr / 100 * np.array([width, height])
+        raise RegionError("polygon points are not finite numbers")
+    with np.errstate(over="ignore"):
+        px = arr / 100 * np.array([width, height])
+    if not np.isfinite(px).all():
+        raise RegionError("polygon points are not finite numbers (too large)")
+    return px
 
 
 def clip_xyxy(box: np.ndarray, width: float, height: float) -> tuple[np.ndarray, bool]:
@@ -192,9 +269,14 @@ def polygon_window(points_px: np.ndarray, height: int, width: int) -> tuple[slic
     y1 = min(int(np.ceil(pts[:, 1].max())), int(height))
     if x1 <= x0 or y1 <= y0:
         return None
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    centres = np.column_stack([xx.ravel() + 0.5, yy.ravel() + 0.5])
-    inside = MplPath(pts).contains_points(centres).reshape(yy.shape)
+    path = MplPath(pts)
+    inside = np.empty((y1 - y0, x1 - x0), bool)
+    xs = np.arange(x0, x1) + 0.5
+    step = max(1, (1 << 20) // (x1 - x0))  # rows per block: bounded memory for image-sized polygons
+    for r0 in range(y0, y1, step):
+        r1 = min(r0 + step, y1)
+        centres = np.column_stack([np.tile(xs, r1 - r0), np.repeat(np.arange(r0, r1) + 0.5, x1 - x0)])
+        inside[r0 - y0 : r1 - y0] = path.contains_points(centres).reshape(r1 - r0, x1 - x0)
     return slice(y0, y1), slice(x0, x1), inside
 
 

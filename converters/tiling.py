@@ -8,17 +8,27 @@ stepping by ``tile - overlap``, the last row/column flush with the border so the
 [(0, 0, 512, 512), (448, 0, 960, 512), (488, 0, 1000, 512), (0, 448, 512, 960), (448, 448, 960, 960), (488, 448, 1000, 960), (0, 488, 512, 1000), (448, 488, 960, 1000), (488, 488, 1000, 1000)]
 >>> tile_windows(300, 200, 512, 64)
 [(0, 0, 200, 300)]
+
+**Bad input**: a damaged source dataset (a manifest item that is not an object or names no file, an
+image that does not decode, a label file that is not UTF-8 or has a line that is not finite numbers or
+names a class the dataset does not have, a mask that is missing, unreadable or not the image's size) skips
+that item with the reason; the rest is tiled.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
+import math
 from pathlib import Path
 
 import numpy as np
 
-from converters.layout import DatasetLayout
+from converters.layout import SPLITS, DatasetLayout
 from converters.report import ConversionReport
+
+logger = logging.getLogger(__name__)
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:
@@ -98,14 +108,150 @@ def tile_image(image: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarr
     return image[y0:y1, x0:x1]
 
 
-def _read_yolo(path: Path) -> list[tuple[int, np.ndarray]]:
+def read_labels(path: Path, kind: str, n_classes: int) -> list[tuple[int, np.ndarray]]:
+    """The (class id, values) of a dataset's YOLO label file (none when it does not exist); ``ValueError``
+    naming the line when one is not a class id in range followed by finite numbers of the kind's count."""
+    from converters.inputs import InputError, read_text
+
+    if not path.is_file():
+        return []
+    try:
+        text = read_text(path)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
     out = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 5:
-                out.append((int(parts[0]), np.array([float(v) for v in parts[1:]])))
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            cid = int(parts[0])
+            values = [float(v) for v in parts[1:]]
+        except ValueError:
+            raise ValueError(f"line {n}: not a YOLO line") from None
+        bad = next((t for t, v in zip(parts[1:], values, strict=True) if not math.isfinite(v)), None)
+        if bad is not None:
+            raise ValueError(f"line {n}: not a finite number: {bad[:20]!r}")
+        if not 0 <= cid < n_classes:
+            raise ValueError(f"line {n}: class id {cid} is not one of the {n_classes} classes")
+        if len(values) != 4 if kind == "detect" else (len(values) < 6 or len(values) % 2):
+            raise ValueError(f"line {n}: {len(values)} values, not a {kind} label")
+        out.append((cid, np.array(values)))
     return out
+
+
+def _item_problem(item: object) -> str | None:
+    """What is wrong with a manifest item (None when it names a stem and a split)."""
+    if not isinstance(item, dict):
+        return "not an object"
+    stem, split = item.get("stem"), item.get("split")
+    if not isinstance(stem, str) or not isinstance(split, str):
+        return "no stem/split"
+    if split not in SPLITS:
+        return f"split {split[:40]!r} is not {', '.join(SPLITS[:-1])} or {SPLITS[-1]}"
+    if stem in ("", ".", "..") or any(c in stem for c in "/\\\0"):
+        return f"stem {stem[:80]!r} is not a file name"
+    return None
+
+
+def _read_manifest(src: Path) -> tuple[str, list[str], list]:
+    try:
+        manifest = json.loads(DatasetLayout(src).manifest.read_text())
+        kind, classes, items = manifest["kind"], manifest["classes"], manifest["items"]
+    except RecursionError:
+        raise ValueError(f"{src}: not a histoloop dataset (manifest.json nested too deeply)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{src}: not a histoloop dataset (manifest.json: {exc})") from None
+    if (
+        not isinstance(classes, list)
+        or not all(isinstance(c, str) for c in classes)
+        or not isinstance(items, list)
+    ):
+        raise ValueError(f"{src}: not a histoloop dataset (manifest.json: classes or items are not lists)")
+    if kind not in ("detect", "yolo-segment", "segment"):
+        raise ValueError(f"{src}: tiling supports detect, yolo-segment and segment datasets, not {kind!r}")
+    return kind, classes, items
+
+
+def _tile_lines(kind, labels, win, w, h, min_visible) -> list[str]:
+    from converters.dataset import format_line
+
+    x0, y0, x1, y1 = win
+    tw, th = x1 - x0, y1 - y0
+    lines = []
+    for cid, v in labels:
+        if kind == "detect":
+            box = np.array(
+                [(v[0] - v[2] / 2) * w, (v[1] - v[3] / 2) * h, (v[0] + v[2] / 2) * w, (v[1] + v[3] / 2) * h]
+            )
+            kept, _ = clip_boxes(box[None], win, min_visible)
+            for bx0, by0, bx1, by1 in kept:
+                lines.append(
+                    format_line(
+                        cid, ((bx0 + bx1) / 2 / tw, (by0 + by1) / 2 / th, (bx1 - bx0) / tw, (by1 - by0) / th)
+                    )
+                )
+        else:
+            poly = clip_polygon(v.reshape(-1, 2) * [w, h], win)
+            if len(poly):
+                lines.append(format_line(cid, np.clip(poly / [tw, th], 0, 1).ravel()))
+    return lines
+
+
+def _prepare_tiles(src, item, kind, classes, tile, overlap, min_visible, loader, report):
+    """(image, [(window, lines or mask tile)]) of one manifest item, checked; None when it is skipped."""
+    from PIL import Image
+
+    from converters.images import ImageError
+
+    split, stem = item["split"], item["stem"]
+    layout = DatasetLayout(src)
+    images = sorted(layout.images(split).glob(f"{glob.escape(stem)}.*"))
+    if not images:
+        report.skip(stem, f"image images/{split}/{stem}.* not found")
+        return None
+    try:
+        image = loader.load(images[0])
+    except ImageError as exc:
+        report.skip(stem, str(exc))
+        return None
+    h, w = image.shape[:2]
+    tiles = []
+    if kind == "segment":
+        path = layout.mask(split, stem)
+        rel = path.relative_to(src).as_posix()
+        try:
+            with Image.open(path) as im:
+                mask = np.asarray(im)
+        except FileNotFoundError:
+            report.skip(stem, f"mask {rel} not found")
+            return None
+        except Exception as exc:  # PIL raises many types for corrupt files
+            report.skip(stem, f"mask {rel} is not a readable image ({type(exc).__name__}: {exc})")
+            return None
+        if mask.ndim != 2 or mask.shape != (h, w):
+            shape = "x".join(str(d) for d in mask.shape[1::-1]) if mask.ndim >= 2 else str(mask.shape)
+            report.skip(stem, f"mask is {shape}, the image {w}x{h}")
+            return None
+        if mask.dtype.kind not in "ub" or int(mask.max(initial=0)) > len(classes):
+            report.skip(
+                stem,
+                f"mask holds class index {int(mask.max(initial=0))}, more than the {len(classes)} classes",
+            )
+            return None
+        for win in tile_windows(h, w, tile, overlap):
+            tiles.append((win, np.ascontiguousarray(tile_image(mask, win))))
+    else:
+        rel = layout.label(split, stem).relative_to(src).as_posix()
+        try:
+            labels = read_labels(layout.label(split, stem), kind, len(classes))
+        except ValueError as exc:
+            sep = " " if str(exc).startswith("line ") else ": "
+            report.skip(stem, f"{rel}{sep}{exc}")
+            return None
+        for win in tile_windows(h, w, tile, overlap):
+            tiles.append((win, _tile_lines(kind, labels, win, w, h, min_visible)))
+    return image, tiles
 
 
 def tile_dataset(
@@ -124,79 +270,47 @@ def tile_dataset(
     clipped (and dropped when nothing remains); masks are cropped. A tile keeps its source item's split and
     group, so patient-level splits survive. Tiles are named ``<stem>_x<x0>_y<y0>``.
     """
-    from PIL import Image
     from tqdm import tqdm
 
-    from converters.dataset import DatasetWriter, format_line
-    from converters.images import ImageError, ImageLoader
+    from converters.dataset import DatasetWriter
+    from converters.images import ImageLoader
 
     src = Path(src)
     report = ConversionReport()
-    try:
-        manifest = json.loads(DatasetLayout(src).manifest.read_text())
-        kind, classes = manifest["kind"], manifest["classes"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{src}: not a histoloop dataset (manifest.json: {exc})") from None
-    if kind not in ("detect", "yolo-segment", "segment"):
-        raise ValueError(f"{src}: tiling supports detect, yolo-segment and segment datasets, not {kind}")
+    kind, classes, items = _read_manifest(src)
+    if not items:
+        report.skip(str(src), "the dataset has no items (manifest.json)")
+        return report
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
     with writer.publishing(report):
-        for item in tqdm(manifest["items"], desc="tile", unit="image", disable=not progress, leave=False):
-            split, stem = item["split"], item["stem"]
-            images = sorted(DatasetLayout(src).images(split).glob(f"{stem}.*"))
-            if not images:
-                report.skip(stem, f"image images/{split}/{stem}.* not found")
+        for n, item in enumerate(tqdm(items, desc="tile", unit="image", disable=not progress, leave=False)):
+            problem = _item_problem(item)
+            if problem:
+                report.skip(f"manifest.json item {n}", problem)
                 continue
             try:
-                image = loader.load(images[0])
-            except ImageError as exc:
-                report.skip(stem, str(exc))
+                prepared = _prepare_tiles(
+                    src, item, kind, classes, tile, overlap, min_visible, loader, report
+                )
+            except Exception as exc:  # unforeseen input: this item is skipped, never the batch
+                logger.warning("%s: cannot be tiled", item["stem"], exc_info=True)
+                report.skip(item["stem"], f"cannot be tiled ({type(exc).__name__}: {exc})")
                 continue
-            h, w = image.shape[:2]
-            if kind == "segment":
-                mask = np.asarray(Image.open(DatasetLayout(src).mask(split, stem)))
-            else:
-                labels = _read_yolo(DatasetLayout(src).label(split, stem))
-            for win in tile_windows(h, w, tile, overlap):
-                x0, y0, x1, y1 = win
-                tw, th = x1 - x0, y1 - y0
+            if prepared is None:
+                continue
+            image, tiles = prepared
+            split, stem = item["split"], item["stem"]
+            for win, labels in tiles:
+                x0, y0 = win[0], win[1]
                 tstem = writer.unique_stem(f"{stem}_x{x0}_y{y0}")
                 writer.write_image(split, tstem, array=np.ascontiguousarray(tile_image(image, win)))
-                n = 0
+                n_regions = 0
                 if kind == "segment":
-                    writer.write_mask(split, tstem, np.ascontiguousarray(tile_image(mask, win)))
+                    writer.write_mask(split, tstem, labels)
                 else:
-                    lines = []
-                    for cid, v in labels:
-                        if kind == "detect":
-                            box = np.array(
-                                [
-                                    (v[0] - v[2] / 2) * w,
-                                    (v[1] - v[3] / 2) * h,
-                                    (v[0] + v[2] / 2) * w,
-                                    (v[1] + v[3] / 2) * h,
-                                ]
-                            )
-                            kept, _ = clip_boxes(box[None], win, min_visible)
-                            for bx0, by0, bx1, by1 in kept:
-                                lines.append(
-                                    format_line(
-                                        cid,
-                                        (
-                                            (bx0 + bx1) / 2 / tw,
-                                            (by0 + by1) / 2 / th,
-                                            (bx1 - bx0) / tw,
-                                            (by1 - by0) / th,
-                                        ),
-                                    )
-                                )
-                        else:
-                            poly = clip_polygon(v.reshape(-1, 2) * [w, h], win)
-                            if len(poly):
-                                lines.append(format_line(cid, (poly / [tw, th]).ravel()))
-                    n = len(lines)
-                    writer.write_labels(split, tstem, lines)
+                    n_regions = len(labels)
+                    writer.write_labels(split, tstem, labels)
                 writer.add_item(
                     tstem,
                     split,
@@ -207,5 +321,5 @@ def tile_dataset(
                     window=list(win),
                     **({"mpp": item["mpp"]} if "mpp" in item else {}),  # tiles keep their field's resolution
                 )
-                report.add_converted(regions=n)
+                report.add_converted(regions=n_regions)
     return report

@@ -2,7 +2,9 @@
 
 Every command prints a summary (converted / skipped with reasons) and exits 0 when something usable was
 written, 1 when nothing was (or, with ``--strict``, when anything was skipped). Bad data never prints a
-traceback.
+traceback: a bad item is a skipped item with its reason; an input that is not what the command reads at
+all (an export that is not JSON, a dataset without its manifest) and a file system error (an output
+folder that cannot be written) are one message and exit 1.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _finish(report, strict: bool, as_json: bool) -> None:
                 markup=False,
             )
     if not report.ok:
-        click.echo("nothing usable was produced", err=True)
+        why = "" if report.skipped else " (no input items found)"
+        click.echo(f"nothing usable was produced{why}", err=True)
         sys.exit(1)
     if strict and report.skipped:
         click.echo(f"--strict: {len(report.skipped)} items or regions were skipped", err=True)
@@ -56,6 +59,9 @@ def _run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except ValueError as exc:  # bad input files: a message, not a traceback
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. an output folder that cannot be written, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
 common_split = [

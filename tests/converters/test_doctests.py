@@ -10,7 +10,7 @@ import pytest
 
 MODULES = [
     "rle", "images", "predictions", "labelstudio", "regions", "pathology", "split", "tiling", "report",
-    "slides", "pyramid", "geojson",
+    "slides", "pyramid", "geojson", "inputs", "dataset",
 ]  # fmt: skip
 
 

@@ -44,6 +44,10 @@ def class_folder(name: str) -> str:
     return name if ok else safe_stem(name)
 
 
+MIN_EXTENT = 1e-6
+"""The smallest width/height (normalised) a written box or polygon may have: what 6 decimals can say."""
+
+
 class LabelValueError(ValueError):
     """A YOLO label coordinate that is not a finite number in [0, 1]: such a line is never written."""
 
@@ -66,6 +70,31 @@ def format_line(class_id: int, coords) -> str:
             raise LabelValueError(f"coordinate {f:.6g} is not a finite number in [0, 1]")
         out.append("0.000000" if f <= 0.0 else "1.000000" if f >= 1.0 else f"{f:.6f}")
     return f"{class_id} " + " ".join(out)
+
+
+def box_line(class_id: int, x0: float, y0: float, x1: float, y1: float, width: float, height: float) -> str:
+    """The YOLO detect line (centre, size, normalised) of a pixel box already inside the image; a box
+    narrower or lower than :data:`MIN_EXTENT` of the image raises :class:`LabelValueError`.
+
+    >>> box_line(0, 10, 20, 30, 60, 100, 100)
+    '0 0.200000 0.400000 0.200000 0.400000'
+    """
+    w, h = (x1 - x0) / width, (y1 - y0) / height
+    if not (w >= MIN_EXTENT and h >= MIN_EXTENT):
+        raise LabelValueError(f"box of {w:.3g} x {h:.3g} of the image is too small to write")
+    return format_line(class_id, ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, w, h))
+
+
+def points_line(class_id: int, points) -> str:
+    """The YOLO polygon/OBB line of normalised points (K, 2); ``LabelValueError`` when they span less than
+    :data:`MIN_EXTENT` in x or y (a line or a point, once written)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    extent = pts.max(0) - pts.min(0) if len(pts) else np.zeros(2)
+    if not (extent >= MIN_EXTENT).all():
+        raise LabelValueError(
+            f"shape of {extent[0]:.3g} x {extent[1]:.3g} of the image is too small to write"
+        )
+    return format_line(class_id, pts.ravel())
 
 
 class DatasetWriter:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.dataset import DatasetWriter, format_line
+from converters.dataset import MIN_EXTENT, DatasetWriter, box_line
 from converters.images import ImageError
 from converters.inputs import COPY_FORMATS, InputError, read_text, verify_image
 from converters.predictions import boxes_to_results
@@ -244,7 +244,8 @@ def _checked_boxes(item: LabelImgItem, report: ConversionReport) -> list[tuple[s
             report.skip(f"{item.source} box {n}", "a coordinate is not a finite number")
             continue
         clipped = np.clip(raw, 0, [item.width, item.height, item.width, item.height])
-        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        w, h = (clipped[2] - clipped[0]) / item.width, (clipped[3] - clipped[1]) / item.height
+        if not (w >= MIN_EXTENT and h >= MIN_EXTENT):
             report.skip(f"{item.source} box {n}", "zero-area box (or outside the image)")
             continue
         if not np.array_equal(clipped, raw):
@@ -260,10 +261,7 @@ def _yolo_lines(it: LabelImgItem, index: dict[str, int], report: ConversionRepor
         if label not in index:
             report.skip(f"{it.source} box {n}", f"label '{label}' is not one of the classes")
             continue
-        w, h = it.width, it.height
-        lines.append(
-            format_line(index[label], ((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h))
-        )
+        lines.append(box_line(index[label], x0, y0, x1, y1, it.width, it.height))
     if (it.boxes or it.dropped) and not lines:  # an empty label file would say "nothing here"
         report.skip(it.source, f"none of its {len(it.boxes) + it.dropped} boxes could be converted")
         return None

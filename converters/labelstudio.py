@@ -361,9 +361,12 @@ def export_to_dataset(
     return report
 
 
-def _read_image(it: ExportItem, kind: str, images: ImageLoader) -> tuple[Path | None, bytes | None, str, Any]:
-    """(local source, fetched bytes, name, decoded array or None) of an item's image, checked: an image
-    that is copied as it is must verify; anything else is decoded. Raises ImageError."""
+def _read_image(
+    it: ExportItem, kind: str, images: ImageLoader
+) -> tuple[Path | None, bytes | None, str, Any, tuple[int, int]]:
+    """(local source, fetched bytes, name, decoded array or None, (width, height)) of an item's image,
+    checked: every image is verified, one copied as it is only then; anything else is decoded. Raises
+    ImageError."""
     url = it.url
     try:
         source = images.local_path(url)
@@ -376,9 +379,10 @@ def _read_image(it: ExportItem, kind: str, images: ImageLoader) -> tuple[Path | 
             data, name = images.read_bytes(url)
         info = verify_image(source, data=data, name=url, max_pixels=images.max_pixels)
         if kind != "segment" and Path(name).suffix.lower() in COPY_SUFFIXES and info.format in COPY_FORMATS:
-            return source, data, name, None
+            return source, data, name, None, (info.width, info.height)
         raw = data if data is not None else source.read_bytes()  # type: ignore[union-attr]
-        return None, None, name, images.decode(raw, name, url)
+        array = images.decode(raw, name, url)
+        return None, None, name, array, (array.shape[1], array.shape[0])
     except ImageError:
         raise
     except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a symlink loop, a bad URL...
@@ -418,12 +422,10 @@ def _convert_item(
     size = None
     if images is not None:
         try:
-            source, data, name, array = _read_image(it, kind, images)
+            source, data, name, array, size = _read_image(it, kind, images)
         except ImageError as exc:
             report.skip(where, f"image: {exc}")
             return
-        if array is not None:
-            size = (array.shape[1], array.shape[0])
     try:
         out = convert_regions(results, kind, config, classes, size, where, report)  # type: ignore[arg-type]
     except Exception as exc:  # unforeseen input: this item is skipped, never the batch

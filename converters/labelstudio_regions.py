@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from converters.dataset import LabelValueError, format_line
+from converters.dataset import MIN_EXTENT, LabelValueError, box_line, format_line, points_line
 from converters.regions import (
     LabelConfig,
     RegionError,
@@ -67,12 +67,12 @@ def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: boo
     if rtype == "rectanglelabels" and not obb and not value.get("rotation"):
         # unrotated: straight from percent (no image size needed), as label_studio_sdk computes it
         x, y, w, h = (number(value, k) for k in ("x", "y", "width", "height"))
-        if w <= 0 or h <= 0:
+        if not (w >= MIN_PERCENT and h >= MIN_PERCENT):
             raise RegionError(f"zero-area rectangle ({w:.3g}% x {h:.3g}%)")
         if x >= 0 and y >= 0 and x + w <= 100 and y + h <= 100:
             return f"{cid} {(x + w / 2) / 100:.6f} {(y + h / 2) / 100:.6f} {w / 100:.6f} {h / 100:.6f}"
         x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, 100.0), min(y + h, 100.0)
-        if x1 <= x0 or y1 <= y0:
+        if not (x1 - x0 >= MIN_PERCENT and y1 - y0 >= MIN_PERCENT):
             raise RegionError("rectangle lies outside the image")
         warn("rectangle clipped to the image")
         return format_line(cid, ((x0 + x1) / 200, (y0 + y1) / 200, (x1 - x0) / 100, (y1 - y0) / 100))
@@ -96,7 +96,7 @@ def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: boo
             raise RegionError("oriented box lies outside the image or has zero area")
         if np.abs(clipped - corners).max() > 1e-6:
             warn("oriented box clipped to the image")
-        return format_line(cid, (clipped / [W, H]).ravel())
+        return points_line(cid, clipped / [W, H])
     box = np.concatenate([corners.min(0), corners.max(0)])
     clipped = np.clip(box, 0, [W, H, W, H])
     if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
@@ -104,7 +104,7 @@ def _detect_line(rtype: str, value: dict, result: dict, cid: int, size, obb: boo
     if np.abs(clipped - box).max() > 1e-9:
         warn("box clipped to the image")
     x0, y0, x1, y1 = clipped
-    return format_line(cid, ((x0 + x1) / 2 / W, (y0 + y1) / 2 / H, (x1 - x0) / W, (y1 - y0) / H))
+    return box_line(cid, x0, y0, x1, y1, W, H)
 
 
 def _area(points: np.ndarray) -> float:
@@ -139,17 +139,19 @@ def _segment_lines(rtype: str, value: dict, result: dict, cid: int, size, warn) 
             warn("polygon vertices clipped to the image")
         elif _area(pts) <= 0:
             raise RegionError("zero-area polygon (its points are on one line)")
-        return [format_line(cid, pts.ravel())]
+        return [points_line(cid, pts)]
     from converters.predictions import mask_to_polygons
 
     W, H = _size(result, size)
     polys = mask_to_polygons(brush_mask(value, W, H), min_area=1.0, tolerance=0.5)
     if not polys:
         raise RegionError("brush region is empty")
-    return [format_line(cid, np.clip(p / [W, H], 0, 1).ravel()) for p in polys]
+    return [points_line(cid, np.clip(p / [W, H], 0, 1)) for p in polys]
 
 
 _NUMBER = (float, int)
+MIN_PERCENT = MIN_EXTENT * 100
+"""The smallest rectangle side (percent of the image) written: 1e-6 of the image, what 6 decimals say."""
 
 
 def _plain_rectangles(results: list, accepted, index: dict[str, int]) -> list[str] | None:
@@ -180,7 +182,14 @@ def _plain_rectangles(results: list, accepted, index: dict[str, int]) -> list[st
             or type(y) not in _NUMBER
             or type(w) not in _NUMBER
             or type(h) not in _NUMBER
-            or not (w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 100 and y + h <= 100)
+            or not (  # each bounded first: a huge int never meets a float in an addition (OverflowError)
+                MIN_PERCENT <= w <= 100
+                and MIN_PERCENT <= h <= 100
+                and 0 <= x <= 100
+                and 0 <= y <= 100
+                and x + w <= 100
+                and y + h <= 100
+            )
         ):
             return None
         lines.append(f"{cid} {(x + w / 2) / 100:.6f} {(y + h / 2) / 100:.6f} {w / 100:.6f} {h / 100:.6f}")

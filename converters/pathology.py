@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from converters.dataset import DatasetWriter, format_line
+from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError, box_line, points_line
 from converters.images import ImageError, ImageLoader
 from converters.inputs import COPY_FORMATS, verify_image
 from converters.regions import MAX_IMAGE_PIXELS, polygon_window
@@ -227,17 +227,16 @@ def _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report) -> 
         if x1 - x0 <= 0 or y1 - y0 <= 0:
             report.skip(where, "zero area inside the image")
             continue
-        usable.append(r)
         cid = index[r.label]
-        if kind == "detect":
-            lines.append(
-                format_line(
-                    cid,
-                    ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height),
-                )
-            )
-        elif kind == "yolo-segment":
-            lines.append(format_line(cid, (pts / [width, height]).ravel()))
+        try:
+            if kind == "detect":
+                lines.append(box_line(cid, x0, y0, x1, y1, width, height))
+            elif kind == "yolo-segment":
+                lines.append(points_line(cid, pts / [width, height]))
+        except LabelValueError as exc:
+            report.skip(where, str(exc))
+            continue
+        usable.append(r)
     if clipped:
         report.warn(xml.name, f"{clipped} regions had vertices outside the {width}x{height} image (clipped)")
     if regions and not usable:
@@ -301,7 +300,7 @@ def points_to_boxes(
         for x, y in points.get(cls, np.zeros((0, 2))).tolist():
             cx, cy = x * width, y * height
             box = (max(cx - half, 0.0), max(cy - half, 0.0), min(cx + half, width), min(cy + half, height))
-            if box[2] > box[0] and box[3] > box[1]:
+            if (box[2] - box[0]) / width >= MIN_EXTENT and (box[3] - box[1]) / height >= MIN_EXTENT:
                 out.append((cid, *box))
     return out
 
@@ -420,20 +419,7 @@ def brecahad_to_dataset(
             if kind == "detect":
                 boxes = points_to_boxes(points, classes, width, height, box_size)
                 writer.write_labels(
-                    s,
-                    stem,
-                    [
-                        format_line(
-                            c,
-                            (
-                                (x0 + x1) / 2 / width,
-                                (y0 + y1) / 2 / height,
-                                (x1 - x0) / width,
-                                (y1 - y0) / height,
-                            ),
-                        )
-                        for c, x0, y0, x1, y1 in boxes
-                    ],
+                    s, stem, [box_line(c, x0, y0, x1, y1, width, height) for c, x0, y0, x1, y1 in boxes]
                 )
             else:
                 writer.write_mask(s, stem, points_to_mask(points, classes, width, height, radius))

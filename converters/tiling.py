@@ -174,27 +174,32 @@ def _read_manifest(src: Path) -> tuple[str, list[str], list]:
 
 
 def _tile_lines(kind, labels, win, w, h, min_visible) -> list[str]:
-    from converters.dataset import format_line
+    """The labels of one tile window; a box or polygon left smaller than a written line can say is dropped."""
+    from converters.dataset import LabelValueError, box_line, points_line
 
     x0, y0, x1, y1 = win
     tw, th = x1 - x0, y1 - y0
     lines = []
     for cid, v in labels:
-        if kind == "detect":
-            box = np.array(
-                [(v[0] - v[2] / 2) * w, (v[1] - v[3] / 2) * h, (v[0] + v[2] / 2) * w, (v[1] + v[3] / 2) * h]
-            )
-            kept, _ = clip_boxes(box[None], win, min_visible)
-            for bx0, by0, bx1, by1 in kept:
-                lines.append(
-                    format_line(
-                        cid, ((bx0 + bx1) / 2 / tw, (by0 + by1) / 2 / th, (bx1 - bx0) / tw, (by1 - by0) / th)
-                    )
+        try:
+            if kind == "detect":
+                box = np.array(
+                    [
+                        (v[0] - v[2] / 2) * w,
+                        (v[1] - v[3] / 2) * h,
+                        (v[0] + v[2] / 2) * w,
+                        (v[1] + v[3] / 2) * h,
+                    ]
                 )
-        else:
-            poly = clip_polygon(v.reshape(-1, 2) * [w, h], win)
-            if len(poly):
-                lines.append(format_line(cid, np.clip(poly / [tw, th], 0, 1).ravel()))
+                kept, _ = clip_boxes(box[None], win, min_visible)
+                for bx0, by0, bx1, by1 in kept:
+                    lines.append(box_line(cid, bx0, by0, bx1, by1, tw, th))
+            else:
+                poly = clip_polygon(v.reshape(-1, 2) * [w, h], win)
+                if len(poly):
+                    lines.append(points_line(cid, np.clip(poly / [tw, th], 0, 1)))
+        except LabelValueError:
+            continue
     return lines
 
 

@@ -46,10 +46,12 @@ def check_label_file(path: Path, kind: str, n_classes: int) -> int:
             assert len(vals) == 4 and vals[2] > 0 and vals[3] > 0, f"{path}: {ln!r}"
             assert vals[0] - vals[2] / 2 >= -1e-6 and vals[0] + vals[2] / 2 <= 1 + 1e-6, f"{path}: {ln!r}"
             assert vals[1] - vals[3] / 2 >= -1e-6 and vals[1] + vals[3] / 2 <= 1 + 1e-6, f"{path}: {ln!r}"
-        elif kind == "obb":
-            assert len(vals) == 8, f"{path}: {ln!r}"
         else:
-            assert len(vals) >= 6 and len(vals) % 2 == 0, f"{path}: {ln!r}"
+            assert len(vals) == 8 if kind == "obb" else len(vals) >= 6 and len(vals) % 2 == 0, (
+                f"{path}: {ln!r}"
+            )
+            xs, ys = vals[0::2], vals[1::2]
+            assert max(xs) > min(xs) and max(ys) > min(ys), f"{path}: a line or a point: {ln!r}"
     return len(lines)
 
 

@@ -264,6 +264,35 @@ def test_an_annotation_id_cannot_write_outside_the_dataset(tmp_path):
     assert_clean_dataset(tmp_path / "ds" / "out")
 
 
+def rle_bomb(records: int) -> list[int]:
+    """Label Studio RLE whose header claims 2^32 - 1 values and whose ``records`` repeat records of 65536
+    values each would decode to ``records`` x 64 Ki bytes."""
+    header = (0xFFFFFFFF << 21) | (7 << 16) | (2 << 12) | (3 << 8) | (7 << 4) | 15
+    bits = format(header, "053b") + ("1" + "11" + "1" * 16 + "1" * 8) * records
+    bits += "0" * (-len(bits) % 8)
+    return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+
+
+def test_a_brush_claiming_more_pixels_than_the_image_is_refused_before_decoding(tmp_path):
+    import tracemalloc
+
+    brush = {"id": "b", "from_name": "brush", "to_name": "image", "type": "brushlabels",
+             "original_width": 40, "original_height": 30,
+             "value": {"format": "rle", "rle": rle_bomb(4096), "brushlabels": ["tumor"]}}  # fmt: skip
+    tracemalloc.start()
+    try:
+        code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, [task(1, [brush, polygon()])]),
+                                tmp_path / "out", "--to", "masks", "--label-config", CONFIG, "--labels-only")  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0 and report["converted"] == 1, out
+    assert reasons(report)["task 1 (annotation 10) region b"].startswith(
+        "bad RLE: RLE holds 4294967295 values"
+    )
+    assert peak < 64 << 20, f"{peak >> 20} MiB allocated: the RLE was decoded"
+
+
 def test_an_export_with_nothing_in_it_says_so(tmp_path):
     code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, []), tmp_path / "out",
                             "--to", "yolo-detect", "--labels-only")  # fmt: skip
@@ -310,6 +339,11 @@ def labelimg_folder(tmp_path: Path) -> Path:
     (folder / "latin.txt").write_bytes("0 0.5 0.5 0.2 0.2 # \xe9t\xe9\n".encode("latin-1"))
     (folder / "yolo.png").write_bytes(png())
     (folder / "yolo.txt").write_text("0 0.5 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\n0 0.5 0.5 inf 0.2\n")
+    (folder / "laughs.png").write_bytes(png())
+    entities = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10))
+    (folder / "laughs.xml").write_text(
+        f'<?xml version="1.0"?><!DOCTYPE a [{entities}]><annotation>&l9;</annotation>'
+    )
     (folder / "classes.txt").write_text("tumor\n")
     return folder
 
@@ -330,6 +364,7 @@ def test_labelimg_bad_files_are_skipped_and_the_rest_converts(tmp_path):
     assert why["latin.txt"].startswith("not UTF-8 text (byte 0xe9 at offset ")
     assert why["yolo.txt line 2"] == "not a finite number: 'nan'"
     assert why["yolo.txt line 3"] == "not a finite number: 'inf'"
+    assert why["laughs.xml"].startswith("not valid XML (limit on input amplification factor")
     assert_clean_dataset(tmp_path / "out", images=2)
     code, out, report = cli(tmp_path, "labelimg", folder, tmp_path / "tasks.json", "--to", "labelstudio")
     assert code == 0 and report["converted"] == 2, out
@@ -490,7 +525,7 @@ def test_the_command_prints_no_traceback_on_the_corpus(tmp_path):
                           str(tmp_path / "out"), "--to", "yolo"], capture_output=True, text=True, env=env,
                          timeout=120)  # fmt: skip
     assert run.returncode == 0 and "Traceback" not in run.stderr + run.stdout, run.stderr
-    assert "converted 2, skipped 12" in run.stdout and "empty.xml: image empty.png: empty file" in run.stdout
+    assert "converted 2, skipped 13" in run.stdout and "empty.xml: image empty.png: empty file" in run.stdout
     export = tmp_path / "bad.json"
     export.write_text(json.dumps([task(1, [rect(label=["x"])], annotations=5), task(2, [rect()], data=1)]))
     run = subprocess.run([sys.executable, "-m", "histoloop.cli", "convert", "labelstudio", str(export),

@@ -41,7 +41,7 @@ from converters.images import ImageError, ImageLoader
 from converters.inputs import COPY_FORMATS, verify_image
 from converters.labelstudio_regions import convert_regions
 from converters.layout import DATASET_KINDS, DatasetLayout
-from converters.regions import LabelConfig, short
+from converters.regions import LabelConfig, finite_number, short
 from converters.report import ConversionReport
 from converters.split import group_of, split_fraction, split_of_group
 from kernel.labelstudio import check_approval, is_approved, is_submitted
@@ -449,8 +449,9 @@ def _convert_item(
             writer.write_labels(split, stem, out.lines)
     extra = {"image": url}
     mpp = (it.task.get("data") or {}).get("mpp")  # a slide field's resolution (µm/px): the model's, later
-    if isinstance(mpp, int | float) and not isinstance(mpp, bool) and mpp > 0:
-        extra["mpp"] = float(mpp)
+    mpp = finite_number(mpp)
+    if mpp is not None and mpp > 0:
+        extra["mpp"] = mpp
     if kind == "classify":
         extra["class"] = out.cls
     aid = ann.get("id")

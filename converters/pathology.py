@@ -258,7 +258,7 @@ def _write_aperio(it: _AperioItem, kind, classes, writer, report, binary_masks, 
         mask = regions_to_mask(it.usable, classes, it.height, it.width)
         binary = {c: mask == i + 1 for i, c in enumerate(classes)} if binary_masks else None
         writer.write_mask(
-            split, stem, mask, binary, instances=regions_to_instances(usable, classes, height, width)
+            split, stem, mask, binary, instances=regions_to_instances(it.usable, classes, it.height, it.width)
         )
     else:
         writer.write_labels(split, stem, it.lines)

@@ -58,7 +58,7 @@ def check_label_file(path: Path, kind: str, n_classes: int) -> int:
 def assert_clean_dataset(root: Path, images: int | None = None) -> None:
     """Assert that the dataset at ``root`` (if one was written) is what a trainer can read, completely.
 
-    ``images``: the number of image files expected (None: any).
+    ``images``: the number of items converted, each with its image (None: any).
     """
     root = Path(root)
     if not root.exists():
@@ -67,16 +67,18 @@ def assert_clean_dataset(root: Path, images: int | None = None) -> None:
     manifest = json.loads((root / "manifest.json").read_text())
     kind, classes = manifest["kind"], manifest["classes"]
     layout = DatasetLayout(root)
-    found_images = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    found_images = [p for p in found_images if "masks" not in p.relative_to(root).parts[:1]]
-    found_images = [p for p in found_images if "masks_binary" not in p.relative_to(root).parts[:1]]
+    image_roots = [root / s for s in SPLITS] if kind == "classify" else [root / "images"]
+    found_images = [p for r in image_roots for p in r.rglob("*") if p.is_file()]
+    assert all(p.suffix.lower() in IMAGE_SUFFIXES for p in found_images), found_images
     sizes = {}
     for p in found_images:
         arr = decode(p)
         assert arr.ndim in (2, 3) and arr.shape[0] > 0 and arr.shape[1] > 0, p
         sizes[(p.parent.name, p.stem)] = arr.shape[:2]
-    if images is not None:
-        assert len(found_images) == images, f"{root}: {len(found_images)} images, expected {images}"
+    if images is not None:  # one image per item; an item copied into val (a split balance) has its own
+        originals = [i for i in manifest["items"] if not i.get("copy_of")]
+        assert len(originals) == images, f"{root}: {len(originals)} items, expected {images}"
+        assert len(found_images) == len(manifest["items"]), f"{root}: {len(found_images)} images"
     for p in root.rglob("*.txt"):
         if p.name == "classes.txt":
             continue

@@ -48,6 +48,8 @@ from training.artifacts import ModelCard
 DEFAULT_MODEL_MPP = 0.5
 """The resolution a model is taken to be trained at when its card records none (µm/px; 20×)."""
 CLASSIFY_BATCH = 16
+MIN_REGION_PX = 16
+"""segment: regions smaller than this (field pixels) are dropped before they are traced."""
 OVERLAY_MAX = 2048
 
 
@@ -250,10 +252,14 @@ def _segment_features(seg: Any, f: Field, core, threshold: float, min_score: flo
         if not m.any():
             continue
         probs = seg.probs[k, r0:r1, c0:c1]
-        n, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
-        mean = np.bincount(labels.ravel(), probs.ravel(), n) / np.maximum(
-            np.bincount(labels.ravel(), None, n), 1
-        )
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+        mean = np.bincount(labels.ravel(), probs.ravel(), n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+        # specks and low-score regions go before tracing: a noisy mask has tens of thousands of them
+        keep = (stats[:, cv2.CC_STAT_AREA] >= MIN_REGION_PX) & (mean >= min_score)
+        keep[0] = False
+        m = keep[labels]
+        if not m.any():
+            continue
         for poly in mask_polygons(m, min_area=4.0, tolerance=0.5):
             p = poly.representative_point()
             score = float(mean[labels[min(int(p.y), m.shape[0] - 1), min(int(p.x), m.shape[1] - 1)]])

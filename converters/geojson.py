@@ -121,14 +121,17 @@ def _grow(outer: np.ndarray, holes: list[np.ndarray]) -> Any:
             return LineString(ring).buffer(0.5, cap_style="square", join_style="mitre")
         return Point(ring[0]).buffer(0.5, cap_style="square")
 
+    from shapely import unary_union
+
     shape = solid(outer)
+    cut = []
     for h in holes:
         if len(h) >= 3:
             hole = Polygon(h)
             if hole.is_valid and hole.area > 0:
                 # the hole's contour runs through the centres of the tissue pixels around it
-                shape = shape.difference(hole.buffer(-0.5, join_style="mitre", mitre_limit=2.0))
-    return shape
+                cut.append(hole.buffer(-0.5, join_style="mitre", mitre_limit=2.0))
+    return shape.difference(unary_union(cut)) if cut else shape  # all holes at once: thousands stay fast
 
 
 def polygon_geometry(

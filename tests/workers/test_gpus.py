@@ -16,8 +16,12 @@ from workers.worker import prepare_environment
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # prepare_environment writes these into os.environ: setenv first, so that monkeypatch restores them to
+    # what they were (absent) after the test — a bare delenv of an absent name records nothing, and the
+    # values leaked into every later test's worker processes (trainings on two "GPUs" that failed)
     for name in ("CUDA_VISIBLE_DEVICES", "HISTOLOOP_DEVICE", "HISTOLOOP_TRAIN_DEVICES", "HISTOLOOP_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 def test_gpus_reach_every_kind(clean_env, tmp_path) -> None:

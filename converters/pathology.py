@@ -23,8 +23,10 @@ import json
 import logging
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -88,17 +90,26 @@ def parse_aperio_xml(path: str | Path, default_label: str = "nucleus") -> list[R
     return regions
 
 
+def _drawn(
+    regions: list[Region], classes: list[str], height: int, width: int
+) -> Iterator[tuple[Region, Any, Any, np.ndarray]]:
+    """``(region, rows, cols, inside)`` of each drawable region of a class in ``classes`` with a pixel inside
+    the image, in order: what :func:`regions_to_mask` and :func:`regions_to_instances` both paint."""
+    wanted = set(classes)
+    for r in regions:
+        if len(r.points) < 3 or r.label not in wanted:
+            continue
+        win = polygon_window(np.clip(r.points, 0, [width, height]), height, width)
+        if win is not None:
+            yield (r, *win)
+
+
 def regions_to_mask(regions: list[Region], classes: list[str], height: int, width: int) -> np.ndarray:
     """Class-index mask (0 background, i+1 = classes[i]) of the regions, later regions on top."""
     mask = np.zeros((height, width), np.uint8)
     index = {c: i + 1 for i, c in enumerate(classes)}
-    for r in regions:
-        if len(r.points) < 3 or r.label not in index:
-            continue
-        win = polygon_window(np.clip(r.points, 0, [width, height]), height, width)
-        if win is not None:
-            rows, cols, inside = win
-            mask[rows, cols][inside] = index[r.label]
+    for r, rows, cols, inside in _drawn(regions, classes, height, width):
+        mask[rows, cols][inside] = index[r.label]
     return mask
 
 
@@ -106,15 +117,8 @@ def regions_to_instances(regions: list[Region], classes: list[str], height: int,
     """Instance map (uint16: 0 background, k = the k-th drawable region of a class in ``classes``; later
     regions on top), drawn exactly as :func:`regions_to_mask` draws the class mask."""
     inst = np.zeros((height, width), np.uint16)
-    k = 0
-    for r in regions:
-        if len(r.points) < 3 or r.label not in classes:
-            continue
-        win = polygon_window(np.clip(r.points, 0, [width, height]), height, width)
-        if win is not None:
-            rows, cols, inside = win
-            k += 1
-            inst[rows, cols][inside] = k
+    for k, (_, rows, cols, inside) in enumerate(_drawn(regions, classes, height, width), 1):
+        inst[rows, cols][inside] = k
     return inst
 
 

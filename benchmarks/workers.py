@@ -90,15 +90,45 @@ def timed(session_call) -> float:
     return time.perf_counter() - t
 
 
-def latency(base: str, n: int, concurrency: int, start_id: int) -> dict[str, float]:
+def _post_hook(base: str, body: dict[str, Any]) -> tuple[float, float]:
+    """(client latency, the handler's own time from its ``Server-Timing``) of one webhook, in seconds."""
+    t = time.perf_counter()
+    r = requests.post(f"{base}/webhook", json=body, timeout=30)
+    elapsed = time.perf_counter() - t
+    r.raise_for_status()
+    timing = dict(
+        part.strip().split(";dur=") for part in r.headers.get("Server-Timing", "total;dur=nan").split(",")
+    )
+    return elapsed, float(timing["total"]) / 1000
+
+
+def latency(base: str, n: int, concurrency: int, start_id: int, rate: float = 0.0) -> dict[str, float]:
+    """Webhook and /health latency with ``concurrency`` clients, each sending as soon as its last request
+    was answered (closed loop), or, with ``rate`` > 0, ``rate`` requests per second each on a fixed
+    schedule (open loop: what annotators submitting at that pace would see)."""
     bodies = [annotation_webhook(4, start_id + i) for i in range(n)]
+    t0 = time.perf_counter() + 0.05
+
+    def paced(i: int, call):  # client i % concurrency sends its k-th request at t0 + k / rate
+        if rate > 0:
+            delay = (
+                t0
+                + (i // concurrency) / rate
+                + (i % concurrency) / (rate * concurrency)
+                - time.perf_counter()
+            )
+            if delay > 0:
+                time.sleep(delay)
+        return call()
+
     with ThreadPoolExecutor(concurrency) as pool:
-        hooks = list(
-            pool.map(lambda b: timed(lambda: requests.post(f"{base}/webhook", json=b, timeout=30)), bodies)
-        )
-        health = list(pool.map(lambda _: timed(lambda: requests.get(f"{base}/health", timeout=30)), range(n)))
+        hooks = list(pool.map(lambda i: paced(i, lambda: _post_hook(base, bodies[i])), range(n)))
+        t0 = time.perf_counter() + 0.05
+        health = list(pool.map(lambda i: paced(i, lambda: timed(lambda: requests.get(f"{base}/health", timeout=30))),
+                               range(n)))  # fmt: skip
     out = {}
-    for name, values in (("webhook", hooks), ("health", health)):
+    series = (("webhook", [h[0] for h in hooks]), ("in_server", [h[1] for h in hooks]), ("health", health))
+    for name, values in series:
         out[f"{name}_p50_ms"] = percentile(values, 50) * 1000
         out[f"{name}_p99_ms"] = percentile(values, 99) * 1000
     out["ratio_p50"] = out["webhook_p50_ms"] / out["health_p50_ms"]
@@ -154,6 +184,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer webhooks, one loop run")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--latency-only", action="store_true", help="only the webhook latency (no loop runs)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with (same run)")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per process (2 processes)")
+    parser.add_argument("--rate", type=float, default=4.0, help="webhooks/s per client in the paced row")
     args = parser.parse_args()
     from redis import Redis
 
@@ -176,28 +209,39 @@ def main() -> None:
     })  # fmt: skip
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    backend = spawn(
-        ["serve", "--port", str(port), "--workers", "2", "--threads", "8"], env, tmp / "backend.log"
-    )
-    worker = None
+    backend = worker = None
     results: dict[str, Any] = {"machine": "2 CPU cores, shared with other work while measuring"}
     try:
-        wait_for(lambda: up(base), 120, "the backend")
         n = 200 if args.quick else 600
         env_hooks = dict(env, HISTOLOOP_RETRAIN_THRESHOLD="1000000")  # latency only: no job
-        stop(backend)
-        backend = spawn(
-            ["serve", "--port", str(port), "--workers", "2", "--threads", "8"], env_hooks, tmp / "backend.log"
-        )
-        wait_for(lambda: up(base), 120, "the backend")
-        setup_version(base)  # Label Studio connects project 4 (/setup) before it sends its webhooks
-        latency(base, 50, 4, 900_000)  # warm-up
-        for c in (1, 16, 50):
-            results[f"webhook_concurrency_{c}"] = r = latency(base, n, c, c * 100_000)
-            print(f"concurrency {c:2d}: webhook p50 {r['webhook_p50_ms']:.1f} ms p99 {r['webhook_p99_ms']:.1f} ms | "
-                  f"health p50 {r['health_p50_ms']:.1f} ms p99 {r['health_p99_ms']:.1f} ms | "
-                  f"ratio p50 {r['ratio_p50']:.2f} p99 {r['ratio_p99']:.2f}")  # fmt: skip
-        stop(backend)
+        servers = {"after": (base, env_hooks)}
+        if args.baseline:  # the code before, served the same way on a store of its own
+            env_base = dict(env_hooks, PYTHONPATH=str(args.baseline.resolve()),
+                            HISTOLOOP_MODEL_STORE=str(tmp / "store-baseline"))  # fmt: skip
+            servers = {"before": (f"http://127.0.0.1:{free_port()}", env_base), **servers}
+        procs = []
+        for name, (url, e) in servers.items():
+            procs.append(spawn(["serve", "--port", url.rsplit(":", 1)[1], "--workers", "2", "--threads",
+                                str(args.threads)], e, tmp / f"backend-{name}.log"))  # fmt: skip
+        try:
+            for url, _ in servers.values():
+                wait_for(lambda url=url: up(url), 120, "the backend")
+                setup_version(url)  # Label Studio connects project 4 (/setup) before it sends its webhooks
+                latency(url, 50, 4, 900_000)  # warm-up
+            rows = [(c, 0.0) for c in (1, 16, 50)] + [(50, args.rate)]
+            for c, rate in rows:
+                for name, (url, _) in servers.items():  # before and after back to back, row by row
+                    r = latency(url, n, c, c * 100_000 + (int(rate) + 1) * 10_000_000 + (name == "before") * 5_000_000,
+                                rate)  # fmt: skip
+                    results[f"{name}_webhook_concurrency_{c}" + (f"_rate_{rate:g}" if rate else "")] = r
+                    print(f"{name:6s} {c:2d} clients{f' at {rate:g}/s each' if rate else ''}: webhook p50 "
+                          f"{r['webhook_p50_ms']:.1f} p99 {r['webhook_p99_ms']:.1f} ms | in-server p50 "
+                          f"{r['in_server_p50_ms']:.2f} p99 {r['in_server_p99_ms']:.2f} ms | health p50 "
+                          f"{r['health_p50_ms']:.1f} p99 {r['health_p99_ms']:.1f} ms | ratio p50 "
+                          f"{r['ratio_p50']:.2f} p99 {r['ratio_p99']:.2f}", flush=True)  # fmt: skip
+        finally:
+            for proc in procs:
+                stop(proc)
         if args.latency_only:
             return
 

@@ -121,6 +121,9 @@ class Settings:
     """When set, ``/webhook`` answers 401 unless the request carries it in ``X-Histoloop-Webhook-Secret``."""
     event_retention_days: float = 30.0
     """Webhook events older than this are deleted from the event store (the counts they made stay)."""
+    event_batch: int = 256
+    """At most this many webhook events committed in one transaction of the event store (group commit:
+    the webhooks arriving while one commit runs are committed together by the next); 1: one each."""
     predict_slots: int = 0
     """At most this many ``/predict`` at once per process (0: no limit); ``histoloop serve`` sets it to
     its threads minus one, so that ``/health`` and ``/webhook`` always find a free thread."""

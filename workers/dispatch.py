@@ -7,8 +7,9 @@ pending-trigger sweep trivial: nothing is "pending" except in the durable store,
 after Redis comes back enqueues exactly what was missed.
 
 :class:`Dispatcher` runs dispatch in one background thread (the backend builds one per app), so a webhook never waits on
-Redis: the request records the event and wakes the thread. Wake-ups that arrive while a dispatch runs
-are merged into the next one (a storm of webhooks costs a handful of dispatches). When Redis is down the
+Redis: the request records the event and wakes the thread. Wake-ups that arrive while a dispatch runs,
+or within ``min_interval_s`` (0.25 s) of the last one, are merged into the next one (a storm of webhooks
+costs a few dispatches a second). When Redis is down the
 thread retries with backoff until it answers; on start it sweeps every project once, and then again
 every ``sweep_s`` (5 minutes): a retrain request whose job gave up while Label Studio was down is queued
 again without waiting for a webhook.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 from redis import Redis, RedisError
@@ -63,9 +65,14 @@ class Dispatcher:
 
     def __init__(
         self, settings: Settings, store: EventStore | None = None, max_backoff_s: float = 10.0,
-        sweep_s: float = 300.0,
+        sweep_s: float = 300.0, min_interval_s: float = 0.25,
     ) -> None:  # fmt: skip
         self.settings = settings
+        self.min_interval_s = min_interval_s
+        """At most one dispatch per this many seconds: a storm of webhooks wakes the thread hundreds of times
+        a second, and each dispatch reads the store's counts (a few ms of this process's interpreter, which
+        the webhooks' own threads then wait for)."""
+        self._last = float("-inf")
         self.sweep_s = sweep_s
         self.store = store or EventStore.from_settings(settings)
         self.max_backoff_s = max_backoff_s
@@ -98,10 +105,14 @@ class Dispatcher:
         backoff = 0.25
         while True:
             woke = self._wake.wait(self.sweep_s)
+            pause = self._last + self.min_interval_s - time.monotonic()
+            if woke and pause > 0:
+                time.sleep(pause)  # the wake-ups meanwhile are merged into this dispatch
             self._wake.clear()
             projects = self._take() if woke else None  # the periodic sweep: every project
             if projects is not None and not projects:
                 continue
+            self._last = time.monotonic()
             try:
                 self.dispatched += len(dispatch(self.settings, projects, store=self.store))
                 backoff = 0.25

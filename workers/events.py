@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -166,6 +169,33 @@ def _record_statements(dialect: str) -> _RecordStatements:
     return _RecordStatements(insert(t_events), project, annotation, deleted, insert(t_requests))
 
 
+@dataclass(eq=False)
+class _Pending:
+    """One :meth:`EventStore.record` call waiting for its group's commit."""
+
+    action: str
+    project: str | None
+    payload: str
+    label_config: str | None
+    kinds: tuple[str, ...] | None
+    annotations: tuple[AnnotationRow, ...]
+    deleted_ids: tuple[int, ...]
+    requests: tuple[tuple[str, str], ...]
+    seq: int | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _Group:
+    """The events of one process waiting to be committed, and whether a leader is committing."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.cond = threading.Condition()
+        self.queue: deque[_Pending] = deque()
+        self.leading = False
+
+
 def _kinds_text(kinds: Iterable[str]) -> str:
     return "," + ",".join(kinds) + "," if kinds else ""
 
@@ -176,16 +206,22 @@ class EventStore:
     ``target``: a SQLite file (the embedded default, ``<store>/events.sqlite``) or a ``postgresql://`` URL.
     """
 
-    def __init__(self, target: str | Path, timeout: float = 60.0, retention_s: float = 30 * 86400) -> None:
+    def __init__(
+        self, target: str | Path, timeout: float = 60.0, retention_s: float = 30 * 86400, batch: int = 256
+    ) -> None:
         self.db = Database(target, "events", migrations=EVENTS, timeout=timeout)
         self.path = self.db.path
         """The SQLite file (None on PostgreSQL)."""
         self.retention_s = retention_s
+        self.batch = max(1, int(batch))
+        """At most this many webhook events per write transaction (group commit, :meth:`record`)."""
         self._connected: set[str] = set()
+        self._groups = _Group()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventStore:
-        return cls(settings.events_target, retention_s=settings.event_retention_days * 86400)
+        return cls(settings.events_target, retention_s=settings.event_retention_days * 86400,
+                   batch=settings.event_batch)  # fmt: skip
 
     # -- connected projects, retention ---------------------------------------------------------
     def connect(self, project: str) -> None:
@@ -238,30 +274,90 @@ class EventStore:
         deleted_ids: Iterable[int] = (),
         requests: Iterable[tuple[str, str]] = (),
     ) -> int:
-        """Record one webhook and what it changes, in one transaction; returns its sequence number."""
-        st = _record_statements(self.db.dialect)
-        with self._write() as db:
-            inserted = db.execute(st.event, {"received_at": time.time(), "action": action, "project": project,
-                                             "payload": json.dumps(payload, default=str)})  # fmt: skip
-            seq = int(inserted.inserted_primary_key[0])  # type: ignore[index]
-            if project is not None and (label_config is not None or kinds is not None):
-                db.execute(st.project, {"project": project, "label_config": label_config,
-                                        "kinds": ",".join(kinds or ()), "updated_seq": seq})  # fmt: skip
-            for a in annotations:
-                db.execute(st.annotation, {"project": project, "annotation_id": a.annotation_id,
-                                           "task_id": a.task_id, "kinds": _kinds_text(a.kinds),
-                                           "approved": int(a.approved), "deleted": 0, "changed_seq": seq})  # fmt: skip
-            for annotation_id in deleted_ids:
-                db.execute(st.deleted, {"p": project, "a": annotation_id})
-            r = t_requests
-            for kind, reason in requests:  # the same pending request twice is one request
-                pending = select(r.c.id).where(r.c.project == project, r.c.kind == kind, r.c.reason == reason,
-                                               r.c.job_id.is_(None)).limit(1)  # fmt: skip
-                if db.execute(pending).first() is None:
-                    db.execute(st.request, {"project": project, "kind": kind, "reason": reason,
-                                            "created_at": time.time()})  # fmt: skip
-        if seq % PRUNE_EVERY == 0:
+        """Record one webhook and what it changes; returns its sequence number once it is committed.
+
+        Group commit: the events recorded at the same moment by the threads of this process are committed
+        together, in one write transaction of up to ``batch`` events (in arrival order, each with its own
+        sequence number), by the first of those threads (the leader) while the others wait for that
+        commit. So concurrent webhooks queue for the store's single writer once per batch instead of once
+        each. Nothing is acknowledged before its transaction has committed; an event whose statements fail
+        is retried alone, so one bad event fails only its own caller.
+        """
+        item = _Pending(action, project, json.dumps(payload, default=str), label_config, kinds,
+                        tuple(annotations), tuple(deleted_ids), tuple(requests))  # fmt: skip
+        group = self._group()
+        with group.cond:
+            group.queue.append(item)
+        pruned = False
+        while True:
+            with group.cond:
+                while not item.done and group.leading:
+                    group.cond.wait()
+                if item.done:
+                    break
+                group.leading = True
+                batch = [group.queue.popleft() for _ in range(min(self.batch, len(group.queue)))]
+            try:
+                self._commit(batch)
+                pruned = pruned or any(i.seq is not None and i.seq % PRUNE_EVERY == 0 for i in batch)
+            finally:
+                with group.cond:
+                    for i in batch:
+                        if not i.done:  # only when _commit itself was interrupted
+                            i.error, i.done = RuntimeError("the event store's commit was interrupted"), True
+                    group.leading = False
+                    group.cond.notify_all()
+        if pruned:  # after the waiters are released: pruning delays no other webhook
             self.prune()
+        if item.error is not None:
+            raise item.error
+        return item.seq  # type: ignore[return-value]
+
+    def _group(self) -> _Group:
+        """This process's commit group (a fork starts a new one: the parent's lock may be held)."""
+        group = self._groups
+        if group.pid != os.getpid():
+            group = self._groups = _Group()
+        return group
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Commit ``batch`` in one transaction; on an error, each event in a transaction of its own."""
+        st = _record_statements(self.db.dialect)
+        try:
+            with self._write() as db:
+                seqs = [self._record_one(db, st, item) for item in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error, batch[0].done = exc, True
+                return
+            for item in batch:
+                self._commit([item])
+            return
+        for item, seq in zip(batch, seqs, strict=True):
+            item.seq, item.done = seq, True
+
+    @staticmethod
+    def _record_one(db: Connection, st: _RecordStatements, item: _Pending) -> int:
+        project = item.project
+        inserted = db.execute(st.event, {"received_at": time.time(), "action": item.action, "project": project,
+                                         "payload": item.payload})  # fmt: skip
+        seq = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+        if project is not None and (item.label_config is not None or item.kinds is not None):
+            db.execute(st.project, {"project": project, "label_config": item.label_config,
+                                    "kinds": ",".join(item.kinds or ()), "updated_seq": seq})  # fmt: skip
+        for a in item.annotations:
+            db.execute(st.annotation, {"project": project, "annotation_id": a.annotation_id,
+                                       "task_id": a.task_id, "kinds": _kinds_text(a.kinds),
+                                       "approved": int(a.approved), "deleted": 0, "changed_seq": seq})  # fmt: skip
+        for annotation_id in item.deleted_ids:
+            db.execute(st.deleted, {"p": project, "a": annotation_id})
+        r = t_requests
+        for kind, reason in item.requests:  # the same pending request twice is one request
+            pending = select(r.c.id).where(r.c.project == project, r.c.kind == kind, r.c.reason == reason,
+                                           r.c.job_id.is_(None)).limit(1)  # fmt: skip
+            if db.execute(pending).first() is None:
+                db.execute(st.request, {"project": project, "kind": kind, "reason": reason,
+                                        "created_at": time.time()})  # fmt: skip
         return seq
 
     def request(self, project: str, kind: str, reason: str) -> int:

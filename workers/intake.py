@@ -27,6 +27,7 @@ kinds; how many were deleted; the kinds a request is for): never the results, th
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -67,7 +68,10 @@ def _project_of(payload: Mapping[str, Any], annotation: Mapping[str, Any] | None
         raise BadPayload(f"{payload.get('action')}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=64)
 def _kinds_of(label_config: str) -> tuple[str, ...]:
+    """The model kinds of a label config (parsed once per distinct config: every annotation webhook
+    carries its project's)."""
     try:
         return read_label_config(label_config).kinds
     except LabelConfigError as exc:

@@ -7,12 +7,15 @@ The webhook Label Studio creates for a backend sends no credentials, so basic au
 ``webhook_secret`` (``HISTOLOOP_WEBHOOK_SECRET``) makes it require the header
 ``X-Histoloop-Webhook-Secret: <secret>`` (added to the webhook in Label Studio, see the README): 401
 without it. Events of projects that never connected to this backend are answered ``ignored`` and not
-stored (:mod:`workers.intake`).
+stored (:mod:`workers.intake`). The ``Server-Timing`` header gives the milliseconds spent reading the body
+(``request``), recording the event (``record``: waiting for the event store's group commit included, see
+:meth:`workers.events.EventStore.record`) and in the handler in all (``total``).
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -28,6 +31,7 @@ SECRET_HEADER = "X-Histoloop-Webhook-Secret"
 
 @blueprint.post("/webhook")
 def webhook() -> ResponseReturnValue:
+    started = time.perf_counter()
     b = backend()
     secret = b.settings.webhook_secret.get()
     if secret and not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
@@ -35,12 +39,20 @@ def webhook() -> ResponseReturnValue:
     payload = parse_json(request.get_data(cache=True)) if request.get_data(cache=True).strip() else None
     if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
         fail(400, "expected a JSON object with an 'action' (a Label Studio webhook)")
+    parsed = time.perf_counter()
     try:
         reply = record_webhook(b.settings, b.events, payload)
     except BadPayload as exc:
         count_webhook(payload["action"], "bad payload")
         fail(400, str(exc))
     count_webhook(payload["action"], str(reply.get("status", "")))
+    recorded = time.perf_counter()
     if reply["status"] == "recorded":
         b.dispatcher.notify(reply["project"])
-    return jsonify(reply), 200
+    response = jsonify(reply)
+    done = time.perf_counter()
+    response.headers["Server-Timing"] = (
+        f"request;dur={1000 * (parsed - started):.2f}, record;dur={1000 * (recorded - parsed):.2f}, "
+        f"total;dur={1000 * (done - started):.2f}"
+    )
+    return response, 200

@@ -111,3 +111,61 @@ def test_a_snapshot_has_seen_every_event_below_it(target: str) -> None:
                 later = db.execute(select(func.count()).where(t_events.c.seq <= top)).scalar_one()
                 assert later == seen, f"an event below snapshot {top} committed after it"
     assert len(snapshots) > 10
+
+
+def test_concurrent_records_are_committed_together(target: str) -> None:
+    """Group commit: the webhooks that arrive while one commit runs are committed by the next in one
+    transaction, each with its own sequence number, and nobody returns before its event is committed."""
+    import threading
+    import time
+
+    from sqlalchemy import event
+
+    store = EventStore(target)
+    commits: list[int] = []
+    event.listen(store.db.engine, "commit", lambda conn: commits.append(1))
+    seqs: dict[int, int] = {}
+
+    def one(i: int) -> None:
+        seqs[i] = store.record("ANNOTATION_CREATED", "4", {"i": i}, kinds=("detect",), annotations=[ann(i)])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    with store.db.write():  # another writer holds the store: the 16 webhooks queue behind it
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(store._groups.queue) < 15 and time.monotonic() < deadline:  # one leader, 15 waiting
+            time.sleep(0.002)
+        assert len(store._groups.queue) == 15
+        assert not seqs  # none acknowledged while its transaction cannot commit
+        commits.clear()
+    for t in threads:
+        t.join(30)
+    # the blocking writer's, the leader's own event, then the 15 that queued behind it
+    assert len(commits) == 3, commits
+    assert sorted(seqs.values()) == list(range(min(seqs.values()), min(seqs.values()) + 16))
+    assert store.count_events("ANNOTATION_CREATED") == 16 and new(store) == 16
+
+
+def test_a_bad_event_in_a_group_fails_only_its_own_caller(target: str) -> None:
+    import threading
+
+    store = EventStore(target)
+    results: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        try:  # action None breaks the events table's NOT NULL: that event alone must fail
+            action = None if i == 3 else "ANNOTATION_CREATED"
+            results[i] = store.record(action, "4", {}, kinds=("detect",), annotations=[ann(i)])  # type: ignore[arg-type]
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    with store.db.write():
+        for t in threads:
+            t.start()
+    for t in threads:
+        t.join(30)
+    assert isinstance(results.pop(3), Exception)
+    assert all(isinstance(v, int) for v in results.values()), results
+    assert store.count_events() == 7 and sorted(store.approved_ids("4")) == [0, 1, 2, 4, 5, 6, 7]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -137,10 +139,9 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
         wait_for(lambda: _up(base), 90, "the backend")
         bodies = [annotation_webhook(p, p * 1000 + i) for i in range(200) for p in (4, 5)]
         with ThreadPoolExecutor(32) as pool:
-            codes = list(
-                pool.map(lambda b: requests.post(f"{base}/webhook", json=b, timeout=30).status_code, bodies)
-            )
-        assert codes == [200] * len(bodies)
+            replies = list(pool.map(lambda b: requests.post(f"{base}/webhook", json=b, timeout=30), bodies))
+        assert [r.status_code for r in replies] == [200] * len(bodies)
+        assert len({r.json()["event"] for r in replies}) == len(bodies)  # each its own event, exactly once
         expected = [
             "retrain-4-classify-1",
             "retrain-4-detect-1",
@@ -150,12 +151,67 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
         wait_for(lambda: queued(settings) == expected, 30, f"jobs {expected}, have {queued(settings)}")
         time.sleep(1.0)  # late dispatches must not add any
         assert queued(settings) == expected
-        assert EventStore.from_settings(settings).count_events("ANNOTATION_CREATED") == 400
+        store = EventStore.from_settings(settings)
+        assert store.count_events("ANNOTATION_CREATED") == 400
+        assert store.approved_ids("4") == list(range(4000, 4200))
+        assert store.approved_ids("5") == list(range(5000, 5200))
         assert settings.events_path.exists() != bool(database_url)
     finally:
         backend.terminate()
         backend.wait(30)
         log.close()
+
+
+def test_a_crash_loses_no_acknowledged_webhook(wsettings, tmp_path) -> None:
+    """The backend (2 processes x 8 threads) is SIGKILLed during a storm of webhooks: every webhook it
+    answered 200 is in the event store under the sequence number it answered, once."""
+    from sqlalchemy import select
+
+    from workers.events import t_events
+
+    settings = wsettings(retrain_threshold=1_000_000)
+    connect(settings, 4)
+    port = free_port()
+    with open(tmp_path / "backend.log", "wb") as log:
+        backend = subprocess.Popen(
+            [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--workers", "2", "--threads", "8"],
+            env=wenv(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    acked: dict[int, int] = {}
+    try:
+        wait_for(lambda: _up(base), 90, "the backend")
+
+        def send(i: int) -> None:
+            try:
+                r = requests.post(f"{base}/webhook", json=annotation_webhook(4, i), timeout=10)
+            except requests.RequestException:
+                return  # killed before it answered: may or may not be stored
+            if r.status_code == 200:
+                acked[i] = r.json()["event"]
+
+        with ThreadPoolExecutor(24) as pool:
+            futures = [pool.submit(send, i) for i in range(1500)]
+            wait_for(lambda: len(acked) >= 100, 60, "100 acknowledged webhooks")
+            os.killpg(backend.pid, signal.SIGKILL)  # the whole process group: master and workers
+            for f in futures:
+                f.result()
+        backend.wait(10)
+    finally:
+        if backend.poll() is None:
+            backend.kill()
+    assert 100 <= len(acked) < 1500
+    store = EventStore.from_settings(settings)
+    with store.db.read() as db:
+        stored = {seq: json.loads(payload)["annotations"][0]["id"]
+                  for seq, payload in db.execute(select(t_events.c.seq, t_events.c.payload)
+                                                 .where(t_events.c.action == "ANNOTATION_CREATED"))}  # fmt: skip
+    missing = {i: seq for i, seq in acked.items() if stored.get(seq) != i}
+    assert not missing, (
+        f"{len(missing)} acknowledged webhooks lost or misnumbered, e.g. {list(missing.items())[:5]}"
+    )
+    assert len(set(stored.values())) == len(stored)  # no annotation recorded twice
+    assert set(acked) <= set(store.approved_ids("4"))
 
 
 def _up(base: str) -> bool:

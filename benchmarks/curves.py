@@ -186,36 +186,49 @@ def curve_registry() -> list[dict[str, Any]]:
 
 
 def curve_events(big: bool) -> list[dict[str, Any]]:
-    from workers.events import AnnotationRow, EventStore
+    """The event store and the trigger against the events recorded, with pruning: all but the newest
+    ``KEEP`` events are older than the retention, the annotations they made stay (one per event), and a
+    finished run's snapshot sits ``KEEP`` events back (so the trigger counts the annotations new since
+    it, as in a lab between two retrainings)."""
+    from workers.events import PRUNE_EVERY, AnnotationRow, EventStore
 
+    keep = 1000
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
-        path = Path(tmp) / "events.sqlite"
-        store = EventStore(path)
-        store.record("PROJECT_UPDATED", "4", {}, kinds=("detect",))
-        have = 1
-        payload = json.dumps(
-            {"action": "ANNOTATION_CREATED", "annotation": {"id": 0, "result": [{"type": "x"}] * 3}}
-        )
-        for n in (10_000, 100_000, 1_000_000):
-            if n == 1_000_000 and not big:
-                continue
-            # fill with the rows record() writes, in bulk (the fill is not what is measured)
-            db = sqlite3.connect(path, isolation_level=None)
+    for n in (10_000, 100_000, 1_000_000):
+        if n == 1_000_000 and not big:
+            continue
+        with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
+            path = Path(tmp) / "events.sqlite"
+            store = EventStore(path, retention_s=30 * 86400)
+            store.record("PROJECT_UPDATED", "4", {}, kinds=("detect",))
+            payload = json.dumps(
+                {"annotations": [{"id": 0, "task": 0, "approved": True, "kinds": ["detect"]}]}
+            )
+            old, now = time.time() - 60 * 86400, time.time()
+            t_fill = time.perf_counter()
+            db = sqlite3.connect(path, isolation_level=None)  # the rows record() writes, in bulk (not timed)
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO events (received_at, action, project, payload) VALUES (?, 'ANNOTATION_CREATED', '4', ?)",
-                ((time.time(), payload) for _ in range(have, n)),
+                ((old if i < n - keep else now, payload) for i in range(1, n)),
             )
-            seq = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
             db.executemany(
                 "INSERT INTO annotations (project, annotation_id, task_id, kinds, approved, deleted, changed_seq)"
                 " VALUES ('4', ?, ?, ',detect,', 1, 0, ?)",
-                ((i, i, seq) for i in range(have, n)),
+                ((i, i, i + 1) for i in range(1, n)),
+            )
+            db.execute(
+                "INSERT INTO runs (job_id, project, kind, reason, snapshot_seq, annotation_ids, status, started_at,"
+                " detail) VALUES ('r1', '4', 'detect', 'bench', ?, '[]', 'done', ?, '')",
+                (n - keep, now),
             )
             db.execute("COMMIT")
             db.close()
-            have = n
+            fill_s = time.perf_counter() - t_fill
+            size_before = sum(p.stat().st_size for p in path.parent.glob("events.sqlite*")) / 1e6
+            t0 = time.perf_counter()
+            deleted = store.prune()  # the first prune after the fill: everything past the retention
+            first_prune = time.perf_counter() - t0
             next_id = iter(range(10 * n, 11 * n))
 
             def record(next_id: Any = next_id) -> None:
@@ -223,13 +236,78 @@ def curve_events(big: bool) -> list[dict[str, Any]]:
                 store.record("ANNOTATION_CREATED", "4", {"i": i}, kinds=("detect",),
                              annotations=[AnnotationRow(i, i, ("detect",), True)])  # fmt: skip
 
-            records = [best(record, 1) for _ in range(50)]
+            records = []
+            for _ in range(2 * PRUNE_EVERY):  # crosses at least one periodic prune
+                records.append(best(record, 1))
+            t_prune = best(store.prune, 3)  # a periodic prune: nothing left past the retention
+            (state,) = store.kind_states()
             rows.append({
-                "curve": "events", "size": n, "record_p50_ms": 1000 * float(np.median(records)),
-                "kind_states_ms": 1000 * best(store.kind_states, 3),
+                "curve": "events (pruned)", "size": n, "fill_s": fill_s, "first_prune_ms": 1000 * first_prune,
+                "pruned": deleted, "events_left": store.count_events(),
+                "record_p50_ms": 1000 * float(np.median(records)), "record_p99_ms": 1000 * float(np.percentile(records, 99)),
+                "record_max_ms": 1000 * max(records), "prune_ms": 1000 * t_prune,
+                "kind_states_ms": 1000 * best(store.kind_states, 3), "new_approved": state.new_approved,
                 "approved_ids_ms": 1000 * best(lambda: store.approved_ids("4", "detect"), 3),
+                "file_mb_before": size_before,
                 "file_mb": sum(p.stat().st_size for p in path.parent.glob("events.sqlite*")) / 1e6,
             })  # fmt: skip
+            print(rows[-1], flush=True)
+    return rows
+
+
+def curve_predict(
+    big: bool, sides: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192)
+) -> list[dict[str, Any]]:
+    """``/predict`` (the app in process, one task, a PNG from the local-files root) against the image's
+    side, 256² -> 4096² (8192² with ``--big``), with a random-init yolo11n at 640 px (tiled; its class bias
+    set low so that few boxes are reported: this curve is about pixels, ``results`` about regions)."""
+    import dataclasses
+
+    from PIL import Image
+
+    from benchmarks.backend import SCENARIOS, _register
+    from converters.synthetic import make_tile
+    from converters.tiling import tile_windows
+    from kernel.settings import load_settings
+    from ml_backend.app import create_app
+
+    scenario = dataclasses.replace(SCENARIOS[0], head_bias=-6.0)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        files = Path(tmp) / "files"
+        (files / "bench").mkdir(parents=True)
+        env = {"HISTOLOOP_MODEL_STORE": str(Path(tmp) / "store"), "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
+               "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_LOG_LEVEL": "WARNING",
+               "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0"}  # fmt: skip
+        settings = load_settings(env=env)
+        _register(settings, "1", scenario)
+        client = create_app(settings).test_client()
+        tile = make_tile(seed=0, size=512, malignant=True).image
+        for side in sides:
+            if side == 8192 and not big:
+                continue
+            reps = -(-side // 512)
+            Image.fromarray(np.ascontiguousarray(np.tile(tile, (reps, reps, 1))[:side, :side])).save(
+                files / "bench" / f"{side}.png", compress_level=6
+            )
+            body = {"tasks": [{"id": 1, "data": {"image": f"/data/local-files/?d=bench/{side}.png"}, "project": 1}],
+                    "project": "1.1795424387", "label_config": scenario.config}  # fmt: skip
+            best_stages: dict[str, float] | None = None
+            for _ in range(3 if side <= 1024 else 1 if side >= 4096 else 2):
+                r = client.post("/predict", json=body)
+                assert r.status_code == 200, r.get_data()[:300]
+                stages = {k: float(v.split("=")[1]) for k, v in
+                          (p.strip().split(";") for p in r.headers["Server-Timing"].split(","))}  # fmt: skip
+                if best_stages is None or stages["total"] < best_stages["total"]:
+                    best_stages = stages
+            assert best_stages is not None
+            tiles = len(tile_windows(side, side, 640, 160))
+            other = best_stages["total"] - sum(best_stages[k] for k in ("fetch", "decode", "queue", "model"))
+            rows.append({"curve": "/predict vs image side", "size": side, "tiles": tiles,
+                         "total_ms": best_stages["total"], "decode_ms": best_stages["decode"],
+                         "model_ms": best_stages["model"], "model_ms_per_tile": best_stages["model"] / tiles,
+                         "overhead_ms": other, "regions": len(r.json["results"][0]["result"])})  # fmt: skip
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -247,6 +325,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="results,image,registry,events")
     parser.add_argument("--big", action="store_true", help="8192² decode, 4096² model, 1M events")
+    parser.add_argument(
+        "--sides", default="256,512,1024,2048,4096,8192", help="image sides of --only predict"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from training.offline import ensure_offline
@@ -256,7 +337,7 @@ def main() -> None:
     out: dict[str, list[dict[str, Any]]] = {}
     for name in args.only.split(","):
         rows = {"results": curve_results, "image": lambda: curve_image(args.big), "registry": curve_registry,
-                "events": lambda: curve_events(args.big)}[name]()  # fmt: skip
+                "events": lambda: curve_events(args.big), "predict": lambda: curve_predict(args.big, tuple(int(x) for x in args.sides.split(",")))}[name]()  # fmt: skip
         out[name] = rows
         print(f"## {name}")
         _table(rows)

@@ -14,6 +14,7 @@ discs (a realistic brush mask). Each timing is the best of ``--repeats`` runs, i
 
     .venv/bin/python -m benchmarks.convert [--tasks 10000] [--repeats 3] [--dir /dev/shm]
     .venv/bin/python -m benchmarks.convert --curve 1000,10000,100000 [--regions 3] [--dir /dev/shm]
+    .venv/bin/python -m benchmarks.convert --rle-only --repeats 30
 
 ``--curve``: histoloop and the orjson floor only, at each number of tasks (``--regions``: rectangles per
 annotation, default 1-6 at random), best of ``--repeats``: how the converter's time grows.
@@ -172,6 +173,9 @@ def main() -> None:
     ap.add_argument(
         "--dir", default=None, help="Where to write (default: the system temp dir; /dev/shm = RAM)."
     )
+    ap.add_argument(
+        "--rle-only", action="store_true", help="only the brush RLE encode/decode (best of --repeats)"
+    )
     ap.add_argument("--curve", help="comma-separated task counts: histoloop and the orjson floor only")
     ap.add_argument("--regions", type=int, default=None, help="rectangles per annotation (default 1-6)")
     args = ap.parse_args()
@@ -188,6 +192,13 @@ def main() -> None:
                 f"{wall['histoloop'] / wall['floor_orjson']:.2f}x | {1e6 * wall['histoloop'] / n:.0f} |",
                 flush=True,
             )
+        return
+    if args.rle_only:
+        rle = bench_rle(max(args.repeats, 3))
+        print(f"RLE, one 1000x1000 mask (300 discs), best of {max(args.repeats, 3)}")
+        for op in ("encode", "decode"):
+            a, b = rle[f"{op}_ours"] * 1e3, rle[f"{op}_sdk"] * 1e3
+            print(f"{op:8} histoloop {a:8.2f} ms  sdk {b:8.1f} ms  {b / a:6.1f}x")
         return
     with tempfile.TemporaryDirectory(prefix="histoloop-bench-", dir=args.dir) as tmp:
         conv, cpu = bench_convert(args.tasks, args.repeats, Path(tmp))

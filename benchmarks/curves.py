@@ -25,6 +25,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +232,7 @@ def curve_events(big: bool) -> list[dict[str, Any]]:
             first_prune = time.perf_counter() - t0
             next_id = iter(range(10 * n, 11 * n))
 
-            def record(next_id: Any = next_id) -> None:
+            def record(next_id: Any = next_id, store: EventStore = store) -> None:
                 i = next(next_id)
                 store.record("ANNOTATION_CREATED", "4", {"i": i}, kinds=("detect",),
                              annotations=[AnnotationRow(i, i, ("detect",), True)])  # fmt: skip
@@ -247,7 +248,7 @@ def curve_events(big: bool) -> list[dict[str, Any]]:
                 "record_p50_ms": 1000 * float(np.median(records)), "record_p99_ms": 1000 * float(np.percentile(records, 99)),
                 "record_max_ms": 1000 * max(records), "prune_ms": 1000 * t_prune,
                 "kind_states_ms": 1000 * best(store.kind_states, 3), "new_approved": state.new_approved,
-                "approved_ids_ms": 1000 * best(lambda: store.approved_ids("4", "detect"), 3),
+                "approved_ids_ms": 1000 * best(partial(store.approved_ids, "4", "detect"), 3),
                 "file_mb_before": size_before,
                 "file_mb": sum(p.stat().st_size for p in path.parent.glob("events.sqlite*")) / 1e6,
             })  # fmt: skip

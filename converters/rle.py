@@ -165,8 +165,39 @@ def _fields(bw: np.ndarray, pos: np.ndarray | tuple[int, int], sizes: np.ndarray
     return flag, size, count
 
 
+class _LiteralRecord(Exception):
+    """The repeat-only walk met a literal record (:func:`_records` then walks the general way)."""
+
+
 def _records(data: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(bit windows, value count, word size, record starts, flags, field sizes, counts)``.
+
+    Masks as Label Studio and :func:`mask_to_rle` write them hold only repeat records, whose length
+    depends on their first 3 bits alone: that walk is tried first (:func:`_walk` with ``repeat_only``)
+    and the general one is used when it meets a literal record or an error (so errors are the general
+    walk's).
+    """
+    padded = np.concatenate([data, np.zeros(8, np.uint8)])
+    bw = _byte_windows(padded)
+    num, word, sizes = _header(bw)
+    try:
+        rec = _walk(bw, padded, data.size * 8, num, word, sizes, repeat_only=True)
+    except (_LiteralRecord, ValueError):
+        rec = _walk(bw, padded, data.size * 8, num, word, sizes, repeat_only=False)
+    flag, size, count = _fields(bw, rec, sizes)
+    return bw, num, word, rec, flag.astype(bool), size.astype(np.int64), count.astype(np.int64)
+
+
+def _walk(
+    bw: np.ndarray,
+    padded: np.ndarray,
+    total_bits: int,
+    num: int,
+    word: int,
+    sizes: np.ndarray,
+    repeat_only: bool,
+) -> np.ndarray:
+    """The start of every record, in order.
 
     Records are variable-length, so where each starts depends on all before it. For every bit position
     of a block (``_BLOCK`` bits, bounding memory) the record that would start there gives where the next
@@ -174,27 +205,36 @@ def _records(data: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray, np.nda
     gathers), the chain is walked from the first record ``_STRIDE`` records at a time in Python (about
     1,300 steps for a 1000² mask of 300 nuclei), and the records in between are filled in by
     ``_STRIDE`` vectorised gathers over all the anchors at once.
+
+    ``repeat_only``: every record is taken to be a repeat record, whose length is ``3 + field size +
+    word`` — a table of its first 3 bits, read from the unpacked bits instead of a 32-bit window per
+    position (about 3x less work); a record found with the literal flag raises :class:`_LiteralRecord`.
     """
-    padded = np.concatenate([data, np.zeros(8, np.uint8)])
-    bw = _byte_windows(padded)
-    num, word, sizes = _header(bw)
-    total_bits = data.size * 8
     starts: list[np.ndarray] = []
     produced = 0
     p = 53
+    if repeat_only:
+        bits = np.unpackbits(padded)
+        table = np.full(8, _BLOCK + 64, np.int32)  # a literal record's start jumps past the block
+        table[4:] = 3 + sizes.astype(np.int32) + word
     while produced < num:
         if p + 3 > total_bits:
             raise ValueError(f"RLE ends after {produced} of {num} values")
         end = min(p + _BLOCK, total_bits)
         n = end - p
-        flag, size, count = _fields(bw, (p, end), sizes)
-        length = np.uint32(3) + size + np.where(flag, np.uint32(word), np.uint32(word) * count)
         jump = np.empty(n + 1, np.int32)
-        np.minimum(np.arange(n, dtype=np.int64) + length, n, out=jump[:-1], casting="unsafe")
-        jump[-1] = n  # the sink: past the block
+        if repeat_only:
+            b = bits[p : end + 2]
+            length = np.take(table, (b[:-2] << 2) | (b[1:-1] << 1) | b[2:])
+            np.add(np.arange(n, dtype=np.int32), length, out=jump[:-1])
+        else:
+            flag, size, count = _fields(bw, (p, end), sizes)
+            length = np.uint32(3) + size + np.where(flag, np.uint32(word), np.uint32(word) * count)
+            np.minimum(np.arange(n, dtype=np.int64) + length, n, out=jump[:-1], casting="unsafe")
+        jump[-1] = n  # the sink: past the block; a jump beyond it is clipped to it by every take below
         far = jump
         for _ in range(_STRIDE.bit_length() - 1):
-            far = far[far]
+            far = np.take(far, far, mode="clip")
         anchors = []
         q = 0
         while q < n:
@@ -204,12 +244,18 @@ def _records(data: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray, np.nda
         cur = np.array(anchors, np.int32)
         for k in range(_STRIDE):
             chain[:, k] = cur
-            cur = jump[cur]
+            cur = np.take(jump, cur, mode="clip")
         chain = chain.ravel()
         chain = chain[chain < n]
+        if repeat_only:
+            chain_flag, _, chain_count = _fields(bw, p + chain.astype(np.int64), sizes)
+        else:
+            chain_count = count[chain]
         # the values produced so far decide where to stop; the next block starts after the last record
-        total = produced + np.cumsum(count[chain], dtype=np.int64)
+        total = produced + np.cumsum(chain_count, dtype=np.int64)
         stop = int(np.searchsorted(total, num)) + 1 if total[-1] >= num else chain.size
+        if repeat_only and not chain_flag[:stop].all():
+            raise _LiteralRecord
         chain = chain[:stop]
         starts.append(p + chain.astype(np.int64))
         produced = int(total[stop - 1])
@@ -217,9 +263,7 @@ def _records(data: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray, np.nda
         p = p + last + int(length[last])
     if p > total_bits:
         raise ValueError("RLE is truncated: the last record runs past the end of the data")
-    rec = np.concatenate(starts)
-    flag, size, count = _fields(bw, rec, sizes)
-    return bw, num, word, rec, flag.astype(bool), size.astype(np.int64), count.astype(np.int64)
+    return np.concatenate(starts)
 
 
 def _segments(rle: Sequence[int] | bytes | np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:

@@ -189,8 +189,7 @@ class Registry:
     # -- reading -------------------------------------------------------------------------------
     def revision(self) -> int:
         """A counter that changes on every register, promote and rollback (cheap to poll)."""
-        with self.db.read() as db:
-            return int(db.execute(select(meta.c.value).where(meta.c.key == "revision")).scalar_one())
+        return int(self.db.poll("SELECT value FROM meta WHERE key = ?", ("revision",)))
 
     def get(self, ref: int | str) -> ModelVersion:
         """A version by id (``12``) or by reference (``4/detect/v3``)."""

@@ -51,6 +51,23 @@ def test_large_masks_match_the_sdk(seed):
     assert np.array_equal(rle_decode(rle), brush.decode_rle(rle))
 
 
+def test_a_literal_record_after_many_runs_decodes_like_the_sdk():
+    """The repeat-only walk (the fast path for masks as Label Studio writes them) meets a literal record
+    in the middle of the stream: the general walk takes over, still value-identical to the sdk."""
+    run = "1" + "00" + "011" + "11111111"  # field sizes (3, 4, 8, 16): a run of 4 x 255 (14 bits)
+    zeros = "1" + "10" + "00000110" + "00000000"  # a run of 7 x 0 (19 bits)
+    literal = "0" + "00" + "001" + "00000001" + "00000010"  # two literal words: 1, 2
+    body = (run + zeros) * 300 + literal + (zeros + run) * 300
+    count = 600 * 11 + 2
+    header = f"{count:032b}" + f"{7:05b}" + "0010" + "0011" + "0111" + "1111"
+    bits = header + body
+    bits += "0" * (-len(bits) % 8)
+    rle = [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+    ours = rle_decode(rle)
+    assert ours.size == count and ours[300 * 11 : 300 * 11 + 2].tolist() == [1, 2]
+    assert ours.tolist() == list(brush.decode_rle(rle))
+
+
 def test_runs_longer_than_65536_and_padding_edge_cases():
     for n in (1, 2, 3, 16383, 16384, 16385, 32768, 65536, 65537, 131072, 200000):
         values = np.zeros(n, np.uint8)

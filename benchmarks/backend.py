@@ -191,6 +191,7 @@ def _measure(
     names: list,
     reps: int,
     one: ThreadPoolExecutor,
+    before: Server | None = None,
 ) -> dict[str, Any]:
     """Bare calls and /predict calls interleaved, so that both see the same machine load."""
     import requests
@@ -198,10 +199,18 @@ def _measure(
     session = server.session
     for k in range(2):  # warm-up: the backend loads its model; the bare model warms on its thread
         server.predict(session, project, sc.config, [names[k]])
+        if before is not None:
+            before.predict(before.session, project, sc.config, [names[k]])
         one.submit(model.predict, arrays[k]).result()
     bare, lat, in_server, regions, stages = [], [], [], [], []
+    before_lat, before_stages = [], []
     for i in range(reps * 2):
         bare.append(one.submit(_timed, model.predict, arrays[i % len(arrays)]).result())
+        if before is not None:  # the code before, same image, same moment
+            t0 = time.perf_counter()
+            got = before.predict(before.session, project, sc.config, [names[i % len(names)]])
+            before_lat.append(time.perf_counter() - t0)
+            before_stages.append(got["server_timing_ms"])
         t0 = time.perf_counter()
         out = server.predict(session, project, sc.config, [names[i % len(names)]])
         lat.append(time.perf_counter() - t0)
@@ -230,6 +239,14 @@ def _measure(
             [st["total"] - st["fetch"] - st["decode"] - st["model"] - st["queue"] for st in stages], 50),
         "http_p50_ms": _pct([1000 * t - st["total"] for t, st in zip(lat, stages, strict=True)], 50),
     }  # fmt: skip
+    if before is not None:
+        row.update({
+            "before_predict_p50_ms": 1000 * _pct(before_lat, 50),
+            "before_ratio_p50": _pct(before_lat, 50) / _pct(bare, 50),
+            "before_stages_p50_ms": {k: _pct([st.get(k, 0.0) for st in before_stages], 50) for k in stages[0]},
+            "before_in_server_overhead_p50_ms": _pct([st["total"] - st.get("fetch", 0) - st.get("decode", 0)
+                                                      - st["model"] - st.get("queue", 0) for st in before_stages], 50),
+        })  # fmt: skip
     for conc in (4, 16):
         sessions = [requests.Session() for _ in range(conc)]
         n = conc * max(1, reps // 6)
@@ -243,7 +260,7 @@ def _measure(
     return row
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
+def run(quick: bool = False, baseline: Path | None = None) -> list[dict[str, Any]]:
     from PIL import Image
 
     from kernel.settings import load_settings
@@ -268,15 +285,20 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         prepared.append((str(project), sc, load_model(version_dir, "cpu"), arrays, names))
 
     server = Server(env, tmp / "serve.log")
+    before = (
+        Server({**env, "PYTHONPATH": str(baseline.resolve())}, tmp / "serve-before.log") if baseline else None
+    )
     rows: list[dict[str, Any]] = []
     try:
         with ThreadPoolExecutor(1) as one:  # bare calls on a worker thread, as gunicorn's gthread makes them
             for project, sc, model, arrays, names in prepared:
-                row = _measure(server, project, sc, model, arrays, names, reps, one)
+                row = _measure(server, project, sc, model, arrays, names, reps, one, before)
                 row["bare_main_thread_p50_ms"] = 1000 * _pct(_bare(model, arrays, reps), 50)
                 rows.append(row)
     finally:
         server.stop()
+        if before is not None:
+            before.stop()
     return rows
 
 
@@ -284,11 +306,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with (same run)")
     args = parser.parse_args()
     from training.offline import ensure_offline
 
     ensure_offline()
-    rows = run(args.quick)
+    rows = run(args.quick, args.baseline)
     print("| scenario | " + " | ".join(rows[0]["stages_p50_ms"]) + " | in-server overhead | HTTP |")
     print("|" + "---|" * (len(rows[0]["stages_p50_ms"]) + 3))
     for r in rows:
@@ -296,6 +319,16 @@ def main() -> None:
         print(
             f"| {r['scenario']} | {cells} | {r['in_server_overhead_p50_ms']:.2f} | {r['http_p50_ms']:.2f} |"
         )
+    if "before_stages_p50_ms" in rows[0]:
+        print("\nThe code before (--baseline), same run, interleaved:")
+        print("| scenario | " + " | ".join(rows[0]["before_stages_p50_ms"]) + " | in-server overhead | /predict p50 ms |"
+              " ratio p50 | after: in-server overhead | /predict p50 ms | ratio p50 |")  # fmt: skip
+        print("|" + "---|" * (len(rows[0]["before_stages_p50_ms"]) + 7))
+        for r in rows:
+            cells = " | ".join(f"{v:.2f}" for v in r["before_stages_p50_ms"].values())
+            print(f"| {r['scenario']} | {cells} | {r['before_in_server_overhead_p50_ms']:.2f} | "
+                  f"{r['before_predict_p50_ms']:.1f} | {r['before_ratio_p50']:.3f} | {r['in_server_overhead_p50_ms']:.2f} | "
+                  f"{r['predict_p50_ms']:.1f} | {r['ratio_p50']:.3f} |")  # fmt: skip
     print()
     print(
         "| scenario | batch of 8 ms/image | 8 bare calls ms/image | bare batched call ms/image |"

@@ -303,22 +303,22 @@ class Database:
         SQLAlchemy's pool checkout and reset, which cost ~20x the query; on PostgreSQL it is a :meth:`read`.
         """
         if self.dialect != "sqlite" or self.path is None:
-            with self.read() as conn:
-                row = conn.exec_driver_sql(sql.replace("?", "%s"), tuple(params)).first()
-            return None if row is None else row[0]
+            with self.read() as db:
+                first = db.exec_driver_sql(sql.replace("?", "%s"), tuple(params)).first()
+            return None if first is None else first[0]
         key = (os.getpid(), str(self.path))
         with _guard:
             found = _poll_connections.get(key)
             if found is None:
                 import sqlite3
 
-                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                       check_same_thread=False)  # fmt: skip
-                conn.execute("PRAGMA query_only=ON")
-                found = _poll_connections[key] = (conn, threading.Lock())
-        conn, lock = found
+                raw = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                      check_same_thread=False)  # fmt: skip
+                raw.execute("PRAGMA query_only=ON")
+                found = _poll_connections[key] = (raw, threading.Lock())
+        raw, lock = found
         with lock:
-            row = conn.execute(sql, tuple(params)).fetchone()
+            row = raw.execute(sql, tuple(params)).fetchone()
         return None if row is None else row[0]
 
     @contextmanager

@@ -35,8 +35,8 @@ AutoPromote = Literal["never", "if_better", "always"]
 DEFAULT_MIN_SCORE = 0.25
 """The score floor of a version that has no threshold of its own, when the project sets none."""
 Approval = Literal["submitted", "ground_truth", "reviewed"]
-Uncertainty = Literal["confidence", "entropy", "margin", "boundary"]
-UNCERTAINTY_MEASURES: tuple[Uncertainty, ...] = ("confidence", "entropy", "margin", "boundary")
+Uncertainty = Literal["confidence", "entropy", "margin", "boundary", "tta"]
+UNCERTAINTY_MEASURES: tuple[Uncertainty, ...] = ("confidence", "entropy", "margin", "boundary", "tta")
 
 
 class Secret(str):
@@ -69,7 +69,8 @@ class ProjectSettings:
     uncertainty: Uncertainty = "confidence"
     """What a prediction's task ``score`` measures (lower = review first): ``confidence`` (the regions' mean
     score), ``entropy`` or ``margin`` of the class probabilities, ``boundary`` (a mask's mean uncertainty
-    along its edges); see ml_backend/uncertainty.py."""
+    along its edges), ``tta`` (disagreement with the outputs on flipped images: three forward passes per
+    task); see ml_backend/uncertainty.py."""
     val_fraction: float = 0.2
     split_group_regex: str | None = None
     """Group items for the train/val split by this regex's first group (default: TCGA patient)."""

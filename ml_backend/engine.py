@@ -34,7 +34,7 @@ from ml_backend.models import ModelCache, Serving
 from ml_backend.predictors import PREDICTORS, ControlPredictor
 from ml_backend.projects import ProjectState
 from ml_backend.task_images import TaskImages
-from ml_backend.uncertainty import task_uncertainty_score
+from ml_backend.uncertainty import TTA_FLIPS, flip_image, task_uncertainty_score
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,12 @@ class Engine:
         ps = state.settings(self.settings.project(project))
         # the boxes an uncertainty measure reads: those above the detect version's floor
         score = partial(_score, ps.uncertainty, score_floor(ps.min_score, serving.models.get("detect")))
+        tta = ps.uncertainty == "tta"
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         errors: dict[int, str] = {}
         if predictors:
             for group in self._groups(tasks, predictors, state, timings, errors):
-                self._predict_group(group, predictors, serving, timings, errors, out, version, score)
+                self._predict_group(group, predictors, serving, timings, errors, out, version, score, tta)
         else:
             out = [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
         for n, (index, reason) in enumerate(errors.items()):
@@ -182,9 +183,12 @@ class Engine:
         errors: dict[int, str],
         out: list[dict[str, Any] | None],
         version: str,
-        score: Callable[[list[dict[str, Any]], dict[str, Any]], float],
+        score: Callable[..., float],
+        tta: bool = False,
     ) -> None:
         outputs: dict[tuple[str, str], dict[int, Any]] = {}
+        # tta: (kind, key) -> task index -> [(flipped axes, the output on the flipped image)]
+        flipped: dict[tuple[str, str], dict[int, list[tuple[tuple[int, ...], Any]]]] = {}
         for kind, key in dict.fromkeys((p.control.kind, p.control.data_key) for p in predictors):
             model = serving.models[kind]
             indices = [i for i, _ in group if i not in errors]
@@ -199,6 +203,8 @@ class Engine:
                         outputs[(kind, key)][i] = model.predict_many([arrays[i]], timings)[0]
                     except Exception as exc:
                         errors[i] = _reason(exc)
+            if tta:
+                flipped[(kind, key)] = self._flipped(model, arrays, outputs[(kind, key)], timings, errors)
         t0 = time.perf_counter()
         for index, images in group:
             if index in errors:
@@ -211,17 +217,41 @@ class Engine:
                     output = outputs[(control.kind, control.data_key)][index]
                     results.extend(predictor.results(output, width, height))
                 by_kind = {kind: got[index] for (kind, _), got in outputs.items()}
-                out[index] = {"result": results, "score": score(results, by_kind), "model_version": version}
+                flips = {kind: got[index] for (kind, _), got in flipped.items()} if tta else None
+                sizes = {kind: images[key].shape[1::-1] for kind, key in outputs}
+                item_score = score(results, by_kind, flips, sizes)
+                out[index] = {"result": results, "score": item_score, "model_version": version}
             except Exception as exc:
                 errors[index] = _reason(exc)
         timings["results"] += time.perf_counter() - t0
 
+    def _flipped(
+        self, model: Any, arrays: dict[int, np.ndarray], done: dict[int, Any], timings: dict[str, float],
+        errors: dict[int, str],
+    ) -> dict[int, list[tuple[tuple[int, ...], Any]]]:  # fmt: skip
+        """``tta``: the model's outputs on each predicted image flipped along each of :data:`TTA_FLIPS`."""
+        indices = [i for i in done if i not in errors]
+        got: dict[int, list[tuple[tuple[int, ...], Any]]] = {i: [] for i in indices}
+        for axes in TTA_FLIPS:
+            try:
+                outs = model.predict_many([flip_image(arrays[i], axes) for i in indices], timings)
+            except Exception as exc:
+                for i in indices:
+                    errors[i] = f"tta: {_reason(exc)}"
+                return {}
+            for i, o in zip(indices, outs, strict=True):
+                got[i].append((axes, o))
+        return got
 
-def _score(measure: str, min_score: float, results: list[dict[str, Any]], outputs: dict[str, Any]) -> float:
+
+def _score(
+    measure: str, min_score: float, results: list[dict[str, Any]], outputs: dict[str, Any],
+    flipped: dict[str, Any] | None = None, sizes: dict[str, tuple[int, int]] | None = None,
+) -> float:  # fmt: skip
     """The task's score: its regions' mean score (``confidence``) or the project's uncertainty measure."""
     if measure == "confidence":
         return _task_score(results)
-    return task_uncertainty_score(measure, outputs, min_score)
+    return task_uncertainty_score(measure, outputs, min_score, flipped, sizes)
 
 
 def _reason(exc: Exception) -> str:

@@ -17,7 +17,16 @@ measure        classify (class probabilities)    segment (pixel probabilities)  
 ``boundary``   as ``margin``                     1 - mean uncertainty           as ``margin``
                                                  ``1 - |2p-1|`` on the masks'
                                                  edges (2 px band)
+``tta``        1 - mean total-variation          mean Dice of the masks with    mean best IoU of each box
+               distance between the              those of the flipped images    with the flipped images'
+               probabilities of the image and    (flipped back)                 boxes (flipped back)
+               of its flips
 ============== ================================= ============================== ==========================
+
+``tta`` (test-time-augmentation disagreement) runs the model twice more per image, on the image flipped
+left-right and top-bottom (:data:`TTA_FLIPS`), maps those outputs back and scores how well they agree with
+the plain output (:func:`tta_score`): a model that changes its mind when the tissue is mirrored is unsure.
+It costs three forward passes per task instead of one.
 
 A task where the detector or segmenter finds nothing scores 0 under every measure (nothing to confirm:
 look at it first), as the default always did.
@@ -31,12 +40,14 @@ look at it first), as the default always did.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 EPS = 1e-7
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((1,), (0,))
+"""The image axes flipped for ``tta``: left-right, top-bottom."""
 BAND_PX = 2
 MASK_THRESHOLD = 0.5
 
@@ -107,8 +118,81 @@ def detect_score(measure: str, scores: np.ndarray) -> float:
     return float(p.mean())
 
 
-def task_uncertainty_score(measure: str, outputs: Mapping[str, Any], min_score: float = 0.0) -> float:
-    """The task's score under ``measure`` from its model outputs (kind -> output); see the module table."""
+def flip_image(image: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``image`` (H, W, 3) mirrored along ``axes`` (0: top-bottom, 1: left-right), contiguous."""
+    return np.ascontiguousarray(np.flip(image, axis=axes))
+
+
+def _unflip_boxes(boxes: np.ndarray, axes: tuple[int, ...], width: int, height: int) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    if 1 in axes:
+        b[:, [0, 2]] = width - b[:, [2, 0]]
+    if 0 in axes:
+        b[:, [1, 3]] = height - b[:, [3, 1]]
+    return b
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, EPS)
+
+
+def tta_score(
+    kind: str, output: Any, flipped: Sequence[tuple[tuple[int, ...], Any]], min_score: float = 0.0,
+    size: tuple[int, int] | None = None,
+) -> float:  # fmt: skip
+    """How well the outputs on flipped images (``(axes, output)`` pairs, as the model gave them on
+    :func:`flip_image`) agree with ``output`` on the image itself, in [0, 1] (1 = the same); ``size`` is the
+    image's ``(width, height)`` (detect: to flip boxes back)."""
+    if not flipped:
+        raise ValueError("tta needs at least one flipped output")
+    agreements = []
+    for axes, other in flipped:
+        if kind == "classify":
+            p, q = np.asarray(output.probs, np.float64), np.asarray(other.probs, np.float64)
+            agreements.append(1.0 - 0.5 * float(np.abs(p - q).sum()))
+        elif kind == "segment":
+            a = np.asarray(output.masks(MASK_THRESHOLD))
+            b = np.flip(np.asarray(other.masks(MASK_THRESHOLD)), axis=tuple(ax + 1 for ax in axes))
+            if not a.any():
+                return 0.0  # nothing found: look first, as under every measure
+            agreements.append(2.0 * float((a & b).sum()) / float(a.sum() + b.sum()))
+        elif kind == "detect":
+            keep = np.asarray(output.scores) >= min_score
+            if not keep.any():
+                return 0.0
+            if size is None:
+                raise ValueError("tta for detect needs the image size")
+            mine = np.asarray(output.boxes, np.float64).reshape(-1, 4)[keep]
+            theirs = _unflip_boxes(
+                np.asarray(other.boxes)[np.asarray(other.scores) >= min_score], axes, *size
+            )
+            agreements.append(float(_iou_matrix(mine, theirs).max(axis=1).mean()) if len(theirs) else 0.0)
+        else:
+            raise ValueError(f"tta: unknown kind {kind!r}")
+    return float(np.mean(agreements))
+
+
+def task_uncertainty_score(
+    measure: str, outputs: Mapping[str, Any], min_score: float = 0.0,
+    flipped: Mapping[str, Sequence[tuple[tuple[int, ...], Any]]] | None = None,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+) -> float:  # fmt: skip
+    """The task's score under ``measure`` from its model outputs (kind -> output); see the module table.
+    ``tta`` also needs ``flipped`` (kind -> the outputs on the flipped images) and, for detect, the image
+    ``sizes`` (kind -> (width, height))."""
+    if measure == "tta":
+        if flipped is None:
+            raise ValueError("the tta measure needs the outputs on the flipped images")
+        tta = [tta_score(k, o, flipped[k], min_score, (sizes or {}).get(k)) for k, o in outputs.items()
+               if k in flipped]  # fmt: skip
+        return float(min(tta)) if tta else 0.0
     scores = []
     for kind, output in outputs.items():
         if kind == "classify":

@@ -110,3 +110,72 @@ def test_extra_params_token_is_used_for_label_studio_images(make_settings, serve
         assert seen == [f"Token {'y' * 40}"]
     finally:
         server.shutdown()
+
+
+def test_tta_scores_how_well_the_flipped_outputs_agree() -> None:
+    from ml_backend.uncertainty import flip_image, tta_score
+    from training.inference import Detections
+
+    probs = np.array([0.8, 0.2])
+    assert (
+        tta_score("classify", ClassScores(probs, list("ab")), [((1,), ClassScores(probs, list("ab")))]) == 1.0
+    )
+    changed = [((1,), ClassScores(np.array([0.3, 0.7]), list("ab"))), ((0,), ClassScores(probs, list("ab")))]
+    assert tta_score("classify", ClassScores(probs, list("ab")), changed) == pytest.approx(0.75)
+    # a mask off the centre: a model that mirrors with the image agrees; one that does not, does not
+    p = np.zeros((1, 40, 60), np.float32)
+    p[0, 5:15, 2:22] = 0.9
+    seg = SegmentationMap(p, ["tumor"])
+    image_like = p[0, :, :, None].repeat(3, axis=2)
+    mirrored = SegmentationMap(flip_image(image_like, (1,))[None, :, :, 0], ["tumor"])
+    assert tta_score("segment", seg, [((1,), mirrored)]) == pytest.approx(1.0)
+    assert tta_score("segment", seg, [((1,), seg)]) == 0.0  # the same mask unmirrored: no overlap
+    assert tta_score("segment", SegmentationMap(np.zeros_like(p), ["t"]), [((1,), seg)]) == 0.0
+    # boxes flipped back with the image's size (60 x 40)
+    box = Detections(np.array([[2.0, 5.0, 22.0, 15.0]]), np.array([0.9]), np.array([0]), ["tumor"])
+    lr = Detections(np.array([[38.0, 5.0, 58.0, 15.0]]), np.array([0.9]), np.array([0]), ["tumor"])
+    tb = Detections(np.array([[2.0, 25.0, 22.0, 35.0]]), np.array([0.9]), np.array([0]), ["tumor"])
+    assert tta_score("detect", box, [((1,), lr), ((0,), tb)], size=(60, 40)) == pytest.approx(1.0)
+    assert tta_score("detect", box, [((1,), box)], size=(60, 40)) == 0.0
+    nothing = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), ["tumor"])
+    assert tta_score("detect", box, [((1,), nothing)], size=(60, 40)) == 0.0
+
+
+def test_tta_per_project_over_http_runs_the_model_on_the_flips(make_settings, serve) -> None:
+    """tta from extra_params: the regions are the plain prediction's, the score the flips' agreement."""
+    from PIL import Image
+
+    from ml_backend.uncertainty import TTA_FLIPS, flip_image, tta_score
+    from training.inference import load_model
+
+    settings = make_settings()
+    version = add_version(settings, "4", "segment")
+    live = serve(settings)
+    config = (
+        '<View><Image name="image" value="$image"/>'
+        '<BrushLabels name="brush" toName="image"><Label value="Tumor"/></BrushLabels></View>'
+    )
+    names = ("a.png", "b.png")
+    tasks = [task(i, f"/data/local-files/?d=images/{n}") for i, n in enumerate(names, 1)]
+    _setup(live, config, {"uncertainty": "confidence"})
+    plain = live.session.post(f"{live.url}/predict", json=_body(tasks, config), timeout=120)
+    _setup(live, config, {"uncertainty": "tta"})
+    tta = live.session.post(f"{live.url}/predict", json=_body(tasks, config), timeout=120)
+    assert plain.status_code == tta.status_code == 200
+    model = load_model(version.artifact_dir)
+    for name, a, b in zip(names, plain.json()["results"], tta.json()["results"], strict=True):
+        assert "error" not in b, b
+        assert [_no_id(r) for r in a["result"]] == [_no_id(r) for r in b["result"]]  # the plain regions
+        image = np.asarray(Image.open(settings.local_files_root / "images" / name).convert("RGB"))
+        flips = [(axes, model.predict(flip_image(image, axes))) for axes in TTA_FLIPS]
+        expected = tta_score("segment", model.predict(image), flips)
+        assert b["score"] == pytest.approx(expected, abs=1e-3) and 0 < b["score"] < 1
+        assert b["score"] != pytest.approx(a["score"], abs=1e-3)
+
+
+def _no_id(region: dict) -> dict:
+    return {k: v for k, v in region.items() if k != "id"}
+
+
+def _body(tasks: list, config: str) -> dict:
+    return {"tasks": tasks, "project": "4.1795424387", "label_config": config, "params": {}}

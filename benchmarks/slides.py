@@ -17,13 +17,20 @@ Stain: the H&E jitter (training/augment.py, one folded 3×3 matrix) against skim
 ``--torchstain DIR`` points at an unpacked copy (``pip install --no-deps --target DIR torchstain``; not a
 dependency). Best of ``--repeats``, interleaved.
 
-    flock /tmp/histoloop-heavy.lock .venv/bin/python -m benchmarks.slides [--size 6000] [--tissue 0.5]
+    flock /tmp/histoloop-heavy.lock .venv/bin/python -m benchmarks.slides [--size 6000] [--tissue 0.5] \
+        [--segment VERSION_DIR --segment-mpp 0.25]
+
+A random-initialised U-Net's map is noise, which no real model gives (it makes one percolating region with
+thousands of holes to vectorise): for the per-slide number pass ``--segment``, a version trained on the
+MoNuSeg tiles (``histoloop convert aperio ... --to masks`` then ``histoloop train --kind segment ... --time 4
+--no-register --out DIR``); its card gets the tiles' resolution, 0.25 µm/px, so fields are read at level 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -80,12 +87,27 @@ def _floor(slide_path: Path, fields) -> float:
     return time.perf_counter() - t
 
 
-def slides(shared: Path, work: Path, size: int, tissue: float, repeats: int) -> list[str]:
+def _trained(source: Path, directory: Path, mpp: float) -> Path:
+    """A copy of a trained version whose card says the resolution it was trained at."""
+    from training.artifacts import ModelCard
+
+    shutil.copytree(source, directory)
+    card = ModelCard.load(directory)
+    card.extra["mpp"] = mpp
+    card.save(directory)
+    return directory
+
+
+def slides(
+    shared: Path, work: Path, size: int, tissue: float, repeats: int, segment: Path | None = None,
+    segment_mpp: float = 0.25,
+) -> list[str]:  # fmt: skip
     import torch
 
     from converters.slides import open_slide
+    from training.artifacts import ModelCard
     from training.inference import load_model
-    from training.slides import grid_fields, predict_slide
+    from training.slides import grid_fields, model_mpp, predict_slide
 
     path = _slide(shared, work / "bench.tif", size, tissue)
     rows = [
@@ -97,12 +119,16 @@ def slides(shared: Path, work: Path, size: int, tissue: float, repeats: int) -> 
         "| --- | --- | --- | --- | --- |",
     ]
     for kind in ("segment", "classify"):
-        version = _version(work / kind, kind)
+        if kind == "segment" and segment is not None:
+            version = _trained(segment, work / kind, segment_mpp)
+        else:
+            version = _version(work / kind, kind)
         model = load_model(version, device="cpu")
+        mpp = model_mpp(ModelCard.load(version))
         fsize = 4 * 256 if kind == "segment" else 224
         overlap = 64 if kind == "segment" else 0
         with open_slide(path) as s:
-            fields = grid_fields(s, fsize, 0.5, overlap, 0.05)
+            fields = grid_fields(s, fsize, mpp, overlap, 0.05)
         floor, best = float("inf"), None
         for _ in range(repeats):
             floor = min(floor, _floor(path, fields))
@@ -110,7 +136,7 @@ def slides(shared: Path, work: Path, size: int, tissue: float, repeats: int) -> 
             best = r if best is None or r.seconds < best.seconds else best
         assert best is not None
         rows.append(
-            f"| {kind} ({fsize} px at 0.5 µm/px) | {best.fields} | {best.fields / floor:.1f} fields/s "
+            f"| {kind} ({'trained' if kind == 'segment' and segment else 'random init'}, {fsize} px at {mpp} µm/px) | {best.fields} | {best.fields / floor:.1f} fields/s "
             f"({floor:.2f} s) | {best.fields_per_second:.2f} fields/s ({best.seconds:.1f} s) | "
             f"{best.model_seconds / best.seconds:.0%} |"
         )
@@ -182,6 +208,10 @@ def main() -> None:
         "--shared", type=Path, default=Path(os.environ.get("HISTOLOOP_SHARED", "../shared")) / "data"
     )
     ap.add_argument("--torchstain", default=None)
+    ap.add_argument("--segment", type=Path, default=None,
+                    help="a trained segment version dir (histoloop train ... --no-register --out DIR) instead of a "
+                    "random-initialised U-Net")  # fmt: skip
+    ap.add_argument("--segment-mpp", type=float, default=0.25, help="the resolution --segment was trained at")
     ap.add_argument("--only", choices=["slides", "stain"], default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="histoloop-bench-slides-") as tmp:
@@ -189,7 +219,20 @@ def main() -> None:
             print("\n".join(stain(args.shared, max(3, args.repeats), args.torchstain)), flush=True)
             print()
         if args.only in (None, "slides"):
-            print("\n".join(slides(args.shared, Path(tmp), args.size, args.tissue, args.repeats)), flush=True)
+            print(
+                "\n".join(
+                    slides(
+                        args.shared,
+                        Path(tmp),
+                        args.size,
+                        args.tissue,
+                        args.repeats,
+                        args.segment,
+                        args.segment_mpp,
+                    )
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -65,12 +65,22 @@ PROJECTS = {
 }  # fmt: skip
 
 
-# small enough to train in about a minute each on a laptop CPU, good enough to show suggestions
+# small enough to train in a few minutes at most on a laptop CPU, good enough to show suggestions.
+# detect: yolo11n from its YAML on the 256 px tiles shrunk to 128 px (a tumor nest stays 20-55 px wide), not cut
+# into 128 px tiles (nine times the images per epoch), without ultralytics' 3 warm-up epochs (with 5 batches an
+# epoch they were a tenth of the training). It suggests nothing for about 30 epochs, then learns: held-out
+# mAP@0.5 0.86 after 60 (BENCHMARKS.md, "The demo's first boxes"); the old 30 epochs at 256 px on 16 tiles
+# left mAP@0.5 0 and suggested nothing.
 DEMO_TRAINING: dict[str, dict[str, Any]] = {
-    "detect": {"epochs": 30, "batch": 8, "imgsz": 256},
+    "detect": {"epochs": 60, "batch": 8, "imgsz": 128,
+               "extra": {"tile": False, "ultralytics": {"warmup_epochs": 0}}},
     "segment": {"epochs": 6, "batch": 4, "imgsz": 128, "model": "resnet18"},
     "classify": {"epochs": 6, "batch": 8, "imgsz": 96, "model": "resnet18"},
-}
+}  # fmt: skip
+DEMO_TILES = {"detect": 48, "segment": 16, "classify": 16}
+"""Generated tiles (two per patient) a first version learns from; its patient-level validation split (a fifth
+of the patients) is where its held-out score and its served score threshold come from. A detector from
+random weights needs more boxes than a segmenter needs pixels: 16 tiles held 4-5 nests to train on."""
 
 
 def write_tiles(directory: Path, count: int, size: int = 256, seed: int = 0) -> list[tuple[Path, Tile]]:
@@ -197,6 +207,8 @@ def training_config_toml(training: dict[str, dict[str, Any]], **top: Any) -> str
     """A histoloop config file (TOML) with per-kind retraining options, for the demo's worker."""
 
     def value(v: Any) -> str:
+        if isinstance(v, dict):  # an inline table: extra = { tile = false, ultralytics = { ... } }
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
         return f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
 
     lines = [f"{k} = {value(v)}" for k, v in top.items()]
@@ -242,7 +254,7 @@ def run_demo(settings: Settings, *, images: Path | None = None, count: int = 12,
         document_root = demo / "files"
         paths = [p for p, _ in write_tiles(document_root / "images", count, seed=100)]
     train_root = demo / "train"
-    train_tiles = write_tiles(train_root / "images", 16, seed=1000)
+    train_tiles = write_tiles(train_root / "images", max(DEMO_TILES[k] for k in kinds), seed=1000)
 
     creds = _credentials(demo / "credentials.json")
     redis = ensure_redis(settings.redis_url)
@@ -273,7 +285,7 @@ def run_demo(settings: Settings, *, images: Path | None = None, count: int = 12,
         for kind, pid in ids.items():
             if registry.production(str(pid), kind) is None:
                 print(f"Training a first {kind} model for project {pid} on synthetic tiles...")
-                first = bootstrap(demo_settings, str(pid), kind, train_tiles, train_root)
+                first = bootstrap(demo_settings, str(pid), kind, train_tiles[: DEMO_TILES[kind]], train_root)
                 print(f"  {first.ref}: {bootstrap_score(kind, first.metrics)}")
         backend_url = f"http://127.0.0.1:{backend_port}"
         stack.backend("127.0.0.1", backend_port)

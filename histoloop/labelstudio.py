@@ -41,6 +41,9 @@ class LabelStudioServer:
     username: str = "admin@example.com"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     token: str = field(default_factory=lambda: secrets.token_hex(20), repr=False)
+    legacy_tokens: bool = True
+    """False: Label Studio as new installs are (``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=false``): the API
+    takes only Personal Access Tokens (:meth:`personal_access_token`), ``token`` is refused."""
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -66,7 +69,7 @@ class LabelStudioServer:
             LABEL_STUDIO_USERNAME=self.username,
             LABEL_STUDIO_PASSWORD=self.password,
             LABEL_STUDIO_USER_TOKEN=self.token,
-            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true" if self.legacy_tokens else "false",
             LOCAL_FILES_SERVING_ENABLED="true",
             LOCAL_FILES_DOCUMENT_ROOT=str(Path(self.document_root).resolve()),
             # histoloop's backend runs on 127.0.0.1: both switches must be off for Label Studio to call it
@@ -86,7 +89,7 @@ class LabelStudioServer:
         log = open(Path(self.data_dir) / "label-studio.log", "ab")  # noqa: SIM115 (lives as long as the server)
         cmd = [
             str(self.executable), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port),
-            "--data-dir", str(self.data_dir), "--enable-legacy-api-token",
+            "--data-dir", str(self.data_dir), *(["--enable-legacy-api-token"] if self.legacy_tokens else []),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             cmd, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -96,7 +99,10 @@ class LabelStudioServer:
             if self.process.poll() is not None:
                 raise LabelStudioError(f"Label Studio exited with {self.process.returncode}; see {log.name}")
             try:
-                r = requests.get(f"{self.url}/api/projects", headers=self.headers, timeout=3)
+                if self.legacy_tokens:
+                    r = requests.get(f"{self.url}/api/projects", headers=self.headers, timeout=3)
+                else:
+                    r = requests.get(f"{self.url}/health", timeout=3)
                 if r.status_code == 200:
                     return self
             except requests.RequestException:
@@ -110,6 +116,25 @@ class LabelStudioServer:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.token}"}
+
+    def personal_access_token(self) -> str:
+        """A new Personal Access Token of the admin user (a JWT refresh token), made as a person makes one
+        in *Account & Settings*: logged in with the password, ``POST /api/token/``."""
+        session = requests.Session()
+        session.get(f"{self.url}/user/login/", timeout=30)
+        r = session.post(
+            f"{self.url}/user/login/",
+            data={"email": self.username, "password": self.password,
+                  "csrfmiddlewaretoken": session.cookies.get("csrftoken", "")},
+            headers={"Referer": f"{self.url}/user/login/"}, timeout=60,
+        )  # fmt: skip
+        if r.status_code >= 400 or "sessionid" not in session.cookies:
+            raise LabelStudioError(f"{self.url}: could not log in as {self.username} (HTTP {r.status_code})")
+        r = session.post(f"{self.url}/api/token/", headers={"X-CSRFToken": session.cookies.get("csrftoken", ""),
+                         "Referer": f"{self.url}/"}, timeout=60)  # fmt: skip
+        if r.status_code not in (200, 201) or "token" not in r.json():
+            raise LabelStudioError(f"{self.url}: POST /api/token/ answered HTTP {r.status_code}")
+        return str(r.json()["token"])
 
     def client(self):
         """A label_studio_sdk client logged in with the legacy token."""

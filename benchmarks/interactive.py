@@ -102,7 +102,7 @@ def _box(x: float, y: float, w: int, h: int) -> dict[str, Any]:
                       "rectanglelabels": ["Tumor"]}}  # fmt: skip
 
 
-def _request(url: str, project: str, image: str, context: Any) -> tuple[float, float, int]:
+def _request(url: str, project: str, image: str, context: Any) -> tuple[float, float, int, dict[str, float]]:
     body = {"tasks": [{"id": 1, "data": {"image": image}}], "project": f"{project}.1", "label_config": CONFIG,
             "params": {"login": None, "password": None, "context": context}}  # fmt: skip
     t0 = time.perf_counter()
@@ -112,7 +112,7 @@ def _request(url: str, project: str, image: str, context: Any) -> tuple[float, f
     item = r.json()["results"][0]
     assert "error" not in item or context is None, item
     stages = dict(p.strip().split(";dur=") for p in r.headers["Server-Timing"].split(","))
-    return wall * 1000, float(stages["model"]), len(item["result"])
+    return wall * 1000, float(stages["model"]), len(item["result"]), {k: float(v) for k, v in stages.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             model = np.array([r[1] for r in runs])
             out["scenarios"][name] = {
                 "n": n, "p50_ms": float(np.percentile(wall, 50)), "p95_ms": float(np.percentile(wall, 95)),
-                "model_p50_ms": float(np.percentile(model, 50)), "regions": int(np.median([r[2] for r in runs])),
+                "model_p50_ms": float(np.percentile(model, 50)), "model_p95_ms": float(np.percentile(model, 95)),
+                "regions": int(np.median([r[2] for r in runs])),
+                "stages_p50_ms": {k: float(np.percentile([r[3].get(k, 0.0) for r in runs], 50)) for k in runs[0][3]},
+                "load": os.getloadavg()[0],
             }  # fmt: skip
             print(name, json.dumps(out["scenarios"][name]), flush=True)
     finally:

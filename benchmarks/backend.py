@@ -13,7 +13,7 @@ Three scenarios, each with a tiny random-init model registered and promoted in a
 The baseline is ``load_model(version).predict(image)`` on the decoded images (no HTTP, no decoding, no
 result conversion), called from a worker thread as gunicorn's ``gthread`` worker calls it (the ratios are
 against this one); the same call from the main thread is shown too: on a busy 2-core machine torch's
-two OpenMP threads on the main thread can be several times slower than a call from another thread. The backend is ``histoloop serve`` (gunicorn, one worker, 16 threads) in its own
+two OpenMP threads on the main thread can be several times slower than a call from another thread. The backend is ``histoloop serve`` (gunicorn, one worker, 17 threads: 16 /predict slots, so that the 16 concurrent requests are never refused) in its own
 process, called over HTTP on 127.0.0.1 with the bodies Label Studio sends; images are read from the
 local-files root by the backend, so decoding them is part of its cost.
 
@@ -146,7 +146,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         with open(log, "wb") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(self.port), "--threads", "16"],
+                [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(self.port), "--threads", "17"],
                 env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
             )  # fmt: skip
         import requests

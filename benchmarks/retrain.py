@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+SHARED_DATA = Path(os.environ.get("HISTOLOOP_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 sys.path.insert(0, str(ROOT / "tests" / "workers"))  # the Label Studio export stand-in of the tests
 
 

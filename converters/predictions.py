@@ -87,6 +87,14 @@ def mask_to_brush_result(mask: np.ndarray, label: str, score: float, from_name: 
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
     h, w = mask.shape
+    return rle_brush_result(mask_to_rle(mask > 0), w, h, label, score, from_name, to_name)
+
+
+def rle_brush_result(
+    rle: list[int], width: int, height: int, label: str, score: float, from_name: str, to_name: str
+) -> dict:
+    """A ``brushlabels`` result for a mask already encoded (:func:`converters.rle.labels_to_rles`)."""
+    h, w = height, width
     return {
         "id": _id(),
         "from_name": from_name,
@@ -95,7 +103,7 @@ def mask_to_brush_result(mask: np.ndarray, label: str, score: float, from_name: 
         "original_width": int(w),
         "original_height": int(h),
         "image_rotation": 0,
-        "value": {"format": "rle", "rle": mask_to_rle(mask > 0), "brushlabels": [str(label)]},
+        "value": {"format": "rle", "rle": rle, "brushlabels": [str(label)]},
         "score": float(score),
     }
 

@@ -59,8 +59,40 @@ def encode_values(values: np.ndarray, repeat: int = 1) -> list[int]:
     starts = np.concatenate(([0], change))
     lengths = np.diff(np.append(starts, n)).astype(np.int64) * repeat
     run_values = values[starts].astype(np.int64)
-    total = n * repeat
+    return _encode_runs(lengths, run_values, n * repeat)
 
+
+def labels_to_rles(labels: np.ndarray, ids: Sequence[int]) -> dict[int, list[int]]:
+    """``{k: mask_to_rle(labels == k)}`` for each ``k`` of ``ids`` (byte-identical), from the runs of the
+    (H, W) integer label image: one pass over the pixels, then work per object in proportion to its runs,
+    instead of a whole-image mask and encoding per object (``K × H × W``: ~0.7 s for 1,000 objects on a
+    512² image)."""
+    flat = np.asarray(labels).ravel()
+    n = flat.size
+    if n == 0:
+        raise ValueError("mask is empty")
+    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+    ends = np.append(starts[1:], n)
+    run_label = flat[starts]
+    order = np.argsort(run_label, kind="stable")
+    sorted_labels = run_label[order]
+    out: dict[int, list[int]] = {}
+    for k in ids:
+        lo, hi = np.searchsorted(sorted_labels, [k, k + 1])
+        idx = order[lo:hi]  # the runs of object k, in order
+        bounds = np.empty(2 * idx.size + 2, np.int64)
+        bounds[0], bounds[-1] = 0, n
+        bounds[1:-1:2], bounds[2:-1:2] = starts[idx], ends[idx]
+        seg = np.diff(bounds)  # background, object, background, ..., background
+        value = np.zeros(seg.size, np.int64)
+        value[1::2] = 255
+        keep = seg > 0
+        out[int(k)] = _encode_runs(seg[keep] * 4, value[keep], n * 4)
+    return out
+
+
+def _encode_runs(lengths: np.ndarray, run_values: np.ndarray, total: int) -> list[int]:
+    """The RLE of runs (``lengths`` values each of ``run_values``; ``total`` values in all)."""
     # Runs longer than 65536 become k full chunks of 65536 (field 0xFFFF) plus a remainder.
     full = np.where(lengths > _MAX_RUN, (lengths - 1) // _MAX_RUN, 0)
     rec_run = np.repeat(np.arange(lengths.size), full + 1)

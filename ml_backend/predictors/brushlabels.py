@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from converters.predictions import mask_to_brush_result
+from converters.predictions import rle_brush_result
+from converters.rle import labels_to_rles
 from ml_backend.predictors.base import ControlPredictor
 from training.inference import SegmentationMap
 from training.objects import instance_scores
@@ -39,7 +40,19 @@ class BrushLabelsPredictor(ControlPredictor):
     kind = "segment"
 
     def results(self, output: SegmentationMap, width: int, height: int) -> list[dict[str, Any]]:
-        return [
-            mask_to_brush_result(mask, label, score, self.control.from_name, self.control.to_name)
-            for label, mask, score in scored_masks(self, output)
-        ]
+        """One brush result per object; the objects of a class are encoded from the runs of its instance
+        map together (:func:`converters.rle.labels_to_rles`), not one whole-image mask each."""
+        out = []
+        for c, (name, objects) in enumerate(
+            zip(output.classes, output.instances(MASK_THRESHOLD), strict=True)
+        ):
+            label = self.mapper.label(name)
+            if label is None or not objects.any():
+                continue
+            kept = [(k, float(score)) for k, score in enumerate(instance_scores(output.probs[c], objects), 1)
+                    if score >= self.min_score]  # fmt: skip
+            rles = labels_to_rles(objects, [k for k, _ in kept])
+            h, w = objects.shape
+            out.extend(rle_brush_result(rles[k], w, h, label, score, self.control.from_name, self.control.to_name)
+                       for k, score in kept)  # fmt: skip
+        return out

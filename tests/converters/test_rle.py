@@ -130,3 +130,17 @@ def test_corrupt_rle_is_a_clear_error():
         rle_to_mask(rle, 31, 40)
     with pytest.raises(ValueError, match="too short"):
         rle_decode(rle[:3])
+
+
+def test_labels_to_rles_is_mask_to_rle_of_each_object():
+    """The brush results of a segmenter's objects are encoded from the runs of the instance map at once;
+    each must be byte-identical to encoding that object's whole-image mask."""
+    from converters.rle import labels_to_rles
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        labels = rng.integers(0, int(rng.integers(1, 8)), (h, w)) * (rng.random((h, w)) > rng.random())
+        ids = [*range(1, int(labels.max()) + 1), int(labels.max()) + 3]  # the last one absent
+        got = labels_to_rles(labels, ids)
+        assert all(got[k] == mask_to_rle(labels == k) for k in ids), trial

@@ -42,7 +42,7 @@ class BrushLabelsPredictor(ControlPredictor):
     def results(self, output: SegmentationMap, width: int, height: int) -> list[dict[str, Any]]:
         """One brush result per object; the objects of a class are encoded from the runs of its instance
         map together (:func:`converters.rle.labels_to_rles`), not one whole-image mask each."""
-        out = []
+        out: list[dict[str, Any]] = []
         for c, (name, objects) in enumerate(
             zip(output.classes, output.instances(MASK_THRESHOLD), strict=True)
         ):

@@ -6,8 +6,9 @@ Three scenarios, each with a tiny random-init model registered and promoted in a
 
 - ``boxes``: yolo11n (from its YAML) at 640 px on 640x640 crops, its class bias set so that it reports
   a few hundred boxes per image (NMS-limited; the results are serialised, not zero boxes);
-- ``brush``: a resnet18 U-Net at 512 px on 512x512 crops, one brush RLE mask per image (encoding is part
-  of the cost);
+- ``brush``: a resnet18 U-Net at 512 px on 512x512 crops, its head bias set so that the mask is one large
+  region (one brush RLE per image, encoding part of the cost; with bias 0 a random model's map is noise of
+  ~1,000 specks, one result each, which no trained segmenter serves);
 - ``choices``: a resnet18 classifier at 224 px on the same 512x512 crops.
 
 The baseline is ``load_model(version).predict(image)`` on the decoded images (no HTTP, no decoding, no
@@ -68,7 +69,7 @@ SCENARIOS = (
              0.0, 640, '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
                        '<Label value="Tumor"/></RectangleLabels></View>'),
     Scenario("brush", "segment", {"classes": ["tumor"], "arch": {"arch": "Unet", "encoder": "resnet18",
-             "mode": "binary"}, "input_size": 512}, 0.0, 512,
+             "mode": "binary"}, "input_size": 512}, 4.0, 512,
              '<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image">'
              '<Label value="Tumor"/></BrushLabels></View>'),
     Scenario("choices", "classify", {"classes": ["benign", "malignant"], "arch": {"backbone": "resnet18"},

@@ -44,6 +44,8 @@ class LabelStudioServer:
     legacy_tokens: bool = True
     """False: Label Studio as new installs are (``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=false``): the API
     takes only Personal Access Tokens (:meth:`personal_access_token`), ``token`` is refused."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More of Label Studio's settings, e.g. ``LABEL_STUDIO_HOST`` (the address ``/setup`` names)."""
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -80,6 +82,7 @@ class LabelStudioServer:
             SENTRY_DSN="",
             FRONTEND_SENTRY_DSN="",
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 240.0) -> LabelStudioServer:

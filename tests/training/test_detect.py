@@ -69,7 +69,8 @@ def test_cancel_from_progress_propagates(detect_data: Path, tmp_path: Path) -> N
     assert not (tmp_path / "out" / "weights.safetensors").exists()
 
 
-@pytest.mark.parametrize("source", ["version", "pt"])
+# a .pt file (ultralytics' own format) as the source: ~12 s more, with `make test-all`
+@pytest.mark.parametrize("source", ["version", pytest.param("pt", marks=pytest.mark.slow)])
 def test_fine_tune(source: str, detect_version, detect_data: Path, tmp_path: Path) -> None:
     out, _, _ = detect_version
     if source == "pt":  # an ultralytics checkpoint on local disk, as a user would point at

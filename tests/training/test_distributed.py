@@ -16,7 +16,8 @@ from training.inference import load_model
 from training.tasks import get_trainer
 
 
-@pytest.mark.parametrize("kind", ["classify", "segment"])
+# segment (the same gloo path with a U-Net, ~30 s) runs with `make test-all`
+@pytest.mark.parametrize("kind", ["classify", pytest.param("segment", marks=pytest.mark.slow)])
 def test_two_processes_agree_and_the_version_loads(
     kind: str, classify_data: Path, segment_data: Path, tmp_path: Path
 ) -> None:

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from training.corrections import box_iou
+
 EPS = 1e-7
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((1,), (0,))
 """The image axes flipped for ``tta``: left-right, top-bottom."""
@@ -132,17 +134,6 @@ def _unflip_boxes(boxes: np.ndarray, axes: tuple[int, ...], width: int, height: 
     return b
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, EPS)
-
-
 def tta_score(
     kind: str, output: Any, flipped: Sequence[tuple[tuple[int, ...], Any]], min_score: float = 0.0,
     size: tuple[int, int] | None = None,
@@ -173,7 +164,7 @@ def tta_score(
             theirs = _unflip_boxes(
                 np.asarray(other.boxes)[np.asarray(other.scores) >= min_score], axes, *size
             )
-            agreements.append(float(_iou_matrix(mine, theirs).max(axis=1).mean()) if len(theirs) else 0.0)
+            agreements.append(float(box_iou(mine, theirs).max(axis=1).mean()) if len(theirs) else 0.0)
         else:
             raise ValueError(f"tta: unknown kind {kind!r}")
     return float(np.mean(agreements))

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-e2e test-all lint bench clean
 
 install: $(STAMP)
 
@@ -21,7 +21,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-test-all: $(STAMP)  # the default suite plus the tests marked slow
+test-e2e: $(STAMP)  # the end-to-end suite against a real Label Studio (installed into .venv-label-studio)
+	$(PY) -m pytest -m labelstudio
+
+test-all: $(STAMP)  # the default suite, the end-to-end suite and the tests marked slow
 	$(PY) -m pytest -m "slow or not slow"
 
 lint: $(STAMP)

@@ -56,6 +56,7 @@ def _wait(condition, timeout: float, what: str, workers: dict[str, WorkerProcess
         raise AssertionError(f"{exc}\n{logs}") from None
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: `make test-all`
 def test_two_hosts_share_the_work_and_recover_each_other(
     wsettings, postgres_server, own_hostname, tmp_path
 ) -> None:

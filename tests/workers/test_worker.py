@@ -55,6 +55,7 @@ def _cli(settings, *args: str, config=None) -> str:
     return out.stdout
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: `make test-all`
 def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
     stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
     settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=stub.url,

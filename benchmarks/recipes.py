@@ -20,11 +20,12 @@ Each baseline's weights are wrapped as a histoloop version (card + safetensors) 
 Rows go to ``<work>/rows.jsonl`` as they finish; the table (mean ± spread over seeds, ratio to the bare
 loop of the same run) is printed at the end.
 
-``--stability`` instead trains the segmenter twice per seed through the same ``train_version`` with the
-same budget: the default recipe, and the recipe before issue 12 (``resnet34``, BatchNorm, no weight
-average, no warmup, no boundary channel, 8 crops per tile), and reports how much the per-epoch validation
-Dice moves (the spread of the epoch-to-epoch changes over the second half of the run, the range) besides
-the final held-out metrics.
+``--jobs 2 --threads 1`` trains two at a time, each in its own process on one torch thread: a seed's
+histoloop and bare runs of one kind are queued side by side, so each pair shares the machine at the same
+moment and gets the same CPU-minutes. For the segmenter the rows also say how much the per-epoch validation
+Dice moves (its range, and the spread of the epoch-to-epoch changes over the second half of the run);
+``--stability`` adds one run of the segment recipe before issue 12 (``resnet34``, BatchNorm, no weight
+average, no warmup, no boundary channel, 8 crops per tile) with the first seed, for the same figures.
 """
 
 from __future__ import annotations
@@ -68,10 +69,24 @@ def ours(
     kind: str, dataset: Path, out: Path, minutes: float, seed: int, env: dict[str, str]
 ) -> dict[str, Any]:
     stdout = _histoloop(
-        "train", "--project", "bench", "--kind", kind, "--data", str(dataset), "--no-register", "--out", str(out),
+        "train", "--project", "1", "--kind", kind, "--data", str(dataset), "--no-register", "--out", str(out),
         "--time", str(minutes), "--seed", str(seed), "--epochs", "1000", "--patience", "1000", "--json", env=env,
     )  # fmt: skip
-    return json.loads(stdout.strip().splitlines()[-1])["metrics"]
+    done = json.loads(stdout.strip().splitlines()[-1])
+    return {**done["metrics"], **_epochs(done["history"], "dice" if kind == "segment" else "mAP50")}
+
+
+def _epochs(history: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """How much the per-epoch validation score moves: its range, and the spread of its epoch-to-epoch
+    changes over the second half of the run (what makes choosing the best epoch luck or not)."""
+    scores = np.array([h[key] for h in history if h.get(key) is not None], float)
+    if not len(scores):
+        return {"epochs": len(history)}
+    late = scores[len(scores) // 2 :]
+    return {"epochs": len(scores), "epoch_min": round(float(scores.min()), 3),
+            "epoch_max": round(float(scores.max()), 3),
+            "late_step_sd": round(float(np.diff(late).std()), 3) if len(late) > 2 else None,
+            "per_epoch": [round(float(d), 3) for d in scores]}  # fmt: skip
 
 
 def bare_segment(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
@@ -150,33 +165,24 @@ OLD_SEGMENT = {"model": "resnet34", "extra": {"norm": "batch", "ema": 0, "instan
                                              "crops_per_image": 8}}  # fmt: skip
 
 
-def stability(dataset: Path, work: Path, minutes: float, seed: int) -> list[dict[str, Any]]:
+def before(dataset: Path, work: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
+    """The segment recipe before issue 12, through the same ``train_version`` and budget."""
     from training.base import TrainConfig
     from training.lifecycle import train_version
     from training.registry import Registry
 
     registry = Registry(work / "store" / "registry.sqlite", work / "store")
-    rows = []
-    for name, options in (("default recipe", {}), ("recipe before issue 12", OLD_SEGMENT)):
-        config = TrainConfig(epochs=1000, patience=1000, time=minutes, seed=seed, device="cpu", **options)
-        out = work / f"stability-{seed}-{'old' if options else 'new'}"
-        t0 = time.monotonic()
-        done = train_version(registry, "bench", "segment", dataset, config, register=False, out_dir=out)
-        dice = np.array([r["dice"] for r in done.result.history], float)
-        late = dice[len(dice) // 2 :]
-        m = done.result.metrics
-        rows.append({"recipe": name, "seed": seed, "epochs": len(dice), "wall_s": round(time.monotonic() - t0, 1),
-                     "epoch_dice_min": round(float(dice.min()), 3), "epoch_dice_max": round(float(dice.max()), 3),
-                     "late_step_sd": round(float(np.diff(late).std()) if len(late) > 2 else float("nan"), 3),
-                     "dice": m["dice"], "object_f1": m.get("object_f1"), "pq": m.get("pq"),
-                     "per_epoch_dice": [round(float(d), 3) for d in dice]})  # fmt: skip
-    return rows
+    config = TrainConfig(epochs=1000, patience=1000, time=minutes, seed=seed, device="cpu", **OLD_SEGMENT)
+    done = train_version(registry, "1", "segment", dataset, config, register=False, out_dir=out)
+    return {**done.result.metrics, **_epochs(done.result.history, "dice")}
 
 
 def _row(kind: str, method: str, seed: int, metrics: dict[str, Any], wall: float) -> dict[str, Any]:
     corr = metrics.get("corrections") or {}
+    extra = ("steps", "epochs", "epoch_min", "epoch_max", "late_step_sd", "per_epoch")
     return {"kind": kind, "method": method, "seed": seed, "wall_s": round(wall, 1),
-            **{k: metrics.get(k, corr.get(k)) for k in KEYS[kind]}}  # fmt: skip
+            **{k: metrics.get(k, corr.get(k)) for k in KEYS[kind]},
+            **{k: metrics[k] for k in extra if k in metrics}}  # fmt: skip
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -189,7 +195,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines += [f"\n{kind} ({len({r['seed'] for r in got})} seeds: mean ± sd)\n",
                   "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
         means: dict[str, dict[str, float]] = {}
-        for method in ("histoloop", "bare"):
+        for method in METHODS:
             rs = [r for r in got if r["method"] == method]
             if not rs:
                 continue
@@ -199,12 +205,30 @@ def table(rows: list[dict[str, Any]]) -> str:
                 means.setdefault(method, {})[k] = float(v.mean()) if len(v) else float("nan")
                 cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else "–")
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        if len(means) == 2:
+        if {"histoloop", "bare"} <= means.keys():
             ratio = [
                 means["histoloop"][k] / means["bare"][k] if means["bare"][k] else float("nan") for k in keys
             ]
             lines.append("| histoloop / bare | " + " | ".join(f"{r:.2f}x" for r in ratio) + " |")
     return "\n".join(lines)
+
+
+METHODS = ("histoloop", "bare", "before")
+
+
+def job(kind: str, method: str, seed: int, work: Path, minutes: float, env: dict[str, str]) -> dict[str, Any]:
+    """One (kind, method, seed) training and its evaluation, in this process."""
+    dataset, out = work / f"data-{kind}", work / f"{kind}-{method}-{seed}"
+    t0 = time.monotonic()
+    if method == "histoloop":
+        metrics = ours(kind, dataset, out, minutes, seed, env)
+    elif method == "before":
+        metrics = before(dataset, work, out, minutes, seed)
+    elif kind == "segment":
+        metrics = bare_segment(dataset, out, minutes, seed)
+    else:
+        metrics = bare_detect(dataset, out, minutes, seed)
+    return _row(kind, method, seed, metrics, time.monotonic() - t0)
 
 
 def main() -> None:
@@ -214,40 +238,59 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=["segment", "detect"])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "monuseg-breast")
     ap.add_argument("--work", type=Path, default=Path("/tmp/recipes-bench"))
-    ap.add_argument("--stability", action="store_true", help="segment: default recipe vs the one before")
+    ap.add_argument("--stability", action="store_true",
+                    help="segment: also the recipe before issue 12 (seed 0), for its per-epoch Dice")  # fmt: skip
+    ap.add_argument("--jobs", type=int, default=1, help="trainings at a time, each in its own process")
+    ap.add_argument("--threads", type=int, help="torch threads per training (default: cores / jobs)")
+    ap.add_argument("--job", nargs=3, metavar=("KIND", "METHOD", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HISTOLOOP_MODEL_STORE": str(args.work / "store"),
-           "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_CONFIG": str(args.work / "none.toml")}  # fmt: skip
-    (args.work / "none.toml").write_text("")
-    os.environ.update({k: env[k] for k in ("HISTOLOOP_MODEL_STORE",)})
+           "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_CONFIG": str(args.work / "none.toml"),
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}  # fmt: skip
+    os.environ.update({k: env[k] for k in ("HISTOLOOP_MODEL_STORE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     from training.offline import ensure_offline
 
     ensure_offline(args.work / "store" / "ultralytics")
-    datasets = convert(args.data, args.work, env)
-    if args.stability:
-        for seed in args.seeds:
-            for row in stability(datasets["segment"], args.work, args.minutes, seed):
-                print(json.dumps(row), flush=True)
-                with (args.work / "stability.jsonl").open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+    if args.job:
+        import torch
+
+        torch.set_num_threads(threads)
+        kind, method, seed = args.job
+        print(json.dumps(job(kind, method, int(seed), args.work, args.minutes, env)), flush=True)
         return
+    (args.work / "none.toml").write_text("")
+    convert(args.data, args.work, env)
+    # Paired: a seed's histoloop and bare runs of one kind train side by side, on the same cores at once.
+    todo = [(k, m, s) for s in args.seeds for k in args.kinds for m in ("histoloop", "bare")]
+    if args.stability:
+        todo.append(("segment", "before", args.seeds[0]))
+    print(f"{len(todo)} trainings of {args.minutes} min, {args.jobs} at a time, {threads} torch threads each",
+          flush=True)  # fmt: skip
     rows_path = args.work / "rows.jsonl"
-    for seed in args.seeds:
-        for kind in args.kinds:
-            for method in ("histoloop", "bare"):
-                out = args.work / f"{kind}-{method}-{seed}"
-                t0 = time.monotonic()
-                if method == "histoloop":
-                    metrics = ours(kind, datasets[kind], out, args.minutes, seed, env)
-                elif kind == "segment":
-                    metrics = bare_segment(datasets[kind], out, args.minutes, seed)
-                else:
-                    metrics = bare_detect(datasets[kind], out, args.minutes, seed)
-                row = _row(kind, method, seed, metrics, time.monotonic() - t0)
-                print(json.dumps(row), flush=True)
-                with rows_path.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+
+    def launch(spec: tuple[str, str, int]) -> dict[str, Any]:
+        kind, method, seed = spec
+        cmd = [sys.executable, "-m", "benchmarks.recipes", "--job", kind, method, str(seed),
+               "--minutes", str(args.minutes), "--work", str(args.work), "--threads", str(threads)]  # fmt: skip
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{spec} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for fut in as_completed([pool.submit(launch, spec) for spec in todo]):
+            try:
+                row = fut.result()
+            except RuntimeError as exc:
+                print(exc, file=sys.stderr, flush=True)
+                continue
+            print(json.dumps({k: v for k, v in row.items() if k != "per_epoch"}), flush=True)
+            with rows_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
     print(table(rows))
 

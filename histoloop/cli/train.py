@@ -154,8 +154,8 @@ def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, 
     where = trained.artifact_dir
     label = f"{trained.version.ref} ({trained.version.status})" if trained.version else "not registered"
     if as_json:
-        click.echo(json.dumps({"version": label, "artifact_dir": str(where), "metrics": trained.result.metrics},
-                              default=str))  # fmt: skip
+        click.echo(json.dumps({"version": label, "artifact_dir": str(where), "metrics": trained.result.metrics,
+                               "history": trained.result.history}, default=str))  # fmt: skip
         return
     Console().print(metrics_table(trained.result.metrics, f"{project}/{kind}: {label}"))
     click.echo(f"artifacts: {where}")

@@ -67,6 +67,7 @@ def test_train_registers_a_candidate(env, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     assert out["version"] == "4/classify/v2 (candidate)"
+    assert [h["epoch"] for h in out["history"]] == [1] and "balanced_accuracy" in out["history"][0]
     assert _reg(env).get("4/classify/v2").parent_id == mv.id
 
 

@@ -94,29 +94,13 @@ def _images(size: int, n: int) -> list[np.ndarray]:
 
 
 def _register(settings: Settings, project: str, scenario: Scenario) -> Path:
-    import torch
-
-    from training.artifacts import ModelCard, save_weights
-    from training.inference import build_model
+    from training.artifacts import ModelCard
     from training.registry import Registry
+    from training.untrained import register_untrained
 
     card = ModelCard(kind=scenario.kind, **scenario.card)
-    torch.manual_seed(0)
-    model = build_model(card)
-    with torch.no_grad():
-        if scenario.kind == "detect":
-            for seq in model.model[-1].cv3:
-                seq[-1].bias.fill_(scenario.head_bias)
-        elif scenario.kind == "segment":
-            model.segmentation_head[0].bias.fill_(scenario.head_bias)
-        else:
-            model.get_classifier().bias.copy_(torch.tensor([0.0, scenario.head_bias]))
     reg = Registry.from_settings(settings)
-    staging = reg.staging_dir()
-    card.save(staging)
-    save_weights(model.state_dict(), staging)
-    version = reg.promote(reg.register(project, scenario.kind, staging).id, by="benchmark")
-    return version.artifact_dir
+    return register_untrained(reg, project, card, head_bias=scenario.head_bias, by="benchmark").artifact_dir
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -36,21 +36,14 @@ def _free_port() -> int:
 
 
 def _register(settings: Any, project: str) -> str:
-    import timm
-    import torch
-
-    from training.artifacts import ModelCard, save_weights
+    from training.artifacts import ModelCard
     from training.registry import Registry
+    from training.untrained import register_untrained
 
     card = ModelCard(
         kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=64
     )
-    torch.manual_seed(0)
-    reg = Registry.from_settings(settings)
-    staging = reg.staging_dir()
-    card.save(staging)
-    save_weights(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), staging)
-    return reg.promote(reg.register(project, "classify", staging).id, by="benchmark").label
+    return register_untrained(Registry.from_settings(settings), project, card, by="benchmark").label
 
 
 def _count_predicted(client: Any, project: int) -> int:

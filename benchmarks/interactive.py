@@ -57,24 +57,15 @@ def _free_port() -> int:
 
 
 def _register(store: Path, project: str, size: int) -> None:
-    import torch
-
     from kernel.settings import load_settings
-    from training.artifacts import ModelCard, save_weights
-    from training.inference import build_model
+    from training.artifacts import ModelCard
     from training.registry import Registry
+    from training.untrained import register_untrained
 
     card = ModelCard(kind="segment", classes=["tumor"], input_size=size,
                      arch={"arch": "Unet", "encoder": "resnet34", "mode": "binary"})  # fmt: skip
-    torch.manual_seed(0)
-    model = build_model(card)
-    with torch.no_grad():
-        model.segmentation_head[0].bias.fill_(1.0)
     reg = Registry.from_settings(load_settings(env={"HISTOLOOP_MODEL_STORE": str(store)}))
-    staging = reg.staging_dir()
-    card.save(staging)
-    save_weights(model.state_dict(), staging)
-    reg.promote(reg.register(project, "segment", staging).id, by="benchmark")
+    register_untrained(reg, project, card, head_bias=1.0, by="benchmark")
 
 
 def _image(root: Path) -> tuple[str, int, int]:

@@ -29,7 +29,9 @@ from werkzeug.wrappers import Request, Response
 
 from converters.rle import rle_to_mask
 from histoloop.demo import local_files_url
+from training.artifacts import ModelCard
 from training.registry import Registry
+from training.untrained import register_untrained
 
 pytestmark = pytest.mark.labelstudio
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out"
@@ -78,22 +80,9 @@ class RecordingProxy:
 
 def register_everything_segmenter(settings: Any, project: str) -> None:
     """A U-Net (resnet18, 256 px) whose head is biased so that every pixel is tissue, promoted."""
-    import torch
-
-    from training.artifacts import ModelCard, save_weights
-    from training.inference import build_model
-
     card = ModelCard(kind="segment", classes=["tumor"], input_size=256,
                      arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
-    torch.manual_seed(0)
-    model = build_model(card)
-    with torch.no_grad():
-        model.segmentation_head[0].bias.fill_(4.0)
-    registry = Registry.from_settings(settings)
-    staging = registry.staging_dir()
-    card.save(staging)
-    save_weights(model.state_dict(), staging)
-    registry.promote(registry.register(project, "segment", staging).id, by="test")
+    register_untrained(Registry.from_settings(settings), project, card, head_bias=4.0)
 
 
 @pytest.fixture(scope="module")

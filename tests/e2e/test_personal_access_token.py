@@ -33,7 +33,9 @@ from histoloop.demo import retrieve_predictions
 from histoloop.labelstudio import LabelStudioServer
 from histoloop.stack import Stack, settings_env
 from kernel.settings import load_settings
+from training.artifacts import ModelCard
 from training.registry import Registry
+from training.untrained import register_untrained
 
 pytestmark = pytest.mark.labelstudio
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,20 +51,10 @@ def free_port() -> int:
 
 
 def _register_classifier(settings, project: str) -> str:
-    import timm
-    import torch
-
-    from training.artifacts import ModelCard, save_weights
-
     card = ModelCard(
         kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=64
     )
-    torch.manual_seed(0)
-    registry = Registry.from_settings(settings)
-    staging = registry.staging_dir()
-    card.save(staging)
-    save_weights(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), staging)
-    return registry.promote(registry.register(project, "classify", staging).id, by="test").label
+    return register_untrained(Registry.from_settings(settings), project, card).label
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 
 from kernel.settings import Settings
-from training.artifacts import ModelCard, save_weights
+from training.artifacts import ModelCard
 from training.registry import ModelVersion, Registry
+from training.untrained import register_untrained, untrained_state
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 OBSERVED = SHARED / "label-studio" / "requests-observed-1.23.2.jsonl"
@@ -118,19 +119,7 @@ def tiny_state(kind: str, head_bias: float) -> dict[str, torch.Tensor]:
     """Random-init weights (seed 0) of CARDS[kind], with the output layer's bias set to ``head_bias``."""
     key = (kind, head_bias)
     if key not in _STATES:
-        from training.inference import build_model
-
-        torch.manual_seed(0)
-        model = build_model(CARDS[kind])
-        with torch.no_grad():
-            if kind == "detect":
-                for seq in model.model[-1].cv3:
-                    seq[-1].bias.fill_(head_bias)
-            elif kind == "segment":
-                model.segmentation_head[0].bias.fill_(head_bias)
-            else:
-                model.get_classifier().bias.copy_(torch.tensor([0.0, head_bias]))
-        _STATES[key] = {k: v.clone() for k, v in model.state_dict().items()}
+        _STATES[key] = untrained_state(CARDS[kind], head_bias)
     return _STATES[key]
 
 
@@ -148,17 +137,12 @@ def add_version(
 ) -> ModelVersion:
     """Register (and promote) a tiny model of ``kind`` for ``project`` (with its own score threshold in
     its card, as a trainer chooses it, when ``score_threshold`` is given)."""
-    import dataclasses
-
-    reg = Registry.from_settings(settings)
-    staging = reg.staging_dir()
     card = CARDS[kind]
     if score_threshold is not None:
         card = dataclasses.replace(card, extra={**card.extra, "score_threshold": score_threshold})
-    card.save(staging)
-    save_weights(tiny_state(kind, DEFAULT_BIAS[kind] if head_bias is None else head_bias), staging)
-    version = reg.register(project, kind, staging, metrics={"note": "tiny random model for tests"})
-    return reg.promote(version.id, by="test") if promote else version
+    state = tiny_state(kind, DEFAULT_BIAS[kind] if head_bias is None else head_bias)
+    return register_untrained(Registry.from_settings(settings), project, card, state=state, promote=promote,
+                              metrics={"note": "tiny random model for tests"})  # fmt: skip
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

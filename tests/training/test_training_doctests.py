@@ -18,6 +18,7 @@ MODULES = [
     "registry",
     "stain",
     "slides",
+    "untrained",
 ]
 
 

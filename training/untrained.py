@@ -1,0 +1,71 @@
+"""A version nobody trained: random-init weights of the model a card describes, registered like a trained
+one. What the tests, the benchmarks and a smoke check of a deployment serve when the model's quality is
+not the point (nothing is downloaded).
+
+The output layer's bias steers what such a model says: a large bias makes every box a detection, every
+pixel the class, or the last class the classifier's answer.
+
+>>> import tempfile
+>>> from training.artifacts import ModelCard
+>>> from training.registry import Registry
+>>> reg = Registry(Path(tempfile.mkdtemp()) / "registry.sqlite")
+>>> card = ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
+...                  input_size=64)
+>>> register_untrained(reg, "3", card, head_bias=2.0).label
+'classify-v1'
+>>> reg.production("3", "classify").status
+'production'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from training.artifacts import ModelCard, save_weights
+from training.registry import ModelVersion, Registry
+
+
+def untrained_state(card: ModelCard, head_bias: float | None = None, seed: int = 0) -> dict[str, Any]:
+    """The random-init state dict (torch seed ``seed``) of the model ``card`` describes; with ``head_bias``
+    the output layer's bias is set to it: every class logit of a detector or a segmenter, the last class's
+    logit of a classifier (the others 0)."""
+    import torch
+
+    from training.inference import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(card)
+    if head_bias is not None:
+        with torch.no_grad():
+            if card.kind == "detect":
+                for seq in model.model[-1].cv3:
+                    seq[-1].bias.fill_(head_bias)
+            elif card.kind == "segment":
+                model.segmentation_head[0].bias.fill_(head_bias)
+            else:
+                bias = model.get_classifier().bias
+                bias.zero_()
+                bias[-1] = head_bias
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def register_untrained(
+    registry: Registry,
+    project: str,
+    card: ModelCard,
+    *,
+    head_bias: float | None = None,
+    state: dict[str, Any] | None = None,
+    seed: int = 0,
+    promote: bool = True,
+    by: str = "test",
+    metrics: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Register ``card`` with :func:`untrained_state` weights (or ``state``) for ``project`` through the
+    registry's own staging, and promote it unless ``promote`` is false."""
+    staging: Path = registry.staging_dir()
+    card.save(staging)
+    save_weights(state if state is not None else untrained_state(card, head_bias, seed), staging)
+    version = registry.register(project, card.kind, staging, metrics=metrics or {"note": "untrained"})
+    return registry.promote(version.id, by=by) if promote else version

@@ -26,27 +26,34 @@ from training.artifacts import ModelCard, save_weights
 from training.registry import ModelVersion, Registry
 
 
-def untrained_state(card: ModelCard, head_bias: float | None = None, seed: int = 0) -> dict[str, Any]:
+def untrained_state(
+    card: ModelCard, head_bias: float | None = None, seed: int = 0, constant: bool = False
+) -> dict[str, Any]:
     """The random-init state dict (torch seed ``seed``) of the model ``card`` describes; with ``head_bias``
     the output layer's bias is set to it: every class logit of a detector or a segmenter, the last class's
-    logit of a classifier (the others 0)."""
+    logit of a classifier (the others 0). ``constant``: that layer's weights are zeroed too, so the model
+    says exactly its bias whatever the image."""
     import torch
 
     from training.inference import build_model
 
     torch.manual_seed(seed)
     model = build_model(card)
-    if head_bias is not None:
-        with torch.no_grad():
-            if card.kind == "detect":
-                for seq in model.model[-1].cv3:
-                    seq[-1].bias.fill_(head_bias)
-            elif card.kind == "segment":
-                model.segmentation_head[0].bias.fill_(head_bias)
-            else:
-                bias = model.get_classifier().bias
-                bias.zero_()
-                bias[-1] = head_bias
+    if card.kind == "detect":
+        heads = [seq[-1] for seq in model.model[-1].cv3]
+    elif card.kind == "segment":
+        heads = [model.segmentation_head[0]]
+    else:
+        heads = [model.get_classifier()]
+    with torch.no_grad():
+        for layer in heads:
+            if head_bias is not None and card.kind == "classify":
+                layer.bias.zero_()
+                layer.bias[-1] = head_bias
+            elif head_bias is not None:
+                layer.bias.fill_(head_bias)
+            if constant:
+                layer.weight.zero_()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -58,6 +65,7 @@ def register_untrained(
     head_bias: float | None = None,
     state: dict[str, Any] | None = None,
     seed: int = 0,
+    constant: bool = False,
     promote: bool = True,
     by: str = "test",
     metrics: dict[str, Any] | None = None,
@@ -66,6 +74,6 @@ def register_untrained(
     registry's own staging, and promote it unless ``promote`` is false."""
     staging: Path = registry.staging_dir()
     card.save(staging)
-    save_weights(state if state is not None else untrained_state(card, head_bias, seed), staging)
+    save_weights(state if state is not None else untrained_state(card, head_bias, seed, constant), staging)
     version = registry.register(project, card.kind, staging, metrics=metrics or {"note": "untrained"})
     return registry.promote(version.id, by=by) if promote else version

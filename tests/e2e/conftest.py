@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,28 @@ TINY = {
     "segment": {"epochs": 2, "batch": 4, "imgsz": 64, "model": "resnet18"},
     "classify": {"epochs": 2, "batch": 4, "imgsz": 64, "model": "resnet18"},
 }
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium under Selenium (skips without chromium and chromium-driver)."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip(
+            "Debian chromium + chromium-driver are not installed: apt-get install chromium chromium-driver"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1300"):  # fmt: skip
+        options.add_argument(flag)
+    from selenium.webdriver.chrome.service import Service
+
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(300)
+    yield driver
+    driver.quit()
 
 
 def free_port() -> int:

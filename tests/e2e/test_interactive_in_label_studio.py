@@ -15,7 +15,6 @@ with its head biased: any click lands on an object):
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -149,25 +148,6 @@ def test_label_studio_api_forwards_a_click_and_a_box(loop, interactive_project) 
     body = sent[-1]["body"]
     assert len(body["tasks"]) == 1 and body["params"]["context"] == contexts["box"]
     assert body["tasks"][0]["id"] == tasks[0].id and body["label_config"] == CONFIG
-
-
-@pytest.fixture
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("Debian chromium + chromium-driver are not installed (.ci/run installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1300"):  # fmt: skip
-        options.add_argument(flag)
-    from selenium.webdriver.chrome.service import Service
-
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(300)
-    yield driver
-    driver.quit()
 
 
 REGIONS_JS = """try {

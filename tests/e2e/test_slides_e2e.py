@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-import torch
 from click.testing import CliRunner
 
 from converters.pyramid import write_pyramid
 from converters.synthetic import make_tile
 from histoloop.cli import main
 from histoloop.labelstudio import LabelStudioServer
-from training.artifacts import ModelCard, save_weights
+from training.artifacts import ModelCard
 from training.registry import Registry
+from training.untrained import register_untrained
 
 pytestmark = pytest.mark.labelstudio
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,18 +50,10 @@ def _slide(path: Path) -> Path:
 
 def _tumor_everywhere(store: Path, project: str) -> None:
     """A production U-Net (zero head, bias +10) registered in the store: its every field is tumor."""
-    from training.segment import build_model
-
-    reg = Registry(store / "registry.sqlite", store)
-    staging = reg.staging_dir()
     card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
                      arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
-    state = build_model(card).state_dict()
-    for k in [k for k in state if k.startswith("segmentation_head")]:
-        state[k] = torch.zeros_like(state[k]) + (10.0 if k.endswith("bias") else 0.0)
-    card.save(staging)
-    save_weights(state, staging)
-    reg.promote(reg.register(project, "segment", staging, metrics={"dice": 0.5}).id, by="test")
+    reg = Registry(store / "registry.sqlite", store)
+    register_untrained(reg, project, card, head_bias=10.0, constant=True, metrics={"dice": 0.5})
 
 
 def test_slide_to_tasks_to_predictions_and_annotations_to_geojson(tmp_path: Path) -> None:

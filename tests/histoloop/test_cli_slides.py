@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from click.testing import CliRunner
 
 from histoloop.cli import main
-from training.artifacts import ModelCard, save_weights
+from training.artifacts import ModelCard
 from training.registry import Registry
+from training.untrained import register_untrained
 
 
 def test_predict_goes_on_past_a_corrupt_slide(shared_data: Path, tmp_path: Path) -> None:
     from slide_testkit import make_slide
-
-    from training.segment import build_model
 
     good = make_slide(shared_data, tmp_path / "TCGA-AR-A1AK-01Z-00-DX1.tif", size=1000)
     bad = tmp_path / "truncated.svs"
@@ -30,15 +28,9 @@ def test_predict_goes_on_past_a_corrupt_slide(shared_data: Path, tmp_path: Path)
     assert none.exit_code == 1 and "project 9 has no production segment model" in none.output
 
     reg = Registry(tmp_path / "store" / "registry.sqlite", tmp_path / "store")
-    staging = reg.staging_dir()
     card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
                      arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
-    state = build_model(card).state_dict()
-    for k in [k for k in state if k.startswith("segmentation_head")]:
-        state[k] = torch.zeros_like(state[k]) + (10.0 if k.endswith("bias") else 0.0)
-    card.save(staging)
-    save_weights(state, staging)
-    reg.promote(reg.register("9", "segment", staging).id, by="test")
+    register_untrained(reg, "9", card, head_bias=10.0, constant=True)  # every field is tumor
 
     out = tmp_path / "out"
     result = run("slides", "predict", str(bad), str(good), "--project", "9", "--kind", "segment",

@@ -4,7 +4,6 @@ of the tissue only, regions joined across field borders, GeoJSON in slide coordi
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from converters.layout import DatasetLayout
 from training.artifacts import ModelCard, save_weights
 from training.slides import DEFAULT_MODEL_MPP, model_mpp, predict_slide
 from training.tasks import dataset_mpp
+from training.untrained import untrained_state
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +29,10 @@ def slide(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _constant_segmenter(directory: Path) -> Path:
     """A real U-Net whose head says "tumor" everywhere (zero weights, bias +10): every field's core is tumor."""
-    from training.segment import build_model
-
     card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
                      arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
-    state = build_model(card).state_dict()
-    for k in [k for k in state if k.startswith("segmentation_head")]:
-        state[k] = torch.zeros_like(state[k]) + (10.0 if k.endswith("bias") else 0.0)
     card.save(directory)
-    save_weights(state, directory)
+    save_weights(untrained_state(card, head_bias=10.0, constant=True), directory)
     return directory
 
 
@@ -118,16 +113,10 @@ def test_detect_boxes_in_slide_coordinates(slide: Path, tmp_path: Path) -> None:
     coordinates, with its class and its score as a measurement."""
     from shapely.geometry import shape
 
-    from training.detect import build_model
-
-    torch.manual_seed(0)
     card = ModelCard(kind="detect", classes=["tumor", "stroma"], arch={"model": "yolo11n.yaml"}, input_size=64,
                      extra={"mpp": 1.0})  # fmt: skip
     card.save(tmp_path / "v")
-    state = build_model(card).state_dict()
-    for k in [k for k in state if re.search(r"\.cv3\.\d+\.2\.bias$", k)]:  # class logits: everything is sure
-        state[k] = torch.full_like(state[k], 10.0)
-    save_weights(state, tmp_path / "v")
+    save_weights(untrained_state(card, head_bias=10.0), tmp_path / "v")  # class logits: everything is sure
     result = predict_slide(
         slide, tmp_path / "v", tmp_path / "out", device="cpu", field_size=128, min_score=0.0
     )

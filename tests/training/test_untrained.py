@@ -37,3 +37,18 @@ def test_registered_promoted_or_not_and_reproducible(tmp_path: Path) -> None:
     a, b, c = untrained_state(CLASSIFY), untrained_state(CLASSIFY), untrained_state(CLASSIFY, seed=1)
     assert all((a[k] == b[k]).all() for k in a) and any((a[k] != c[k]).any() for k in a)
     assert not list((tmp_path / "staging").iterdir())  # each staging directory moved into the store
+
+
+def test_a_constant_model_says_its_bias_whatever_the_image() -> None:
+    import torch
+
+    from training.inference import build_model
+
+    model = build_model(SEGMENT)
+    model.load_state_dict(untrained_state(SEGMENT, head_bias=3.0, constant=True))
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64) * 5)
+    assert torch.allclose(out, torch.full_like(out, 3.0))
+    random_head = untrained_state(SEGMENT, head_bias=3.0)
+    assert random_head["segmentation_head.0.weight"].abs().sum() > 0

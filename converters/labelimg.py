@@ -17,7 +17,6 @@ used; its real size wins over a ``<size>`` that disagrees, with a warning), a la
 from __future__ import annotations
 
 import json
-import logging
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ from converters.split import assign_split, group_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CLASSES_FILE = "classes.txt"
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -306,8 +303,7 @@ def labelimg_to_yolo(
                 report.skip(it.source, f"image {exc}")
                 continue
             except Exception as exc:  # unforeseen input: this item is skipped, never the batch
-                logger.warning("%s: cannot be converted", it.source, exc_info=True)
-                report.skip(it.source, f"cannot be converted ({type(exc).__name__}: {exc})")
+                report.skip_unforeseen(it.source, exc)
                 continue
             stem = writer.unique_stem(it.image.stem)
             group = group_of(stem, group_regex)
@@ -376,8 +372,7 @@ def labelimg_to_labelstudio(
                 to_name,
             )
         except Exception as exc:  # unforeseen input: this item is skipped, never the batch
-            logger.warning("%s: cannot be converted", it.source, exc_info=True)
-            report.skip(it.source, f"cannot be converted ({type(exc).__name__}: {exc})")
+            report.skip_unforeseen(it.source, exc)
             continue
         for label, _ in boxes:
             if label not in classes:

@@ -26,7 +26,6 @@ the rest converts. Anything unforeseen in one item skips that item with the exce
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -48,8 +47,6 @@ from kernel.labelstudio import check_approval, is_approved, is_submitted
 
 KINDS = DATASET_KINDS
 COPY_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-logger = logging.getLogger(__name__)
 
 
 def load_export(path_or_list: str | Path | list | dict) -> list[dict]:
@@ -429,8 +426,7 @@ def _convert_item(
     try:
         out = convert_regions(results, kind, config, classes, size, where, report)  # type: ignore[arg-type]
     except Exception as exc:  # unforeseen input: this item is skipped, never the batch
-        logger.warning("%s: cannot be converted", where, exc_info=True)
-        report.skip(where, f"cannot be converted ({type(exc).__name__}: {exc})")
+        report.skip_unforeseen(where, exc)
         return
     if out is None:
         return

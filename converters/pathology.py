@@ -20,7 +20,6 @@ without XML files says so.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -37,8 +36,6 @@ from converters.inputs import COPY_FORMATS, verify_image
 from converters.regions import MAX_IMAGE_PIXELS, polygon_window
 from converters.report import ConversionReport
 from converters.split import assign_split, group_of
-
-logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 CASE_REGEX = r"^(.+?)[-_]\d+$"  # BreCaHAD: Case_1-01 -> Case_1
@@ -172,8 +169,7 @@ def aperio_to_dataset(
             try:
                 item = _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report)
             except Exception as exc:  # unforeseen input: this file is skipped, never the batch
-                logger.warning("%s: cannot be converted", xml.name, exc_info=True)
-                report.skip(xml.name, f"cannot be converted ({type(exc).__name__}: {exc})")
+                report.skip_unforeseen(xml.name, exc)
                 continue
             if item is not None:
                 _write_aperio(
@@ -402,8 +398,7 @@ def brecahad_to_dataset(
             try:
                 item = _prepare_brecahad(path, classes, width, height, images_dir, loader, report)
             except Exception as exc:  # unforeseen input: this file is skipped, never the batch
-                logger.warning("%s: cannot be converted", path.name, exc_info=True)
-                report.skip(path.name, f"cannot be converted ({type(exc).__name__}: {exc})")
+                report.skip_unforeseen(path.name, exc)
                 continue
             if item is None:
                 continue

@@ -43,6 +43,11 @@ class ConversionReport:
         logger.debug("skipped %s: %s", item, reason)
         self.skipped.append((str(item), str(reason)))
 
+    def skip_unforeseen(self, item: str, exc: Exception) -> None:
+        """Skip ``item`` for an error no check foresaw (logged with its traceback): the item, never the batch."""
+        logger.warning("%s: cannot be converted", item, exc_info=exc)
+        self.skip(item, f"cannot be converted ({type(exc).__name__}: {exc})")
+
     def warn(self, item: str, message: str) -> None:
         logger.debug("%s: %s", item, message)
         self.warnings.append((str(item), str(message)))

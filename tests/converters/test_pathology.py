@@ -85,6 +85,29 @@ def test_malformed_xml_and_missing_image_are_skipped(shared_data, tmp_path):
     assert reasons["TCGA-ZZ-0001-noimage.xml"].startswith("no image TCGA-ZZ-0001-noimage.*")
 
 
+def test_an_unforeseen_error_skips_that_file_with_its_traceback_logged(
+    shared_data, tmp_path, monkeypatch, caplog
+):
+    import converters.pathology as pathology
+
+    mon = shared_data / "monuseg-breast"
+    first, *rest = sorted((mon / "annotations").glob("*.xml"))
+    real = pathology._prepare_aperio
+
+    def prepare(xml, *args, **kwargs):  # a bug no check foresaw, in the first file only
+        if xml.name == first.name:
+            raise KeyError("no such thing")
+        return real(xml, *args, **kwargs)
+
+    monkeypatch.setattr(pathology, "_prepare_aperio", prepare)
+    with caplog.at_level("WARNING", logger="converters.report"):
+        report = aperio_to_dataset(mon / "annotations", mon / "images", tmp_path / "out", "detect")
+    assert report.converted == len(rest)
+    assert dict(report.skipped)[first.name] == "cannot be converted (KeyError: 'no such thing')"
+    logged = [r for r in caplog.records if r.getMessage() == f"{first.name}: cannot be converted"]
+    assert len(logged) == 1 and logged[0].exc_info[0] is KeyError
+
+
 def test_brecahad_boxes_and_discs(shared_data, tmp_path):
     path = shared_data / "brecahad-points" / "Case_1-01.json"
     points = load_brecahad(path)

@@ -77,7 +77,7 @@ def dataset_lineage(dataset_dir: Path) -> dict[str, Any]:
 
 
 def train_version(
-    registry: Registry,
+    registry: Registry | None,
     project: str,
     kind: str,
     dataset_dir: Path,
@@ -92,14 +92,20 @@ def train_version(
 ) -> Trained:
     """Train ``kind`` on ``dataset_dir`` and register the version as a candidate (see the module docstring).
 
-    ``register=False`` trains into ``out_dir`` (default: a staging directory) and registers nothing.
+    ``register=False`` trains into ``out_dir`` (default: a staging directory) and registers nothing; with
+    an ``out_dir`` it needs no registry (``registry=None``: nothing is opened, created or migrated).
     ``metrics_extra`` is stored beside the held-out metrics (e.g. production's, the promotion decision).
     """
     from training.tasks import get_trainer
 
     kind = check_kind(kind)
     lineage = dict(lineage if lineage is not None else dataset_lineage(dataset_dir))
-    staging = registry.staging_dir() if register or out_dir is None else Path(out_dir)
+    if register or out_dir is None:
+        if registry is None:
+            raise ValueError("train_version needs a registry, unless register=False and an out_dir are given")
+        staging = registry.staging_dir()
+    else:
+        staging = Path(out_dir)
     staging.mkdir(parents=True, exist_ok=True)
     try:
         result = get_trainer(kind).train(Path(dataset_dir), config, staging, progress=progress)
@@ -114,11 +120,11 @@ def train_version(
         if reason is None:
             raise
         failed = None
-        if register:
+        if register and registry is not None:
             failed = registry.record_failed(project, kind, reason[:1000], config=config.to_dict(),
                                             lineage=lineage, parent_id=parent_id)  # fmt: skip
         raise VersionFailed(failed, reason) from exc
-    if not register:
+    if not register or registry is None:
         return Trained(result, None, staging)
     try:
         version = registry.register(project, kind, staging, metrics={**result.metrics, **(metrics_extra or {})},

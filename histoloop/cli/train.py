@@ -128,9 +128,11 @@ def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, 
     from training.lifecycle import VersionFailed, train_version
     from training.registry import Registry, RegistryError
 
-    reg = Registry.from_settings(settings)
+    # a --no-register run into --out opens no registry (nothing created or migrated in the model store)
+    reg = Registry.from_settings(settings) if register or out is None or weights == "production" else None
     parent_id = None
     if weights == "production":
+        assert reg is not None
         prod = reg.production(project, kind)
         if prod is None or prod.artifact_dir is None:
             raise click.UsageError(f"project {project} has no {kind} model in production to fine-tune from")

@@ -71,6 +71,18 @@ def test_train_registers_a_candidate(env, tmp_path: Path) -> None:
     assert _reg(env).get("4/classify/v2").parent_id == mv.id
 
 
+def test_no_register_into_out_leaves_the_model_store_alone(env, tmp_path: Path) -> None:
+    data = write_classify(tmp_path / "data", n=6, n_val=2)
+    out = tmp_path / "version"
+    args = ["train", "--project", "4", "--kind", "classify", "--data", str(data), "--epochs", "1",
+            "--imgsz", "32", "--model", "resnet18", "--no-register", "--out", str(out), "--json"]  # fmt: skip
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["version"] == "not registered"
+    assert (out / "weights.safetensors").is_file() and (out / "model.json").is_file()
+    assert not (Path(env["HISTOLOOP_MODEL_STORE"]) / "registry.sqlite").exists()  # none created or migrated
+
+
 def test_bad_dataset_is_recorded_failed(env, tmp_path: Path) -> None:
     data = write_classify(tmp_path / "data", n=10, n_val=4)
     for p in (data / "train" / "malignant").iterdir():

@@ -206,10 +206,25 @@ def split_objects(
 
 
 def instance_scores(probs: np.ndarray, instances: np.ndarray) -> np.ndarray:
-    """(N,) the mean probability inside each object 1..N of an instance map."""
-    n = int(instances.max(initial=0))
+    """(N,) the mean probability inside each object 1..N of an instance map.
+
+    Summed over the map's runs (``np.add.reduceat``, float64), then per object over its runs: a weighted
+    ``bincount`` over the pixels is several times slower when few objects hold most of the pixels (every
+    add goes to the same few bins, one after the other), and this runs on every served mask.
+
+    >>> objects = np.array([[1, 1, 0], [0, 2, 2]])
+    >>> [round(float(s), 2) for s in instance_scores(np.array([[0.9, 0.7, 0.1], [0.2, 0.6, 0.5]]), objects)]
+    [0.8, 0.55]
+    """
+    flat = np.asarray(instances).ravel()
+    n = int(flat.max(initial=0))
     if n == 0:
         return np.zeros(0, np.float32)
-    total = np.bincount(instances.ravel(), weights=np.asarray(probs, np.float64).ravel(), minlength=n + 1)
-    count = np.bincount(instances.ravel(), minlength=n + 1)
+    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+    label = flat[starts]
+    sums = np.add.reduceat(np.asarray(probs).ravel(), starts, dtype=np.float64)
+    lengths = np.diff(np.append(starts, flat.size))
+    inside = label > 0
+    total = np.bincount(label[inside], weights=sums[inside], minlength=n + 1)
+    count = np.bincount(label[inside], weights=lengths[inside], minlength=n + 1)
     return (total[1:] / np.maximum(count[1:], 1)).astype(np.float32)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training.corrections import mask_iou
 from training.objects import (
     boundary_of,
     choose_threshold,
+    instance_scores,
     label_instances,
     object_metrics,
     pooled_object_metrics,
@@ -63,3 +66,19 @@ def test_choose_threshold_minimises_corrections() -> None:
     assert got["score_threshold"] == 0.35  # drops the false positive, keeps the 0.35 box
     assert got["corrections"]["total"] == 0 and got["corrections"]["ratio_to_scratch"] == 0.0
     assert got["ratio_by_threshold"]["0.05"] == pytest.approx(1 / 3, abs=1e-3)  # the false positive kept
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40), st.integers(0, 9))
+@settings(max_examples=60, deadline=None)
+def test_instance_scores_are_each_objects_mean_probability(seed: int, h: int, w: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    objects = rng.integers(0, n + 1, (h, w)).astype(np.int32)
+    objects[rng.random((h, w)) < 0.3] = 0  # runs of one label, background between
+    probs = rng.random((h, w)).astype(np.float32)
+    got = instance_scores(probs, objects)
+    n_max = int(objects.max())
+    assert got.shape == (n_max,) and got.dtype == np.float32
+    for k in range(1, n_max + 1):
+        inside = objects == k
+        expected = probs[inside].astype(np.float64).mean() if inside.any() else 0.0
+        assert got[k - 1] == pytest.approx(expected, abs=1e-6)

@@ -14,6 +14,7 @@ MODULES = [
     "corrections",
     "inference",
     "metrics",
+    "objects",
     "offline",
     "registry",
     "stain",

@@ -165,15 +165,13 @@ OLD_SEGMENT = {"model": "resnet34", "extra": {"norm": "batch", "ema": 0, "instan
                                              "crops_per_image": 8}}  # fmt: skip
 
 
-def before(dataset: Path, work: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
+def before(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
     """The segment recipe before issue 12, through the same ``train_version`` and budget."""
     from training.base import TrainConfig
     from training.lifecycle import train_version
-    from training.registry import Registry
 
-    registry = Registry(work / "store" / "registry.sqlite", work / "store")
     config = TrainConfig(epochs=1000, patience=1000, time=minutes, seed=seed, device="cpu", **OLD_SEGMENT)
-    done = train_version(registry, "1", "segment", dataset, config, register=False, out_dir=out)
+    done = train_version(None, "1", "segment", dataset, config, register=False, out_dir=out)
     return {**done.result.metrics, **_epochs(done.result.history, "dice")}
 
 
@@ -223,7 +221,7 @@ def job(kind: str, method: str, seed: int, work: Path, minutes: float, env: dict
     if method == "histoloop":
         metrics = ours(kind, dataset, out, minutes, seed, env)
     elif method == "before":
-        metrics = before(dataset, work, out, minutes, seed)
+        metrics = before(dataset, out, minutes, seed)
     elif kind == "segment":
         metrics = bare_segment(dataset, out, minutes, seed)
     else:

@@ -18,7 +18,8 @@ Each baseline's weights are wrapped as a histoloop version (card + safetensors) 
 ``training.evaluate.evaluate`` as histoloop's versions: Dice, object F1 / PQ / AJI (segment), mAP@0.5
 (detect), and the specialist's corrections at the threshold each version chooses on its validation split.
 Rows go to ``<work>/rows.jsonl`` as they finish; the table (mean ± spread over seeds, ratio to the bare
-loop of the same run) is printed at the end.
+loop of the same run) is printed at the end, and ``<work>/epochs.png`` plots each run's held-out score per
+epoch (``--report`` does only that, from the rows already there).
 
 ``--jobs 2 --threads 1`` trains two at a time, each in its own process on one torch thread: a seed's
 histoloop and bare runs of one kind are queued side by side, so each pair shares the machine at the same
@@ -214,6 +215,30 @@ def table(rows: list[dict[str, Any]]) -> str:
 METHODS = ("histoloop", "bare", "before")
 
 
+def plot_epochs(rows: list[dict[str, Any]], path: Path) -> Path:
+    """The held-out score after each epoch, one line per run (segment Dice, detect mAP@0.5)."""
+    from training.plots import _figure, _save
+
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, kind, key in zip(axes, ("segment", "detect"), ("Dice", "mAP@0.5"), strict=True):
+        for r in (r for r in rows if r["kind"] == kind and r.get("per_epoch")):
+            style = "-" if r["method"] == "histoloop" else ":"
+            ax.plot(
+                range(1, len(r["per_epoch"]) + 1),
+                r["per_epoch"],
+                style,
+                label=f"{r['method']}, seed {r['seed']}",
+            )
+        bare = [r for r in rows if r["kind"] == kind and r["method"] == "bare"]  # no per-epoch validation
+        for i, r in enumerate(bare):
+            ax.axhline(r["dice" if kind == "segment" else "mAP50"], color="grey", lw=0.8, ls="--",
+                       label="bare loops, final" if i == 0 else None)  # fmt: skip
+        ax.set(title=f"{kind}: held-out {key} per epoch", xlabel="epoch", ylabel=key, ylim=(0, 1))
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def job(kind: str, method: str, seed: int, work: Path, minutes: float, env: dict[str, str]) -> dict[str, Any]:
     """One (kind, method, seed) training and its evaluation, in this process."""
     dataset, out = work / f"data-{kind}", work / f"{kind}-{method}-{seed}"
@@ -240,6 +265,7 @@ def main() -> None:
                     help="segment: also the recipe before issue 12 (seed 0), for its per-epoch Dice")  # fmt: skip
     ap.add_argument("--jobs", type=int, default=1, help="trainings at a time, each in its own process")
     ap.add_argument("--threads", type=int, help="torch threads per training (default: cores / jobs)")
+    ap.add_argument("--report", action="store_true", help="only print the table and plot <work>/rows.jsonl")
     ap.add_argument("--job", nargs=3, metavar=("KIND", "METHOD", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -258,6 +284,15 @@ def main() -> None:
         kind, method, seed = args.job
         print(json.dumps(job(kind, method, int(seed), args.work, args.minutes, env)), flush=True)
         return
+    rows_path = args.work / "rows.jsonl"
+    if not args.report:
+        train_all(args, env, threads, rows_path)
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    print(table(rows))
+    print(f"per-epoch curves: {plot_epochs(rows, args.work / 'epochs.png')}")
+
+
+def train_all(args: argparse.Namespace, env: dict[str, str], threads: int, rows_path: Path) -> None:
     (args.work / "none.toml").write_text("")
     convert(args.data, args.work, env)
     # Paired: a seed's histoloop and bare runs of one kind train side by side, on the same cores at once.
@@ -266,7 +301,6 @@ def main() -> None:
         todo.append(("segment", "before", args.seeds[0]))
     print(f"{len(todo)} trainings of {args.minutes} min, {args.jobs} at a time, {threads} torch threads each",
           flush=True)  # fmt: skip
-    rows_path = args.work / "rows.jsonl"
 
     def launch(spec: tuple[str, str, int]) -> dict[str, Any]:
         kind, method, seed = spec
@@ -289,8 +323,6 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k != "per_epoch"}), flush=True)
             with rows_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
-    print(table(rows))
 
 
 if __name__ == "__main__":

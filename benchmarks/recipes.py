@@ -223,12 +223,11 @@ def plot_epochs(rows: list[dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, kind, key in zip(axes, ("segment", "detect"), ("Dice", "mAP@0.5"), strict=True):
         for r in (r for r in rows if r["kind"] == kind and r.get("per_epoch")):
-            style = "-" if r["method"] == "histoloop" else ":"
+            style, name = (
+                ("-", "histoloop") if r["method"] == "histoloop" else (":", "recipe before issue 12")
+            )
             ax.plot(
-                range(1, len(r["per_epoch"]) + 1),
-                r["per_epoch"],
-                style,
-                label=f"{r['method']}, seed {r['seed']}",
+                range(1, len(r["per_epoch"]) + 1), r["per_epoch"], style, label=f"{name}, seed {r['seed']}"
             )
         bare = [r for r in rows if r["kind"] == kind and r["method"] == "bare"]  # no per-epoch validation
         for i, r in enumerate(bare):

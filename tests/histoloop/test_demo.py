@@ -28,6 +28,29 @@ def test_the_demo_recipe_is_written_for_the_worker_too(tmp_path: Path) -> None:
     assert detect.extra == DEMO_TRAINING["detect"]["extra"]
 
 
+def test_the_first_classifier_labels_new_patients_tiles(tmp_path: Path) -> None:
+    from converters.synthetic import make_tile
+    from training.inference import load_model
+
+    root = tmp_path / "files"
+    settings = load_settings(
+        env={"HISTOLOOP_MODEL_STORE": str(tmp_path / "store"), "HISTOLOOP_DEVICE": "cpu"}
+    )
+    settings = dataclasses.replace(
+        settings, project_defaults=dataclasses.replace(settings.project_defaults, train=DEMO_TRAINING)
+    )
+    version = bootstrap(settings, "3", "classify", write_tiles(root, DEMO_TILES["classify"]), root)
+    assert version.metrics["balanced_accuracy"] >= 0.8, version.metrics  # its validation patients
+    model = load_model(version.artifact_dir)
+    malignant = [i % 2 == 0 for i in range(20)]
+    said = [
+        model.predict(make_tile(seed=7000 + i, size=256, malignant=m).image).top[0]
+        for i, m in enumerate(malignant)
+    ]
+    right = sum((s.lower() == "malignant") == m for s, m in zip(said, malignant, strict=True))
+    assert right >= 16, said  # tiles of 10 patients it never saw
+
+
 @pytest.mark.slow  # the demo's own recipe: 1.5-4 min on a 2-core CPU. A smaller budget (fewer epochs, 64 px) was
 # measured: yolo11n from random weights suggests nothing for its first ~30 epochs whatever the input size, and at
 # 64 px its boxes are too loose to serve (the chosen threshold then hides them)

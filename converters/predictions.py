@@ -94,14 +94,13 @@ def rle_brush_result(
     rle: list[int], width: int, height: int, label: str, score: float, from_name: str, to_name: str
 ) -> dict:
     """A ``brushlabels`` result for a mask already encoded (:func:`converters.rle.labels_to_rles`)."""
-    h, w = height, width
     return {
         "id": _id(),
         "from_name": from_name,
         "to_name": to_name,
         "type": "brushlabels",
-        "original_width": int(w),
-        "original_height": int(h),
+        "original_width": int(width),
+        "original_height": int(height),
         "image_rotation": 0,
         "value": {"format": "rle", "rle": rle, "brushlabels": [str(label)]},
         "score": float(score),

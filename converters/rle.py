@@ -51,12 +51,20 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     return encode_values(flat, repeat=4)
 
 
+def run_starts(flat: np.ndarray) -> np.ndarray:
+    """The index where each run of equal values of a flat array starts (the first is 0).
+
+    >>> run_starts(np.array([3, 3, 0, 0, 0, 3])).tolist()
+    [0, 2, 5]
+    """
+    return np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+
+
 def encode_values(values: np.ndarray, repeat: int = 1) -> list[int]:
     """RLE-encode a flat uint8 array (each value repeated ``repeat`` times), as ``brush.encode_rle``."""
     values = np.asarray(values, dtype=np.uint8).ravel()
     n = values.size
-    change = np.flatnonzero(values[1:] != values[:-1]) + 1
-    starts = np.concatenate(([0], change))
+    starts = run_starts(values)
     lengths = np.diff(np.append(starts, n)).astype(np.int64) * repeat
     run_values = values[starts].astype(np.int64)
     return _encode_runs(lengths, run_values, n * repeat)
@@ -71,7 +79,7 @@ def labels_to_rles(labels: np.ndarray, ids: Sequence[int]) -> dict[int, list[int
     n = flat.size
     if n == 0:
         raise ValueError("mask is empty")
-    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+    starts = run_starts(flat)
     ends = np.append(starts[1:], n)
     run_label = flat[starts]
     order = np.argsort(run_label, kind="stable")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.rle import run_starts
 from training.corrections import ADJUST_IOU, Corrections, iou_corrections, match
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
@@ -220,7 +221,7 @@ def instance_scores(probs: np.ndarray, instances: np.ndarray) -> np.ndarray:
     n = int(flat.max(initial=0))
     if n == 0:
         return np.zeros(0, np.float32)
-    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+    starts = run_starts(flat)
     label = flat[starts]
     sums = np.add.reduceat(np.asarray(probs).ravel(), starts, dtype=np.float64)
     lengths = np.diff(np.append(starts, flat.size))

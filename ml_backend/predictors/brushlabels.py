@@ -22,17 +22,26 @@ from training.objects import instance_scores
 MASK_THRESHOLD = 0.5
 
 
-def scored_masks(
+def kept_objects(
     predictor: ControlPredictor, output: SegmentationMap
-) -> Iterator[tuple[str, np.ndarray, float]]:
-    """(label, object mask, score) for each object of a class with a mapped label and score >= min."""
+) -> Iterator[tuple[str, np.ndarray, list[tuple[int, float]]]]:
+    """Per class with a mapped label and any object: (label, its instance map, [(object id, score)] of the
+    objects scoring at least the predictor's ``min_score``)."""
     for c, (name, objects) in enumerate(zip(output.classes, output.instances(MASK_THRESHOLD), strict=True)):
         label = predictor.mapper.label(name)
         if label is None or not objects.any():
             continue
-        for k, score in enumerate(instance_scores(output.probs[c], objects), 1):
-            if score >= predictor.min_score:
-                yield label, objects == k, float(score)
+        scores = instance_scores(output.probs[c], objects)
+        yield label, objects, [(k, float(s)) for k, s in enumerate(scores, 1) if s >= predictor.min_score]
+
+
+def scored_masks(
+    predictor: ControlPredictor, output: SegmentationMap
+) -> Iterator[tuple[str, np.ndarray, float]]:
+    """(label, object mask, score) for each object of a class with a mapped label and score >= min."""
+    for label, objects, kept in kept_objects(predictor, output):
+        for k, score in kept:
+            yield label, objects == k, score
 
 
 class BrushLabelsPredictor(ControlPredictor):
@@ -43,14 +52,7 @@ class BrushLabelsPredictor(ControlPredictor):
         """One brush result per object; the objects of a class are encoded from the runs of its instance
         map together (:func:`converters.rle.labels_to_rles`), not one whole-image mask each."""
         out: list[dict[str, Any]] = []
-        for c, (name, objects) in enumerate(
-            zip(output.classes, output.instances(MASK_THRESHOLD), strict=True)
-        ):
-            label = self.mapper.label(name)
-            if label is None or not objects.any():
-                continue
-            kept = [(k, float(score)) for k, score in enumerate(instance_scores(output.probs[c], objects), 1)
-                    if score >= self.min_score]  # fmt: skip
+        for label, objects, kept in kept_objects(self, output):
             rles = labels_to_rles(objects, [k for k, _ in kept])
             h, w = objects.shape
             out.extend(rle_brush_result(rles[k], w, h, label, score, self.control.from_name, self.control.to_name)

@@ -57,13 +57,14 @@ def _histoloop(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def convert(data: Path, work: Path, env: dict[str, str]) -> dict[str, Path]:
-    out = {}
+def dataset_dir(work: Path, kind: str) -> Path:
+    return work / f"data-{kind}"
+
+
+def convert(data: Path, work: Path, env: dict[str, str]) -> None:
     for kind, target in (("segment", "masks"), ("detect", "yolo-detect")):
-        out[kind] = work / f"data-{kind}"
-        _histoloop("convert", "aperio", str(data / "annotations"), str(data / "images"), str(out[kind]),
-                   "--to", target, env=env)  # fmt: skip
-    return out
+        _histoloop("convert", "aperio", str(data / "annotations"), str(data / "images"),
+                   str(dataset_dir(work, kind)), "--to", target, env=env)  # fmt: skip
 
 
 def ours(
@@ -234,13 +235,14 @@ def plot_epochs(rows: list[dict[str, Any]], path: Path) -> Path:
             ax.axhline(r["dice" if kind == "segment" else "mAP50"], color="grey", lw=0.8, ls="--",
                        label="bare loops, final" if i == 0 else None)  # fmt: skip
         ax.set(title=f"{kind}: held-out {key} per epoch", xlabel="epoch", ylabel=key, ylim=(0, 1))
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a kind not run has nothing to name
+            ax.legend(fontsize=7)
     return _save(fig, path)
 
 
 def job(kind: str, method: str, seed: int, work: Path, minutes: float, env: dict[str, str]) -> dict[str, Any]:
     """One (kind, method, seed) training and its evaluation, in this process."""
-    dataset, out = work / f"data-{kind}", work / f"{kind}-{method}-{seed}"
+    dataset, out = dataset_dir(work, kind), work / f"{kind}-{method}-{seed}"
     t0 = time.monotonic()
     if method == "histoloop":
         metrics = ours(kind, dataset, out, minutes, seed, env)

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from kernel.net import free_port
 from kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,9 +125,7 @@ def _one(server: Server, sessions: list[Any], project: str, config: str, names: 
 
 class Server:
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         with open(log, "wb") as fh:
             self.proc = subprocess.Popen(

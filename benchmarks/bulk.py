@@ -18,21 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from kernel.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
           '<Choice value="benign"/><Choice value="malignant"/></Choices></View>')  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _register(settings: Any, project: str) -> str:
@@ -74,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Image.fromarray(make_tile(seed=i % 50, size=64, malignant=i % 2 == 0).image).save(p)
         paths.append(p)
     ls = LabelStudioServer(venv=Path(os.environ.get("HISTOLOOP_LABEL_STUDIO_VENV", ROOT / ".venv-label-studio")),
-                           data_dir=tmp / "ls", document_root=files, port=_free_port())  # fmt: skip
+                           data_dir=tmp / "ls", document_root=files, port=free_port())  # fmt: skip
     env = {"HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
            "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
            "HISTOLOOP_LABEL_STUDIO_URL": ls.url, "HISTOLOOP_LABEL_STUDIO_API_KEY": ls.token}  # fmt: skip
@@ -107,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "skipped": again.skipped,
         }
         print(json.dumps(out), flush=True)
-        port = _free_port()
+        port = free_port()
         stack.backend("127.0.0.1", port)
         client.ml.create(
             project=ids[1], url=f"http://127.0.0.1:{port}", title="histoloop", is_interactive=False

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import numpy as np
 import requests
 from PIL import Image
 
+from kernel.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 MONUSEG = ROOT / ".." / "shared" / "data" / "monuseg-breast" / "images" / "TCGA-A7-A13E-01Z-00-DX1.tif"
 CONFIG = (
@@ -48,12 +49,6 @@ CONFIG = (
     '<RectangleLabels name="box" toName="image" smart="true"><Label value="Tumor" smart="true"/></RectangleLabels>'
     "</View>"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _register(store: Path, project: str, size: int) -> None:
@@ -116,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     image, w, h = _image(files)
     _register(store, "1", 256)
     _register(store, "2", 512)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(store), "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
            "HISTOLOOP_DEVICE": "cpu", "PYTHONPATH": str(ROOT), "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0"}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--threads", "4"],

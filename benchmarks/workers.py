@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,12 +47,7 @@ from workers_testkit import (  # noqa: E402
 )
 
 from histoloop.stack import wait_for  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from kernel.net import free_port  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

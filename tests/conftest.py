@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kernel.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HISTOLOOP_SHARED", ROOT.parent / "shared"))
 
@@ -25,14 +27,6 @@ def shared_data() -> Path:
     if not (data / "monuseg-breast" / "images").is_dir():
         pytest.skip(f"real sample data not found at {data} (set HISTOLOOP_SHARED to the shared/ folder)")
     return data
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

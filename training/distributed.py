@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from kernel.net import free_port
 from training.base import Fitted, ProgressFn, TrainConfig
 from training.runtime import resolve_device
 
@@ -77,12 +77,6 @@ def needs_launch(config: TrainConfig) -> bool:
     return world_size(config) > 1 and not active()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _join(rank_: int, world: int, init_method: str, backend: str) -> None:
     dist.init_process_group(backend, init_method=init_method, rank=rank_, world_size=world)
 
@@ -114,7 +108,7 @@ def launch(
     world = world_size(config)
     device = resolve_device(config.device)
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    init_method = f"tcp://127.0.0.1:{_free_port()}"
+    init_method = f"tcp://127.0.0.1:{free_port()}"
     ctx = mp.get_context("spawn")
     ranks = [
         ctx.Process(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from histoloop.demo import bootstrap, connect_backend, create_projects, training_config_toml, write_tiles
 from histoloop.labelstudio import LabelStudioServer
 from histoloop.stack import Stack, settings_env
+from kernel.net import free_port
 from kernel.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +45,6 @@ def browser():
     driver.set_page_load_timeout(300)
     yield driver
     driver.quit()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

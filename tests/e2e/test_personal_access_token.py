@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from converters.lsauth import is_personal_access_token
 from histoloop.demo import retrieve_predictions
 from histoloop.labelstudio import LabelStudioServer
 from histoloop.stack import Stack, settings_env
+from kernel.net import free_port
 from kernel.settings import load_settings
 from training.artifacts import ModelCard
 from training.registry import Registry
@@ -42,12 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TASKS = 5
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
           '<Choice value="benign"/><Choice value="malignant"/></Choices></View>')  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _register_classifier(settings, project: str) -> str:

@@ -17,6 +17,7 @@ from converters.pyramid import write_pyramid
 from converters.synthetic import make_tile
 from histoloop.cli import main
 from histoloop.labelstudio import LabelStudioServer
+from kernel.net import free_port
 from training.artifacts import ModelCard
 from training.registry import Registry
 from training.untrained import register_untrained
@@ -28,14 +29,6 @@ CONFIG = """<View>
   <RectangleLabels name="box" toName="image"><Label value="tumor"/></RectangleLabels>
   <BrushLabels name="mask" toName="image"><Label value="tumor"/></BrushLabels>
 </View>"""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _slide(path: Path) -> Path:

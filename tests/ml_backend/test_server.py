@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +13,15 @@ import pytest
 import requests
 from backend_testkit import BOX_CONFIG, add_version
 
+from kernel.net import free_port
 from ml_backend.server import GunicornApp
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["gunicorn", "dev"])
 def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[str]) -> None:
     settings = make_settings()
     add_version(settings, "4", "detect")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_DEVICE": "cpu",
            "HISTOLOOP_LOCAL_FILES_ROOT": str(settings.local_files_root)}  # fmt: skip
     log = tmp_path / "serve.log"

@@ -23,7 +23,7 @@ import requests
 from backend_testkit import add_version
 from test_image_access import CHOICES
 
-from tests.conftest import free_port
+from kernel.net import free_port
 
 
 class Drip:

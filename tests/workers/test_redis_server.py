@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
+from kernel.net import free_port
 from workers.redis_server import answers, ensure_redis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_starts_when_none_answers_and_stops_it() -> None:

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from rq import Queue
 from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, connect, wenv
 
 from histoloop.stack import wait_for
+from kernel.net import free_port
 from kernel.settings import Secret
 from workers.events import EventStore
 from workers.redis_server import start_redis
@@ -28,12 +28,6 @@ from workers.redis_server import start_redis
 OBSERVED = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "label-studio" / "requests-observed-1.23.2.jsonl"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -204,19 +204,31 @@ def _tile_lines(kind, labels, win, w, h, min_visible) -> list[str]:
 
 
 def _prepare_tiles(src, item, kind, classes, tile, overlap, min_visible, loader, report):
-    """(image, [(window, lines or mask tile)]) of one manifest item, checked; None when it is skipped."""
+    """(split, image, [(window, lines or mask tile)]) of one manifest item, checked; None when it is skipped.
+
+    The folders win over the manifest: an image moved by hand to another split's folder is tiled into the
+    split it is in now."""
     from PIL import Image
 
     from converters.images import ImageError
 
-    split, stem = item["split"], item["stem"]
+    stem = item["stem"]
     layout = DatasetLayout(src)
-    images = sorted(layout.images(split).glob(f"{glob.escape(stem)}.*"))
-    if not images:
-        report.skip(stem, f"image images/{split}/{stem}.* not found")
+    found = [
+        (s, p)
+        for s in (item["split"], *SPLITS)
+        for p in sorted(layout.images(s).glob(f"{glob.escape(stem)}.*"))
+    ]
+    if not found:
+        report.skip(stem, f"image {stem}.* not found in images/{item['split']} (nor in another split)")
         return None
+    split, path = found[0]
+    if split != item["split"]:
+        report.warn(
+            stem, f"manifest.json says {item['split']}, the image is in images/{split}: tiled as {split}"
+        )
     try:
-        image = loader.load(images[0])
+        image = loader.load(path)
     except ImageError as exc:
         report.skip(stem, str(exc))
         return None
@@ -256,7 +268,7 @@ def _prepare_tiles(src, item, kind, classes, tile, overlap, min_visible, loader,
             return None
         for win in tile_windows(h, w, tile, overlap):
             tiles.append((win, _tile_lines(kind, labels, win, w, h, min_visible)))
-    return image, tiles
+    return split, image, tiles
 
 
 def tile_dataset(
@@ -304,8 +316,8 @@ def tile_dataset(
                 continue
             if prepared is None:
                 continue
-            image, tiles = prepared
-            split, stem = item["split"], item["stem"]
+            split, image, tiles = prepared
+            stem = item["stem"]
             for win, labels in tiles:
                 x0, y0 = win[0], win[1]
                 tstem = writer.unique_stem(f"{stem}_x{x0}_y{y0}")

@@ -74,3 +74,27 @@ def test_tile_a_detect_dataset(tmp_path):
     assert Image.open(tmp_path / "tiles" / "images" / "train" / "TCGA-AA-0001-x_x0_y0.png").size == (256, 256)
     strict = tile_dataset(tmp_path / "big", tmp_path / "tiles2", tile=256, overlap=32, min_visible=0.9)
     assert strict.regions < report.regions
+
+
+def test_an_image_moved_to_another_split_by_hand_is_tiled_where_it_is(tmp_path):
+    """The folders win over manifest.json: a pair moved from train/ to val/ lands in val/, with a warning;
+    an image in no split is skipped, named."""
+    src = _dataset(tmp_path)
+    for sub, ext in (("images", "png"), ("labels", "txt")):
+        (src / sub / "val").mkdir(parents=True, exist_ok=True)
+        (src / sub / "train" / f"TCGA-AA-0001-x.{ext}").rename(src / sub / "val" / f"TCGA-AA-0001-x.{ext}")
+    report = tile_dataset(src, tmp_path / "tiles", tile=256, overlap=32)
+    tiles = tmp_path / "tiles"
+    assert report.converted == len(list((tiles / "images" / "val").glob("*.png"))) > 0
+    assert not list((tiles / "images" / "train").glob("*.png"))
+    assert {i["split"] for i in json.loads((tiles / "manifest.json").read_text())["items"]} == {"val"}
+    assert any("manifest.json says train, the image is in images/val" in m for _, m in report.warnings)
+    labels = list((tiles / "labels" / "val").glob("*.txt"))
+    assert sum(len(p.read_text().splitlines()) for p in labels) >= 2
+
+    (src / "images" / "val" / "TCGA-AA-0001-x.png").unlink()
+    gone = tile_dataset(src, tmp_path / "tiles-gone", tile=256, overlap=32)
+    assert gone.converted == 0
+    assert gone.skipped == [
+        ("TCGA-AA-0001-x", "image TCGA-AA-0001-x.* not found in images/train (nor in another split)")
+    ]

@@ -68,6 +68,18 @@ def test_choose_threshold_minimises_corrections() -> None:
     assert got["ratio_by_threshold"]["0.05"] == pytest.approx(1 / 3, abs=1e-3)  # the false positive kept
 
 
+def test_choose_threshold_keeps_off_the_edge_of_a_cliff() -> None:
+    """30 false positives score 0.25-0.29, a true box 0.32 and another 0.9: 0.30 alone is cheapest (0
+    corrections) but one step below it costs 30; 0.35 (1 correction: the 0.32 box drawn) is chosen."""
+    scores = np.array([0.9, 0.32, *np.linspace(0.25, 0.29, 30)])
+    iou = np.zeros((32, 2))
+    iou[0, 0], iou[1, 1] = 0.9, 0.9
+    got = choose_threshold([(scores, iou, 2)])
+    by = got["ratio_by_threshold"]
+    assert (by["0.25"], by["0.3"], by["0.35"], by["0.9"]) == (15.0, 0.0, 0.5, 0.5)
+    assert got["score_threshold"] == 0.35 and got["corrections"]["total"] == 1
+
+
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40), st.integers(0, 9))
 @settings(max_examples=60, deadline=None)
 def test_instance_scores_are_each_objects_mean_probability(seed: int, h: int, w: int, n: int) -> None:

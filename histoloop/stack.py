@@ -11,8 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,28 @@ def settings_env(settings_overrides: Mapping[str, str]) -> dict[str, str]:
     env.update({k: str(v) for k, v in settings_overrides.items()})
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+@contextmanager
+def stopped_by_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP (``kill``, a closed terminal, ``docker stop``, systemd) end it as
+    Ctrl-C does, by ``KeyboardInterrupt``: the ``finally`` clauses within stop what the block started,
+    instead of the process dying and leaving its children running (and holding their ports). A process
+    started in the background by a shell ignores SIGINT, so ``kill`` is how such a run is stopped. Outside
+    the main thread it does nothing (Python delivers signals there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

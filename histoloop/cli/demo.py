@@ -23,9 +23,11 @@ def demo(settings: Settings, images: Path | None, count: int, label_studio_port:
          label_studio_venv: Path | None, no_wait: bool) -> None:  # fmt: skip
     """Start Redis, Label Studio, the backend and a worker; set up demo projects with a first model each.
 
-    Prints the Label Studio URL and login. Ctrl-C stops everything it started.
+    Prints the Label Studio URL and login. Ctrl-C, or `kill` (SIGTERM, SIGHUP), stops everything it started.
     """
     from histoloop.demo import run_demo
+    from histoloop.stack import stopped_by_signals
 
-    run_demo(settings, images=images, count=count, ls_port=label_studio_port, backend_port=backend_port,
-             label_studio_venv=label_studio_venv, wait=(lambda: None) if no_wait else None)  # fmt: skip
+    with stopped_by_signals():
+        run_demo(settings, images=images, count=count, ls_port=label_studio_port, backend_port=backend_port,
+                 label_studio_venv=label_studio_venv, wait=(lambda: None) if no_wait else None)  # fmt: skip

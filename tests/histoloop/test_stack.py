@@ -1,0 +1,73 @@
+"""histoloop.stack.stopped_by_signals: `kill` (SIGTERM) or a closed terminal (SIGHUP) stops what a run
+started, as Ctrl-C does; without it the children outlive the run (and keep their ports)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import contextlib, subprocess, sys, time
+    from pathlib import Path
+    from histoloop.stack import Service, Stack, stopped_by_signals
+
+    stack = Stack(env={}, log_dir=Path(sys.argv[1]))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+                             stdout=subprocess.DEVNULL)
+    stack.services.append(Service("sleeper", child, Path(sys.argv[1]) / "sleeper.log"))
+    guard = stopped_by_signals() if sys.argv[2] == "guarded" else contextlib.nullcontext()
+    with guard:
+        try:
+            print(child.pid, flush=True)
+            time.sleep(600)
+        except KeyboardInterrupt as exc:
+            print("interrupted by", exc, flush=True)
+        finally:
+            stack.stop()
+            print("stopped", flush=True)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
+def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarded: bool) -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), "guarded" if guarded else "bare"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert run.stdout is not None
+    child = int(run.stdout.readline())
+    try:
+        assert _alive(child)
+        run.send_signal(signum)
+        out = run.communicate(timeout=60)[0]
+        if guarded:
+            assert run.returncode == 0
+            assert f"interrupted by {signal.Signals(signum).name}" in out and "stopped" in out
+            deadline = time.monotonic() + 10
+            while _alive(child) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(child)
+        else:  # the default action ends the run at once: no cleanup, the child is left running
+            assert run.returncode == -signum and "stopped" not in out
+            assert _alive(child)
+    finally:
+        if _alive(child):
+            os.killpg(child, signal.SIGKILL)

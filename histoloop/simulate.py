@@ -158,13 +158,14 @@ def choose_test_groups(groups: Sequence[str], test_split: str, seed: int = 0) ->
 
 def simulation_settings(settings: Settings, config: SimulationConfig, store: Path, root: Path) -> Settings:
     """The settings of one ordering's project: its own model store and SQLite registry (never the lab's
-    database), the replay's images, the training
-    options, and a validation split by tile inside the approved tasks (a round's few tiles often come from
-    one patient; the held-out test split is the one kept by patient)."""
+    database), the replay's images and the training options. The retraining's validation split is the
+    workers' own: by patient (``--group-regex`` when given, else the project's), by tile only when the
+    approved tasks hold a single patient (:func:`converters.split.balance`), so that each version chooses
+    its score threshold on a patient it did not train on, as it will be served."""
     base = settings.project(PROJECT)
     train = {**base.train, config.kind: {**base.train.get(config.kind, {}), **config.train}}
     project = dataclasses.replace(
-        base, train=train, split_group_regex=r"^(.*)$", retrain_threshold=0,
+        base, train=train, split_group_regex=config.group_regex or base.split_group_regex, retrain_threshold=0,
         min_score=base.min_score if config.min_score is None else config.min_score,
         auto_promote=base.auto_promote if config.auto_promote is None else config.auto_promote,
     )  # fmt: skip

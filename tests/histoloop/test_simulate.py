@@ -139,3 +139,20 @@ def test_ground_truth_task_as_an_export() -> None:
     )
     assert task.task() == {"id": 3, "data": {"image": "/data/local-files/?d=images/s.png"}}
     assert task.task(annotation_id=7)["annotations"][0]["id"] == 7
+
+
+def test_the_retraining_validates_by_patient_as_the_workers_do(settings, tmp_path: Path) -> None:
+    """Each version chooses its threshold on a patient it did not train on, as it will be served: the
+    replay keeps the workers' patient-level split (or the replay's own --group-regex), not one by tile."""
+    from converters.split import group_of
+    from histoloop.simulate import SimulationConfig, simulation_settings
+
+    default = simulation_settings(settings, SimulationConfig(kind="detect"), tmp_path, tmp_path)
+    regex = default.project(PROJECT).split_group_regex
+    assert regex == settings.project(PROJECT).split_group_regex
+    tiles = ["TCGA-A7-A13E-01Z-00-DX1_x0_y0", "TCGA-A7-A13E-01Z-00-DX1_x256_y0"]
+    assert group_of(tiles[0], regex) == group_of(tiles[1], regex) == "TCGA-A7-A13E"
+    own = simulation_settings(
+        settings, SimulationConfig(kind="detect", group_regex=r"^(\w+)-"), tmp_path, tmp_path
+    )
+    assert own.project(PROJECT).split_group_regex == r"^(\w+)-"

@@ -39,7 +39,8 @@ def stopped_by_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP
     """Inside the block, SIGTERM and SIGHUP (``kill``, a closed terminal, ``docker stop``, systemd) end it as
     Ctrl-C does, by ``KeyboardInterrupt``: the ``finally`` clauses within stop what the block started,
     instead of the process dying and leaving its children running (and holding their ports). A process
-    started in the background by a shell ignores SIGINT, so ``kill`` is how such a run is stopped. Outside
+    started in the background by a shell ignores SIGINT, so ``kill`` is how such a run is stopped. A signal
+    the process was started ignoring stays ignored (``nohup`` means: survive a closed terminal). Outside
     the main thread it does nothing (Python delivers signals there only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -48,7 +49,8 @@ def stopped_by_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, interrupt) for s in signums}
+    ignored = {s for s in signums if signal.getsignal(s) is signal.SIG_IGN}
+    previous = {s: signal.signal(s, interrupt) for s in signums if s not in ignored}
     try:
         yield
     finally:

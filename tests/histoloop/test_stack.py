@@ -15,9 +15,13 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
-    import contextlib, subprocess, sys, time
+    import contextlib, signal, subprocess, sys, time
     from pathlib import Path
     from histoloop.stack import Service, Stack, stopped_by_signals
+
+    # as a process started from a terminal (this test may itself run under nohup, which ignores SIGHUP)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN if sys.argv[3] == "nohup" and s == signal.SIGHUP else signal.SIG_DFL)
 
     stack = Stack(env={}, log_dir=Path(sys.argv[1]))
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
@@ -49,7 +53,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
 def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarded: bool) -> None:
     run = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(tmp_path), "guarded" if guarded else "bare"],
+        [sys.executable, "-c", SCRIPT, str(tmp_path), "guarded" if guarded else "bare", "terminal"],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert run.stdout is not None
@@ -71,3 +75,24 @@ def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarde
     finally:
         if _alive(child):
             os.killpg(child, signal.SIGKILL)
+
+
+def test_under_nohup_a_closed_terminal_does_not_stop_it_but_kill_does(tmp_path: Path) -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), "guarded", "nohup"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert run.stdout is not None
+    child = int(run.stdout.readline())
+    try:
+        run.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            run.wait(timeout=2)  # still running: nohup asked for that
+        run.send_signal(signal.SIGTERM)
+        out = run.communicate(timeout=60)[0]
+        assert run.returncode == 0 and "interrupted by SIGTERM" in out and "stopped" in out
+    finally:
+        if _alive(child):
+            os.killpg(child, signal.SIGKILL)
+        if run.poll() is None:
+            run.kill()

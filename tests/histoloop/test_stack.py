@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from kernel.database import pid_alive
+
 SCRIPT = textwrap.dedent(
     """
     import contextlib, signal, subprocess, sys, time
@@ -41,14 +43,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
 def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarded: bool) -> None:
@@ -59,21 +53,21 @@ def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarde
     assert run.stdout is not None
     child = int(run.stdout.readline())
     try:
-        assert _alive(child)
+        assert pid_alive(child)
         run.send_signal(signum)
         out = run.communicate(timeout=60)[0]
         if guarded:
             assert run.returncode == 0
             assert f"interrupted by {signal.Signals(signum).name}" in out and "stopped" in out
             deadline = time.monotonic() + 10
-            while _alive(child) and time.monotonic() < deadline:
+            while pid_alive(child) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert not _alive(child)
+            assert not pid_alive(child)
         else:  # the default action ends the run at once: no cleanup, the child is left running
             assert run.returncode == -signum and "stopped" not in out
-            assert _alive(child)
+            assert pid_alive(child)
     finally:
-        if _alive(child):
+        if pid_alive(child):
             os.killpg(child, signal.SIGKILL)
 
 
@@ -92,7 +86,7 @@ def test_under_nohup_a_closed_terminal_does_not_stop_it_but_kill_does(tmp_path: 
         out = run.communicate(timeout=60)[0]
         assert run.returncode == 0 and "interrupted by SIGTERM" in out and "stopped" in out
     finally:
-        if _alive(child):
+        if pid_alive(child):
             os.killpg(child, signal.SIGKILL)
         if run.poll() is None:
             run.kill()

@@ -18,6 +18,7 @@ from rq.registry import FailedJobRegistry
 from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wenv, write_config
 
 from histoloop.stack import wait_for
+from kernel.database import pid_alive
 from training.registry import Registry
 from workers.events import EventStore
 
@@ -25,14 +26,6 @@ MONUSEG = SHARED_DATA / "monuseg-breast" / "images"
 pytestmark = pytest.mark.skipif(
     not MONUSEG.is_dir(), reason=f"real images (MoNuSeg tiles) not found at {MONUSEG}"
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _session(sid: int) -> list[int]:
@@ -83,7 +76,7 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
 
         assert len(_session(worker.pid)) >= 3  # the worker, its scheduler, the horse
         worker.kill()  # SIGKILL to the worker process alone: no cleanup code of it runs
-        wait_for(lambda: not _alive(horse), 10, "the horse to die with its worker")
+        wait_for(lambda: not pid_alive(horse), 10, "the horse to die with its worker")
         wait_for(lambda: not _session(worker.pid), 10, "no orphan (scheduler, horse) left")
         assert job.get_status() == "started"  # nobody has noticed yet
 

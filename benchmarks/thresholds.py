@@ -5,8 +5,9 @@
 
 Two detectors (histoloop's default detect recipe, ``train_version`` without a registry, ``--minutes`` each
 on all cores) are trained on two of the four MoNuSeg breast tiles each: AR-A1AK + AR-A1AS (validated on
-E2-A1B5), and A7-A13E + E2-A1B5 (validated on AR-A1AK). Each scores its two unseen tiles; each of those is in turn the tile the threshold is chosen on
-(a version's validation split) and the tile it is served on (the next patient). For each pair the table
+E2-A1B5), and A7-A13E + E2-A1B5 (validated on AR-A1AK). Each scores its two unseen tiles; each of those is
+in turn the tile the threshold is chosen on (a version's validation split) and the tile it is served on
+(the next patient). For each pair the table
 gives the threshold, and the corrections ÷ from scratch on both tiles, of two rules:
 
 - ``lowest``: the threshold with the fewest corrections on the choosing tile (the rule before this
@@ -87,21 +88,21 @@ def scored(version: Path, data: Path, patients: list[str]) -> dict[str, tuple[np
     return out
 
 
-def curve(images: tuple[np.ndarray, np.ndarray, int]) -> dict[float, float]:
-    from training.objects import choose_threshold
-
-    return {float(t): r for t, r in choose_threshold([images])["ratio_by_threshold"].items()}
-
-
 def pairs(scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray, int]]]) -> list[dict[str, Any]]:
     from training.objects import choose_threshold
 
+    chosen = {
+        (m, p): choose_threshold([images])
+        for m, by_patient in scores.items()
+        for p, images in by_patient.items()
+    }
+    curves = {key: {float(t): r for t, r in c["ratio_by_threshold"].items()} for key, c in chosen.items()}
     rows = []
     for model, by_patient in scores.items():
         for chosen_on, served_on in (list(by_patient), list(by_patient)[::-1]):
-            on, off = curve(by_patient[chosen_on]), curve(by_patient[served_on])
+            on, off = curves[model, chosen_on], curves[model, served_on]
             lowest = min(on, key=lambda t: (on[t], t))
-            neighbours = choose_threshold([by_patient[chosen_on]])["score_threshold"]
+            neighbours = chosen[model, chosen_on]["score_threshold"]
             best = min(off, key=lambda t: (off[t], t))
             rows.append({"model": model, "trained on": " + ".join(MODELS[model][0]), "chosen on": chosen_on,
                          "served on": served_on, "lowest": (lowest, on[lowest], off[lowest]),

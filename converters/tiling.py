@@ -216,7 +216,7 @@ def _prepare_tiles(src, item, kind, classes, tile, overlap, min_visible, loader,
     layout = DatasetLayout(src)
     found = [
         (s, p)
-        for s in (item["split"], *SPLITS)
+        for s in dict.fromkeys((item["split"], *SPLITS))  # its own split first, each searched once
         for p in sorted(layout.images(s).glob(f"{glob.escape(stem)}.*"))
     ]
     if not found:

@@ -312,9 +312,16 @@ def _write_predictions(
 
 
 def _scalars(metrics: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        k: v for k, v in (metrics or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    """The numbers of an evaluation, and, where it chose a threshold, the corrections per true object at
+    that threshold (``corrections_ratio``) and at each one tried: on the test split, what the version
+    would have cost had its threshold been chosen on the test patient itself."""
+    metrics = metrics or {}
+    out = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if isinstance(metrics.get("corrections"), dict):
+        out["corrections_ratio"] = metrics["corrections"].get("ratio_to_scratch")
+    if isinstance(metrics.get("ratio_by_threshold"), dict):
+        out["ratio_by_threshold"] = metrics["ratio_by_threshold"]
+    return out
 
 
 def held_out(replay: Replay, predictor: Predictor) -> dict[str, Any]:
@@ -440,8 +447,9 @@ def _json_default(value: Any) -> Any:
 
 
 def learning_curve(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Corrections per task (held-out test split; the round's own tasks dashed) and the held-out primary
-    metric, against the approved tasks the serving model learned from; one line per ordering."""
+    """Corrections per task (held-out test split; the round's own tasks dashed; dotted, the test split at
+    the threshold best for it) and the held-out primary metric, against the approved tasks the serving
+    model learned from; one line per ordering."""
     from training.plots import _figure, _save
 
     plt = _figure()
@@ -460,6 +468,11 @@ def learning_curve(rows: list[dict[str, Any]], path: Path) -> Path:
         xr = [r["trained_on"] for r in mine if "round_tasks" in r]
         left.plot(xr, [r["round_tasks"]["per_task"]["total"] for r in mine if "round_tasks" in r], "s--",
                   color=c, alpha=0.6, label=f"{order}: the round's tasks")  # fmt: skip
+        oracle = [(r["trained_on"], r["test"]["metrics"]["corrections_ratio"] * r["test"]["objects_per_task"])
+                  for r in mine if r["test"]["metrics"].get("corrections_ratio") is not None]  # fmt: skip
+        if oracle:
+            left.plot(*zip(*oracle, strict=True), "x:", color=c, alpha=0.8,
+                      label=f"{order}: test split, at its own best threshold")  # fmt: skip
         right.plot(x, [r["test"]["metrics"].get(metric, np.nan) for r in mine], "o-", color=c, label=order)
         scratch = mine[0]["test"]["scratch_per_task"]["total"]
     if scratch is not None:

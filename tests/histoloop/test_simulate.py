@@ -93,6 +93,11 @@ def test_two_rounds_through_the_backend_and_the_workers_path(tmp_path: Path) -> 
     # the next round predicts with the version the previous round's retraining promoted
     assert second["model_version"] == "segment-v1" and final["model_version"] == "segment-v2"
     assert "dice" in second["test"]["metrics"] and "dice" in final["test"]["metrics"]
+    for row in (second, final):  # what the version would cost at the threshold best for the test tiles
+        metrics = row["test"]["metrics"]
+        by_threshold = metrics["ratio_by_threshold"]
+        assert metrics["corrections_ratio"] == by_threshold[str(metrics["score_threshold"])]
+        assert metrics["corrections_ratio"] is not None and set(by_threshold) > {"0.5"}
     assert "training" not in final and "round_tasks" not in final
 
     # retrain_from_tasks registered each version: with the approved annotations and the job id it was given

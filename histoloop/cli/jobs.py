@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from histoloop.cli import output
 from histoloop.cli.params import PROJECT_ID
 from kernel.kinds import KINDS
 from kernel.settings import Settings
@@ -60,7 +60,7 @@ def list_cmd(settings: Settings, as_json: bool) -> None:
     for i in infos:
         enqueued = (i.enqueued_at or "").replace("T", " ")[:19]
         table.add_row(i.id, i.status, _progress(i.meta), enqueued, i.host or "", i.gpus or "", i.worker or "")
-    Console().print(table)
+    output.console().print(table)
 
 
 @jobs.command("show")

@@ -8,15 +8,15 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from histoloop.cli import output
 from histoloop.cli.params import PROJECT_ID
 from kernel.kinds import KINDS
 from kernel.settings import Settings
 from training.registry import ModelVersion, Registry, RegistryError
 
-console = Console()
+console = output.console()
 
 
 def _registry(settings: Settings) -> Registry:

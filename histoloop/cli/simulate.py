@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
+from histoloop.cli import output
 from kernel.kinds import KINDS
 from kernel.settings import Settings
 
-console = Console()
+console = output.console()
 
 
 def _value(text: str) -> Any:

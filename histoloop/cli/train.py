@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,11 +26,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from histoloop.cli import output
 from histoloop.cli.params import PROJECT_ID
 from kernel.kinds import KINDS
 from kernel.settings import Settings
 
-console = Console(stderr=True)
+console = output.console(stderr=True)
 
 
 class _Bar:
@@ -159,5 +159,5 @@ def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, 
         click.echo(json.dumps({"version": label, "artifact_dir": str(where), "metrics": trained.result.metrics,
                                "history": trained.result.history}, default=str))  # fmt: skip
         return
-    Console().print(metrics_table(trained.result.metrics, f"{project}/{kind}: {label}"))
+    output.console().print(metrics_table(trained.result.metrics, f"{project}/{kind}: {label}"))
     click.echo(f"artifacts: {where}")

@@ -44,6 +44,8 @@ from training.runtime import resolve_device, seed_everything
 DEFAULT_MODEL = "resnet18"
 """CPU-friendly: about half the cost of resnet34 per step, and enough for a few tiles."""
 EMA_DECAY = 0.99
+SELECT = ("dice", "pq", "object_f1", "aji")
+"""The validation metric that chooses the epoch kept (``extra = { select = "pq" }``; default pixel Dice)."""
 
 ARCHS = (
     "Unet",
@@ -170,14 +172,28 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
         num_workers=config.workers, generator=gen, pin_memory=device.startswith("cuda"),
     )  # fmt: skip
 
+    select = str(config.extra.get("select", "dice"))
+    if select not in SELECT:
+        raise TrainingError(f"select {select!r}: the epoch is chosen by one of {', '.join(SELECT)}")
+    truths = None
+    if select != "dice":  # an object metric: the validation tiles' objects
+        truths = [read_instances(m, read_mask(m)) for _, m in segment_pairs(dataset_dir, "val")]
+
     def validate(m: torch.nn.Module) -> dict[str, Any]:
+        from training.objects import pooled_object_metrics
+
         predictor = SegmentPredictor(card, m, device, channels_last=False)
-        preds = [predicted_classes(predictor.predict(img).probs, mode == "binary") for img, _ in val_pairs]
+        segs = [predictor.predict(img) for img, _ in val_pairs]
+        preds = [predicted_classes(seg.probs, mode == "binary") for seg in segs]
         got = segmentation_metrics(preds, [t for _, t in val_pairs], classes)
-        return {k: got[k] for k in ("dice", "iou", "pixel_accuracy")}
+        out = {k: got[k] for k in ("dice", "iou", "pixel_accuracy")}
+        if truths is not None:
+            objects = pooled_object_metrics([object_map(seg)[0] for seg in segs], truths)
+            out.update({k: objects[k] for k in ("object_f1", "pq", "aji")})
+        return out
 
     best, history = fit_epochs(
-        model, loader, _loss(mode, instances == "boundary"), validate, "dice", config, out_dir, device,
+        model, loader, _loss(mode, instances == "boundary"), validate, select, config, out_dir, device,
         progress, ema_decay=float(config.extra.get("ema", EMA_DECAY)) or None,
     )  # fmt: skip
     if distributed.is_main():

@@ -175,6 +175,19 @@ def test_time_budget_is_honoured_and_the_best_epoch_kept(segment_data: Path, tmp
     assert result.metrics["dice"] == pytest.approx(best["dice"], abs=1e-3)
 
 
+def test_the_epoch_kept_can_be_chosen_by_an_object_metric(segment_data: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "epochs": 4}, extra={"select": "pq"})
+    result = get_trainer("segment").train(segment_data, cfg, tmp_path / "out")
+    assert all({"dice", "pq", "object_f1", "aji"} <= set(row) for row in result.history)
+    best = max(result.history, key=lambda r: r["pq"])
+    assert result.metrics["pq"] == pytest.approx(best["pq"], abs=1e-3)
+    assert result.metrics["dice"] == pytest.approx(best["dice"], abs=1e-3)
+    with pytest.raises(TrainingError, match="select 'psnr'"):
+        get_trainer("segment").train(
+            segment_data, TrainConfig(**TINY, extra={"select": "psnr"}), tmp_path / "x"
+        )
+
+
 def test_threshold_and_object_metrics_are_stored(segment_version) -> None:
     out, result, _ = segment_version
     for key in ("object_f1", "pq", "aji", "score_threshold", "corrections"):

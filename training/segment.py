@@ -176,8 +176,9 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     if select not in SELECT:
         raise TrainingError(f"select {select!r}: the epoch is chosen by one of {', '.join(SELECT)}")
     truths = None
-    if select != "dice":  # an object metric: the validation tiles' objects
-        truths = [read_instances(m, read_mask(m)) for _, m in segment_pairs(dataset_dir, "val")]
+    if select != "dice":  # an object metric: the validation tiles' objects, from the masks read above
+        val_masks = [m for _, m in segment_pairs(dataset_dir, "val")]
+        truths = [read_instances(m, t) for m, (_, t) in zip(val_masks, val_pairs, strict=True)]
 
     def validate(m: torch.nn.Module) -> dict[str, Any]:
         from training.objects import pooled_object_metrics

@@ -8,11 +8,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from histoloop.stack import wait_for
 from kernel.database import pid_alive
 
 SCRIPT = textwrap.dedent(
@@ -59,10 +59,7 @@ def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarde
         if guarded:
             assert run.returncode == 0
             assert f"interrupted by {signal.Signals(signum).name}" in out and "stopped" in out
-            deadline = time.monotonic() + 10
-            while pid_alive(child) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not pid_alive(child)
+            wait_for(lambda: not pid_alive(child), 10, "the child to be stopped")
         else:  # the default action ends the run at once: no cleanup, the child is left running
             assert run.returncode == -signum and "stopped" not in out
             assert pid_alive(child)

@@ -32,12 +32,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import orjson
 from tqdm import tqdm
 
 from converters.dataset import DatasetWriter, safe_stem
 from converters.images import ImageError, ImageLoader
-from converters.inputs import COPY_FORMATS, verify_image
+from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.labelstudio_regions import convert_regions
 from converters.layout import DATASET_KINDS, DatasetLayout
 from converters.regions import LabelConfig, finite_number, short
@@ -59,28 +58,14 @@ def load_export(path_or_list: str | Path | list | dict) -> list[dict]:
     if isinstance(path_or_list, str | Path):
         where = str(path_or_list)
         try:
-            with open(path_or_list, "rb") as f:
-                data = _parse_json(f.read())
-        except OSError as exc:
-            raise ValueError(f"{where}: cannot read ({exc.strerror})") from None
-        except RecursionError:
-            raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
-            raise ValueError(f"{where}: not valid JSON ({exc})") from None
+            data = read_json(path_or_list)
+        except InputError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     if isinstance(data, dict):
         data = data.get("tasks", [data]) if "tasks" in data or "data" in data else None
     if not isinstance(data, list):
         raise ValueError(f"{where}: expected a list of Label Studio tasks")
     return data
-
-
-def _parse_json(raw: bytes) -> Any:
-    """orjson (2-3x faster on a large export); the standard library for what orjson refuses but Python's
-    ``json`` writes (NaN, infinity, integers beyond 64 bits), and for its error messages."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
 
 
 def annotator_of(annotation: dict) -> str:

@@ -19,7 +19,6 @@ without XML files says so.
 
 from __future__ import annotations
 
-import json
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError, box_line, points_line
 from converters.images import ImageError, ImageLoader
-from converters.inputs import COPY_FORMATS, verify_image
+from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.regions import MAX_IMAGE_PIXELS, polygon_window
 from converters.report import ConversionReport
 from converters.split import assign_split, group_of
@@ -271,13 +270,9 @@ def load_brecahad(path: str | Path) -> dict[str, np.ndarray]:
     """class → (N, 2) normalised centres; ``ValueError`` naming the file when malformed."""
     path = Path(path)
     try:
-        data = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise ValueError(f"{path.name}: cannot read ({exc.strerror})") from None
-    except RecursionError:
-        raise ValueError(f"{path.name}: not valid JSON (nested too deeply)") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
-        raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
+        data = read_json(path)
+    except InputError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected an object mapping class -> list of points")
     out = {}

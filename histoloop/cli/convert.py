@@ -138,6 +138,7 @@ def labelstudio_cmd(
     """Label Studio JSON EXPORT → dataset OUT (YOLO detect/OBB/segment, PNG masks or class folders)."""
     from converters.images import ImageLoader
     from converters.labelstudio import export_to_dataset, load_export
+    from converters.split import SplitOptions
 
     kind = "obb" if (obb and target == "yolo-detect") else TARGETS[target]
     images = None
@@ -159,10 +160,9 @@ def labelstudio_cmd(
         out,
         label_config=label_config,
         images=images,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        group_regex=group_regex,
-        seed=seed,
+        split_options=SplitOptions(
+            val_fraction=val_fraction, group_regex=group_regex, seed=seed, test_fraction=test_fraction
+        ),
         approval=approval,
         per_annotator=per_annotator,
         binary_masks=kind == "segment",
@@ -204,11 +204,11 @@ def labelimg_cmd(
 ) -> None:
     """LabelImg FOLDER (VOC XML or YOLO txt) → YOLO dataset OUT, or Label Studio tasks OUT (.json)."""
     from converters.labelimg import labelimg_to_labelstudio, labelimg_to_yolo
+    from converters.split import SplitOptions
 
     if target == "yolo":
-        report = _run(
-            labelimg_to_yolo, folder, out, val_fraction=val_fraction, group_regex=group_regex, seed=seed
-        )
+        split_options = SplitOptions(val_fraction=val_fraction, group_regex=group_regex, seed=seed)
+        report = _run(labelimg_to_yolo, folder, out, split_options=split_options)
     else:
         report = _run(
             labelimg_to_labelstudio,
@@ -239,6 +239,7 @@ def aperio_cmd(
 ) -> None:
     """Aperio/ImageScope XML_DIR + IMAGES_DIR (same stems, e.g. MoNuSeg) → masks or YOLO dataset OUT."""
     from converters.pathology import aperio_to_dataset
+    from converters.split import SplitOptions
 
     kind = {"masks": "segment", "yolo-detect": "detect", "yolo-segment": "yolo-segment"}[target]
     report = _run(
@@ -248,9 +249,7 @@ def aperio_cmd(
         out,
         kind,
         default_label=default_label,
-        val_fraction=val_fraction,
-        group_regex=group_regex,
-        seed=seed,
+        split_options=SplitOptions(val_fraction=val_fraction, group_regex=group_regex, seed=seed),
         binary_masks=kind == "segment",
         progress=_progress(),
     )
@@ -285,6 +284,7 @@ def brecahad_cmd(
 ) -> None:
     """BreCaHAD point JSON_FILES → fixed-size boxes or circular masks per class in OUT."""
     from converters.pathology import brecahad_to_dataset
+    from converters.split import SplitOptions
 
     report = _run(
         brecahad_to_dataset,
@@ -296,7 +296,7 @@ def brecahad_cmd(
         box_size=box_size,
         radius=radius,
         images_dir=images_dir,
-        val_fraction=val_fraction,
+        split_options=SplitOptions(val_fraction=val_fraction),
     )
     _finish(report, strict, as_json)
 

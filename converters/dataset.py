@@ -27,6 +27,7 @@ from converters.layout import SPLITS, YOLO_KINDS, DatasetLayout
 
 if TYPE_CHECKING:
     from converters.report import ConversionReport
+    from converters.split import SplitOptions
 
 COPY_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -218,7 +219,7 @@ class DatasetWriter:
         self.items.append(item)
 
     # -- finishing ------------------------------------------------------------------------------------
-    def balance_splits(self, report: ConversionReport, *, val_fraction: float, seed: int = 0) -> None:
+    def balance_splits(self, report: ConversionReport, split_options: SplitOptions) -> None:
         """Move (or copy) items so that the trainer gets both a train and a val split, whatever the
         sizes (:func:`converters.split.balance`; what it did is a warning in ``report``). Called before
         :meth:`publish` by the converters that split by hash; a forced split is never balanced."""
@@ -226,7 +227,7 @@ class DatasetWriter:
 
         items = [i for i in self.items if i["split"] in ("train", "val")]
         decided = balance({i["stem"]: i["split"] for i in items}, {i["stem"]: i["group"] for i in items},
-                          val_fraction=val_fraction, seed=seed)  # fmt: skip
+                          split_options)  # fmt: skip
         for item in items:
             target = decided.splits[item["stem"]]
             if target != item["split"]:
@@ -291,18 +292,18 @@ class DatasetWriter:
 
     @contextmanager
     def publishing(
-        self, report: ConversionReport, *, val_fraction: float | None = None, seed: int = 0
+        self, report: ConversionReport, *, split_options: SplitOptions | None = None
     ) -> Iterator[DatasetWriter]:
         """``with writer.publishing(report):`` — publish when something converted, else (or on any error)
-        leave no trace. With ``val_fraction`` (a hash split), :meth:`balance_splits` first."""
+        leave no trace. With ``split_options`` (a hash split), :meth:`balance_splits` first."""
         try:
             yield self
         except BaseException:
             self.abandon()
             raise
         if report.converted:
-            if val_fraction is not None:
-                self.balance_splits(report, val_fraction=val_fraction, seed=seed)
+            if split_options is not None:
+                self.balance_splits(report, split_options)
             report.output = str(self.publish())
         else:
             self.abandon()

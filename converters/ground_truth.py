@@ -95,10 +95,12 @@ def source_to_dataset(
     ``ValueError`` when ``data`` is none of the formats, or holds no ground truth of ``kind``.
     """
     from converters.images import ImageLoader
+    from converters.split import SplitOptions
 
     if kind not in SOURCE_KINDS:
         raise ValueError(f"kind must be detect, segment or classify, not {kind!r}")
     data, out_dir = Path(data), Path(out_dir)
+    all_train = SplitOptions(val_fraction=0.0, group_regex=group_regex)  # each item's group kept, none in val
     report = ConversionReport()
     if data.is_dir() and DatasetLayout(data).manifest.is_file():
         manifest = Manifest.read(data)
@@ -113,22 +115,21 @@ def source_to_dataset(
 
         report = export_to_dataset(data, target, out_dir, label_config=label_config,
                                    images=ImageLoader(local_root=local_root), split="train",
-                                   group_regex=group_regex)  # fmt: skip
+                                   split_options=all_train)  # fmt: skip
     elif data.is_dir() and (images is not None or _is_aperio(data)):
         if kind == "classify":
             raise ValueError(f"{data}: Aperio XML has no image labels to classify")
         from converters.pathology import aperio_to_dataset
 
         xml_dir, images_dir = (data, Path(images)) if images is not None else _is_aperio(data)  # type: ignore[misc]
-        report = aperio_to_dataset(xml_dir, images_dir, out_dir, target, val_fraction=0.0,
-                                   group_regex=group_regex)  # fmt: skip
+        report = aperio_to_dataset(xml_dir, images_dir, out_dir, target, split_options=all_train)
     elif data.is_dir():
         if kind != "detect":
             raise ValueError(f"{data}: not a dataset directory (no manifest.json) nor an Aperio folder; "
                              f"a LabelImg folder has boxes only (--kind detect)")  # fmt: skip
         from converters.labelimg import labelimg_to_yolo
 
-        report = labelimg_to_yolo(data, out_dir, val_fraction=0.0, group_regex=group_regex)
+        report = labelimg_to_yolo(data, out_dir, split_options=all_train)
     else:
         raise ValueError(f"{data}: expected a Label Studio export (.json), an Aperio folder, a LabelImg "
                          "folder or a dataset directory")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Reading the files a converter is given, checked: label text as UTF-8, images verified before use.
+"""Reading the files a converter is given, checked: label text as UTF-8, JSON parsed, images verified before
+use.
 
 A converter never copies an image into a dataset, or sizes boxes by it, without :func:`verify_image`
 first: an empty file, a truncated PNG or JPEG, random bytes, a TIFF without pages or whose data runs
@@ -24,9 +25,12 @@ converters.images.ImageError: x.png: not a readable image (OSError: truncated PN
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import orjson
 
 from converters.images import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, ImageError
 
@@ -58,6 +62,36 @@ def read_text(path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's value; :class:`InputError` when it cannot be read or is not valid JSON.
+
+    orjson parses it (2-3x faster on a large export); the standard library parses what orjson refuses but
+    Python's ``json`` writes (NaN, infinity, integers beyond 64 bits), and words the errors.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "a.json"; _ = p.write_bytes(b'{"x": NaN, "n": 18446744073709551616}')
+    >>> read_json(p)
+    {'x': nan, 'n': 18446744073709551616}
+    >>> _ = p.write_bytes(b"[[[") ; read_json(p)
+    Traceback (most recent call last):
+    ...
+    converters.inputs.InputError: not valid JSON (Expecting value: line 1 column 4 (char 3))
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror or exc})") from None
+    try:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return json.loads(raw)
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
+        raise InputError(f"not valid JSON ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from converters.images import ImageError
 from converters.inputs import COPY_FORMATS, InputError, read_text, verify_image
 from converters.predictions import boxes_to_results
 from converters.report import ConversionReport
-from converters.split import assign_split, group_of
+from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_of_group
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CLASSES_FILE = "classes.txt"
@@ -270,9 +270,7 @@ def labelimg_to_yolo(
     out_dir: str | Path,
     *,
     classes: list[str] | None = None,
-    val_fraction: float = 0.2,
-    group_regex: str | None = None,
-    seed: int = 0,
+    split_options: SplitOptions = DEFAULT_SPLIT,
 ) -> ConversionReport:
     """A LabelImg folder → YOLO detection dataset (PNG/JPEG images copied; anything else written as PNG)."""
     from converters.images import ImageLoader
@@ -291,7 +289,7 @@ def labelimg_to_yolo(
     index = {c: i for i, c in enumerate(classes)}
     writer = DatasetWriter(out_dir, "detect", classes)
     loader = ImageLoader()
-    with writer.publishing(report, val_fraction=val_fraction, seed=seed):
+    with writer.publishing(report, split_options=split_options):
         for it in items:
             try:
                 lines = _yolo_lines(it, index, report)
@@ -306,8 +304,8 @@ def labelimg_to_yolo(
                 report.skip_unforeseen(it.source, exc)
                 continue
             stem = writer.unique_stem(it.image.stem)
-            group = group_of(stem, group_regex)
-            split = assign_split(group, group_regex=r"(.+)", val_fraction=val_fraction, seed=seed)
+            group = group_of(stem, split_options.group_regex)
+            split = split_of_group(group, split_options)
             writer.write_image(
                 split, stem, source=it.image if copy else None, name=it.image.name, array=array
             )

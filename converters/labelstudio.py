@@ -32,17 +32,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import orjson
 from tqdm import tqdm
 
 from converters.dataset import DatasetWriter, safe_stem
 from converters.images import ImageError, ImageLoader
-from converters.inputs import COPY_FORMATS, verify_image
+from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.labelstudio_regions import convert_regions
 from converters.layout import DATASET_KINDS, DatasetLayout
 from converters.regions import LabelConfig, finite_number, short
 from converters.report import ConversionReport
-from converters.split import group_of, split_fraction, split_of_group
+from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_fraction, split_of_group
 from kernel.labelstudio import check_approval, is_approved, is_submitted
 
 KINDS = DATASET_KINDS
@@ -59,28 +58,14 @@ def load_export(path_or_list: str | Path | list | dict) -> list[dict]:
     if isinstance(path_or_list, str | Path):
         where = str(path_or_list)
         try:
-            with open(path_or_list, "rb") as f:
-                data = _parse_json(f.read())
-        except OSError as exc:
-            raise ValueError(f"{where}: cannot read ({exc.strerror})") from None
-        except RecursionError:
-            raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
-            raise ValueError(f"{where}: not valid JSON ({exc})") from None
+            data = read_json(path_or_list)
+        except InputError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     if isinstance(data, dict):
         data = data.get("tasks", [data]) if "tasks" in data or "data" in data else None
     if not isinstance(data, list):
         raise ValueError(f"{where}: expected a list of Label Studio tasks")
     return data
-
-
-def _parse_json(raw: bytes) -> Any:
-    """orjson (2-3x faster on a large export); the standard library for what orjson refuses but Python's
-    ``json`` writes (NaN, infinity, integers beyond 64 bits), and for its error messages."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
 
 
 def annotator_of(annotation: dict) -> str:
@@ -262,12 +247,11 @@ SplitChoice = str | Mapping[str, str] | Callable[[ExportItem], str | None] | Non
 
 
 def _assign(
-    items: list[ExportItem], out_dir: Path, *, split: SplitChoice, group_regex: str | None, val_fraction: float,
-    seed: int, test_fraction: float = 0.0,
-) -> None:  # fmt: skip
+    items: list[ExportItem], out_dir: Path, *, split: SplitChoice, split_options: SplitOptions
+) -> None:
     for it in items:
         given = (it.task.get("data") or {}).get("group")  # slide fields carry their patient/slide group
-        it.group = str(given) if given not in (None, "") else group_of(it.name, group_regex)
+        it.group = str(given) if given not in (None, "") else group_of(it.name, split_options.group_regex)
     if isinstance(split, str):
         for it in items:
             it.split = split
@@ -278,25 +262,20 @@ def _assign(
                 s = split.get(it.stem, split.get(str(it.task_id), split.get(it.group)))
             else:
                 s = split(it)
-            it.split = s or split_of_group(
-                it.group,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                seed=seed,
-            )
+            it.split = s or split_of_group(it.group, split_options)
         return
     previous = _previous_splits(Path(out_dir))
     by_group: dict[str, str] = {}
     for it in items:
         g = it.group
         if g not in by_group:
-            by_group[g] = previous.get(g) or split_of_group(
-                g, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-            )
+            by_group[g] = previous.get(g) or split_of_group(g, split_options)
         it.split = by_group[g]
     groups = {it.group for it in items}
-    if val_fraction > 0 and len(groups) >= 2 and not any(it.split == "val" for it in items):
-        free = sorted((g for g in groups if g not in previous), key=lambda g: split_fraction(g, seed))
+    if split_options.val_fraction > 0 and len(groups) >= 2 and not any(it.split == "val" for it in items):
+        free = sorted(
+            (g for g in groups if g not in previous), key=lambda g: split_fraction(g, split_options.seed)
+        )
         if free and len(groups - {free[0]}) >= 1:
             for it in items:
                 if it.group == free[0]:
@@ -310,10 +289,7 @@ def export_to_dataset(
     *,
     label_config: str | Path | None,
     images: ImageLoader | None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    group_regex: str | None = None,
-    seed: int = 0,
+    split_options: SplitOptions = DEFAULT_SPLIT,
     split: SplitChoice = None,
     approval: str = "submitted",
     per_annotator: bool = False,
@@ -323,8 +299,9 @@ def export_to_dataset(
 ) -> ConversionReport:
     """Convert tasks into the dataset layout of ``kind`` (detect, obb, yolo-segment, segment, classify).
 
-    ``images=None`` writes labels only (no image files): for checks and benchmarks. ``split`` forces
-    splits: one split name for all, a mapping (stem, task id or group → split) or a callable(item).
+    ``images=None`` writes labels only (no image files): for checks and benchmarks. ``split_options``
+    split by hash; ``split`` forces splits instead: one split name for all, a mapping (stem, task id or
+    group → split) or a callable(item), hashing (``split_options``) where it names none.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -342,17 +319,9 @@ def export_to_dataset(
     if not classes:
         report.skip("label config", f"no labels for a {kind} dataset")
         return report
-    _assign(
-        items,
-        out_dir,
-        split=split,
-        group_regex=group_regex,
-        val_fraction=val_fraction,
-        seed=seed,
-        test_fraction=test_fraction,
-    )
+    _assign(items, out_dir, split=split, split_options=split_options)
     writer = DatasetWriter(out_dir, kind, classes)
-    with writer.publishing(report, val_fraction=val_fraction if split is None else None, seed=seed):
+    with writer.publishing(report, split_options=split_options if split is None else None):
         for it in tqdm(items, desc=f"{kind}", unit="task", disable=not progress, leave=False):
             _convert_item(it, kind, config, classes, images, writer, report, binary_masks)
     return report

@@ -19,7 +19,6 @@ without XML files says so.
 
 from __future__ import annotations
 
-import json
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -32,10 +31,10 @@ from tqdm import tqdm
 
 from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError, box_line, points_line
 from converters.images import ImageError, ImageLoader
-from converters.inputs import COPY_FORMATS, verify_image
+from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.regions import MAX_IMAGE_PIXELS, polygon_window
 from converters.report import ConversionReport
-from converters.split import assign_split, group_of
+from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_of_group
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 CASE_REGEX = r"^(.+?)[-_]\d+$"  # BreCaHAD: Case_1-01 -> Case_1
@@ -135,9 +134,7 @@ def aperio_to_dataset(
     *,
     classes: list[str] | None = None,
     default_label: str = "nucleus",
-    val_fraction: float = 0.2,
-    group_regex: str | None = None,
-    seed: int = 0,
+    split_options: SplitOptions = DEFAULT_SPLIT,
     binary_masks: bool = False,
     progress: bool = False,
 ) -> ConversionReport:
@@ -164,7 +161,7 @@ def aperio_to_dataset(
         classes = classes or [default_label]
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
-    with writer.publishing(report, val_fraction=val_fraction, seed=seed):
+    with writer.publishing(report, split_options=split_options):
         for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
             try:
                 item = _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report)
@@ -172,10 +169,7 @@ def aperio_to_dataset(
                 report.skip_unforeseen(xml.name, exc)
                 continue
             if item is not None:
-                _write_aperio(
-                    item, kind, classes, writer, report, binary_masks,
-                    val_fraction=val_fraction, group_regex=group_regex, seed=seed,
-                )  # fmt: skip
+                _write_aperio(item, kind, classes, writer, report, binary_masks, split_options)
     return report
 
 
@@ -245,12 +239,12 @@ def _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report) -> 
     return _AperioItem(xml, image_path, array, width, height, usable, lines)
 
 
-def _write_aperio(it: _AperioItem, kind, classes, writer, report, binary_masks, **split_kw) -> None:
+def _write_aperio(
+    it: _AperioItem, kind, classes, writer, report, binary_masks, split_options: SplitOptions
+) -> None:
     stem = writer.unique_stem(it.xml.stem)
-    group = group_of(stem, split_kw["group_regex"])
-    split = assign_split(
-        group, group_regex=r"(.+)", val_fraction=split_kw["val_fraction"], seed=split_kw["seed"]
-    )
+    group = group_of(stem, split_options.group_regex)
+    split = split_of_group(group, split_options)
     writer.write_image(
         split, stem, source=it.image if it.array is None else None, array=it.array, name=it.image.name
     )
@@ -271,13 +265,9 @@ def load_brecahad(path: str | Path) -> dict[str, np.ndarray]:
     """class → (N, 2) normalised centres; ``ValueError`` naming the file when malformed."""
     path = Path(path)
     try:
-        data = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise ValueError(f"{path.name}: cannot read ({exc.strerror})") from None
-    except RecursionError:
-        raise ValueError(f"{path.name}: not valid JSON (nested too deeply)") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
-        raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
+        data = read_json(path)
+    except InputError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected an object mapping class -> list of points")
     out = {}
@@ -371,13 +361,14 @@ def brecahad_to_dataset(
     radius: float = 12.0,
     images_dir: str | Path | None = None,
     split: str | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    split_options: SplitOptions = DEFAULT_SPLIT,
 ) -> ConversionReport:
     """BreCaHAD point files → ``detect`` (fixed-size boxes) or ``segment`` (discs) datasets, per class.
 
     The images are not part of BreCaHAD's annotations: give ``images_dir`` (same stems) to copy them,
-    else only labels/masks are written. Points outside [0, 1] are skipped.
+    else only labels/masks are written. Points outside [0, 1] are skipped. An item's group is its case
+    (``Case_1-01`` → ``Case_1``) unless ``split_options.group_regex`` says otherwise; ``split`` puts
+    every item in that split instead of hashing.
     """
     if kind not in ("detect", "segment"):
         raise ValueError(f"kind must be detect or segment, not {kind!r}")
@@ -393,7 +384,7 @@ def brecahad_to_dataset(
     report = ConversionReport()
     writer = DatasetWriter(out_dir, kind, classes)
     loader = ImageLoader()
-    with writer.publishing(report, val_fraction=val_fraction if split is None else None, seed=seed):
+    with writer.publishing(report, split_options=split_options if split is None else None):
         for path in paths:
             try:
                 item = _prepare_brecahad(path, classes, width, height, images_dir, loader, report)
@@ -404,8 +395,8 @@ def brecahad_to_dataset(
                 continue
             points, image, arr = item
             stem = writer.unique_stem(path.stem)
-            group = group_of(stem, CASE_REGEX)
-            s = split or assign_split(group, group_regex=r"(.+)", val_fraction=val_fraction, seed=seed)
+            group = group_of(stem, split_options.group_regex or CASE_REGEX)
+            s = split or split_of_group(group, split_options)
             if arr is not None:
                 writer.write_image(
                     s,

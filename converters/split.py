@@ -5,12 +5,15 @@ sides. :func:`group_of` finds the group of an item: by default the TCGA patient 
 a barcode such as ``TCGA-AR-A1AK-01Z-00-DX1``), else the first match (first group, when the regex has
 one) of ``group_regex``, else the item's own name. :func:`assign_split` hashes ``seed:group`` into
 [0, 1): the split depends on nothing but the group and the seed, so an item never moves between train
-and val when other items are added.
+and val when other items are added. How a converter splits (the fractions, the group regex, the seed) is
+one :class:`SplitOptions` value, passed through as it is.
 
 >>> assign_split("TCGA-AR-A1AK-01Z-00-DX1_tile3.png") == assign_split("TCGA-AR-A1AK-02Z-00-DX7.png")
 True
 >>> group_of("slides/S12_x0_y512.png", group_regex=r"(S\\d+)_")
 'S12'
+>>> assign_split("S12_x0_y512.png", SplitOptions(val_fraction=1.0, group_regex=r"(S\\d+)_"))
+'val'
 """
 
 from __future__ import annotations
@@ -21,6 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 TCGA_PATIENT = re.compile(r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitOptions:
+    """How items are split into train, val and test: by the hash of their group (patient or slide).
+
+    ``val_fraction`` and ``test_fraction`` are the shares of the groups in val and test; ``group_regex``
+    finds an item's group (:func:`group_of`; None: the TCGA patient); ``seed`` picks another split of the
+    same groups. The fractions are checked where a split is decided (:func:`split_of_group`).
+    """
+
+    val_fraction: float = 0.2
+    group_regex: str | None = None
+    seed: int = 0
+    test_fraction: float = 0.0
+
+
+DEFAULT_SPLIT = SplitOptions()
+"""The split every converter uses unless told otherwise: 20 % of the patients in val, none in test."""
 
 
 def group_of(key: str, group_regex: str | None = None) -> str:
@@ -43,27 +65,17 @@ def split_fraction(group: str, seed: int = 0) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(
-    key: str,
-    *,
-    group_regex: str | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    seed: int = 0,
-) -> str:
+def assign_split(key: str, options: SplitOptions = DEFAULT_SPLIT) -> str:
     """'train', 'val' or 'test' for an item, decided by the hash of its group."""
-    return split_of_group(
-        group_of(key, group_regex), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
+    return split_of_group(group_of(key, options.group_regex), options)
 
 
-def split_of_group(
-    group: str, *, val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0
-) -> str:
+def split_of_group(group: str, options: SplitOptions = DEFAULT_SPLIT) -> str:
     """The split of a group (see :func:`assign_split`)."""
+    val_fraction, test_fraction = options.val_fraction, options.test_fraction
     if not (0 <= val_fraction <= 1 and 0 <= test_fraction <= 1 and val_fraction + test_fraction <= 1):
         raise ValueError(f"bad fractions: val {val_fraction}, test {test_fraction}")
-    u = split_fraction(group, seed)
+    u = split_fraction(group, options.seed)
     if u < test_fraction:
         return "test"
     if u < test_fraction + val_fraction:
@@ -109,11 +121,12 @@ class Balanced:
 
 
 def balance(
-    splits: dict[str, str], groups: dict[str, str], *, val_fraction: float = 0.2, seed: int = 0
+    splits: dict[str, str], groups: dict[str, str], options: SplitOptions = DEFAULT_SPLIT
 ) -> Balanced:
     """Splits a trainer accepts (train and val both non-empty), whatever the number of items and groups.
 
-    ``splits``/``groups`` map item -> split / group (patient). With ``val_fraction`` 0 nothing changes.
+    ``splits``/``groups`` map item -> split / group (patient). With ``options.val_fraction`` 0 nothing
+    changes; ``options.seed`` breaks the ties.
 
     - two or more groups: :func:`ensure_both` (a whole group moves; still patient-level);
     - one group, several items: the split is by item (``val_fraction`` of the items, at least one), and
@@ -126,6 +139,7 @@ def balance(
     >>> balance({"a": "val"}, {"a": "P"}).copies_to_val
     ['a']
     """
+    val_fraction, seed = options.val_fraction, options.seed
     if val_fraction <= 0 or not splits:
         return Balanced(dict(splits))
     if len(set(groups.values())) >= 2:

@@ -191,6 +191,7 @@ def retrain_from_tasks(
     """
     from converters.images import ImageLoader
     from converters.labelstudio import export_to_dataset
+    from converters.split import SplitOptions
     from training.evaluate import evaluate
     from training.promotion import should_promote
 
@@ -200,13 +201,14 @@ def retrain_from_tasks(
 
     kind = check_kind(kind)
     ps = settings.project(project)
+    split_options = SplitOptions(val_fraction=ps.val_fraction, group_regex=ps.split_group_regex)
     work = registry.staging_dir()  # the dataset (and the converter's temp folder) live in here
     dataset_dir = work / "dataset"
     try:
         stage("convert", tasks=len(tasks))
         report_ = export_to_dataset(tasks, kind, dataset_dir, label_config=label_config,
-                                    images=ImageLoader.from_settings(settings), val_fraction=ps.val_fraction,
-                                    group_regex=ps.split_group_regex, seed=0, approval=ps.approval)  # fmt: skip
+                                    images=ImageLoader.from_settings(settings), split_options=split_options,
+                                    approval=ps.approval)  # fmt: skip
         for item, why in list(report_.skipped)[:20]:
             log.warning("job %s: skipped %s: %s", job_id, item, why)
         if not report_.converted:

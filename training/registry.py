@@ -266,20 +266,8 @@ class Registry:
         parent_id: int | None = None,
     ) -> ModelVersion:
         """Record a trained version as a candidate and move its staging directory into place."""
-        project, kind = _check_key(project, kind)
-        with self._write() as db:
-            version = self._next_version(db, project, kind)
-            target = self.store / "models" / project / kind / f"v{version}"
-            if target.exists():  # left behind by a process killed between rename and commit
-                remove_dir(target)
-            publish_dir(Path(staging), target)
-            try:
-                new_id = self._insert(db, project, kind, version, "candidate", metrics=metrics, config=config,
-                                      lineage=lineage, parent_id=parent_id, artifact_dir=str(target))  # fmt: skip
-            except BaseException:
-                os.rename(target, staging)
-                raise
-        return self.get(new_id)
+        return self._add(project, kind, "candidate", Path(staging), metrics=metrics, config=config,
+                         lineage=lineage, parent_id=parent_id)  # fmt: skip
 
     def record_failed(
         self,
@@ -292,11 +280,31 @@ class Registry:
         parent_id: int | None = None,
     ) -> ModelVersion:
         """Record a training that failed, with the reason; production is not touched."""
+        return self._add(project, kind, "failed", None, config=config, lineage=lineage, parent_id=parent_id,
+                         reason=reason)  # fmt: skip
+
+    def _add(self, project: str, kind: str, status: str, staging: Path | None, *,
+             metrics: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+             lineage: dict[str, Any] | None = None, parent_id: int | None = None,
+             reason: str | None = None) -> ModelVersion:  # fmt: skip
+        """The next version of (project, kind), recorded with ``status``; with ``staging``, its files moved
+        into place first (and back when the row cannot be written)."""
         project, kind = _check_key(project, kind)
         with self._write() as db:
             version = self._next_version(db, project, kind)
-            new_id = self._insert(db, project, kind, version, "failed", config=config, lineage=lineage,
-                                  parent_id=parent_id, reason=reason)  # fmt: skip
+            target = self.store / "models" / project / kind / f"v{version}"
+            if staging is not None:
+                if target.exists():  # left behind by a process killed between rename and commit
+                    remove_dir(target)
+                publish_dir(staging, target)
+            try:
+                new_id = self._insert(db, project, kind, version, status, metrics=metrics, config=config,
+                                      lineage=lineage, parent_id=parent_id, reason=reason,
+                                      artifact_dir=None if staging is None else str(target))  # fmt: skip
+            except BaseException:
+                if staging is not None:
+                    os.rename(target, staging)
+                raise
         return self.get(new_id)
 
     def promote(self, ref: int | str, *, by: str = "cli", reason: str = "") -> ModelVersion:

@@ -9,11 +9,14 @@ folder that cannot be written) are one message and exit 1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import click
+
+from histoloop.cli import options
 
 TARGETS = {
     "yolo-detect": "detect",
@@ -64,26 +67,6 @@ def _run(fn, *args, **kwargs):
         raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
-common_split = [
-    click.option("--val-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True),
-    click.option(
-        "--group-regex",
-        default=None,
-        help="Regex whose first group is the split group "
-        "(default: the TCGA patient TCGA-XX-YYYY in the image name).",
-    ),
-    click.option("--seed", type=int, default=0, show_default=True, help="Split seed."),
-    click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped."),
-    click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
-]
-
-
-def with_split_options(f):
-    for option in reversed(common_split):
-        f = option(f)
-    return f
-
-
 @click.group()
 def convert() -> None:
     """Convert annotations (Label Studio, LabelImg, Aperio XML, BreCaHAD) into training datasets."""
@@ -93,29 +76,16 @@ def convert() -> None:
 @click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--to", "target", type=click.Choice(sorted(TARGETS)), required=True)
-@click.option(
-    "--label-config",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="The project's label config XML (class order); default: inferred from the export.",
-)
-@click.option(
-    "--local-root",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Label Studio's local-files document root (default: the local_files_root setting).",
-)
+@options.label_config
+@options.local_root()
 @click.option("--obb", is_flag=True, help="With --to yolo-detect: rotated rectangles as YOLO-OBB lines.")
 @click.option("--per-annotator", is_flag=True, help="One item per annotator instead of one per task.")
-@click.option(
-    "--approval",
-    type=click.Choice(["submitted", "ground_truth", "reviewed"]),
-    default="submitted",
-    show_default=True,
-)
+@options.approval(default="submitted")
 @click.option("--labels-only", is_flag=True, help="Write labels only (no images).")
 @click.option("--test-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
-@with_split_options
+@options.split_options
+@options.strict
+@options.json_output
 @click.pass_obj
 def labelstudio_cmd(
     settings,
@@ -129,9 +99,7 @@ def labelstudio_cmd(
     approval,
     labels_only,
     test_fraction,
-    val_fraction,
-    group_regex,
-    seed,
+    split_options,
     strict,
     as_json,
 ) -> None:
@@ -159,10 +127,7 @@ def labelstudio_cmd(
         out,
         label_config=label_config,
         images=images,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        group_regex=group_regex,
-        seed=seed,
+        split_options=dataclasses.replace(split_options, test_fraction=test_fraction),
         approval=approval,
         per_annotator=per_annotator,
         binary_masks=kind == "segment",
@@ -188,7 +153,9 @@ def labelstudio_cmd(
     help="--to labelstudio: Label Studio's document root (image paths are made relative to it).",
 )
 @click.option("--as-annotations", is_flag=True, help="--to labelstudio: annotations instead of predictions.")
-@with_split_options
+@options.split_options
+@options.strict
+@options.json_output
 def labelimg_cmd(
     folder,
     out,
@@ -196,9 +163,7 @@ def labelimg_cmd(
     url_prefix,
     relative_to,
     as_annotations,
-    val_fraction,
-    group_regex,
-    seed,
+    split_options,
     strict,
     as_json,
 ) -> None:
@@ -206,9 +171,7 @@ def labelimg_cmd(
     from converters.labelimg import labelimg_to_labelstudio, labelimg_to_yolo
 
     if target == "yolo":
-        report = _run(
-            labelimg_to_yolo, folder, out, val_fraction=val_fraction, group_regex=group_regex, seed=seed
-        )
+        report = _run(labelimg_to_yolo, folder, out, split_options=split_options)
     else:
         report = _run(
             labelimg_to_labelstudio,
@@ -233,10 +196,10 @@ def labelimg_cmd(
     show_default=True,
     help="Class of regions whose <Annotation> has no Name.",
 )
-@with_split_options
-def aperio_cmd(
-    xml_dir, images_dir, out, target, default_label, val_fraction, group_regex, seed, strict, as_json
-) -> None:
+@options.split_options
+@options.strict
+@options.json_output
+def aperio_cmd(xml_dir, images_dir, out, target, default_label, split_options, strict, as_json) -> None:
     """Aperio/ImageScope XML_DIR + IMAGES_DIR (same stems, e.g. MoNuSeg) → masks or YOLO dataset OUT."""
     from converters.pathology import aperio_to_dataset
 
@@ -248,9 +211,7 @@ def aperio_cmd(
         out,
         kind,
         default_label=default_label,
-        val_fraction=val_fraction,
-        group_regex=group_regex,
-        seed=seed,
+        split_options=split_options,
         binary_masks=kind == "segment",
         progress=_progress(),
     )
@@ -277,14 +238,15 @@ def aperio_cmd(
     default=None,
     help="Folder with the images (same stems); without it only labels are written.",
 )
-@click.option("--val-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True)
-@click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@options.val_fraction
+@options.strict
+@options.json_output
 def brecahad_cmd(
     json_files, out, width, height, target, box_size, radius, images_dir, val_fraction, strict, as_json
 ) -> None:
     """BreCaHAD point JSON_FILES → fixed-size boxes or circular masks per class in OUT."""
     from converters.pathology import brecahad_to_dataset
+    from converters.split import SplitOptions
 
     report = _run(
         brecahad_to_dataset,
@@ -296,7 +258,7 @@ def brecahad_cmd(
         box_size=box_size,
         radius=radius,
         images_dir=images_dir,
-        val_fraction=val_fraction,
+        split_options=SplitOptions(val_fraction=val_fraction),
     )
     _finish(report, strict, as_json)
 
@@ -313,8 +275,8 @@ def brecahad_cmd(
     show_default=True,
     help="Keep a box cut at a tile border when at least this fraction of it remains.",
 )
-@click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@options.strict
+@options.json_output
 def tile_cmd(dataset, out, tile_size, overlap, min_visible, strict, as_json) -> None:
     """Cut the images of DATASET (detect, yolo-segment or masks) into overlapping tiles, labels clipped."""
     from converters.tiling import tile_dataset

@@ -8,18 +8,22 @@ sequence numbers kept, in one transaction per store; it refuses a target that al
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from kernel.settings import Settings
 
+if TYPE_CHECKING:
+    from kernel.database import Database
+
 SEEDED = {"registry": ("meta",)}
 """Tables whose rows a migration inserts (the registry's revision counter): replaced by the copy."""
 
 
-def _stores(settings: Settings) -> list[tuple[str, Any]]:
+def _stores(settings: Settings) -> list[tuple[str, Database]]:
     from training.registry import Registry
     from workers.events import EventStore
 
@@ -27,6 +31,17 @@ def _stores(settings: Settings) -> list[tuple[str, Any]]:
         ("registry", Registry.from_settings(settings).db),
         ("events", EventStore.from_settings(settings).db),
     ]
+
+
+def _echo_each_store(settings: Settings, line: Callable[[Database], str]) -> None:
+    """``<store>: <database> at migration <line(database)>`` for each store; a database error is a message."""
+    from kernel.database import DatabaseError
+
+    try:
+        for name, database in _stores(settings):
+            click.echo(f"{name}: {database!r} at migration {line(database)}")
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group("db")
@@ -38,26 +53,14 @@ def db() -> None:
 @click.pass_obj
 def upgrade_cmd(settings: Settings) -> None:
     """Create or migrate both schemas to this histoloop's version (safe to run from several hosts at once)."""
-    from kernel.database import DatabaseError
-
-    try:
-        for name, database in _stores(settings):
-            click.echo(f"{name}: {database!r} at migration {database.upgrade()}")
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from exc
+    _echo_each_store(settings, lambda database: str(database.upgrade()))
 
 
 @db.command("status")
 @click.pass_obj
 def status_cmd(settings: Settings) -> None:
     """Where each store is and which migration it is at."""
-    from kernel.database import DatabaseError
-
-    try:
-        for name, database in _stores(settings):
-            click.echo(f"{name}: {database!r} at migration {database.current()} (head {database.head()})")
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from exc
+    _echo_each_store(settings, lambda database: f"{database.current()} (head {database.head()})")
 
 
 @db.command("migrate-from-sqlite")

@@ -7,9 +7,7 @@ import json
 import click
 from rich.table import Table
 
-from histoloop.cli import output
-from histoloop.cli.params import PROJECT_ID
-from kernel.kinds import KINDS
+from histoloop.cli import options, output
 from kernel.settings import Settings
 
 
@@ -38,7 +36,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@options.json_output
 @click.pass_obj
 def list_cmd(settings: Settings, as_json: bool) -> None:
     """Every retraining job the queue knows, newest first: progress, and the host and GPUs it runs on."""
@@ -99,8 +97,8 @@ def cancel_cmd(settings: Settings, job_id: str) -> None:
 
 
 @click.command("retrain")
-@click.option("--project", type=PROJECT_ID, required=True, help="Label Studio project id.")
-@click.option("--kind", type=click.Choice(KINDS), required=True)
+@options.project()
+@options.kind()
 @click.option("--reason", default="histoloop retrain", show_default=True)
 @click.pass_obj
 def retrain(settings: Settings, project: str, kind: str, reason: str) -> None:

@@ -10,9 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from histoloop.cli import output
-from histoloop.cli.params import PROJECT_ID
-from kernel.kinds import KINDS
+from histoloop.cli import options, output
 from kernel.settings import Settings
 from training.registry import ModelVersion, Registry, RegistryError
 
@@ -56,10 +54,10 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--project", type=PROJECT_ID, help="Only this Label Studio project id.")
-@click.option("--kind", type=click.Choice(KINDS))
+@options.project(required=False)
+@options.kind(required=False)
 @click.option("--status", type=click.Choice(["candidate", "production", "archived", "failed"]))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.json_output
 @click.pass_obj
 def list_(
     settings: Settings, project: str | None, kind: str | None, status: str | None, as_json: bool
@@ -86,7 +84,7 @@ def list_(
 
 @models.command()
 @click.argument("version")
-@click.option("--json", "as_json", is_flag=True)
+@options.json_output
 @click.pass_obj
 def show(settings: Settings, version: str, as_json: bool) -> None:
     """Metrics, lineage, history and plots of VERSION (an id or PROJECT/KIND/vN)."""
@@ -138,8 +136,8 @@ def promote(settings: Settings, version: str, reason: str) -> None:
 
 
 @models.command()
-@click.option("--project", type=PROJECT_ID, required=True)
-@click.option("--kind", type=click.Choice(KINDS), required=True)
+@options.project()
+@options.kind()
 @click.option("--reason", default="")
 @click.pass_obj
 def rollback(settings: Settings, project: str, kind: str, reason: str) -> None:
@@ -154,7 +152,7 @@ def rollback(settings: Settings, project: str, kind: str, reason: str) -> None:
 @models.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--json", "as_json", is_flag=True)
+@options.json_output
 @click.pass_obj
 def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
     """Metrics of two versions side by side."""

@@ -6,20 +6,21 @@ import json
 
 import click
 
+from histoloop.cli import options
 from kernel.settings import Settings
 
 JOB_FUNC = "ml_backend.bulk.predict_job"
 
 
 @click.command("predict")
-@click.option("--project", required=True, type=int, help="Label Studio project id.")
+@options.project(number=True)
 @click.option("--only-missing", is_flag=True, help="Only tasks with no prediction at all (any version).")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Tasks predicted and uploaded per request.")  # fmt: skip
 @click.option(
     "--queue", "on_worker", is_flag=True, help="Run it as an RQ job on a worker (prints the job id)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@options.json_output
 @click.pass_obj
 def predict(
     settings: Settings, project: int, only_missing: bool, batch: int, on_worker: bool, as_json: bool

@@ -16,8 +16,7 @@ from typing import Any
 
 import click
 
-from histoloop.cli import output
-from kernel.kinds import KINDS
+from histoloop.cli import options, output
 from kernel.settings import Settings
 
 console = output.console()
@@ -38,7 +37,7 @@ def _orders(values: tuple[str, ...]) -> tuple[str, ...]:
 
 @click.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--kind", required=True, type=click.Choice(KINDS))
+@options.kind()
 @click.option(
     "--rounds", type=int, default=None, help="Rounds to play (default: until every task is approved)."
 )
@@ -57,9 +56,7 @@ def _orders(values: tuple[str, ...]) -> tuple[str, ...]:
     show_default=True,
     help="Groups (patients/slides) held out: a fraction, or comma-separated group names.",
 )
-@click.option(
-    "--group-regex", default=None, help="Group items by this regex's first group (default: TCGA patient)."
-)
+@options.group_regex
 @click.option(
     "--tile",
     type=int,
@@ -87,33 +84,21 @@ def _orders(values: tuple[str, ...]) -> tuple[str, ...]:
     metavar="KEY=VALUE",
     help="Any other TrainConfig field for the retrainings (repeatable), e.g. patience=5.",
 )
-@click.option(
-    "--min-score", type=float, default=None, help="The project's min_score (default: the settings')."
-)
+@options.min_score
 @click.option(
     "--auto-promote",
     type=click.Choice(["never", "if_better", "always"]),
     default=None,
     help="The project's promotion rule (default: the settings').",
 )
-@click.option(
-    "--label-config",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="The label config of a Label Studio export given as DATA.",
-)
+@options.label_config
 @click.option(
     "--images",
     type=click.Path(exists=True, file_okay=False),
     default=None,
     help="The images of an Aperio XML folder given as DATA (default: DATA/images).",
 )
-@click.option(
-    "--local-root",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Where a Label Studio export's local-files images are (default: the export's folder).",
-)
+@options.local_root(default="the folder of the export given as DATA", exists=True)
 @click.option("--keep-models", is_flag=True, help="Keep the model stores and tiles (out/work).")
 @click.option(
     "--label-studio",

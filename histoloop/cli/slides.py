@@ -19,10 +19,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from histoloop.cli import options
 from kernel.settings import Settings
 
 console = Console(stderr=True, highlight=False)
-KINDS = ("segment", "detect", "classify")
 
 
 def _bar() -> Progress:
@@ -41,15 +41,6 @@ def _client(settings: Settings):
     return LabelStudio(base_url=settings.label_studio_url, api_key=key, timeout=300)
 
 
-reader_option = click.option(
-    "--reader", type=click.Choice(["auto", "tiffslide", "openslide"]), default="auto", show_default=True,
-    help="Slide reader (OpenSlide is optional: pip install openslide-python openslide-bin).",
-)  # fmt: skip
-slide_mpp_option = click.option(
-    "--slide-mpp", type=float, default=None, help="The slides' µm/px when their metadata has none."
-)
-
-
 @click.group("slides")
 def slides() -> None:
     """Whole-slide images: import fields as tasks, predict over slides, export annotations to GeoJSON."""
@@ -57,7 +48,7 @@ def slides() -> None:
 
 @slides.command("import")
 @click.argument("slide_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--project", type=int, required=True, help="Label Studio project id.")
+@options.project(number=True)
 @click.option(
     "--size", type=click.IntRange(16, 16384), default=1024, show_default=True, help="Field side (px)."
 )
@@ -68,17 +59,16 @@ def slides() -> None:
 @click.option("--per-slide", type=int, default=None, help="Fields drawn at random per slide (default: all).")
 @click.option("--min-tissue", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--subdir", default="slides", show_default=True, help="Folder under the local-files root.")
-@click.option("--group-regex", default=None, help="Regex whose first group is the split group of a slide.")
-@click.option("--local-root", type=click.Path(path_type=Path), default=None,
-              help="Label Studio's local-files root (default: HISTOLOOP_LOCAL_FILES_ROOT).")  # fmt: skip
+@options.group_regex
+@options.local_root()
 @click.option("--seed", type=int, default=0, show_default=True)
-@reader_option
-@slide_mpp_option
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@options.reader
+@options.slide_mpp
+@options.json_output
 @click.pass_obj
 def import_(settings: Settings, slide_files: tuple[Path, ...], project: int, size: int, mpp: float,
             stride: int | None, per_slide: int | None, min_tissue: float, subdir: str, group_regex: str | None,
-            local_root: Path | None, seed: int, reader: str, slide_mpp: float | None, as_json: bool) -> None:  # fmt: skip
+            local_root: str | None, seed: int, reader: str, slide_mpp: float | None, as_json: bool) -> None:  # fmt: skip
     """Cut tissue fields from SLIDE_FILES and create one task per field in the project."""
     from histoloop.slides import import_slides
 
@@ -107,18 +97,18 @@ def import_(settings: Settings, slide_files: tuple[Path, ...], project: int, siz
 
 @slides.command("predict")
 @click.argument("slide_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--project", required=True, help="Project whose production version runs.")
-@click.option("--kind", type=click.Choice(KINDS), required=True)
+@options.project()
+@options.kind()
 @click.option("--version", "ref", default=None, help="A version (4/segment/v3) instead of production.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("slide-predictions"),
               show_default=True)  # fmt: skip
 @click.option("--mpp", type=float, default=None, help="Resolution to predict at (default: the model's).")
 @click.option("--field-size", type=int, default=None, help="Field side in px (default: 4 × the model input).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="segment: mask threshold.")
-@click.option("--min-score", type=float, default=None, help="Drop regions below (default: the project's).")
-@click.option("--device", default=None, help="auto, cpu, cuda:N (default: HISTOLOOP_DEVICE).")
-@reader_option
-@slide_mpp_option
+@options.min_score
+@options.device
+@options.reader
+@options.slide_mpp
 @click.pass_obj
 def predict(settings: Settings, slide_files: tuple[Path, ...], project: str, kind: str, ref: str | None,
             out_dir: Path, mpp: float | None, field_size: int | None, threshold: float, min_score: float | None,
@@ -169,11 +159,10 @@ def predict(settings: Settings, slide_files: tuple[Path, ...], project: str, kin
 
 
 @slides.command("export")
-@click.option("--project", type=int, required=True)
+@options.project(number=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("slide-annotations"),
               show_default=True)  # fmt: skip
-@click.option("--approval", type=click.Choice(["submitted", "ground_truth", "reviewed"]), default=None,
-              help="Which annotations count (default: the project's rule).")  # fmt: skip
+@options.approval()
 @click.pass_obj
 def export(settings: Settings, project: int, out_dir: Path, approval: str | None) -> None:
     """Approved annotations of the project's slide fields → one QuPath GeoJSON per slide."""

@@ -26,9 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from histoloop.cli import output
-from histoloop.cli.params import PROJECT_ID
-from kernel.kinds import KINDS
+from histoloop.cli import options, output
 from kernel.settings import Settings
 
 console = output.console(stderr=True)
@@ -77,8 +75,8 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 
 
 @click.command()
-@click.option("--project", type=PROJECT_ID, required=True, help="Label Studio project id the model is for.")
-@click.option("--kind", required=True, type=click.Choice(KINDS))
+@options.project()
+@options.kind()
 @click.option(
     "--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset dir."
 )
@@ -102,14 +100,14 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     help="segment: a local encoder state dict (.safetensors/.pth, e.g. ImageNet weights).",
 )
 @click.option("--weights", help="Local weights to fine-tune from: a file, a version dir, or 'production'.")
-@click.option("--device", help="auto, cpu, cuda, cuda:N (default: the settings' device).")
+@options.device
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--patience", default=20, show_default=True, type=int)
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the version.")
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="With --no-register: output dir."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@options.json_output
 @click.pass_obj
 def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, minutes: float | None, batch: int, imgsz: int,
           lr: float | None, model: str | None, arch: str | None, encoder_weights: str | None, weights: str | None,

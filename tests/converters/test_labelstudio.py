@@ -14,6 +14,7 @@ from PIL import Image
 
 from converters.images import ImageLoader
 from converters.labelstudio import export_to_dataset, load_export, select_annotations
+from converters.split import SplitOptions
 from tests.converters.conftest import CONFIG, EXPORT
 
 
@@ -313,8 +314,7 @@ def test_test_fraction_and_forced_splits(export_tasks, tmp_path):
         tmp_path / "t",
         label_config=CONFIG,
         images=None,
-        val_fraction=0.0,
-        test_fraction=1.0,
+        split_options=SplitOptions(val_fraction=0.0, test_fraction=1.0),
     )
     items = json.loads((tmp_path / "t" / "manifest.json").read_text())["items"]
     assert rep.converted == 3 and {i["split"] for i in items} == {"test"}
@@ -325,7 +325,7 @@ def test_test_fraction_and_forced_splits(export_tasks, tmp_path):
         label_config=CONFIG,
         images=None,
         split={"TCGA-AR-A1AK": "val"},
-        val_fraction=0.0,
+        split_options=SplitOptions(val_fraction=0.0),
     )
     items = json.loads((tmp_path / "f" / "manifest.json").read_text())["items"]
     assert {i["group"]: i["split"] for i in items} == {

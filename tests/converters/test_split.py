@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from converters.split import assign_split, group_of
+from converters.split import SplitOptions, assign_split, group_of
 
 
 def test_tcga_patient_groups():
@@ -15,17 +15,16 @@ def test_tcga_patient_groups():
 
 def test_stable_fractions_and_one_split_per_patient():
     patients = [f"TCGA-A{i % 10}-{i:04d}" for i in range(2000)]
-    splits = {p: assign_split(f"{p}-01Z-00-DX1.png", val_fraction=0.2, test_fraction=0.1) for p in patients}
+    options = SplitOptions(val_fraction=0.2, test_fraction=0.1)
+    splits = {p: assign_split(f"{p}-01Z-00-DX1.png", options) for p in patients}
     counts = {s: sum(1 for v in splits.values() if v == s) for s in ("train", "val", "test")}
     assert 0.15 < counts["val"] / 2000 < 0.25 and 0.07 < counts["test"] / 2000 < 0.13
     for p in patients[:200]:  # every tile of a patient lands on the same side
-        assert {
-            assign_split(f"{p}-01Z-00-DX1_tile{t}.png", val_fraction=0.2, test_fraction=0.1) for t in range(5)
-        } == {splits[p]}
+        assert {assign_split(f"{p}-01Z-00-DX1_tile{t}.png", options) for t in range(5)} == {splits[p]}
     # growing val_fraction only moves items from train to val, never val to train
-    bigger = {p: assign_split(p, val_fraction=0.3, test_fraction=0.1) for p in patients}
+    bigger = {p: assign_split(p, SplitOptions(val_fraction=0.3, test_fraction=0.1)) for p in patients}
     assert all(bigger[p] in ("val", "test") for p in patients if splits[p] in ("val", "test"))
-    assert any(assign_split(p, seed=1) != assign_split(p, seed=0) for p in patients[:50])
+    assert any(assign_split(p, SplitOptions(seed=1)) != assign_split(p) for p in patients[:50])
 
 
 # -- every dataset written with default options trains (issue 12, part 3) -------------------------------
@@ -44,9 +43,8 @@ def test_balance_moves_a_patient_to_the_empty_side():
     assert sorted(got.splits.values()) == ["train", "val"]
     already = {"a": "train", "b": "val"}
     assert balance(already, {"a": "P1", "b": "P2"}).splits == already
-    assert balance(dict.fromkeys(groups, "train"), groups, val_fraction=0).splits == dict.fromkeys(
-        groups, "train"
-    )
+    unbalanced = dict.fromkeys(groups, "train")
+    assert balance(unbalanced, groups, SplitOptions(val_fraction=0)).splits == unbalanced
 
 
 def test_one_patient_is_split_by_item_and_one_item_is_copied_to_val():

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-e2e test-all lint bench clean
+.PHONY: install demo test test-e2e test-slow test-all lint bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,9 @@ test: $(STAMP)
 
 test-e2e: $(STAMP)  # the end-to-end suite against a real Label Studio (installed into .venv-label-studio)
 	$(PY) -m pytest -m labelstudio
+
+test-slow: $(STAMP)  # the tests marked slow (minutes each: multi-process training, the demo's own recipe)
+	$(PY) -m pytest -m slow
 
 test-all: $(STAMP)  # the default suite, the end-to-end suite and the tests marked slow
 	$(PY) -m pytest -m "slow or not slow"

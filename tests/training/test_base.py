@@ -10,8 +10,9 @@ import pytest
 
 from kernel.kinds import PRIMARY_METRIC
 from training.base import TrainConfig
+from training.kinds import spec
 from training.runtime import busy_cores, choose_threads
-from training.tasks import get_trainer, task
+from training.trainer import get_trainer
 
 
 def test_get_trainer_and_primary_metrics() -> None:
@@ -28,7 +29,7 @@ def test_get_trainer_and_primary_metrics() -> None:
 def test_config_to_dict_is_json_ready(tmp_path) -> None:
     d = TrainConfig(weights=tmp_path / "w.pt", extra={"arch": "Unet"}).to_dict()
     assert d["weights"] == str(tmp_path / "w.pt") and d["extra"] == {"arch": "Unet"}
-    assert (TrainConfig().model or task("detect").default_model) == "yolo11n.yaml"
+    assert (TrainConfig().model or spec("detect").default_model) == "yolo11n.yaml"
 
 
 def test_choose_threads() -> None:

@@ -247,7 +247,7 @@ def run(quick: bool = False, baseline: Path | None = None) -> list[dict[str, Any
     from PIL import Image
 
     from kernel.settings import load_settings
-    from training.inference import load_model
+    from training.versions import load_model
 
     reps = 6 if quick else 12
     tmp = Path(tempfile.mkdtemp(prefix="histoloop-bench-"))

@@ -150,12 +150,12 @@ def _tiny_detector() -> Any:
     import torch
 
     from training.artifacts import ModelCard
-    from training.inference import build_model
-    from training.tasks import task
+    from training.kinds import spec
+    from training.versions import build_model
 
     card = ModelCard(kind="detect", classes=["tumor"], arch={"model": "yolo11n.yaml"}, input_size=640)
     torch.manual_seed(0)
-    return task("detect").predictor(card, build_model(card), "cpu")
+    return spec("detect").predictor(card, build_model(card), "cpu")
 
 
 def curve_registry() -> list[dict[str, Any]]:

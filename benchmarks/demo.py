@@ -29,7 +29,8 @@ def measure(recipe: dict[str, Any], tiles: int, work: Path, held_out: int = 16) 
     from histoloop.demo import PROJECTS, annotation_result, bootstrap, local_files_url, write_tiles
     from histoloop.simulate import Predictor
     from kernel.settings import load_settings
-    from training.corrections import Corrections, result_corrections
+    from training.corrections import Corrections
+    from training.specialist import result_corrections
 
     settings = load_settings(env={"HISTOLOOP_MODEL_STORE": str(work / "store"), "HISTOLOOP_DEVICE": "cpu"})
     settings = dataclasses.replace(

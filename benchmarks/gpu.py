@@ -95,7 +95,7 @@ def _classify_data(root: Path, n: int, size: int) -> Path:
 def _trainer_rate(kind: str, data: Path, out: Path, steps: int, batch: int, imgsz: int, warmup: int,
                   device: str, extra: dict[str, Any]) -> float:  # fmt: skip
     from training.base import TrainConfig
-    from training.tasks import get_trainer
+    from training.trainer import get_trainer
 
     clock = StepClock(batch, warmup, device)
     config = TrainConfig(epochs=1, batch=batch, imgsz=imgsz, device=device, seed=0, extra=extra)
@@ -191,7 +191,7 @@ def bench_train_detect(tmp: Path, steps: int, batch: int, imgsz: int, device: st
     from benchmarks.train import _Clock, _dataset
     from training.base import TrainConfig
     from training.offline import amp_allowed, ultralytics
-    from training.tasks import get_trainer
+    from training.trainer import get_trainer
 
     ultralytics(tmp / "ultralytics")
     logging.getLogger("ultralytics").setLevel(logging.WARNING)
@@ -226,7 +226,7 @@ def bench_predict(tmp: Path, device: str, requests_n: int, image_size: int | Non
     from benchmarks.backend import SCENARIOS, _images, _register
     from kernel.settings import load_settings
     from ml_backend.app import create_app
-    from training.inference import load_model
+    from training.versions import load_model
 
     root = tmp / "files"
     root.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def bare_segment(dataset: Path, out: Path, minutes: float, seed: int) -> dict[st
     from training.augment import flip_rotate, random_crop, to_tensor
     from training.datasets import read_image, read_mask, segment_pairs
     from training.evaluate import evaluate
-    from training.segment import DEFAULT_MODEL
+    from training.kinds.segment import DEFAULT_MODEL
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -141,8 +141,8 @@ def bare_detect(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str
 
     from training.artifacts import ModelCard, save_weights
     from training.datasets import detect_names
-    from training.detect import training_scale, write_data_yaml
     from training.evaluate import evaluate
+    from training.kinds.detect import training_scale, write_data_yaml
 
     names = detect_names(dataset)
     data_yaml = write_data_yaml(dataset, names, out / "data.yaml")

@@ -61,7 +61,7 @@ def _version(directory: Path, kind: str) -> Path:
     import torch
 
     from training.artifacts import ModelCard, save_weights
-    from training.segment import build_model
+    from training.kinds.segment import build_model
 
     torch.manual_seed(0)
     if kind == "segment":
@@ -106,8 +106,8 @@ def slides(
 
     from converters.slides import open_slide
     from training.artifacts import ModelCard
-    from training.inference import load_model
     from training.slides import grid_fields, model_mpp, predict_slide
+    from training.versions import load_model
 
     path = _slide(shared, work / "bench.tif", size, tissue)
     rows = [

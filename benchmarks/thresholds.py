@@ -73,8 +73,8 @@ def scored(version: Path, data: Path, patients: list[str]) -> dict[str, tuple[np
     """Per patient: (box scores, IoU of every box against the truth, true boxes) on its tile."""
     from training.corrections import box_iou
     from training.datasets import read_image
-    from training.detect import true_boxes
-    from training.inference import load_model
+    from training.kinds.detect import true_boxes
+    from training.versions import load_model
 
     predictor = load_model(version, device="cpu")
     out = {}

@@ -78,7 +78,7 @@ def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, rep
     from ultralytics import YOLO
 
     from training.base import TrainConfig
-    from training.tasks import get_trainer
+    from training.trainer import get_trainer
 
     runs = []
     for r in range(repeats):
@@ -163,6 +163,7 @@ def bench_channels_last(size: int = 512, repeats: int = 3) -> dict[str, dict[boo
 
     import training.inference as inference
     from training.artifacts import ModelCard, save_weights
+    from training.versions import build_model, load_model
 
     torch.set_num_threads(1)
     cards = [
@@ -177,11 +178,11 @@ def bench_channels_last(size: int = 512, repeats: int = 3) -> dict[str, dict[boo
     for card in cards:
         d = Path(tempfile.mkdtemp(prefix="histoloop-bench-cl-"))
         card.save(d)
-        save_weights(inference.build_model(card).state_dict(), d)
+        save_weights(build_model(card).state_dict(), d)
         times: dict[bool, list[float]] = {True: [], False: []}
         for flag in (True, False) * repeats:
             inference.CHANNELS_LAST = flag
-            predictor = inference.load_model(d)
+            predictor = load_model(d)
             predictor.predict(image)
             t0 = time.perf_counter()
             predictor.predict(image)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,37 @@ TUMOR = "Tumor"
 CHOICES = {"benign": "Benign", "malignant": "Malignant"}
 
 
+def _box_regions(tile: Tile, from_name: str) -> list[dict[str, Any]]:
+    from converters.predictions import boxes_to_results
+
+    h, w = tile.mask.shape
+    boxes = np.array(tile.boxes, dtype=np.float32).reshape(-1, 4)
+    return boxes_to_results(boxes, np.ones(len(boxes)), [TUMOR] * len(boxes), w, h, from_name, "image")
+
+
+def _mask_regions(tile: Tile, from_name: str) -> list[dict[str, Any]]:
+    from converters.predictions import mask_to_brush_result
+
+    return [mask_to_brush_result(tile.mask, TUMOR, 1.0, from_name, "image")] if tile.mask.any() else []
+
+
+def _choice_regions(tile: Tile, from_name: str) -> list[dict[str, Any]]:
+    from converters.predictions import choices_result
+
+    return [choices_result(CHOICES[tile.label], 1.0, from_name, "image")]
+
+
 @dataclass(frozen=True)
 class DemoProject:
+    """The demo's project of one kind: its Label Studio project, how a generated tile's exact label is
+    annotated in it (``annotate(tile, from_name)``), and the held-out metrics a first version is shown by."""
+
     kind: str
     title: str
     label_config: str
     from_name: str
+    annotate: Callable[[Tile, str], list[dict[str, Any]]]
+    headline: tuple[str, ...]
 
 
 PROJECTS = {
@@ -46,21 +72,21 @@ PROJECTS = {
         '<View><Image name="image" value="$image" zoom="true"/>'
         f'<RectangleLabels name="tumor_box" toName="image"><Label value="{TUMOR}" background="red"/>'
         "</RectangleLabels></View>",
-        "tumor_box",
+        "tumor_box", _box_regions, ("mAP50", "recall"),
     ),
     "segment": DemoProject(
         "segment", "histoloop demo: tumor masks",
         '<View><Image name="image" value="$image" zoom="true"/>'
         f'<BrushLabels name="tumor_mask" toName="image"><Label value="{TUMOR}" background="blue"/>'
         "</BrushLabels></View>",
-        "tumor_mask",
+        "tumor_mask", _mask_regions, ("dice", "object_f1"),
     ),
     "classify": DemoProject(
         "classify", "histoloop demo: benign / malignant",
         '<View><Image name="image" value="$image"/><Choices name="diagnosis" toName="image" choice="single">'
         + "".join(f'<Choice value="{c}"/>' for c in CHOICES.values())
         + "</Choices></View>",
-        "diagnosis",
+        "diagnosis", _choice_regions, ("balanced_accuracy", "roc_auc"),
     ),
 }  # fmt: skip
 
@@ -100,23 +126,8 @@ def write_tiles(directory: Path, count: int, size: int = 256, seed: int = 0) -> 
 
 def annotation_result(kind: str, tile: Tile) -> list[dict[str, Any]]:
     """The exact label of a synthetic tile as a Label Studio annotation result (what a pathologist submits)."""
-    from converters.predictions import boxes_to_results, choices_result, mask_to_brush_result
-
-    h, w = tile.mask.shape
     project = PROJECTS[kind]
-    if kind == "detect":
-        boxes = np.array(tile.boxes, dtype=np.float32).reshape(-1, 4)
-        regions = boxes_to_results(
-            boxes, np.ones(len(boxes)), [TUMOR] * len(boxes), w, h, project.from_name, "image"
-        )
-    elif kind == "segment":
-        regions = (
-            [mask_to_brush_result(tile.mask, TUMOR, 1.0, project.from_name, "image")]
-            if tile.mask.any()
-            else []
-        )
-    else:
-        regions = [choices_result(CHOICES[tile.label], 1.0, project.from_name, "image")]
+    regions = project.annotate(tile, project.from_name)
     for region in regions:
         region.pop("score", None)
     return regions
@@ -162,12 +173,9 @@ def bootstrap_score(kind: str, metrics: dict[str, Any]) -> str:
     >>> bootstrap_score("detect", {"mAP50": 0.61, "recall": 0.7, "score_threshold": 0.3})
     'held-out mAP50 0.610, recall 0.700; suggestions from score 0.30'
     """
-    keys = {
-        "detect": ("mAP50", "recall"),
-        "segment": ("dice", "object_f1"),
-        "classify": ("balanced_accuracy", "roc_auc"),
-    }
-    parts = [f"{k} {metrics[k]:.3f}" for k in keys[kind] if isinstance(metrics.get(k), int | float)]
+    parts = [
+        f"{k} {metrics[k]:.3f}" for k in PROJECTS[kind].headline if isinstance(metrics.get(k), int | float)
+    ]
     line = "held-out " + ", ".join(parts) if parts else "no held-out metrics"
     if isinstance(metrics.get("score_threshold"), int | float):
         line += f"; suggestions from score {metrics['score_threshold']:.2f}"

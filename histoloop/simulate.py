@@ -44,7 +44,8 @@ from converters.ground_truth import GroundTruthTask, dataset_tasks, label_config
 from converters.split import split_fraction
 from kernel.kinds import PRIMARY_METRIC, check_kind
 from kernel.settings import Secret, Settings
-from training.corrections import Corrections, from_scratch, regions_of, result_corrections
+from training.corrections import Corrections
+from training.specialist import from_scratch, regions_of, result_corrections
 
 log = logging.getLogger(__name__)
 

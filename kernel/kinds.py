@@ -1,6 +1,6 @@
 """The model kinds histoloop trains and serves, and the metric that ranks the versions of each.
 
-A kind is one row everywhere: :mod:`training.tasks` finds its trainer, model, predictor, evaluator and
+A kind is one row everywhere: :mod:`training.kinds` finds its trainer, model, predictor, evaluator and
 dataset check; :mod:`kernel.labelstudio` says which Label Studio controls it feeds.
 
 >>> KINDS, PRIMARY_METRIC["segment"]

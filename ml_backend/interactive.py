@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,10 +130,7 @@ class InteractiveEngine:
         t0 = time.perf_counter()
         label_map = state.settings(self.settings.project(project)).label_map
         mappers = {c.from_name: LabelMapper(c.labels, label_map) for c in targets}
-        if kind == "segment":
-            results = _segment_results(output, prompt, (x0, y0, x1, y1), targets, mappers, width, height)
-        else:
-            results = _detect_results(output, prompt, (x0, y0, x1, y1), targets, mappers, width, height)
+        results = ANSWERS[kind](output, prompt, (x0, y0, x1, y1), targets, mappers, width, height)
         timings["results"] += time.perf_counter() - t0
         return results
 
@@ -248,6 +245,15 @@ def _detect_results(
         results += boxes_to_results(boxes[keep], scores[keep], names, width, height,
                                     control.from_name, control.to_name)  # fmt: skip
     return results
+
+
+Answer = Callable[
+    [Any, Prompt, tuple[int, int, int, int], list[ControlSpec], dict[str, LabelMapper], int, int],
+    list[dict[str, Any]],
+]
+ANSWERS: dict[str, Answer] = {"segment": _segment_results, "detect": _detect_results}
+"""Per kind of the model asked (that of the controls :func:`_targets` picks), how its output on the crop
+becomes the answer's results."""
 
 
 def _task_id(task: Any) -> str:

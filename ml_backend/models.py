@@ -225,6 +225,6 @@ class ModelCache:
     def _load_model(self, version: ModelVersion) -> Any:
         if version.artifact_dir is None:
             raise ValueError("the version has no artifact directory")
-        from training.inference import load_model
+        from training.versions import load_model
 
         return load_model(self.registry.artifacts(version), self.device)

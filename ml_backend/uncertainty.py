@@ -2,7 +2,8 @@
 
 Label Studio's Data Manager sorts by the prediction score ("Prediction score" column, ascending): the
 lower, the sooner a pathologist should look. Each measure maps a model output to a score in [0, 1]
-(1 = sure), per kind; a task with several kinds gets the lowest (its most uncertain model):
+(1 = sure), per kind (:data:`MEASURES`, one row per kind); a task with several kinds gets the lowest (its
+most uncertain model):
 
 ============== ================================= ============================== ==========================
 measure        classify (class probabilities)    segment (pixel probabilities)  detect (box confidences)
@@ -40,7 +41,8 @@ look at it first), as the default always did.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -134,6 +136,70 @@ def _unflip_boxes(boxes: np.ndarray, axes: tuple[int, ...], width: int, height: 
     return b
 
 
+def _classify_agreement(
+    output: Any, other: Any, axes: tuple[int, ...], min_score: float, size: tuple[int, int] | None
+) -> float:
+    p, q = np.asarray(output.probs, np.float64), np.asarray(other.probs, np.float64)
+    return 1.0 - 0.5 * float(np.abs(p - q).sum())
+
+
+def _segment_agreement(
+    output: Any, other: Any, axes: tuple[int, ...], min_score: float, size: tuple[int, int] | None
+) -> float | None:
+    a = np.asarray(output.masks(MASK_THRESHOLD))
+    b = np.flip(np.asarray(other.masks(MASK_THRESHOLD)), axis=tuple(ax + 1 for ax in axes))
+    if not a.any():
+        return None
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def _detect_agreement(
+    output: Any, other: Any, axes: tuple[int, ...], min_score: float, size: tuple[int, int] | None
+) -> float | None:
+    keep = np.asarray(output.scores) >= min_score
+    if not keep.any():
+        return None
+    if size is None:
+        raise ValueError("tta for detect needs the image size")
+    mine = np.asarray(output.boxes, np.float64).reshape(-1, 4)[keep]
+    theirs = _unflip_boxes(np.asarray(other.boxes)[np.asarray(other.scores) >= min_score], axes, *size)
+    return float(box_iou(mine, theirs).max(axis=1).mean()) if len(theirs) else 0.0
+
+
+def _classify_output_score(measure: str, output: Any, min_score: float) -> float:
+    return classify_score(measure, output.probs)
+
+
+def _segment_output_score(measure: str, output: Any, min_score: float) -> float:
+    return segment_score(measure, output.probs)
+
+
+def _detect_output_score(measure: str, output: Any, min_score: float) -> float:
+    kept = np.asarray(output.scores)
+    return detect_score(measure, kept[kept >= min_score])
+
+
+@dataclass(frozen=True)
+class KindMeasures:
+    """How one kind's model output is scored (a column of the module's table)."""
+
+    score: Callable[[str, Any, float], float]
+    """``score(measure, output, min_score)``: the output's score under a measure other than ``tta``
+    (``min_score``: the floor of the boxes that are sent)."""
+    agreement: Callable[[Any, Any, tuple[int, ...], float, tuple[int, int] | None], float | None]
+    """``agreement(output, flipped_output, axes, min_score, size)``: how well the output on the image
+    flipped along ``axes`` agrees with ``output``, in [0, 1]; None when ``output`` finds nothing (the task
+    scores 0)."""
+
+
+MEASURES: dict[str, KindMeasures] = {
+    "classify": KindMeasures(_classify_output_score, _classify_agreement),
+    "segment": KindMeasures(_segment_output_score, _segment_agreement),
+    "detect": KindMeasures(_detect_output_score, _detect_agreement),
+}
+"""Each kind's measures; a kind not in it gets no score (and ``tta`` refuses it)."""
+
+
 def tta_score(
     kind: str, output: Any, flipped: Sequence[tuple[tuple[int, ...], Any]], min_score: float = 0.0,
     size: tuple[int, int] | None = None,
@@ -143,30 +209,15 @@ def tta_score(
     image's ``(width, height)`` (detect: to flip boxes back)."""
     if not flipped:
         raise ValueError("tta needs at least one flipped output")
+    measures = MEASURES.get(kind)
+    if measures is None:
+        raise ValueError(f"tta: unknown kind {kind!r}")
     agreements = []
     for axes, other in flipped:
-        if kind == "classify":
-            p, q = np.asarray(output.probs, np.float64), np.asarray(other.probs, np.float64)
-            agreements.append(1.0 - 0.5 * float(np.abs(p - q).sum()))
-        elif kind == "segment":
-            a = np.asarray(output.masks(MASK_THRESHOLD))
-            b = np.flip(np.asarray(other.masks(MASK_THRESHOLD)), axis=tuple(ax + 1 for ax in axes))
-            if not a.any():
-                return 0.0  # nothing found: look first, as under every measure
-            agreements.append(2.0 * float((a & b).sum()) / float(a.sum() + b.sum()))
-        elif kind == "detect":
-            keep = np.asarray(output.scores) >= min_score
-            if not keep.any():
-                return 0.0
-            if size is None:
-                raise ValueError("tta for detect needs the image size")
-            mine = np.asarray(output.boxes, np.float64).reshape(-1, 4)[keep]
-            theirs = _unflip_boxes(
-                np.asarray(other.boxes)[np.asarray(other.scores) >= min_score], axes, *size
-            )
-            agreements.append(float(box_iou(mine, theirs).max(axis=1).mean()) if len(theirs) else 0.0)
-        else:
-            raise ValueError(f"tta: unknown kind {kind!r}")
+        agreement = measures.agreement(output, other, axes, min_score, size)
+        if agreement is None:
+            return 0.0  # nothing found: look first, as under every measure
+        agreements.append(agreement)
     return float(np.mean(agreements))
 
 
@@ -184,13 +235,6 @@ def task_uncertainty_score(
         tta = [tta_score(k, o, flipped[k], min_score, (sizes or {}).get(k)) for k, o in outputs.items()
                if k in flipped]  # fmt: skip
         return float(min(tta)) if tta else 0.0
-    scores = []
-    for kind, output in outputs.items():
-        if kind == "classify":
-            scores.append(classify_score(measure, output.probs))
-        elif kind == "segment":
-            scores.append(segment_score(measure, output.probs))
-        elif kind == "detect":
-            kept = np.asarray(output.scores)
-            scores.append(detect_score(measure, kept[kept >= min_score]))
+    scores = [MEASURES[kind].score(measure, output, min_score) for kind, output in outputs.items()
+              if kind in MEASURES]  # fmt: skip
     return float(min(scores)) if scores else 0.0

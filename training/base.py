@@ -1,7 +1,8 @@
-"""The training contract: what a trainer is given, reports, returns and raises — and a kind's row.
+"""The training contract: what a trainer is given, reports, returns and raises — and a kind's row type.
 
-Nothing here names a kind's implementation: :mod:`training.tasks` holds the table of kinds (one
-:class:`Task` row each, as ultralytics' ``task_map``), and :func:`training.tasks.get_trainer` the trainer.
+Nothing here names a kind: :mod:`training.kinds` holds the table of kinds (one :class:`KindSpec` row
+each, as ultralytics' ``task_map``, found by :func:`training.kinds.spec`), and
+:func:`training.trainer.get_trainer` the trainer they share.
 
 A training run (tiny settings; seconds on a CPU)::
 
@@ -15,10 +16,14 @@ import errno
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kernel.kinds import Kind
 from training.artifacts import ModelCard
+
+if TYPE_CHECKING:
+    from training.corrections import CorrectionModel
+    from training.slide_fields import SlideSpec
 
 
 class TrainingError(ValueError):
@@ -77,7 +82,7 @@ class TrainConfig:
     model: str | None = None
     """detect: an ultralytics model YAML (``yolo11n.yaml``, ``yolov8s.yaml``, ``yolov5nu.yaml``);
     segment: the encoder (``resnet34``, ``efficientnet-b0``; the architecture is ``extra["arch"]``);
-    classify: a timm model name. None: the kind's default (:attr:`Task.default_model`)."""
+    classify: a timm model name. None: the kind's default (:attr:`KindSpec.default_model`)."""
     weights: Path | None = None
     """A local ``.pt`` (detect), ``.safetensors``/``.pth`` state dict, or a histoloop version directory to
     fine-tune from. Never downloaded."""
@@ -143,16 +148,29 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
+def fill_bias(layer: Any, bias: float) -> None:
+    """Every output of ``layer`` gets the bias ``bias`` (:attr:`KindSpec.head_bias` of a detector or a
+    segmenter: every box is a detection, every pixel the class)."""
+    layer.bias.fill_(bias)
+
+
 @dataclass(frozen=True)
-class Task:
-    """One kind, one row: everything histoloop does with a kind is found here (see :mod:`training.tasks`).
+class KindSpec:
+    """One kind, one row: everything histoloop does with a kind is found here (see :mod:`training.kinds`).
 
     - ``fit(dataset_dir, config, out_dir, progress) -> Fitted``: train, write the card and weights;
     - ``build_model(card)``: the untrained ``torch.nn.Module`` a card describes (nothing downloaded);
     - ``predictor(card, model, device)``: the :class:`training.inference.Predictor` of a loaded model;
     - ``evaluate(card, version_dir, dataset_dir, split, device, plots_dir) -> metrics``;
     - ``check_dataset(dataset_dir) -> classes``: the dataset layout check (:class:`TrainingError`);
-    - ``default_model``: ``TrainConfig.model`` when none is given; ``curves``: history keys to plot.
+    - ``default_model``: ``TrainConfig.model`` when none is given; ``curves``: history keys to plot;
+    - ``corrections``: how a specialist corrects its suggestions in Label Studio
+      (:class:`training.corrections.CorrectionModel`);
+    - ``slide``: how its model goes over a whole slide (:class:`training.slide_fields.SlideSpec`);
+    - ``head(model)``: the output layers of a built model, ``head_bias(layer, bias)`` how an untrained
+      version's bias is set on one (:func:`training.untrained.untrained_state`);
+    - ``quiet(config_dir)``: switches its training library's own per-epoch log off (the CLI's progress
+      bar shows the epochs), None when it has none.
     """
 
     kind: Kind
@@ -162,9 +180,14 @@ class Task:
     evaluate: Callable[..., dict[str, Any]]
     check_dataset: Callable[[Path], list[str]]
     default_model: str
+    corrections: CorrectionModel
+    slide: SlideSpec
+    head: Callable[[Any], list[Any]]
     curves: tuple[str, ...] = ()
     evaluates_files: bool = False
     """Its ``evaluate`` reads the dataset's image files itself (not through the predictor)."""
+    head_bias: Callable[[Any, float], None] = fill_bias
+    quiet: Callable[[Path | None], None] | None = None
 
 
 def report(progress: ProgressFn | None, **kwargs: Any) -> None:

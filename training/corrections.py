@@ -1,11 +1,13 @@
 """What a specialist does in Label Studio to turn a suggestion into the ground truth: a correction count.
 
-A pure model of the editing work, per kind, used by ``histoloop simulate`` (and open to anything that wants
-to choose a threshold by the work it saves). Every count is of actions a person takes in Label Studio's
-editor; "from scratch" (:func:`from_scratch`) is the same person with no suggestion at all.
+A pure model of the editing work, per kind of region, used by ``histoloop simulate`` (and open to anything
+that wants to choose a threshold by the work it saves). Every count is of actions a person takes in Label
+Studio's editor; "from scratch" is the same person with no suggestion at all. Each kind's row
+(:attr:`training.base.KindSpec.corrections`) names one of the three :class:`CorrectionModel` below;
+:mod:`training.specialist` finds it by kind.
 
-**detect** (``RectangleLabels``). Suggested and true boxes are paired one-to-one by IoU (Hungarian
-assignment, class-agnostic), a pair counting only at IoU >= :data:`MATCH_IOU` (0.5):
+**Boxes** (:data:`BOX_CORRECTIONS`, ``RectangleLabels``). Suggested and true boxes are paired one-to-one by
+IoU (Hungarian assignment, class-agnostic), a pair counting only at IoU >= :data:`MATCH_IOU` (0.5):
 
 - ``added``: a true box with no suggestion paired to it (the person draws it);
 - ``deleted``: a suggested box paired to nothing (a false positive: the person deletes it);
@@ -14,10 +16,10 @@ assignment, class-agnostic), a pair counting only at IoU >= :data:`MATCH_IOU` (0
 
 From scratch: every true box drawn (``added`` = the number of true boxes).
 
-**segment** (``BrushLabels``/``PolygonLabels``). An *object* is a connected component (8-connected) of
-one region's mask, regions painted in order (later on top), so a suggested brush region that covers three
-touching nuclei as one blob is one object, and a ground truth drawn one region per nucleus keeps its
-nuclei apart. Objects are paired one-to-one by IoU like boxes:
+**Objects** (:data:`OBJECT_CORRECTIONS`, ``BrushLabels``/``PolygonLabels``). An *object* is a connected
+component (8-connected) of one region's mask, regions painted in order (later on top), so a suggested brush
+region that covers three touching nuclei as one blob is one object, and a ground truth drawn one region per
+nucleus keeps its nuclei apart. Objects are paired one-to-one by IoU like boxes:
 
 - ``added``: a true object with no suggested object at IoU >= 0.5 (drawn);
 - ``deleted``: a suggested object paired to nothing (erased);
@@ -28,15 +30,15 @@ nuclei apart. Objects are paired one-to-one by IoU like boxes:
 
 From scratch: every true object drawn, every true foreground pixel painted.
 
-**classify** (``Choices``): ``relabelled`` = 1 when the suggested choice is missing or differs from the true
-one, else 0. From scratch: 1 (every label chosen).
+**A label** (:data:`LABEL_CORRECTIONS`, ``Choices``): ``relabelled`` = 1 when the suggested choice is missing
+or differs from the true one, else 0. From scratch: 1 (every label chosen).
 
 The total (:attr:`Corrections.total`) is ``added + deleted + adjusted + relabelled``: one action each.
 
 >>> truth = Boxes.of([[0, 0, 10, 10], [20, 20, 30, 30]])
 >>> box_corrections(Boxes.of([[0, 0, 10, 10], [50, 50, 60, 60]]), truth).as_dict()
 {'added': 1, 'deleted': 1, 'adjusted': 0, 'relabelled': 0, 'pixels': 0, 'objects': 2, 'total': 2}
->>> from_scratch("detect", truth).total
+>>> BOX_CORRECTIONS.from_scratch(truth).total
 2
 >>> label_corrections("Benign", "Malignant").total, label_corrections(None, "Benign").total
 (1, 1)
@@ -44,7 +46,7 @@ The total (:attr:`Corrections.total`) is ``added + deleted + adjusted + relabell
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +58,6 @@ ADJUST_IOU = 0.75
 """A paired box with a lower IoU is adjusted by hand (its corners dragged)."""
 REDRAW_IOU = 0.75
 """A paired object mask with a lower IoU is redrawn by hand."""
-
-KINDS = ("detect", "segment", "classify")
 
 
 @dataclass(frozen=True)
@@ -226,62 +226,58 @@ def label_corrections(pred: str | None, true: str | None) -> Corrections:
     return Corrections(relabelled=int(pred != true), objects=1)
 
 
-def corrections(kind: str, pred: Any, true: Any) -> Corrections:
-    """The corrections of ``kind`` (:class:`Boxes`, :class:`Objects` or a label each side)."""
-    if kind == "detect":
-        return box_corrections(pred, true)
-    if kind == "segment":
-        return object_corrections(pred, true)
-    if kind == "classify":
-        return label_corrections(pred, true)
-    raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+def boxes_from_scratch(true: Boxes) -> Corrections:
+    """The work with no suggestion: every true box drawn."""
+    return Corrections(added=len(true), objects=len(true))
 
 
-def from_scratch(kind: str, true: Any) -> Corrections:
-    """The work with no suggestion: every true object drawn (and its pixels painted), every label chosen."""
-    if kind == "detect":
-        return Corrections(added=len(true), objects=len(true))
-    if kind == "segment":
-        return Corrections(added=len(true), pixels=int((true.instances > 0).sum()), objects=len(true))
-    if kind == "classify":
-        return label_corrections(None, true)
-    raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+def objects_from_scratch(true: Objects) -> Corrections:
+    """The work with no suggestion: every true object drawn and its pixels painted."""
+    return Corrections(added=len(true), pixels=int((true.instances > 0).sum()), objects=len(true))
+
+
+def label_from_scratch(true: str | None) -> Corrections:
+    """The work with no suggestion: the label chosen (none when there is no true label)."""
+    return label_corrections(None, true)
 
 
 # -- Label Studio results -> what a person sees ----------------------------------------------------------
-def regions_of(kind: str, results: Sequence[dict[str, Any]], width: int, height: int) -> Any:
-    """What the regions of Label Studio results of ``kind`` show, for :func:`corrections`.
+def boxes_of(results: Sequence[dict[str, Any]], width: int, height: int) -> Boxes:
+    """The ``rectanglelabels`` of Label Studio results as :class:`Boxes` (rotated rectangles as their
+    bounding box); results of other types are ignored."""
+    from converters.regions import rect_xyxy
 
-    detect: ``rectanglelabels`` → :class:`Boxes` (rotated rectangles as their bounding box); segment:
-    ``brushlabels`` and ``polygonlabels`` → :class:`Objects`; classify: the first ``choices`` → its choice
-    (None without one). Results of other types are ignored.
-    """
-    from converters.regions import brush_mask, polygon_points, rasterize, rect_xyxy
+    boxes, labels = [], []
+    for r in results:
+        if r.get("type") in ("rectanglelabels", "rectangle"):
+            value = r["value"]
+            boxes.append(rect_xyxy(value, width, height))
+            labels.append(_label(value, "rectanglelabels"))
+    return Boxes.of(boxes, labels)
 
-    if kind == "classify":
-        for r in results:
-            if r.get("type") == "choices" and r.get("value", {}).get("choices"):
-                return str(r["value"]["choices"][0])
-        return None
-    if kind == "detect":
-        boxes, labels = [], []
-        for r in results:
-            if r.get("type") in ("rectanglelabels", "rectangle"):
-                value = r["value"]
-                boxes.append(rect_xyxy(value, width, height))
-                labels.append(_label(value, "rectanglelabels"))
-        return Boxes.of(boxes, labels)
-    if kind == "segment":
-        masks = []
-        for r in results:
-            value = r.get("value", {})
-            if r.get("type") in ("brushlabels", "brush"):
-                masks.append((brush_mask(value, width, height), _label(value, "brushlabels")))
-            elif r.get("type") in ("polygonlabels", "polygon"):
-                pts = polygon_points(value, width, height)
-                masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, "polygonlabels")))
-        return Objects.from_masks(masks, (height, width))
-    raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+
+def objects_of(results: Sequence[dict[str, Any]], width: int, height: int) -> Objects:
+    """The ``brushlabels`` and ``polygonlabels`` of Label Studio results as :class:`Objects`, painted in
+    order; results of other types are ignored."""
+    from converters.regions import brush_mask, polygon_points, rasterize
+
+    masks = []
+    for r in results:
+        value = r.get("value", {})
+        if r.get("type") in ("brushlabels", "brush"):
+            masks.append((brush_mask(value, width, height), _label(value, "brushlabels")))
+        elif r.get("type") in ("polygonlabels", "polygon"):
+            pts = polygon_points(value, width, height)
+            masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, "polygonlabels")))
+    return Objects.from_masks(masks, (height, width))
+
+
+def choice_of(results: Sequence[dict[str, Any]], width: int = 0, height: int = 0) -> str | None:
+    """The first ``choices`` of Label Studio results (None without one); the size is not needed."""
+    for r in results:
+        if r.get("type") == "choices" and r.get("value", {}).get("choices"):
+            return str(r["value"]["choices"][0])
+    return None
 
 
 def _label(value: dict[str, Any], key: str) -> str:
@@ -289,15 +285,24 @@ def _label(value: dict[str, Any], key: str) -> str:
     return str(labels[0])
 
 
-def result_corrections(
-    kind: str, predicted: Sequence[dict[str, Any]], truth: Sequence[dict[str, Any]], width: int, height: int
-) -> Corrections:
-    """:func:`corrections` between two lists of Label Studio results (a prediction, an annotation)."""
-    return corrections(
-        kind, regions_of(kind, predicted, width, height), regions_of(kind, truth, width, height)
-    )
+@dataclass(frozen=True)
+class CorrectionModel:
+    """How a specialist corrects one kind of suggestion: what the regions of Label Studio results show
+    (``regions_of(results, width, height)``: :class:`Boxes`, :class:`Objects` or a label), the actions from
+    a suggestion to the truth (``count(pred, true)``) and the work with no suggestion
+    (``from_scratch(true)``)."""
+
+    regions_of: Callable[[Sequence[dict[str, Any]], int, int], Any]
+    count: Callable[[Any, Any], Corrections]
+    from_scratch: Callable[[Any], Corrections]
 
 
-__all__ = ["ADJUST_IOU", "MATCH_IOU", "REDRAW_IOU", "Boxes", "Corrections", "Objects", "box_corrections",
-           "box_iou", "corrections", "from_scratch", "label_corrections", "mask_iou", "match",
-           "object_corrections", "regions_of", "result_corrections"]  # fmt: skip
+BOX_CORRECTIONS = CorrectionModel(boxes_of, box_corrections, boxes_from_scratch)
+OBJECT_CORRECTIONS = CorrectionModel(objects_of, object_corrections, objects_from_scratch)
+LABEL_CORRECTIONS = CorrectionModel(choice_of, label_corrections, label_from_scratch)
+
+
+__all__ = ["ADJUST_IOU", "BOX_CORRECTIONS", "LABEL_CORRECTIONS", "MATCH_IOU", "OBJECT_CORRECTIONS", "REDRAW_IOU",
+           "Boxes", "CorrectionModel", "Corrections", "Objects", "box_corrections", "box_iou", "boxes_from_scratch",
+           "boxes_of", "choice_of", "label_corrections", "label_from_scratch", "mask_iou", "match",
+           "object_corrections", "objects_from_scratch", "objects_of"]  # fmt: skip

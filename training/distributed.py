@@ -3,7 +3,7 @@
 ``TrainConfig.devices`` asks for it (``train.<kind>.devices`` in the settings; ``histoloop worker --gpus
 0,1`` sets it for every kind): a list of CUDA device indices (as the process sees them, after
 ``CUDA_VISIBLE_DEVICES``), or a count ``n`` (``cuda:0`` .. ``cuda:n-1``; on the CPU, ``n`` processes with the
-gloo backend — what the tests run). The detector uses ultralytics' own DDP instead (``training/detect.py``).
+gloo backend — what the tests run). The detector uses ultralytics' own DDP instead (``training/kinds/detect.py``).
 
 :func:`launch` runs the kind's ``fit`` as rank 0 in this process (so the progress callback, the cancel
 check and the return value stay where they were) and ranks 1..n-1 in spawned interpreters that die with it;

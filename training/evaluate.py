@@ -1,6 +1,6 @@
 """Held-out evaluation of a version directory on a dataset split — one code path for candidates and
 production, so both are measured on the same images the same way. Each kind's own evaluator (its row in
-:mod:`training.tasks`) does the measuring:
+:mod:`training.kinds`) does the measuring:
 
 - detect: ultralytics' DetectionValidator (P, R, F1, mAP50, mAP50-95, per-class AP50; PR curve, confusion matrix);
 - segment: every image of the split predicted whole (tiled), then :func:`training.metrics.segmentation_metrics`;
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from training.artifacts import ModelCard
+from training.kinds import spec
 from training.runtime import resolve_device
 
 
@@ -27,10 +28,8 @@ def evaluate(
 
     ``plots_dir``: where to write the PNG plots (PR curve, confusion matrix); none when None.
     """
-    from training.tasks import task
-
     card = ModelCard.load(version_dir)
-    metrics = task(card.kind).evaluate(card, Path(version_dir), Path(dataset_dir), split, resolve_device(device),
+    metrics = spec(card.kind).evaluate(card, Path(version_dir), Path(dataset_dir), split, resolve_device(device),
                                        plots_dir)  # fmt: skip
     metrics["split"] = split
     return metrics

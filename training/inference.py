@@ -1,5 +1,5 @@
-"""Loading a model version and running it on one image: the one inference path that evaluation (training/)
-and serving (ml_backend/) share.
+"""Running a model version on one image: the one inference path that evaluation (training/) and serving
+(ml_backend/) share.
 
 Every predictor takes an RGB ``uint8`` array of shape ``(H, W, 3)`` of any size; fields larger than the
 model input are predicted by overlapping tiles and merged (boxes: NMS across tiles; masks: probabilities
@@ -11,20 +11,16 @@ predictor resizes by the same factor before tiling and maps the boxes back. Segm
 crops at native scale (``scale`` 1). A classifier sees the whole image resized to its input size, as in
 training.
 
->>> import tempfile, torch, timm
->>> from training.artifacts import ModelCard, save_weights
->>> d = Path(tempfile.mkdtemp())
->>> ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
-...           input_size=32).save(d)
->>> _ = save_weights(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), d)
->>> scores = load_model(d).predict(np.zeros((50, 70, 3), np.uint8))
->>> scores.probs.shape, scores.top[0] in ("benign", "malignant")
-((2,), True)
+Each kind's predictor (its row's ``predictor``) is a :class:`TiledPredictor`; a version directory is
+loaded into one by :func:`training.versions.load_model`.
+
+>>> ClassScores(np.array([0.25, 0.75], np.float32), ["benign", "malignant"]).top
+('malignant', 0.75)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +29,6 @@ import numpy as np
 
 from converters.tiling import tile_windows
 from training.artifacts import ArtifactError, ModelCard, load_weights
-from training.runtime import resolve_device
 
 TILE_BATCH = 8
 """Tiles per forward pass."""
@@ -105,31 +100,18 @@ class Predictor(Protocol):
         ...
 
 
-def build_model(card: ModelCard) -> Any:
-    """The untrained ``torch.nn.Module`` a card describes (random init; nothing downloaded)."""
-    from training.tasks import task
+def fitted_model(version_dir: Path, card: ModelCard, build_model: Callable[[ModelCard], Any]) -> Any:
+    """The model ``build_model`` makes of ``card`` with the version's safetensors weights loaded.
 
-    return task(card.kind).build_model(card)
-
-
-def load_model(version_dir: Path, device: str = "cpu") -> Predictor:
-    """Rebuild the model of a version directory from its card and safetensors weights.
-
-    Raises :class:`ArtifactError` when the directory is not a version or the weights do not fit the
-    architecture in its card.
+    Raises :class:`ArtifactError` when the weights do not fit the architecture in the card.
     """
-
-    card = ModelCard.load(version_dir)
-    device = resolve_device(device)
     model = build_model(card)
     state = load_weights(version_dir, device="cpu")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ArtifactError(f"{version_dir}: weights do not match the {card.arch} model: {exc}") from exc
-    from training.tasks import task
-
-    return task(card.kind).predictor(card, model, device)
+    return model
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:

@@ -96,7 +96,7 @@ def train_version(
     an ``out_dir`` it needs no registry (``registry=None``: nothing is opened, created or migrated).
     ``metrics_extra`` is stored beside the held-out metrics (e.g. production's, the promotion decision).
     """
-    from training.tasks import get_trainer
+    from training.trainer import get_trainer
 
     kind = check_kind(kind)
     lineage = dict(lineage if lineage is not None else dataset_lineage(dataset_dir))

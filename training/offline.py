@@ -9,7 +9,7 @@ names ultralytics looks for. :func:`ultralytics` does that and returns the impor
 Its import also sets ``OMP_NUM_THREADS=1`` where unset; :func:`ultralytics` removes it again, so the
 trainers' CPU thread choice (:func:`training.runtime.choose_threads`) sees only what the user set.
 The other two rules (build models from YAML or a local ``.pt``, never a hub name; ``amp=False`` unless a
-local AMP check model exists; no ``download:`` key in data.yaml) are kept by training/detect.py.
+local AMP check model exists; no ``download:`` key in data.yaml) are kept by training/kinds/detect.py.
 
 >>> import tempfile
 >>> d = ensure_offline(Path(tempfile.mkdtemp()))

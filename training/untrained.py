@@ -3,7 +3,8 @@ one. What the tests, the benchmarks and a smoke check of a deployment serve when
 not the point (nothing is downloaded).
 
 The output layer's bias steers what such a model says: a large bias makes every box a detection, every
-pixel the class, or the last class the classifier's answer.
+pixel the class, or the last class the classifier's answer (the kind's row says which layers are its head,
+:attr:`training.base.KindSpec.head`, and how their bias is set, :attr:`~training.base.KindSpec.head_bias`).
 
 >>> import tempfile
 >>> from training.artifacts import ModelCard
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from training.artifacts import ModelCard, save_weights
+from training.kinds import spec
 from training.registry import ModelVersion, Registry
 
 
@@ -35,23 +37,13 @@ def untrained_state(
     says exactly its bias whatever the image."""
     import torch
 
-    from training.inference import build_model
-
     torch.manual_seed(seed)
-    model = build_model(card)
-    if card.kind == "detect":
-        heads = [seq[-1] for seq in model.model[-1].cv3]
-    elif card.kind == "segment":
-        heads = [model.segmentation_head[0]]
-    else:
-        heads = [model.get_classifier()]
+    row = spec(card.kind)
+    model = row.build_model(card)
     with torch.no_grad():
-        for layer in heads:
-            if head_bias is not None and card.kind == "classify":
-                layer.bias.zero_()
-                layer.bias[-1] = head_bias
-            elif head_bias is not None:
-                layer.bias.fill_(head_bias)
+        for layer in row.head(model):
+            if head_bias is not None:
+                row.head_bias(layer, head_bias)
             if constant:
                 layer.weight.zero_()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

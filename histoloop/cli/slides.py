@@ -115,10 +115,10 @@ def predict(settings: Settings, slide_files: tuple[Path, ...], project: str, kin
             device: str | None, reader: str, slide_mpp: float | None) -> None:  # fmt: skip
     """Run the project's production model over the tissue of SLIDE_FILES: GeoJSON + overlay per slide."""
     from converters.slides import SlideError
-    from training.inference import load_model
     from training.registry import Registry, RegistryError
     from training.runtime import resolve_device
     from training.slides import predict_slide
+    from training.versions import load_model
 
     registry = Registry.from_settings(settings)
     try:

@@ -11,7 +11,6 @@ reason, and production is never touched. ``--no-register`` trains into ``--out``
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +112,14 @@ def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, 
           lr: float | None, model: str | None, arch: str | None, encoder_weights: str | None, weights: str | None,
           device: str | None, seed: int, patience: int, register: bool, out: Path | None, as_json: bool) -> None:  # fmt: skip
     """Train a detect/segment/classify model on DATA and register it as a candidate."""
+    from training.kinds import spec
     from training.offline import ensure_offline
 
     config_dir = Path(settings.model_store) / "ultralytics"
     ensure_offline(config_dir)
-    if kind == "detect" and settings.log_level.upper() != "DEBUG":
-        from training.offline import ultralytics
-
-        ultralytics(config_dir)  # its import sets its logger up; quieten it after that
-        logging.getLogger("ultralytics").setLevel(logging.WARNING)  # its per-epoch log would drown the bar
+    quiet = spec(kind).quiet
+    if quiet is not None and settings.log_level.upper() != "DEBUG":
+        quiet(config_dir)  # the training library's per-epoch log would drown the bar
     from training.base import Cancelled, TrainConfig
     from training.lifecycle import VersionFailed, train_version
     from training.registry import Registry, RegistryError

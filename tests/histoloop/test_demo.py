@@ -30,7 +30,7 @@ def test_the_demo_recipe_is_written_for_the_worker_too(tmp_path: Path) -> None:
 
 def test_the_first_classifier_labels_new_patients_tiles(tmp_path: Path) -> None:
     from converters.synthetic import make_tile
-    from training.inference import load_model
+    from training.versions import load_model
 
     root = tmp_path / "files"
     settings = load_settings(

@@ -252,7 +252,7 @@ def test_the_context_label_studio_sends(segment_live) -> None:
 def test_the_segmenter_predicts_a_crop_in_one_pass(make_settings) -> None:
     from backend_testkit import rgb
 
-    from training.inference import load_model
+    from training.versions import load_model
 
     version = add_version(make_settings(), "4", "segment", head_bias=0.0)
     predictor = load_model(version.artifact_dir)

@@ -146,7 +146,7 @@ def test_tta_per_project_over_http_runs_the_model_on_the_flips(make_settings, se
     from PIL import Image
 
     from ml_backend.uncertainty import TTA_FLIPS, flip_image, tta_score
-    from training.inference import load_model
+    from training.versions import load_model
 
     settings = make_settings()
     version = add_version(settings, "4", "segment")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from converters.predictions import boxes_to_results, choices_result, mask_to_brush_result
 from training.corrections import (
     Boxes,
     Corrections,
     Objects,
     box_corrections,
-    from_scratch,
+    boxes_from_scratch,
     label_corrections,
+    label_from_scratch,
     object_corrections,
-    result_corrections,
+    objects_from_scratch,
 )
 
 TRUE = Boxes.of([[10, 10, 30, 30], [50, 50, 80, 70]], ["tumor", "tumor"])
@@ -56,8 +55,8 @@ def test_pairing_is_one_to_one() -> None:
 
 
 def test_from_scratch_draws_every_box() -> None:
-    assert from_scratch("detect", TRUE) == Corrections(added=2, objects=2)
-    assert box_corrections(Boxes.of([]), TRUE).total == from_scratch("detect", TRUE).total
+    assert boxes_from_scratch(TRUE) == Corrections(added=2, objects=2)
+    assert box_corrections(Boxes.of([]), TRUE).total == boxes_from_scratch(TRUE).total
 
 
 def _disc(shape, cy, cx, r) -> np.ndarray:
@@ -101,41 +100,11 @@ def test_a_missed_and_a_false_object() -> None:
     got = object_corrections(pred, true)
     assert (got.added, got.deleted, got.adjusted) == (1, 1, 0)
     assert got.pixels == int(b.sum() + fp.sum())
-    scratch = from_scratch("segment", true)
+    scratch = objects_from_scratch(true)
     assert (scratch.added, scratch.pixels) == (2, int(a.sum() + b.sum()))
 
 
 def test_a_flipped_label_is_one_correction() -> None:
     assert label_corrections("Benign", "Malignant") == Corrections(relabelled=1, objects=1)
     assert label_corrections("Benign", "Benign").total == 0
-    assert label_corrections(None, "Benign").total == from_scratch("classify", "Benign").total == 1
-
-
-@pytest.mark.parametrize("kind", ["detect", "segment", "classify"])
-def test_label_studio_results_are_read_as_a_person_sees_them(kind: str) -> None:
-    w, h = 64, 48
-    if kind == "detect":
-        truth = boxes_to_results(
-            [[8, 8, 24, 24], [40, 10, 60, 30]], [1, 1], ["Tumor"] * 2, w, h, "b", "image"
-        )
-        pred = boxes_to_results(
-            [[8, 8, 24, 24], [0, 30, 10, 40]], [0.9, 0.3], ["Tumor"] * 2, w, h, "b", "image"
-        )
-        want = Corrections(added=1, deleted=1, objects=2)
-    elif kind == "segment":
-        a, b = _disc((h, w), 12, 12, 6), _disc((h, w), 30, 40, 6)
-        truth = [
-            mask_to_brush_result(a, "Nucleus", 1, "m", "image"),
-            mask_to_brush_result(b, "Nucleus", 1, "m", "image"),
-        ]
-        pred = [mask_to_brush_result(a, "Nucleus", 0.8, "m", "image")]
-        want = Corrections(added=1, pixels=int(b.sum()), objects=2)
-    else:
-        truth, pred = (
-            [choices_result("Malignant", 1, "c", "image")],
-            [choices_result("Benign", 0.6, "c", "image")],
-        )
-        want = Corrections(relabelled=1, objects=1)
-    assert result_corrections(kind, pred, truth, w, h) == want
-    assert result_corrections(kind, truth, truth, w, h).total == 0
-    assert result_corrections(kind, [], truth, w, h).total == want.objects
+    assert label_corrections(None, "Benign").total == label_from_scratch("Benign").total == 1

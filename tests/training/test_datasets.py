@@ -9,7 +9,7 @@ import pytest
 
 from training.base import TrainConfig, TrainingError
 from training.datasets import check_classify, check_detect, check_segment
-from training.tasks import get_trainer
+from training.trainer import get_trainer
 
 
 def _copy(src: Path, tmp_path: Path) -> Path:

@@ -12,8 +12,8 @@ import pytest
 from training.artifacts import load_weights
 from training.base import TrainConfig
 from training.distributed import RANKS_FILE, ShardSampler
-from training.inference import load_model
-from training.tasks import get_trainer
+from training.trainer import get_trainer
+from training.versions import load_model
 
 
 # segment (the same gloo path with a U-Net, ~30 s) runs with `make test-all`
@@ -56,7 +56,7 @@ def test_shards_are_disjoint_and_equal() -> None:
 
 
 def test_detect_uses_ultralytics_ddp_on_gpus_only(tmp_path: Path) -> None:
-    from training.detect import _ddp_devices, _results_csv
+    from training.kinds.detect import _ddp_devices, _results_csv
 
     assert _ddp_devices(TrainConfig(devices=[0, 1]), "cuda") == "0,1"
     assert _ddp_devices(TrainConfig(devices=3), "cuda") == "0,1,2"

@@ -71,7 +71,7 @@ from conftest import write_detect
 from training.offline import ensure_offline
 ensure_offline(Path(sys.argv[2]))
 from training.base import TrainConfig
-from training.tasks import get_trainer
+from training.trainer import get_trainer
 data = write_detect(Path(sys.argv[1]) / "data", n=8, n_val=2)
 get_trainer("detect").train(data, TrainConfig(epochs=1, batch=4, imgsz=64), Path(sys.argv[1]) / "out")
 print("ATTEMPTS", len(attempts), attempts[:3])

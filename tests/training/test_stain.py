@@ -13,8 +13,8 @@ import torch
 from converters.images import ImageLoader
 from training.artifacts import ModelCard, save_weights
 from training.augment import hed_to_rgb, rgb_to_hed
-from training.inference import load_model
 from training.stain import fit_reference, macenko_fit, normalise_dataset, normaliser
+from training.versions import load_model
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_the_trainer_fits_the_reference_and_stores_it(
     from PIL import Image
 
     from training.base import TrainConfig, TrainingError
-    from training.tasks import get_trainer
+    from training.trainer import get_trainer
 
     Image.fromarray(tiles[0]).save(tmp_path / "ref.png")
     cfg = TrainConfig(

@@ -13,13 +13,18 @@ MODULES = [
     "base",
     "corrections",
     "inference",
+    "kinds",
     "metrics",
     "objects",
     "offline",
     "registry",
     "stain",
+    "slide_fields",
     "slides",
+    "specialist",
+    "trainer",
     "untrained",
+    "versions",
 ]
 
 

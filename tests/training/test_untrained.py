@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from training.artifacts import ModelCard
-from training.inference import load_model
 from training.registry import Registry
 from training.untrained import register_untrained, untrained_state
+from training.versions import load_model
 
 CLASSIFY = ModelCard(kind="classify", classes=["benign", "malignant", "dcis"], arch={"backbone": "resnet18"},
                      input_size=32)  # fmt: skip
@@ -42,7 +42,7 @@ def test_registered_promoted_or_not_and_reproducible(tmp_path: Path) -> None:
 def test_a_constant_model_says_its_bias_whatever_the_image() -> None:
     import torch
 
-    from training.inference import build_model
+    from training.versions import build_model
 
     model = build_model(SEGMENT)
     model.load_state_dict(untrained_state(SEGMENT, head_bias=3.0, constant=True))

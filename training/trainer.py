@@ -1,15 +1,10 @@
-"""The table of kinds: a kind is one row (:class:`training.base.Task`), as in ultralytics' ``task_map``.
-
-Its trainer, model builder, predictor, evaluator, dataset check and default recipe are found here and
-nowhere else; adding a kind is a new module with a ``TASK`` row and one line in :func:`task`. Rows are
-imported on first use, so a process that serves only segmentation never imports ultralytics.
-
-:class:`Trainer` is the one trainer every kind shares: the row's ``fit`` trains, then the held-out
-evaluation, ``metrics.json``, ``history.json`` and the training curves are written the same way for all.
+"""The one trainer every kind shares: the row's ``fit`` trains (:func:`training.kinds.spec`), then the
+held-out evaluation, ``metrics.json``, ``history.json`` and the training curves are written the same way
+for all.
 
 >>> trainer = get_trainer("classify")
->>> trainer.kind, task("detect").default_model
-('classify', 'yolo11n.yaml')
+>>> trainer.kind, trainer.spec.default_model
+('classify', 'resnet18')
 """
 
 from __future__ import annotations
@@ -20,27 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kernel.kinds import PRIMARY_METRIC, Kind, check_kind
-from training.base import ProgressFn, Task, TrainConfig, TrainResult, report
-
-
-def task(kind: str) -> Task:
-    """The row of ``kind``; ``ValueError`` for an unknown kind."""
-    kind = check_kind(kind)
-    if kind == "detect":
-        from training.detect import TASK
-    elif kind == "segment":
-        from training.segment import TASK
-    else:
-        from training.classify import TASK
-    return TASK
+from kernel.kinds import PRIMARY_METRIC, Kind
+from training.base import KindSpec, ProgressFn, TrainConfig, TrainResult, report
+from training.kinds import spec
 
 
 class Trainer:
     """Trains one kind: the row's ``fit``, then the held-out evaluation and the version's JSON and plots."""
 
-    def __init__(self, row: Task) -> None:
-        self.task = row
+    def __init__(self, row: KindSpec) -> None:
+        self.spec = row
         self.kind: Kind = row.kind
 
     def train(
@@ -53,7 +37,7 @@ class Trainer:
 
         dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
         with stain_normalised(dataset_dir, config) as (stain, fit_dir):
-            fitted = self.task.fit(fit_dir, config, out_dir, progress)
+            fitted = self.spec.fit(fit_dir, config, out_dir, progress)
             mpp = config.extra.get("mpp") or dataset_mpp(dataset_dir)
             if mpp:  # the resolution the model was trained at: slide prediction reads fields at it
                 fitted.card.extra["mpp"] = float(mpp)
@@ -65,7 +49,7 @@ class Trainer:
             report(progress, stage="eval", epoch=len(history), epochs=len(history))
             # the predictors normalise the raw images themselves; a kind evaluated by a library that reads
             # the files (ultralytics' validator) gets the normalised copy
-            eval_dir = fit_dir if self.task.evaluates_files else dataset_dir
+            eval_dir = fit_dir if self.spec.evaluates_files else dataset_dir
             metrics = evaluate(
                 out_dir, eval_dir, split="val", device=resolve_device(config.device), plots_dir=out_dir
             )
@@ -75,7 +59,7 @@ class Trainer:
             fitted.card.save(out_dir)
         write_json_atomic(out_dir / "history.json", history)
         write_json_atomic(out_dir / "metrics.json", metrics)
-        training_curves(history, out_dir / "training_curves.png", ["loss", *self.task.curves])
+        training_curves(history, out_dir / "training_curves.png", ["loss", *self.spec.curves])
         return TrainResult(card=fitted.card, metrics=metrics, history=history)
 
 
@@ -117,4 +101,4 @@ def dataset_mpp(dataset_dir: Path) -> float | None:
 
 def get_trainer(kind: str) -> Trainer:
     """The trainer of a kind: ``detect`` (ultralytics YOLO), ``segment`` (smp), ``classify`` (timm)."""
-    return Trainer(task(kind))
+    return Trainer(spec(kind))

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from training.base import Cancelled, Progress, TrainConfig, TrainingError
-from training.inference import ClassScores, load_model
-from training.tasks import get_trainer
+from training.inference import ClassScores
+from training.trainer import get_trainer
+from training.versions import load_model
 
 TINY = dict(epochs=2, batch=4, imgsz=32, model="resnet18", seed=0)
 

@@ -21,13 +21,15 @@ import torch
 
 from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, to_tensor
-from training.base import Fitted, ProgressFn, Task, TrainConfig, TrainingError
+from training.base import Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError
+from training.corrections import LABEL_CORRECTIONS
 from training.datasets import check_classify, classify_items, read_image
-from training.inference import TILE_BATCH, ClassScores, TiledPredictor, load_model
+from training.inference import TILE_BATCH, ClassScores, TiledPredictor, fitted_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
 from training.metrics import classification_metrics
 from training.plots import confusion_matrix, pr_curve
 from training.runtime import resolve_device, seed_everything
+from training.slide_fields import CLASS_TILES
 
 DEFAULT_MODEL = "resnet18"
 
@@ -57,7 +59,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     from training.offline import ensure_offline
 
     if distributed.needs_launch(config):  # several devices: this process becomes rank 0 of a DDP training
-        return distributed.launch("training.classify", dataset_dir, config, out_dir, progress)
+        return distributed.launch(__name__, dataset_dir, config, out_dir, progress)
     ensure_offline()
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     classes = check_classify(dataset_dir)
@@ -153,7 +155,7 @@ def evaluate(
     items = classify_items(dataset_dir, split, card.classes)
     if not items:
         raise TrainingError(f"{dataset_dir}: no {split} images to evaluate on")
-    predictor = load_model(version_dir, device=device)
+    predictor = ClassifyPredictor(card, fitted_model(version_dir, card, build_model), device)
     probs = np.stack([predictor.predict(read_image(p)).probs for p, _ in items])
     y = np.array([c for _, c in items])
     metrics = classification_metrics(y, probs, card.classes)
@@ -163,7 +165,19 @@ def evaluate(
     return metrics
 
 
-TASK = Task(
+def head(model: Any) -> list[Any]:
+    """The classifier layer: its bias is each class's logit."""
+    return [model.get_classifier()]
+
+
+def last_class_bias(layer: Any, bias: float) -> None:
+    """The last class's logit gets ``bias``, the others 0: an untrained classifier answers the last class."""
+    layer.bias.zero_()
+    layer.bias[-1] = bias
+
+
+SPEC = KindSpec(
     kind="classify", fit=fit, build_model=build_model, predictor=ClassifyPredictor, evaluate=evaluate,
-    check_dataset=check_classify, default_model=DEFAULT_MODEL, curves=("balanced_accuracy", "roc_auc"),
+    check_dataset=check_classify, default_model=DEFAULT_MODEL, corrections=LABEL_CORRECTIONS,
+    slide=CLASS_TILES, head=head, curves=("balanced_accuracy", "roc_auc"), head_bias=last_class_bias,
 )  # fmt: skip

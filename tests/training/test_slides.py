@@ -14,7 +14,7 @@ from PIL import Image
 from converters.layout import DatasetLayout
 from training.artifacts import ModelCard, save_weights
 from training.slides import DEFAULT_MODEL_MPP, model_mpp, predict_slide
-from training.tasks import dataset_mpp
+from training.trainer import dataset_mpp
 from training.untrained import untrained_state
 
 

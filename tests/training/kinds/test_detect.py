@@ -11,8 +11,9 @@ import torch
 
 from training.base import Cancelled, Progress, TrainConfig, TrainingError
 from training.evaluate import evaluate
-from training.inference import Detections, load_model
-from training.tasks import get_trainer
+from training.inference import Detections
+from training.trainer import get_trainer
+from training.versions import load_model
 
 TINY = dict(epochs=2, batch=4, imgsz=64, seed=0)
 
@@ -95,7 +96,7 @@ def test_wrong_weights_are_refused(detect_data: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="junk.pt"):
         get_trainer("detect").train(detect_data, TrainConfig(**TINY, weights=junk), tmp_path / "a")
     from training.artifacts import ModelCard, save_weights
-    from training.inference import build_model
+    from training.versions import build_model
 
     other = tmp_path / "v8"
     card = ModelCard(kind="detect", classes=["tumor"], arch={"model": "yolov8m.yaml"}, input_size=64)

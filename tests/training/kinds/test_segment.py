@@ -10,8 +10,9 @@ import pytest
 from safetensors.torch import load_file
 
 from training.base import Cancelled, Progress, TrainConfig, TrainingError
-from training.inference import SegmentationMap, load_model
-from training.tasks import get_trainer
+from training.inference import SegmentationMap
+from training.trainer import get_trainer
+from training.versions import load_model
 
 TINY = dict(epochs=2, batch=4, imgsz=64, model="resnet18", seed=0)
 

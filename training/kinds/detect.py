@@ -26,11 +26,13 @@ import numpy as np
 
 from converters.layout import DATA_YAML, DatasetLayout
 from training.artifacts import ModelCard, load_weights, save_weights
-from training.base import Cancelled, Fitted, ProgressFn, Task, TrainConfig, TrainingError, report
+from training.base import Cancelled, Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError, report
+from training.corrections import BOX_CORRECTIONS
 from training.datasets import check_detect, detect_names, list_images
 from training.inference import Detections, TiledPredictor, _resize
 from training.metrics import f1
 from training.runtime import resolve_device, set_train_threads
+from training.slide_fields import BOX_FIELDS
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "yolo11n.yaml"
@@ -459,7 +461,21 @@ def _threshold(card: ModelCard, model: Any, dataset_dir: Path, split: str, devic
     return choose_threshold(scored)
 
 
-TASK = Task(
+def head(model: Any) -> list[Any]:
+    """The last layer of each class branch of the detection head: its bias is every box's class logit."""
+    return [seq[-1] for seq in model.model[-1].cv3]
+
+
+def quiet(config_dir: Path | None = None) -> None:
+    """ultralytics' own per-epoch log switched off (warnings still shown)."""
+    from training.offline import ultralytics
+
+    ultralytics(config_dir)  # its import sets its logger up; quieten it after that
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+
+
+SPEC = KindSpec(
     kind="detect", fit=fit, build_model=build_model, predictor=DetectPredictor, evaluate=evaluate,
-    check_dataset=check_detect, default_model=DEFAULT_MODEL, curves=("mAP50", "mAP50-95"), evaluates_files=True,
+    check_dataset=check_detect, default_model=DEFAULT_MODEL, corrections=BOX_CORRECTIONS, slide=BOX_FIELDS,
+    head=head, curves=("mAP50", "mAP50-95"), evaluates_files=True, quiet=quiet,
 )  # fmt: skip

@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from training.artifacts import ArtifactError, ModelCard, save_weights
-from training.inference import (
-    ClassScores,
-    Detections,
-    SegmentationMap,
-    build_model,
-    load_model,
-)
+from training.inference import ClassScores, Detections, SegmentationMap
+from training.versions import build_model, load_model
 
 
 def _version(tmp_path: Path, card: ModelCard, name: str = "v") -> Path:

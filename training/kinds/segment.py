@@ -34,12 +34,14 @@ import torch
 
 from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, random_crop, to_tensor
-from training.base import Fitted, ProgressFn, Task, TrainConfig, TrainingError
+from training.base import Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError
+from training.corrections import OBJECT_CORRECTIONS
 from training.datasets import check_segment, read_image, read_instances, read_mask, segment_pairs
-from training.inference import SegmentationMap, TiledPredictor, _resize, load_model
+from training.inference import SegmentationMap, TiledPredictor, _resize, fitted_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
 from training.metrics import segmentation_metrics
 from training.runtime import resolve_device, seed_everything
+from training.slide_fields import REGION_FIELDS
 
 DEFAULT_MODEL = "resnet18"
 """CPU-friendly: about half the cost of resnet34 per step, and enough for a few tiles."""
@@ -124,7 +126,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     from training.offline import ensure_offline
 
     if distributed.needs_launch(config):  # several devices: this process becomes rank 0 of a DDP training
-        return distributed.launch("training.segment", dataset_dir, config, out_dir, progress)
+        return distributed.launch(__name__, dataset_dir, config, out_dir, progress)
     ensure_offline()  # HF_HUB_OFFLINE: smp never reaches the hub
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     classes = check_segment(dataset_dir)
@@ -344,7 +346,7 @@ def evaluate(
     pairs = segment_pairs(dataset_dir, split)
     if not pairs:
         raise TrainingError(f"{dataset_dir}: no {split} images to evaluate on")
-    predictor = load_model(version_dir, device=device)
+    predictor = SegmentPredictor(card, fitted_model(version_dir, card, build_model), device)
     binary = card.arch.get("mode", "binary") == "binary"
     preds, targets, pred_objects, true_objects, scored = [], [], [], [], []
     for img_path, mask_path in pairs:
@@ -365,7 +367,13 @@ def evaluate(
     return metrics
 
 
-TASK = Task(
+def head(model: Any) -> list[Any]:
+    """The segmentation head's convolution: its bias is every pixel's class logit."""
+    return [model.segmentation_head[0]]
+
+
+SPEC = KindSpec(
     kind="segment", fit=fit, build_model=build_model, predictor=SegmentPredictor, evaluate=evaluate,
-    check_dataset=check_segment, default_model=DEFAULT_MODEL, curves=("dice", "iou"),
+    check_dataset=check_segment, default_model=DEFAULT_MODEL, corrections=OBJECT_CORRECTIONS,
+    slide=REGION_FIELDS, head=head, curves=("dice", "iou"),
 )  # fmt: skip

@@ -50,14 +50,15 @@ from typing import Any
 
 import numpy as np
 
+from kernel.kinds import KINDS
+from kernel.tags import TAGS
+
 MATCH_IOU = 0.5
 """A suggestion and a true object are the same object when their IoU is at least this."""
 ADJUST_IOU = 0.75
 """A paired box with a lower IoU is adjusted by hand (its corners dragged)."""
 REDRAW_IOU = 0.75
 """A paired object mask with a lower IoU is redrawn by hand."""
-
-KINDS = ("detect", "segment", "classify")
 
 
 @dataclass(frozen=True)
@@ -252,34 +253,37 @@ def from_scratch(kind: str, true: Any) -> Corrections:
 def regions_of(kind: str, results: Sequence[dict[str, Any]], width: int, height: int) -> Any:
     """What the regions of Label Studio results of ``kind`` show, for :func:`corrections`.
 
-    detect: ``rectanglelabels`` → :class:`Boxes` (rotated rectangles as their bounding box); segment:
-    ``brushlabels`` and ``polygonlabels`` → :class:`Objects`; classify: the first ``choices`` → its choice
-    (None without one). Results of other types are ignored.
+    detect: ``RectangleLabels`` results → :class:`Boxes` (rotated rectangles as their bounding box);
+    segment: ``BrushLabels`` and ``PolygonLabels`` results → :class:`Objects`; classify: the first
+    ``Choices`` result → its choice (None without one). A tag's results are of its result types in
+    :data:`kernel.tags.TAGS` (the labelled type and the plain tool's); results of other types are ignored.
     """
     from converters.regions import brush_mask, polygon_points, rasterize, rect_xyxy
 
+    choice, rect = TAGS["Choices"], TAGS["RectangleLabels"]
+    brush, poly = TAGS["BrushLabels"], TAGS["PolygonLabels"]
     if kind == "classify":
         for r in results:
-            if r.get("type") == "choices" and r.get("value", {}).get("choices"):
-                return str(r["value"]["choices"][0])
+            if r.get("type") in choice.result_types and r.get("value", {}).get(choice.label_key):
+                return str(r["value"][choice.label_key][0])
         return None
     if kind == "detect":
         boxes, labels = [], []
         for r in results:
-            if r.get("type") in ("rectanglelabels", "rectangle"):
+            if r.get("type") in rect.result_types:
                 value = r["value"]
                 boxes.append(rect_xyxy(value, width, height))
-                labels.append(_label(value, "rectanglelabels"))
+                labels.append(_label(value, rect.label_key))
         return Boxes.of(boxes, labels)
     if kind == "segment":
         masks = []
         for r in results:
             value = r.get("value", {})
-            if r.get("type") in ("brushlabels", "brush"):
-                masks.append((brush_mask(value, width, height), _label(value, "brushlabels")))
-            elif r.get("type") in ("polygonlabels", "polygon"):
+            if r.get("type") in brush.result_types:
+                masks.append((brush_mask(value, width, height), _label(value, brush.label_key)))
+            elif r.get("type") in poly.result_types:
                 pts = polygon_points(value, width, height)
-                masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, "polygonlabels")))
+                masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, poly.label_key)))
         return Objects.from_masks(masks, (height, width))
     raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
 

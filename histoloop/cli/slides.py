@@ -19,10 +19,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from kernel.kinds import KINDS
 from kernel.settings import Settings
 
 console = Console(stderr=True, highlight=False)
-KINDS = ("segment", "detect", "classify")
 
 
 def _bar() -> Progress:

@@ -21,6 +21,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from converters.split import assign_split, group_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CLASSES_FILE = "classes.txt"
+DATASET_KIND: Final = "detect"
+"""The dataset kind :func:`labelimg_to_yolo` writes (LabelImg draws boxes only)."""
 
 
 @dataclass
@@ -289,7 +292,7 @@ def labelimg_to_yolo(
             listed = []
         classes = listed + [c for c in classes if c not in listed]
     index = {c: i for i, c in enumerate(classes)}
-    writer = DatasetWriter(out_dir, "detect", classes)
+    writer = DatasetWriter(out_dir, DATASET_KIND, classes)
     loader = ImageLoader()
     with writer.publishing(report, val_fraction=val_fraction, seed=seed):
         for it in items:

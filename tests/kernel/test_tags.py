@@ -3,7 +3,9 @@ region feeds exactly the retrainings whose datasets read it."""
 
 from __future__ import annotations
 
+import ast
 import doctest
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +26,9 @@ from kernel.tags import (
     tag_spec,
     type_spec,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("kernel", "converters", "training", "workers", "ml_backend", "histoloop")
 
 
 @pytest.mark.parametrize("module", [kernel.tags, kernel.labelstudio])
@@ -104,3 +109,30 @@ def test_an_inferred_config_learns_the_labels_the_results_use() -> None:
     assert config.inferred and config.accepted_pairs() is None
     assert config.classes("segment") == ["b", "a", "c"]
     assert LabelConfig.infer("classify", results).controls == ()
+
+
+def _second_homes(tree: ast.AST) -> list[str]:
+    """Tuples/lists/sets of the model kinds' names, and dicts keyed by control tags, in a module's code."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            names = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+            if len(node.elts) >= 2 and names <= set(KINDS) and len(names) == len(node.elts):
+                found.append(f"line {node.lineno}: a collection of model kinds (use kernel.kinds.KINDS)")
+        elif isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            if keys & set(TAGS):
+                found.append(f"line {node.lineno}: a table keyed by control tags (derive it from TAGS)")
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_kinds_and_tags_have_one_home(package: str) -> None:
+    """The model kinds are kernel.kinds.KINDS, the tags' views kernel.tags': no second tuple or table."""
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in ("kernel/kinds.py", "kernel/tags.py"):
+            continue
+        found += [f"{rel} {what}" for what in _second_homes(ast.parse(path.read_text()))]
+    assert not found, "\n".join(found)

@@ -4,7 +4,9 @@ A :class:`DatasetWriter` builds the whole dataset in a hidden temporary folder b
 moves it into place with one rename when :meth:`DatasetWriter.publish` is called, so a trainer never
 sees half a dataset and a failed conversion leaves the old one untouched.
 
-The layouts themselves are :mod:`converters.layout`'s.
+The layouts themselves are :mod:`converters.layout`'s; what differs between dataset kinds (where an
+image goes, whether it is copied as it is, a YOLO ``data.yaml`` or a ``classes.txt``) is the kind's row
+(:mod:`converters.kinds`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from converters.layout import SPLITS, YOLO_KINDS, DatasetLayout
+from converters.kinds import ItemLabels, dataset_spec
+from converters.layout import SPLITS, DatasetLayout
 
 if TYPE_CHECKING:
     from converters.report import ConversionReport
@@ -103,6 +106,7 @@ class DatasetWriter:
 
     def __init__(self, out_dir: str | Path, kind: str, classes: list[str]) -> None:
         self.out_dir = Path(out_dir)
+        self.spec = dataset_spec(kind)
         self.kind = kind
         self.classes = list(classes)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -137,10 +141,7 @@ class DatasetWriter:
 
     # -- files ----------------------------------------------------------------------------------------
     def image_path(self, split: str, stem: str, suffix: str, cls: str | None = None) -> Path:
-        if self.kind == "classify":
-            path = self._path(self.layout.class_dir(split, class_folder(cls or "unknown")) / (stem + suffix))
-        else:
-            path = self._path(self.layout.images(split) / (stem + suffix))
+        path = self._path(self.spec.image_dir(self.layout, split, cls) / (stem + suffix))
         self._files.setdefault(stem, []).append(path)
         return path
 
@@ -157,7 +158,7 @@ class DatasetWriter:
     ) -> Path:
         """Write an image: PNG/JPEG bytes as they are (unless the layout wants PNG), anything else as PNG."""
         suffix = Path(name or (source.name if source else "")).suffix.lower()
-        if self.kind == "segment" or suffix not in COPY_SUFFIXES or (source is None and data is None):
+        if not self.spec.copies_images or suffix not in COPY_SUFFIXES or (source is None and data is None):
             if array is None:
                 raise ValueError("an image array is needed to write a PNG")
             dest = self.image_path(split, stem, ".png", cls)
@@ -204,6 +205,14 @@ class DatasetWriter:
         for cls, m in (binary or {}).items():
             out = self._path(self.layout.binary_masks(split, stem) / (safe_stem(cls) + ".png"))
             Image.fromarray(np.where(m, np.uint8(255), np.uint8(0))).save(out, compress_level=1)
+
+    def write_item(self, split: str, stem: str, labels: ItemLabels) -> None:
+        """Write an item's labels as its kind holds them: its YOLO lines, its mask (with the masks per
+        class and the instance map it has), or nothing (a classify image's folder is its label)."""
+        if labels.lines is not None:
+            self.write_labels(split, stem, labels.lines)
+        if labels.mask is not None:
+            self.write_mask(split, stem, labels.mask, labels.binary or None, instances=labels.instances)
 
     def add_item(
         self, stem: str, split: str, task_id=None, annotation_ids=(), group: str = "", **extra
@@ -253,8 +262,7 @@ class DatasetWriter:
         """``path`` (in this dataset) moved from split ``old`` to ``new`` (``images/<split>/...``,
         ``<split>/<class>/...``)."""
         parts = list(path.relative_to(self.tmp).parts)
-        at = parts.index(old, 0 if self.kind == "classify" else 1)
-        parts[at] = new
+        parts[parts.index(old)] = new  # the first folder named like a split is the split's
         return self.tmp.joinpath(*parts)
 
     def splits(self) -> list[str]:
@@ -264,7 +272,7 @@ class DatasetWriter:
     def publish(self) -> Path:
         """Write data.yaml/classes.txt and manifest.json, then move the dataset into place."""
         splits = self.splits()
-        if self.kind in YOLO_KINDS:
+        if self.spec.yolo:
             lines = [f"path: {self.out_dir.resolve()}"]
             lines += [f"{s}: images/{s}" for s in splits]
             lines.append("names:")

@@ -27,15 +27,23 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-import numpy as np
-
+from converters.kinds import dataset_spec, kinds_where, one_of
 from converters.layout import DatasetLayout, Manifest
 from converters.report import ConversionReport
+from kernel.kinds import KINDS
+from kernel.tags import TAGS, DatasetKind
 
-CONTROL_TAG = {"detect": "RectangleLabels", "segment": "BrushLabels", "classify": "Choices"}
 FROM_NAME, TO_NAME = "label", "image"
-SOURCE_KINDS = {"detect": ("detect",), "segment": ("yolo-segment", "segment"), "classify": ("classify",)}
-"""The dataset kinds a simulation of each model kind reads (in order of preference)."""
+
+
+def source_kinds(kind: str) -> tuple[DatasetKind, ...]:
+    """The dataset kinds a replay of model kind ``kind`` reads, in order of preference (the first is the
+    one a source is converted to): those whose row replays it.
+
+    >>> source_kinds("segment"), source_kinds("detect")
+    (('yolo-segment', 'segment'), ('detect',))
+    """
+    return kinds_where(lambda s: s.replays == kind)
 
 
 @dataclass
@@ -65,8 +73,9 @@ class GroundTruthTask:
 
 def label_config(kind: str, classes: list[str]) -> str:
     """The label config of a replay: one ``Image`` and the kind's control with the classes, in order."""
-    tag = CONTROL_TAG[kind]
-    item = "Choice" if kind == "classify" else "Label"
+    tag = dataset_spec(source_kinds(kind)[0]).truth_tag
+    assert tag is not None
+    item = TAGS[tag].label_element
     labels = "".join(f"<{item} value={quoteattr(c)}/>" for c in classes)
     return (f'<View><Image name="{TO_NAME}" value="$image"/>'
             f'<{tag} name="{FROM_NAME}" toName="{TO_NAME}">{labels}</{tag}></View>')  # fmt: skip
@@ -97,19 +106,20 @@ def source_to_dataset(
     from converters.images import ImageLoader
     from converters.split import SplitOptions
 
-    if kind not in SOURCE_KINDS:
-        raise ValueError(f"kind must be detect, segment or classify, not {kind!r}")
+    sources = source_kinds(kind)
+    if not sources:
+        raise ValueError(f"kind must be {one_of(KINDS)}, not {kind!r}")
     data, out_dir = Path(data), Path(out_dir)
     all_train = SplitOptions(val_fraction=0.0, group_regex=group_regex)  # each item's group kept, none in val
     report = ConversionReport()
     if data.is_dir() and DatasetLayout(data).manifest.is_file():
         manifest = Manifest.read(data)
-        if manifest.kind not in SOURCE_KINDS[kind]:
+        if manifest.kind not in sources:
             raise ValueError(f"{data}: a {manifest.kind} dataset has no {kind} ground truth "
-                             f"(needs {' or '.join(SOURCE_KINDS[kind])})")  # fmt: skip
+                             f"(needs {' or '.join(sources)})")  # fmt: skip
         report.add_converted(len(manifest.items))
         return data, report
-    target = SOURCE_KINDS[kind][0]
+    target = sources[0]
     if data.is_file() and data.suffix.lower() == ".json":
         from converters.labelstudio import export_to_dataset
 
@@ -117,17 +127,20 @@ def source_to_dataset(
                                    images=ImageLoader(local_root=local_root), split="train",
                                    split_options=all_train)  # fmt: skip
     elif data.is_dir() and (images is not None or _is_aperio(data)):
-        if kind == "classify":
-            raise ValueError(f"{data}: Aperio XML has no image labels to classify")
+        if dataset_spec(target).polygons is None:
+            drawn = one_of(kinds_where(lambda s: s.polygons is not None))
+            raise ValueError(f"{data}: Aperio XML has no {kind} labels (its polygons make {drawn} datasets)")
         from converters.pathology import aperio_to_dataset
 
         xml_dir, images_dir = (data, Path(images)) if images is not None else _is_aperio(data)  # type: ignore[misc]
         report = aperio_to_dataset(xml_dir, images_dir, out_dir, target, split_options=all_train)
     elif data.is_dir():
-        if kind != "detect":
-            raise ValueError(f"{data}: not a dataset directory (no manifest.json) nor an Aperio folder; "
-                             f"a LabelImg folder has boxes only (--kind detect)")  # fmt: skip
+        from converters.labelimg import DATASET_KIND as LABELIMG_KIND
         from converters.labelimg import labelimg_to_yolo
+
+        if target != LABELIMG_KIND:
+            raise ValueError(f"{data}: not a dataset directory (no manifest.json) nor an Aperio folder; "
+                             f"a LabelImg folder has boxes only (--kind {LABELIMG_KIND})")  # fmt: skip
 
         report = labelimg_to_yolo(data, out_dir, split_options=all_train)
     else:
@@ -145,7 +158,7 @@ def tile(dataset_dir: Path, out_dir: Path, size: int, overlap: int = 0) -> Path:
     from converters.tiling import tile_dataset
 
     manifest = Manifest.read(dataset_dir)
-    if manifest.kind == "classify" or size <= 0:
+    if dataset_spec(manifest.kind).tiler is None or size <= 0:  # classify: class folders are not tiled
         return dataset_dir
     layout = DatasetLayout(dataset_dir)
     large = False
@@ -165,7 +178,7 @@ def dataset_tasks(dataset_dir: Path, document_root: Path) -> tuple[list[GroundTr
     ``document_root/images``), the classes, and the dataset's kind."""
     from PIL import Image
 
-    from converters.dataset import class_folder, safe_stem
+    from converters.dataset import safe_stem
     from converters.images import ImageLoader
 
     manifest = Manifest.read(dataset_dir)
@@ -174,12 +187,12 @@ def dataset_tasks(dataset_dir: Path, document_root: Path) -> tuple[list[GroundTr
     folder.mkdir(parents=True, exist_ok=True)
     loader = ImageLoader()
     tasks: list[GroundTruthTask] = []
+    spec = dataset_spec(manifest.kind)
+    if spec.truth is None:
+        raise ValueError(f"{dataset_dir}: a {manifest.kind} dataset is no ground truth to replay")
     for item in manifest.items:
-        if manifest.kind == "classify":
-            cls = str(item.extra.get("class", ""))
-            where = layout.class_dir(item.split, class_folder(cls))
-        else:
-            where = layout.images(item.split)
+        cls = item.extra.get("class")
+        where = spec.image_dir(layout, item.split, None if cls is None else str(cls))
         found = sorted(where.glob(f"{item.stem}.*"))
         if not found:
             continue
@@ -188,54 +201,14 @@ def dataset_tasks(dataset_dir: Path, document_root: Path) -> tuple[list[GroundTr
         stem = safe_stem(item.stem)
         path = folder / f"{stem}.png"
         Image.fromarray(image).save(path, compress_level=1)
-        truth = _truth(manifest.kind, manifest.classes, layout, item.split, item.stem, item.extra, w, h)
+        truth = spec.truth(
+            manifest.classes, layout, item.split, item.stem, item.extra, w, h, FROM_NAME, TO_NAME
+        )
+        for r in truth:
+            r.pop("score", None)
         tasks.append(GroundTruthTask(len(tasks) + 1, stem, path, f"/data/local-files/?d=images/{path.name}",
                                      item.group or stem, w, h, truth))  # fmt: skip
     return tasks, list(manifest.classes), manifest.kind
-
-
-def _truth(
-    kind: str, classes: list[str], layout: DatasetLayout, split: str, stem: str, extra: dict[str, Any],
-    w: int, h: int,
-) -> list[dict[str, Any]]:  # fmt: skip
-    from converters.predictions import boxes_to_results, choices_result, mask_to_brush_result
-    from converters.regions import rasterize
-
-    results: list[dict[str, Any]] = []
-    if kind == "classify":
-        results = [choices_result(str(extra.get("class")), 1.0, FROM_NAME, TO_NAME)]
-    elif kind == "segment":
-        from PIL import Image
-        from scipy import ndimage
-
-        mask = np.asarray(Image.open(layout.mask(split, stem)))
-        for c, name in enumerate(classes, 1):
-            comp, n = ndimage.label(mask == c, structure=np.ones((3, 3), bool))
-            for i in range(1, n + 1):
-                results.append(mask_to_brush_result(comp == i, name, 1.0, FROM_NAME, TO_NAME))
-    else:
-        lines = [line.split() for line in layout.label(split, stem).read_text().splitlines() if line.strip()]
-        if kind == "detect":
-            boxes, names = [], []
-            for parts in lines:
-                cx, cy, bw, bh = (float(v) for v in parts[1:5])
-                boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
-                names.append(classes[int(parts[0])])
-            results = boxes_to_results(np.array(boxes).reshape(-1, 4), [1.0] * len(boxes), names, w, h,
-                                       FROM_NAME, TO_NAME)  # fmt: skip
-        else:  # yolo-segment: one polygon per object -> one brush region per object
-            for parts in lines:
-                pts = np.array([float(v) for v in parts[1:]]).reshape(-1, 2) * [w, h]
-                if len(pts) < 3:
-                    continue
-                mask = rasterize([(pts, 1)], h, w) > 0
-                if mask.any():
-                    results.append(
-                        mask_to_brush_result(mask, classes[int(parts[0])], 1.0, FROM_NAME, TO_NAME)
-                    )
-    for r in results:
-        r.pop("score", None)
-    return results
 
 
 def write_tasks(tasks: list[GroundTruthTask], path: Path) -> None:

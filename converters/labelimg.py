@@ -21,6 +21,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_of_gro
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CLASSES_FILE = "classes.txt"
+DATASET_KIND: Final = "detect"
+"""The dataset kind :func:`labelimg_to_yolo` writes (LabelImg draws boxes only)."""
 
 
 @dataclass
@@ -287,7 +290,7 @@ def labelimg_to_yolo(
             listed = []
         classes = listed + [c for c in classes if c not in listed]
     index = {c: i for i, c in enumerate(classes)}
-    writer = DatasetWriter(out_dir, "detect", classes)
+    writer = DatasetWriter(out_dir, DATASET_KIND, classes)
     loader = ImageLoader()
     with writer.publishing(report, split_options=split_options):
         for it in items:

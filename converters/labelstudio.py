@@ -37,14 +37,21 @@ from tqdm import tqdm
 from converters.dataset import DatasetWriter, safe_stem
 from converters.images import ImageError, ImageLoader
 from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
+from converters.kinds import DatasetSpec, dataset_spec
 from converters.labelstudio_regions import convert_regions
-from converters.layout import DATASET_KINDS, DatasetLayout
-from converters.regions import LabelConfig, finite_number, short
+from converters.layout import DatasetLayout
+from converters.regions import finite_number, short
 from converters.report import ConversionReport
 from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_fraction, split_of_group
-from kernel.labelstudio import check_approval, is_approved, is_submitted
+from kernel.labelstudio import (
+    LabelConfig,
+    LabelConfigError,
+    check_approval,
+    is_approved,
+    is_submitted,
+    read_label_config,
+)
 
-KINDS = DATASET_KINDS
 COPY_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -66,6 +73,22 @@ def load_export(path_or_list: str | Path | list | dict) -> list[dict]:
     if not isinstance(data, list):
         raise ValueError(f"{where}: expected a list of Label Studio tasks")
     return data
+
+
+def read_config(config: str | Path) -> LabelConfig:
+    """A label config from its XML text or a file path (:func:`kernel.labelstudio.read_label_config`);
+    ``ValueError`` naming the file when it cannot be read, or saying why the XML is no label config."""
+    text = str(config)
+    if not text.lstrip().startswith("<"):
+        path = Path(text)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the label config ({exc.strerror})") from None
+    try:
+        return read_label_config(text)
+    except LabelConfigError as exc:
+        raise ValueError(f"label config is not valid XML: {exc}") from None
 
 
 def annotator_of(annotation: dict) -> str:
@@ -303,19 +326,17 @@ def export_to_dataset(
     split by hash; ``split`` forces splits instead: one split name for all, a mapping (stem, task id or
     group → split) or a callable(item), hashing (``split_options``) where it names none.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    spec = dataset_spec(kind)
     tasks = load_export(tasks)
-    config = LabelConfig.parse(label_config)
+    config = read_config(label_config) if label_config is not None else None
     report = ConversionReport()
     if not tasks:
         report.skip("export", "no tasks in the export")
         return report
     items = _plan(tasks, approval=approval, per_annotator=per_annotator, data_key=data_key, report=report)
-    if config.inferred:
-        for it in items:
-            config.learn(kind, it.annotation.get("result"))
-    classes = config.classes(kind)
+    if config is None:  # the classes are those the annotations use
+        config = LabelConfig.infer(spec.kind, (it.annotation.get("result") for it in items))
+    classes = config.classes(spec.kind)
     if not classes:
         report.skip("label config", f"no labels for a {kind} dataset")
         return report
@@ -323,12 +344,12 @@ def export_to_dataset(
     writer = DatasetWriter(out_dir, kind, classes)
     with writer.publishing(report, split_options=split_options if split is None else None):
         for it in tqdm(items, desc=f"{kind}", unit="task", disable=not progress, leave=False):
-            _convert_item(it, kind, config, classes, images, writer, report, binary_masks)
+            _convert_item(it, spec, config, classes, images, writer, report, binary_masks)
     return report
 
 
 def _read_image(
-    it: ExportItem, kind: str, images: ImageLoader
+    it: ExportItem, spec: DatasetSpec, images: ImageLoader
 ) -> tuple[Path | None, bytes | None, str, Any, tuple[int, int]]:
     """(local source, fetched bytes, name, decoded array or None, (width, height)) of an item's image,
     checked: every image is verified, one copied as it is only then; anything else is decoded. Raises
@@ -344,7 +365,7 @@ def _read_image(
         else:
             data, name = images.read_bytes(url)
         info = verify_image(source, data=data, name=url, max_pixels=images.max_pixels)
-        if kind != "segment" and Path(name).suffix.lower() in COPY_SUFFIXES and info.format in COPY_FORMATS:
+        if spec.copies_images and Path(name).suffix.lower() in COPY_SUFFIXES and info.format in COPY_FORMATS:
             return source, data, name, None, (info.width, info.height)
         raw = data if data is not None else source.read_bytes()  # type: ignore[union-attr]
         array = images.decode(raw, name, url)
@@ -374,7 +395,7 @@ def id_text(value: Any) -> str:
 
 
 def _convert_item(
-    it: ExportItem, kind: str, config: LabelConfig, classes: list[str], images: ImageLoader | None,
+    it: ExportItem, spec: DatasetSpec, config: LabelConfig, classes: list[str], images: ImageLoader | None,
     writer: DatasetWriter, report: ConversionReport, binary_masks: bool,
 ) -> None:  # fmt: skip
     task_id, ann, url = it.task_id, it.annotation, it.url
@@ -388,36 +409,29 @@ def _convert_item(
     size = None
     if images is not None:
         try:
-            source, data, name, array, size = _read_image(it, kind, images)
+            source, data, name, array, size = _read_image(it, spec, images)
         except ImageError as exc:
             report.skip(where, f"image: {exc}")
             return
     try:
-        out = convert_regions(results, kind, config, classes, size, where, report)  # type: ignore[arg-type]
+        out = convert_regions(results, spec.kind, config, classes, size, where, report)  # type: ignore[arg-type]
     except Exception as exc:  # unforeseen input: this item is skipped, never the batch
         report.skip_unforeseen(where, exc)
         return
     if out is None:
         return
     split, stem = it.split, it.stem
-    if kind == "classify":
-        if images is not None:
-            writer.write_image(split, stem, source=source, data=data, name=name, array=array, cls=out.cls)
-    else:
-        if images is not None:
-            writer.write_image(split, stem, source=source, data=data, name=name, array=array)
-        if kind == "segment":
-            writer.write_mask(
-                split, stem, out.mask, out.binary if binary_masks else None, instances=out.instances
-            )
-        else:
-            writer.write_labels(split, stem, out.lines)
+    if images is not None:
+        writer.write_image(split, stem, source=source, data=data, name=name, array=array, cls=out.cls)
+    if not binary_masks:
+        out.binary = {}
+    writer.write_item(split, stem, out)
     extra = {"image": url}
     mpp = (it.task.get("data") or {}).get("mpp")  # a slide field's resolution (µm/px): the model's, later
     mpp = finite_number(mpp)
     if mpp is not None and mpp > 0:
         extra["mpp"] = mpp
-    if kind == "classify":
+    if out.cls is not None:  # a classify item's class
         extra["class"] = out.cls
     aid = ann.get("id")
     aid = aid if isinstance(aid, str) or (isinstance(aid, int) and not isinstance(aid, bool)) else None

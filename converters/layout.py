@@ -1,7 +1,8 @@
 """The dataset layouts between the converters (who write them) and the trainers (who read them).
 
 One typed module both sides import: every folder and file name of a dataset is a method or a constant
-here, never a string literal in a writer or a reader. The layouts, by dataset kind (docs/datasets.md):
+here, never a string literal in a writer or a reader. The layouts, by dataset kind (the kinds are
+:data:`kernel.tags.DATASET_KINDS`, each a row of :mod:`converters.kinds`; docs/datasets.md):
 
 - ``detect`` / ``obb`` / ``yolo-segment`` (YOLO): ``images/{split}/<stem>.<ext>``,
   ``labels/{split}/<stem>.txt`` (YOLO lines, normalised), ``data.yaml`` (``path``, ``train``, ``val``
@@ -26,8 +27,6 @@ from typing import Any, Final, Literal
 
 Split = Literal["train", "val", "test"]
 SPLITS: Final[tuple[Split, ...]] = ("train", "val", "test")
-DATASET_KINDS: Final = ("detect", "obb", "yolo-segment", "segment", "classify")
-YOLO_KINDS: Final = frozenset({"detect", "obb", "yolo-segment"})
 
 MANIFEST: Final = "manifest.json"
 CLASSES: Final = "classes.txt"

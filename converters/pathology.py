@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError, box_line, points_line
+from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError
 from converters.images import ImageError, ImageLoader
 from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
+from converters.kinds import DatasetSpec, ItemLabels, dataset_spec, kinds_where, one_of
 from converters.regions import MAX_IMAGE_PIXELS, polygon_window
 from converters.report import ConversionReport
 from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_of_group
@@ -118,6 +119,41 @@ def regions_to_instances(regions: list[Region], classes: list[str], height: int,
     return inst
 
 
+@dataclass(frozen=True)
+class PolygonLines:
+    """The :class:`converters.kinds.PolygonLabels` of a YOLO kind: each polygon is the lines ``line``
+    makes of it (class id, pixel points inside the image, width, height)."""
+
+    line: Callable[[int, np.ndarray, int, int], list[str]]
+
+    def lines(self, cid: int, points: np.ndarray, width: int, height: int) -> list[str]:
+        return self.line(cid, points, width, height)
+
+    def item(
+        self, regions: Sequence[Region], classes: list[str], height: int, width: int, lines: list[str],
+        binary_masks: bool,
+    ) -> ItemLabels:  # fmt: skip
+        return ItemLabels(lines=lines, regions=len(regions))
+
+
+class PolygonMasks:
+    """The :class:`converters.kinds.PolygonLabels` of a mask kind: the usable polygons painted into the
+    class mask (:func:`regions_to_mask`) and the instance map (:func:`regions_to_instances`)."""
+
+    def lines(self, cid: int, points: np.ndarray, width: int, height: int) -> list[str]:
+        return []
+
+    def item(
+        self, regions: Sequence[Region], classes: list[str], height: int, width: int, lines: list[str],
+        binary_masks: bool,
+    ) -> ItemLabels:  # fmt: skip
+        usable = list(regions)
+        mask = regions_to_mask(usable, classes, height, width)
+        binary = {c: mask == i + 1 for i, c in enumerate(classes)} if binary_masks else {}
+        instances = regions_to_instances(usable, classes, height, width)
+        return ItemLabels(mask=mask, binary=binary, instances=instances, regions=len(usable))
+
+
 def _find_image(images_dir: Path, stem: str) -> Path | None:
     for suffix in IMAGE_SUFFIXES:
         for cand in (images_dir / f"{stem}{suffix}", images_dir / f"{stem}{suffix.upper()}"):
@@ -140,8 +176,10 @@ def aperio_to_dataset(
 ) -> ConversionReport:
     """Aperio XML folder + images folder (same stems) → ``segment`` masks, ``detect`` boxes or
     ``yolo-segment`` polygons. Classes default to the region labels in order of appearance."""
-    if kind not in ("segment", "detect", "yolo-segment"):
-        raise ValueError(f"kind must be segment, detect or yolo-segment, not {kind!r}")
+    drawn = kinds_where(lambda s: s.polygons is not None)
+    if kind not in drawn:
+        raise ValueError(f"kind must be {one_of(drawn)}, not {kind!r}")
+    spec = dataset_spec(kind)
     xml_dir, images_dir = Path(xml_dir), Path(images_dir)
     report = ConversionReport()
     parsed: list[tuple[Path, list[Region]]] = []
@@ -164,12 +202,12 @@ def aperio_to_dataset(
     with writer.publishing(report, split_options=split_options):
         for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
             try:
-                item = _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report)
+                item = _prepare_aperio(xml, regions, images_dir, spec, classes, loader, report)
             except Exception as exc:  # unforeseen input: this file is skipped, never the batch
                 report.skip_unforeseen(xml.name, exc)
                 continue
             if item is not None:
-                _write_aperio(item, kind, classes, writer, report, binary_masks, split_options)
+                _write_aperio(item, spec, classes, writer, report, binary_masks, split_options)
     return report
 
 
@@ -185,7 +223,9 @@ class _AperioItem:
     lines: list[str]
 
 
-def _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report) -> _AperioItem | None:
+def _prepare_aperio(
+    xml, regions, images_dir, spec: DatasetSpec, classes, loader, report
+) -> _AperioItem | None:
     """Read, check and convert one XML file and its image (nothing written); None when skipped."""
     image_path = _find_image(images_dir, xml.stem)
     if image_path is None:
@@ -194,7 +234,7 @@ def _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report) -> 
     try:
         info = verify_image(image_path, name=image_path.name)
         copy = (
-            kind != "segment"
+            spec.copies_images
             and image_path.suffix.lower() in (".png", ".jpg", ".jpeg")
             and info.format in COPY_FORMATS
         )
@@ -221,12 +261,9 @@ def _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report) -> 
         if x1 - x0 <= 0 or y1 - y0 <= 0:
             report.skip(where, "zero area inside the image")
             continue
-        cid = index[r.label]
+        assert spec.polygons is not None
         try:
-            if kind == "detect":
-                lines.append(box_line(cid, x0, y0, x1, y1, width, height))
-            elif kind == "yolo-segment":
-                lines.append(points_line(cid, pts / [width, height]))
+            lines.extend(spec.polygons.lines(index[r.label], pts, width, height))
         except LabelValueError as exc:
             report.skip(where, str(exc))
             continue
@@ -240,7 +277,7 @@ def _prepare_aperio(xml, regions, images_dir, kind, classes, loader, report) -> 
 
 
 def _write_aperio(
-    it: _AperioItem, kind, classes, writer, report, binary_masks, split_options: SplitOptions
+    it: _AperioItem, spec: DatasetSpec, classes, writer, report, binary_masks, split_options: SplitOptions
 ) -> None:
     stem = writer.unique_stem(it.xml.stem)
     group = group_of(stem, split_options.group_regex)
@@ -248,14 +285,10 @@ def _write_aperio(
     writer.write_image(
         split, stem, source=it.image if it.array is None else None, array=it.array, name=it.image.name
     )
-    if kind == "segment":
-        mask = regions_to_mask(it.usable, classes, it.height, it.width)
-        binary = {c: mask == i + 1 for i, c in enumerate(classes)} if binary_masks else None
-        writer.write_mask(
-            split, stem, mask, binary, instances=regions_to_instances(it.usable, classes, it.height, it.width)
-        )
-    else:
-        writer.write_labels(split, stem, it.lines)
+    assert spec.polygons is not None
+    writer.write_item(
+        split, stem, spec.polygons.item(it.usable, classes, it.height, it.width, it.lines, binary_masks)
+    )
     writer.add_item(stem, split, None, [], group, source=it.xml.name, regions=len(it.usable))
     report.add_converted(regions=len(it.usable))
 
@@ -370,8 +403,11 @@ def brecahad_to_dataset(
     (``Case_1-01`` → ``Case_1``) unless ``split_options.group_regex`` says otherwise; ``split`` puts
     every item in that split instead of hashing.
     """
-    if kind not in ("detect", "segment"):
-        raise ValueError(f"kind must be detect or segment, not {kind!r}")
+    placed = kinds_where(lambda s: s.points is not None)
+    if kind not in placed:
+        raise ValueError(f"kind must be {one_of(placed)}, not {kind!r}")
+    points_labels = dataset_spec(kind).points
+    assert points_labels is not None
     if width <= 0 or height <= 0 or width * height > MAX_IMAGE_PIXELS:
         raise ValueError(
             f"image size must be positive and at most {MAX_IMAGE_PIXELS} pixels, got {width}x{height}"
@@ -406,13 +442,7 @@ def brecahad_to_dataset(
                     name=image.name,
                 )
             n = sum(len(points.get(c, ())) for c in classes)
-            if kind == "detect":
-                boxes = points_to_boxes(points, classes, width, height, box_size)
-                writer.write_labels(
-                    s, stem, [box_line(c, x0, y0, x1, y1, width, height) for c, x0, y0, x1, y1 in boxes]
-                )
-            else:
-                writer.write_mask(s, stem, points_to_mask(points, classes, width, height, radius))
+            writer.write_item(s, stem, points_labels(points, classes, width, height, box_size, radius))
             writer.add_item(stem, s, None, [], group, source=path.name, regions=n)
             report.add_converted(regions=n)
     return report

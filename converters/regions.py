@@ -1,4 +1,4 @@
-"""Label Studio results → pixel geometry, and the label config's classes.
+"""Label Studio results → pixel geometry.
 
 Label Studio stores a rectangle as its top-left corner, width and height in percent of the image, rotated
 by ``rotation`` degrees (clockwise on screen) about that corner; polygons as points in percent; brushes as
@@ -13,34 +13,10 @@ a bad region raises :class:`RegionError` with the reason (the caller names the t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from converters.rle import rle_to_mask
-
-REGION_TAGS = {
-    "detect": ("RectangleLabels", "PolygonLabels"),
-    "obb": ("RectangleLabels", "PolygonLabels"),
-    "yolo-segment": ("PolygonLabels", "BrushLabels"),
-    "segment": ("BrushLabels", "PolygonLabels"),
-    "classify": ("Choices",),
-}
-RESULT_LABEL_KEY = {
-    "rectanglelabels": "rectanglelabels",
-    "polygonlabels": "polygonlabels",
-    "brushlabels": "brushlabels",
-    "choices": "choices",
-    "labels": "labels",
-}
-TAG_OF_TYPE = {
-    "rectanglelabels": "RectangleLabels",
-    "polygonlabels": "PolygonLabels",
-    "brushlabels": "BrushLabels",
-    "choices": "Choices",
-}
-
 
 MAX_IMAGE_PIXELS = 16384 * 16384
 """The largest image (width x height) a result may say it was drawn on (``converters.images``' default)."""
@@ -76,96 +52,6 @@ def short(value: object, limit: int = 40) -> str:
     except Exception:  # e.g. an int too long to print
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@dataclass
-class LabelConfig:
-    """The control tags of a label config: name → (tag type, labels in config order)."""
-
-    tags: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
-    inferred: bool = False
-
-    @classmethod
-    def parse(cls, config: str | Path | None) -> LabelConfig:
-        """From XML text or a file path; ``None`` gives an empty config (classes inferred from the data)."""
-        if config is None:
-            return cls(inferred=True)
-        text = str(config)
-        if not text.lstrip().startswith("<"):
-            path = Path(text)
-            try:
-                text = path.read_text()
-            except OSError as exc:
-                raise ValueError(f"{path}: cannot read the label config ({exc.strerror})") from None
-        from kernel.labelstudio import LabelConfigError, read_label_config
-
-        try:
-            parsed = read_label_config(text)
-        except LabelConfigError as exc:
-            raise ValueError(f"label config is not valid XML: {exc}") from None
-        return cls({c.name: (c.tag, list(c.labels)) for c in parsed.controls})
-
-    def classes(self, kind: str) -> list[str]:
-        """Class names for a dataset kind, in label-config order (first tag first), without duplicates."""
-        out: list[str] = []
-        for tag_type, labels in self.tags.values():
-            if tag_type in REGION_TAGS[kind]:
-                out.extend(label for label in labels if label not in out)
-        return out
-
-    def accepted_pairs(self) -> set[tuple[str, str]] | None:
-        """(from_name, result type) pairs the config allows; None when the config is inferred (all)."""
-        if self.inferred:
-            return None
-        key = tuple((name, t) for name, (t, _) in self.tags.items())
-        if getattr(self, "_pairs_key", None) != key:  # cached; recomputed if the tags change
-            types = {v: k for k, v in TAG_OF_TYPE.items()}
-            self._pairs = {(name, types[t]) for name, t in key if t in types}
-            self._pairs_key = key
-        return self._pairs
-
-    def accepts(self, from_name: str, result_type: str) -> bool:
-        """Whether a result of this tag may be used (always, when the config is inferred)."""
-        if self.inferred:
-            return True
-        tag = self.tags.get(from_name)
-        return tag is not None and tag[0] == TAG_OF_TYPE.get(result_type)
-
-    def learn(self, kind: str, results: object) -> None:
-        """For an inferred config: add the labels these results use (in order of appearance).
-
-        Anything malformed (a result that is not an object, a label that is not a string...) is passed
-        over here; the conversion reports it.
-        """
-        if not isinstance(results, list):
-            return
-        for r in results:
-            if not isinstance(r, dict) or not isinstance(r.get("type"), str):
-                continue
-            rtype = r["type"].lower()
-            tag_type = TAG_OF_TYPE.get(rtype)
-            if tag_type not in REGION_TAGS[kind]:
-                continue
-            name = r.get("from_name", rtype)
-            value = r.get("value")
-            if (
-                not isinstance(name, str)
-                or not isinstance(value, dict)
-                or not isinstance(value.get(rtype), list)
-            ):
-                continue
-            labels = self.tags.setdefault(name, (tag_type, []))[1]
-            for label in value[rtype]:
-                if isinstance(label, str) and label not in labels:
-                    labels.append(label)
-
-    def why_not_a_class(self, label: str, kind: str) -> str:
-        """Why ``label`` is not one of the classes of a ``kind`` dataset (for a skip reason)."""
-        for name, (tag_type, labels) in self.tags.items():
-            if label in labels:
-                wanted = " or ".join(REGION_TAGS[kind])
-                return f"label '{label}' is a label of '{name}' ({tag_type}), not of a {wanted} tag"
-        return f"label '{label}' is not in the label config"
 
 
 def image_size_of(result: dict) -> tuple[int, int] | None:

@@ -26,8 +26,7 @@ from converters.labelstudio import select_annotations
 from converters.regions import RegionError, brush_mask, image_size_of, polygon_points, rect_corners
 from converters.report import ConversionReport
 from converters.slides import Field
-
-LABEL_KEYS = ("rectanglelabels", "polygonlabels", "brushlabels", "choices", "labels")
+from kernel.tags import LABEL_KEYS
 
 
 def field_of(data: dict[str, Any]) -> Field:

@@ -9,6 +9,9 @@ stepping by ``tile - overlap``, the last row/column flush with the border so the
 >>> tile_windows(300, 200, 512, 64)
 [(0, 0, 200, 300)]
 
+How a kind's labels are cut is its row's tiler (:attr:`converters.kinds.DatasetSpec.tiler`: a
+:class:`LineTiler` for YOLO lines, the mask's crop for ``segment``); kinds without one are not tiled.
+
 **Bad input**: a damaged source dataset (a manifest item that is not an object or names no file, an
 image that does not decode, a label file that is not UTF-8 or has a line that is not finite numbers or
 names a class the dataset does not have, a mask that is missing, unreadable or not the image's size) skips
@@ -21,10 +24,13 @@ import glob
 import json
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from converters.kinds import DatasetSpec, ItemLabels, dataset_spec, kinds_where, one_of
 from converters.layout import SPLITS, DatasetLayout
 from converters.report import ConversionReport
 
@@ -108,9 +114,12 @@ def tile_image(image: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarr
     return image[y0:y1, x0:x1]
 
 
-def read_labels(path: Path, kind: str, n_classes: int) -> list[tuple[int, np.ndarray]]:
+def read_labels(
+    path: Path, kind: str, n_classes: int, count_ok: Callable[[int], bool]
+) -> list[tuple[int, np.ndarray]]:
     """The (class id, values) of a dataset's YOLO label file (none when it does not exist); ``ValueError``
-    naming the line when one is not a class id in range followed by finite numbers of the kind's count."""
+    naming the line when one is not a class id in range followed by finite numbers, as many as the kind's
+    ``count_ok`` allows."""
     from converters.inputs import InputError, read_text
 
     if not path.is_file():
@@ -134,10 +143,51 @@ def read_labels(path: Path, kind: str, n_classes: int) -> list[tuple[int, np.nda
             raise ValueError(f"line {n}: not a finite number: {bad[:20]!r}")
         if not 0 <= cid < n_classes:
             raise ValueError(f"line {n}: class id {cid} is not one of the {n_classes} classes")
-        if len(values) != 4 if kind == "detect" else (len(values) < 6 or len(values) % 2):
+        if not count_ok(len(values)):
             raise ValueError(f"line {n}: {len(values)} values, not a {kind} label")
         out.append((cid, np.array(values)))
     return out
+
+
+CutLine = Callable[[int, np.ndarray, tuple[int, int, int, int], int, int, float], list[str]]
+"""A YOLO kind's cut of one label line: (class id, its values, window, image width, height, min_visible) →
+the window's lines (none when nothing of it is left); ``LabelValueError`` when too small to write."""
+
+
+@dataclass(frozen=True)
+class LineTiler:
+    """The tiler of a YOLO kind (:class:`converters.kinds.Tiler`): its label file's lines (each holding a
+    count of values ``values`` allows), cut to each window by ``cut``."""
+
+    values: Callable[[int], bool]
+    """Whether a line of this kind may hold that many values (after the class id)."""
+    cut: CutLine
+
+    def tiles(
+        self, src: Path, kind: str, split: str, stem: str, size: tuple[int, int],
+        windows: list[tuple[int, int, int, int]], classes: list[str], min_visible: float,
+        report: ConversionReport,
+    ) -> list[ItemLabels] | None:  # fmt: skip
+        from converters.dataset import LabelValueError
+
+        path = DatasetLayout(src).label(split, stem)
+        try:
+            labels = read_labels(path, kind, len(classes), self.values)
+        except ValueError as exc:
+            sep = " " if str(exc).startswith("line ") else ": "
+            report.skip(stem, f"{path.relative_to(src).as_posix()}{sep}{exc}")
+            return None
+        w, h = size
+        out = []
+        for win in windows:
+            lines = []
+            for cid, v in labels:
+                try:
+                    lines.extend(self.cut(cid, v, win, w, h, min_visible))
+                except LabelValueError:  # a box or polygon left smaller than a written line can say
+                    continue
+            out.append(ItemLabels(lines=lines, regions=len(lines)))
+        return out
 
 
 def _item_problem(item: object) -> str | None:
@@ -154,7 +204,7 @@ def _item_problem(item: object) -> str | None:
     return None
 
 
-def _read_manifest(src: Path) -> tuple[str, list[str], list]:
+def _read_manifest(src: Path) -> tuple[DatasetSpec, list[str], list]:
     try:
         manifest = json.loads(DatasetLayout(src).manifest.read_text())
         kind, classes, items = manifest["kind"], manifest["classes"], manifest["items"]
@@ -168,48 +218,18 @@ def _read_manifest(src: Path) -> tuple[str, list[str], list]:
         or not isinstance(items, list)
     ):
         raise ValueError(f"{src}: not a histoloop dataset (manifest.json: classes or items are not lists)")
-    if kind not in ("detect", "yolo-segment", "segment"):
-        raise ValueError(f"{src}: tiling supports detect, yolo-segment and segment datasets, not {kind!r}")
-    return kind, classes, items
+    tiled = kinds_where(lambda s: s.tiler is not None)
+    if kind not in tiled:
+        raise ValueError(f"{src}: tiling supports {one_of(tiled, 'and')} datasets, not {kind!r}")
+    return dataset_spec(kind), classes, items
 
 
-def _tile_lines(kind, labels, win, w, h, min_visible) -> list[str]:
-    """The labels of one tile window; a box or polygon left smaller than a written line can say is dropped."""
-    from converters.dataset import LabelValueError, box_line, points_line
-
-    x0, y0, x1, y1 = win
-    tw, th = x1 - x0, y1 - y0
-    lines = []
-    for cid, v in labels:
-        try:
-            if kind == "detect":
-                box = np.array(
-                    [
-                        (v[0] - v[2] / 2) * w,
-                        (v[1] - v[3] / 2) * h,
-                        (v[0] + v[2] / 2) * w,
-                        (v[1] + v[3] / 2) * h,
-                    ]
-                )
-                kept, _ = clip_boxes(box[None], win, min_visible)
-                for bx0, by0, bx1, by1 in kept:
-                    lines.append(box_line(cid, bx0, by0, bx1, by1, tw, th))
-            else:
-                poly = clip_polygon(v.reshape(-1, 2) * [w, h], win)
-                if len(poly):
-                    lines.append(points_line(cid, np.clip(poly / [tw, th], 0, 1)))
-        except LabelValueError:
-            continue
-    return lines
-
-
-def _prepare_tiles(src, item, kind, classes, tile, overlap, min_visible, loader, report):
-    """(split, image, [(window, lines or mask tile)]) of one manifest item, checked; None when it is skipped.
+def _prepare_tiles(src, item, spec: DatasetSpec, classes, tile, overlap, min_visible, loader, report):
+    """(split, image, [(window, the window's labels)]) of one manifest item, checked; None when it is
+    skipped.
 
     The folders win over the manifest: an image moved by hand to another split's folder is tiled into the
     split it is in now."""
-    from PIL import Image
-
     from converters.images import ImageError
 
     stem = item["stem"]
@@ -233,42 +253,11 @@ def _prepare_tiles(src, item, kind, classes, tile, overlap, min_visible, loader,
         report.skip(stem, str(exc))
         return None
     h, w = image.shape[:2]
-    tiles = []
-    if kind == "segment":
-        path = layout.mask(split, stem)
-        rel = path.relative_to(src).as_posix()
-        try:
-            with Image.open(path) as im:
-                mask = np.asarray(im)
-        except FileNotFoundError:
-            report.skip(stem, f"mask {rel} not found")
-            return None
-        except Exception as exc:  # PIL raises many types for corrupt files
-            report.skip(stem, f"mask {rel} is not a readable image ({type(exc).__name__}: {exc})")
-            return None
-        if mask.ndim != 2 or mask.shape != (h, w):
-            shape = "x".join(str(d) for d in mask.shape[1::-1]) if mask.ndim >= 2 else str(mask.shape)
-            report.skip(stem, f"mask is {shape}, the image {w}x{h}")
-            return None
-        if mask.dtype.kind not in "ub" or int(mask.max(initial=0)) > len(classes):
-            report.skip(
-                stem,
-                f"mask holds class index {int(mask.max(initial=0))}, more than the {len(classes)} classes",
-            )
-            return None
-        for win in tile_windows(h, w, tile, overlap):
-            tiles.append((win, np.ascontiguousarray(tile_image(mask, win))))
-    else:
-        rel = layout.label(split, stem).relative_to(src).as_posix()
-        try:
-            labels = read_labels(layout.label(split, stem), kind, len(classes))
-        except ValueError as exc:
-            sep = " " if str(exc).startswith("line ") else ": "
-            report.skip(stem, f"{rel}{sep}{exc}")
-            return None
-        for win in tile_windows(h, w, tile, overlap):
-            tiles.append((win, _tile_lines(kind, labels, win, w, h, min_visible)))
-    return split, image, tiles
+    windows = tile_windows(h, w, tile, overlap)
+    labels = spec.tiler.tiles(src, spec.kind, split, stem, (w, h), windows, classes, min_visible, report)
+    if labels is None:
+        return None
+    return split, image, list(zip(windows, labels, strict=True))
 
 
 def tile_dataset(
@@ -294,11 +283,11 @@ def tile_dataset(
 
     src = Path(src)
     report = ConversionReport()
-    kind, classes, items = _read_manifest(src)
+    spec, classes, items = _read_manifest(src)
     if not items:
         report.skip(str(src), "the dataset has no items (manifest.json)")
         return report
-    writer = DatasetWriter(out_dir, kind, classes)
+    writer = DatasetWriter(out_dir, spec.kind, classes)
     loader = ImageLoader()
     with writer.publishing(report):
         for n, item in enumerate(tqdm(items, desc="tile", unit="image", disable=not progress, leave=False)):
@@ -308,7 +297,7 @@ def tile_dataset(
                 continue
             try:
                 prepared = _prepare_tiles(
-                    src, item, kind, classes, tile, overlap, min_visible, loader, report
+                    src, item, spec, classes, tile, overlap, min_visible, loader, report
                 )
             except Exception as exc:  # unforeseen input: this item is skipped, never the batch
                 logger.warning("%s: cannot be tiled", item["stem"], exc_info=True)
@@ -322,12 +311,7 @@ def tile_dataset(
                 x0, y0 = win[0], win[1]
                 tstem = writer.unique_stem(f"{stem}_x{x0}_y{y0}")
                 writer.write_image(split, tstem, array=np.ascontiguousarray(tile_image(image, win)))
-                n_regions = 0
-                if kind == "segment":
-                    writer.write_mask(split, tstem, labels)
-                else:
-                    n_regions = len(labels)
-                    writer.write_labels(split, tstem, labels)
+                writer.write_item(split, tstem, labels)
                 writer.add_item(
                     tstem,
                     split,
@@ -338,5 +322,5 @@ def tile_dataset(
                     window=list(win),
                     **({"mpp": item["mpp"]} if "mpp" in item else {}),  # tiles keep their field's resolution
                 )
-                report.add_converted(regions=n_regions)
+                report.add_converted(regions=labels.regions)
     return report

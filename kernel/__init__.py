@@ -2,8 +2,10 @@
 
 - :mod:`kernel.settings` — every setting, read once (environment, TOML file, defaults);
 - :mod:`kernel.kinds` — the model kinds and their primary metrics;
+- :mod:`kernel.tags` — Label Studio's control tags, one row each (result types, the model kind feeding
+  each, the dataset kinds it trains): the one table every tag/type/kind view derives from;
 - :mod:`kernel.labelstudio` — Label Studio's vocabulary: the project key, the approval rule (which
-  annotation counts), result types and control tags → kinds, a label config read once;
+  annotation counts), the kinds an annotation feeds, a label config read once;
 - :mod:`kernel.database` — the database under the registry and the event store (SQLAlchemy Core: SQLite
   by default, PostgreSQL across hosts; serialised write transactions; versioned migrations).
 

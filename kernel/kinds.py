@@ -1,7 +1,7 @@
 """The model kinds histoloop trains and serves, and the metric that ranks the versions of each.
 
 A kind is one row everywhere: :mod:`training.kinds` finds its trainer, model, predictor, evaluator and
-dataset check; :mod:`kernel.labelstudio` says which Label Studio controls it feeds.
+dataset check; :mod:`kernel.tags` says which Label Studio controls it feeds and learns from.
 
 >>> KINDS, PRIMARY_METRIC["segment"]
 (('detect', 'segment', 'classify'), 'dice')

@@ -18,9 +18,15 @@ The webhook's counter (:mod:`workers.intake`) and the export's selection
 (:func:`converters.labelstudio.select_annotations`) both call :func:`is_approved`, so what triggers a
 retraining is what the retraining trains on.
 
-**Label config.** :func:`read_label_config` parses it once (label_studio_sdk's parser) into
-:class:`LabelConfig`: its controls, each with its tag, the object it labels and its labels, and the model
-kinds its image controls need (:data:`CONTROL_KIND`).
+**Which kinds an annotation feeds** (:func:`result_kinds`): those whose retraining learns from its regions,
+by the tag table (:func:`kernel.tags.learned_by`): what the webhook counts for a kind is what that
+kind's retraining converts.
+
+**Label config.** :func:`read_label_config` parses it once (label_studio_sdk's parser; cached, the one
+cache of parsed configs: every floor reads them through it) into :class:`LabelConfig`: its controls, each
+with its tag, the object it labels and its labels; the model kinds its image controls need
+(:data:`kernel.tags.CONTROL_KIND`); the controls no model kind feeds, with the reason (logged once per
+config); and what a dataset kind reads of it (classes, accepted ``(from_name, type)`` pairs).
 
 >>> project_key("4.1795424387"), project_key(4), project_key({"id": " 12 "})
 ('4', '4', '12')
@@ -30,17 +36,23 @@ kinds its image controls need (:data:`CONTROL_KIND`).
 ...     '<RectangleLabels name="box" toName="image"><Label value="Tumor"/></RectangleLabels></View>')
 >>> [(c.tag, c.name, c.to_name, c.data_key, c.labels, c.kind) for c in cfg.controls], cfg.kinds
 ([('RectangleLabels', 'box', 'image', 'image', ('Tumor',), 'detect')], ('detect',))
+>>> cfg.classes("detect"), cfg.classes("segment"), sorted(cfg.accepted_pairs())
+(['Tumor'], [], [('box', 'rectanglelabels')])
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Final, Literal
 
 from kernel.kinds import Kind, in_kind_order
+from kernel.tags import CONTROL_KIND, DatasetKind, dataset_tags, learned_by, tag_spec, type_spec
+
+log = logging.getLogger(__name__)
 
 Approval = Literal["submitted", "ground_truth", "reviewed"]
 APPROVAL_POLICIES: Final[tuple[Approval, ...]] = ("submitted", "ground_truth", "reviewed")
@@ -49,25 +61,6 @@ MAX_ID: Final = 2**63 - 1
 """Label Studio's ids are PostgreSQL/SQLite bigints."""
 
 _KEY = re.compile(r"([0-9]{1,18})(?:\.[0-9]{1,32})?")
-
-CONTROL_KIND: Final[dict[str, Kind]] = {
-    "RectangleLabels": "detect",
-    "BrushLabels": "segment",
-    "PolygonLabels": "segment",
-    "Choices": "classify",
-}
-"""The model kind that feeds (and learns from) each control tag on an image."""
-
-RESULT_KIND: Final[dict[str, Kind]] = {
-    "rectanglelabels": "detect",
-    "rectangle": "detect",
-    "brushlabels": "segment",
-    "brush": "segment",
-    "polygonlabels": "segment",
-    "polygon": "segment",
-    "choices": "classify",
-}
-"""The model kind an annotation result region (by its ``type``) is training data for."""
 
 
 class LabelConfigError(ValueError):
@@ -147,13 +140,20 @@ def is_approved(annotation: Mapping[str, Any], policy: str = "submitted") -> boo
 
 
 def result_kinds(result: Any) -> tuple[Kind, ...]:
-    """The model kinds an annotation result's regions feed, in kind order (a malformed result feeds none)."""
+    """The model kinds whose retraining learns from an annotation result's regions, in kind order (a
+    malformed result feeds none): a region feeds a kind when that kind's dataset reads its type
+    (:func:`kernel.tags.learned_by`).
+
+    >>> result_kinds([{"type": "polygonlabels"}, {"type": "choices"}, {"type": "textarea"}])
+    ('detect', 'segment', 'classify')
+    """
     if not isinstance(result, list):
         return ()
     return in_kind_order(
-        RESULT_KIND.get(str(region.get("type", "")).lower())
+        kind
         for region in result
         if isinstance(region, Mapping)
+        for kind in learned_by(str(region.get("type", "")).lower())
     )
 
 
@@ -179,7 +179,7 @@ class Control:
     def on_image(self) -> bool:
         return self.object_tag.lower() == "image"
 
-    @property
+    @cached_property
     def kind(self) -> Kind | None:
         """The model kind feeding it: only controls on an image with a variable value have one."""
         return CONTROL_KIND.get(self.tag) if self.on_image and self.data_key else None
@@ -187,22 +187,95 @@ class Control:
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """A parsed label config (see :func:`read_label_config`)."""
+    """A parsed label config (see :func:`read_label_config`), or one inferred from annotations
+    (:meth:`infer`) when a conversion has none."""
 
     controls: tuple[Control, ...]
+    inferred: bool = False
+    """No label config was given: the controls are those the annotations use, and every
+    (``from_name``, type) pair is accepted."""
 
-    @property
+    @cached_property
     def kinds(self) -> tuple[Kind, ...]:
         """The model kinds its image controls need, in kind order."""
         return in_kind_order(c.kind for c in self.controls)
 
-    def classes(self, tags: Iterable[str]) -> list[str]:
-        """The labels of the controls with these tags, in config order, once each."""
-        wanted, out = set(tags), list[str]()
+    @cached_property
+    def skipped(self) -> tuple[str, ...]:
+        """The controls no model kind feeds, each as ``"<name>: <reason>"``."""
+        out = []
+        for c in self.controls:
+            if c.tag not in CONTROL_KIND:
+                out.append(f"{c.name}: no predictor for <{c.tag}>")
+            elif c.kind is None:
+                out.append(f"{c.name}: <{c.tag}> is not attached to an <Image>")
+        return tuple(out)
+
+    def classes(self, kind: DatasetKind) -> list[str]:
+        """The classes of a ``kind`` dataset: the labels of the controls it reads
+        (:func:`kernel.tags.dataset_tags`), in config order (first control first), once each."""
+        wanted, out = dataset_tags(kind), list[str]()
         for control in self.controls:
             if control.tag in wanted:
                 out.extend(label for label in control.labels if label not in out)
         return out
+
+    def accepted_pairs(self) -> frozenset[tuple[str, str]] | None:
+        """The (``from_name``, result type) pairs of its controls; None when inferred (every pair)."""
+        return None if self.inferred else self._pairs
+
+    @cached_property
+    def _pairs(self) -> frozenset[tuple[str, str]]:
+        return frozenset(
+            (c.name, row.result_type) for c in self.controls if (row := tag_spec(c.tag)) is not None
+        )
+
+    def why_not_a_class(self, label: str, kind: DatasetKind) -> str:
+        """Why ``label`` is not one of the classes of a ``kind`` dataset (for a skip reason)."""
+        for c in self.controls:
+            if label in c.labels:
+                wanted = " or ".join(dataset_tags(kind))
+                return f"label '{label}' is a label of '{c.name}' ({c.tag}), not of a {wanted} tag"
+        return f"label '{label}' is not in the label config"
+
+    @classmethod
+    def infer(cls, kind: DatasetKind, results: Iterable[object]) -> LabelConfig:
+        """The config a ``kind`` dataset's annotations imply: one control per ``from_name`` of the result
+        types it reads, with the labels those results use (in order of appearance). ``results``: each
+        annotation's ``result``. Anything malformed (a result that is not an object, a label that is not a
+        string...) is passed over here; the conversion reports it.
+
+        >>> cfg = LabelConfig.infer("detect", [[{"type": "rectanglelabels", "from_name": "box",
+        ...     "value": {"rectanglelabels": ["Tumor", 3]}}, {"type": "choices", "value": {"choices": ["x"]}}]])
+        >>> [(c.tag, c.name, c.labels) for c in cfg.controls], cfg.accepted_pairs()
+        ([('RectangleLabels', 'box', ('Tumor',))], None)
+        """
+        wanted = dataset_tags(kind)
+        found: dict[str, tuple[str, list[str]]] = {}
+        for annotation in results:
+            if not isinstance(annotation, list):
+                continue
+            for r in annotation:
+                if not isinstance(r, dict) or not isinstance(r.get("type"), str):
+                    continue
+                rtype = r["type"].lower()
+                row = type_spec(rtype)
+                if row is None or rtype != row.result_type or row.tag not in wanted:
+                    continue
+                name = r.get("from_name", rtype)
+                value = r.get("value")
+                if (
+                    not isinstance(name, str)
+                    or not isinstance(value, dict)
+                    or not isinstance(value.get(row.label_key), list)
+                ):
+                    continue
+                labels = found.setdefault(name, (row.tag, []))[1]
+                for label in value[row.label_key]:
+                    if isinstance(label, str) and label not in labels:
+                        labels.append(label)
+        controls = (Control(tag, name, "", "", "", tuple(labels)) for name, (tag, labels) in found.items())
+        return cls(tuple(controls), inferred=True)
 
 
 CACHED_CONFIG_CHARS: Final = 64 * 1024
@@ -248,4 +321,7 @@ def _read_label_config(xml: str) -> LabelConfig:
                 labels=tuple(str(label) for label in info.get("labels") or ()),
             )
         )
-    return LabelConfig(tuple(controls))
+    config = LabelConfig(tuple(controls))
+    for reason in config.skipped:  # once per config: the parse is cached
+        log.warning("label config: skipping control %s", reason)
+    return config

@@ -1,8 +1,10 @@
 """What a project's label config asks the backend to predict: the controls a predictor handles.
 
-The config is read once by :func:`kernel.labelstudio.read_label_config`; this module keeps the controls
-that a predictor of :mod:`ml_backend.predictors` handles and that label an ``<Image>`` with a variable
-value, as :class:`ControlSpec` s. The others are skipped, with the reason (logged once per config).
+The config is read once by :func:`kernel.labelstudio.read_label_config` (the one cache of parsed configs;
+it also logs the skipped controls, once per config); this module keeps the controls that a model kind
+feeds (:data:`kernel.tags.CONTROL_KIND`: one predictor of :mod:`ml_backend.predictors` each) and that
+label an ``<Image>`` with a variable value, as :class:`ControlSpec` s. The others are skipped, with the
+reason. The plan is derived afresh from the cached parse on each call (a few objects: nothing to cache).
 
 >>> plan = parse_label_config(
 ...     '<View><Image name="image" value="$image"/>'
@@ -15,15 +17,10 @@ value, as :class:`ControlSpec` s. The others are skipped, with the reason (logge
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from functools import lru_cache
 
 from kernel.kinds import Kind, in_kind_order
-from kernel.labelstudio import CACHED_CONFIG_CHARS, LabelConfigError, read_label_config
-from ml_backend.predictors import PREDICTORS
-
-log = logging.getLogger(__name__)
+from kernel.labelstudio import LabelConfigError, read_label_config
 
 __all__ = ["ControlSpec", "LabelConfigError", "LabelPlan", "parse_label_config"]
 
@@ -54,29 +51,11 @@ class LabelPlan:
 
 
 def parse_label_config(config: str) -> LabelPlan:
-    """The controls the backend predicts for; :class:`LabelConfigError` when the XML is no label config.
-    Cached like :func:`kernel.labelstudio.read_label_config` (small configs only)."""
-    if isinstance(config, str) and len(config) <= CACHED_CONFIG_CHARS:
-        return _parse_cached(config)
-    return _parse(config)
-
-
-@lru_cache(maxsize=64)
-def _parse_cached(config: str) -> LabelPlan:
-    return _parse(config)
-
-
-def _parse(config: str) -> LabelPlan:
-    controls: list[ControlSpec] = []
-    skipped: list[str] = []
-    for control in read_label_config(config).controls:
-        if control.tag not in PREDICTORS:
-            skipped.append(f"{control.name}: no predictor for <{control.tag}>")
-        elif control.kind is None:
-            skipped.append(f"{control.name}: <{control.tag}> is not attached to an <Image>")
-        else:
-            controls.append(ControlSpec(control.tag, control.kind, control.name, control.to_name,
-                                        control.data_key, control.labels))  # fmt: skip
-    for reason in skipped:
-        log.warning("label config: skipping control %s", reason)
-    return LabelPlan(tuple(controls), tuple(skipped))
+    """The controls the backend predicts for; :class:`LabelConfigError` when the XML is no label config."""
+    parsed = read_label_config(config)
+    controls = tuple(
+        ControlSpec(c.tag, c.kind, c.name, c.to_name, c.data_key, c.labels)
+        for c in parsed.controls
+        if c.kind is not None
+    )
+    return LabelPlan(controls, parsed.skipped)

@@ -33,8 +33,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kernel.labelstudio import RESULT_KIND
 from kernel.settings import Settings
+from kernel.tags import predicted_by
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def count_predictions(mode: str, items: Iterable[dict[str, Any]]) -> None:
     for item in items:
         PREDICTED_TASKS.labels(mode, "error" if item.get("error") else "ok").inc()
         for region in item.get("result") or ():
-            kind = RESULT_KIND.get(str(region.get("type", "")).lower(), "other")
+            kind = predicted_by(str(region.get("type", "")).lower()) or "other"
             PREDICTED_REGIONS.labels(kind, mode).inc()
 
 

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from kernel.tags import TAGS
+
 MATCH_IOU = 0.5
 """A suggestion and a true object are the same object when their IoU is at least this."""
 ADJUST_IOU = 0.75
@@ -247,36 +249,40 @@ def boxes_of(results: Sequence[dict[str, Any]], width: int, height: int) -> Boxe
     bounding box); results of other types are ignored."""
     from converters.regions import rect_xyxy
 
+    rect = TAGS["RectangleLabels"]
     boxes, labels = [], []
     for r in results:
-        if r.get("type") in ("rectanglelabels", "rectangle"):
+        if r.get("type") in rect.result_types:
             value = r["value"]
             boxes.append(rect_xyxy(value, width, height))
-            labels.append(_label(value, "rectanglelabels"))
+            labels.append(_label(value, rect.label_key))
     return Boxes.of(boxes, labels)
 
 
 def objects_of(results: Sequence[dict[str, Any]], width: int, height: int) -> Objects:
-    """The ``brushlabels`` and ``polygonlabels`` of Label Studio results as :class:`Objects`, painted in
-    order; results of other types are ignored."""
+    """The ``BrushLabels`` and ``PolygonLabels`` results of Label Studio results as :class:`Objects`, painted
+    in order (a tag's result types are those of :data:`kernel.tags.TAGS`); results of other types are
+    ignored."""
     from converters.regions import brush_mask, polygon_points, rasterize
 
+    brush, poly = TAGS["BrushLabels"], TAGS["PolygonLabels"]
     masks = []
     for r in results:
         value = r.get("value", {})
-        if r.get("type") in ("brushlabels", "brush"):
-            masks.append((brush_mask(value, width, height), _label(value, "brushlabels")))
-        elif r.get("type") in ("polygonlabels", "polygon"):
+        if r.get("type") in brush.result_types:
+            masks.append((brush_mask(value, width, height), _label(value, brush.label_key)))
+        elif r.get("type") in poly.result_types:
             pts = polygon_points(value, width, height)
-            masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, "polygonlabels")))
+            masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, poly.label_key)))
     return Objects.from_masks(masks, (height, width))
 
 
 def choice_of(results: Sequence[dict[str, Any]], width: int = 0, height: int = 0) -> str | None:
-    """The first ``choices`` of Label Studio results (None without one); the size is not needed."""
+    """The first ``Choices`` result's choice (None without one); the size is not needed."""
+    choice = TAGS["Choices"]
     for r in results:
-        if r.get("type") == "choices" and r.get("value", {}).get("choices"):
-            return str(r["value"]["choices"][0])
+        if r.get("type") in choice.result_types and r.get("value", {}).get(choice.label_key):
+            return str(r["value"][choice.label_key][0])
     return None
 
 

@@ -5,7 +5,9 @@ The backend's ``POST /webhook`` (:mod:`ml_backend.routes.webhook`) hands each pa
 
 - ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` ``{annotation{id, task, result, was_cancelled,
   ground_truth, ...}, project{id, label_config, ...}}``: the annotation is stored as approved or not under
-  the project's approval rule (:func:`kernel.labelstudio.is_approved`);
+  the project's approval rule (:func:`kernel.labelstudio.is_approved`), for the model kinds whose
+  retraining trains on its regions (:func:`kernel.labelstudio.result_kinds`; all the project's kinds when
+  it has none, e.g. an empty result);
 - ``ANNOTATIONS_DELETED`` (plural) ``{annotations: [{id}], project}``: the annotations no longer count;
 - ``START_TRAINING`` (Label Studio's Train button): a retrain request for every model kind of the project;
 - ``PROJECT_UPDATED``: the stored label config (and so the project's model kinds) is updated.
@@ -27,7 +29,6 @@ kinds; how many were deleted; the kinds a request is for): never the results, th
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -68,10 +69,9 @@ def _project_of(payload: Mapping[str, Any], annotation: Mapping[str, Any] | None
         raise BadPayload(f"{payload.get('action')}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=64)
 def _kinds_of(label_config: str) -> tuple[str, ...]:
-    """The model kinds of a label config (parsed once per distinct config: every annotation webhook
-    carries its project's)."""
+    """The model kinds of a label config (every annotation webhook carries its project's: the kernel's
+    cached parse reads each distinct config once)."""
     try:
         return read_label_config(label_config).kinds
     except LabelConfigError as exc:

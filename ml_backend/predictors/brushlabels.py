@@ -46,7 +46,6 @@ def scored_masks(
 
 class BrushLabelsPredictor(ControlPredictor):
     tag = "BrushLabels"
-    kind = "segment"
 
     def results(self, output: SegmentationMap, width: int, height: int) -> list[dict[str, Any]]:
         """One brush result per object; the objects of a class are encoded from the runs of its instance

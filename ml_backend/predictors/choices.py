@@ -15,7 +15,6 @@ from training.inference import ClassScores
 
 class ChoicesPredictor(ControlPredictor):
     tag = "Choices"
-    kind = "classify"
 
     def results(self, output: ClassScores, width: int, height: int) -> list[dict[str, Any]]:
         best: tuple[float, str] | None = None

@@ -15,7 +15,6 @@ from training.inference import SegmentationMap
 
 class PolygonLabelsPredictor(ControlPredictor):
     tag = "PolygonLabels"
-    kind = "segment"
 
     def results(self, output: SegmentationMap, width: int, height: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

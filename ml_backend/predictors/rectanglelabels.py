@@ -17,7 +17,6 @@ from training.inference import Detections
 
 class RectangleLabelsPredictor(ControlPredictor):
     tag = "RectangleLabels"
-    kind = "detect"
 
     def results(self, output: Detections, width: int, height: int) -> list[dict[str, Any]]:
         if len(output) == 0:

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from converters.rle import rle_to_mask
+from kernel.tags import TAGS
 from ml_backend.prompts.base import Prompt, PromptError, PromptReader
 
 
 class BrushLabelsPrompt(PromptReader):
-    result_type = "brushlabels"
+    result_type = TAGS["BrushLabels"].result_type
 
     def read(self, region: Mapping[str, Any], prompt: Prompt) -> None:
         value = region.get("value") or {}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kernel.tags import TAGS
 from ml_backend.prompts.base import Click, Prompt, PromptReader, percent
 
 
 class KeyPointLabelsPrompt(PromptReader):
-    result_type = "keypointlabels"
+    result_type = TAGS["KeyPointLabels"].result_type
 
     def read(self, region: Mapping[str, Any], prompt: Prompt) -> None:
         value = region.get("value") or {}

@@ -6,11 +6,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from kernel.tags import TAGS
 from ml_backend.prompts.base import Box, Prompt, PromptError, PromptReader, percent
 
 
 class RectangleLabelsPrompt(PromptReader):
-    result_type = "rectanglelabels"
+    result_type = TAGS["RectangleLabels"].result_type
 
     def read(self, region: Mapping[str, Any], prompt: Prompt) -> None:
         value = region.get("value") or {}

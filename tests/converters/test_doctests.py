@@ -10,7 +10,7 @@ import pytest
 
 MODULES = [
     "rle", "images", "predictions", "labelstudio", "regions", "pathology", "split", "tiling", "report",
-    "slides", "pyramid", "geojson", "inputs", "dataset",
+    "slides", "pyramid", "geojson", "inputs", "dataset", "kinds", "ground_truth",
 ]  # fmt: skip
 
 

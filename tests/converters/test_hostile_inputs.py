@@ -27,10 +27,11 @@ from PIL import Image
 
 from converters.images import ImageLoader
 from converters.labelimg import labelimg_to_labelstudio, labelimg_to_yolo
-from converters.labelstudio import KINDS, export_to_dataset
+from converters.labelstudio import export_to_dataset
 from converters.pathology import aperio_to_dataset, brecahad_to_dataset
 from converters.rle import mask_to_rle
 from converters.tiling import tile_dataset
+from kernel.tags import DATASET_KINDS
 
 CONFIG = Path(__file__).resolve().parents[1] / "data" / "labelstudio_config.xml"
 EXAMPLES = int(os.environ.get("HISTOLOOP_HYPOTHESIS_EXAMPLES", "60"))
@@ -176,7 +177,7 @@ def assert_skips_name_their_item(report, allowed: tuple[str, ...]) -> None:
 @HOSTILE
 @given(
     export=st.lists(tasks(), max_size=6),
-    kind=st.sampled_from(KINDS),
+    kind=st.sampled_from(DATASET_KINDS),
     config=st.sampled_from([CONFIG, None]),
     per_annotator=st.booleans(),
 )
@@ -235,7 +236,7 @@ def plain_task(i: int, url: str) -> dict:
 
 
 @HOSTILE
-@given(files=st.lists(image_bytes(), min_size=1, max_size=5), kind=st.sampled_from(KINDS))
+@given(files=st.lists(image_bytes(), min_size=1, max_size=5), kind=st.sampled_from(DATASET_KINDS))
 def test_hostile_image_bytes_never_reach_a_dataset(files, kind):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "files"

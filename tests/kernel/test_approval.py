@@ -35,5 +35,5 @@ def test_unknown_policy_is_an_error() -> None:
 
 def test_result_kinds_follow_the_region_types() -> None:
     regions = [{"type": "choices"}, {"type": "brushlabels"}, {"type": "polygonlabels"}, {"type": "textarea"}]
-    assert result_kinds(regions) == ("segment", "classify")
+    assert result_kinds(regions) == ("detect", "segment", "classify")  # a polygon's box trains detect too
     assert result_kinds([]) == ()

@@ -38,3 +38,22 @@ def test_unsupported_controls_are_skipped_with_the_reason() -> None:
 def test_a_broken_config_raises(config: str) -> None:
     with pytest.raises(LabelConfigError):
         parse_label_config(config)
+
+
+def test_every_tag_a_model_feeds_has_its_predictor_of_that_kind() -> None:
+    from kernel.tags import CONTROL_KIND
+    from ml_backend.predictors import PREDICTORS, ControlPredictor
+
+    assert set(PREDICTORS) == set(CONTROL_KIND)
+    assert {tag: p.kind for tag, p in PREDICTORS.items()} == dict(CONTROL_KIND)
+    with pytest.raises(TypeError, match="no model kind feeds <KeyPointLabels>"):
+        type("KeyPointPredictor", (ControlPredictor,), {"tag": "KeyPointLabels"})
+
+
+def test_the_plan_is_derived_from_the_one_cached_parse() -> None:
+    from kernel.labelstudio import read_label_config
+
+    plan = parse_label_config(FULL_CONFIG)
+    assert plan == parse_label_config(FULL_CONFIG)
+    assert plan.skipped == read_label_config(FULL_CONFIG).skipped
+    assert not hasattr(parse_label_config, "cache_info")

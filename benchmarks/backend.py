@@ -65,18 +65,38 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("boxes", "detect", {"classes": ["tumor"], "arch": {"model": "yolo11n.yaml"}, "input_size": 640},
-             0.0, 640, '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-                       '<Label value="Tumor"/></RectangleLabels></View>'),
-    Scenario("brush", "segment", {"classes": ["tumor"], "arch": {"arch": "Unet", "encoder": "resnet18",
-             "mode": "binary"}, "input_size": 512}, 4.0, 512,
-             '<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image">'
-             '<Label value="Tumor"/></BrushLabels></View>'),
-    Scenario("choices", "classify", {"classes": ["benign", "malignant"], "arch": {"backbone": "resnet18"},
-             "input_size": 224}, 0.5, 512,
-             '<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
-             '<Choice value="benign"/><Choice value="malignant"/></Choices></View>'),
-)  # fmt: skip
+    Scenario(
+        "boxes",
+        "detect",
+        {"classes": ["tumor"], "arch": {"model": "yolo11n.yaml"}, "input_size": 640},
+        0.0,
+        640,
+        '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+        '<Label value="Tumor"/></RectangleLabels></View>',
+    ),
+    Scenario(
+        "brush",
+        "segment",
+        {
+            "classes": ["tumor"],
+            "arch": {"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+            "input_size": 512,
+        },
+        4.0,
+        512,
+        '<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image">'
+        '<Label value="Tumor"/></BrushLabels></View>',
+    ),
+    Scenario(
+        "choices",
+        "classify",
+        {"classes": ["benign", "malignant"], "arch": {"backbone": "resnet18"}, "input_size": 224},
+        0.5,
+        512,
+        '<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
+        '<Choice value="benign"/><Choice value="malignant"/></Choices></View>',
+    ),
+)
 
 
 def _images(size: int, n: int) -> list[np.ndarray]:
@@ -130,8 +150,12 @@ class Server:
         with open(log, "wb") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(self.port), "--threads", "17"],
-                env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-            )  # fmt: skip
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=ROOT,
+            )
         import requests
 
         self.session = requests.Session()
@@ -147,10 +171,16 @@ class Server:
         raise RuntimeError("the backend did not answer /health in 120 s")
 
     def predict(self, session: Any, project: str, config: str, images: list[str]) -> dict[str, Any]:
-        tasks = [{"id": i, "data": {"image": f"/data/local-files/?d={name}"}, "project": int(project)}
-                 for i, name in enumerate(images)]  # fmt: skip
-        body = {"tasks": tasks, "project": f"{project}.1795424387", "label_config": config,
-                "params": {"login": None, "password": None, "context": None}}  # fmt: skip
+        tasks = [
+            {"id": i, "data": {"image": f"/data/local-files/?d={name}"}, "project": int(project)}
+            for i, name in enumerate(images)
+        ]
+        body = {
+            "tasks": tasks,
+            "project": f"{project}.1795424387",
+            "label_config": config,
+            "params": {"login": None, "password": None, "context": None},
+        }
         r = session.post(f"{self.url}/predict", json=body, timeout=300)
         r.raise_for_status()
         out = r.json()
@@ -206,11 +236,16 @@ def _measure(
         batch_bare_one.append(one.submit(_timed, model.predict_many, arrays).result())
         batch.append(_timed(server.predict, session, project, sc.config, names))
     row = {
-        "scenario": sc.name, "regions_per_image": float(np.mean(regions)),
-        "bare_p50_ms": 1000 * _pct(bare, 50), "bare_p95_ms": 1000 * _pct(bare, 95),
-        "predict_p50_ms": 1000 * _pct(lat, 50), "predict_p95_ms": 1000 * _pct(lat, 95),
-        "ratio_p50": _pct(lat, 50) / _pct(bare, 50), "ratio_p95": _pct(lat, 95) / _pct(bare, 95),
-        "in_server_ratio_p50": _pct(in_server, 50), "in_server_ratio_p95": _pct(in_server, 95),
+        "scenario": sc.name,
+        "regions_per_image": float(np.mean(regions)),
+        "bare_p50_ms": 1000 * _pct(bare, 50),
+        "bare_p95_ms": 1000 * _pct(bare, 95),
+        "predict_p50_ms": 1000 * _pct(lat, 50),
+        "predict_p95_ms": 1000 * _pct(lat, 95),
+        "ratio_p50": _pct(lat, 50) / _pct(bare, 50),
+        "ratio_p95": _pct(lat, 95) / _pct(bare, 95),
+        "in_server_ratio_p50": _pct(in_server, 50),
+        "in_server_ratio_p95": _pct(in_server, 95),
         "ratio_batch8": float(np.sum(batch)) / float(np.sum(batch_bare)),
         "ratio_batch8_vs_bare_batched": float(np.sum(batch)) / float(np.sum(batch_bare_one)),
         "batch8_ms_per_image": 1000 * float(np.median(batch)) / len(arrays),
@@ -219,17 +254,31 @@ def _measure(
         "stages_p50_ms": {k: _pct([st[k] for st in stages], 50) for k in stages[0]},
         # what the server spends beyond fetching/decoding the image and the model (its queue included)
         "in_server_overhead_p50_ms": _pct(
-            [st["total"] - st["fetch"] - st["decode"] - st["model"] - st["queue"] for st in stages], 50),
+            [st["total"] - st["fetch"] - st["decode"] - st["model"] - st["queue"] for st in stages], 50
+        ),
         "http_p50_ms": _pct([1000 * t - st["total"] for t, st in zip(lat, stages, strict=True)], 50),
-    }  # fmt: skip
+    }
     if before is not None:
-        row.update({
-            "before_predict_p50_ms": 1000 * _pct(before_lat, 50),
-            "before_ratio_p50": _pct(before_lat, 50) / _pct(bare, 50),
-            "before_stages_p50_ms": {k: _pct([st.get(k, 0.0) for st in before_stages], 50) for k in stages[0]},
-            "before_in_server_overhead_p50_ms": _pct([st["total"] - st.get("fetch", 0) - st.get("decode", 0)
-                                                      - st["model"] - st.get("queue", 0) for st in before_stages], 50),
-        })  # fmt: skip
+        row.update(
+            {
+                "before_predict_p50_ms": 1000 * _pct(before_lat, 50),
+                "before_ratio_p50": _pct(before_lat, 50) / _pct(bare, 50),
+                "before_stages_p50_ms": {
+                    k: _pct([st.get(k, 0.0) for st in before_stages], 50) for k in stages[0]
+                },
+                "before_in_server_overhead_p50_ms": _pct(
+                    [
+                        st["total"]
+                        - st.get("fetch", 0)
+                        - st.get("decode", 0)
+                        - st["model"]
+                        - st.get("queue", 0)
+                        for st in before_stages
+                    ],
+                    50,
+                ),
+            }
+        )
     for conc in (4, 16):
         sessions = [requests.Session() for _ in range(conc)]
         n = conc * max(1, reps // 6)
@@ -253,8 +302,13 @@ def run(quick: bool = False, baseline: Path | None = None) -> list[dict[str, Any
     tmp = Path(tempfile.mkdtemp(prefix="histoloop-bench-"))
     files = tmp / "files"
     (files / "bench").mkdir(parents=True)
-    env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
-           "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_LOG_LEVEL": "WARNING"}  # fmt: skip
+    env = {
+        **os.environ,
+        "HISTOLOOP_MODEL_STORE": str(tmp / "store"),
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
+        "HISTOLOOP_DEVICE": "cpu",
+        "HISTOLOOP_LOG_LEVEL": "WARNING",
+    }
     settings = load_settings(env=env)
     prepared = []
     for project, sc in enumerate(SCENARIOS, start=1):
@@ -304,14 +358,20 @@ def main() -> None:
         )
     if "before_stages_p50_ms" in rows[0]:
         print("\nThe code before (--baseline), same run, interleaved:")
-        print("| scenario | " + " | ".join(rows[0]["before_stages_p50_ms"]) + " | in-server overhead | /predict p50 ms |"
-              " ratio p50 | after: in-server overhead | /predict p50 ms | ratio p50 |")  # fmt: skip
+        print(
+            "| scenario | "
+            + " | ".join(rows[0]["before_stages_p50_ms"])
+            + " | in-server overhead | /predict p50 ms |"
+            " ratio p50 | after: in-server overhead | /predict p50 ms | ratio p50 |"
+        )
         print("|" + "---|" * (len(rows[0]["before_stages_p50_ms"]) + 7))
         for r in rows:
             cells = " | ".join(f"{v:.2f}" for v in r["before_stages_p50_ms"].values())
-            print(f"| {r['scenario']} | {cells} | {r['before_in_server_overhead_p50_ms']:.2f} | "
-                  f"{r['before_predict_p50_ms']:.1f} | {r['before_ratio_p50']:.3f} | {r['in_server_overhead_p50_ms']:.2f} | "
-                  f"{r['predict_p50_ms']:.1f} | {r['ratio_p50']:.3f} |")  # fmt: skip
+            print(
+                f"| {r['scenario']} | {cells} | {r['before_in_server_overhead_p50_ms']:.2f} | "
+                f"{r['before_predict_p50_ms']:.1f} | {r['before_ratio_p50']:.3f} | {r['in_server_overhead_p50_ms']:.2f} | "
+                f"{r['predict_p50_ms']:.1f} | {r['ratio_p50']:.3f} |"
+            )
     print()
     print(
         "| scenario | batch of 8 ms/image | 8 bare calls ms/image | bare batched call ms/image |"
@@ -325,8 +385,19 @@ def main() -> None:
             f"{r['ratio_batch8_vs_bare_batched']:.3f} |"
         )
     print()
-    head = ("scenario", "regions/image", "bare p50 / p95 ms", "/predict p50 / p95 ms", "ratio p50", "ratio p95",
-            "in-server p50 / p95", "batch of 8", "conc. 4", "conc. 16", "bare on main thread p50 ms")  # fmt: skip
+    head = (
+        "scenario",
+        "regions/image",
+        "bare p50 / p95 ms",
+        "/predict p50 / p95 ms",
+        "ratio p50",
+        "ratio p95",
+        "in-server p50 / p95",
+        "batch of 8",
+        "conc. 4",
+        "conc. 16",
+        "bare on main thread p50 ms",
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:

@@ -26,8 +26,10 @@ from typing import Any
 from kernel.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ('<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
-          '<Choice value="benign"/><Choice value="malignant"/></Choices></View>')  # fmt: skip
+CONFIG = (
+    '<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
+    '<Choice value="benign"/><Choice value="malignant"/></Choices></View>'
+)
 
 
 def _register(settings: Any, project: str) -> str:
@@ -68,11 +70,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p = files / "tiles" / f"t{i:05d}.png"
         Image.fromarray(make_tile(seed=i % 50, size=64, malignant=i % 2 == 0).image).save(p)
         paths.append(p)
-    ls = LabelStudioServer(venv=Path(os.environ.get("HISTOLOOP_LABEL_STUDIO_VENV", ROOT / ".venv-label-studio")),
-                           data_dir=tmp / "ls", document_root=files, port=free_port())  # fmt: skip
-    env = {"HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
-           "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
-           "HISTOLOOP_LABEL_STUDIO_URL": ls.url, "HISTOLOOP_LABEL_STUDIO_API_KEY": ls.token}  # fmt: skip
+    ls = LabelStudioServer(
+        venv=Path(os.environ.get("HISTOLOOP_LABEL_STUDIO_VENV", ROOT / ".venv-label-studio")),
+        data_dir=tmp / "ls",
+        document_root=files,
+        port=free_port(),
+    )
+    env = {
+        "HISTOLOOP_MODEL_STORE": str(tmp / "store"),
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
+        "HISTOLOOP_DEVICE": "cpu",
+        "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
+        "HISTOLOOP_LABEL_STUDIO_URL": ls.url,
+        "HISTOLOOP_LABEL_STUDIO_API_KEY": ls.token,
+    }
     stack = Stack(env=settings_env(env), log_dir=tmp / "logs")
     out: dict[str, Any] = {"tasks": args.tasks, "load_before": os.getloadavg()[0]}
     try:
@@ -92,8 +103,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ids.append(project.id)
         t0 = time.perf_counter()
         report = predict_project(settings, ids[0], batch=32)
-        out["bulk"] = {"seconds": time.perf_counter() - t0, "uploaded": report.uploaded, "failed": report.failed,
-                       "predicted_in_label_studio": _count_predicted(client, ids[0])}  # fmt: skip
+        out["bulk"] = {
+            "seconds": time.perf_counter() - t0,
+            "uploaded": report.uploaded,
+            "failed": report.failed,
+            "predicted_in_label_studio": _count_predicted(client, ids[0]),
+        }
         t0 = time.perf_counter()
         again = predict_project(settings, ids[0], batch=32)
         out["bulk_rerun"] = {
@@ -113,8 +128,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             retrieve_predictions(client, ids[1])
         except Exception as exc:  # what a user sees when Label Studio gives up
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        out["retrieve"] = {"seconds": time.perf_counter() - t0, "error": error,
-                           "predicted_in_label_studio": _count_predicted(client, ids[1])}  # fmt: skip
+        out["retrieve"] = {
+            "seconds": time.perf_counter() - t0,
+            "error": error,
+            "predicted_in_label_studio": _count_predicted(client, ids[1]),
+        }
     finally:
         stack.stop()
         ls.stop()

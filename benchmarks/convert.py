@@ -53,22 +53,44 @@ def make_export(n: int, seed: int = 0, regions: int | None = None) -> list[dict]
         wh = rng.uniform(1, 20, (k, 2))
         results = [
             {
-                "id": f"r{i}_{j}", "from_name": "box", "to_name": "image", "type": "rectanglelabels",
-                "original_width": 1000, "original_height": 1000, "image_rotation": 0,
-                "value": {"x": float(xy[j, 0]), "y": float(xy[j, 1]), "width": float(wh[j, 0]),
-                          "height": float(wh[j, 1]), "rotation": 0, "rectanglelabels": [LABELS[int(rng.integers(3))]]},
+                "id": f"r{i}_{j}",
+                "from_name": "box",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": 1000,
+                "original_height": 1000,
+                "image_rotation": 0,
+                "value": {
+                    "x": float(xy[j, 0]),
+                    "y": float(xy[j, 1]),
+                    "width": float(wh[j, 0]),
+                    "height": float(wh[j, 1]),
+                    "rotation": 0,
+                    "rectanglelabels": [LABELS[int(rng.integers(3))]],
+                },
             }
             for j in range(k)
-        ]  # fmt: skip
+        ]
         patient = f"TCGA-{chr(65 + i % 26)}{i % 10}-{i // 8:04d}"
-        tasks.append({
-            "id": i + 1,
-            "data": {"image": f"/data/local-files/?d=tiles/{patient}-01Z-00-DX1_tile{i % 8}.png"},
-            "annotations": [{"id": i + 1, "completed_by": 1, "result": results, "was_cancelled": False,
-                             "ground_truth": False, "created_at": "2026-11-01T10:00:00Z",
-                             "updated_at": "2026-11-01T10:00:00Z"}],
-            "drafts": [], "predictions": [],
-        })  # fmt: skip
+        tasks.append(
+            {
+                "id": i + 1,
+                "data": {"image": f"/data/local-files/?d=tiles/{patient}-01Z-00-DX1_tile{i % 8}.png"},
+                "annotations": [
+                    {
+                        "id": i + 1,
+                        "completed_by": 1,
+                        "result": results,
+                        "was_cancelled": False,
+                        "ground_truth": False,
+                        "created_at": "2026-11-01T10:00:00Z",
+                        "updated_at": "2026-11-01T10:00:00Z",
+                    }
+                ],
+                "drafts": [],
+                "predictions": [],
+            }
+        )
     return tasks
 
 

@@ -50,12 +50,26 @@ def _old_boxes(boxes: np.ndarray, scores: np.ndarray, labels: list[str], w: int,
     for (x0, y0, x1, y1), score, label in zip(np.clip(boxes, 0, [w, h, w, h]), scores, labels, strict=True):
         if x1 <= x0 or y1 <= y0:
             continue
-        out.append({"id": uuid.uuid4().hex[:10], "from_name": "label", "to_name": "image",
-                    "type": "rectanglelabels", "original_width": w, "original_height": h, "image_rotation": 0,
-                    "value": {"x": float(x0) / w * 100, "y": float(y0) / h * 100,
-                              "width": float(x1 - x0) / w * 100, "height": float(y1 - y0) / h * 100,
-                              "rotation": 0, "rectanglelabels": [str(label)]},
-                    "score": float(score)})  # fmt: skip
+        out.append(
+            {
+                "id": uuid.uuid4().hex[:10],
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": w,
+                "original_height": h,
+                "image_rotation": 0,
+                "value": {
+                    "x": float(x0) / w * 100,
+                    "y": float(y0) / h * 100,
+                    "width": float(x1 - x0) / w * 100,
+                    "height": float(y1 - y0) / h * 100,
+                    "rotation": 0,
+                    "rectanglelabels": [str(label)],
+                },
+                "score": float(score),
+            }
+        )
     return out
 
 
@@ -68,15 +82,21 @@ def curve_results() -> list[dict[str, Any]]:
     from training.inference import Detections, SegmentationMap
 
     rows: list[dict[str, Any]] = []
-    config = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-              '<Label value="Tumor"/></RectangleLabels></View>')  # fmt: skip
+    config = (
+        '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+        '<Label value="Tumor"/></RectangleLabels></View>'
+    )
     control = parse_label_config(config).controls[0]
     boxes_predictor = PREDICTORS["RectangleLabels"](control, LabelMapper(control.labels), 0.25)
     rng = np.random.default_rng(0)
     for n in (10, 100, 1000, 10_000):
         xy = rng.uniform(0, 600, (n, 2)).astype(np.float32)
-        det = Detections(np.hstack([xy, xy + rng.uniform(4, 40, (n, 2))]).astype(np.float32),
-                         rng.uniform(0.3, 1, n).astype(np.float32), np.zeros(n, np.int64), ["tumor"])  # fmt: skip
+        det = Detections(
+            np.hstack([xy, xy + rng.uniform(4, 40, (n, 2))]).astype(np.float32),
+            rng.uniform(0.3, 1, n).astype(np.float32),
+            np.zeros(n, np.int64),
+            ["tumor"],
+        )
 
         def ours(det: Detections = det) -> bytes:
             return dumps_bytes({"results": [{"result": boxes_predictor.results(det, 640, 640)}]})
@@ -86,13 +106,23 @@ def curve_results() -> list[dict[str, Any]]:
             return json.dumps({"results": [{"result": res}]})
 
         t_ours, t_before = best(ours), best(before)
-        rows.append({"curve": "boxes", "size": n, "ms": 1000 * t_ours, "us_per_item": 1e6 * t_ours / n,
-                     "before_ms": 1000 * t_before, "speedup": t_before / t_ours})  # fmt: skip
+        rows.append(
+            {
+                "curve": "boxes",
+                "size": n,
+                "ms": 1000 * t_ours,
+                "us_per_item": 1e6 * t_ours / n,
+                "before_ms": 1000 * t_before,
+                "speedup": t_before / t_ours,
+            }
+        )
     size = 512
     for c in (1, 5, 20, 50):
         labels = "".join(f'<Label value="c{i}"/>' for i in range(c))
-        config = (f'<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image">{labels}'
-                  "</BrushLabels></View>")  # fmt: skip
+        config = (
+            f'<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image">{labels}'
+            "</BrushLabels></View>"
+        )
         control = parse_label_config(config).controls[0]
         predictor = PREDICTORS["BrushLabels"](control, LabelMapper(control.labels), 0.0)
         # blobs: each class owns the pixels where a smooth random field is largest
@@ -134,8 +164,13 @@ def curve_image(big: bool) -> list[dict[str, Any]]:
 
         repeats = 3 if side <= 2048 else 1
         t_dec, t_pil = best(lambda data=data: loader.decode(data, "x.png"), repeats), best(pil, repeats)
-        row = {"curve": "image", "size": side, "decode_ms": 1000 * t_dec, "pil_ms": 1000 * t_pil,
-               "decode_ns_per_px": 1e9 * t_dec / side**2}  # fmt: skip
+        row = {
+            "curve": "image",
+            "size": side,
+            "decode_ms": 1000 * t_dec,
+            "pil_ms": 1000 * t_pil,
+            "decode_ns_per_px": 1e9 * t_dec / side**2,
+        }
         if side <= (2048 if big else 1024):
             from converters.tiling import tile_windows
 
@@ -181,8 +216,16 @@ def curve_registry() -> list[dict[str, Any]]:
             t_prod = best(lambda: reg.production("4", "classify"))
             targets = iter(versions[-5:])
             t_promote = best(lambda targets=targets: reg.promote(next(targets).id, by="bench"))
-            rows.append({"curve": "registry", "size": n, "list_ms": 1000 * t_list, "production_ms": 1000 * t_prod,
-                         "promote_ms": 1000 * t_promote, "register_ms": 1000 * fill})  # fmt: skip
+            rows.append(
+                {
+                    "curve": "registry",
+                    "size": n,
+                    "list_ms": 1000 * t_list,
+                    "production_ms": 1000 * t_prod,
+                    "promote_ms": 1000 * t_promote,
+                    "register_ms": 1000 * fill,
+                }
+            )
     return rows
 
 
@@ -234,24 +277,38 @@ def curve_events(big: bool) -> list[dict[str, Any]]:
 
             def record(next_id: Any = next_id, store: EventStore = store) -> None:
                 i = next(next_id)
-                store.record("ANNOTATION_CREATED", "4", {"i": i}, kinds=("detect",),
-                             annotations=[AnnotationRow(i, i, ("detect",), True)])  # fmt: skip
+                store.record(
+                    "ANNOTATION_CREATED",
+                    "4",
+                    {"i": i},
+                    kinds=("detect",),
+                    annotations=[AnnotationRow(i, i, ("detect",), True)],
+                )
 
             records = []
             for _ in range(2 * PRUNE_EVERY):  # crosses at least one periodic prune
                 records.append(best(record, 1))
             t_prune = best(store.prune, 3)  # a periodic prune: nothing left past the retention
             (state,) = store.kind_states()
-            rows.append({
-                "curve": "events (pruned)", "size": n, "fill_s": fill_s, "first_prune_ms": 1000 * first_prune,
-                "pruned": deleted, "events_left": store.count_events(),
-                "record_p50_ms": 1000 * float(np.median(records)), "record_p99_ms": 1000 * float(np.percentile(records, 99)),
-                "record_max_ms": 1000 * max(records), "prune_ms": 1000 * t_prune,
-                "kind_states_ms": 1000 * best(store.kind_states, 3), "new_approved": state.new_approved,
-                "approved_ids_ms": 1000 * best(partial(store.approved_ids, "4", "detect"), 3),
-                "file_mb_before": size_before,
-                "file_mb": sum(p.stat().st_size for p in path.parent.glob("events.sqlite*")) / 1e6,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "curve": "events (pruned)",
+                    "size": n,
+                    "fill_s": fill_s,
+                    "first_prune_ms": 1000 * first_prune,
+                    "pruned": deleted,
+                    "events_left": store.count_events(),
+                    "record_p50_ms": 1000 * float(np.median(records)),
+                    "record_p99_ms": 1000 * float(np.percentile(records, 99)),
+                    "record_max_ms": 1000 * max(records),
+                    "prune_ms": 1000 * t_prune,
+                    "kind_states_ms": 1000 * best(store.kind_states, 3),
+                    "new_approved": state.new_approved,
+                    "approved_ids_ms": 1000 * best(partial(store.approved_ids, "4", "detect"), 3),
+                    "file_mb_before": size_before,
+                    "file_mb": sum(p.stat().st_size for p in path.parent.glob("events.sqlite*")) / 1e6,
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -277,9 +334,13 @@ def curve_predict(
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         files = Path(tmp) / "files"
         (files / "bench").mkdir(parents=True)
-        env = {"HISTOLOOP_MODEL_STORE": str(Path(tmp) / "store"), "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
-               "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_LOG_LEVEL": "WARNING",
-               "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0"}  # fmt: skip
+        env = {
+            "HISTOLOOP_MODEL_STORE": str(Path(tmp) / "store"),
+            "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
+            "HISTOLOOP_DEVICE": "cpu",
+            "HISTOLOOP_LOG_LEVEL": "WARNING",
+            "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
+        }
         settings = load_settings(env=env)
         _register(settings, "1", scenario)
         client = create_app(settings).test_client()
@@ -291,23 +352,39 @@ def curve_predict(
             Image.fromarray(np.ascontiguousarray(np.tile(tile, (reps, reps, 1))[:side, :side])).save(
                 files / "bench" / f"{side}.png", compress_level=6
             )
-            body = {"tasks": [{"id": 1, "data": {"image": f"/data/local-files/?d=bench/{side}.png"}, "project": 1}],
-                    "project": "1.1795424387", "label_config": scenario.config}  # fmt: skip
+            body = {
+                "tasks": [
+                    {"id": 1, "data": {"image": f"/data/local-files/?d=bench/{side}.png"}, "project": 1}
+                ],
+                "project": "1.1795424387",
+                "label_config": scenario.config,
+            }
             best_stages: dict[str, float] | None = None
             for _ in range(3 if side <= 1024 else 1 if side >= 4096 else 2):
                 r = client.post("/predict", json=body)
                 assert r.status_code == 200, r.get_data()[:300]
-                stages = {k: float(v.split("=")[1]) for k, v in
-                          (p.strip().split(";") for p in r.headers["Server-Timing"].split(","))}  # fmt: skip
+                stages = {
+                    k: float(v.split("=")[1])
+                    for k, v in (p.strip().split(";") for p in r.headers["Server-Timing"].split(","))
+                }
                 if best_stages is None or stages["total"] < best_stages["total"]:
                     best_stages = stages
             assert best_stages is not None
             tiles = len(tile_windows(side, side, 640, 160))
             other = best_stages["total"] - sum(best_stages[k] for k in ("fetch", "decode", "queue", "model"))
-            rows.append({"curve": "/predict vs image side", "size": side, "tiles": tiles,
-                         "total_ms": best_stages["total"], "decode_ms": best_stages["decode"],
-                         "model_ms": best_stages["model"], "model_ms_per_tile": best_stages["model"] / tiles,
-                         "overhead_ms": other, "regions": len(r.json["results"][0]["result"])})  # fmt: skip
+            rows.append(
+                {
+                    "curve": "/predict vs image side",
+                    "size": side,
+                    "tiles": tiles,
+                    "total_ms": best_stages["total"],
+                    "decode_ms": best_stages["decode"],
+                    "model_ms": best_stages["model"],
+                    "model_ms_per_tile": best_stages["model"] / tiles,
+                    "overhead_ms": other,
+                    "regions": len(r.json["results"][0]["result"]),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -337,8 +414,13 @@ def main() -> None:
     ensure_offline()
     out: dict[str, list[dict[str, Any]]] = {}
     for name in args.only.split(","):
-        rows = {"results": curve_results, "image": lambda: curve_image(args.big), "registry": curve_registry,
-                "events": lambda: curve_events(args.big), "predict": lambda: curve_predict(args.big, tuple(int(x) for x in args.sides.split(",")))}[name]()  # fmt: skip
+        rows = {
+            "results": curve_results,
+            "image": lambda: curve_image(args.big),
+            "registry": curve_registry,
+            "events": lambda: curve_events(args.big),
+            "predict": lambda: curve_predict(args.big, tuple(int(x) for x in args.sides.split(","))),
+        }[name]()
         out[name] = rows
         print(f"## {name}")
         _table(rows)

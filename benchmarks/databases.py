@@ -25,8 +25,13 @@ def _round(store: Any, registry: Any, base: int, n: int) -> dict[str, float]:
 
     def one(i: int) -> float:
         t0 = time.perf_counter()
-        store.record("ANNOTATION_CREATED", "4", {"i": i}, kinds=("detect",),
-                     annotations=[AnnotationRow(base + i, i, ("detect",), True)])  # fmt: skip
+        store.record(
+            "ANNOTATION_CREATED",
+            "4",
+            {"i": i},
+            kinds=("detect",),
+            annotations=[AnnotationRow(base + i, i, ("detect",), True)],
+        )
         return time.perf_counter() - t0
 
     alone = [one(i) for i in range(n)]

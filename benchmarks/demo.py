@@ -55,13 +55,19 @@ def measure(recipe: dict[str, Any], tiles: int, work: Path, held_out: int = 16) 
         suggested += bool(tile.boxes) and bool(prediction["result"])
     m = version.metrics
     return {
-        "recipe": recipe, "tiles": tiles, "bootstrap_s": round(train_s, 1),
-        "val_mAP50": m.get("mAP50"), "val_recall": m.get("recall"), "val_images": m.get("n_images"),
+        "recipe": recipe,
+        "tiles": tiles,
+        "bootstrap_s": round(train_s, 1),
+        "val_mAP50": m.get("mAP50"),
+        "val_recall": m.get("recall"),
+        "val_images": m.get("n_images"),
         "score_threshold": m.get("score_threshold"),
-        "held_out_tiles": len(held), "held_out_tiles_with_tumor": sum(bool(t.boxes) for _, t in held),
-        "of_them_with_a_suggestion": suggested, "corrections": total.as_dict(),
+        "held_out_tiles": len(held),
+        "held_out_tiles_with_tumor": sum(bool(t.boxes) for _, t in held),
+        "of_them_with_a_suggestion": suggested,
+        "corrections": total.as_dict(),
         "corrections_vs_scratch": round(total.total / total.objects, 3) if total.objects else None,
-    }  # fmt: skip
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -92,8 +92,17 @@ def _classify_data(root: Path, n: int, size: int) -> Path:
 
 
 # -- train: segment and classify -------------------------------------------------------------------
-def _trainer_rate(kind: str, data: Path, out: Path, steps: int, batch: int, imgsz: int, warmup: int,
-                  device: str, extra: dict[str, Any]) -> float:  # fmt: skip
+def _trainer_rate(
+    kind: str,
+    data: Path,
+    out: Path,
+    steps: int,
+    batch: int,
+    imgsz: int,
+    warmup: int,
+    device: str,
+    extra: dict[str, Any],
+) -> float:
     from training.base import TrainConfig
     from training.trainer import get_trainer
 
@@ -108,8 +117,18 @@ def _trainer_rate(kind: str, data: Path, out: Path, steps: int, batch: int, imgs
     return clock.rate()
 
 
-def _bare_rate(make_model: Callable[[], Any], loss_fn: Callable[[Any, Any], Any], x: Any, y: Any,
-               steps: int, batch: int, warmup: int, device: str, amp: bool, channels_last: bool) -> float:  # fmt: skip
+def _bare_rate(
+    make_model: Callable[[], Any],
+    loss_fn: Callable[[Any, Any], Any],
+    x: Any,
+    y: Any,
+    steps: int,
+    batch: int,
+    warmup: int,
+    device: str,
+    amp: bool,
+    channels_last: bool,
+) -> float:
     """A plain loop: model, AdamW, loss, backward, step; nothing else."""
     import torch
 
@@ -135,8 +154,9 @@ def _bare_rate(make_model: Callable[[], Any], loss_fn: Callable[[Any, Any], Any]
     return clock.rate()
 
 
-def bench_train_torch(kind: str, tmp: Path, steps: int, batch: int, imgsz: int, warmup: int,
-                      device: str) -> dict[str, Any]:  # fmt: skip
+def bench_train_torch(
+    kind: str, tmp: Path, steps: int, batch: int, imgsz: int, warmup: int, device: str
+) -> dict[str, Any]:
     import torch
 
     n_images = max(2, math.ceil(steps * batch / 8)) + 1
@@ -171,14 +191,16 @@ def bench_train_torch(kind: str, tmp: Path, steps: int, batch: int, imgsz: int, 
         library = "timm resnet18"
     cuda = device.startswith("cuda")
     row: dict[str, Any] = {"kind": kind, "library": library}
-    row["histoloop_img_s"] = _trainer_rate(kind, data, tmp / f"{kind}-out", steps, batch, imgsz, warmup,
-                                           device, extra)  # fmt: skip
+    row["histoloop_img_s"] = _trainer_rate(
+        kind, data, tmp / f"{kind}-out", steps, batch, imgsz, warmup, device, extra
+    )
     row["bare_fp32_img_s"] = _bare_rate(make_model, loss_fn, x, y, steps, batch, warmup, device, False, False)
     row["bare_amp_img_s"] = (
         _bare_rate(make_model, loss_fn, x, y, steps, batch, warmup, device, True, False) if cuda else None
     )
-    row["bare_amp_channels_last_img_s"] = _bare_rate(make_model, loss_fn, x, y, steps, batch, warmup, device,
-                                                     cuda, True)  # fmt: skip
+    row["bare_amp_channels_last_img_s"] = _bare_rate(
+        make_model, loss_fn, x, y, steps, batch, warmup, device, cuda, True
+    )
     # what histoloop's loop does on this device (training/loop.py): AMP on CUDA, contiguous tensors
     row["histoloop_amp"], row["histoloop_channels_last"] = cuda, False
     same = row["bare_amp_img_s"] if cuda else row["bare_fp32_img_s"]
@@ -204,15 +226,36 @@ def bench_train_detect(tmp: Path, steps: int, batch: int, imgsz: int, device: st
     plain = _Clock(batch)
     model = YOLO("yolo11n.yaml")
     model.add_callback("on_train_batch_end", lambda t: plain.tick(t.epoch + 1))
-    model.train(data=str(data / "data.yaml"), epochs=2, batch=batch, imgsz=imgsz, device=udevice,
-                project=str(tmp / "plain"), name="run", exist_ok=True, **common)  # fmt: skip
+    model.train(
+        data=str(data / "data.yaml"),
+        epochs=2,
+        batch=batch,
+        imgsz=imgsz,
+        device=udevice,
+        project=str(tmp / "plain"),
+        name="run",
+        exist_ok=True,
+        **common,
+    )
     ours = _Clock(batch)
-    config = TrainConfig(epochs=2, batch=batch, imgsz=imgsz, device=device, seed=0,
-                         extra={"ultralytics": {k: v for k, v in common.items() if k != "seed"}})  # fmt: skip
-    get_trainer("detect").train(data, config, tmp / "detect-out",
-                                progress=lambda p: p.stage == "train" and ours.tick(p.epoch))  # fmt: skip
-    row = {"kind": "detect", "library": "ultralytics yolo11n", "histoloop_img_s": ours.rate(),
-           "bare_img_s": plain.rate(), "amp": amp}  # fmt: skip
+    config = TrainConfig(
+        epochs=2,
+        batch=batch,
+        imgsz=imgsz,
+        device=device,
+        seed=0,
+        extra={"ultralytics": {k: v for k, v in common.items() if k != "seed"}},
+    )
+    get_trainer("detect").train(
+        data, config, tmp / "detect-out", progress=lambda p: p.stage == "train" and ours.tick(p.epoch)
+    )
+    row = {
+        "kind": "detect",
+        "library": "ultralytics yolo11n",
+        "histoloop_img_s": ours.rate(),
+        "bare_img_s": plain.rate(),
+        "amp": amp,
+    }
     row["ratio_vs_bare_same_precision"] = row["histoloop_img_s"] / row["bare_img_s"]
     return row
 
@@ -230,8 +273,13 @@ def bench_predict(tmp: Path, device: str, requests_n: int, image_size: int | Non
 
     root = tmp / "files"
     root.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(env={"HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_DEVICE": device,
-                                  "HISTOLOOP_LOCAL_FILES_ROOT": str(root)})  # fmt: skip
+    settings = load_settings(
+        env={
+            "HISTOLOOP_MODEL_STORE": str(tmp / "store"),
+            "HISTOLOOP_DEVICE": device,
+            "HISTOLOOP_LOCAL_FILES_ROOT": str(root),
+        }
+    )
     rows = []
     for project, sc in enumerate(SCENARIOS, start=1):
         size = image_size or sc.size
@@ -239,8 +287,18 @@ def bench_predict(tmp: Path, device: str, requests_n: int, image_size: int | Non
         name = f"{sc.kind}.png"
         Image.fromarray(image).save(root / name)
         version_dir = _register(settings, str(project), sc)
-        rows.append({"kind": sc.kind, "scenario": sc.name, "image": size, "version_dir": version_dir,
-                     "image_array": image, "name": name, "project": str(project), "config": sc.config})  # fmt: skip
+        rows.append(
+            {
+                "kind": sc.kind,
+                "scenario": sc.name,
+                "image": size,
+                "version_dir": version_dir,
+                "image_array": image,
+                "name": name,
+                "project": str(project),
+                "config": sc.config,
+            }
+        )
     app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -250,10 +308,18 @@ def bench_predict(tmp: Path, device: str, requests_n: int, image_size: int | Non
         with requests.Session() as session:
             for row in rows:
                 model = load_model(row["version_dir"], device=device)
-                body = {"tasks": [{"id": 1, "data": {"image": f"/data/local-files/?d={row['name']}"},
-                                   "project": int(row["project"])}],
-                        "project": f"{row['project']}.1795424387", "label_config": row["config"],
-                        "params": {"login": None, "password": None, "context": None}}  # fmt: skip
+                body = {
+                    "tasks": [
+                        {
+                            "id": 1,
+                            "data": {"image": f"/data/local-files/?d={row['name']}"},
+                            "project": int(row["project"]),
+                        }
+                    ],
+                    "project": f"{row['project']}.1795424387",
+                    "label_config": row["config"],
+                    "params": {"login": None, "password": None, "context": None},
+                }
                 sync = _syncer(device)
                 for _ in range(2):  # warm-up: the backend loads its model on the first request
                     session.post(url, json=body, timeout=300).raise_for_status()
@@ -269,14 +335,22 @@ def bench_predict(tmp: Path, device: str, requests_n: int, image_size: int | Non
                     r.raise_for_status()
                     served.append(time.perf_counter() - t0)
                     assert r.json()["results"], r.text
-                out.append({
-                    "kind": row["kind"], "scenario": row["scenario"], "image": row["image"],
-                    "bare_p50_ms": 1000 * _pct(bare, 50), "predict_p50_ms": 1000 * _pct(served, 50),
-                    "bare_p95_ms": 1000 * _pct(bare, 95), "predict_p95_ms": 1000 * _pct(served, 95),
-                    "ratio_p50": _pct(served, 50) / _pct(bare, 50),
-                    "predictor_channels_last": bool(getattr(model, "memory_format", None) is not None
-                                                    and "channels_last" in str(model.memory_format)),
-                })  # fmt: skip
+                out.append(
+                    {
+                        "kind": row["kind"],
+                        "scenario": row["scenario"],
+                        "image": row["image"],
+                        "bare_p50_ms": 1000 * _pct(bare, 50),
+                        "predict_p50_ms": 1000 * _pct(served, 50),
+                        "bare_p95_ms": 1000 * _pct(bare, 95),
+                        "predict_p95_ms": 1000 * _pct(served, 95),
+                        "ratio_p50": _pct(served, 50) / _pct(bare, 50),
+                        "predictor_channels_last": bool(
+                            getattr(model, "memory_format", None) is not None
+                            and "channels_last" in str(model.memory_format)
+                        ),
+                    }
+                )
     finally:
         server.shutdown()
         server.server_close()
@@ -292,17 +366,31 @@ def _syncer(device: str) -> Callable[[], None]:
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def run(device: str = "cuda", steps: int = 40, batch: int = 16, imgsz: int = 256, warmup: int = 5,
-        requests_n: int = 40, image_size: int | None = None) -> dict[str, Any]:  # fmt: skip
+def run(
+    device: str = "cuda",
+    steps: int = 40,
+    batch: int = 16,
+    imgsz: int = 256,
+    warmup: int = 5,
+    requests_n: int = 40,
+    image_size: int | None = None,
+) -> dict[str, Any]:
     import torch
 
     from training.runtime import resolve_device
 
     device = resolve_device(device)
     started = time.perf_counter()
-    info = {"device": device, "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None,
-            "steps": steps, "batch": batch, "imgsz": imgsz, "warmup": warmup, "requests": requests_n}  # fmt: skip
+    info = {
+        "device": device,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None,
+        "steps": steps,
+        "batch": batch,
+        "imgsz": imgsz,
+        "warmup": warmup,
+        "requests": requests_n,
+    }
     with tempfile.TemporaryDirectory(prefix="histoloop-gpu-bench-") as tmp_name:
         tmp = Path(tmp_name)
         train = [
@@ -330,20 +418,30 @@ def table(result: dict[str, Any]) -> str:
         return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
     info = result["info"]
-    lines = [f"device {info['device']} ({info['gpu'] or 'no GPU'}), torch {info['torch']}, {info['steps']} steps of "
-             f"{info['batch']} at {info['imgsz']} px, {info['wall_s']:.0f} s", "",
-             "| kind | library | histoloop img/s | bare fp32 | bare AMP | bare AMP+channels-last | ratio | AMP in histoloop |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        f"device {info['device']} ({info['gpu'] or 'no GPU'}), torch {info['torch']}, {info['steps']} steps of "
+        f"{info['batch']} at {info['imgsz']} px, {info['wall_s']:.0f} s",
+        "",
+        "| kind | library | histoloop img/s | bare fp32 | bare AMP | bare AMP+channels-last | ratio | AMP in histoloop |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in result["train"]:
         bare = r.get("bare_fp32_img_s", r.get("bare_img_s"))
-        lines.append(f"| {r['kind']} | {r['library']} | {f(r['histoloop_img_s'])} | {f(bare)} | "
-                     f"{f(r.get('bare_amp_img_s'))} | {f(r.get('bare_amp_channels_last_img_s'))} | "
-                     f"{f(r['ratio_vs_bare_same_precision'], '.2f')} | {r.get('histoloop_amp', r.get('amp'))} |")  # fmt: skip
-    lines += ["", "| kind | image px | bare p50 ms | /predict p50 ms | ratio p50 | predictor channels-last |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines.append(
+            f"| {r['kind']} | {r['library']} | {f(r['histoloop_img_s'])} | {f(bare)} | "
+            f"{f(r.get('bare_amp_img_s'))} | {f(r.get('bare_amp_channels_last_img_s'))} | "
+            f"{f(r['ratio_vs_bare_same_precision'], '.2f')} | {r.get('histoloop_amp', r.get('amp'))} |"
+        )
+    lines += [
+        "",
+        "| kind | image px | bare p50 ms | /predict p50 ms | ratio p50 | predictor channels-last |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in result["predict"]:
-        lines.append(f"| {r['kind']} | {r['image']} | {f(r['bare_p50_ms'])} | {f(r['predict_p50_ms'])} | "
-                     f"{f(r['ratio_p50'], '.2f')} | {r['predictor_channels_last']} |")  # fmt: skip
+        lines.append(
+            f"| {r['kind']} | {r['image']} | {f(r['bare_p50_ms'])} | {f(r['predict_p50_ms'])} | "
+            f"{f(r['ratio_p50'], '.2f')} | {r['predictor_channels_last']} |"
+        )
     lines += ["", "checks: " + ", ".join(f"{k} {v:.2f}x" for k, v in result["checks"].items())]
     return "\n".join(lines)
 

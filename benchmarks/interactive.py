@@ -57,8 +57,12 @@ def _register(store: Path, project: str, size: int) -> None:
     from training.registry import Registry
     from training.untrained import register_untrained
 
-    card = ModelCard(kind="segment", classes=["tumor"], input_size=size,
-                     arch={"arch": "Unet", "encoder": "resnet34", "mode": "binary"})  # fmt: skip
+    card = ModelCard(
+        kind="segment",
+        classes=["tumor"],
+        input_size=size,
+        arch={"arch": "Unet", "encoder": "resnet34", "mode": "binary"},
+    )
     reg = Registry.from_settings(load_settings(env={"HISTOLOOP_MODEL_STORE": str(store)}))
     register_untrained(reg, project, card, head_bias=1.0, by="benchmark")
 
@@ -76,21 +80,41 @@ def _image(root: Path) -> tuple[str, int, int]:
 
 
 def _click(x: float, y: float, w: int, h: int) -> dict[str, Any]:
-    return {"original_width": w, "original_height": h, "image_rotation": 0, "id": "k", "from_name": "click",
-            "to_name": "image", "type": "keypointlabels", "origin": "manual", "is_positive": True,
-            "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["Tumor"]}}  # fmt: skip
+    return {
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
+        "id": "k",
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "origin": "manual",
+        "is_positive": True,
+        "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["Tumor"]},
+    }
 
 
 def _box(x: float, y: float, w: int, h: int) -> dict[str, Any]:
-    return {"original_width": w, "original_height": h, "image_rotation": 0, "id": "b", "from_name": "box",
-            "to_name": "image", "type": "rectanglelabels", "origin": "manual",
-            "value": {"x": x, "y": y, "width": 30.0, "height": 30.0, "rotation": 0,
-                      "rectanglelabels": ["Tumor"]}}  # fmt: skip
+    return {
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
+        "id": "b",
+        "from_name": "box",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "origin": "manual",
+        "value": {"x": x, "y": y, "width": 30.0, "height": 30.0, "rotation": 0, "rectanglelabels": ["Tumor"]},
+    }
 
 
 def _request(url: str, project: str, image: str, context: Any) -> tuple[float, float, int, dict[str, float]]:
-    body = {"tasks": [{"id": 1, "data": {"image": image}}], "project": f"{project}.1", "label_config": CONFIG,
-            "params": {"login": None, "password": None, "context": context}}  # fmt: skip
+    body = {
+        "tasks": [{"id": 1, "data": {"image": image}}],
+        "project": f"{project}.1",
+        "label_config": CONFIG,
+        "params": {"login": None, "password": None, "context": context},
+    }
     t0 = time.perf_counter()
     r = requests.post(f"{url}/predict", json=body, timeout=300)
     wall = time.perf_counter() - t0
@@ -112,10 +136,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _register(store, "1", 256)
     _register(store, "2", 512)
     port = free_port()
-    env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(store), "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
-           "HISTOLOOP_DEVICE": "cpu", "PYTHONPATH": str(ROOT), "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0"}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--threads", "4"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "HISTOLOOP_MODEL_STORE": str(store),
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
+        "HISTOLOOP_DEVICE": "cpu",
+        "PYTHONPATH": str(ROOT),
+        "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--threads", "4"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"image": f"{w}x{h}", "load_before": os.getloadavg()[0], "scenarios": {}}
@@ -139,12 +174,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wall = np.array([r[0] for r in runs])
             model = np.array([r[1] for r in runs])
             out["scenarios"][name] = {
-                "n": n, "p50_ms": float(np.percentile(wall, 50)), "p95_ms": float(np.percentile(wall, 95)),
-                "model_p50_ms": float(np.percentile(model, 50)), "model_p95_ms": float(np.percentile(model, 95)),
+                "n": n,
+                "p50_ms": float(np.percentile(wall, 50)),
+                "p95_ms": float(np.percentile(wall, 95)),
+                "model_p50_ms": float(np.percentile(model, 50)),
+                "model_p95_ms": float(np.percentile(model, 95)),
                 "regions": int(np.median([r[2] for r in runs])),
-                "stages_p50_ms": {k: float(np.percentile([r[3].get(k, 0.0) for r in runs], 50)) for k in runs[0][3]},
+                "stages_p50_ms": {
+                    k: float(np.percentile([r[3].get(k, 0.0) for r in runs], 50)) for k in runs[0][3]
+                },
                 "load": os.getloadavg()[0],
-            }  # fmt: skip
+            }
             print(name, json.dumps(out["scenarios"][name]), flush=True)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -63,17 +63,43 @@ def dataset_dir(work: Path, kind: str) -> Path:
 
 def convert(data: Path, work: Path, env: dict[str, str]) -> None:
     for kind, target in (("segment", "masks"), ("detect", "yolo-detect")):
-        _histoloop("convert", "aperio", str(data / "annotations"), str(data / "images"),
-                   str(dataset_dir(work, kind)), "--to", target, env=env)  # fmt: skip
+        _histoloop(
+            "convert",
+            "aperio",
+            str(data / "annotations"),
+            str(data / "images"),
+            str(dataset_dir(work, kind)),
+            "--to",
+            target,
+            env=env,
+        )
 
 
 def ours(
     kind: str, dataset: Path, out: Path, minutes: float, seed: int, env: dict[str, str]
 ) -> dict[str, Any]:
     stdout = _histoloop(
-        "train", "--project", "1", "--kind", kind, "--data", str(dataset), "--no-register", "--out", str(out),
-        "--time", str(minutes), "--seed", str(seed), "--epochs", "1000", "--patience", "1000", "--json", env=env,
-    )  # fmt: skip
+        "train",
+        "--project",
+        "1",
+        "--kind",
+        kind,
+        "--data",
+        str(dataset),
+        "--no-register",
+        "--out",
+        str(out),
+        "--time",
+        str(minutes),
+        "--seed",
+        str(seed),
+        "--epochs",
+        "1000",
+        "--patience",
+        "1000",
+        "--json",
+        env=env,
+    )
     done = json.loads(stdout.strip().splitlines()[-1])
     return {**done["metrics"], **_epochs(done["history"], "dice" if kind == "segment" else "mAP50")}
 
@@ -85,10 +111,13 @@ def _epochs(history: list[dict[str, Any]], key: str) -> dict[str, Any]:
     if not len(scores):
         return {"epochs": len(history)}
     late = scores[len(scores) // 2 :]
-    return {"epochs": len(scores), "epoch_min": round(float(scores.min()), 3),
-            "epoch_max": round(float(scores.max()), 3),
-            "late_step_sd": round(float(np.diff(late).std()), 3) if len(late) > 2 else None,
-            "per_epoch": [round(float(d), 3) for d in scores]}  # fmt: skip
+    return {
+        "epochs": len(scores),
+        "epoch_min": round(float(scores.min()), 3),
+        "epoch_max": round(float(scores.max()), 3),
+        "late_step_sd": round(float(np.diff(late).std()), 3) if len(late) > 2 else None,
+        "per_epoch": [round(float(d), 3) for d in scores],
+    }
 
 
 def bare_segment(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
@@ -104,8 +133,13 @@ def bare_segment(dataset: Path, out: Path, minutes: float, seed: int) -> dict[st
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     pairs = [(read_image(i), (read_mask(m) > 0).astype(np.uint8)) for i, m in segment_pairs(dataset, "train")]
-    card = ModelCard(kind="segment", classes=["nucleus"], input_size=256, extra={"scale": 1.0},
-                     arch={"arch": "Unet", "encoder": DEFAULT_MODEL, "mode": "binary", "norm": "batch"})  # fmt: skip
+    card = ModelCard(
+        kind="segment",
+        classes=["nucleus"],
+        input_size=256,
+        extra={"scale": 1.0},
+        arch={"arch": "Unet", "encoder": DEFAULT_MODEL, "mode": "binary", "norm": "batch"},
+    )
     model = smp.Unet(DEFAULT_MODEL, encoder_weights=None, classes=1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     dice, bce = smp.losses.DiceLoss("binary", from_logits=True), torch.nn.BCEWithLogitsLoss()
@@ -147,15 +181,37 @@ def bare_detect(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str
     names = detect_names(dataset)
     data_yaml = write_data_yaml(dataset, names, out / "data.yaml")
     model = YOLO("yolo11n.yaml", task="detect")
-    model.train(data=str(data_yaml), time=minutes / 60, epochs=1000, imgsz=640, batch=8, seed=seed, workers=0,
-                project=str(out.resolve()), name="run", exist_ok=True, amp=False, plots=False, verbose=False,
-                device="cpu", pretrained=False)  # fmt: skip
+    model.train(
+        data=str(data_yaml),
+        time=minutes / 60,
+        epochs=1000,
+        imgsz=640,
+        batch=8,
+        seed=seed,
+        workers=0,
+        project=str(out.resolve()),
+        name="run",
+        exist_ok=True,
+        amp=False,
+        plots=False,
+        verbose=False,
+        device="cpu",
+        pretrained=False,
+    )
     weights = out / "run" / "weights" / "best.pt"
     trained, _ = load_checkpoint(str(weights if weights.is_file() else weights.with_name("last.pt")))
-    card = ModelCard(kind="detect", classes=names, arch={"model": "yolo11n.yaml", "yaml": trained.yaml},
-                     input_size=640, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-                     extra={"scale": training_scale(dataset, 640),
-                            "cls_width": int(trained.model[-1].cv3[0][-1].in_channels)})  # fmt: skip
+    card = ModelCard(
+        kind="detect",
+        classes=names,
+        arch={"model": "yolo11n.yaml", "yaml": trained.yaml},
+        input_size=640,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        extra={
+            "scale": training_scale(dataset, 640),
+            "cls_width": int(trained.model[-1].cv3[0][-1].in_channels),
+        },
+    )
     version = out / "version"
     version.mkdir(parents=True, exist_ok=True)
     save_weights(trained.float().state_dict(), version)
@@ -163,8 +219,10 @@ def bare_detect(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str
     return evaluate(version, dataset, split="val", device="cpu")
 
 
-OLD_SEGMENT = {"model": "resnet34", "extra": {"norm": "batch", "ema": 0, "instances": "none", "warmup": 0.0,
-                                             "crops_per_image": 8}}  # fmt: skip
+OLD_SEGMENT = {
+    "model": "resnet34",
+    "extra": {"norm": "batch", "ema": 0, "instances": "none", "warmup": 0.0, "crops_per_image": 8},
+}
 
 
 def before(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
@@ -180,9 +238,14 @@ def before(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any
 def _row(kind: str, method: str, seed: int, metrics: dict[str, Any], wall: float) -> dict[str, Any]:
     corr = metrics.get("corrections") or {}
     extra = ("steps", "epochs", "epoch_min", "epoch_max", "late_step_sd", "per_epoch")
-    return {"kind": kind, "method": method, "seed": seed, "wall_s": round(wall, 1),
-            **{k: metrics.get(k, corr.get(k)) for k in KEYS[kind]},
-            **{k: metrics[k] for k in extra if k in metrics}}  # fmt: skip
+    return {
+        "kind": kind,
+        "method": method,
+        "seed": seed,
+        "wall_s": round(wall, 1),
+        **{k: metrics.get(k, corr.get(k)) for k in KEYS[kind]},
+        **{k: metrics[k] for k in extra if k in metrics},
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -192,8 +255,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         if not got:
             continue
         keys = KEYS[kind]
-        lines += [f"\n{kind} ({len({r['seed'] for r in got})} seeds: mean ± sd)\n",
-                  "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
+        lines += [
+            f"\n{kind} ({len({r['seed'] for r in got})} seeds: mean ± sd)\n",
+            "| method | " + " | ".join(keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+        ]
         means: dict[str, dict[str, float]] = {}
         for method in METHODS:
             rs = [r for r in got if r["method"] == method]
@@ -232,8 +298,13 @@ def plot_epochs(rows: list[dict[str, Any]], path: Path) -> Path:
             )
         bare = [r for r in rows if r["kind"] == kind and r["method"] == "bare"]  # no per-epoch validation
         for i, r in enumerate(bare):
-            ax.axhline(r["dice" if kind == "segment" else "mAP50"], color="grey", lw=0.8, ls="--",
-                       label="bare loops, final" if i == 0 else None)  # fmt: skip
+            ax.axhline(
+                r["dice" if kind == "segment" else "mAP50"],
+                color="grey",
+                lw=0.8,
+                ls="--",
+                label="bare loops, final" if i == 0 else None,
+            )
         ax.set(title=f"{kind}: held-out {key} per epoch", xlabel="epoch", ylabel=key, ylim=(0, 1))
         if ax.get_legend_handles_labels()[0]:  # a kind not run has nothing to name
             ax.legend(fontsize=7)
@@ -262,8 +333,11 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=["segment", "detect"])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "monuseg-breast")
     ap.add_argument("--work", type=Path, default=Path("/tmp/recipes-bench"))
-    ap.add_argument("--stability", action="store_true",
-                    help="segment: also the recipe before issue 12 (seed 0), for its per-epoch Dice")  # fmt: skip
+    ap.add_argument(
+        "--stability",
+        action="store_true",
+        help="segment: also the recipe before issue 12 (seed 0), for its per-epoch Dice",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="trainings at a time, each in its own process")
     ap.add_argument("--threads", type=int, help="torch threads per training (default: cores / jobs)")
     ap.add_argument("--report", action="store_true", help="only print the table and plot <work>/rows.jsonl")
@@ -271,9 +345,15 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HISTOLOOP_MODEL_STORE": str(args.work / "store"),
-           "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_CONFIG": str(args.work / "none.toml"),
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HISTOLOOP_MODEL_STORE": str(args.work / "store"),
+        "HISTOLOOP_DEVICE": "cpu",
+        "HISTOLOOP_CONFIG": str(args.work / "none.toml"),
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
     os.environ.update({k: env[k] for k in ("HISTOLOOP_MODEL_STORE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     from training.offline import ensure_offline
 
@@ -300,13 +380,28 @@ def train_all(args: argparse.Namespace, env: dict[str, str], threads: int, rows_
     todo = [(k, m, s) for s in args.seeds for k in args.kinds for m in ("histoloop", "bare")]
     if args.stability:
         todo.append(("segment", "before", args.seeds[0]))
-    print(f"{len(todo)} trainings of {args.minutes} min, {args.jobs} at a time, {threads} torch threads each",
-          flush=True)  # fmt: skip
+    print(
+        f"{len(todo)} trainings of {args.minutes} min, {args.jobs} at a time, {threads} torch threads each",
+        flush=True,
+    )
 
     def launch(spec: tuple[str, str, int]) -> dict[str, Any]:
         kind, method, seed = spec
-        cmd = [sys.executable, "-m", "benchmarks.recipes", "--job", kind, method, str(seed),
-               "--minutes", str(args.minutes), "--work", str(args.work), "--threads", str(threads)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.recipes",
+            "--job",
+            kind,
+            method,
+            str(seed),
+            "--minutes",
+            str(args.minutes),
+            "--work",
+            str(args.work),
+            "--threads",
+            str(threads),
+        ]
         done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"{spec} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")

@@ -64,18 +64,34 @@ def run(sizes: list[int], kind: str, epochs: int, imgsz: int, batch: int) -> lis
     for n in sizes:
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-retrain-{n}-"))
         stub = LabelStudioStub(_tasks(n), EXPORT_CONFIG.read_text())
-        env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_DEVICE": "cpu",
-               "HISTOLOOP_LABEL_STUDIO_URL": stub.url, "HISTOLOOP_LABEL_STUDIO_API_KEY": "0" * 40,
-               "HISTOLOOP_LOCAL_FILES_ROOT": str(SHARED_DATA), "HISTOLOOP_AUTO_PROMOTE": "always",
-               "HISTOLOOP_VAL_FRACTION": "0.25", "HISTOLOOP_LOG_LEVEL": "WARNING",
-               "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0", "BENCH_PROJECT": "4", "BENCH_KIND": kind,
-               "HISTOLOOP_CONFIG": str(write_config(tmp / "h.toml", kind, epochs=epochs, imgsz=imgsz,
-                                                    batch=batch))}  # fmt: skip
+        env = {
+            **os.environ,
+            "HISTOLOOP_MODEL_STORE": str(tmp / "store"),
+            "HISTOLOOP_DEVICE": "cpu",
+            "HISTOLOOP_LABEL_STUDIO_URL": stub.url,
+            "HISTOLOOP_LABEL_STUDIO_API_KEY": "0" * 40,
+            "HISTOLOOP_LOCAL_FILES_ROOT": str(SHARED_DATA),
+            "HISTOLOOP_AUTO_PROMOTE": "always",
+            "HISTOLOOP_VAL_FRACTION": "0.25",
+            "HISTOLOOP_LOG_LEVEL": "WARNING",
+            "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
+            "BENCH_PROJECT": "4",
+            "BENCH_KIND": kind,
+            "HISTOLOOP_CONFIG": str(
+                write_config(tmp / "h.toml", kind, epochs=epochs, imgsz=imgsz, batch=batch)
+            ),
+        }
         EventStore.from_settings(load_settings(env=env)).request("4", kind, "benchmark")
         t0 = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-c", "from benchmarks.retrain import _child; _child()"],
-                                  env=env, cwd=ROOT, capture_output=True, text=True, timeout=1800)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", "from benchmarks.retrain import _child; _child()"],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
         finally:
             stub.close()
         wall = time.perf_counter() - t0
@@ -111,8 +127,13 @@ def main() -> None:
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for r in rows:
-        print("| " + " | ".join(f"{r.get(k, ''):.3g}" if isinstance(r.get(k), float) else str(r.get(k, ""))
-                                for k in keys) + " |")  # fmt: skip
+        print(
+            "| "
+            + " | ".join(
+                f"{r.get(k, ''):.3g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys
+            )
+            + " |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -30,8 +30,13 @@ def density_set(monuseg: Path, out: Path, tile: int = 256) -> dict[str, int]:
     from converters.tiling import tile_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        aperio_to_dataset(monuseg / "annotations", monuseg / "images", Path(tmp) / "masks", "segment",
-                          split_options=SplitOptions(val_fraction=0.0))  # fmt: skip
+        aperio_to_dataset(
+            monuseg / "annotations",
+            monuseg / "images",
+            Path(tmp) / "masks",
+            "segment",
+            split_options=SplitOptions(val_fraction=0.0),
+        )
         tile_dataset(Path(tmp) / "masks", Path(tmp) / "tiles", tile=tile, overlap=0)
         tiles = DatasetLayout(Path(tmp) / "tiles")
         items = Manifest.read(tiles.root).items

@@ -65,12 +65,22 @@ def _version(directory: Path, kind: str) -> Path:
 
     torch.manual_seed(0)
     if kind == "segment":
-        card = ModelCard(kind="segment", classes=["tumor"], input_size=256, extra={"mpp": 0.5},
-                         arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+        card = ModelCard(
+            kind="segment",
+            classes=["tumor"],
+            input_size=256,
+            extra={"mpp": 0.5},
+            arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+        )
         state = build_model(card).state_dict()
     else:
-        card = ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
-                         input_size=224, extra={"mpp": 0.5})  # fmt: skip
+        card = ModelCard(
+            kind="classify",
+            classes=["benign", "malignant"],
+            arch={"backbone": "resnet18"},
+            input_size=224,
+            extra={"mpp": 0.5},
+        )
         state = timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict()
     card.save(directory)
     save_weights(state, directory)
@@ -99,9 +109,14 @@ def _trained(source: Path, directory: Path, mpp: float) -> Path:
 
 
 def slides(
-    shared: Path, work: Path, size: int, tissue: float, repeats: int, segment: Path | None = None,
+    shared: Path,
+    work: Path,
+    size: int,
+    tissue: float,
+    repeats: int,
+    segment: Path | None = None,
     segment_mpp: float = 0.25,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     import torch
 
     from converters.slides import open_slide
@@ -175,8 +190,10 @@ def stain(shared: Path, repeats: int, torchstain_dir: str | None) -> list[str]:
                 (hed2rgb(hed) * 255).astype(np.uint8)
 
             lib = best(theirs)
-            rows.append(f"| H&E jitter | {crop}² | {ours * 1e3:.1f} ms | skimage {lib * 1e3:.1f} ms | "
-                        f"{lib / ours:.1f}x |")  # fmt: skip
+            rows.append(
+                f"| H&E jitter | {crop}² | {ours * 1e3:.1f} ms | skimage {lib * 1e3:.1f} ms | "
+                f"{lib / ours:.1f}x |"
+            )
     entry = fit_reference(tiles[1])
     norm = normaliser(entry)
     assert norm is not None
@@ -192,8 +209,10 @@ def stain(shared: Path, repeats: int, torchstain_dir: str | None) -> list[str]:
         ours = best(lambda img=img: norm(img))
         if mac is not None:
             lib = best(lambda img=img: mac.normalize(img, stains=False))
-            rows.append(f"| Macenko normalise | {crop}² | {ours * 1e3:.1f} ms | torchstain {lib * 1e3:.1f} ms | "
-                        f"{lib / ours:.1f}x |")  # fmt: skip
+            rows.append(
+                f"| Macenko normalise | {crop}² | {ours * 1e3:.1f} ms | torchstain {lib * 1e3:.1f} ms | "
+                f"{lib / ours:.1f}x |"
+            )
         else:
             rows.append(f"| Macenko normalise | {crop}² | {ours * 1e3:.1f} ms | (no --torchstain) | |")
     return rows
@@ -208,9 +227,13 @@ def main() -> None:
         "--shared", type=Path, default=Path(os.environ.get("HISTOLOOP_SHARED", "../shared")) / "data"
     )
     ap.add_argument("--torchstain", default=None)
-    ap.add_argument("--segment", type=Path, default=None,
-                    help="a trained segment version dir (histoloop train ... --no-register --out DIR) instead of a "
-                    "random-initialised U-Net")  # fmt: skip
+    ap.add_argument(
+        "--segment",
+        type=Path,
+        default=None,
+        help="a trained segment version dir (histoloop train ... --no-register --out DIR) instead of a "
+        "random-initialised U-Net",
+    )
     ap.add_argument("--segment-mpp", type=float, default=0.25, help="the resolution --segment was trained at")
     ap.add_argument("--only", choices=["slides", "stain"], default=None)
     args = ap.parse_args()

@@ -104,16 +104,26 @@ def pairs(scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray, int]]]) -> l
             lowest = min(on, key=lambda t: (on[t], t))
             neighbours = chosen[model, chosen_on]["score_threshold"]
             best = min(off, key=lambda t: (off[t], t))
-            rows.append({"model": model, "trained on": " + ".join(MODELS[model][0]), "chosen on": chosen_on,
-                         "served on": served_on, "lowest": (lowest, on[lowest], off[lowest]),
-                         "neighbours": (neighbours, on[neighbours], off[neighbours]),
-                         "best on served": (best, off[best])})  # fmt: skip
+            rows.append(
+                {
+                    "model": model,
+                    "trained on": " + ".join(MODELS[model][0]),
+                    "chosen on": chosen_on,
+                    "served on": served_on,
+                    "lowest": (lowest, on[lowest], off[lowest]),
+                    "neighbours": (neighbours, on[neighbours], off[neighbours]),
+                    "best on served": (best, off[best]),
+                }
+            )
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| trained on | chosen on | served on | lowest: threshold, chosen-on, served-on | "
-             "neighbours: threshold, chosen-on, served-on | best on served |", "|---" * 6 + "|"]  # fmt: skip
+    lines = [
+        "| trained on | chosen on | served on | lowest: threshold, chosen-on, served-on | "
+        "neighbours: threshold, chosen-on, served-on | best on served |",
+        "|---" * 6 + "|",
+    ]
     for r in rows:
         cells = [f"{t:.2f}, {a:.3f}, **{b:.3f}**" for t, a, b in (r["lowest"], r["neighbours"])]
         best = f"{r['best on served'][0]:.2f}, {r['best on served'][1]:.3f}"
@@ -135,16 +145,29 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "none.toml").write_text("")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HISTOLOOP_MODEL_STORE": str(args.work / "store"),
-           "HISTOLOOP_DEVICE": "cpu", "HISTOLOOP_CONFIG": str(args.work / "none.toml")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HISTOLOOP_MODEL_STORE": str(args.work / "store"),
+        "HISTOLOOP_DEVICE": "cpu",
+        "HISTOLOOP_CONFIG": str(args.work / "none.toml"),
+    }
     os.environ.update({k: env[k] for k in ("HISTOLOOP_MODEL_STORE", "HISTOLOOP_CONFIG")})
     from training.offline import ensure_offline
 
     ensure_offline(args.work / "store" / "ultralytics")
     data = args.work / "data"
     if not (data / "manifest.json").is_file():
-        _histoloop("convert", "aperio", str(args.data / "annotations"), str(args.data / "images"), str(data),
-                   "--to", "yolo-detect", env=env)  # fmt: skip
+        _histoloop(
+            "convert",
+            "aperio",
+            str(args.data / "annotations"),
+            str(args.data / "images"),
+            str(data),
+            "--to",
+            "yolo-detect",
+            env=env,
+        )
     scores = {}
     for model, (trained_on, val, fourth) in MODELS.items():
         dataset = dataset_for(data, trained_on, val, args.work / f"data-{model}")

@@ -86,10 +86,24 @@ def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, rep
         model = YOLO("yolo11n.yaml")
         model.add_callback("on_train_batch_end", lambda t, c=plain: c.tick(t.epoch + 1))
         t0 = time.perf_counter()
-        model.train(data=str(data / "data.yaml"), epochs=epochs, batch=batch, imgsz=imgsz,
-                    project=str(tmp / f"plain{r}"), name="run", exist_ok=True, **COMMON)  # fmt: skip
-        runs.append({"run": "plain ultralytics model.train", "wall_s": time.perf_counter() - t0,
-                     "threads": torch.get_num_threads(), "img_s": plain.rate()})  # fmt: skip
+        model.train(
+            data=str(data / "data.yaml"),
+            epochs=epochs,
+            batch=batch,
+            imgsz=imgsz,
+            project=str(tmp / f"plain{r}"),
+            name="run",
+            exist_ok=True,
+            **COMMON,
+        )
+        runs.append(
+            {
+                "run": "plain ultralytics model.train",
+                "wall_s": time.perf_counter() - t0,
+                "threads": torch.get_num_threads(),
+                "img_s": plain.rate(),
+            }
+        )
 
         ours = _Clock(batch)
         extra = {"ultralytics": {k: v for k, v in COMMON.items() if k not in ("device", "seed")}}
@@ -98,8 +112,14 @@ def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, rep
         result = get_trainer("detect").train(
             data, cfg, tmp / f"ours{r}", progress=lambda p, c=ours: p.stage == "train" and c.tick(p.epoch)
         )
-        runs.append({"run": "histoloop DetectTrainer", "wall_s": time.perf_counter() - t0,
-                     "threads": result.card.extra.get("cpu_threads"), "img_s": ours.rate()})  # fmt: skip
+        runs.append(
+            {
+                "run": "histoloop DetectTrainer",
+                "wall_s": time.perf_counter() - t0,
+                "threads": result.card.extra.get("cpu_threads"),
+                "img_s": ours.rate(),
+            }
+        )
     return runs
 
 
@@ -167,12 +187,22 @@ def bench_channels_last(size: int = 512, repeats: int = 3) -> dict[str, dict[boo
 
     torch.set_num_threads(1)
     cards = [
-        ModelCard(kind="segment", classes=["t"], arch={"arch": "Unet", "encoder": "resnet34", "mode": "binary"},
-                  input_size=256),
-        ModelCard(kind="detect", classes=["t"], arch={"model": "yolo11n.yaml"}, input_size=256,
-                  mean=(0, 0, 0), std=(1, 1, 1)),
+        ModelCard(
+            kind="segment",
+            classes=["t"],
+            arch={"arch": "Unet", "encoder": "resnet34", "mode": "binary"},
+            input_size=256,
+        ),
+        ModelCard(
+            kind="detect",
+            classes=["t"],
+            arch={"model": "yolo11n.yaml"},
+            input_size=256,
+            mean=(0, 0, 0),
+            std=(1, 1, 1),
+        ),
         ModelCard(kind="classify", classes=["a", "b"], arch={"backbone": "resnet18"}, input_size=224),
-    ]  # fmt: skip
+    ]
     image = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
     out: dict[str, dict[bool, float]] = {}
     for card in cards:
@@ -212,8 +242,10 @@ def main() -> None:
         s = bench_segment([int(b) for b in args.seg_batches.split(",")], args.imgsz)
         import torch
 
-        print(f"\n## segment: Unet-resnet34, {args.imgsz} px, one AdamW step (median of 3), "
-              f"{torch.get_num_threads()} torch threads (training.runtime.set_train_threads)")  # fmt: skip
+        print(
+            f"\n## segment: Unet-resnet34, {args.imgsz} px, one AdamW step (median of 3), "
+            f"{torch.get_num_threads()} torch threads (training.runtime.set_train_threads)"
+        )
         print("| batch | step s | ms / image | per-image time vs batch 1 |")
         print("| ---: | ---: | ---: | ---: |")
         base = s[min(s)] / min(s)
@@ -235,8 +267,10 @@ def _report_detect(args: argparse.Namespace) -> None:
         runs = bench_detect(data, tmp, args.epochs, args.batch, args.imgsz, args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n## detect: yolo11n, {args.images} train images of {args.imgsz} px, batch {args.batch}, "
-          f"{args.epochs} epochs (throughput from epoch 2 on), runs alternating")  # fmt: skip
+    print(
+        f"\n## detect: yolo11n, {args.images} train images of {args.imgsz} px, batch {args.batch}, "
+        f"{args.epochs} epochs (throughput from epoch 2 on), runs alternating"
+    )
     print(
         "| run | torch threads | train images/s | wall s (whole call; the trainer's includes its evaluation) |"
     )

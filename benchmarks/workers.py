@@ -57,8 +57,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "histoloop.cli", *args], env=env, stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "histoloop.cli", *args],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -118,8 +123,12 @@ def latency(base: str, n: int, concurrency: int, start_id: int, rate: float = 0.
     with ThreadPoolExecutor(concurrency) as pool:
         hooks = list(pool.map(lambda i: paced(i, lambda: _post_hook(base, bodies[i])), range(n)))
         t0 = time.perf_counter() + 0.05
-        health = list(pool.map(lambda i: paced(i, lambda: timed(lambda: requests.get(f"{base}/health", timeout=30))),
-                               range(n)))  # fmt: skip
+        health = list(
+            pool.map(
+                lambda i: paced(i, lambda: timed(lambda: requests.get(f"{base}/health", timeout=30))),
+                range(n),
+            )
+        )
     out = {}
     series = (("webhook", [h[0] for h in hooks]), ("in_server", [h[1] for h in hooks]), ("health", health))
     for name, values in series:
@@ -164,11 +173,17 @@ def loop_run(base: str, redis, run: int, threshold: int) -> dict[str, Any]:
     stages = sum(timings.values())
     job_wall = (job.ended_at - job.started_at).total_seconds()
     return {
-        "total_s": total, "train_s": timings.get("train", float("nan")), "overhead_s": total - timings.get("train", 0.0),
-        "queue_pickup_s": pickup, "horse_start_s": job_wall - stages, "export_s": timings.get("export"),
-        "convert_s": timings.get("convert"), "evaluate_s": timings.get("evaluate"),
-        "register_promote_s": timings.get("register"), "served_after_job_s": total - pickup - job_wall,
-    }  # fmt: skip
+        "total_s": total,
+        "train_s": timings.get("train", float("nan")),
+        "overhead_s": total - timings.get("train", 0.0),
+        "queue_pickup_s": pickup,
+        "horse_start_s": job_wall - stages,
+        "export_s": timings.get("export"),
+        "convert_s": timings.get("convert"),
+        "evaluate_s": timings.get("evaluate"),
+        "register_promote_s": timings.get("register"),
+        "served_after_job_s": total - pickup - job_wall,
+    }
 
 
 def main() -> None:
@@ -193,14 +208,22 @@ def main() -> None:
     stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
     threshold = 3
     env = dict(os.environ)
-    env.update({
-        "HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_REDIS_URL": REDIS_URL, "HISTOLOOP_DEVICE": "cpu",
-        "HISTOLOOP_QUEUE": "bench-workers", "HISTOLOOP_LABEL_STUDIO_URL": stub.url,
-        "HISTOLOOP_LABEL_STUDIO_API_KEY": "0" * 40, "HISTOLOOP_LOCAL_FILES_ROOT": str(SHARED_DATA),
-        "HISTOLOOP_RETRAIN_THRESHOLD": str(threshold), "HISTOLOOP_AUTO_PROMOTE": "always",
-        "HISTOLOOP_VAL_FRACTION": "0.3", "HISTOLOOP_LOG_LEVEL": "WARNING",
-        "HISTOLOOP_CONFIG": str(write_config(tmp / "h.toml", "classify", epochs=1, imgsz=64, batch=2)),
-    })  # fmt: skip
+    env.update(
+        {
+            "HISTOLOOP_MODEL_STORE": str(tmp / "store"),
+            "HISTOLOOP_REDIS_URL": REDIS_URL,
+            "HISTOLOOP_DEVICE": "cpu",
+            "HISTOLOOP_QUEUE": "bench-workers",
+            "HISTOLOOP_LABEL_STUDIO_URL": stub.url,
+            "HISTOLOOP_LABEL_STUDIO_API_KEY": "0" * 40,
+            "HISTOLOOP_LOCAL_FILES_ROOT": str(SHARED_DATA),
+            "HISTOLOOP_RETRAIN_THRESHOLD": str(threshold),
+            "HISTOLOOP_AUTO_PROMOTE": "always",
+            "HISTOLOOP_VAL_FRACTION": "0.3",
+            "HISTOLOOP_LOG_LEVEL": "WARNING",
+            "HISTOLOOP_CONFIG": str(write_config(tmp / "h.toml", "classify", epochs=1, imgsz=64, batch=2)),
+        }
+    )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     backend = worker = None
@@ -210,13 +233,29 @@ def main() -> None:
         env_hooks = dict(env, HISTOLOOP_RETRAIN_THRESHOLD="1000000")  # latency only: no job
         servers = {"after": (base, env_hooks)}
         if args.baseline:  # the code before, served the same way on a store of its own
-            env_base = dict(env_hooks, PYTHONPATH=str(args.baseline.resolve()),
-                            HISTOLOOP_MODEL_STORE=str(tmp / "store-baseline"))  # fmt: skip
+            env_base = dict(
+                env_hooks,
+                PYTHONPATH=str(args.baseline.resolve()),
+                HISTOLOOP_MODEL_STORE=str(tmp / "store-baseline"),
+            )
             servers = {"before": (f"http://127.0.0.1:{free_port()}", env_base), **servers}
         procs = []
         for name, (url, e) in servers.items():
-            procs.append(spawn(["serve", "--port", url.rsplit(":", 1)[1], "--workers", "2", "--threads",
-                                str(args.threads)], e, tmp / f"backend-{name}.log"))  # fmt: skip
+            procs.append(
+                spawn(
+                    [
+                        "serve",
+                        "--port",
+                        url.rsplit(":", 1)[1],
+                        "--workers",
+                        "2",
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    e,
+                    tmp / f"backend-{name}.log",
+                )
+            )
         try:
             for url, _ in servers.values():
                 wait_for(lambda url=url: up(url), 120, "the backend")
@@ -225,14 +264,22 @@ def main() -> None:
             rows = [(c, 0.0) for c in (1, 16, 50)] + [(50, args.rate)]
             for c, rate in rows:
                 for name, (url, _) in servers.items():  # before and after back to back, row by row
-                    r = latency(url, n, c, c * 100_000 + (int(rate) + 1) * 10_000_000 + (name == "before") * 5_000_000,
-                                rate)  # fmt: skip
+                    r = latency(
+                        url,
+                        n,
+                        c,
+                        c * 100_000 + (int(rate) + 1) * 10_000_000 + (name == "before") * 5_000_000,
+                        rate,
+                    )
                     results[f"{name}_webhook_concurrency_{c}" + (f"_rate_{rate:g}" if rate else "")] = r
-                    print(f"{name:6s} {c:2d} clients{f' at {rate:g}/s each' if rate else ''}: webhook p50 "
-                          f"{r['webhook_p50_ms']:.1f} p99 {r['webhook_p99_ms']:.1f} ms | in-server p50 "
-                          f"{r['in_server_p50_ms']:.2f} p99 {r['in_server_p99_ms']:.2f} ms | health p50 "
-                          f"{r['health_p50_ms']:.1f} p99 {r['health_p99_ms']:.1f} ms | ratio p50 "
-                          f"{r['ratio_p50']:.2f} p99 {r['ratio_p99']:.2f}", flush=True)  # fmt: skip
+                    print(
+                        f"{name:6s} {c:2d} clients{f' at {rate:g}/s each' if rate else ''}: webhook p50 "
+                        f"{r['webhook_p50_ms']:.1f} p99 {r['webhook_p99_ms']:.1f} ms | in-server p50 "
+                        f"{r['in_server_p50_ms']:.2f} p99 {r['in_server_p99_ms']:.2f} ms | health p50 "
+                        f"{r['health_p50_ms']:.1f} p99 {r['health_p99_ms']:.1f} ms | ratio p50 "
+                        f"{r['ratio_p50']:.2f} p99 {r['ratio_p99']:.2f}",
+                        flush=True,
+                    )
         finally:
             for proc in procs:
                 stop(proc)
@@ -252,18 +299,22 @@ def main() -> None:
         runs = []
         for run in range(1, 2 if args.quick else 3):
             runs.append(r := loop_run(base, redis, run, threshold))
-            print(f"loop run {run}: trigger -> served {r['total_s']:.1f} s, training {r['train_s']:.1f} s, "
-                  f"overhead {r['overhead_s']:.1f} s = pickup {r['queue_pickup_s']:.2f} + horse start "
-                  f"{r['horse_start_s']:.1f} + export {r['export_s']:.2f} + convert {r['convert_s']:.1f} + "
-                  f"evaluate {r['evaluate_s']:.1f} + register/promote {r['register_promote_s']:.2f} + "
-                  f"served after job {r['served_after_job_s']:.2f}")  # fmt: skip
+            print(
+                f"loop run {run}: trigger -> served {r['total_s']:.1f} s, training {r['train_s']:.1f} s, "
+                f"overhead {r['overhead_s']:.1f} s = pickup {r['queue_pickup_s']:.2f} + horse start "
+                f"{r['horse_start_s']:.1f} + export {r['export_s']:.2f} + convert {r['convert_s']:.1f} + "
+                f"evaluate {r['evaluate_s']:.1f} + register/promote {r['register_promote_s']:.2f} + "
+                f"served after job {r['served_after_job_s']:.2f}"
+            )
         results["loop"] = runs
         results["loop_overhead_median_s"] = statistics.median(r["overhead_s"] for r in runs)
         results["loop_overhead_ratio_to_training"] = statistics.median(
             r["overhead_s"] / r["train_s"] for r in runs
         )
-        print(f"median overhead {results['loop_overhead_median_s']:.1f} s "
-              f"({results['loop_overhead_ratio_to_training']:.2f}x the training time)")  # fmt: skip
+        print(
+            f"median overhead {results['loop_overhead_median_s']:.1f} s "
+            f"({results['loop_overhead_ratio_to_training']:.2f}x the training time)"
+        )
     finally:
         for process in (worker, backend):
             if process is not None:

@@ -235,8 +235,9 @@ class DatasetWriter:
         from converters.split import balance
 
         items = [i for i in self.items if i["split"] in ("train", "val")]
-        decided = balance({i["stem"]: i["split"] for i in items}, {i["stem"]: i["group"] for i in items},
-                          split_options)  # fmt: skip
+        decided = balance(
+            {i["stem"]: i["split"] for i in items}, {i["stem"]: i["group"] for i in items}, split_options
+        )
         for item in items:
             target = decided.splits[item["stem"]]
             if target != item["split"]:
@@ -244,8 +245,9 @@ class DatasetWriter:
                     dest = self._in_split(path, item["split"], target)
                     self._path(dest)
                     os.replace(path, dest)
-                self._files[item["stem"]] = [self._in_split(p, item["split"], target) for p in
-                                             self._files.get(item["stem"], [])]  # fmt: skip
+                self._files[item["stem"]] = [
+                    self._in_split(p, item["split"], target) for p in self._files.get(item["stem"], [])
+                ]
                 item["split"] = target
             if item["stem"] in decided.copies_to_val:
                 for path in self._files.get(item["stem"], []):

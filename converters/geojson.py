@@ -29,12 +29,29 @@ from typing import Any
 import numpy as np
 
 PALETTE = [
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-    (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40), (128, 0, 0),
-]  # fmt: skip
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (170, 110, 40),
+    (128, 0, 0),
+]
 """Colours for classes that do not name their own (Sasha Trubetskoy's distinct colours)."""
-NAMED = {"tumor": (200, 0, 0), "tumour": (200, 0, 0), "malignant": (200, 0, 0), "benign": (0, 150, 0),
-         "stroma": (150, 200, 150), "necrosis": (50, 50, 50), "lymphocyte": (0, 0, 180)}  # fmt: skip
+NAMED = {
+    "tumor": (200, 0, 0),
+    "tumour": (200, 0, 0),
+    "malignant": (200, 0, 0),
+    "benign": (0, 150, 0),
+    "stroma": (150, 200, 150),
+    "necrosis": (50, 50, 50),
+    "lymphocyte": (0, 0, 180),
+}
 
 
 def class_color(name: str, classes: Sequence[str] | None = None) -> list[int]:
@@ -183,9 +200,14 @@ def union_features(
             color = (group[0]["properties"].get("classification") or {}).get("color")
             geom = json.loads(json.dumps(mapping(part)))
             out.append(
-                feature(geom, name or None, color=color, object_type=object_type,
-                        measurements={k: v / weights for k, v in sums.items()} if weights else None)
-            )  # fmt: skip
+                feature(
+                    geom,
+                    name or None,
+                    color=color,
+                    object_type=object_type,
+                    measurements={k: v / weights for k, v in sums.items()} if weights else None,
+                )
+            )
     return out
 
 

@@ -64,10 +64,16 @@ class GroundTruthTask:
         """The task as Label Studio exports it; with ``annotation_id``, the ground truth as its annotation."""
         task: dict[str, Any] = {"id": self.id, "data": {"image": self.url}}
         if annotation_id is not None:
-            task["annotations"] = [{
-                "id": annotation_id, "result": self.truth, "was_cancelled": False, "ground_truth": False,
-                "completed_by": 1, "updated_at": "2026-01-01T00:00:00Z",
-            }]  # fmt: skip
+            task["annotations"] = [
+                {
+                    "id": annotation_id,
+                    "result": self.truth,
+                    "was_cancelled": False,
+                    "ground_truth": False,
+                    "completed_by": 1,
+                    "updated_at": "2026-01-01T00:00:00Z",
+                }
+            ]
         return task
 
 
@@ -77,8 +83,10 @@ def label_config(kind: str, classes: list[str]) -> str:
     assert tag is not None
     item = TAGS[tag].label_element
     labels = "".join(f"<{item} value={quoteattr(c)}/>" for c in classes)
-    return (f'<View><Image name="{TO_NAME}" value="$image"/>'
-            f'<{tag} name="{FROM_NAME}" toName="{TO_NAME}">{labels}</{tag}></View>')  # fmt: skip
+    return (
+        f'<View><Image name="{TO_NAME}" value="$image"/>'
+        f'<{tag} name="{FROM_NAME}" toName="{TO_NAME}">{labels}</{tag}></View>'
+    )
 
 
 def _is_aperio(folder: Path) -> tuple[Path, Path] | None:
@@ -115,17 +123,24 @@ def source_to_dataset(
     if data.is_dir() and DatasetLayout(data).manifest.is_file():
         manifest = Manifest.read(data)
         if manifest.kind not in sources:
-            raise ValueError(f"{data}: a {manifest.kind} dataset has no {kind} ground truth "
-                             f"(needs {' or '.join(sources)})")  # fmt: skip
+            raise ValueError(
+                f"{data}: a {manifest.kind} dataset has no {kind} ground truth (needs {' or '.join(sources)})"
+            )
         report.add_converted(len(manifest.items))
         return data, report
     target = sources[0]
     if data.is_file() and data.suffix.lower() == ".json":
         from converters.labelstudio import export_to_dataset
 
-        report = export_to_dataset(data, target, out_dir, label_config=label_config,
-                                   images=ImageLoader(local_root=local_root), split="train",
-                                   split_options=all_train)  # fmt: skip
+        report = export_to_dataset(
+            data,
+            target,
+            out_dir,
+            label_config=label_config,
+            images=ImageLoader(local_root=local_root),
+            split="train",
+            split_options=all_train,
+        )
     elif data.is_dir() and (images is not None or _is_aperio(data)):
         if dataset_spec(target).polygons is None:
             drawn = one_of(kinds_where(lambda s: s.polygons is not None))
@@ -139,13 +154,17 @@ def source_to_dataset(
         from converters.labelimg import labelimg_to_yolo
 
         if target != LABELIMG_KIND:
-            raise ValueError(f"{data}: not a dataset directory (no manifest.json) nor an Aperio folder; "
-                             f"a LabelImg folder has boxes only (--kind {LABELIMG_KIND})")  # fmt: skip
+            raise ValueError(
+                f"{data}: not a dataset directory (no manifest.json) nor an Aperio folder; "
+                f"a LabelImg folder has boxes only (--kind {LABELIMG_KIND})"
+            )
 
         report = labelimg_to_yolo(data, out_dir, split_options=all_train)
     else:
-        raise ValueError(f"{data}: expected a Label Studio export (.json), an Aperio folder, a LabelImg "
-                         "folder or a dataset directory")  # fmt: skip
+        raise ValueError(
+            f"{data}: expected a Label Studio export (.json), an Aperio folder, a LabelImg "
+            "folder or a dataset directory"
+        )
     if not report.converted:
         reasons = "; ".join(f"{i}: {r}" for i, r in report.skipped[:5])
         raise ValueError(f"{data}: no {kind} ground truth could be converted ({reasons or 'nothing found'})")
@@ -206,8 +225,18 @@ def dataset_tasks(dataset_dir: Path, document_root: Path) -> tuple[list[GroundTr
         )
         for r in truth:
             r.pop("score", None)
-        tasks.append(GroundTruthTask(len(tasks) + 1, stem, path, f"/data/local-files/?d=images/{path.name}",
-                                     item.group or stem, w, h, truth))  # fmt: skip
+        tasks.append(
+            GroundTruthTask(
+                len(tasks) + 1,
+                stem,
+                path,
+                f"/data/local-files/?d=images/{path.name}",
+                item.group or stem,
+                w,
+                h,
+                truth,
+            )
+        )
     return tasks, list(manifest.classes), manifest.kind
 
 

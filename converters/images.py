@@ -112,10 +112,14 @@ class ImageLoader:
         """The loader of the configured Label Studio, local-files root, key, limits and allow-list
         (restricted: see the module docstring)."""
         options: dict[str, Any] = dict(
-            local_root=settings.local_files_root, label_studio_url=settings.label_studio_url,
-            api_key=settings.label_studio_api_key.get() or None, max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels, timeout=settings.image_timeout, allow=settings.image_allow,
-        )  # fmt: skip
+            local_root=settings.local_files_root,
+            label_studio_url=settings.label_studio_url,
+            api_key=settings.label_studio_api_key.get() or None,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            timeout=settings.image_timeout,
+            allow=settings.image_allow,
+        )
         return cls(**{**options, **overrides})
 
     def __repr__(self) -> str:

@@ -395,9 +395,15 @@ def id_text(value: Any) -> str:
 
 
 def _convert_item(
-    it: ExportItem, spec: DatasetSpec, config: LabelConfig, classes: list[str], images: ImageLoader | None,
-    writer: DatasetWriter, report: ConversionReport, binary_masks: bool,
-) -> None:  # fmt: skip
+    it: ExportItem,
+    spec: DatasetSpec,
+    config: LabelConfig,
+    classes: list[str],
+    images: ImageLoader | None,
+    writer: DatasetWriter,
+    report: ConversionReport,
+    binary_masks: bool,
+) -> None:
     task_id, ann, url = it.task_id, it.annotation, it.url
     where = _Where(task_id, ann.get("id"))
     results = ann.get("result") or []

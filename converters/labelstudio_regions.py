@@ -101,9 +101,14 @@ class LineReader(Reader):
     :data:`RegionLines`) for that class; a region is added only when every label of it converted."""
 
     def __init__(
-        self, kind: DatasetKind, config: LabelConfig, index: dict[str, int], size: tuple[int, int] | None,
-        *, lines: RegionLines,
-    ) -> None:  # fmt: skip
+        self,
+        kind: DatasetKind,
+        config: LabelConfig,
+        index: dict[str, int],
+        size: tuple[int, int] | None,
+        *,
+        lines: RegionLines,
+    ) -> None:
         super().__init__(kind, config, index, size)
         self.out.lines = []
         self.region_lines = lines

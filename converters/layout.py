@@ -121,8 +121,12 @@ class Manifest:
         path = DatasetLayout(Path(root)).manifest
         try:
             raw = json.loads(path.read_text())
-            return cls(raw["kind"], list(raw["classes"]), str(raw.get("fingerprint", "")),
-                       [ManifestItem.from_json(i) for i in raw["items"]])  # fmt: skip
+            return cls(
+                raw["kind"],
+                list(raw["classes"]),
+                str(raw.get("fingerprint", "")),
+                [ManifestItem.from_json(i) for i in raw["items"]],
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(
                 f"{path}: not a histoloop dataset manifest ({type(exc).__name__}: {exc})"

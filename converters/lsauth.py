@@ -86,8 +86,10 @@ def access_token(key: str, base_url: str, timeout: float = 10.0) -> str:
                 f"{url}: cannot exchange the personal access token ({type(exc).__name__})"
             ) from None
         if r.status_code != 200:
-            raise TokenError(f"{url}: HTTP {r.status_code} exchanging the personal access token "
-                             "(revoked or expired? create a new one in Label Studio: Account & Settings)")  # fmt: skip
+            raise TokenError(
+                f"{url}: HTTP {r.status_code} exchanging the personal access token "
+                "(revoked or expired? create a new one in Label Studio: Account & Settings)"
+            )
         try:
             token = r.json()["access"]
         except (ValueError, KeyError, TypeError):

@@ -130,9 +130,14 @@ class PolygonLines:
         return self.line(cid, points, width, height)
 
     def item(
-        self, regions: Sequence[Region], classes: list[str], height: int, width: int, lines: list[str],
+        self,
+        regions: Sequence[Region],
+        classes: list[str],
+        height: int,
+        width: int,
+        lines: list[str],
         binary_masks: bool,
-    ) -> ItemLabels:  # fmt: skip
+    ) -> ItemLabels:
         return ItemLabels(lines=lines, regions=len(regions))
 
 
@@ -144,9 +149,14 @@ class PolygonMasks:
         return []
 
     def item(
-        self, regions: Sequence[Region], classes: list[str], height: int, width: int, lines: list[str],
+        self,
+        regions: Sequence[Region],
+        classes: list[str],
+        height: int,
+        width: int,
+        lines: list[str],
         binary_masks: bool,
-    ) -> ItemLabels:  # fmt: skip
+    ) -> ItemLabels:
         usable = list(regions)
         mask = regions_to_mask(usable, classes, height, width)
         binary = {c: mask == i + 1 for i, c in enumerate(classes)} if binary_masks else {}

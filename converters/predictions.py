@@ -71,14 +71,19 @@ def boxes_to_results(
             "original_height": h,
             "image_rotation": 0,
             "value": {
-                "x": x, "y": y, "width": bw, "height": bh, "rotation": 0, "rectanglelabels": [str(label)],
+                "x": x,
+                "y": y,
+                "width": bw,
+                "height": bh,
+                "rotation": 0,
+                "rectanglelabels": [str(label)],
             },
             "score": score,
         }
         for rid, x, y, bw, bh, label, score in zip(
             _ids(len(xs)), xs, ys, ws, hs, labels, scores.tolist(), strict=True
         )
-    ]  # fmt: skip
+    ]
 
 
 def mask_to_brush_result(mask: np.ndarray, label: str, score: float, from_name: str, to_name: str) -> dict:

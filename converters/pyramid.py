@@ -59,14 +59,26 @@ def write_pyramid(
     try:
         with tifffile.TiffWriter(tmp, bigtiff=False) as tif:
             if layout == "subifd":
-                tif.write(image, subifds=len(levels) - 1, resolution=(per_cm, per_cm), resolutionunit="CENTIMETER",
-                          **opts)  # fmt: skip
+                tif.write(
+                    image,
+                    subifds=len(levels) - 1,
+                    resolution=(per_cm, per_cm),
+                    resolutionunit="CENTIMETER",
+                    **opts,
+                )
                 for f in levels[1:]:
-                    tif.write(_down(image, f), subfiletype=1, resolution=(per_cm / f, per_cm / f),
-                              resolutionunit="CENTIMETER", **opts)  # fmt: skip
+                    tif.write(
+                        _down(image, f),
+                        subfiletype=1,
+                        resolution=(per_cm / f, per_cm / f),
+                        resolutionunit="CENTIMETER",
+                        **opts,
+                    )
             else:
-                desc = (f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] ({tile}x{tile}) JPEG/RGB "
-                        f"Q={quality}|AppMag = {round(10 / mpp)}|MPP = {mpp}")  # fmt: skip
+                desc = (
+                    f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] ({tile}x{tile}) JPEG/RGB "
+                    f"Q={quality}|AppMag = {round(10 / mpp)}|MPP = {mpp}"
+                )
                 tif.write(image, description=desc, metadata=None, **opts)
                 thumb = _down(image, max(1, max(h, w) // 256))
                 tif.write(thumb, photometric="rgb", compression="jpeg", description=desc, metadata=None)

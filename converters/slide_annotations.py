@@ -32,8 +32,13 @@ from kernel.tags import LABEL_KEYS
 def field_of(data: dict[str, Any]) -> Field:
     """The :class:`Field` a task's data describes; ``RegionError`` when it is not a slide field."""
     try:
-        return Field(x=int(data["x"]), y=int(data["y"]), size=int(data["size"]), mpp=float(data["mpp"]),
-                     slide_mpp=float(data["slide_mpp"]))  # fmt: skip
+        return Field(
+            x=int(data["x"]),
+            y=int(data["y"]),
+            size=int(data["size"]),
+            mpp=float(data["mpp"]),
+            slide_mpp=float(data["slide_mpp"]),
+        )
     except (KeyError, TypeError, ValueError):
         raise RegionError("not a slide field (no x/y/size/mpp/slide_mpp in its data)") from None
 

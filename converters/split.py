@@ -156,10 +156,11 @@ def balance(
     if len(splits) == 1:
         item = next(iter(splits))
         return Balanced(
-            {item: "train"}, [item],
+            {item: "train"},
+            [item],
             f"one item ({item}) only: it is in train and copied to val, so validation scores are "
             "measured on the training image (not held out); add more images",
-        )  # fmt: skip
+        )
     if "train" in have and "val" in have:
         return Balanced(dict(splits))
     ranked = sorted(splits, key=lambda i: split_fraction(i, seed))

@@ -86,8 +86,15 @@ def make_tile(seed: int, size: int = 256, malignant: bool | None = None, nests: 
             rx = rng.uniform(*radius)
             y0, y1 = max(int(cy - rx) - 1, 0), min(int(cy + rx) + 2, size)
             x0, x1 = max(int(cx - rx) - 1, 0), min(int(cx + rx) + 2, size)
-            blob = _ellipse(yy[y0:y1, x0:x1], xx[y0:y1, x0:x1], cy, cx, rx * rng.uniform(0.6, 1.0), rx,
-                            rng.uniform(0, np.pi))  # fmt: skip
+            blob = _ellipse(
+                yy[y0:y1, x0:x1],
+                xx[y0:y1, x0:x1],
+                cy,
+                cx,
+                rx * rng.uniform(0.6, 1.0),
+                rx,
+                rng.uniform(0, np.pi),
+            )
             img[y0:y1, x0:x1][blob] = colour * rng.uniform(0.85, 1.15)
 
     scale = size / 256
@@ -96,5 +103,9 @@ def make_tile(seed: int, size: int = 256, malignant: bool | None = None, nests: 
         nuclei(int(mask.mean() * 600 * scale**2) + 5, (3.5 * scale, 6.0 * scale), TUMOR_NUCLEUS, mask)
         img = np.where(mask[..., None], img * 0.9, img)
     img = img + rng.normal(0, 6, img.shape)
-    return Tile(image=np.clip(img, 0, 255).astype(np.uint8), mask=mask, boxes=boxes,
-                label="malignant" if malignant else "benign")  # fmt: skip
+    return Tile(
+        image=np.clip(img, 0, 255).astype(np.uint8),
+        mask=mask,
+        boxes=boxes,
+        label="malignant" if malignant else "benign",
+    )

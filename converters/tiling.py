@@ -164,10 +164,17 @@ class LineTiler:
     cut: CutLine
 
     def tiles(
-        self, src: Path, kind: str, split: str, stem: str, size: tuple[int, int],
-        windows: list[tuple[int, int, int, int]], classes: list[str], min_visible: float,
+        self,
+        src: Path,
+        kind: str,
+        split: str,
+        stem: str,
+        size: tuple[int, int],
+        windows: list[tuple[int, int, int, int]],
+        classes: list[str],
+        min_visible: float,
         report: ConversionReport,
-    ) -> list[ItemLabels] | None:  # fmt: skip
+    ) -> list[ItemLabels] | None:
         from converters.dataset import LabelValueError
 
         path = DatasetLayout(src).label(split, stem)

@@ -68,27 +68,36 @@ class DemoProject:
 
 PROJECTS = {
     "detect": DemoProject(
-        "detect", "histoloop demo: tumor boxes",
+        "detect",
+        "histoloop demo: tumor boxes",
         '<View><Image name="image" value="$image" zoom="true"/>'
         f'<RectangleLabels name="tumor_box" toName="image"><Label value="{TUMOR}" background="red"/>'
         "</RectangleLabels></View>",
-        "tumor_box", _box_regions, ("mAP50", "recall"),
+        "tumor_box",
+        _box_regions,
+        ("mAP50", "recall"),
     ),
     "segment": DemoProject(
-        "segment", "histoloop demo: tumor masks",
+        "segment",
+        "histoloop demo: tumor masks",
         '<View><Image name="image" value="$image" zoom="true"/>'
         f'<BrushLabels name="tumor_mask" toName="image"><Label value="{TUMOR}" background="blue"/>'
         "</BrushLabels></View>",
-        "tumor_mask", _mask_regions, ("dice", "object_f1"),
+        "tumor_mask",
+        _mask_regions,
+        ("dice", "object_f1"),
     ),
     "classify": DemoProject(
-        "classify", "histoloop demo: benign / malignant",
+        "classify",
+        "histoloop demo: benign / malignant",
         '<View><Image name="image" value="$image"/><Choices name="diagnosis" toName="image" choice="single">'
         + "".join(f'<Choice value="{c}"/>' for c in CHOICES.values())
         + "</Choices></View>",
-        "diagnosis", _choice_regions, ("balanced_accuracy", "roc_auc"),
+        "diagnosis",
+        _choice_regions,
+        ("balanced_accuracy", "roc_auc"),
     ),
-}  # fmt: skip
+}
 
 
 # small enough to train in a few minutes at most on a laptop CPU, good enough to show suggestions.
@@ -98,11 +107,15 @@ PROJECTS = {
 # mAP@0.5 0.86 after 60 (BENCHMARKS.md, "The demo's first boxes"); the old 30 epochs at 256 px on 16 tiles
 # left mAP@0.5 0 and suggested nothing.
 DEMO_TRAINING: dict[str, dict[str, Any]] = {
-    "detect": {"epochs": 60, "batch": 8, "imgsz": 128,
-               "extra": {"tile": False, "ultralytics": {"warmup_epochs": 0}}},
+    "detect": {
+        "epochs": 60,
+        "batch": 8,
+        "imgsz": 128,
+        "extra": {"tile": False, "ultralytics": {"warmup_epochs": 0}},
+    },
     "segment": {"epochs": 6, "batch": 4, "imgsz": 128, "model": "resnet18"},
     "classify": {"epochs": 20, "batch": 8, "imgsz": 64, "model": "resnet18"},
-}  # fmt: skip
+}
 DEMO_TILES = {"detect": 48, "segment": 16, "classify": 48}
 """Generated tiles (two per patient) a first version learns from; its patient-level validation split (a fifth
 of the patients) is where its held-out score and its served score threshold come from. A detector from
@@ -150,19 +163,31 @@ def bootstrap(
 
     tasks = [
         {
-            "id": i + 1, "data": {"image": local_files_url(path, document_root)},
-            "annotations": [{"id": i + 1, "result": annotation_result(kind, tile), "was_cancelled": False,
-                             "ground_truth": False, "completed_by": 1, "updated_at": "2026-01-01T00:00:00Z"}],
+            "id": i + 1,
+            "data": {"image": local_files_url(path, document_root)},
+            "annotations": [
+                {
+                    "id": i + 1,
+                    "result": annotation_result(kind, tile),
+                    "was_cancelled": False,
+                    "ground_truth": False,
+                    "completed_by": 1,
+                    "updated_at": "2026-01-01T00:00:00Z",
+                }
+            ],
         }
         for i, (path, tile) in enumerate(tiles)
-    ]  # fmt: skip
+    ]
     settings = dataclasses.replace(
-        settings, local_files_root=document_root,
-        project_defaults=dataclasses.replace(settings.project_defaults, auto_promote="always"), projects={},
-    )  # fmt: skip
+        settings,
+        local_files_root=document_root,
+        project_defaults=dataclasses.replace(settings.project_defaults, auto_promote="always"),
+        projects={},
+    )
     registry = Registry.from_settings(settings)
-    done = retrain_from_tasks(settings, registry, project, kind, tasks, PROJECTS[kind].label_config,
-                              job_id="demo-bootstrap")  # fmt: skip
+    done = retrain_from_tasks(
+        settings, registry, project, kind, tasks, PROJECTS[kind].label_config, job_id="demo-bootstrap"
+    )
     log.info("bootstrap %s/%s: %s", project, kind, done.decision)
     return done.version
 
@@ -245,9 +270,17 @@ def _credentials(path: Path) -> dict[str, str]:
     return creds
 
 
-def run_demo(settings: Settings, *, images: Path | None = None, count: int = 12, ls_port: int = 8080,
-             backend_port: int = 9090, label_studio_venv: Path | None = None,
-             kinds: tuple[str, ...] = KINDS, wait: Any = None) -> None:  # fmt: skip
+def run_demo(
+    settings: Settings,
+    *,
+    images: Path | None = None,
+    count: int = 12,
+    ls_port: int = 8080,
+    backend_port: int = 9090,
+    label_studio_venv: Path | None = None,
+    kinds: tuple[str, ...] = KINDS,
+    wait: Any = None,
+) -> None:
     """Start everything, set up the demo projects, print the URL and login, run until ``wait()`` returns."""
     from histoloop.labelstudio import LabelStudioServer
     from histoloop.stack import Stack, settings_env
@@ -268,17 +301,27 @@ def run_demo(settings: Settings, *, images: Path | None = None, count: int = 12,
 
     creds = _credentials(demo / "credentials.json")
     redis = ensure_redis(settings.redis_url)
-    ls = LabelStudioServer(venv=label_studio_venv or settings.model_store / "label-studio-venv",
-                           data_dir=demo / "label-studio", document_root=document_root, port=ls_port,
-                           username=creds["username"], password=creds["password"], token=creds["token"])  # fmt: skip
+    ls = LabelStudioServer(
+        venv=label_studio_venv or settings.model_store / "label-studio-venv",
+        data_dir=demo / "label-studio",
+        document_root=document_root,
+        port=ls_port,
+        username=creds["username"],
+        password=creds["password"],
+        token=creds["token"],
+    )
     config_file = demo / "histoloop.toml"
     config_file.write_text(training_config_toml(DEMO_TRAINING, retrain_threshold=4))
-    env = settings_env({
-        "HISTOLOOP_CONFIG": str(config_file),
-        "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_REDIS_URL": settings.redis_url,
-        "HISTOLOOP_LABEL_STUDIO_URL": ls.url, "HISTOLOOP_LABEL_STUDIO_API_KEY": creds["token"],
-        "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root),
-    })  # fmt: skip
+    env = settings_env(
+        {
+            "HISTOLOOP_CONFIG": str(config_file),
+            "HISTOLOOP_MODEL_STORE": str(settings.model_store),
+            "HISTOLOOP_REDIS_URL": settings.redis_url,
+            "HISTOLOOP_LABEL_STUDIO_URL": ls.url,
+            "HISTOLOOP_LABEL_STUDIO_API_KEY": creds["token"],
+            "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root),
+        }
+    )
     stack = Stack(env=env, log_dir=demo / "logs")
     try:
         print(f"Starting Label Studio {ls.url} (first run installs it into {ls.venv}: about a minute)...")

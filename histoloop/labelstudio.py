@@ -91,9 +91,17 @@ class LabelStudioServer:
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         log = open(Path(self.data_dir) / "label-studio.log", "ab")  # noqa: SIM115 (lives as long as the server)
         cmd = [
-            str(self.executable), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port),
-            "--data-dir", str(self.data_dir), *(["--enable-legacy-api-token"] if self.legacy_tokens else []),
-        ]  # fmt: skip
+            str(self.executable),
+            "start",
+            "--no-browser",
+            "--internal-host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *(["--enable-legacy-api-token"] if self.legacy_tokens else []),
+        ]
         self.process = subprocess.Popen(
             cmd, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -127,14 +135,21 @@ class LabelStudioServer:
         session.get(f"{self.url}/user/login/", timeout=30)
         r = session.post(
             f"{self.url}/user/login/",
-            data={"email": self.username, "password": self.password,
-                  "csrfmiddlewaretoken": session.cookies.get("csrftoken", "")},
-            headers={"Referer": f"{self.url}/user/login/"}, timeout=60,
-        )  # fmt: skip
+            data={
+                "email": self.username,
+                "password": self.password,
+                "csrfmiddlewaretoken": session.cookies.get("csrftoken", ""),
+            },
+            headers={"Referer": f"{self.url}/user/login/"},
+            timeout=60,
+        )
         if r.status_code >= 400 or "sessionid" not in session.cookies:
             raise LabelStudioError(f"{self.url}: could not log in as {self.username} (HTTP {r.status_code})")
-        r = session.post(f"{self.url}/api/token/", headers={"X-CSRFToken": session.cookies.get("csrftoken", ""),
-                         "Referer": f"{self.url}/"}, timeout=60)  # fmt: skip
+        r = session.post(
+            f"{self.url}/api/token/",
+            headers={"X-CSRFToken": session.cookies.get("csrftoken", ""), "Referer": f"{self.url}/"},
+            timeout=60,
+        )
         if r.status_code not in (200, 201) or "token" not in r.json():
             raise LabelStudioError(f"{self.url}: POST /api/token/ answered HTTP {r.status_code}")
         return str(r.json()["token"])

@@ -108,9 +108,15 @@ def prepare(data: Path, config: SimulationConfig, work: Path) -> Replay:
     from converters.labelstudio import export_to_dataset
 
     work.mkdir(parents=True, exist_ok=True)
-    source, _ = source_to_dataset(data, config.kind, work / "source", label_config=config.label_config,
-                                  images=config.images, group_regex=config.group_regex,
-                                  local_root=config.local_root or (Path(data).parent if Path(data).is_file() else None))  # fmt: skip
+    source, _ = source_to_dataset(
+        data,
+        config.kind,
+        work / "source",
+        label_config=config.label_config,
+        images=config.images,
+        group_regex=config.group_regex,
+        local_root=config.local_root or (Path(data).parent if Path(data).is_file() else None),
+    )
     tiled = tile(source, work / "tiles", config.tile, config.overlap)
     root = work / "files"
     tasks, classes, _ = dataset_tasks(tiled, root)
@@ -121,9 +127,14 @@ def prepare(data: Path, config: SimulationConfig, work: Path) -> Replay:
     pool = [t for t in tasks if t.group not in test_groups]
     config_xml = label_config(config.kind, classes)
     test_dataset = work / "test-dataset"
-    report = export_to_dataset([t.task(annotation_id=t.id) for t in test], config.kind, test_dataset,
-                               label_config=config_xml, images=ImageLoader(local_root=root),
-                               split="val")  # fmt: skip
+    report = export_to_dataset(
+        [t.task(annotation_id=t.id) for t in test],
+        config.kind,
+        test_dataset,
+        label_config=config_xml,
+        images=ImageLoader(local_root=root),
+        split="val",
+    )
     if not report.converted:
         raise ValueError(f"{data}: the test split could not be converted: {report.skipped[:3]}")
     return Replay(config.kind, classes, config_xml, root, pool, test, test_dataset, test_groups)
@@ -140,16 +151,19 @@ def choose_test_groups(groups: Sequence[str], test_split: str, seed: int = 0) ->
     """
     groups = list(groups)
     if len(groups) < 2:
-        raise ValueError(f"a test split by group needs at least two groups (patients/slides); found "
-                         f"{len(groups)} ({', '.join(groups)}): pass --group-regex to group otherwise")  # fmt: skip
+        raise ValueError(
+            f"a test split by group needs at least two groups (patients/slides); found "
+            f"{len(groups)} ({', '.join(groups)}): pass --group-regex to group otherwise"
+        )
     try:
         fraction = float(test_split)
     except ValueError:
         named = [g.strip() for g in test_split.split(",") if g.strip()]
         unknown = [g for g in named if g not in groups]
         if unknown or not named or len(named) == len(groups):
-            raise ValueError(f"--test-split {test_split!r}: groups are {', '.join(groups)}; name some, "
-                             "not all") from None  # fmt: skip
+            raise ValueError(
+                f"--test-split {test_split!r}: groups are {', '.join(groups)}; name some, not all"
+            ) from None
         return named
     if not 0 < fraction < 1:
         raise ValueError(f"--test-split {test_split}: a fraction must be in (0, 1)")
@@ -166,12 +180,21 @@ def simulation_settings(settings: Settings, config: SimulationConfig, store: Pat
     base = settings.project(PROJECT)
     train = {**base.train, config.kind: {**base.train.get(config.kind, {}), **config.train}}
     project = dataclasses.replace(
-        base, train=train, split_group_regex=config.group_regex or base.split_group_regex, retrain_threshold=0,
+        base,
+        train=train,
+        split_group_regex=config.group_regex or base.split_group_regex,
+        retrain_threshold=0,
         min_score=base.min_score if config.min_score is None else config.min_score,
         auto_promote=base.auto_promote if config.auto_promote is None else config.auto_promote,
-    )  # fmt: skip
-    return dataclasses.replace(settings, model_store=store, registry_path=store / "registry.sqlite",
-                               database_url=Secret(""), local_files_root=root, projects={PROJECT: project})  # fmt: skip
+    )
+    return dataclasses.replace(
+        settings,
+        model_store=store,
+        registry_path=store / "registry.sqlite",
+        database_url=Secret(""),
+        local_files_root=root,
+        projects={PROJECT: project},
+    )
 
 
 class Predictor:
@@ -247,13 +270,24 @@ class LocalLoop:
 
         tasks = [t.task(annotation_id=t.id) for t in approved]
         try:
-            done = retrain_from_tasks(self.settings, self.predictor.registry, PROJECT, self.replay.kind, tasks,
-                                      self.replay.label_config, job_id=f"simulate-{label}")  # fmt: skip
+            done = retrain_from_tasks(
+                self.settings,
+                self.predictor.registry,
+                PROJECT,
+                self.replay.kind,
+                tasks,
+                self.replay.label_config,
+                job_id=f"simulate-{label}",
+            )
         except VersionFailed as exc:
             log.warning("simulate %s: training failed: %s", label, exc.reason)
             return {"error": exc.reason}
-        return {"version": done.version.ref, "promoted": done.promoted, "decision": done.decision,
-                "val": _scalars(done.metrics)}  # fmt: skip
+        return {
+            "version": done.version.ref,
+            "promoted": done.promoted,
+            "decision": done.decision,
+            "val": _scalars(done.metrics),
+        }
 
     def close(self) -> None:
         if not self.keep:
@@ -272,18 +306,23 @@ def count(
     per_task = {k: v / n for k, v in done.as_dict().items() if k in SCORES}
     scratch_per_task = {k: v / n for k, v in scratch.as_dict().items() if k in SCORES}
     return {
-        "tasks": len(tasks), "per_task": per_task, "scratch_per_task": scratch_per_task,
+        "tasks": len(tasks),
+        "per_task": per_task,
+        "scratch_per_task": scratch_per_task,
         "objects_per_task": scratch.objects / n,
         "ratio": done.total / scratch.total if scratch.total else None,
         "fewer_x": scratch.total / done.total if done.total else None,
         "pixel_ratio": done.pixels / scratch.pixels if scratch.pixels else None,
-    }  # fmt: skip
+    }
 
 
 def order_tasks(
-    order: str, remaining: list[GroundTruthTask], k: int, rng_order: dict[int, int],
+    order: str,
+    remaining: list[GroundTruthTask],
+    k: int,
+    rng_order: dict[int, int],
     predict: Callable[[list[GroundTruthTask]], tuple[str, list[dict[str, Any]]]],
-) -> tuple[list[GroundTruthTask], str, list[dict[str, Any]]]:  # fmt: skip
+) -> tuple[list[GroundTruthTask], str, list[dict[str, Any]]]:
     """The next ``k`` tasks by ``order``, the model version that predicted them and their predictions."""
     if order == "sequential":
         chosen = remaining[:k]
@@ -333,17 +372,25 @@ def held_out(replay: Replay, predictor: Predictor) -> dict[str, Any]:
     out = count(replay.kind, replay.test, predictions)
     production = predictor.registry.production(predictor.project, replay.kind)
     if production is not None and production.artifact_dir is not None:
-        out["metrics"] = _scalars(evaluate(production.artifact_dir, replay.test_dataset, split="val",
-                                           device=predictor.settings.device))  # fmt: skip
+        out["metrics"] = _scalars(
+            evaluate(
+                production.artifact_dir, replay.test_dataset, split="val", device=predictor.settings.device
+            )
+        )
     else:
         out["metrics"] = {}
     return out
 
 
 def play(
-    replay: Replay, order: str, config: SimulationConfig, loop: Loop, out_dir: Path,
-    emit: Callable[[dict[str, Any]], None], advance: Callable[[str], None] | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+    replay: Replay,
+    order: str,
+    config: SimulationConfig,
+    loop: Loop,
+    out_dir: Path,
+    emit: Callable[[dict[str, Any]], None],
+    advance: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """One ordering's rounds on ``loop`` (see the module docstring); each row is passed to ``emit`` as it is
     made. What each round's tasks were shown goes to ``out_dir/predictions/<order>-round<N>.json``."""
     rng = np.random.default_rng(config.seed)
@@ -392,9 +439,15 @@ def play(
 
 
 def simulate(
-    data: Path, config: SimulationConfig, settings: Settings, out_dir: Path, *, progress: bool = True,
-    work: Path | None = None, make_loop: Callable[[Replay, str], Loop] | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+    data: Path,
+    config: SimulationConfig,
+    settings: Settings,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    work: Path | None = None,
+    make_loop: Callable[[Replay, str], Loop] | None = None,
+) -> list[dict[str, Any]]:
     """Play every ordering of ``config`` on ``data``; rows in ``out_dir/rounds.jsonl``, the curve in
     ``out_dir/curve.png``. Returns the rows.
 
@@ -406,8 +459,13 @@ def simulate(
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(work) if work is not None else out_dir / "work"
     replay = prepare(Path(data), config, work)
-    log.info("simulate %s: %d tasks to approve, %d held out (groups %s)", config.kind, len(replay.pool),
-             len(replay.test), ", ".join(replay.test_groups))  # fmt: skip
+    log.info(
+        "simulate %s: %d tasks to approve, %d held out (groups %s)",
+        config.kind,
+        len(replay.pool),
+        len(replay.test),
+        ", ".join(replay.test_groups),
+    )
     rows_path = out_dir / "rounds.jsonl"
     rows_path.write_text("")
 
@@ -423,13 +481,26 @@ def simulate(
         for order in config.orders:
             loop = make_loop(replay, order) if make_loop else LocalLoop(replay, order, config, settings, work)
             try:
-                rows += play(replay, order, config, loop, out_dir, emit,
-                             lambda what: bar.update(job, advance=1, description=what))  # fmt: skip
+                rows += play(
+                    replay,
+                    order,
+                    config,
+                    loop,
+                    out_dir,
+                    emit,
+                    lambda what: bar.update(job, advance=1, description=what),
+                )
             finally:
                 loop.close()
-    summary = {"kind": config.kind, "pool": len(replay.pool), "test": len(replay.test),
-               "test_groups": replay.test_groups, "classes": replay.classes,
-               "config": {k: v for k, v in dataclasses.asdict(config).items()}, "rows": rows}  # fmt: skip
+    summary = {
+        "kind": config.kind,
+        "pool": len(replay.pool),
+        "test": len(replay.test),
+        "test_groups": replay.test_groups,
+        "classes": replay.classes,
+        "config": {k: v for k, v in dataclasses.asdict(config).items()},
+        "rows": rows,
+    }
     tmp = out_dir / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=_json_default))
     tmp.replace(out_dir / "summary.json")
@@ -467,23 +538,44 @@ def learning_curve(rows: list[dict[str, Any]], path: Path) -> Path:
             x, [r["test"]["per_task"]["total"] for r in mine], "o-", color=c, label=f"{order}: test split"
         )
         xr = [r["trained_on"] for r in mine if "round_tasks" in r]
-        left.plot(xr, [r["round_tasks"]["per_task"]["total"] for r in mine if "round_tasks" in r], "s--",
-                  color=c, alpha=0.6, label=f"{order}: the round's tasks")  # fmt: skip
-        oracle = [(r["trained_on"], r["test"]["metrics"]["corrections_ratio"] * r["test"]["objects_per_task"])
-                  for r in mine if r["test"]["metrics"].get("corrections_ratio") is not None]  # fmt: skip
+        left.plot(
+            xr,
+            [r["round_tasks"]["per_task"]["total"] for r in mine if "round_tasks" in r],
+            "s--",
+            color=c,
+            alpha=0.6,
+            label=f"{order}: the round's tasks",
+        )
+        oracle = [
+            (r["trained_on"], r["test"]["metrics"]["corrections_ratio"] * r["test"]["objects_per_task"])
+            for r in mine
+            if r["test"]["metrics"].get("corrections_ratio") is not None
+        ]
         if oracle:
-            left.plot(*zip(*oracle, strict=True), "x:", color=c, alpha=0.8,
-                      label=f"{order}: test split, at its own best threshold")  # fmt: skip
+            left.plot(
+                *zip(*oracle, strict=True),
+                "x:",
+                color=c,
+                alpha=0.8,
+                label=f"{order}: test split, at its own best threshold",
+            )
         right.plot(x, [r["test"]["metrics"].get(metric, np.nan) for r in mine], "o-", color=c, label=order)
         scratch = mine[0]["test"]["scratch_per_task"]["total"]
     if scratch is not None:
         left.axhline(scratch, color="grey", ls=":", label="from scratch (test split)")
         left.axhline(scratch / 5, color="black", ls=":", lw=0.8, label="5x fewer")
     left.set_yscale("symlog", linthresh=1.0)
-    left.set(xlabel="approved tasks the model learned from", ylabel="corrections per task (symlog)",
-             title=f"{kind}: a specialist's corrections")  # fmt: skip
-    right.set(xlabel="approved tasks the model learned from", ylabel=f"held-out {metric}",
-              title=f"{kind}: held-out {metric} (test split)", ylim=(0, 1))  # fmt: skip
+    left.set(
+        xlabel="approved tasks the model learned from",
+        ylabel="corrections per task (symlog)",
+        title=f"{kind}: a specialist's corrections",
+    )
+    right.set(
+        xlabel="approved tasks the model learned from",
+        ylabel=f"held-out {metric}",
+        title=f"{kind}: held-out {metric} (test split)",
+        ylim=(0, 1),
+    )
     right.set_xlim(left.get_xlim())
     left.legend(fontsize=7)
     right.legend(fontsize=7)
@@ -518,13 +610,17 @@ def table(rows: list[dict[str, Any]]) -> Any:
     for r in rows:
         test, rt = r["test"], r.get("round_tasks")
         t.add_row(
-            r["order"], str(r["round"]), str(r["trained_on"]),
-            f"{rt['per_task']['total']:.2f}" if rt else "-", _x(rt) if rt else "-",
+            r["order"],
+            str(r["round"]),
+            str(r["trained_on"]),
+            f"{rt['per_task']['total']:.2f}" if rt else "-",
+            _x(rt) if rt else "-",
             f"{test['per_task']['total']:.2f}",
             *(f"{test['per_task'][k]:.2f}" for k in ("added", "deleted", "adjusted", "relabelled")),
-            _x(test), f"{test['metrics'].get(metric, float('nan')):.3f}",
+            _x(test),
+            f"{test['metrics'].get(metric, float('nan')):.3f}",
             f"{r['training']['seconds']:.0f}" if "training" in r else "-",
-        )  # fmt: skip
+        )
     return t
 
 
@@ -534,5 +630,15 @@ def _x(counted: dict[str, Any]) -> str:
     return "∞" if counted.get("ratio") == 0 else "-"
 
 
-__all__ = ["ORDERS", "Replay", "SimulationConfig", "choose_test_groups", "count", "learning_curve", "play",
-           "prepare", "simulate", "table"]  # fmt: skip
+__all__ = [
+    "ORDERS",
+    "Replay",
+    "SimulationConfig",
+    "choose_test_groups",
+    "count",
+    "learning_curve",
+    "play",
+    "prepare",
+    "simulate",
+    "table",
+]

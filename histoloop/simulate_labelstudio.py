@@ -67,8 +67,9 @@ class LabelStudioLoop:
             title=f"histoloop simulate: {replay.kind}, {order}"[:50], label_config=replay.label_config
         )
         self.project = int(project.id)
-        self.client.import_storage.local.create(project=self.project, path=str(folder), use_blob_urls=True,
-                                                title="simulate tiles")  # fmt: skip
+        self.client.import_storage.local.create(
+            project=self.project, path=str(folder), use_blob_urls=True, title="simulate tiles"
+        )
         urls = {
             t.id: f"/data/local-files/?d={t.image.resolve().relative_to(root).as_posix()}"
             for t in replay.pool
@@ -80,8 +81,9 @@ class LabelStudioLoop:
             str(_dict(t)["data"].get("stem")): int(t.id) for t in self.client.tasks.list(project=self.project)
         }
         self.ids = {t.id: by_stem[t.stem] for t in replay.pool}
-        backend = self.client.ml.create(project=self.project, url=target.backend_url, title="histoloop",
-                                        is_interactive=False)  # fmt: skip
+        backend = self.client.ml.create(
+            project=self.project, url=target.backend_url, title="histoloop", is_interactive=False
+        )
         self.backend = int(backend.id)
         local = dataclasses.replace(settings, local_files_root=replay.document_root)
         self.predictor = Predictor(local, replay.label_config, project=str(self.project))
@@ -94,8 +96,11 @@ class LabelStudioLoop:
             return "", []
         version = self.predictor.model_version()
         ids = [self.ids[t.id] for t in tasks]
-        self.client.actions.create(id="retrieve_tasks_predictions", project=self.project,
-                                   selected_items={"all": False, "included": ids})  # fmt: skip
+        self.client.actions.create(
+            id="retrieve_tasks_predictions",
+            project=self.project,
+            selected_items={"all": False, "included": ids},
+        )
         stored: dict[int, dict[str, Any]] = {}
         for task in self.client.tasks.list(project=self.project, fields="all"):
             mine = [_dict(p) for p in (task.predictions or []) if _dict(p).get("model_version") == version]
@@ -103,11 +108,19 @@ class LabelStudioLoop:
                 stored[int(task.id)] = mine[-1]
         missing = [i for i in ids if i not in stored]
         if missing:
-            raise RuntimeError(f"Label Studio project {self.project}: no {version} prediction stored for "
-                               f"tasks {missing[:10]} (is the backend at {self.target.backend_url} up?)")  # fmt: skip
+            raise RuntimeError(
+                f"Label Studio project {self.project}: no {version} prediction stored for "
+                f"tasks {missing[:10]} (is the backend at {self.target.backend_url} up?)"
+            )
         # what the backend answered, as Label Studio stored it (without its own bookkeeping: ids, dates)
-        predictions = [{"result": stored[i].get("result") or [], "score": float(stored[i].get("score") or 0.0),
-                        "model_version": version} for i in ids]  # fmt: skip
+        predictions = [
+            {
+                "result": stored[i].get("result") or [],
+                "score": float(stored[i].get("score") or 0.0),
+                "model_version": version,
+            }
+            for i in ids
+        ]
         return version, predictions
 
     def approve(
@@ -122,33 +135,55 @@ class LabelStudioLoop:
         self.client.ml.train(id=self.backend)  # START_TRAINING: one retraining per round
 
         def trained() -> Any:
-            done = [v for v in registry.list(project=project, kind=kind)
-                    if (v.lineage or {}).get("annotation_count", 0) >= len(approved)]  # fmt: skip
+            done = [
+                v
+                for v in registry.list(project=project, kind=kind)
+                if (v.lineage or {}).get("annotation_count", 0) >= len(approved)
+            ]
             return done[-1] if done else None
 
-        version = wait_for(trained, timeout=self.target.timeout, interval=2.0,
-                           what=f"a {kind} version of project {project} trained on {len(approved)} annotations")  # fmt: skip
+        version = wait_for(
+            trained,
+            timeout=self.target.timeout,
+            interval=2.0,
+            what=f"a {kind} version of project {project} trained on {len(approved)} annotations",
+        )
         time.sleep(1.0)  # the promotion follows the registration in the same job
         version = registry.get(version.id)
         if version.status == "failed":
             return {"error": version.reason or "failed", "version": version.ref}
-        return {"version": version.ref, "promoted": version.status == "production",
-                "job_id": version.lineage.get("job_id"),
-                "val": {k: v for k, v in (version.metrics or {}).items() if isinstance(v, int | float)}}  # fmt: skip
+        return {
+            "version": version.ref,
+            "promoted": version.status == "production",
+            "job_id": version.lineage.get("job_id"),
+            "val": {k: v for k, v in (version.metrics or {}).items() if isinstance(v, int | float)},
+        }
 
     def close(self) -> None:
         pass
 
 
 def simulate_in_label_studio(
-    data: Path, config: SimulationConfig, settings: Settings, out_dir: Path, target: LabelStudioTarget,
-    *, progress: bool = True,
-) -> list[dict[str, Any]]:  # fmt: skip
+    data: Path,
+    config: SimulationConfig,
+    settings: Settings,
+    out_dir: Path,
+    target: LabelStudioTarget,
+    *,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """:func:`histoloop.simulate.simulate` with each ordering played in a Label Studio project of its own.
     The tiles are written under ``target.document_root`` (``histoloop-simulate/<out folder name>-<time>``)."""
     work = Path(target.document_root) / "histoloop-simulate" / f"{Path(out_dir).name}-{int(time.time())}"
-    return simulate(data, config, settings, out_dir, progress=progress, work=work,
-                    make_loop=lambda replay, order: LabelStudioLoop(replay, order, target, settings))  # fmt: skip
+    return simulate(
+        data,
+        config,
+        settings,
+        out_dir,
+        progress=progress,
+        work=work,
+        make_loop=lambda replay, order: LabelStudioLoop(replay, order, target, settings),
+    )
 
 
 __all__ = ["LabelStudioLoop", "LabelStudioTarget", "simulate_in_label_studio"]

@@ -154,10 +154,24 @@ def import_slides(
         name = Path(path).name
         try:
             created, existing, n = _import_one(
-                client, project, Path(path), folder, root, known, data_key,
-                size=size, mpp=mpp, stride=stride, per_slide=per_slide, min_tissue=min_tissue,
-                group_regex=group_regex, reader=reader, slide_mpp=slide_mpp, seed=seed, progress=progress,
-            )  # fmt: skip
+                client,
+                project,
+                Path(path),
+                folder,
+                root,
+                known,
+                data_key,
+                size=size,
+                mpp=mpp,
+                stride=stride,
+                per_slide=per_slide,
+                min_tissue=min_tissue,
+                group_regex=group_regex,
+                reader=reader,
+                slide_mpp=slide_mpp,
+                seed=seed,
+                progress=progress,
+            )
         except (SlideError, OSError) as exc:
             log.warning("slide %s: %s", name, exc)
             report.failed.append((name, str(exc)))
@@ -170,10 +184,25 @@ def import_slides(
 
 
 def _import_one(
-    client: Any, project: int, path: Path, folder: Path, root: Path, known: set, data_key: str, *,
-    size: int, mpp: float, stride: int | None, per_slide: int | None, min_tissue: float,
-    group_regex: str | None, reader: str, slide_mpp: float | None, seed: int, progress: Progress | None,
-) -> tuple[int, int, int]:  # fmt: skip
+    client: Any,
+    project: int,
+    path: Path,
+    folder: Path,
+    root: Path,
+    known: set,
+    data_key: str,
+    *,
+    size: int,
+    mpp: float,
+    stride: int | None,
+    per_slide: int | None,
+    min_tissue: float,
+    group_regex: str | None,
+    reader: str,
+    slide_mpp: float | None,
+    seed: int,
+    progress: Progress | None,
+) -> tuple[int, int, int]:
     with open_slide(path, reader=reader, mpp=slide_mpp) as slide:
         slide_id = slide.fingerprint()
         fields = tissue_fields(slide, size, mpp, stride=stride, min_tissue=min_tissue)
@@ -190,11 +219,22 @@ def _import_one(
                 if not out.is_file():
                     _write_png(read_field(slide, f), out)
                 rel = out.relative_to(root).as_posix()
-                tasks.append({
-                    data_key: f"/data/local-files/?d={rel}", "slide": path.name, "slide_path": str(path.resolve()),
-                    "slide_id": slide_id, "group": group, "x": f.x, "y": f.y, "size": f.size, "mpp": f.mpp,
-                    "slide_mpp": slide.mpp, "downsample": f.downsample, "tissue": f.tissue,
-                })  # fmt: skip
+                tasks.append(
+                    {
+                        data_key: f"/data/local-files/?d={rel}",
+                        "slide": path.name,
+                        "slide_path": str(path.resolve()),
+                        "slide_id": slide_id,
+                        "group": group,
+                        "x": f.x,
+                        "y": f.y,
+                        "size": f.size,
+                        "mpp": f.mpp,
+                        "slide_mpp": slide.mpp,
+                        "downsample": f.downsample,
+                        "tissue": f.tissue,
+                    }
+                )
                 known.add(key)
             if progress:
                 progress(path.name, i + 1, len(fields))

@@ -116,9 +116,12 @@ class Stack:
         log = self.log_dir / f"{name}.log"
         with open(log, "ab") as fh:
             process = subprocess.Popen(
-                [sys.executable, "-m", "histoloop.cli", *args], env=self.env, stdout=fh,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                [sys.executable, "-m", "histoloop.cli", *args],
+                env=self.env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         service = Service(name, process, log)
         self.services.append(service)
         return service

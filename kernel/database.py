@@ -134,10 +134,12 @@ def copy_tables(
             serial = len(key) == 1 and isinstance(key[0].type, Integer)
             if target.dialect == "postgresql" and serial and counts[table.name]:
                 column = key[0].name
-                dst.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column}'),"
-                    f" (SELECT MAX({column}) FROM {table.name}))"
-                ))  # fmt: skip
+                dst.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column}'),"
+                        f" (SELECT MAX({column}) FROM {table.name}))"
+                    )
+                )
     return counts
 
 
@@ -312,8 +314,9 @@ class Database:
             if found is None:
                 import sqlite3
 
-                raw = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                      check_same_thread=False)  # fmt: skip
+                raw = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
                 raw.execute("PRAGMA query_only=ON")
                 found = _poll_connections[key] = (raw, threading.Lock())
         raw, lock = found

@@ -75,15 +75,26 @@ class TagSpec:
         return (self.result_type,) if self.plain_type is None else (self.result_type, self.plain_type)
 
 
-TAGS: Final[Mapping[str, TagSpec]] = MappingProxyType({row.tag: row for row in (
-    TagSpec("RectangleLabels", "rectanglelabels", "rectangle", "detect", ("detect", "obb"), "Label"),
-    TagSpec("BrushLabels", "brushlabels", "brush", "segment", ("yolo-segment", "segment"), "Label"),
-    TagSpec("PolygonLabels", "polygonlabels", "polygon", "segment",
-            ("detect", "obb", "yolo-segment", "segment"), "Label"),
-    TagSpec("Choices", "choices", None, "classify", ("classify",), "Choice"),
-    TagSpec("KeyPointLabels", "keypointlabels", None, None, (), "Label"),
-    TagSpec("Labels", "labels", None, None, (), "Label"),
-)})  # fmt: skip
+TAGS: Final[Mapping[str, TagSpec]] = MappingProxyType(
+    {
+        row.tag: row
+        for row in (
+            TagSpec("RectangleLabels", "rectanglelabels", "rectangle", "detect", ("detect", "obb"), "Label"),
+            TagSpec("BrushLabels", "brushlabels", "brush", "segment", ("yolo-segment", "segment"), "Label"),
+            TagSpec(
+                "PolygonLabels",
+                "polygonlabels",
+                "polygon",
+                "segment",
+                ("detect", "obb", "yolo-segment", "segment"),
+                "Label",
+            ),
+            TagSpec("Choices", "choices", None, "classify", ("classify",), "Choice"),
+            TagSpec("KeyPointLabels", "keypointlabels", None, None, (), "Label"),
+            TagSpec("Labels", "labels", None, None, (), "Label"),
+        )
+    }
+)
 """Every control tag histoloop reads, by tag, in the order views list them."""
 
 _BY_TYPE: Final[Mapping[str, TagSpec]] = MappingProxyType(

@@ -104,8 +104,13 @@ class LabelStudioAPI:
         """Every task: ``id``, ``data`` and ``predictions_model_versions``, page by page."""
         page = 1
         while True:
-            params = {"project": project, "page": page, "page_size": PAGE_SIZE, "fields": "all",
-                      "include": "id,data,predictions_model_versions,total_predictions"}  # fmt: skip
+            params = {
+                "project": project,
+                "page": page,
+                "page_size": PAGE_SIZE,
+                "fields": "all",
+                "include": "id,data,predictions_model_versions,total_predictions",
+            }
             try:
                 body = self.call("GET", "/api/tasks/", params=params)
             except BulkError as exc:
@@ -157,8 +162,9 @@ def predict_project(
     if not serving.models:
         raise BulkError(f"project {key}: no production model for {', '.join(plan.kinds)} ({serving.missing})")
     engine = Engine(settings, cache, TaskImages(settings))
-    state = ProjectState(label_config=config, hostname=settings.label_studio_url,
-                         token=settings.label_studio_api_key)  # fmt: skip
+    state = ProjectState(
+        label_config=config, hostname=settings.label_studio_url, token=settings.label_studio_api_key
+    )
     report = BulkReport(key, version)
     todo: list[dict[str, Any]] = []
     for task in api.tasks(project):
@@ -180,8 +186,14 @@ def predict_project(
                 if len(report.errors) < 20:
                     report.errors.append(f"task {task['id']}: {item['error']}")
                 continue
-            upload.append({"task": task["id"], "result": item["result"], "score": item["score"],
-                           "model_version": version})  # fmt: skip
+            upload.append(
+                {
+                    "task": task["id"],
+                    "result": item["result"],
+                    "score": item["score"],
+                    "model_version": version,
+                }
+            )
         if upload:
             api.import_predictions(project, upload)
             report.uploaded += len(upload)

@@ -75,8 +75,17 @@ class Backend:
         cache = ModelCache(registry, settings.device)
         images = TaskImages(settings)
         events = EventStore.from_settings(settings)
-        return cls(settings, registry, cache, Projects(), images, Engine(settings, cache, images), events,
-                   Dispatcher(settings, events), InteractiveEngine(settings, cache, images))  # fmt: skip
+        return cls(
+            settings,
+            registry,
+            cache,
+            Projects(),
+            images,
+            Engine(settings, cache, images),
+            events,
+            Dispatcher(settings, events),
+            InteractiveEngine(settings, cache, images),
+        )
 
     def kinds_of(self, key: str) -> tuple[Kind, ...]:
         """The model kinds a project's label config (from its last /setup) uses; all kinds if unknown."""

@@ -104,12 +104,19 @@ class Engine:
                 )
             out[index] = {"result": [], "score": 0.0, "model_version": version, "error": reason}
         if len(errors) > LOGGED_FAILURES:
-            log.warning("project %s: %d more task(s) of this batch got no prediction (reasons in 'error')",
-                        project, len(errors) - LOGGED_FAILURES)  # fmt: skip
+            log.warning(
+                "project %s: %d more task(s) of this batch got no prediction (reasons in 'error')",
+                project,
+                len(errors) - LOGGED_FAILURES,
+            )
         log.info(
             "project %s: %d task(s) predicted with %s in %.3f s (%d failed)",
-            project, len(out), version, time.perf_counter() - started, len(errors),
-        )  # fmt: skip
+            project,
+            len(out),
+            version,
+            time.perf_counter() - started,
+            len(errors),
+        )
         return version, cast(list[dict[str, Any]], out), timings
 
     def _predictors(
@@ -226,9 +233,13 @@ class Engine:
         timings["results"] += time.perf_counter() - t0
 
     def _flipped(
-        self, model: Any, arrays: dict[int, np.ndarray], done: dict[int, Any], timings: dict[str, float],
+        self,
+        model: Any,
+        arrays: dict[int, np.ndarray],
+        done: dict[int, Any],
+        timings: dict[str, float],
         errors: dict[int, str],
-    ) -> dict[int, list[tuple[tuple[int, ...], Any]]]:  # fmt: skip
+    ) -> dict[int, list[tuple[tuple[int, ...], Any]]]:
         """``tta``: the model's outputs on each predicted image flipped along each of :data:`TTA_FLIPS`."""
         indices = [i for i in done if i not in errors]
         got: dict[int, list[tuple[tuple[int, ...], Any]]] = {i: [] for i in indices}
@@ -245,9 +256,13 @@ class Engine:
 
 
 def _score(
-    measure: str, min_score: float, results: list[dict[str, Any]], outputs: dict[str, Any],
-    flipped: dict[str, Any] | None = None, sizes: dict[str, tuple[int, int]] | None = None,
-) -> float:  # fmt: skip
+    measure: str,
+    min_score: float,
+    results: list[dict[str, Any]],
+    outputs: dict[str, Any],
+    flipped: dict[str, Any] | None = None,
+    sizes: dict[str, tuple[int, int]] | None = None,
+) -> float:
     """The task's score: its regions' mean score (``confidence``) or the project's uncertainty measure."""
     if measure == "confidence":
         return _task_score(results)

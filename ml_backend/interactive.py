@@ -82,24 +82,33 @@ class InteractiveEngine:
                 results = self._answer(project, task, context, plan, state, timings)
                 scores = [r["score"] for r in results if r.get("score") is not None]
                 item: dict[str, Any] = {
-                    "result": results, "score": float(np.mean(scores)) if scores else 0.0,
+                    "result": results,
+                    "score": float(np.mean(scores)) if scores else 0.0,
                     "model_version": version,
-                }  # fmt: skip
+                }
             except (NoAnswer, PromptError, OSError, ValueError) as exc:
                 item = {"result": [], "score": 0.0, "model_version": version, "error": str(exc)}
                 log.info("project %s task %s: interactive: %s", project, _task_id(task), exc)
             log.info(
                 "project %s task %s: interactive answer, %d region(s) in %.3f s",
-                project, _task_id(task), len(item["result"]), time.perf_counter() - started,
-            )  # fmt: skip
+                project,
+                _task_id(task),
+                len(item["result"]),
+                time.perf_counter() - started,
+            )
             out.append(item)
         return version, out, timings
 
     # -- one task ----------------------------------------------------------------------------------
     def _answer(
-        self, project: str, task: Any, context: Any, plan: LabelPlan, state: ProjectState,
+        self,
+        project: str,
+        task: Any,
+        context: Any,
+        plan: LabelPlan,
+        state: ProjectState,
         timings: dict[str, float],
-    ) -> list[dict[str, Any]]:  # fmt: skip
+    ) -> list[dict[str, Any]]:
         to_name = str(context_regions(context)[0].get("to_name") or "")
         targets = _targets(plan, to_name)
         kind = targets[0].kind
@@ -191,9 +200,14 @@ def _shift(prompt: Prompt, window: tuple[int, int, int, int]) -> dict[str, Any]:
 
 
 def _segment_results(
-    output: Any, prompt: Prompt, window: tuple[int, int, int, int], targets: list[ControlSpec],
-    mappers: dict[str, LabelMapper], width: int, height: int,
-) -> list[dict[str, Any]]:  # fmt: skip
+    output: Any,
+    prompt: Prompt,
+    window: tuple[int, int, int, int],
+    targets: list[ControlSpec],
+    mappers: dict[str, LabelMapper],
+    width: int,
+    height: int,
+) -> list[dict[str, Any]]:
     x0, y0, x1, y1 = window
     shifted = _shift(prompt, window)
     fg = output.masks(MASK_THRESHOLD).any(axis=0)
@@ -215,17 +229,29 @@ def _segment_results(
             full[y0:y1, x0:x1] = picked
             results.append(mask_to_brush_result(full, label, score, control.from_name, control.to_name))
         else:
-            results += mask_to_polygon_results(picked, label, score, control.from_name, control.to_name,
-                                               origin=(x0, y0), image_size=(width, height))  # fmt: skip
+            results += mask_to_polygon_results(
+                picked,
+                label,
+                score,
+                control.from_name,
+                control.to_name,
+                origin=(x0, y0),
+                image_size=(width, height),
+            )
     for r in results:
         r["readonly"] = False
     return results
 
 
 def _detect_results(
-    output: Any, prompt: Prompt, window: tuple[int, int, int, int], targets: list[ControlSpec],
-    mappers: dict[str, LabelMapper], width: int, height: int,
-) -> list[dict[str, Any]]:  # fmt: skip
+    output: Any,
+    prompt: Prompt,
+    window: tuple[int, int, int, int],
+    targets: list[ControlSpec],
+    mappers: dict[str, LabelMapper],
+    width: int,
+    height: int,
+) -> list[dict[str, Any]]:
     x0, y0 = window[:2]
     shifted = _shift(prompt, window)
     idx = pick_boxes(
@@ -242,8 +268,9 @@ def _detect_results(
         labels = [_label(control, mapper, prompt, output.classes[int(output.labels[i])]) for i in idx]
         keep = [j for j, lab in enumerate(labels) if lab is not None]
         names = [str(labels[j]) for j in keep]
-        results += boxes_to_results(boxes[keep], scores[keep], names, width, height,
-                                    control.from_name, control.to_name)  # fmt: skip
+        results += boxes_to_results(
+            boxes[keep], scores[keep], names, width, height, control.from_name, control.to_name
+        )
     return results
 
 

@@ -43,20 +43,27 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 100.0)
 
 HTTP_REQUESTS = Counter(
-    "histoloop_http_requests", "HTTP requests by route, method and status", ("route", "method", "status"),
+    "histoloop_http_requests",
+    "HTTP requests by route, method and status",
+    ("route", "method", "status"),
     registry=REGISTRY,
-)  # fmt: skip
+)
 HTTP_LATENCY = Histogram(
-    "histoloop_http_request_duration_seconds", "HTTP request latency by route", ("route",),
-    buckets=LATENCY_BUCKETS, registry=REGISTRY,
-)  # fmt: skip
+    "histoloop_http_request_duration_seconds",
+    "HTTP request latency by route",
+    ("route",),
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 PREDICTED_TASKS = Counter(
     "histoloop_predicted_tasks", "Tasks answered by /predict", ("mode", "outcome"), registry=REGISTRY
 )
 PREDICTED_REGIONS = Counter(
-    "histoloop_predicted_regions", "Regions sent to Label Studio, by model kind", ("kind", "mode"),
+    "histoloop_predicted_regions",
+    "Regions sent to Label Studio, by model kind",
+    ("kind", "mode"),
     registry=REGISTRY,
-)  # fmt: skip
+)
 MODEL_LOADS = Counter(
     "histoloop_model_loads", "Production model versions loaded", ("kind", "outcome"), registry=REGISTRY
 )

@@ -201,9 +201,12 @@ MEASURES: dict[str, KindMeasures] = {
 
 
 def tta_score(
-    kind: str, output: Any, flipped: Sequence[tuple[tuple[int, ...], Any]], min_score: float = 0.0,
+    kind: str,
+    output: Any,
+    flipped: Sequence[tuple[tuple[int, ...], Any]],
+    min_score: float = 0.0,
     size: tuple[int, int] | None = None,
-) -> float:  # fmt: skip
+) -> float:
     """How well the outputs on flipped images (``(axes, output)`` pairs, as the model gave them on
     :func:`flip_image`) agree with ``output`` on the image itself, in [0, 1] (1 = the same); ``size`` is the
     image's ``(width, height)`` (detect: to flip boxes back)."""
@@ -222,19 +225,27 @@ def tta_score(
 
 
 def task_uncertainty_score(
-    measure: str, outputs: Mapping[str, Any], min_score: float = 0.0,
+    measure: str,
+    outputs: Mapping[str, Any],
+    min_score: float = 0.0,
     flipped: Mapping[str, Sequence[tuple[tuple[int, ...], Any]]] | None = None,
     sizes: Mapping[str, tuple[int, int]] | None = None,
-) -> float:  # fmt: skip
+) -> float:
     """The task's score under ``measure`` from its model outputs (kind -> output); see the module table.
     ``tta`` also needs ``flipped`` (kind -> the outputs on the flipped images) and, for detect, the image
     ``sizes`` (kind -> (width, height))."""
     if measure == "tta":
         if flipped is None:
             raise ValueError("the tta measure needs the outputs on the flipped images")
-        tta = [tta_score(k, o, flipped[k], min_score, (sizes or {}).get(k)) for k, o in outputs.items()
-               if k in flipped]  # fmt: skip
+        tta = [
+            tta_score(k, o, flipped[k], min_score, (sizes or {}).get(k))
+            for k, o in outputs.items()
+            if k in flipped
+        ]
         return float(min(tta)) if tta else 0.0
-    scores = [MEASURES[kind].score(measure, output, min_score) for kind, output in outputs.items()
-              if kind in MEASURES]  # fmt: skip
+    scores = [
+        MEASURES[kind].score(measure, output, min_score)
+        for kind, output in outputs.items()
+        if kind in MEASURES
+    ]
     return float(min(scores)) if scores else 0.0

@@ -14,8 +14,26 @@ def test_gpu_benchmark_runs_on_the_cpu(tmp_path: Path, capsys) -> None:
     from benchmarks.gpu import main
 
     out = tmp_path / "gpu.json"
-    main(["--device", "cpu", "--steps", "3", "--batch", "2", "--imgsz", "32", "--warmup", "1",
-          "--requests", "2", "--image-size", "64", "--out", str(out)])  # fmt: skip
+    main(
+        [
+            "--device",
+            "cpu",
+            "--steps",
+            "3",
+            "--batch",
+            "2",
+            "--imgsz",
+            "32",
+            "--warmup",
+            "1",
+            "--requests",
+            "2",
+            "--image-size",
+            "64",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["info"]["device"] == "cpu" and result["info"]["gpu"] is None

@@ -13,8 +13,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
-ENV = {"LABEL_STUDIO_USERNAME": "a@b.c", "LABEL_STUDIO_PASSWORD": "pw", "LABEL_STUDIO_API_KEY": "0" * 40,
-       "POSTGRES_PASSWORD": "pg"}  # fmt: skip
+ENV = {
+    "LABEL_STUDIO_USERNAME": "a@b.c",
+    "LABEL_STUDIO_PASSWORD": "pw",
+    "LABEL_STUDIO_API_KEY": "0" * 40,
+    "POSTGRES_PASSWORD": "pg",
+}
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +102,10 @@ def test_env_example_names_every_required_variable() -> None:
 
 @pytest.mark.skipif(
     subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0
-    if shutil.which("docker") else True,
+    if shutil.which("docker")
+    else True,
     reason="no `docker compose` client on this machine",
-)  # fmt: skip
+)
 def test_docker_compose_config_accepts_it() -> None:
     result = subprocess.run(
         ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],

@@ -42,8 +42,14 @@ def test_a_floor_pointing_up_is_caught(tmp_path: Path) -> None:
         fh.write("\nimport training.kinds.segment\n")
     with open(copy / "training" / "metrics.py", "a") as fh:
         fh.write("\nimport training.kinds\n")
-    done = subprocess.run([_tool("lint-imports")], cwd=copy, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(copy), "PATH": str(BIN)})  # fmt: skip
+    done = subprocess.run(
+        [_tool("lint-imports")],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(copy), "PATH": str(BIN)},
+    )
     assert done.returncode != 0 and "kernel.bad -> ml_backend.app" in done.stdout, done.stdout[-3000:]
     assert "training.kinds.classify -> training.kinds.segment" in done.stdout, done.stdout[-3000:]
     assert "training.metrics -> training.kinds" in done.stdout, done.stdout[-3000:]

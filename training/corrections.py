@@ -185,15 +185,21 @@ def match(iou: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int,
 
 
 def _paired(
-    iou: np.ndarray, pred_labels: Sequence[str], true_labels: Sequence[str], n_pred: int, n_true: int,
+    iou: np.ndarray,
+    pred_labels: Sequence[str],
+    true_labels: Sequence[str],
+    n_pred: int,
+    n_true: int,
     fix_below: float,
-) -> Corrections:  # fmt: skip
+) -> Corrections:
     pairs = match(iou)
     return Corrections(
-        added=n_true - len(pairs), deleted=n_pred - len(pairs),
+        added=n_true - len(pairs),
+        deleted=n_pred - len(pairs),
         adjusted=sum(1 for _, _, v in pairs if v < fix_below),
-        relabelled=sum(1 for i, j, _ in pairs if pred_labels[i] != true_labels[j]), objects=n_true,
-    )  # fmt: skip
+        relabelled=sum(1 for i, j, _ in pairs if pred_labels[i] != true_labels[j]),
+        objects=n_true,
+    )
 
 
 def iou_corrections(iou: np.ndarray, *, fix_below: float = ADJUST_IOU) -> Corrections:
@@ -308,7 +314,27 @@ OBJECT_CORRECTIONS = CorrectionModel(objects_of, object_corrections, objects_fro
 LABEL_CORRECTIONS = CorrectionModel(choice_of, label_corrections, label_from_scratch)
 
 
-__all__ = ["ADJUST_IOU", "BOX_CORRECTIONS", "LABEL_CORRECTIONS", "MATCH_IOU", "OBJECT_CORRECTIONS", "REDRAW_IOU",
-           "Boxes", "CorrectionModel", "Corrections", "Objects", "box_corrections", "box_iou", "boxes_from_scratch",
-           "boxes_of", "choice_of", "label_corrections", "label_from_scratch", "mask_iou", "match",
-           "object_corrections", "objects_from_scratch", "objects_of"]  # fmt: skip
+__all__ = [
+    "ADJUST_IOU",
+    "BOX_CORRECTIONS",
+    "LABEL_CORRECTIONS",
+    "MATCH_IOU",
+    "OBJECT_CORRECTIONS",
+    "REDRAW_IOU",
+    "Boxes",
+    "CorrectionModel",
+    "Corrections",
+    "Objects",
+    "box_corrections",
+    "box_iou",
+    "boxes_from_scratch",
+    "boxes_of",
+    "choice_of",
+    "label_corrections",
+    "label_from_scratch",
+    "mask_iou",
+    "match",
+    "object_corrections",
+    "objects_from_scratch",
+    "objects_of",
+]

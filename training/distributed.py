@@ -89,8 +89,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def _rank_main(module: str, rank_: int, world: int, init_method: str, backend: str,
-               dataset_dir: Path, config: TrainConfig, out_dir: Path) -> None:  # fmt: skip
+def _rank_main(
+    module: str,
+    rank_: int,
+    world: int,
+    init_method: str,
+    backend: str,
+    dataset_dir: Path,
+    config: TrainConfig,
+    out_dir: Path,
+) -> None:
     _die_with_parent()
     _join(rank_, world, init_method, backend)
     try:
@@ -115,7 +123,7 @@ def launch(
             target=_rank_main,
             args=(module, r, world, init_method, backend, dataset_dir, config, out_dir),
             name=f"histoloop-rank{r}",
-        )  # fmt: skip
+        )
         for r in range(1, world)
     ]
     for p in ranks:
@@ -138,8 +146,9 @@ def launch(
                 p.join(10)
     failed = [p.name for p in ranks if p.exitcode != 0]
     if failed:
-        raise RuntimeError(f"distributed training: {', '.join(failed)} failed (exit codes "
-                           f"{[p.exitcode for p in ranks]})")  # fmt: skip
+        raise RuntimeError(
+            f"distributed training: {', '.join(failed)} failed (exit codes {[p.exitcode for p in ranks]})"
+        )
     return fitted
 
 
@@ -169,9 +178,13 @@ def shard(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
     """The same loader over this rank's :class:`ShardSampler` of its sampler."""
     sampler = ShardSampler(loader.sampler, dist.get_rank(), dist.get_world_size())  # type: ignore[arg-type]
     return torch.utils.data.DataLoader(
-        loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
-        num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-    )  # fmt: skip
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        drop_last=loader.drop_last,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+    )
 
 
 def wrap(model: torch.nn.Module, device: str) -> torch.nn.Module:
@@ -213,8 +226,17 @@ def check_ranks_agree(model: torch.nn.Module, out_dir: Path, backend: str | None
     if is_main():
         path = Path(out_dir) / "train" / RANKS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"world_size": len(hashes), "backend": backend or dist.get_backend(),
-                                    "parameters": hashes, "pid": os.getpid()}, indent=2))  # fmt: skip
+        path.write_text(
+            json.dumps(
+                {
+                    "world_size": len(hashes),
+                    "backend": backend or dist.get_backend(),
+                    "parameters": hashes,
+                    "pid": os.getpid(),
+                },
+                indent=2,
+            )
+        )
     if len(set(hashes)) != 1:
         raise RuntimeError(f"distributed training: the ranks' parameters differ ({hashes})")
     return hashes

@@ -29,7 +29,8 @@ def evaluate(
     ``plots_dir``: where to write the PNG plots (PR curve, confusion matrix); none when None.
     """
     card = ModelCard.load(version_dir)
-    metrics = spec(card.kind).evaluate(card, Path(version_dir), Path(dataset_dir), split, resolve_device(device),
-                                       plots_dir)  # fmt: skip
+    metrics = spec(card.kind).evaluate(
+        card, Path(version_dir), Path(dataset_dir), split, resolve_device(device), plots_dir
+    )
     metrics["split"] = split
     return metrics

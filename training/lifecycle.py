@@ -69,11 +69,15 @@ def dataset_lineage(dataset_dir: Path) -> dict[str, Any]:
     )
     splits = [it.get("split") for it in items]
     return {
-        **lineage, "dataset_fingerprint": manifest.get("fingerprint"), "annotation_count": len(ids),
+        **lineage,
+        "dataset_fingerprint": manifest.get("fingerprint"),
+        "annotation_count": len(ids),
         "annotation_ids_hash": hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16],
-        "annotation_ids": ids, "max_annotation_id": max(ids, default=None),
-        "n_train": splits.count("train"), "n_val": splits.count("val"),
-    }  # fmt: skip
+        "annotation_ids": ids,
+        "max_annotation_id": max(ids, default=None),
+        "n_train": splits.count("train"),
+        "n_val": splits.count("val"),
+    }
 
 
 def train_version(
@@ -121,14 +125,22 @@ def train_version(
             raise
         failed = None
         if register and registry is not None:
-            failed = registry.record_failed(project, kind, reason[:1000], config=config.to_dict(),
-                                            lineage=lineage, parent_id=parent_id)  # fmt: skip
+            failed = registry.record_failed(
+                project, kind, reason[:1000], config=config.to_dict(), lineage=lineage, parent_id=parent_id
+            )
         raise VersionFailed(failed, reason) from exc
     if not register or registry is None:
         return Trained(result, None, staging)
     try:
-        version = registry.register(project, kind, staging, metrics={**result.metrics, **(metrics_extra or {})},
-                                    config=config.to_dict(), lineage=lineage, parent_id=parent_id)  # fmt: skip
+        version = registry.register(
+            project,
+            kind,
+            staging,
+            metrics={**result.metrics, **(metrics_extra or {})},
+            config=config.to_dict(),
+            lineage=lineage,
+            parent_id=parent_id,
+        )
     finally:
         if staging.exists():  # not moved into place: the registration failed
             shutil.rmtree(staging, ignore_errors=True)
@@ -149,10 +161,14 @@ class Retrained:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "status": "done", "version_id": self.version.id, "version": self.version.ref,
-            "promoted": self.promoted, "decision": self.decision, "metrics": _scalars(self.metrics),
+            "status": "done",
+            "version_id": self.version.id,
+            "version": self.version.ref,
+            "promoted": self.promoted,
+            "decision": self.decision,
+            "metrics": _scalars(self.metrics),
             "production_metrics": _scalars(self.production_metrics),
-        }  # fmt: skip
+        }
 
 
 def train_config(settings: Settings, project: str, kind: str) -> TrainConfig:
@@ -206,14 +222,22 @@ def retrain_from_tasks(
     dataset_dir = work / "dataset"
     try:
         stage("convert", tasks=len(tasks))
-        report_ = export_to_dataset(tasks, kind, dataset_dir, label_config=label_config,
-                                    images=ImageLoader.from_settings(settings), split_options=split_options,
-                                    approval=ps.approval)  # fmt: skip
+        report_ = export_to_dataset(
+            tasks,
+            kind,
+            dataset_dir,
+            label_config=label_config,
+            images=ImageLoader.from_settings(settings),
+            split_options=split_options,
+            approval=ps.approval,
+        )
         for item, why in list(report_.skipped)[:20]:
             log.warning("job %s: skipped %s: %s", job_id, item, why)
         if not report_.converted:
-            raise TrainingError(f"project {project}: no approved {kind} annotation could be converted "
-                                f"({len(report_.skipped)} skipped)")  # fmt: skip
+            raise TrainingError(
+                f"project {project}: no approved {kind} annotation could be converted "
+                f"({len(report_.skipped)} skipped)"
+            )
         lineage = {**dataset_lineage(dataset_dir), "job_id": job_id}
         lineage.pop("dataset", None)  # a temporary folder
         config = train_config(settings, project, kind)
@@ -222,19 +246,34 @@ def retrain_from_tasks(
         if production is not None and production.artifact_dir is not None:
             stage("evaluate production")
             try:
-                production_metrics = evaluate(production.artifact_dir, dataset_dir, split="val",
-                                              device=config.device)  # fmt: skip
+                production_metrics = evaluate(
+                    production.artifact_dir, dataset_dir, split="val", device=config.device
+                )
             except Exception as exc:  # classes changed, files unreadable: it cannot defend its place
                 log.warning("job %s: production %s could not be evaluated: %s", job_id, production.ref, exc)
         stage("train", n_train=lineage["n_train"], n_val=lineage["n_val"])
-        trained = train_version(registry, project, kind, dataset_dir, config, progress=progress, lineage=lineage,
-                                parent_id=production.id if production else None,
-                                metrics_extra={"production": _scalars(production_metrics)})  # fmt: skip
+        trained = train_version(
+            registry,
+            project,
+            kind,
+            dataset_dir,
+            config,
+            progress=progress,
+            lineage=lineage,
+            parent_id=production.id if production else None,
+            metrics_extra={"production": _scalars(production_metrics)},
+        )
         version = trained.version
         assert version is not None
         candidate = trained.result.metrics
-        promote, why = should_promote(ps.auto_promote, kind, candidate, production_metrics,
-                                      margin=ps.promotion_margin, has_production=production is not None)  # fmt: skip
+        promote, why = should_promote(
+            ps.auto_promote,
+            kind,
+            candidate,
+            production_metrics,
+            margin=ps.promotion_margin,
+            has_production=production is not None,
+        )
         stage("register")
         if promote:
             version = registry.promote(version.id, by=f"worker:{job_id}", reason=why)

@@ -193,15 +193,25 @@ def fit_epochs(
             total += float(loss.detach()) * len(x)
             seen += len(x)
             if main:
-                report(progress, stage="train", epoch=epoch + 1, epochs=max(epoch + 1, epochs_expected()),
-                       step=step, steps=steps, loss=total / seen)  # fmt: skip
+                report(
+                    progress,
+                    stage="train",
+                    epoch=epoch + 1,
+                    epochs=max(epoch + 1, epochs_expected()),
+                    step=step,
+                    steps=steps,
+                    loss=total / seen,
+                )
             spent_all = bool(budget) and time.monotonic() - began >= budget
             if ddp and budget:
                 spent_all = distributed.broadcast(spent_all if main else None)
             if spent_all:
                 out_of_time = True
-                log.info("time budget of %.1f min spent during epoch %d: validating and stopping",
-                         budget / 60, epoch + 1)  # fmt: skip
+                log.info(
+                    "time budget of %.1f min spent during epoch %d: validating and stopping",
+                    budget / 60,
+                    epoch + 1,
+                )
                 break
         model.eval()
         if ddp:
@@ -214,8 +224,13 @@ def fit_epochs(
             metrics = distributed.broadcast(validate(evaluated) if main else None)
         else:
             metrics = validate(evaluated)
-        row = {"epoch": epoch + 1, "loss": total / max(1, seen), "lr": optimizer.param_groups[0]["lr"],
-               "minutes": round((time.monotonic() - began) / 60, 3), **metrics}  # fmt: skip
+        row = {
+            "epoch": epoch + 1,
+            "loss": total / max(1, seen),
+            "lr": optimizer.param_groups[0]["lr"],
+            "minutes": round((time.monotonic() - began) / 60, 3),
+            **metrics,
+        }
         history.append(row)
         score = metrics.get(primary, -math.inf)
         if score is not None and score > best_score:
@@ -227,16 +242,31 @@ def fit_epochs(
             continue
         save_checkpoint(
             {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                "epoch": epoch + 1, "epochs": config.epochs, "time": config.time, "history": history,
-                "best": best_state, "best_score": best_score, "stale": stale, "rng": torch.get_rng_state(),
-                "steps_done": done, "spent": time.monotonic() - began,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "epoch": epoch + 1,
+                "epochs": config.epochs,
+                "time": config.time,
+                "history": history,
+                "best": best_state,
+                "best_score": best_score,
+                "stale": stale,
+                "rng": torch.get_rng_state(),
+                "steps_done": done,
+                "spent": time.monotonic() - began,
             },
             ckpt_path,
-        )  # fmt: skip
-        report(progress, stage="val", epoch=epoch + 1, epochs=max(epoch + 1, epochs_expected()), loss=row["loss"],
-               metrics=row)  # fmt: skip
+        )
+        report(
+            progress,
+            stage="val",
+            epoch=epoch + 1,
+            epochs=max(epoch + 1, epochs_expected()),
+            loss=row["loss"],
+            metrics=row,
+        )
     if ddp:
         distributed.check_ranks_agree(model, out_dir)
     if best_state is None:

@@ -70,10 +70,19 @@ def object_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
     i_sum, u_sum = _aji_sums(inter, pa, ta)
     aji = i_sum / u_sum if u_sum else 1.0
     return {
-        "object_precision": round(precision, 4), "object_recall": round(recall, 4), "object_f1": round(f1, 4),
-        "pq": round(sq * rq if tp + fp + fn else 1.0, 4), "sq": round(sq, 4), "rq": round(rq, 4),
-        "aji": round(aji, 4), "n_pred": int(len(pa)), "n_true": int(len(ta)), "tp": tp, "fp": fp, "fn": fn,
-    }  # fmt: skip
+        "object_precision": round(precision, 4),
+        "object_recall": round(recall, 4),
+        "object_f1": round(f1, 4),
+        "pq": round(sq * rq if tp + fp + fn else 1.0, 4),
+        "sq": round(sq, 4),
+        "rq": round(rq, 4),
+        "aji": round(aji, 4),
+        "n_pred": int(len(pa)),
+        "n_true": int(len(ta)),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
 
 
 def _aji_sums(inter: np.ndarray, pa: np.ndarray, ta: np.ndarray) -> tuple[int, int]:
@@ -115,9 +124,13 @@ def pooled_object_metrics(preds: list[np.ndarray], trues: list[np.ndarray]) -> d
     return {
         "object_precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
         "object_recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
-        "object_f1": round(f1, 4), "pq": round(sq * f1, 4), "sq": round(sq, 4),
-        "aji": round(i_sum / u_sum, 4) if u_sum else 1.0, "n_pred": tp + fp, "n_true": tp + fn,
-    }  # fmt: skip
+        "object_f1": round(f1, 4),
+        "pq": round(sq * f1, 4),
+        "sq": round(sq, 4),
+        "aji": round(i_sum / u_sum, 4) if u_sum else 1.0,
+        "n_pred": tp + fp,
+        "n_true": tp + fn,
+    }
 
 
 def choose_threshold(
@@ -160,9 +173,10 @@ def choose_threshold(
         return round(c.total / c.objects, 4) if c.objects else None
 
     return {
-        "score_threshold": float(best), "corrections": {**per[best].as_dict(), "ratio_to_scratch": ratio(per[best])},
+        "score_threshold": float(best),
+        "corrections": {**per[best].as_dict(), "ratio_to_scratch": ratio(per[best])},
         "ratio_by_threshold": {str(t): ratio(per[t]) for t in thresholds},
-    }  # fmt: skip
+    }
 
 
 def boundary_of(instances: np.ndarray) -> np.ndarray:

@@ -71,18 +71,34 @@ _REF_RE = re.compile(r"^(?P<project>[^/]+)/(?P<kind>[^/]+)/v(?P<version>\d+)$")
 # The tables as the queries see them; the migrations in training/migrations/registry make them.
 _meta = MetaData()
 versions = Table(
-    "versions", _meta,
-    Column("id", Integer, primary_key=True), Column("project", Text), Column("kind", Text),
-    Column("version", Integer), Column("status", Text), Column("metrics", Text), Column("config", Text),
-    Column("lineage", Text), Column("parent_id", Integer), Column("artifact_dir", Text),
-    Column("created_at", Float), Column("reason", Text),
-)  # fmt: skip
+    "versions",
+    _meta,
+    Column("id", Integer, primary_key=True),
+    Column("project", Text),
+    Column("kind", Text),
+    Column("version", Integer),
+    Column("status", Text),
+    Column("metrics", Text),
+    Column("config", Text),
+    Column("lineage", Text),
+    Column("parent_id", Integer),
+    Column("artifact_dir", Text),
+    Column("created_at", Float),
+    Column("reason", Text),
+)
 history_events = Table(
-    "events", _meta,
-    Column("id", Integer, primary_key=True), Column("project", Text), Column("kind", Text),
-    Column("action", Text), Column("version_id", Integer), Column("previous_id", Integer), Column("by", Text),
-    Column("reason", Text), Column("at", Float),
-)  # fmt: skip
+    "events",
+    _meta,
+    Column("id", Integer, primary_key=True),
+    Column("project", Text),
+    Column("kind", Text),
+    Column("action", Text),
+    Column("version_id", Integer),
+    Column("previous_id", Integer),
+    Column("by", Text),
+    Column("reason", Text),
+    Column("at", Float),
+)
 meta = Table("meta", _meta, Column("key", Text, primary_key=True), Column("value", Integer))
 TABLES = (versions, history_events, meta)
 """In the order a copy must insert them (:mod:`histoloop.cli.db`)."""
@@ -123,23 +139,39 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "ref": self.ref, "label": self.label, "project": self.project, "kind": self.kind,
-            "version": self.version, "status": self.status, "metrics": self.metrics, "config": self.config,
-            "lineage": self.lineage, "parent_id": self.parent_id,
+            "id": self.id,
+            "ref": self.ref,
+            "label": self.label,
+            "project": self.project,
+            "kind": self.kind,
+            "version": self.version,
+            "status": self.status,
+            "metrics": self.metrics,
+            "config": self.config,
+            "lineage": self.lineage,
+            "parent_id": self.parent_id,
             "artifact_dir": str(self.artifact_dir) if self.artifact_dir else None,
-            "created_at": self.created_at, "reason": self.reason,
-        }  # fmt: skip
+            "created_at": self.created_at,
+            "reason": self.reason,
+        }
 
 
 def _row_to_version(row: Row[Any]) -> ModelVersion:
     r = row._mapping
     return ModelVersion(
-        id=r["id"], project=r["project"], kind=r["kind"], version=r["version"],
-        status=r["status"], metrics=json.loads(r["metrics"]), config=json.loads(r["config"]),
-        lineage=json.loads(r["lineage"]), parent_id=r["parent_id"],
+        id=r["id"],
+        project=r["project"],
+        kind=r["kind"],
+        version=r["version"],
+        status=r["status"],
+        metrics=json.loads(r["metrics"]),
+        config=json.loads(r["config"]),
+        lineage=json.loads(r["lineage"]),
+        parent_id=r["parent_id"],
         artifact_dir=Path(r["artifact_dir"]) if r["artifact_dir"] else None,
-        created_at=r["created_at"], reason=r["reason"],
-    )  # fmt: skip
+        created_at=r["created_at"],
+        reason=r["reason"],
+    )
 
 
 def _check_key(project: str, kind: str) -> tuple[str, str]:
@@ -266,8 +298,16 @@ class Registry:
         parent_id: int | None = None,
     ) -> ModelVersion:
         """Record a trained version as a candidate and move its staging directory into place."""
-        return self._add(project, kind, "candidate", Path(staging), metrics=metrics, config=config,
-                         lineage=lineage, parent_id=parent_id)  # fmt: skip
+        return self._add(
+            project,
+            kind,
+            "candidate",
+            Path(staging),
+            metrics=metrics,
+            config=config,
+            lineage=lineage,
+            parent_id=parent_id,
+        )
 
     def record_failed(
         self,
@@ -280,13 +320,23 @@ class Registry:
         parent_id: int | None = None,
     ) -> ModelVersion:
         """Record a training that failed, with the reason; production is not touched."""
-        return self._add(project, kind, "failed", None, config=config, lineage=lineage, parent_id=parent_id,
-                         reason=reason)  # fmt: skip
+        return self._add(
+            project, kind, "failed", None, config=config, lineage=lineage, parent_id=parent_id, reason=reason
+        )
 
-    def _add(self, project: str, kind: str, status: str, staging: Path | None, *,
-             metrics: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-             lineage: dict[str, Any] | None = None, parent_id: int | None = None,
-             reason: str | None = None) -> ModelVersion:  # fmt: skip
+    def _add(
+        self,
+        project: str,
+        kind: str,
+        status: str,
+        staging: Path | None,
+        *,
+        metrics: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
+        parent_id: int | None = None,
+        reason: str | None = None,
+    ) -> ModelVersion:
         """The next version of (project, kind), recorded with ``status``; with ``staging``, its files moved
         into place first (and back when the row cannot be written)."""
         project, kind = _check_key(project, kind)
@@ -298,9 +348,19 @@ class Registry:
                     remove_dir(target)
                 publish_dir(staging, target)
             try:
-                new_id = self._insert(db, project, kind, version, status, metrics=metrics, config=config,
-                                      lineage=lineage, parent_id=parent_id, reason=reason,
-                                      artifact_dir=None if staging is None else str(target))  # fmt: skip
+                new_id = self._insert(
+                    db,
+                    project,
+                    kind,
+                    version,
+                    status,
+                    metrics=metrics,
+                    config=config,
+                    lineage=lineage,
+                    parent_id=parent_id,
+                    reason=reason,
+                    artifact_dir=None if staging is None else str(target),
+                )
             except BaseException:
                 if staging is not None:
                     os.rename(target, staging)
@@ -368,10 +428,21 @@ class Registry:
         return removed
 
     # -- internals -----------------------------------------------------------------------------
-    def _insert(self, db: Connection, project: str, kind: str, version: int, status: str, *,
-                metrics: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                lineage: dict[str, Any] | None = None, parent_id: int | None = None,
-                artifact_dir: str | None = None, reason: str | None = None) -> int:  # fmt: skip
+    def _insert(
+        self,
+        db: Connection,
+        project: str,
+        kind: str,
+        version: int,
+        status: str,
+        *,
+        metrics: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
+        parent_id: int | None = None,
+        artifact_dir: str | None = None,
+        reason: str | None = None,
+    ) -> int:
         """One new row in ``versions`` (and the revision bumped), in the caller's write transaction."""
         result = db.execute(
             insert(versions).values(
@@ -386,7 +457,7 @@ class Registry:
                 artifact_dir=artifact_dir,
                 created_at=time.time(),
                 reason=reason,
-            )  # fmt: skip
+            )
         )
         self._bump(db)
         return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -405,9 +476,10 @@ class Registry:
             query = select(versions).where(versions.c.id == int(text))
         elif m := _REF_RE.match(text):
             query = select(versions).where(
-                versions.c.project == m["project"], versions.c.kind == m["kind"],
+                versions.c.project == m["project"],
+                versions.c.kind == m["kind"],
                 versions.c.version == int(m["version"]),
-            )  # fmt: skip
+            )
         else:
             raise RegistryError(
                 f"bad version reference {text!r}: use an id (12) or PROJECT/KIND/vN (4/detect/v3)"
@@ -456,6 +528,6 @@ class Registry:
                 by=by,
                 reason=reason,
                 at=time.time(),
-            )  # fmt: skip
+            )
         )
         self._bump(db)

@@ -120,9 +120,10 @@ def tile_grid(card: ModelCard, field_size: int | None) -> tuple[int, int]:
 
 # -- the predictions ----------------------------------------------------------------------------------
 def _each_field(
-    run: FieldRun, stream: Stream,
+    run: FieldRun,
+    stream: Stream,
     features_of: Callable[[Any, Field, tuple[int, int, int, int]], list[dict[str, Any]]],
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     done = 0
     for f, img in stream:
@@ -137,8 +138,9 @@ def _each_field(
 
 def field_regions(run: FieldRun, stream: Stream) -> Found:
     """Each field's segmentation map traced in its core, the pieces joined across cores."""
-    pieces = _each_field(run, stream, lambda seg, f, core: _region_features(seg, f, core, run.threshold,
-                                                                            run.min_score))  # fmt: skip
+    pieces = _each_field(
+        run, stream, lambda seg, f, core: _region_features(seg, f, core, run.threshold, run.min_score)
+    )
     return (union_features(pieces, object_type="detection") if pieces else []), []
 
 
@@ -191,8 +193,15 @@ def _region_features(seg: Any, f: Field, core, threshold: float, min_score: floa
                 continue
             to_slide = lambda pts, c0=c0, r0=r0: f.to_slide(pts + np.array([c0, r0]))  # noqa: E731
             geom = polygon_geometry(poly, to_slide)
-            out.append(feature(geom, name, color=class_color(name, seg.classes), object_type="detection",
-                               measurements={"score": score}))  # fmt: skip
+            out.append(
+                feature(
+                    geom,
+                    name,
+                    color=class_color(name, seg.classes),
+                    object_type="detection",
+                    measurements={"score": score},
+                )
+            )
     return out
 
 
@@ -205,8 +214,15 @@ def _box_features(det: Any, f: Field, core, min_score: float) -> list[dict[str, 
             continue
         (x0, y0), (x1, y1) = f.to_slide(np.array([[box[0], box[1]], [box[2], box[3]]]))
         name = det.classes[int(label)]
-        out.append(feature(box_geometry(x0, y0, x1, y1), name, color=class_color(name, det.classes),
-                           object_type="detection", measurements={"score": float(score)}))  # fmt: skip
+        out.append(
+            feature(
+                box_geometry(x0, y0, x1, y1),
+                name,
+                color=class_color(name, det.classes),
+                object_type="detection",
+                measurements={"score": float(score)},
+            )
+        )
     return out
 
 
@@ -221,10 +237,15 @@ def _field_feature(f: Field, probs: np.ndarray, classes: list[str]) -> dict[str,
     top = int(np.argmax(probs))
     x1, y1 = f.x + f.extent, f.y + f.extent
     return feature(
-        box_geometry(f.x, f.y, x1, y1), classes[top], color=class_color(classes[top], classes),
-        object_type="tile", measurements={"score": float(probs[top]), **{f"p({c})": float(p) for c, p in
-                                                                           zip(classes, probs, strict=True)}},
-    )  # fmt: skip
+        box_geometry(f.x, f.y, x1, y1),
+        classes[top],
+        color=class_color(classes[top], classes),
+        object_type="tile",
+        measurements={
+            "score": float(probs[top]),
+            **{f"p({c})": float(p) for c, p in zip(classes, probs, strict=True)},
+        },
+    )
 
 
 # -- the drawings -------------------------------------------------------------------------------------
@@ -232,16 +253,18 @@ def _color(props: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(c) for c in (props.get("classification") or {}).get("color", (255, 0, 0)))
 
 
-def draw_outline(img: np.ndarray, layer: np.ndarray, pts: list[np.ndarray], props: dict[str, Any],
-                 card: ModelCard) -> None:  # fmt: skip
+def draw_outline(
+    img: np.ndarray, layer: np.ndarray, pts: list[np.ndarray], props: dict[str, Any], card: ModelCard
+) -> None:
     """The outer ring outlined on the thumbnail."""
     import cv2
 
     cv2.polylines(img, pts[:1], True, _color(props), 1)
 
 
-def draw_region(img: np.ndarray, layer: np.ndarray, pts: list[np.ndarray], props: dict[str, Any],
-                card: ModelCard) -> None:  # fmt: skip
+def draw_region(
+    img: np.ndarray, layer: np.ndarray, pts: list[np.ndarray], props: dict[str, Any], card: ModelCard
+) -> None:
     """The region (with its holes) filled on the layer and outlined on the thumbnail."""
     import cv2
 
@@ -250,8 +273,9 @@ def draw_region(img: np.ndarray, layer: np.ndarray, pts: list[np.ndarray], props
     cv2.polylines(img, pts, True, color, 1)
 
 
-def draw_heat(img: np.ndarray, layer: np.ndarray, pts: list[np.ndarray], props: dict[str, Any],
-              card: ModelCard) -> None:  # fmt: skip
+def draw_heat(
+    img: np.ndarray, layer: np.ndarray, pts: list[np.ndarray], props: dict[str, Any], card: ModelCard
+) -> None:
     """The tile filled on the layer in the heat colour of its last class's probability."""
     import cv2
 

@@ -84,8 +84,12 @@ def grid_fields(slide: Slide, size: int, mpp: float, overlap: int, min_tissue: f
     xs = np.arange(0, max(W - probe.extent, 0) + step, step)
     ys = np.arange(0, max(H - probe.extent, 0) + step, step)
     keep = {(f.x, f.y) for f in _tissue_at(slide, size, mpp, xs, ys, (mask, ds), min_tissue)}
-    return [Field(int(round(x)), int(round(y)), size, mpp, slide.mpp) for y in ys for x in xs
-            if (int(round(x)), int(round(y))) in keep]  # fmt: skip
+    return [
+        Field(int(round(x)), int(round(y)), size, mpp, slide.mpp)
+        for y in ys
+        for x in xs
+        if (int(round(x)), int(round(y))) in keep
+    ]
 
 
 def _tissue_at(slide, size, mpp, xs, ys, mask, min_tissue) -> list[Field]:
@@ -164,8 +168,13 @@ def predict_slide(
         features, heat = reading.predict(run, _prefetch(slide, fields, timing))
         features = clip_features(features, *slide.dimensions)  # the last fields reach past the edge
         outputs = {"geojson": str(out_dir / f"{stem}.{card.kind}.geojson")}
-        meta = {"slide": Path(slide_path).name, "kind": card.kind, "model_version": version_label, "mpp": res,
-                "slide_mpp": slide.mpp}  # fmt: skip
+        meta = {
+            "slide": Path(slide_path).name,
+            "kind": card.kind,
+            "model_version": version_label,
+            "mpp": res,
+            "slide_mpp": slide.mpp,
+        }
         write_geojson(outputs["geojson"], features, **meta)
         thumb, tds = slide.thumbnail(OVERLAY_MAX)
         outputs["overlay"] = str(out_dir / f"{stem}.{card.kind}.overlay.png")
@@ -174,10 +183,18 @@ def predict_slide(
             outputs["heatmap"] = str(out_dir / f"{stem}.{card.kind}.heatmap.png")
             _write_png(reading.heatmap(heat, slide), Path(outputs["heatmap"]))
     result = SlideResult(
-        slide=Path(slide_path).name, kind=card.kind, version=version_label, mpp=res, field_size=size,
-        fields=len(fields), features=len(features), seconds=time.perf_counter() - start,
-        read_seconds=timing["read"], model_seconds=timing["model"], outputs=outputs,
-    )  # fmt: skip
+        slide=Path(slide_path).name,
+        kind=card.kind,
+        version=version_label,
+        mpp=res,
+        field_size=size,
+        fields=len(fields),
+        features=len(features),
+        seconds=time.perf_counter() - start,
+        read_seconds=timing["read"],
+        model_seconds=timing["model"],
+        outputs=outputs,
+    )
     (out_dir / f"{stem}.{card.kind}.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result
 

@@ -64,9 +64,13 @@ class Dispatcher:
     """A background thread that dispatches after webhooks, and retries while Redis is down."""
 
     def __init__(
-        self, settings: Settings, store: EventStore | None = None, max_backoff_s: float = 10.0,
-        sweep_s: float = 300.0, min_interval_s: float = 0.25,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings,
+        store: EventStore | None = None,
+        max_backoff_s: float = 10.0,
+        sweep_s: float = 300.0,
+        min_interval_s: float = 0.25,
+    ) -> None:
         self.settings = settings
         self.min_interval_s = min_interval_s
         """At most one dispatch per this many seconds: a storm of webhooks wakes the thread hundreds of times

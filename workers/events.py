@@ -73,32 +73,58 @@ PRUNE_EVERY = 256
 # The tables as the queries see them; the migrations in workers/migrations/events make them.
 _meta = MetaData()
 t_events = Table(
-    "events", _meta,
-    Column("seq", Integer, primary_key=True), Column("received_at", Float), Column("action", Text),
-    Column("project", Text), Column("payload", Text),
-)  # fmt: skip
+    "events",
+    _meta,
+    Column("seq", Integer, primary_key=True),
+    Column("received_at", Float),
+    Column("action", Text),
+    Column("project", Text),
+    Column("payload", Text),
+)
 t_projects = Table(
-    "projects", _meta,
-    Column("project", Text, primary_key=True), Column("label_config", Text), Column("kinds", Text),
+    "projects",
+    _meta,
+    Column("project", Text, primary_key=True),
+    Column("label_config", Text),
+    Column("kinds", Text),
     Column("updated_seq", Integer),
-)  # fmt: skip
+)
 t_annotations = Table(
-    "annotations", _meta,
-    Column("project", Text, primary_key=True), Column("annotation_id", Integer, primary_key=True),
-    Column("task_id", Integer), Column("kinds", Text), Column("approved", Integer), Column("deleted", Integer),
+    "annotations",
+    _meta,
+    Column("project", Text, primary_key=True),
+    Column("annotation_id", Integer, primary_key=True),
+    Column("task_id", Integer),
+    Column("kinds", Text),
+    Column("approved", Integer),
+    Column("deleted", Integer),
     Column("changed_seq", Integer),
-)  # fmt: skip
+)
 t_requests = Table(
-    "requests", _meta,
-    Column("id", Integer, primary_key=True), Column("project", Text), Column("kind", Text),
-    Column("reason", Text), Column("created_at", Float), Column("job_id", Text),
-)  # fmt: skip
+    "requests",
+    _meta,
+    Column("id", Integer, primary_key=True),
+    Column("project", Text),
+    Column("kind", Text),
+    Column("reason", Text),
+    Column("created_at", Float),
+    Column("job_id", Text),
+)
 t_runs = Table(
-    "runs", _meta,
-    Column("job_id", Text, primary_key=True), Column("project", Text), Column("kind", Text),
-    Column("reason", Text), Column("snapshot_seq", Integer), Column("annotation_ids", Text), Column("status", Text),
-    Column("version_id", Integer), Column("detail", Text), Column("started_at", Float), Column("finished_at", Float),
-)  # fmt: skip
+    "runs",
+    _meta,
+    Column("job_id", Text, primary_key=True),
+    Column("project", Text),
+    Column("kind", Text),
+    Column("reason", Text),
+    Column("snapshot_seq", Integer),
+    Column("annotation_ids", Text),
+    Column("status", Text),
+    Column("version_id", Integer),
+    Column("detail", Text),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+)
 t_connected = Table(
     "connected", _meta, Column("project", Text, primary_key=True), Column("connected_at", Float)
 )
@@ -148,18 +174,28 @@ def _record_statements(dialect: str) -> _RecordStatements:
 
     dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     projects = dialect_insert(t_projects)
-    project = projects.on_conflict_do_update(index_elements=["project"], set_={
-        "label_config": func.coalesce(projects.excluded.label_config, t_projects.c.label_config),
-        "kinds": projects.excluded.kinds, "updated_seq": projects.excluded.updated_seq,
-    })  # fmt: skip
+    project = projects.on_conflict_do_update(
+        index_elements=["project"],
+        set_={
+            "label_config": func.coalesce(projects.excluded.label_config, t_projects.c.label_config),
+            "kinds": projects.excluded.kinds,
+            "updated_seq": projects.excluded.updated_seq,
+        },
+    )
     # changed_seq moves only when the annotation is (still) approved: an update that un-approves it does
     # not count as a new label.
     annotations = dialect_insert(t_annotations)
     x = annotations.excluded
-    annotation = annotations.on_conflict_do_update(index_elements=["project", "annotation_id"], set_={
-        "task_id": x.task_id, "kinds": x.kinds, "approved": x.approved, "deleted": 0,
-        "changed_seq": case((x.approved == 1, x.changed_seq), else_=t_annotations.c.changed_seq),
-    })  # fmt: skip
+    annotation = annotations.on_conflict_do_update(
+        index_elements=["project", "annotation_id"],
+        set_={
+            "task_id": x.task_id,
+            "kinds": x.kinds,
+            "approved": x.approved,
+            "deleted": 0,
+            "changed_seq": case((x.approved == 1, x.changed_seq), else_=t_annotations.c.changed_seq),
+        },
+    )
     a = t_annotations.c
     deleted = (
         update(t_annotations)
@@ -220,8 +256,11 @@ class EventStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventStore:
-        return cls(settings.events_target, retention_s=settings.event_retention_days * 86400,
-                   batch=settings.event_batch)  # fmt: skip
+        return cls(
+            settings.events_target,
+            retention_s=settings.event_retention_days * 86400,
+            batch=settings.event_batch,
+        )
 
     # -- connected projects, retention ---------------------------------------------------------
     def connect(self, project: str) -> None:
@@ -283,8 +322,16 @@ class EventStore:
         each. Nothing is acknowledged before its transaction has committed; an event whose statements fail
         is retried alone, so one bad event fails only its own caller.
         """
-        item = _Pending(action, project, json.dumps(payload, default=str), label_config, kinds,
-                        tuple(annotations), tuple(deleted_ids), tuple(requests))  # fmt: skip
+        item = _Pending(
+            action,
+            project,
+            json.dumps(payload, default=str),
+            label_config,
+            kinds,
+            tuple(annotations),
+            tuple(deleted_ids),
+            tuple(requests),
+        )
         group = self._group()
         with group.cond:
             group.queue.append(item)
@@ -339,31 +386,55 @@ class EventStore:
     @staticmethod
     def _record_one(db: Connection, st: _RecordStatements, item: _Pending) -> int:
         project = item.project
-        inserted = db.execute(st.event, {"received_at": time.time(), "action": item.action, "project": project,
-                                         "payload": item.payload})  # fmt: skip
+        inserted = db.execute(
+            st.event,
+            {"received_at": time.time(), "action": item.action, "project": project, "payload": item.payload},
+        )
         seq = int(inserted.inserted_primary_key[0])  # type: ignore[index]
         if project is not None and (item.label_config is not None or item.kinds is not None):
-            db.execute(st.project, {"project": project, "label_config": item.label_config,
-                                    "kinds": ",".join(item.kinds or ()), "updated_seq": seq})  # fmt: skip
+            db.execute(
+                st.project,
+                {
+                    "project": project,
+                    "label_config": item.label_config,
+                    "kinds": ",".join(item.kinds or ()),
+                    "updated_seq": seq,
+                },
+            )
         for a in item.annotations:
-            db.execute(st.annotation, {"project": project, "annotation_id": a.annotation_id,
-                                       "task_id": a.task_id, "kinds": _kinds_text(a.kinds),
-                                       "approved": int(a.approved), "deleted": 0, "changed_seq": seq})  # fmt: skip
+            db.execute(
+                st.annotation,
+                {
+                    "project": project,
+                    "annotation_id": a.annotation_id,
+                    "task_id": a.task_id,
+                    "kinds": _kinds_text(a.kinds),
+                    "approved": int(a.approved),
+                    "deleted": 0,
+                    "changed_seq": seq,
+                },
+            )
         for annotation_id in item.deleted_ids:
             db.execute(st.deleted, {"p": project, "a": annotation_id})
         r = t_requests
         for kind, reason in item.requests:  # the same pending request twice is one request
-            pending = select(r.c.id).where(r.c.project == project, r.c.kind == kind, r.c.reason == reason,
-                                           r.c.job_id.is_(None)).limit(1)  # fmt: skip
+            pending = (
+                select(r.c.id)
+                .where(r.c.project == project, r.c.kind == kind, r.c.reason == reason, r.c.job_id.is_(None))
+                .limit(1)
+            )
             if db.execute(pending).first() is None:
-                db.execute(st.request, {"project": project, "kind": kind, "reason": reason,
-                                        "created_at": time.time()})  # fmt: skip
+                db.execute(
+                    st.request,
+                    {"project": project, "kind": kind, "reason": reason, "created_at": time.time()},
+                )
         return seq
 
     def request(self, project: str, kind: str, reason: str) -> int:
         """An explicit retrain request (``histoloop retrain``), kept until a job takes it."""
-        return self.record("RETRAIN_REQUESTED", project, {"kind": kind, "reason": reason},
-                           requests=[(kind, reason)])  # fmt: skip
+        return self.record(
+            "RETRAIN_REQUESTED", project, {"kind": kind, "reason": reason}, requests=[(kind, reason)]
+        )
 
     def mark_requested(self, project: str, kind: str, job_id: str) -> int:
         """Hand the pending requests of (project, kind) to ``job_id``; returns how many."""
@@ -457,7 +528,7 @@ class EventStore:
                         a.c.deleted == 0,
                         a.c.kinds.like(f"%,{kind},%"),
                         a.c.changed_seq > baseline,
-                    )  # fmt: skip
+                    )
                 ).scalar_one()
                 states.append(KindState(project, kind, int(new), tuple(pending.get((project, kind), ()))))
         return states
@@ -468,15 +539,30 @@ class EventStore:
         with self._write() as db:
             seq = int(db.execute(select(func.coalesce(func.max(t_events.c.seq), 0))).scalar_one())
             stmt = upsert(db, t_runs).values(
-                job_id=job_id, project=project, kind=kind, reason=reason, snapshot_seq=seq,
-                annotation_ids=json.dumps(sorted(annotation_ids)), status="running", started_at=time.time(),
+                job_id=job_id,
+                project=project,
+                kind=kind,
+                reason=reason,
+                snapshot_seq=seq,
+                annotation_ids=json.dumps(sorted(annotation_ids)),
+                status="running",
+                started_at=time.time(),
                 detail="",
-            )  # fmt: skip
+            )
             x = stmt.excluded
-            db.execute(stmt.on_conflict_do_update(index_elements=["job_id"], set_={
-                "snapshot_seq": x.snapshot_seq, "annotation_ids": x.annotation_ids, "status": "running",
-                "started_at": x.started_at, "finished_at": None, "detail": "",
-            }))  # fmt: skip
+            db.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["job_id"],
+                    set_={
+                        "snapshot_seq": x.snapshot_seq,
+                        "annotation_ids": x.annotation_ids,
+                        "status": "running",
+                        "started_at": x.started_at,
+                        "finished_at": None,
+                        "detail": "",
+                    },
+                )
+            )
         return self.run(job_id)  # type: ignore[return-value]
 
     def finish_run(

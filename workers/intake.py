@@ -78,13 +78,19 @@ def _kinds_of(label_config: str) -> tuple[str, ...]:
         raise BadPayload(f"the project's label config: {exc}") from None
 
 
-def _summary(rows: list[AnnotationRow], deleted: list[int], requests: list[tuple[str, str]],
-             kinds: tuple[str, ...] | None) -> dict[str, Any]:  # fmt: skip
+def _summary(
+    rows: list[AnnotationRow],
+    deleted: list[int],
+    requests: list[tuple[str, str]],
+    kinds: tuple[str, ...] | None,
+) -> dict[str, Any]:
     """What is stored of an event: the fields the policies read, bounded in size."""
     out: dict[str, Any] = {}
     if rows:
-        out["annotations"] = [{"id": r.annotation_id, "task": r.task_id, "approved": r.approved,
-                               "kinds": list(r.kinds)} for r in rows]  # fmt: skip
+        out["annotations"] = [
+            {"id": r.annotation_id, "task": r.task_id, "approved": r.approved, "kinds": list(r.kinds)}
+            for r in rows
+        ]
     if deleted:
         out["deleted"] = len(deleted)
     if requests:
@@ -102,8 +108,12 @@ def record_webhook(settings: Settings, store: EventStore, payload: Mapping[str, 
     annotation = payload.get("annotation") if isinstance(payload.get("annotation"), Mapping) else None
     project = _project_of(payload, annotation)
     if not (store.is_connected(project) or project in settings.projects):
-        return {"status": "ignored", "action": action, "project": project,
-                "reason": f"project {project} never connected to this backend (no /setup)"}  # fmt: skip
+        return {
+            "status": "ignored",
+            "action": action,
+            "project": project,
+            "reason": f"project {project} never connected to this backend (no /setup)",
+        }
     raw_project = payload.get("project")
     label_config = raw_project.get("label_config") if isinstance(raw_project, Mapping) else None
     if label_config is not None and not isinstance(label_config, str):
@@ -133,13 +143,24 @@ def record_webhook(settings: Settings, store: EventStore, payload: Mapping[str, 
             ]
         elif action == "START_TRAINING":
             if not known_kinds:
-                return {"status": "ignored", "action": action,
-                        "reason": "the label config has no trainable control"}  # fmt: skip
+                return {
+                    "status": "ignored",
+                    "action": action,
+                    "reason": "the label config has no trainable control",
+                }
             requests = [(kind, "START_TRAINING (Label Studio's Train button)") for kind in known_kinds]
     except BadPayload:
         raise
     except ValueError as exc:
         raise BadPayload(f"{action}: {exc}") from None
-    seq = store.record(action, project, _summary(rows, deleted, requests, kinds), label_config=label_config, kinds=kinds,
-                       annotations=rows, deleted_ids=deleted, requests=requests)  # fmt: skip
+    seq = store.record(
+        action,
+        project,
+        _summary(rows, deleted, requests, kinds),
+        label_config=label_config,
+        kinds=kinds,
+        annotations=rows,
+        deleted_ids=deleted,
+        requests=requests,
+    )
     return {"status": "recorded", "action": action, "project": project, "event": seq}

@@ -148,11 +148,20 @@ def _info(job: Job) -> JobInfo:
         error = last[0] if last else meta.get("error")
     iso = lambda t: t.isoformat(timespec="seconds") if t else None  # noqa: E731
     return JobInfo(
-        id=job.id, status=_status(job), project=meta.get("project", ""),
-        kind=meta.get("kind", ""), reason=meta.get("reason", ""), meta=meta, enqueued_at=iso(job.enqueued_at),
-        started_at=iso(job.started_at), ended_at=iso(job.ended_at), worker=job.worker_name,
-        host=meta.get("host"), gpus=meta.get("gpus"), error=error,
-    )  # fmt: skip
+        id=job.id,
+        status=_status(job),
+        project=meta.get("project", ""),
+        kind=meta.get("kind", ""),
+        reason=meta.get("reason", ""),
+        meta=meta,
+        enqueued_at=iso(job.enqueued_at),
+        started_at=iso(job.started_at),
+        ended_at=iso(job.ended_at),
+        worker=job.worker_name,
+        host=meta.get("host"),
+        gpus=meta.get("gpus"),
+        error=error,
+    )
 
 
 def list_jobs(settings: Settings, *, connection: Redis | None = None) -> list[JobInfo]:
@@ -160,8 +169,14 @@ def list_jobs(settings: Settings, *, connection: Redis | None = None) -> list[Jo
     conn = connection or redis_connection(settings.redis_url)
     queue = Queue(settings.queue, connection=conn)
     ids: list[str] = list(queue.get_job_ids())
-    for registry in (StartedJobRegistry, DeferredJobRegistry, ScheduledJobRegistry, FinishedJobRegistry,
-                     FailedJobRegistry, CanceledJobRegistry):  # fmt: skip
+    for registry in (
+        StartedJobRegistry,
+        DeferredJobRegistry,
+        ScheduledJobRegistry,
+        FinishedJobRegistry,
+        FailedJobRegistry,
+        CanceledJobRegistry,
+    ):
         ids += registry(queue=queue).get_job_ids()
     jobs = [j for j in Job.fetch_many(list(dict.fromkeys(ids)), connection=conn) if j is not None]
     jobs.sort(key=lambda j: (j.enqueued_at or j.created_at).timestamp(), reverse=True)

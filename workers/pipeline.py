@@ -53,8 +53,9 @@ def export_project(settings: Settings, project: str) -> tuple[list[dict[str, Any
         raise RuntimeError(
             "no Label Studio API key: set HISTOLOOP_LABEL_STUDIO_API_KEY (or LABEL_STUDIO_API_KEY)"
         )
-    client = LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key.get(),
-                         timeout=120)  # fmt: skip
+    client = LabelStudio(
+        base_url=settings.label_studio_url, api_key=settings.label_studio_api_key.get(), timeout=120
+    )
     try:
         label_config = client.projects.get(id=int(project)).label_config
         tasks = client.projects.exports.as_json(int(project))
@@ -114,8 +115,9 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
             store.release_requests(job_id)  # still pending if the retries run out
             progress.stage("waiting for Label Studio", check=False, error=str(exc))
             return RETRY
-        summary = retrain_from_tasks(settings, registry, project, kind, tasks, label_config, progress=progress,
-                                     job_id=job_id).summary()  # fmt: skip
+        summary = retrain_from_tasks(
+            settings, registry, project, kind, tasks, label_config, progress=progress, job_id=job_id
+        ).summary()
     except BaseException as exc:
         _finish_failed(store, registry, project, kind, job_id, exc, run.annotation_ids)
         progress.stage(_failure_stage(exc), check=False, error=f"{type(exc).__name__}: {exc}"[:500])
@@ -145,8 +147,15 @@ def _failure_stage(exc: BaseException) -> str:
     return "failed (disk full)" if disk_full(exc) else "failed"
 
 
-def _finish_failed(store: EventStore, registry: Registry, project: str, kind: str, job_id: str,
-                   exc: BaseException, annotation_ids: list[int]) -> None:  # fmt: skip
+def _finish_failed(
+    store: EventStore,
+    registry: Registry,
+    project: str,
+    kind: str,
+    job_id: str,
+    exc: BaseException,
+    annotation_ids: list[int],
+) -> None:
     """Record a failed run; a failure that is the data's (bad data, a full disk) gets a failed version."""
     from training.base import Cancelled, TrainingError, failure_reason
     from training.lifecycle import VersionFailed
@@ -157,14 +166,16 @@ def _finish_failed(store: EventStore, registry: Registry, project: str, kind: st
     failed = exc.version if isinstance(exc, VersionFailed) else None
     reason = exc.reason if isinstance(exc, VersionFailed) else failure_reason(exc, registry.store / "staging")
     if reason is not None and failed is None:  # failed before training (the conversion)
-        failed = registry.record_failed(project, kind, reason[:1000],
-                                        lineage={"annotation_count": len(annotation_ids), "job_id": job_id})  # fmt: skip
+        failed = registry.record_failed(
+            project, kind, reason[:1000], lineage={"annotation_count": len(annotation_ids), "job_id": job_id}
+        )
     if reason is None:
         store.finish_run(job_id, "error", detail=f"{type(exc).__name__}: {exc}")
         return
     bad_data = isinstance(exc, TrainingError) or isinstance(exc.__cause__, TrainingError)
-    store.finish_run(job_id, "bad_data" if bad_data else "error", version_id=failed.id if failed else None,
-                     detail=reason)  # fmt: skip
+    store.finish_run(
+        job_id, "bad_data" if bad_data else "error", version_id=failed.id if failed else None, detail=reason
+    )
 
 
 def mark_abandoned(job_id: str, detail: str, job: Job | None = None) -> bool:

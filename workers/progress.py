@@ -58,9 +58,13 @@ class JobProgress:
 
     def __call__(self, progress: Progress) -> None:
         update: dict[str, Any] = {
-            "stage": progress.stage, "epoch": progress.epoch, "epochs": progress.epochs,
-            "step": progress.step, "steps": progress.steps, "loss": _clean(progress.loss),
-        }  # fmt: skip
+            "stage": progress.stage,
+            "epoch": progress.epoch,
+            "epochs": progress.epochs,
+            "step": progress.step,
+            "steps": progress.steps,
+            "loss": _clean(progress.loss),
+        }
         if progress.metrics:
             update["metrics"] = {k: _clean(v) for k, v in progress.metrics.items() if _clean(v) is not None}
         force = progress.stage != "train"  # epoch ends and evaluation always get through

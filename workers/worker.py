@@ -159,8 +159,12 @@ def build_worker(
 
     connection = redis_connection(settings.redis_url)
     names = list(queues or [settings.queue])
-    return TrainingWorker([Queue(n, connection=connection) for n in names], connection=connection, name=name,
-                          job_monitoring_interval=settings.heartbeat)  # fmt: skip
+    return TrainingWorker(
+        [Queue(n, connection=connection) for n in names],
+        connection=connection,
+        name=name,
+        job_monitoring_interval=settings.heartbeat,
+    )
 
 
 def _keep_recovering(worker: TrainingWorker, interval_s: float, stop: threading.Event) -> None:
@@ -193,8 +197,12 @@ def run_worker(
     except REDIS_ERRORS as exc:
         log.warning("pending-trigger sweep failed: %s", exc)
     stop = threading.Event()
-    threading.Thread(target=_keep_recovering, args=(worker, max(1, settings.heartbeat), stop),
-                     name="histoloop-recover", daemon=True).start()  # fmt: skip
+    threading.Thread(
+        target=_keep_recovering,
+        args=(worker, max(1, settings.heartbeat), stop),
+        name="histoloop-recover",
+        daemon=True,
+    ).start()
     try:
         return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
     finally:

@@ -66,9 +66,13 @@ class RegionReader(Protocol):
     """One annotation's Label Studio regions → one item's labels (:mod:`converters.labelstudio_regions`)."""
 
     def add(
-        self, rtype: str, value: dict[str, Any], result: dict[str, Any], labels: list[str],
+        self,
+        rtype: str,
+        value: dict[str, Any],
+        result: dict[str, Any],
+        labels: list[str],
         warn: Callable[[str], None],
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Add one region of a type the kind reads (its labels: strings, at least one); ``RegionError``
         (or ``LabelValueError``) when it cannot be used, and then nothing of it is added."""
 
@@ -80,10 +84,17 @@ class Tiler(Protocol):
     """How one item's labels are cut into tiles (:mod:`converters.tiling`)."""
 
     def tiles(
-        self, src: Path, kind: str, split: str, stem: str, size: tuple[int, int],
-        windows: list[tuple[int, int, int, int]], classes: list[str], min_visible: float,
+        self,
+        src: Path,
+        kind: str,
+        split: str,
+        stem: str,
+        size: tuple[int, int],
+        windows: list[tuple[int, int, int, int]],
+        classes: list[str],
+        min_visible: float,
         report: ConversionReport,
-    ) -> list[ItemLabels] | None:  # fmt: skip
+    ) -> list[ItemLabels] | None:
         """The labels of each window of an item of (width, height) ``size``; None when the item's labels
         cannot be read (recorded)."""
 
@@ -96,9 +107,14 @@ class PolygonLabels(Protocol):
         small to write. No line for a kind whose polygons are painted by :meth:`item`."""
 
     def item(
-        self, regions: Sequence[Any], classes: list[str], height: int, width: int, lines: list[str],
+        self,
+        regions: Sequence[Any],
+        classes: list[str],
+        height: int,
+        width: int,
+        lines: list[str],
         binary_masks: bool,
-    ) -> ItemLabels:  # fmt: skip
+    ) -> ItemLabels:
         """The item's labels from its usable regions (``converters.pathology.Region``) and their lines."""
 
 
@@ -178,5 +194,13 @@ def one_of(kinds: Sequence[str], last: str = "or") -> str:
     return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} {last} {kinds[-1]}"
 
 
-__all__ = ["DatasetSpec", "ItemLabels", "PolygonLabels", "RegionReader", "Tiler", "dataset_spec", "kinds_where",
-           "one_of"]  # fmt: skip
+__all__ = [
+    "DatasetSpec",
+    "ItemLabels",
+    "PolygonLabels",
+    "RegionReader",
+    "Tiler",
+    "dataset_spec",
+    "kinds_where",
+    "one_of",
+]

@@ -47,9 +47,16 @@ def class_dir(layout: DatasetLayout, split: str, cls: str | None) -> Path:
 
 
 def choice_truth(
-    classes: list[str], layout: DatasetLayout, split: str, stem: str, extra: dict[str, Any], w: int, h: int,
-    from_name: str, to_name: str,
-) -> list[dict[str, Any]]:  # fmt: skip
+    classes: list[str],
+    layout: DatasetLayout,
+    split: str,
+    stem: str,
+    extra: dict[str, Any],
+    w: int,
+    h: int,
+    from_name: str,
+    to_name: str,
+) -> list[dict[str, Any]]:
     """The item's class as a choice."""
     from converters.predictions import choices_result
 

@@ -127,9 +127,16 @@ def point_boxes(
 
 
 def box_truth(
-    classes: list[str], layout: DatasetLayout, split: str, stem: str, extra: dict[str, Any], w: int, h: int,
-    from_name: str, to_name: str,
-) -> list[dict[str, Any]]:  # fmt: skip
+    classes: list[str],
+    layout: DatasetLayout,
+    split: str,
+    stem: str,
+    extra: dict[str, Any],
+    w: int,
+    h: int,
+    from_name: str,
+    to_name: str,
+) -> list[dict[str, Any]]:
     """One rectangle result per box of the item's label file."""
     from converters.predictions import boxes_to_results
 

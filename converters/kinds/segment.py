@@ -116,10 +116,17 @@ class MaskTiler:
     """The :class:`converters.kinds.Tiler` of masks: the item's mask, checked, cropped to each window."""
 
     def tiles(
-        self, src: Path, kind: str, split: str, stem: str, size: tuple[int, int],
-        windows: list[tuple[int, int, int, int]], classes: list[str], min_visible: float,
+        self,
+        src: Path,
+        kind: str,
+        split: str,
+        stem: str,
+        size: tuple[int, int],
+        windows: list[tuple[int, int, int, int]],
+        classes: list[str],
+        min_visible: float,
         report: ConversionReport,
-    ) -> list[ItemLabels] | None:  # fmt: skip
+    ) -> list[ItemLabels] | None:
         from PIL import Image
 
         from converters.tiling import tile_image
@@ -157,9 +164,16 @@ def point_discs(
 
 
 def mask_truth(
-    classes: list[str], layout: DatasetLayout, split: str, stem: str, extra: dict[str, Any], w: int, h: int,
-    from_name: str, to_name: str,
-) -> list[dict[str, Any]]:  # fmt: skip
+    classes: list[str],
+    layout: DatasetLayout,
+    split: str,
+    stem: str,
+    extra: dict[str, Any],
+    w: int,
+    h: int,
+    from_name: str,
+    to_name: str,
+) -> list[dict[str, Any]]:
     """One brush result per connected object (8-connected) of each class of the item's mask."""
     from PIL import Image
     from scipy import ndimage

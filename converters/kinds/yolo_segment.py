@@ -65,9 +65,16 @@ def polygon_points_line(cid: int, points: np.ndarray, width: int, height: int) -
 
 
 def polygon_truth(
-    classes: list[str], layout: DatasetLayout, split: str, stem: str, extra: dict[str, Any], w: int, h: int,
-    from_name: str, to_name: str,
-) -> list[dict[str, Any]]:  # fmt: skip
+    classes: list[str],
+    layout: DatasetLayout,
+    split: str,
+    stem: str,
+    extra: dict[str, Any],
+    w: int,
+    h: int,
+    from_name: str,
+    to_name: str,
+) -> list[dict[str, Any]]:
     """One brush result per polygon of the item's label file (one region per object)."""
     from converters.predictions import mask_to_brush_result
     from converters.regions import rasterize

@@ -64,10 +64,20 @@ def status_cmd(settings: Settings) -> None:
 
 
 @db.command("migrate-from-sqlite")
-@click.option("--registry", "registry_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="The SQLite registry [<model store>/registry.sqlite].")  # fmt: skip
-@click.option("--events", "events_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="The SQLite event store [<model store>/events.sqlite].")  # fmt: skip
+@click.option(
+    "--registry",
+    "registry_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The SQLite registry [<model store>/registry.sqlite].",
+)
+@click.option(
+    "--events",
+    "events_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The SQLite event store [<model store>/events.sqlite].",
+)
 @click.pass_obj
 def migrate_from_sqlite(settings: Settings, registry_file: Path | None, events_file: Path | None) -> None:
     """Copy the SQLite registry and event store into the database at HISTOLOOP_DATABASE_URL.

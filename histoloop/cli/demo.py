@@ -10,17 +10,30 @@ from kernel.settings import Settings
 
 
 @click.command()
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Your own PNG/JPEG tiles (default: generated H&E-like tiles).")  # fmt: skip
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Your own PNG/JPEG tiles (default: generated H&E-like tiles).",
+)
 @click.option("--count", default=12, show_default=True, help="Generated tiles, when no --images.")
 @click.option("--label-studio-port", default=8080, show_default=True)
 @click.option("--port", "backend_port", default=9090, show_default=True, help="The backend's port.")
-@click.option("--label-studio-venv", type=click.Path(path_type=Path),
-              help="Where Label Studio is installed (default: <model store>/label-studio-venv).")  # fmt: skip
+@click.option(
+    "--label-studio-venv",
+    type=click.Path(path_type=Path),
+    help="Where Label Studio is installed (default: <model store>/label-studio-venv).",
+)
 @click.option("--no-wait", is_flag=True, help="Set everything up, print the URLs, then stop (for scripts).")
 @click.pass_obj
-def demo(settings: Settings, images: Path | None, count: int, label_studio_port: int, backend_port: int,
-         label_studio_venv: Path | None, no_wait: bool) -> None:  # fmt: skip
+def demo(
+    settings: Settings,
+    images: Path | None,
+    count: int,
+    label_studio_port: int,
+    backend_port: int,
+    label_studio_venv: Path | None,
+    no_wait: bool,
+) -> None:
     """Start Redis, Label Studio, the backend and a worker; set up demo projects with a first model each.
 
     Prints the Label Studio URL and login. Ctrl-C, or `kill` (SIGTERM, SIGHUP), stops everything it started.
@@ -29,5 +42,12 @@ def demo(settings: Settings, images: Path | None, count: int, label_studio_port:
     from histoloop.stack import stopped_by_signals
 
     with stopped_by_signals():
-        run_demo(settings, images=images, count=count, ls_port=label_studio_port, backend_port=backend_port,
-                 label_studio_venv=label_studio_venv, wait=(lambda: None) if no_wait else None)  # fmt: skip
+        run_demo(
+            settings,
+            images=images,
+            count=count,
+            ls_port=label_studio_port,
+            backend_port=backend_port,
+            label_studio_venv=label_studio_venv,
+            wait=(lambda: None) if no_wait else None,
+        )

@@ -76,9 +76,15 @@ def list_(
     style = {"production": "bold green", "failed": "red", "archived": "dim"}
     for v in versions:
         table.add_row(
-            str(v.id), v.ref, v.status, _primary(v), str(v.lineage.get("annotation_count", "")),
-            _when(v.created_at), v.reason or "", style=style.get(v.status),
-        )  # fmt: skip
+            str(v.id),
+            v.ref,
+            v.status,
+            _primary(v),
+            str(v.lineage.get("annotation_count", "")),
+            _when(v.created_at),
+            v.reason or "",
+            style=style.get(v.status),
+        )
     console.print(table if versions else "no model versions yet")
 
 

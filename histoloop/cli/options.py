@@ -41,33 +41,44 @@ json_output = click.option(
 )
 strict = click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped.")
 label_config = click.option(
-    "--label-config", type=click.Path(exists=True, dir_okay=False), default=None,
+    "--label-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
     help="The Label Studio project's label config XML (its classes, in order); "
     "default: inferred from the export.",
-)  # fmt: skip
+)
 device = click.option(
     "--device", default=None, help="Where to run: auto, cpu, cuda or cuda:N (default: the device setting)."
 )
 min_score = click.option(
-    "--min-score", type=float, default=None,
+    "--min-score",
+    type=float,
+    default=None,
     help="Regions scored below this are dropped (default: the project's min_score setting).",
-)  # fmt: skip
+)
 reader = click.option(
-    "--reader", type=click.Choice(["auto", "tiffslide", "openslide"]), default="auto", show_default=True,
+    "--reader",
+    type=click.Choice(["auto", "tiffslide", "openslide"]),
+    default="auto",
+    show_default=True,
     help="Slide reader (OpenSlide is optional: pip install openslide-python openslide-bin).",
-)  # fmt: skip
+)
 slide_mpp = click.option(
     "--slide-mpp", type=float, default=None, help="The slides' µm/px when their metadata has none."
 )
 val_fraction = click.option(
-    "--val-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+    "--val-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
     help="Share of the split groups (patients) in the validation split.",
-)  # fmt: skip
+)
 group_regex = click.option(
-    "--group-regex", default=None,
+    "--group-regex",
+    default=None,
     help="Regex whose first group is an item's split group, its patient or slide "
     "(default: the TCGA patient TCGA-XX-YYYY in its name).",
-)  # fmt: skip
+)
 split_seed = click.option("--seed", type=int, default=0, show_default=True, help="Split seed.")
 
 
@@ -75,9 +86,11 @@ def project(*, required: bool = True, number: bool = False) -> Decorator:
     """``--project``: a Label Studio project id, as the key ``"4"`` (``number=True``: the int ``4`` its API
     takes); see :class:`~histoloop.cli.params.ProjectId`."""
     return click.option(
-        "--project", type=PROJECT_NUMBER if number else PROJECT_ID, required=required,
+        "--project",
+        type=PROJECT_NUMBER if number else PROJECT_ID,
+        required=required,
         help="Label Studio project id.",
-    )  # fmt: skip
+    )
 
 
 def kind(*, required: bool = True) -> Decorator:
@@ -89,19 +102,24 @@ def local_root(*, default: str = "the local_files_root setting", exists: bool = 
     """``--local-root``: Label Studio's local-files document root (a folder; with ``exists``, one that is
     there); ``default`` says what the command uses without it."""
     return click.option(
-        "--local-root", type=click.Path(file_okay=False, exists=exists), default=None,
+        "--local-root",
+        type=click.Path(file_okay=False, exists=exists),
+        default=None,
         help=f"Label Studio's local-files document root, where its /data/local-files/?d= paths point "
         f"(default: {default}).",
-    )  # fmt: skip
+    )
 
 
 def approval(*, default: str | None = None) -> Decorator:
     """``--approval``: which annotations count (:data:`kernel.labelstudio.APPROVAL_POLICIES`); without a
     ``default``, the project's rule."""
     return click.option(
-        "--approval", type=click.Choice(APPROVAL_POLICIES), default=default, show_default=default is not None,
+        "--approval",
+        type=click.Choice(APPROVAL_POLICIES),
+        default=default,
+        show_default=default is not None,
         help="Which annotations count" + ("." if default else " (default: the project's rule)."),
-    )  # fmt: skip
+    )
 
 
 def split_options(f: F) -> F:

@@ -15,8 +15,13 @@ JOB_FUNC = "ml_backend.bulk.predict_job"
 @click.command("predict")
 @options.project(number=True)
 @click.option("--only-missing", is_flag=True, help="Only tasks with no prediction at all (any version).")
-@click.option("--batch", default=32, show_default=True, type=click.IntRange(1, 1024),
-              help="Tasks predicted and uploaded per request.")  # fmt: skip
+@click.option(
+    "--batch",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Tasks predicted and uploaded per request.",
+)
 @click.option(
     "--queue", "on_worker", is_flag=True, help="Run it as an RQ job on a worker (prints the job id)."
 )
@@ -35,9 +40,13 @@ def predict(
     from ml_backend.bulk import BulkError, predict_project
 
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), transient=as_json,
-    ) as bar:  # fmt: skip
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=as_json,
+    ) as bar:
         bar_id = bar.add_task(f"project {project}", total=None)
 
         def progress(done: int, todo: int) -> None:
@@ -81,8 +90,13 @@ def _enqueue(settings: Settings, project: int, only_missing: bool, batch: int) -
     except NoSuchJobError:
         pass
     Queue(settings.queue, connection=conn).enqueue_call(
-        JOB_FUNC, args=(project,), kwargs={"only_missing": only_missing, "batch": batch}, job_id=job_id,
-        timeout=settings.job_timeout, result_ttl=7 * 24 * 3600, description=f"predict project {project}",
+        JOB_FUNC,
+        args=(project,),
+        kwargs={"only_missing": only_missing, "batch": batch},
+        job_id=job_id,
+        timeout=settings.job_timeout,
+        result_ttl=7 * 24 * 3600,
+        description=f"predict project {project}",
         meta={"project": str(project), "kind": "predict", "stage": "queued"},
-    )  # fmt: skip
+    )
     return job_id

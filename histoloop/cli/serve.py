@@ -11,10 +11,16 @@ from kernel.settings import Settings
 @click.option("--host", default=None, help="Address to listen on [settings: host].")
 @click.option("--port", type=int, default=None, help="Port to listen on [settings: port].")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="gunicorn worker processes (each loads its own models).")  # fmt: skip
-@click.option("--threads", type=click.IntRange(1), default=4, show_default=True,
-              help="Threads per worker process.")  # fmt: skip
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="gunicorn worker processes (each loads its own models).",
+)
+@click.option(
+    "--threads", type=click.IntRange(1), default=4, show_default=True, help="Threads per worker process."
+)
 @click.pass_obj
 def serve(
     settings: Settings, host: str | None, port: int | None, dev: bool, workers: int, threads: int

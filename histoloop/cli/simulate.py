@@ -127,12 +127,36 @@ def _orders(values: tuple[str, ...]) -> tuple[str, ...]:
     help="With --label-studio: seconds to wait for each retraining by the workers.",
 )
 @click.pass_obj
-def simulate(settings: Settings, data: Path, kind: str, rounds: int | None, per_round: int,
-             orders: tuple[str, ...], test_split: str, group_regex: str | None, tile: int, overlap: int,
-             out_dir: Path | None, seed: int, epochs: int | None, imgsz: int | None, batch: int | None,
-             model: str | None, train_options: tuple[str, ...], min_score: float | None, auto_promote: str | None,
-             label_config: str | None, images: str | None, local_root: str | None, keep_models: bool, label_studio_url: str | None,
-             api_key: str | None, backend_url: str | None, document_root: Path | None, timeout: float) -> None:  # fmt: skip
+def simulate(
+    settings: Settings,
+    data: Path,
+    kind: str,
+    rounds: int | None,
+    per_round: int,
+    orders: tuple[str, ...],
+    test_split: str,
+    group_regex: str | None,
+    tile: int,
+    overlap: int,
+    out_dir: Path | None,
+    seed: int,
+    epochs: int | None,
+    imgsz: int | None,
+    batch: int | None,
+    model: str | None,
+    train_options: tuple[str, ...],
+    min_score: float | None,
+    auto_promote: str | None,
+    label_config: str | None,
+    images: str | None,
+    local_root: str | None,
+    keep_models: bool,
+    label_studio_url: str | None,
+    api_key: str | None,
+    backend_url: str | None,
+    document_root: Path | None,
+    timeout: float,
+) -> None:
     """Replay DATA (labelled) as a specialist would annotate it with histoloop's suggestions.
 
     Each round: the next tasks by --order are predicted by production through the backend's predict path,
@@ -142,8 +166,11 @@ def simulate(settings: Settings, data: Path, kind: str, rounds: int | None, per_
     from histoloop.simulate import SimulationConfig, table
     from histoloop.simulate import simulate as run
 
-    train: dict[str, Any] = {k: v for k, v in (("epochs", epochs), ("imgsz", imgsz), ("batch", batch),
-                                                ("model", model)) if v is not None}  # fmt: skip
+    train: dict[str, Any] = {
+        k: v
+        for k, v in (("epochs", epochs), ("imgsz", imgsz), ("batch", batch), ("model", model))
+        if v is not None
+    }
     for option in train_options:
         key, sep, value = option.partition("=")
         if not sep or not key.strip():
@@ -151,11 +178,23 @@ def simulate(settings: Settings, data: Path, kind: str, rounds: int | None, per_
         train[key.strip()] = _value(value.strip())
     try:
         config = SimulationConfig(
-            kind=kind, rounds=rounds, per_round=per_round, orders=_orders(orders), test_split=test_split,
-            seed=seed, tile=tile, overlap=overlap, group_regex=group_regex, train=train, min_score=min_score,
-            auto_promote=auto_promote, label_config=label_config, images=images, local_root=local_root,
+            kind=kind,
+            rounds=rounds,
+            per_round=per_round,
+            orders=_orders(orders),
+            test_split=test_split,
+            seed=seed,
+            tile=tile,
+            overlap=overlap,
+            group_regex=group_regex,
+            train=train,
+            min_score=min_score,
+            auto_promote=auto_promote,
+            label_config=label_config,
+            images=images,
+            local_root=local_root,
             keep_models=keep_models,
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     out_dir = out_dir or Path(f"simulate-{kind}")
@@ -168,8 +207,13 @@ def simulate(settings: Settings, data: Path, kind: str, rounds: int | None, per_
 
             if not backend_url or document_root is None:
                 raise click.UsageError("--label-studio needs --backend and --document-root")
-            target = LabelStudioTarget(label_studio_url, api_key or settings.label_studio_api_key.get(),
-                                       backend_url, document_root, timeout)  # fmt: skip
+            target = LabelStudioTarget(
+                label_studio_url,
+                api_key or settings.label_studio_api_key.get(),
+                backend_url,
+                document_root,
+                timeout,
+            )
             rows = simulate_in_label_studio(data, config, settings, out_dir, target)
         else:
             rows = run(data, config, settings, out_dir)

@@ -27,9 +27,13 @@ console = Console(stderr=True, highlight=False)
 
 def _bar() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not sys.stderr.isatty(),
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not sys.stderr.isatty(),
+    )
 
 
 def _client(settings: Settings):
@@ -66,9 +70,23 @@ def slides() -> None:
 @options.slide_mpp
 @options.json_output
 @click.pass_obj
-def import_(settings: Settings, slide_files: tuple[Path, ...], project: int, size: int, mpp: float,
-            stride: int | None, per_slide: int | None, min_tissue: float, subdir: str, group_regex: str | None,
-            local_root: str | None, seed: int, reader: str, slide_mpp: float | None, as_json: bool) -> None:  # fmt: skip
+def import_(
+    settings: Settings,
+    slide_files: tuple[Path, ...],
+    project: int,
+    size: int,
+    mpp: float,
+    stride: int | None,
+    per_slide: int | None,
+    min_tissue: float,
+    subdir: str,
+    group_regex: str | None,
+    local_root: str | None,
+    seed: int,
+    reader: str,
+    slide_mpp: float | None,
+    as_json: bool,
+) -> None:
     """Cut tissue fields from SLIDE_FILES and create one task per field in the project."""
     from histoloop.slides import import_slides
 
@@ -83,10 +101,22 @@ def import_(settings: Settings, slide_files: tuple[Path, ...], project: int, siz
             bar.update(tid, description=name, completed=done, total=total)
 
         report = import_slides(
-            client, project, list(slide_files), root, size=size, mpp=mpp, stride=stride, per_slide=per_slide,
-            min_tissue=min_tissue, subdir=subdir, group_regex=group_regex, reader=reader, slide_mpp=slide_mpp,
-            seed=seed, progress=progress,
-        )  # fmt: skip
+            client,
+            project,
+            list(slide_files),
+            root,
+            size=size,
+            mpp=mpp,
+            stride=stride,
+            per_slide=per_slide,
+            min_tissue=min_tissue,
+            subdir=subdir,
+            group_regex=group_regex,
+            reader=reader,
+            slide_mpp=slide_mpp,
+            seed=seed,
+            progress=progress,
+        )
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=1))
     else:
@@ -100,8 +130,9 @@ def import_(settings: Settings, slide_files: tuple[Path, ...], project: int, siz
 @options.project()
 @options.kind()
 @click.option("--version", "ref", default=None, help="A version (4/segment/v3) instead of production.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("slide-predictions"),
-              show_default=True)  # fmt: skip
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("slide-predictions"), show_default=True
+)
 @click.option("--mpp", type=float, default=None, help="Resolution to predict at (default: the model's).")
 @click.option("--field-size", type=int, default=None, help="Field side in px (default: 4 × the model input).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="segment: mask threshold.")
@@ -110,9 +141,21 @@ def import_(settings: Settings, slide_files: tuple[Path, ...], project: int, siz
 @options.reader
 @options.slide_mpp
 @click.pass_obj
-def predict(settings: Settings, slide_files: tuple[Path, ...], project: str, kind: str, ref: str | None,
-            out_dir: Path, mpp: float | None, field_size: int | None, threshold: float, min_score: float | None,
-            device: str | None, reader: str, slide_mpp: float | None) -> None:  # fmt: skip
+def predict(
+    settings: Settings,
+    slide_files: tuple[Path, ...],
+    project: str,
+    kind: str,
+    ref: str | None,
+    out_dir: Path,
+    mpp: float | None,
+    field_size: int | None,
+    threshold: float,
+    min_score: float | None,
+    device: str | None,
+    reader: str,
+    slide_mpp: float | None,
+) -> None:
     """Run the project's production model over the tissue of SLIDE_FILES: GeoJSON + overlay per slide."""
     from converters.slides import SlideError
     from training.registry import Registry, RegistryError
@@ -142,10 +185,19 @@ def predict(settings: Settings, slide_files: tuple[Path, ...], project: str, kin
             tid = bar.add_task(path.name, total=None)
             try:
                 result = predict_slide(
-                    path, version.artifact_dir, out_dir, mpp=mpp, field_size=field_size, threshold=threshold,
-                    min_score=score, reader=reader, slide_mpp=slide_mpp, version_label=version.label,
-                    predictor=model, progress=lambda d, t, tid=tid: bar.update(tid, completed=d, total=t),
-                )  # fmt: skip
+                    path,
+                    version.artifact_dir,
+                    out_dir,
+                    mpp=mpp,
+                    field_size=field_size,
+                    threshold=threshold,
+                    min_score=score,
+                    reader=reader,
+                    slide_mpp=slide_mpp,
+                    version_label=version.label,
+                    predictor=model,
+                    progress=lambda d, t, tid=tid: bar.update(tid, completed=d, total=t),
+                )
             except (SlideError, OSError) as exc:
                 failed += 1
                 console.print(f"[red]could not read {path.name}[/]: {exc}")
@@ -160,8 +212,9 @@ def predict(settings: Settings, slide_files: tuple[Path, ...], project: str, kin
 
 @slides.command("export")
 @options.project(number=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("slide-annotations"),
-              show_default=True)  # fmt: skip
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("slide-annotations"), show_default=True
+)
 @options.approval()
 @click.pass_obj
 def export(settings: Settings, project: int, out_dir: Path, approval: str | None) -> None:
@@ -174,8 +227,9 @@ def export(settings: Settings, project: int, out_dir: Path, approval: str | None
     rule = approval or settings.project(project).approval
     by_slide, report = annotations_to_features(tasks, rule)
     for slide, features in sorted(by_slide.items()):
-        path = write_geojson(out_dir / f"{Path(slide).stem}.annotations.geojson", features,
-                             slide=slide, project=project)  # fmt: skip
+        path = write_geojson(
+            out_dir / f"{Path(slide).stem}.annotations.geojson", features, slide=slide, project=project
+        )
         click.echo(f"{slide}: {len(features)} annotations → {path}")
     skipped = [r for r in report.skipped if "not a slide field" not in r[1]]
     for item, why in skipped[:20]:

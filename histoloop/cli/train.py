@@ -108,9 +108,27 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 )
 @options.json_output
 @click.pass_obj
-def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, minutes: float | None, batch: int, imgsz: int,
-          lr: float | None, model: str | None, arch: str | None, encoder_weights: str | None, weights: str | None,
-          device: str | None, seed: int, patience: int, register: bool, out: Path | None, as_json: bool) -> None:  # fmt: skip
+def train(
+    settings: Settings,
+    project: str,
+    kind: str,
+    data: Path,
+    epochs: int,
+    minutes: float | None,
+    batch: int,
+    imgsz: int,
+    lr: float | None,
+    model: str | None,
+    arch: str | None,
+    encoder_weights: str | None,
+    weights: str | None,
+    device: str | None,
+    seed: int,
+    patience: int,
+    register: bool,
+    out: Path | None,
+    as_json: bool,
+) -> None:
     """Train a detect/segment/classify model on DATA and register it as a candidate."""
     from training.kinds import spec
     from training.offline import ensure_offline
@@ -134,17 +152,39 @@ def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, 
             raise click.UsageError(f"project {project} has no {kind} model in production to fine-tune from")
         weights, parent_id = str(prod.artifact_dir), prod.id
     config = TrainConfig(
-        epochs=epochs, batch=batch, imgsz=imgsz, lr=lr, device=device or settings.device, seed=seed, model=model,
-        weights=Path(weights) if weights else None, patience=patience, time=minutes,
+        epochs=epochs,
+        batch=batch,
+        imgsz=imgsz,
+        lr=lr,
+        device=device or settings.device,
+        seed=seed,
+        model=model,
+        weights=Path(weights) if weights else None,
+        patience=patience,
+        time=minutes,
         encoder_weights=Path(encoder_weights) if encoder_weights else None,
         extra={"arch": arch} if arch else {},
-    )  # fmt: skip
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())  # fmt: skip
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     try:
         with Progress(*columns, console=console, transient=False) as bar:
-            trained = train_version(reg, project, kind, data, config, progress=_Bar(bar), parent_id=parent_id,
-                                    register=register, out_dir=out)  # fmt: skip
+            trained = train_version(
+                reg,
+                project,
+                kind,
+                data,
+                config,
+                progress=_Bar(bar),
+                parent_id=parent_id,
+                register=register,
+                out_dir=out,
+            )
     except (Cancelled, KeyboardInterrupt):
         raise click.Abort() from None
     except (VersionFailed, RegistryError) as exc:  # bad data or a full disk: a message, not a traceback
@@ -152,8 +192,17 @@ def train(settings: Settings, project: str, kind: str, data: Path, epochs: int, 
     where = trained.artifact_dir
     label = f"{trained.version.ref} ({trained.version.status})" if trained.version else "not registered"
     if as_json:
-        click.echo(json.dumps({"version": label, "artifact_dir": str(where), "metrics": trained.result.metrics,
-                               "history": trained.result.history}, default=str))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "version": label,
+                    "artifact_dir": str(where),
+                    "metrics": trained.result.metrics,
+                    "history": trained.result.history,
+                },
+                default=str,
+            )
+        )
         return
     output.console().print(metrics_table(trained.result.metrics, f"{project}/{kind}: {label}"))
     click.echo(f"artifacts: {where}")

@@ -54,6 +54,8 @@ class BrushLabelsPredictor(ControlPredictor):
         for label, objects, kept in kept_objects(self, output):
             rles = labels_to_rles(objects, [k for k, _ in kept])
             h, w = objects.shape
-            out.extend(rle_brush_result(rles[k], w, h, label, score, self.control.from_name, self.control.to_name)
-                       for k, score in kept)  # fmt: skip
+            out.extend(
+                rle_brush_result(rles[k], w, h, label, score, self.control.from_name, self.control.to_name)
+                for k, score in kept
+            )
         return out

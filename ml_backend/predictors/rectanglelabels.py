@@ -30,6 +30,11 @@ class RectangleLabelsPredictor(ControlPredictor):
             return []
         names = [table[i] for i in labels[keep]]
         return boxes_to_results(
-            np.asarray(output.boxes)[keep], scores[keep], names, width, height,
-            self.control.from_name, self.control.to_name,
-        )  # fmt: skip
+            np.asarray(output.boxes)[keep],
+            scores[keep],
+            names,
+            width,
+            height,
+            self.control.from_name,
+            self.control.to_name,
+        )

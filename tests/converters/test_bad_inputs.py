@@ -60,24 +60,46 @@ def reasons(report: dict) -> dict[str, str]:
 # -- Label Studio exports ---------------------------------------------------------------------------------
 def rect(label="tumor", x=10.0, y=10.0, w=20.0, h=20.0, rotation=0.0, rid="r", **extra) -> dict:
     value = {"x": x, "y": y, "width": w, "height": h, "rotation": rotation, "rectanglelabels": [label]}
-    return {"id": rid, "from_name": "box", "to_name": "image", "type": "rectanglelabels",
-            "original_width": 40, "original_height": 30, "value": value, **extra}  # fmt: skip
+    return {
+        "id": rid,
+        "from_name": "box",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": 40,
+        "original_height": 30,
+        "value": value,
+        **extra,
+    }
 
 
 def polygon(label="tumor", points=((10, 10), (50, 10), (30, 60)), rid="p") -> dict:
-    return {"id": rid, "from_name": "polygon", "to_name": "image", "type": "polygonlabels",
-            "original_width": 40, "original_height": 30,
-            "value": {"points": [list(p) for p in points], "polygonlabels": [label]}}  # fmt: skip
+    return {
+        "id": rid,
+        "from_name": "polygon",
+        "to_name": "image",
+        "type": "polygonlabels",
+        "original_width": 40,
+        "original_height": 30,
+        "value": {"points": [list(p) for p in points], "polygonlabels": [label]},
+    }
 
 
 def choice(label="benign") -> dict:
-    return {"id": "c", "from_name": "diagnosis", "to_name": "image", "type": "choices",
-            "value": {"choices": [label]}}  # fmt: skip
+    return {
+        "id": "c",
+        "from_name": "diagnosis",
+        "to_name": "image",
+        "type": "choices",
+        "value": {"choices": [label]},
+    }
 
 
 def task(tid, results, image=None, **over) -> dict:
-    t = {"id": tid, "data": {"image": image or f"/data/local-files/?d=img/TCGA-AA-{tid:04d}-t.png"},
-         "annotations": [{"id": tid * 10, "result": results}]}  # fmt: skip
+    t = {
+        "id": tid,
+        "data": {"image": image or f"/data/local-files/?d=img/TCGA-AA-{tid:04d}-t.png"},
+        "annotations": [{"id": tid * 10, "result": results}],
+    }
     t.update(over)
     return t
 
@@ -118,8 +140,17 @@ def test_task_shapes_that_stopped_the_batch(tmp_path, target):
         task(8, good_results(), image="http://[::1/x.png"),  # not a URL
         task(9, good_results()),
     ]
-    code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, tasks), tmp_path / "out",
-                            "--to", target, "--label-config", CONFIG, "--labels-only")  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, tasks),
+        tmp_path / "out",
+        "--to",
+        target,
+        "--label-config",
+        CONFIG,
+        "--labels-only",
+    )
     assert code == 0, out
     assert report["converted"] == 3  # tasks 1, 6 and 9
     why = reasons(report)
@@ -135,8 +166,15 @@ def test_task_shapes_that_stopped_the_batch(tmp_path, target):
 
 def test_a_rectangle_whose_label_is_a_list_is_one_skipped_region(tmp_path):
     results = [rect(label=["tumor"], rid="bad"), rect(rid="ok")]
-    code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, [task(1, results)]),
-                            tmp_path / "out", "--to", "yolo-detect", "--labels-only")  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, [task(1, results)]),
+        tmp_path / "out",
+        "--to",
+        "yolo-detect",
+        "--labels-only",
+    )
     assert code == 0 and report["converted"] == 1 and report["regions"] == 1, out
     assert reasons(report) == {"task 1 (annotation 10) region bad": "label ['tumor'] is not a string"}
 
@@ -173,8 +211,18 @@ def test_nan_and_inf_coordinates_are_refused_with_a_reason(tmp_path, target):
     export.write_text(json.dumps([task(1, results)]))  # json writes NaN / Infinity, as Python reads them
     args = ["--obb"] if target == "yolo-obb" else []
     to = "yolo-detect" if target == "yolo-obb" else target
-    code, out, report = cli(tmp_path, "labelstudio", export, tmp_path / "out", "--to", to, *args,
-                            "--label-config", CONFIG, "--labels-only")  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        export,
+        tmp_path / "out",
+        "--to",
+        to,
+        *args,
+        "--label-config",
+        CONFIG,
+        "--labels-only",
+    )
     assert code == 0, out
     why = reasons(report)
     prefix = "task 1 (annotation 10) region "
@@ -194,8 +242,9 @@ def test_unrotated_nan_rectangle_gets_no_clipped_warning(tmp_path):
     r["value"]["x"] = float("nan")
     export = tmp_path / "export.json"
     export.write_text(json.dumps([task(1, [r, rect(rid="ok")])]))
-    code, out, report = cli(tmp_path, "labelstudio", export, tmp_path / "out", "--to", "yolo-detect",
-                            "--labels-only")  # fmt: skip
+    code, out, report = cli(
+        tmp_path, "labelstudio", export, tmp_path / "out", "--to", "yolo-detect", "--labels-only"
+    )
     assert code == 0 and report["regions"] == 1, out
     assert not any(w["item"].startswith("task 1 (annotation 10) region n") for w in report["warnings"]), out
     assert reasons(report) == {"task 1 (annotation 10) region n": "'x' is not a finite number (nan)"}
@@ -217,8 +266,18 @@ def test_unreadable_images_are_not_copied_into_a_dataset(tmp_path, target):
     tasks = [task(t, good_results()) for t in range(1, 6)]
     tasks.append(task(6, good_results(), image="/data/local-files/?d=img/TCGA-AA-0006-t.jpg"))
     tasks.append(task(7, good_results(), image="/data/local-files/?d=img/TCGA-AA-0001-t.png"))
-    code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, tasks), tmp_path / "out",
-                            "--to", target, "--label-config", CONFIG, "--local-root", root)  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, tasks),
+        tmp_path / "out",
+        "--to",
+        target,
+        "--label-config",
+        CONFIG,
+        "--local-root",
+        root,
+    )
     assert code == 0, out
     assert report["converted"] == 2
     why = reasons(report)
@@ -231,8 +290,16 @@ def test_unreadable_images_are_not_copied_into_a_dataset(tmp_path, target):
 
 def test_polygons_in_an_obb_export_convert_without_a_label_config(tmp_path):
     tasks = [task(1, [rect(), polygon(rid="poly", label="nucleus")])]
-    code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, tasks), tmp_path / "out",
-                            "--to", "yolo-detect", "--obb", "--labels-only")  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, tasks),
+        tmp_path / "out",
+        "--to",
+        "yolo-detect",
+        "--obb",
+        "--labels-only",
+    )
     assert code == 0 and report["skipped"] == [] and report["regions"] == 2, out
     assert "nucleus" in (tmp_path / "out" / "data.yaml").read_text()
     assert_clean_dataset(tmp_path / "out")
@@ -240,8 +307,18 @@ def test_polygons_in_an_obb_export_convert_without_a_label_config(tmp_path):
 
 def test_a_label_of_another_tag_is_named_as_such(tmp_path):
     tasks = [task(1, [rect(label="benign", rid="b"), rect(label="mitosis", rid="m"), rect()])]
-    code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, tasks), tmp_path / "out",
-                            "--to", "yolo-detect", "--obb", "--label-config", CONFIG, "--labels-only")  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, tasks),
+        tmp_path / "out",
+        "--to",
+        "yolo-detect",
+        "--obb",
+        "--label-config",
+        CONFIG,
+        "--labels-only",
+    )
     assert code == 0, out
     why = reasons(report)
     assert why["task 1 (annotation 10) region m"] == "label 'mitosis' is not in the label config"
@@ -256,8 +333,16 @@ def test_an_annotation_id_cannot_write_outside_the_dataset(tmp_path):
         {"id": "../../../../escaped", "completed_by": 1, "result": [rect()]},
         {"id": "a\0b", "completed_by": 2, "result": [rect()]},
     ]
-    code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, [t]), tmp_path / "ds" / "out",
-                            "--to", "yolo-detect", "--labels-only", "--per-annotator")  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, [t]),
+        tmp_path / "ds" / "out",
+        "--to",
+        "yolo-detect",
+        "--labels-only",
+        "--per-annotator",
+    )
     assert code == 0 and report["converted"] == 2, out
     assert not list(tmp_path.rglob("escaped*.txt")) or all(
         p.is_relative_to(tmp_path / "ds" / "out") for p in tmp_path.rglob("escaped*.txt")
@@ -277,13 +362,28 @@ def rle_bomb(records: int) -> list[int]:
 def test_a_brush_claiming_more_pixels_than_the_image_is_refused_before_decoding(tmp_path):
     import tracemalloc
 
-    brush = {"id": "b", "from_name": "brush", "to_name": "image", "type": "brushlabels",
-             "original_width": 40, "original_height": 30,
-             "value": {"format": "rle", "rle": rle_bomb(4096), "brushlabels": ["tumor"]}}  # fmt: skip
+    brush = {
+        "id": "b",
+        "from_name": "brush",
+        "to_name": "image",
+        "type": "brushlabels",
+        "original_width": 40,
+        "original_height": 30,
+        "value": {"format": "rle", "rle": rle_bomb(4096), "brushlabels": ["tumor"]},
+    }
     tracemalloc.start()
     try:
-        code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, [task(1, [brush, polygon()])]),
-                                tmp_path / "out", "--to", "masks", "--label-config", CONFIG, "--labels-only")  # fmt: skip
+        code, out, report = cli(
+            tmp_path,
+            "labelstudio",
+            write_export(tmp_path, [task(1, [brush, polygon()])]),
+            tmp_path / "out",
+            "--to",
+            "masks",
+            "--label-config",
+            CONFIG,
+            "--labels-only",
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -295,16 +395,26 @@ def test_a_brush_claiming_more_pixels_than_the_image_is_refused_before_decoding(
 
 
 def test_an_export_with_nothing_in_it_says_so(tmp_path):
-    code, out, report = cli(tmp_path, "labelstudio", write_export(tmp_path, []), tmp_path / "out",
-                            "--to", "yolo-detect", "--labels-only")  # fmt: skip
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, []),
+        tmp_path / "out",
+        "--to",
+        "yolo-detect",
+        "--labels-only",
+    )
     assert code == 1 and reasons(report) == {"export": "no tasks in the export"}, out
 
 
 def test_deeply_nested_json_is_an_error_naming_the_file(tmp_path):
     export = tmp_path / "deep.json"
     export.write_text("[" * 100_000 + "]" * 100_000)
-    res = CliRunner().invoke(main, ["convert", "labelstudio", str(export), str(tmp_path / "o"), "--to",
-                                    "yolo-detect"], catch_exceptions=False)  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        ["convert", "labelstudio", str(export), str(tmp_path / "o"), "--to", "yolo-detect"],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 1 and f"{export}: not valid JSON (nested too deeply)" in res.output, res.output
 
 
@@ -437,8 +547,9 @@ def test_aperio_unreadable_images_are_skipped(tmp_path, target):
 
 def test_aperio_folder_without_xml_says_why(tmp_path):
     (tmp_path / "xml").mkdir(), (tmp_path / "images").mkdir()
-    code, out, report = cli(tmp_path, "aperio", tmp_path / "xml", tmp_path / "images", tmp_path / "out",
-                            "--to", "masks")  # fmt: skip
+    code, out, report = cli(
+        tmp_path, "aperio", tmp_path / "xml", tmp_path / "images", tmp_path / "out", "--to", "masks"
+    )
     assert code == 1 and reasons(report) == {str(tmp_path / "xml"): "no Aperio XML files (*.xml)"}, out
 
 
@@ -456,8 +567,9 @@ def test_brecahad_hostile_points(tmp_path):
         p.write_bytes(text if isinstance(text, bytes) else text.encode())
         paths.append(p)
     for to in ("yolo-detect", "masks"):
-        code, out, report = cli(tmp_path, "brecahad", *paths, tmp_path / to, "--width", 64, "--height", 48,
-                                "--to", to)  # fmt: skip
+        code, out, report = cli(
+            tmp_path, "brecahad", *paths, tmp_path / to, "--width", 64, "--height", 48, "--to", to
+        )
         assert code == 0 and report["converted"] == 1, out
         why = reasons(report)
         assert why["nan.json class tumor"] == "1 points are not finite numbers"
@@ -466,8 +578,22 @@ def test_brecahad_hostile_points(tmp_path):
         assert why["latin.json"].startswith("not valid JSON")
         assert_clean_dataset(tmp_path / to)
     for option in ("--box-size", "--radius"):
-        res = CliRunner().invoke(main, ["convert", "brecahad", str(paths[0]), str(tmp_path / "x"), "--width",
-                                        "64", "--height", "48", option, "nan"], catch_exceptions=False)  # fmt: skip
+        res = CliRunner().invoke(
+            main,
+            [
+                "convert",
+                "brecahad",
+                str(paths[0]),
+                str(tmp_path / "x"),
+                "--width",
+                "64",
+                "--height",
+                "48",
+                option,
+                "nan",
+            ],
+            catch_exceptions=False,
+        )
         assert res.exit_code != 0 and "must be a positive number" in res.output, res.output
 
 
@@ -479,13 +605,20 @@ def test_tiling_a_damaged_dataset_skips_the_damaged_items(tmp_path):
     manifest = json.loads((ds / "manifest.json").read_text())
     good = manifest["items"][0]
     split = good["split"]
-    for stem, lines in (("nanlines", b"0 nan 0.5 0.1 0.1\n"), ("latin", b"0 0.5 0.5 0.1 0.1 \xe9\n"),
-                        ("badclass", b"7 0.5 0.5 0.1 0.1\nx 0.5 0.5 0.1 0.1\n")):  # fmt: skip
+    for stem, lines in (
+        ("nanlines", b"0 nan 0.5 0.1 0.1\n"),
+        ("latin", b"0 0.5 0.5 0.1 0.1 \xe9\n"),
+        ("badclass", b"7 0.5 0.5 0.1 0.1\nx 0.5 0.5 0.1 0.1\n"),
+    ):
         (ds / "images" / split / f"{stem}.png").write_bytes(png(80, 60))
         (ds / "labels" / split / f"{stem}.txt").write_bytes(lines)
         manifest["items"].append({"stem": stem, "split": split})
-    manifest["items"] += ["garbage", {"stem": "../../etc/passwd", "split": split}, {"stem": 3},
-                          {"stem": "nosplit", "split": "elsewhere"}]  # fmt: skip
+    manifest["items"] += [
+        "garbage",
+        {"stem": "../../etc/passwd", "split": split},
+        {"stem": 3},
+        {"stem": "nosplit", "split": "elsewhere"},
+    ]
     (ds / "manifest.json").write_text(json.dumps(manifest))
     code, out, report = cli(tmp_path, "tile", ds, tmp_path / "tiles", "--tile", 32, "--overlap", 8)
     assert code == 0, out
@@ -522,16 +655,44 @@ def test_tiling_a_masks_dataset_without_its_masks(tmp_path):
 def test_the_command_prints_no_traceback_on_the_corpus(tmp_path):
     folder = labelimg_folder(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HISTOLOOP_MODEL_STORE": str(tmp_path / "store")}
-    run = subprocess.run([sys.executable, "-m", "histoloop.cli", "convert", "labelimg", str(folder),
-                          str(tmp_path / "out"), "--to", "yolo"], capture_output=True, text=True, env=env,
-                         timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "histoloop.cli",
+            "convert",
+            "labelimg",
+            str(folder),
+            str(tmp_path / "out"),
+            "--to",
+            "yolo",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 0 and "Traceback" not in run.stderr + run.stdout, run.stderr
     assert "converted 2, skipped 13" in run.stdout and "empty.xml: image empty.png: empty file" in run.stdout
     export = tmp_path / "bad.json"
     export.write_text(json.dumps([task(1, [rect(label=["x"])], annotations=5), task(2, [rect()], data=1)]))
-    run = subprocess.run([sys.executable, "-m", "histoloop.cli", "convert", "labelstudio", str(export),
-                          str(tmp_path / "o"), "--to", "yolo-detect"], capture_output=True, text=True,
-                         env=env, timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "histoloop.cli",
+            "convert",
+            "labelstudio",
+            str(export),
+            str(tmp_path / "o"),
+            "--to",
+            "yolo-detect",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout, run.stderr
     assert "task 1: annotations is not a list (a int)" in run.stdout
     assert "nothing usable was produced" in run.stderr

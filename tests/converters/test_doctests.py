@@ -9,9 +9,23 @@ from pathlib import Path
 import pytest
 
 MODULES = [
-    "rle", "images", "predictions", "labelstudio", "regions", "pathology", "split", "tiling", "report",
-    "slides", "pyramid", "geojson", "inputs", "dataset", "kinds", "ground_truth",
-]  # fmt: skip
+    "rle",
+    "images",
+    "predictions",
+    "labelstudio",
+    "regions",
+    "pathology",
+    "split",
+    "tiling",
+    "report",
+    "slides",
+    "pyramid",
+    "geojson",
+    "inputs",
+    "dataset",
+    "kinds",
+    "ground_truth",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

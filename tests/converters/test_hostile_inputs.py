@@ -132,20 +132,32 @@ def results(draw) -> object:
     key = rtype.lower() if isinstance(rtype, str) else "rectanglelabels"
     value[key] = draw(labelish(rtype))
     value = draw(maybe_missing(value, list(value)))
-    r = {"id": draw(mostly(st.text(max_size=6), garbage)), "type": rtype, "from_name": from_name,
-         "to_name": "image", "value": draw(mostly(st.just(value), garbage)),
-         "original_width": w, "original_height": h}  # fmt: skip
+    r = {
+        "id": draw(mostly(st.text(max_size=6), garbage)),
+        "type": rtype,
+        "from_name": from_name,
+        "to_name": "image",
+        "value": draw(mostly(st.just(value), garbage)),
+        "original_width": w,
+        "original_height": h,
+    }
     return draw(mostly(maybe_missing(r, ["id", "type", "from_name", "value", "original_width"]), garbage))
 
 
 @st.composite
 def tasks(draw) -> object:
     annotation = st.fixed_dictionaries(
-        {"id": mostly(st.integers(0, 99), garbage),
-         "result": mostly(st.lists(results(), max_size=5), garbage)},
-        optional={"was_cancelled": mostly(st.just(False), garbage), "ground_truth": mostly(st.booleans(), garbage),
-                  "completed_by": mostly(st.integers(1, 3), garbage), "updated_at": mostly(st.text(max_size=4), garbage)},
-    )  # fmt: skip
+        {
+            "id": mostly(st.integers(0, 99), garbage),
+            "result": mostly(st.lists(results(), max_size=5), garbage),
+        },
+        optional={
+            "was_cancelled": mostly(st.just(False), garbage),
+            "ground_truth": mostly(st.booleans(), garbage),
+            "completed_by": mostly(st.integers(1, 3), garbage),
+            "updated_at": mostly(st.text(max_size=4), garbage),
+        },
+    )
     image = mostly(
         st.sampled_from([f"/data/local-files/?d=img/TCGA-AA-{i:04d}-t{i}.png" for i in range(6)]),
         st.one_of(
@@ -226,12 +238,27 @@ def image_bytes(draw) -> tuple[str, bytes]:
 
 def plain_task(i: int, url: str) -> dict:
     results = [
-        {"type": "rectanglelabels", "from_name": "box", "to_name": "image",
-         "value": {"x": 10, "y": 10, "width": 30, "height": 30, "rotation": 0, "rectanglelabels": ["tumor"]}},
-        {"type": "polygonlabels", "from_name": "polygon", "to_name": "image",
-         "value": {"points": [[10, 10], [60, 15], [30, 70]], "polygonlabels": ["lymphocyte"]}},
+        {
+            "type": "rectanglelabels",
+            "from_name": "box",
+            "to_name": "image",
+            "value": {
+                "x": 10,
+                "y": 10,
+                "width": 30,
+                "height": 30,
+                "rotation": 0,
+                "rectanglelabels": ["tumor"],
+            },
+        },
+        {
+            "type": "polygonlabels",
+            "from_name": "polygon",
+            "to_name": "image",
+            "value": {"points": [[10, 10], [60, 15], [30, 70]], "polygonlabels": ["lymphocyte"]},
+        },
         {"type": "choices", "from_name": "diagnosis", "to_name": "image", "value": {"choices": ["benign"]}},
-    ]  # fmt: skip
+    ]
     return {"id": i, "data": {"image": url}, "annotations": [{"id": i, "result": results}]}
 
 
@@ -387,12 +414,28 @@ def test_hostile_aperio_folders(data, kind):
 
 @HOSTILE
 @given(
-    st.lists(st.dictionaries(st.sampled_from(["tumor", "mitosis", "x"]), mostly(
-        st.lists(st.fixed_dictionaries({"x": mostly(st.floats(-0.1, 1.1), hostile_numbers),
-                                        "y": mostly(st.floats(-0.1, 1.1), hostile_numbers)}), max_size=4),
-        garbage), max_size=3), min_size=1, max_size=3),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["tumor", "mitosis", "x"]),
+            mostly(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "x": mostly(st.floats(-0.1, 1.1), hostile_numbers),
+                            "y": mostly(st.floats(-0.1, 1.1), hostile_numbers),
+                        }
+                    ),
+                    max_size=4,
+                ),
+                garbage,
+            ),
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
     st.sampled_from(["detect", "segment"]),
-)  # fmt: skip
+)
 def test_hostile_brecahad_points(files, kind):
     with tempfile.TemporaryDirectory() as tmp:
         paths = []

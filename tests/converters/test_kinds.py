@@ -89,11 +89,20 @@ def _project(tag: str) -> tuple[str, dict]:
         f'<View><Image name="image" value="$image"/><{tag} name="ctl" toName="image">'
         f'<{row.label_element} value="Tumor"/></{tag}></View>'
     )
-    region = {"id": "r1", "from_name": "ctl", "to_name": "image", "type": row.result_type,
-              "original_width": 100, "original_height": 100,
-              "value": {**REGION_VALUES[row.result_type], row.label_key: ["Tumor"]}}  # fmt: skip
-    task = {"id": 1, "data": {"image": "/data/local-files/?d=TCGA-AA-0001.png"},
-            "annotations": [{"id": 7, "result": [region], "was_cancelled": False}]}  # fmt: skip
+    region = {
+        "id": "r1",
+        "from_name": "ctl",
+        "to_name": "image",
+        "type": row.result_type,
+        "original_width": 100,
+        "original_height": 100,
+        "value": {**REGION_VALUES[row.result_type], row.label_key: ["Tumor"]},
+    }
+    task = {
+        "id": 1,
+        "data": {"image": "/data/local-files/?d=TCGA-AA-0001.png"},
+        "annotations": [{"id": 7, "result": [region], "was_cancelled": False}],
+    }
     return config, task
 
 

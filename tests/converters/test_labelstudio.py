@@ -374,14 +374,27 @@ def test_touching_regions_stay_separate_objects(tmp_path) -> None:
 
     def polygon(x0: float, x1: float) -> dict:
         pts = [[x0, 20.0], [x1, 20.0], [x1, 60.0], [x0, 60.0]]
-        return {"id": f"p{x0}", "from_name": "nuclei", "to_name": "image", "type": "polygonlabels",
-                "original_width": 100, "original_height": 100,
-                "value": {"points": pts, "polygonlabels": ["nucleus"], "closed": True}}  # fmt: skip
+        return {
+            "id": f"p{x0}",
+            "from_name": "nuclei",
+            "to_name": "image",
+            "type": "polygonlabels",
+            "original_width": 100,
+            "original_height": 100,
+            "value": {"points": pts, "polygonlabels": ["nucleus"], "closed": True},
+        }
 
-    config = ('<View><Image name="image" value="$image"/><PolygonLabels name="nuclei" toName="image">'
-              '<Label value="nucleus"/></PolygonLabels></View>')  # fmt: skip
-    tasks = [{"id": 1, "data": {"image": "/data/upload/1/TCGA-AA-0001-01Z.png"},
-              "annotations": [{"id": 1, "result": [polygon(10, 40), polygon(40, 70)], "was_cancelled": False}]}]  # fmt: skip
+    config = (
+        '<View><Image name="image" value="$image"/><PolygonLabels name="nuclei" toName="image">'
+        '<Label value="nucleus"/></PolygonLabels></View>'
+    )
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": "/data/upload/1/TCGA-AA-0001-01Z.png"},
+            "annotations": [{"id": 1, "result": [polygon(10, 40), polygon(40, 70)], "was_cancelled": False}],
+        }
+    ]
     report = export_to_dataset(
         tasks, "segment", tmp_path / "ds", label_config=config, images=None, split="train"
     )

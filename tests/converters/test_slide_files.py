@@ -179,8 +179,18 @@ def test_pieces_cut_by_field_borders_join() -> None:
 
 
 def _field_task(tid: int, results: list[dict], x: int = 4000, y: int = 6000) -> dict:
-    data = {"image": f"/data/local-files/?d=slides/ab/S1_x{x}_y{y}_0.5um.png", "slide": "S1.svs", "slide_id": "ab",
-            "group": "patient-7", "x": x, "y": y, "size": 200, "mpp": 0.5, "slide_mpp": 0.25, "downsample": 2.0}  # fmt: skip
+    data = {
+        "image": f"/data/local-files/?d=slides/ab/S1_x{x}_y{y}_0.5um.png",
+        "slide": "S1.svs",
+        "slide_id": "ab",
+        "group": "patient-7",
+        "x": x,
+        "y": y,
+        "size": 200,
+        "mpp": 0.5,
+        "slide_mpp": 0.25,
+        "downsample": 2.0,
+    }
     return {"id": tid, "data": data, "annotations": [{"id": tid * 10, "result": results}]}
 
 
@@ -192,10 +202,16 @@ def test_annotations_on_fields_land_on_the_slide() -> None:
     gland[50:150, 40:160] = 255
     gland[80:120, 80:120] = 0
     size = {"original_width": 200, "original_height": 200}
-    rect = {"type": "rectanglelabels", **size, "value": {"x": 10, "y": 25, "width": 20, "height": 5,
-                                                         "rectanglelabels": ["tumor"]}}  # fmt: skip
-    brush = {"type": "brushlabels", **size, "value": {"format": "rle", "rle": mask_to_rle(gland),
-                                                      "brushlabels": ["gland"]}}  # fmt: skip
+    rect = {
+        "type": "rectanglelabels",
+        **size,
+        "value": {"x": 10, "y": 25, "width": 20, "height": 5, "rectanglelabels": ["tumor"]},
+    }
+    brush = {
+        "type": "brushlabels",
+        **size,
+        "value": {"format": "rle", "rle": mask_to_rle(gland), "brushlabels": ["gland"]},
+    }
     choice = {"type": "choices", "value": {"choices": ["malignant"]}}
     tasks = [
         _field_task(1, [rect, brush]),
@@ -219,12 +235,19 @@ def test_fields_keep_their_slide_group_and_resolution_in_datasets(tmp_path: Path
 
     from converters.labelstudio import export_to_dataset
 
-    rect = {"type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 200,
-            "original_height": 200, "value": {"x": 10, "y": 10, "width": 20, "height": 20,
-                                              "rectanglelabels": ["tumor"]}}  # fmt: skip
+    rect = {
+        "type": "rectanglelabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": 200,
+        "original_height": 200,
+        "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rectanglelabels": ["tumor"]},
+    }
     tasks = [_field_task(i, [rect], x=400 * i) for i in range(1, 4)]
-    config = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-              '<Label value="tumor"/></RectangleLabels></View>')  # fmt: skip
+    config = (
+        '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+        '<Label value="tumor"/></RectangleLabels></View>'
+    )
     report = export_to_dataset(tasks, "detect", tmp_path / "ds", label_config=config, images=None)
     assert report.converted == 3
     items = json.loads((tmp_path / "ds" / "manifest.json").read_text())["items"]

@@ -35,9 +35,18 @@ def browser():
         )
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1300"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1300",
+    ):
         options.add_argument(flag)
     from selenium.webdriver.chrome.service import Service
 
@@ -89,11 +98,20 @@ def loop(tmp_path_factory: pytest.TempPathFactory, test_redis: str):
     settings = load_settings(env=env)
     label_studio = LabelStudioServer(
         venv=Path(os.environ.get("HISTOLOOP_LABEL_STUDIO_VENV", ROOT / ".venv-label-studio")),
-        data_dir=base / "label-studio", document_root=document_root, port=free_port(),
-    )  # fmt: skip
-    stack = Stack(env=settings_env({**env, "HISTOLOOP_LABEL_STUDIO_URL": label_studio.url,
-                                    "HISTOLOOP_LABEL_STUDIO_API_KEY": label_studio.token}),
-                  log_dir=base / "logs")  # fmt: skip
+        data_dir=base / "label-studio",
+        document_root=document_root,
+        port=free_port(),
+    )
+    stack = Stack(
+        env=settings_env(
+            {
+                **env,
+                "HISTOLOOP_LABEL_STUDIO_URL": label_studio.url,
+                "HISTOLOOP_LABEL_STUDIO_API_KEY": label_studio.token,
+            }
+        ),
+        log_dir=base / "logs",
+    )
     try:
         label_studio.start()
         client = label_studio.client()
@@ -109,8 +127,19 @@ def loop(tmp_path_factory: pytest.TempPathFactory, test_redis: str):
         stack.worker(device="cpu")
         for pid in projects.values():
             connect_backend(client, pid, f"http://127.0.0.1:{port}")
-        yield Loop(client, settings, redis, projects, [p for p, _ in shown], shown, THRESHOLD, label_studio,
-                   stack, document_root, f"http://127.0.0.1:{port}")  # fmt: skip
+        yield Loop(
+            client,
+            settings,
+            redis,
+            projects,
+            [p for p, _ in shown],
+            shown,
+            THRESHOLD,
+            label_studio,
+            stack,
+            document_root,
+            f"http://127.0.0.1:{port}",
+        )
     finally:
         stack.stop()
         label_studio.stop()

@@ -61,8 +61,13 @@ class RecordingProxy:
         if request.path == "/predict":
             self.recorded.append({"method": request.method, "path": request.path, "body": json.loads(body)})
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        r = requests.request(request.method, self.target + request.full_path.rstrip("?"), data=body,
-                             headers=headers, timeout=120)  # fmt: skip
+        r = requests.request(
+            request.method,
+            self.target + request.full_path.rstrip("?"),
+            data=body,
+            headers=headers,
+            timeout=120,
+        )
         return Response(r.content, r.status_code, content_type=r.headers.get("Content-Type"))(
             environ, start_response
         )
@@ -79,8 +84,12 @@ class RecordingProxy:
 
 def register_everything_segmenter(settings: Any, project: str) -> None:
     """A U-Net (resnet18, 256 px) whose head is biased so that every pixel is tissue, promoted."""
-    card = ModelCard(kind="segment", classes=["tumor"], input_size=256,
-                     arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+    card = ModelCard(
+        kind="segment",
+        classes=["tumor"],
+        input_size=256,
+        arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+    )
     register_untrained(Registry.from_settings(settings), project, card, head_bias=4.0)
 
 
@@ -88,8 +97,9 @@ def register_everything_segmenter(settings: Any, project: str) -> None:
 def interactive_project(loop):
     """(project id, ML backend id, proxy, tasks): smart tools, no predictions shown, histoloop interactive."""
     client, settings = loop.client, loop.settings
-    project = client.projects.create(title="histoloop interactive", label_config=CONFIG,
-                                     show_collab_predictions=False)  # fmt: skip
+    project = client.projects.create(
+        title="histoloop interactive", label_config=CONFIG, show_collab_predictions=False
+    )
     client.import_storage.local.create(
         project=project.id, path=str(loop.images[0].parent.resolve()), use_blob_urls=True, title="tiles"
     )
@@ -111,8 +121,16 @@ def interactive_project(loop):
 
 
 def _region(kind: str, value: dict, **extra: Any) -> dict:
-    return {"type": kind, "from_name": "click" if kind == "keypointlabels" else "box", "to_name": "image",
-            "original_width": 256, "original_height": 256, "image_rotation": 0, "value": value, **extra}  # fmt: skip
+    return {
+        "type": kind,
+        "from_name": "click" if kind == "keypointlabels" else "box",
+        "to_name": "image",
+        "original_width": 256,
+        "original_height": 256,
+        "image_rotation": 0,
+        "value": value,
+        **extra,
+    }
 
 
 def test_label_studio_api_forwards_a_click_and_a_box(loop, interactive_project) -> None:
@@ -120,11 +138,31 @@ def test_label_studio_api_forwards_a_click_and_a_box(loop, interactive_project) 
     ls = loop.label_studio
     url = f"{ls.url}/api/ml/{ml_id}/interactive-annotating"
     contexts = {
-        "click": {"result": [_region("keypointlabels", {"x": 25, "y": 75, "width": 0.5,
-                                                        "keypointlabels": ["Tumor"]}, is_positive=True)]},
-        "box": {"result": [_region("rectanglelabels", {"x": 20, "y": 20, "width": 40, "height": 30,
-                                                       "rotation": 0, "rectanglelabels": ["Tumor"]})]},
-    }  # fmt: skip
+        "click": {
+            "result": [
+                _region(
+                    "keypointlabels",
+                    {"x": 25, "y": 75, "width": 0.5, "keypointlabels": ["Tumor"]},
+                    is_positive=True,
+                )
+            ]
+        },
+        "box": {
+            "result": [
+                _region(
+                    "rectanglelabels",
+                    {
+                        "x": 20,
+                        "y": 20,
+                        "width": 40,
+                        "height": 30,
+                        "rotation": 0,
+                        "rectanglelabels": ["Tumor"],
+                    },
+                )
+            ]
+        },
+    }
     for what, context in contexts.items():
         r = requests.post(
             url, json={"task": tasks[0].id, "context": context}, headers=ls.headers, timeout=120
@@ -190,9 +228,12 @@ def test_a_click_in_the_frontend_draws_the_object(loop, interactive_project, bro
     # JS clicks and the frontend's own store where a person clicks a button: no tooltip or overlay intercepts
     browser.execute_script("arguments[0].click()", toggle)
     labels = WebDriverWait(browser, 30).until(
-        lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, ".lsf-label__text") if e.text.strip() == "Tumor"]
-        if len(d.find_elements(By.CSS_SELECTOR, ".lsf-label__text")) >= 3 else False
-    )  # fmt: skip
+        lambda d: (
+            [e for e in d.find_elements(By.CSS_SELECTOR, ".lsf-label__text") if e.text.strip() == "Tumor"]
+            if len(d.find_elements(By.CSS_SELECTOR, ".lsf-label__text")) >= 3
+            else False
+        )
+    )
     browser.execute_script("arguments[0].click()", labels[1])  # the keypoint's label (brush, keypoint, box)
     # the smart variant of the keypoint tool (Auto-Annotation adds it: its regions go to the ML backend)
     assert browser.execute_script(SMART_TOOL_JS, "click", "image"), "no smart keypoint tool"

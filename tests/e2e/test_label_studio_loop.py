@@ -70,11 +70,19 @@ def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_ve
     submitted = submitted_at[loop.threshold - 1]  # the annotation that reaches the retrain threshold
     new = wait_for(
         lambda: [v for v in registry.list(project=str(pid), kind=kind) if v.version > before.version],
-        timeout=300, what="a retrained version registered by the worker", interval=2,
-    )  # fmt: skip
+        timeout=300,
+        what="a retrained version registered by the worker",
+        interval=2,
+    )
     assert new[0].lineage.get("annotation_count", 0) >= loop.threshold
-    current = wait_for(lambda: registry.production(str(pid), kind).version > before.version and
-                       registry.production(str(pid), kind), timeout=60, what="auto-promotion")  # fmt: skip
+    current = wait_for(
+        lambda: (
+            registry.production(str(pid), kind).version > before.version
+            and registry.production(str(pid), kind)
+        ),
+        timeout=60,
+        what="auto-promotion",
+    )
     promoted = time.time()
     client.actions.create(
         id="delete_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []}

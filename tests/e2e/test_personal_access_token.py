@@ -40,8 +40,10 @@ from training.untrained import register_untrained
 pytestmark = pytest.mark.labelstudio
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = 5
-CONFIG = ('<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
-          '<Choice value="benign"/><Choice value="malignant"/></Choices></View>')  # fmt: skip
+CONFIG = (
+    '<View><Image name="image" value="$image"/><Choices name="dx" toName="image">'
+    '<Choice value="benign"/><Choice value="malignant"/></Choices></View>'
+)
 
 
 def _register_classifier(settings, project: str) -> str:
@@ -59,13 +61,20 @@ def pat_label_studio(tmp_path_factory):
     # brings in extra_params is offered there (a /setup token goes only back to the hostname it names)
     ls = LabelStudioServer(
         venv=Path(os.environ.get("HISTOLOOP_LABEL_STUDIO_VENV", ROOT / ".venv-label-studio")),
-        data_dir=base / "label-studio", document_root=base / "files", port=port, legacy_tokens=False,
+        data_dir=base / "label-studio",
+        document_root=base / "files",
+        port=port,
+        legacy_tokens=False,
         extra_env={"LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}"},
-    )  # fmt: skip
+    )
     (base / "files").mkdir()
-    env = {"HISTOLOOP_MODEL_STORE": str(base / "store"), "HISTOLOOP_DEVICE": "cpu",
-           "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0", "HISTOLOOP_LABEL_STUDIO_URL": ls.url,
-           "HISTOLOOP_LABEL_STUDIO_API_KEY": ""}  # fmt: skip
+    env = {
+        "HISTOLOOP_MODEL_STORE": str(base / "store"),
+        "HISTOLOOP_DEVICE": "cpu",
+        "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
+        "HISTOLOOP_LABEL_STUDIO_URL": ls.url,
+        "HISTOLOOP_LABEL_STUDIO_API_KEY": "",
+    }
     stack = Stack(env=settings_env(env), log_dir=base / "logs")
     try:
         ls.start()
@@ -94,8 +103,12 @@ def test_legacy_tokens_off_everything_through_a_personal_access_token(pat_label_
         )
         files.append((f"file{i}", (f"tile{i}.png", buf.getvalue(), "image/png")))
     access = requests.post(f"{ls.url}/api/token/refresh/", json={"refresh": pat}, timeout=30).json()["access"]
-    r = requests.post(f"{ls.url}/api/projects/{project.id}/import", files=files,
-                      headers={"Authorization": f"Bearer {access}"}, timeout=120)  # fmt: skip
+    r = requests.post(
+        f"{ls.url}/api/projects/{project.id}/import",
+        files=files,
+        headers={"Authorization": f"Bearer {access}"},
+        timeout=120,
+    )
     assert r.status_code == 201, r.text
     tasks = list(client.tasks.list(project=project.id))
     assert len(tasks) == TASKS and all(t.data["image"].startswith("/data/upload/") for t in tasks)
@@ -104,13 +117,20 @@ def test_legacy_tokens_off_everything_through_a_personal_access_token(pat_label_
     version = _register_classifier(settings, str(project.id))
     port = free_port()
     stack.backend("127.0.0.1", port)
-    client.ml.create(project=project.id, url=f"http://127.0.0.1:{port}", title="histoloop",
-                     is_interactive=False, extra_params={"access_token": pat, "uncertainty": "margin"})  # fmt: skip
+    client.ml.create(
+        project=project.id,
+        url=f"http://127.0.0.1:{port}",
+        title="histoloop",
+        is_interactive=False,
+        extra_params={"access_token": pat, "uncertainty": "margin"},
+    )
 
     # Retrieve predictions: the images came through the PAT, the score is the margin extra_params chose
     retrieve_predictions(client, project.id)
-    stored = {t.id: [p.model_dump() if hasattr(p, "model_dump") else p for p in t.predictions or []]
-              for t in client.tasks.list(project=project.id, fields="all")}  # fmt: skip
+    stored = {
+        t.id: [p.model_dump() if hasattr(p, "model_dump") else p for p in t.predictions or []]
+        for t in client.tasks.list(project=project.id, fields="all")
+    }
     assert all(len(p) == 1 for p in stored.values()), stored
     for (pred,) in stored.values():
         assert pred["model_version"] == version
@@ -119,13 +139,15 @@ def test_legacy_tokens_off_everything_through_a_personal_access_token(pat_label_
         assert pred["score"] == pytest.approx(2 * p - 1, abs=1e-4)  # margin, not the top probability
 
     # the export a retraining makes, through the PAT
-    exported, config = export_project(load_settings(env={**env, "HISTOLOOP_LABEL_STUDIO_API_KEY": pat}),
-                                      str(project.id))  # fmt: skip
+    exported, config = export_project(
+        load_settings(env={**env, "HISTOLOOP_LABEL_STUDIO_API_KEY": pat}), str(project.id)
+    )
     assert len(exported) == TASKS and "Choices" in config
 
     # histoloop predict, stopped after its first batch, run again, and again
-    client.actions.create(id="delete_tasks_predictions", project=project.id,
-                          selected_items={"all": True, "excluded": []})  # fmt: skip
+    client.actions.create(
+        id="delete_tasks_predictions", project=project.id, selected_items={"all": True, "excluded": []}
+    )
     from ml_backend.bulk import predict_project
 
     class Stop(Exception):

@@ -24,8 +24,13 @@ def _export(folder: Path, n: int = 8) -> Path:
         tile = make_tile(seed=70 + i, size=64, malignant=True)
         path = folder / "images" / f"TCGA-SM-{2000 + i // 2:04d}-01Z-00-DX{i % 2 + 1}.png"
         Image.fromarray(tile.image).save(path)
-        tasks.append({"id": i + 1, "data": {"image": f"/data/local-files/?d=images/{path.name}"},
-                      "annotations": [{"id": 1 + i, "result": annotation_result("segment", tile)}]})  # fmt: skip
+        tasks.append(
+            {
+                "id": i + 1,
+                "data": {"image": f"/data/local-files/?d=images/{path.name}"},
+                "annotations": [{"id": 1 + i, "result": annotation_result("segment", tile)}],
+            }
+        )
     (folder / "export.json").write_text(json.dumps(tasks))
     return folder / "export.json"
 
@@ -33,10 +38,17 @@ def _export(folder: Path, n: int = 8) -> Path:
 def test_simulate_plays_its_rounds_through_label_studio_and_the_workers(loop, tmp_path: Path) -> None:
     export = _export(tmp_path / "source")
     # 3 tiles a round: two patients at least, so the workers' patient-level split has train and val
-    config = SimulationConfig(kind="segment", rounds=2, per_round=3, orders=("uncertainty",), min_score=0.0,
-                              label_config=PROJECTS["segment"].label_config)  # fmt: skip
-    target = LabelStudioTarget(loop.label_studio.url, loop.label_studio.token, loop.backend_url,
-                               loop.document_root, timeout=300)  # fmt: skip
+    config = SimulationConfig(
+        kind="segment",
+        rounds=2,
+        per_round=3,
+        orders=("uncertainty",),
+        min_score=0.0,
+        label_config=PROJECTS["segment"].label_config,
+    )
+    target = LabelStudioTarget(
+        loop.label_studio.url, loop.label_studio.token, loop.backend_url, loop.document_root, timeout=300
+    )
     out = tmp_path / "out"
     rows = simulate_in_label_studio(export, config, loop.settings, out, target, progress=False)
 

@@ -43,8 +43,13 @@ def _slide(path: Path) -> Path:
 
 def _tumor_everywhere(store: Path, project: str) -> None:
     """A production U-Net (zero head, bias +10) registered in the store: its every field is tumor."""
-    card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
-                     arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+    card = ModelCard(
+        kind="segment",
+        classes=["tumor"],
+        input_size=32,
+        extra={"mpp": 1.0},
+        arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+    )
     reg = Registry(store / "registry.sqlite", store)
     register_untrained(reg, project, card, head_bias=10.0, constant=True, metrics={"dice": 0.5})
 
@@ -57,14 +62,21 @@ def test_slide_to_tasks_to_predictions_and_annotations_to_geojson(tmp_path: Path
     broken.write_bytes(b"II*\x00" + os.urandom(200))
     server = LabelStudioServer(
         venv=Path(os.environ.get("HISTOLOOP_LABEL_STUDIO_VENV", ROOT / ".venv-label-studio")),
-        data_dir=tmp_path / "label-studio", document_root=files, port=free_port(),
-    )  # fmt: skip
+        data_dir=tmp_path / "label-studio",
+        document_root=files,
+        port=free_port(),
+    )
     with server:
         client = server.client()
         project = client.projects.create(title="slides", label_config=CONFIG).id
-        env = {"HISTOLOOP_LABEL_STUDIO_URL": server.url, "HISTOLOOP_LABEL_STUDIO_API_KEY": server.token,
-               "HISTOLOOP_LOCAL_FILES_ROOT": str(files), "HISTOLOOP_MODEL_STORE": str(tmp_path / "store"),
-               "HISTOLOOP_DEVICE": "cpu", "COLUMNS": "200"}  # fmt: skip
+        env = {
+            "HISTOLOOP_LABEL_STUDIO_URL": server.url,
+            "HISTOLOOP_LABEL_STUDIO_API_KEY": server.token,
+            "HISTOLOOP_LOCAL_FILES_ROOT": str(files),
+            "HISTOLOOP_MODEL_STORE": str(tmp_path / "store"),
+            "HISTOLOOP_DEVICE": "cpu",
+            "COLUMNS": "200",
+        }
 
         def run(*args: str):
             return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
@@ -97,8 +109,20 @@ def test_slide_to_tasks_to_predictions_and_annotations_to_geojson(tmp_path: Path
 
         _tumor_everywhere(tmp_path / "store", str(project))
         out = tmp_path / "predictions"
-        pred = run("slides", "predict", str(good), str(broken), "--project", str(project), "--kind", "segment",
-                   "--out", str(out), "--field-size", "128")  # fmt: skip
+        pred = run(
+            "slides",
+            "predict",
+            str(good),
+            str(broken),
+            "--project",
+            str(project),
+            "--kind",
+            "segment",
+            "--out",
+            str(out),
+            "--field-size",
+            "128",
+        )
         assert pred.exit_code == 0, pred.output
         fc = json.loads((out / "TCGA-AR-A1AK-01Z-00-DX1.segment.geojson").read_text())
         assert fc["properties"]["model_version"] == "segment-v1"
@@ -117,12 +141,22 @@ def test_slide_to_tasks_to_predictions_and_annotations_to_geojson(tmp_path: Path
         ring[20:100, 30:110] = 255
         ring[50:70, 60:80] = 0
         by_y = {t.data["y"]: t for t in tasks}
-        box = {"from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": 128,
-               "original_height": 128, "value": {"x": 25, "y": 50, "width": 12.5, "height": 25,
-                                                 "rectanglelabels": ["tumor"]}}  # fmt: skip
-        brush = {"from_name": "mask", "to_name": "image", "type": "brushlabels", "original_width": 128,
-                 "original_height": 128, "value": {"format": "rle", "rle": mask_to_rle(ring),
-                                                   "brushlabels": ["tumor"]}}  # fmt: skip
+        box = {
+            "from_name": "box",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": 128,
+            "original_height": 128,
+            "value": {"x": 25, "y": 50, "width": 12.5, "height": 25, "rectanglelabels": ["tumor"]},
+        }
+        brush = {
+            "from_name": "mask",
+            "to_name": "image",
+            "type": "brushlabels",
+            "original_width": 128,
+            "original_height": 128,
+            "value": {"format": "rle", "rle": mask_to_rle(ring), "brushlabels": ["tumor"]},
+        }
         client.annotations.create(id=by_y[0].id, result=[box])
         client.annotations.create(id=by_y[512].id, result=[brush])
         exported = run("slides", "export", "--project", str(project), "--out", str(tmp_path / "annotations"))

@@ -23,8 +23,9 @@ def reg(settings, env):
     reg = Registry(env["HISTOLOOP_MODEL_STORE"] + "/registry.sqlite", env["HISTOLOOP_MODEL_STORE"])
     card = ModelCard(kind="segment", classes=["tumor"], arch={"arch": "Unet"}, input_size=64)
     for dice in (0.61, 0.74):
-        card_only_version(reg, "7", card, metrics={"dice": dice, "iou": dice - 0.1},
-                          lineage={"annotation_count": 40})  # fmt: skip
+        card_only_version(
+            reg, "7", card, metrics={"dice": dice, "iou": dice - 0.1}, lineage={"annotation_count": 40}
+        )
     return reg
 
 

@@ -41,8 +41,21 @@ def test_doctest(module) -> None:
     assert result.attempted and not result.failed
 
 
-@pytest.mark.parametrize("flag", ["--json", "--strict", "--local-root", "--label-config", "--project", "--kind",
-                                  "--group-regex", "--val-fraction", "--min-score", "--approval"])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--json",
+        "--strict",
+        "--local-root",
+        "--label-config",
+        "--project",
+        "--kind",
+        "--group-regex",
+        "--val-fraction",
+        "--min-score",
+        "--approval",
+    ],
+)
 def test_a_shared_option_has_one_help_text(flag: str) -> None:
     helps = {}
     for name, command in _commands():
@@ -65,8 +78,21 @@ def test_the_split_options_reach_the_converter_as_one_value(tmp_path, monkeypatc
         return real(folder, out, split_options=split_options)
 
     monkeypatch.setattr(converters.labelimg, "labelimg_to_yolo", spy)
-    args = ["convert", "labelimg", str(VOC), str(tmp_path / "out"), "--to", "yolo", "--val-fraction", "0.5",
-            "--group-regex", r"^(\w)", "--seed", "3", "--json"]  # fmt: skip
+    args = [
+        "convert",
+        "labelimg",
+        str(VOC),
+        str(tmp_path / "out"),
+        "--to",
+        "yolo",
+        "--val-fraction",
+        "0.5",
+        "--group-regex",
+        r"^(\w)",
+        "--seed",
+        "3",
+        "--json",
+    ]
     result = CliRunner().invoke(main, args, env={"HISTOLOOP_MODEL_STORE": str(tmp_path)})
     assert result.exit_code == 0, result.output
     assert seen == [SplitOptions(val_fraction=0.5, group_regex=r"^(\w)", seed=3)]

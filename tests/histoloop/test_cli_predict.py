@@ -15,8 +15,11 @@ def run(env, *args):
 
 
 def test_without_a_key_or_label_studio_it_says_so(tmp_path) -> None:
-    env = {"HISTOLOOP_MODEL_STORE": str(tmp_path), "HISTOLOOP_LABEL_STUDIO_API_KEY": "",
-           "LABEL_STUDIO_API_KEY": ""}  # fmt: skip
+    env = {
+        "HISTOLOOP_MODEL_STORE": str(tmp_path),
+        "HISTOLOOP_LABEL_STUDIO_API_KEY": "",
+        "LABEL_STUDIO_API_KEY": "",
+    }
     out = run(env, "predict", "--project", "4")
     assert out.exit_code == 1 and "no Label Studio API key" in out.output
     env["HISTOLOOP_LABEL_STUDIO_API_KEY"] = "a" * 40

@@ -8,9 +8,14 @@ from histoloop.cli.main import main
 
 
 def test_settings_mask_passwords_and_url_credentials(tmp_path) -> None:
-    env = {"HISTOLOOP_MODEL_STORE": str(tmp_path), "HISTOLOOP_REDIS_URL": "redis://:redis-pw@redis:6379/0",
-           "HISTOLOOP_LABEL_STUDIO_URL": "https://admin:ls-pw@ls.lab.example/", "HISTOLOOP_LABEL_STUDIO_API_KEY": "api-key",
-           "HISTOLOOP_BASIC_AUTH_PASSWORD": "basic-pw", "HISTOLOOP_WEBHOOK_SECRET": "hook-secret"}  # fmt: skip
+    env = {
+        "HISTOLOOP_MODEL_STORE": str(tmp_path),
+        "HISTOLOOP_REDIS_URL": "redis://:redis-pw@redis:6379/0",
+        "HISTOLOOP_LABEL_STUDIO_URL": "https://admin:ls-pw@ls.lab.example/",
+        "HISTOLOOP_LABEL_STUDIO_API_KEY": "api-key",
+        "HISTOLOOP_BASIC_AUTH_PASSWORD": "basic-pw",
+        "HISTOLOOP_WEBHOOK_SECRET": "hook-secret",
+    }
     result = CliRunner().invoke(main, ["settings"], env=env)
     assert result.exit_code == 0, result.output
     for secret in ("redis-pw", "ls-pw", "admin", "api-key", "basic-pw", "hook-secret"):

@@ -28,13 +28,30 @@ def test_predict_goes_on_past_a_corrupt_slide(shared_data: Path, tmp_path: Path)
     assert none.exit_code == 1 and "project 9 has no production segment model" in none.output
 
     reg = Registry(tmp_path / "store" / "registry.sqlite", tmp_path / "store")
-    card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
-                     arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+    card = ModelCard(
+        kind="segment",
+        classes=["tumor"],
+        input_size=32,
+        extra={"mpp": 1.0},
+        arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+    )
     register_untrained(reg, "9", card, head_bias=10.0, constant=True)  # every field is tumor
 
     out = tmp_path / "out"
-    result = run("slides", "predict", str(bad), str(good), "--project", "9", "--kind", "segment",
-                 "--out", str(out), "--field-size", "128")  # fmt: skip
+    result = run(
+        "slides",
+        "predict",
+        str(bad),
+        str(good),
+        "--project",
+        "9",
+        "--kind",
+        "segment",
+        "--out",
+        str(out),
+        "--field-size",
+        "128",
+    )
     assert result.exit_code == 0, result.output
     assert "could not read truncated.svs" in result.output
     fc = json.loads((out / "TCGA-AR-A1AK-01Z-00-DX1.segment.geojson").read_text())

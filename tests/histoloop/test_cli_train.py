@@ -41,13 +41,36 @@ def _reg(env: dict[str, str]) -> Registry:
 
 def test_train_registers_a_candidate(env, tmp_path: Path) -> None:
     data = write_classify(tmp_path / "data", n=10, n_val=4)
-    (data / "manifest.json").write_text(json.dumps({
-        "kind": "classify", "classes": ["benign", "malignant"], "fingerprint": "abc123",
-        "items": [{"stem": "c0", "split": "train", "task_id": 1, "annotation_ids": [11, 12], "group": "p1"},
-                  {"stem": "c9", "split": "val", "task_id": 2, "annotation_ids": [13], "group": "p2"}],
-    }))  # fmt: skip
-    args = ["train", "--project", "4", "--kind", "classify", "--data", str(data), "--epochs", "1", "--batch", "4",
-            "--imgsz", "32", "--model", "resnet18"]  # fmt: skip
+    (data / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "classify",
+                "classes": ["benign", "malignant"],
+                "fingerprint": "abc123",
+                "items": [
+                    {"stem": "c0", "split": "train", "task_id": 1, "annotation_ids": [11, 12], "group": "p1"},
+                    {"stem": "c9", "split": "val", "task_id": 2, "annotation_ids": [13], "group": "p2"},
+                ],
+            }
+        )
+    )
+    args = [
+        "train",
+        "--project",
+        "4",
+        "--kind",
+        "classify",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--imgsz",
+        "32",
+        "--model",
+        "resnet18",
+    ]
     result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "balanced_accuracy" in result.output and "4/classify/v1 (candidate)" in result.output
@@ -74,8 +97,25 @@ def test_train_registers_a_candidate(env, tmp_path: Path) -> None:
 def test_no_register_into_out_leaves_the_model_store_alone(env, tmp_path: Path) -> None:
     data = write_classify(tmp_path / "data", n=6, n_val=2)
     out = tmp_path / "version"
-    args = ["train", "--project", "4", "--kind", "classify", "--data", str(data), "--epochs", "1",
-            "--imgsz", "32", "--model", "resnet18", "--no-register", "--out", str(out), "--json"]  # fmt: skip
+    args = [
+        "train",
+        "--project",
+        "4",
+        "--kind",
+        "classify",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--imgsz",
+        "32",
+        "--model",
+        "resnet18",
+        "--no-register",
+        "--out",
+        str(out),
+        "--json",
+    ]
     result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["version"] == "not registered"
@@ -113,13 +153,31 @@ def test_a_full_disk_is_recorded_failed_and_production_stays(env, tmp_path: Path
     data = write_classify(tmp_path / "data", n=10, n_val=4)
     reg = _reg(env)
     production = reg.promote(card_only_version(reg, metrics={"balanced_accuracy": 0.7}).id)
-    args = ["train", "--project", "4", "--kind", "classify", "--data", str(data), "--epochs", "1", "--batch", "4",
-            "--imgsz", "32", "--model", "resnet18"]  # fmt: skip
+    args = [
+        "train",
+        "--project",
+        "4",
+        "--kind",
+        "classify",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--imgsz",
+        "32",
+        "--model",
+        "resnet18",
+    ]
     # a 2 MB disk under the staging dir: the first checkpoint (weights + optimizer, ~130 MB) cannot fit
     out = subprocess.run(
         [*small_disk(reg.store / "staging", "2m"), sys.executable, "-m", "histoloop.cli", *args],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "4/classify/v2 recorded as failed: disk full while writing" in out.stderr
     assert "No space left on device" in out.stderr and "Traceback" not in out.stderr

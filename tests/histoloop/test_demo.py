@@ -59,9 +59,12 @@ def test_the_first_boxes_version_suggests_boxes_on_a_held_out_tile(tmp_path: Pat
 
     root = tmp_path / "files"
     settings = load_settings(
-        env={"HISTOLOOP_MODEL_STORE": str(tmp_path / "store"), "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
-             "HISTOLOOP_DEVICE": "cpu"}
-    )  # fmt: skip
+        env={
+            "HISTOLOOP_MODEL_STORE": str(tmp_path / "store"),
+            "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
+            "HISTOLOOP_DEVICE": "cpu",
+        }
+    )
     settings = dataclasses.replace(
         settings, project_defaults=dataclasses.replace(settings.project_defaults, train=DEMO_TRAINING)
     )

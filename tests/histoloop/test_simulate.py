@@ -30,9 +30,14 @@ def _export(tmp_path: Path, kind: str, n: int = 8) -> tuple[Path, Path]:
         path = folder / f"TCGA-DE-{1000 + i // 2:04d}-01Z-00-DX{i % 2 + 1}.png"
         Image.fromarray(tile.image).save(path)
         tiles.append((path, tile))
-    tasks = [{"id": i + 1, "data": {"image": f"/data/local-files/?d=images/{p.name}"},
-              "annotations": [{"id": 100 + i, "result": annotation_result(kind, t), "was_cancelled": False}]}
-             for i, (p, t) in enumerate(tiles)]  # fmt: skip
+    tasks = [
+        {
+            "id": i + 1,
+            "data": {"image": f"/data/local-files/?d=images/{p.name}"},
+            "annotations": [{"id": 100 + i, "result": annotation_result(kind, t), "was_cancelled": False}],
+        }
+        for i, (p, t) in enumerate(tiles)
+    ]
     export = tmp_path / "ls" / "export.json"
     export.write_text(json.dumps(tasks))
     config = tmp_path / "ls" / "config.xml"
@@ -55,9 +60,35 @@ def test_test_groups_are_whole_groups_and_never_all() -> None:
 def test_two_rounds_through_the_backend_and_the_workers_path(tmp_path: Path) -> None:
     export, config = _export(tmp_path, "segment")
     out = tmp_path / "out"
-    args = ["simulate", str(export), "--label-config", str(config), "--kind", "segment", "--rounds", "2",
-            "--per-round", "2", "--order", "uncertainty", "--out", str(out), "--epochs", "1", "--batch", "2",
-            "--imgsz", "64", "--model", "resnet18", "--auto-promote", "always", "--keep-models", "--min-score", "0"]  # fmt: skip
+    args = [
+        "simulate",
+        str(export),
+        "--label-config",
+        str(config),
+        "--kind",
+        "segment",
+        "--rounds",
+        "2",
+        "--per-round",
+        "2",
+        "--order",
+        "uncertainty",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--imgsz",
+        "64",
+        "--model",
+        "resnet18",
+        "--auto-promote",
+        "always",
+        "--keep-models",
+        "--min-score",
+        "0",
+    ]
     env = {"HISTOLOOP_MODEL_STORE": str(tmp_path / "store"), "HISTOLOOP_DEVICE": "cpu", "COLUMNS": "200"}
     result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -48,8 +48,10 @@ SCRIPT = textwrap.dedent(
 def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarded: bool) -> None:
     run = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(tmp_path), "guarded" if guarded else "bare", "terminal"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert run.stdout is not None
     child = int(run.stdout.readline())
     try:
@@ -71,8 +73,10 @@ def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarde
 def test_under_nohup_a_closed_terminal_does_not_stop_it_but_kill_does(tmp_path: Path) -> None:
     run = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(tmp_path), "guarded", "nohup"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert run.stdout is not None
     child = int(run.stdout.readline())
     try:

@@ -46,13 +46,15 @@ FULL_CONFIG = (
 CARDS = {
     "detect": ModelCard(kind="detect", classes=["tumor"], arch={"model": "yolo11n.yaml"}, input_size=256),
     "segment": ModelCard(
-        kind="segment", classes=["tumor"], arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+        kind="segment",
+        classes=["tumor"],
+        arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
         input_size=256,
     ),
     "classify": ModelCard(
         kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"}, input_size=64
     ),
-}  # fmt: skip
+}
 
 
 def observed_predict_body() -> dict[str, Any]:
@@ -96,15 +98,24 @@ class Live:
     session: requests.Session
 
     def setup(self, config: str = BOX_CONFIG, project: str = "4.1795424387", token: str = API_KEY) -> str:
-        body = {"project": project, "schema": config, "hostname": "http://localhost:8080",
-                "access_token": token, "extra_params": None}  # fmt: skip
+        body = {
+            "project": project,
+            "schema": config,
+            "hostname": "http://localhost:8080",
+            "access_token": token,
+            "extra_params": None,
+        }
         r = self.session.post(f"{self.url}/setup", json=body, timeout=30)
         assert r.status_code == 200, r.text
         return r.json()["model_version"]
 
     def predict(self, tasks: list[dict], config: str = BOX_CONFIG, project: str = "4.1795424387") -> dict:
-        body = {"tasks": tasks, "project": project, "label_config": config,
-                "params": {"login": None, "password": None, "context": None}}  # fmt: skip
+        body = {
+            "tasks": tasks,
+            "project": project,
+            "label_config": config,
+            "params": {"login": None, "password": None, "context": None},
+        }
         r = self.session.post(f"{self.url}/predict", json=body, timeout=120)
         assert r.status_code == 200, r.text
         out = r.json()
@@ -141,8 +152,14 @@ def add_version(
     if score_threshold is not None:
         card = dataclasses.replace(card, extra={**card.extra, "score_threshold": score_threshold})
     state = tiny_state(kind, DEFAULT_BIAS[kind] if head_bias is None else head_bias)
-    return register_untrained(Registry.from_settings(settings), project, card, state=state, promote=promote,
-                              metrics={"note": "tiny random model for tests"})  # fmt: skip
+    return register_untrained(
+        Registry.from_settings(settings),
+        project,
+        card,
+        state=state,
+        promote=promote,
+        metrics={"note": "tiny random model for tests"},
+    )
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -86,10 +86,15 @@ def test_the_token_is_never_echoed_or_logged(make_settings, serve, caplog) -> No
     live = serve(make_settings())
     r = live.session.post(
         f"{live.url}/setup",
-        json={"project": "4.1795424387", "schema": BOX_CONFIG, "hostname": "http://localhost:8080",
-              "access_token": API_KEY, "extra_params": None},
+        json={
+            "project": "4.1795424387",
+            "schema": BOX_CONFIG,
+            "hostname": "http://localhost:8080",
+            "access_token": API_KEY,
+            "extra_params": None,
+        },
         timeout=5,
-    )  # fmt: skip
+    )
     assert r.status_code == 200 and API_KEY not in r.text
     for path in ("/health", "/versions"):
         assert API_KEY not in live.session.get(f"{live.url}{path}", timeout=3).text

@@ -20,8 +20,11 @@ def test_a_version_that_does_not_load_is_not_served_under_its_name(make_settings
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
     live = serve(settings)
     setup(live, "http://localhost:8080")
-    body = {"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=images/a.png"}}],
-            "project": "4.1795424387", "label_config": CHOICES}  # fmt: skip
+    body = {
+        "tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=images/a.png"}}],
+        "project": "4.1795424387",
+        "label_config": CHOICES,
+    }
     r = live.session.post(f"{live.url}/predict", json=body, timeout=60)
     assert r.status_code == 503, r.text  # Label Studio stores nothing and asks again
     assert "classify-v1 failed to load" in r.json()["error"] and "classify-v1" not in r.json().get(
@@ -62,7 +65,7 @@ def nested(depth: int) -> str:
             "/webhook",
             json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 4}, "annotation": {"id": 2**63}}),
             "annotation.id",
-        ),  # fmt: skip
+        ),
         (
             "/webhook",
             json.dumps(
@@ -73,17 +76,17 @@ def nested(depth: int) -> str:
                 }
             ),
             "annotation.task",
-        ),  # fmt: skip
+        ),
         (
             "/webhook",
             json.dumps({"action": "ANNOTATIONS_DELETED", "project": 4, "annotations": [{"id": 2**64}]}),
             "annotations[].id",
-        ),  # fmt: skip
+        ),
         (
             "/webhook",
             json.dumps({"action": "PROJECT_UPDATED", "project": {"id": 4, "label_config": {"a": 1}}}),
             "label_config",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_bodies_are_400_with_a_reason(make_settings, serve, path: str, body: str, reason: str) -> None:
@@ -100,8 +103,11 @@ def test_results_that_are_not_lists_of_objects_are_not_a_500(make_settings, serv
     live = serve(make_settings())
     setup(live, "http://localhost:8080")
     for result in ("x", [1, "a", None], {"type": "choices"}, [[{"type": "choices"}]]):
-        body = {"action": "ANNOTATION_CREATED", "project": {"id": 4, "label_config": CHOICES},
-                "annotation": {"id": 5, "task": 1, "result": result}}  # fmt: skip
+        body = {
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 4, "label_config": CHOICES},
+            "annotation": {"id": 5, "task": 1, "result": result},
+        }
         r = live.session.post(f"{live.url}/webhook", json=body, timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "recorded", r.text
 
@@ -115,8 +121,9 @@ def test_one_bad_batch_writes_a_few_warnings_not_one_per_task(make_settings, ser
     tasks = [
         {"id": i, "data": {"image": f"/data/local-files/?d=images/missing-{i}.png"}} for i in range(3000)
     ]
-    r = live.session.post(f"{live.url}/predict", json={"tasks": tasks, "project": "4", "label_config": CHOICES},
-                          timeout=120)  # fmt: skip
+    r = live.session.post(
+        f"{live.url}/predict", json={"tasks": tasks, "project": "4", "label_config": CHOICES}, timeout=120
+    )
     results = r.json()["results"]
     assert len(results) == 3000 and all("image not found" in x["error"] for x in results)
     warnings = [

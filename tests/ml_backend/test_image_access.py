@@ -79,8 +79,9 @@ def label_studio() -> Iterator[Listener]:
 
 def predict(live, images: list[str], project: str = "4.1795424387") -> list[dict]:
     tasks = [{"id": i + 1, "data": {"image": image}} for i, image in enumerate(images)]
-    r = live.session.post(f"{live.url}/predict", json={"tasks": tasks, "project": project,
-                                                        "label_config": CHOICES}, timeout=60)  # fmt: skip
+    r = live.session.post(
+        f"{live.url}/predict", json={"tasks": tasks, "project": project, "label_config": CHOICES}, timeout=60
+    )
     assert r.status_code == 200, r.text
     return r.json()["results"]
 
@@ -106,8 +107,9 @@ def test_setup_cannot_send_the_configured_key_elsewhere(make_settings, serve, li
 def test_a_setup_token_goes_only_back_to_its_host_and_is_dropped_when_it_moves(
     make_settings, serve, listener, label_studio
 ) -> None:
-    settings = make_settings(label_studio_url=label_studio.url, label_studio_api_key=Secret(KEY),
-                             image_allow=(listener.url,))  # fmt: skip
+    settings = make_settings(
+        label_studio_url=label_studio.url, label_studio_api_key=Secret(KEY), image_allow=(listener.url,)
+    )
     add_version(settings, "4", "classify")
     live = serve(settings)
     setup(live, label_studio.url, SETUP_TOKEN)  # Label Studio's own /setup with its project token
@@ -126,9 +128,18 @@ def test_default_reads_only_label_studio_and_the_root(make_settings, serve, list
     add_version(settings, "4", "classify")
     live = serve(settings)
     setup(live, "http://localhost:8080")
-    probes = [str(tmp_path / "outside.png"), str(tmp_path / "missing.png"), "/etc/shadow", "/etc/passwd",
-              f"file://{tmp_path}/outside.png", f"{listener.url}/x.png", f"http://localhost:{listener.port}/",
-              "http://127.0.0.1:6379/", "gopher://127.0.0.1:6379/_INFO", "../outside.png"]  # fmt: skip
+    probes = [
+        str(tmp_path / "outside.png"),
+        str(tmp_path / "missing.png"),
+        "/etc/shadow",
+        "/etc/passwd",
+        f"file://{tmp_path}/outside.png",
+        f"{listener.url}/x.png",
+        f"http://localhost:{listener.port}/",
+        "http://127.0.0.1:6379/",
+        "gopher://127.0.0.1:6379/_INFO",
+        "../outside.png",
+    ]
     results = predict(live, probes)
     assert listener.seen == []
     for probe, out in zip(probes, results, strict=True):
@@ -138,8 +149,9 @@ def test_default_reads_only_label_studio_and_the_root(make_settings, serve, list
     allowed = dataclasses.replace(settings, image_allow=(str(tmp_path), f"{listener.url}/slides/"))
     live = serve(allowed)
     setup(live, "http://localhost:8080")
-    ok, refused, other = predict(live, [str(tmp_path / "outside.png"), f"{listener.url}/slides/x.png",
-                                        f"{listener.url}/admin"])  # fmt: skip
+    ok, refused, other = predict(
+        live, [str(tmp_path / "outside.png"), f"{listener.url}/slides/x.png", f"{listener.url}/admin"]
+    )
     assert ok["result"] and refused["result"] and "not an allowed" in other["error"]
     assert listener.seen == [("/slides/x.png", None)]
 
@@ -150,7 +162,14 @@ def test_local_files_stay_under_the_root(make_settings, serve, tmp_path) -> None
     add_version(settings, "4", "classify")
     live = serve(settings)
     setup(live, "http://localhost:8080")
-    inside, *outside = predict(live, ["/data/local-files/?d=images/a.png", str(tmp_path / "secret.png"),
-                                      str(tmp_path / "nope.png"), "/data/local-files/?d=../secret.png"])  # fmt: skip
+    inside, *outside = predict(
+        live,
+        [
+            "/data/local-files/?d=images/a.png",
+            str(tmp_path / "secret.png"),
+            str(tmp_path / "nope.png"),
+            "/data/local-files/?d=../secret.png",
+        ],
+    )
     assert inside["result"]
     assert all(o["result"] == [] and ("outside" in o["error"] or "escapes" in o["error"]) for o in outside)

@@ -39,19 +39,38 @@ W, H = 900, 700
 def click(x_pct: float, y_pct: float, positive: bool = True, w: int = W, h: int = H) -> dict:
     """A keypoint region as Label Studio's frontend sends it in the context."""
     return {
-        "original_width": w, "original_height": h, "image_rotation": 0,
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
         "value": {"x": x_pct, "y": y_pct, "width": 0.6, "keypointlabels": ["Tumor"]},
-        "is_positive": positive, "id": "kp1", "from_name": "click", "to_name": "image",
-        "type": "keypointlabels", "origin": "manual",
-    }  # fmt: skip
+        "is_positive": positive,
+        "id": "kp1",
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "origin": "manual",
+    }
 
 
 def box(x: float, y: float, w: float, h: float, rotation: float = 0, from_name: str = "box") -> dict:
     return {
-        "original_width": W, "original_height": H, "image_rotation": 0,
-        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": rotation, "rectanglelabels": ["Tumor"]},
-        "id": "bx1", "from_name": from_name, "to_name": "image", "type": "rectanglelabels", "origin": "manual",
-    }  # fmt: skip
+        "original_width": W,
+        "original_height": H,
+        "image_rotation": 0,
+        "value": {
+            "x": x,
+            "y": y,
+            "width": w,
+            "height": h,
+            "rotation": rotation,
+            "rectanglelabels": ["Tumor"],
+        },
+        "id": "bx1",
+        "from_name": from_name,
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "origin": "manual",
+    }
 
 
 # -- prompts -------------------------------------------------------------------------------------------
@@ -145,8 +164,12 @@ def test_the_crop_is_the_model_input_around_the_prompt_inside_the_image() -> Non
 
 # -- over HTTP ------------------------------------------------------------------------------------------
 def _interactive(live, context: dict, config: str, image: str = "/data/local-files/?d=images/big.png"):
-    body = {"tasks": [task(8, image)], "project": "4.1795424387", "label_config": config,
-            "params": {"login": None, "password": None, "context": context}}  # fmt: skip
+    body = {
+        "tasks": [task(8, image)],
+        "project": "4.1795424387",
+        "label_config": config,
+        "params": {"login": None, "password": None, "context": context},
+    }
     r = live.session.post(f"{live.url}/predict", json=body, timeout=120)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -191,8 +214,9 @@ def test_a_click_returns_the_object_from_a_crop_around_it(segment_live) -> None:
 
 
 def test_a_negative_click_cuts_the_object(segment_live) -> None:
-    item, _ = _interactive(segment_live, {"result": [click(50, 50), click(58, 50, positive=False)]},
-                           SEGMENT_CONFIG)  # fmt: skip
+    item, _ = _interactive(
+        segment_live, {"result": [click(50, 50), click(58, 50, positive=False)]}, SEGMENT_CONFIG
+    )
     mask = _brush(item)
     assert mask[350, 450] and not mask[350, 530]
     assert 0.3 < mask.sum() / (256 * 256) < 0.8

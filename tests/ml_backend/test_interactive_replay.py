@@ -51,7 +51,11 @@ def test_recorded_click_and_box_get_the_object(make_settings, serve) -> None:
             assert mask[int(v["y"] / 100 * h), int(v["x"] / 100 * w)]
         else:
             ys, xs = np.nonzero(mask)
-            box = [v["x"] / 100 * w, v["y"] / 100 * h, (v["x"] + v["width"]) / 100 * w,
-                   (v["y"] + v["height"]) / 100 * h]  # fmt: skip
+            box = [
+                v["x"] / 100 * w,
+                v["y"] / 100 * h,
+                (v["x"] + v["width"]) / 100 * w,
+                (v["y"] + v["height"]) / 100 * h,
+            ]
             got = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
             assert np.allclose(got, box, atol=1.5), (got, box)

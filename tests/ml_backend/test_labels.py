@@ -10,8 +10,12 @@ from ml_backend.labels import LabelMapper
 def test_mapping_rules() -> None:
     m = LabelMapper(["Tumor", "Stroma"], {"lymphocyte": "Stroma", "tumour": "Tumor"})
     assert m.labels_for(["Tumor", "tumor", "tumour", "lymphocyte", "necrosis"]) == [
-        "Tumor", "Tumor", "Tumor", "Stroma", None,
-    ]  # fmt: skip
+        "Tumor",
+        "Tumor",
+        "Tumor",
+        "Stroma",
+        None,
+    ]
 
 
 def test_an_unknown_class_is_warned_about_once(caplog) -> None:

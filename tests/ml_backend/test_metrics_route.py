@@ -83,8 +83,12 @@ def test_several_gunicorn_workers_add_up(make_settings, tmp_path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(HISTOLOOP_MODEL_STORE=str(settings.model_store), HISTOLOOP_REDIS_URL="redis://127.0.0.1:9/0",
-               HISTOLOOP_LOCAL_FILES_ROOT=str(settings.local_files_root), HISTOLOOP_DEVICE="cpu")  # fmt: skip
+    env.update(
+        HISTOLOOP_MODEL_STORE=str(settings.model_store),
+        HISTOLOOP_REDIS_URL="redis://127.0.0.1:9/0",
+        HISTOLOOP_LOCAL_FILES_ROOT=str(settings.local_files_root),
+        HISTOLOOP_DEVICE="cpu",
+    )
     cmd = [
         sys.executable,
         "-m",

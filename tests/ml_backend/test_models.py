@@ -45,8 +45,10 @@ def test_threads_racing_for_a_model_load_it_once(make_settings) -> None:
     add_version(settings, "4", "segment")
     cache = ModelCache(Registry.from_settings(settings), "cpu")
     got: list[object] = []
-    threads = [threading.Thread(target=lambda: got.append(cache.serving("4", ["segment"]).models["segment"]))
-               for _ in range(8)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: got.append(cache.serving("4", ["segment"]).models["segment"]))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -26,16 +26,29 @@ from ml_backend.task_images import TaskImages
 PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 
 scalars = (
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
-    | st.sampled_from(["4", "4.1795424387", "٣", "4" * 40, "", " 4 ", CHOICES, "<View", "/data/upload/1/x.png"])
-)  # fmt: skip
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.sampled_from(
+        ["4", "4.1795424387", "٣", "4" * 40, "", " 4 ", CHOICES, "<View", "/data/upload/1/x.png"]
+    )
+)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
-)  # fmt: skip
-ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING", "PROJECT_UPDATED",
-           "TASKS_CREATED", "x"]  # fmt: skip
+)
+ACTIONS = [
+    "ANNOTATION_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+    "START_TRAINING",
+    "PROJECT_UPDATED",
+    "TASKS_CREATED",
+    "x",
+]
 
 
 def shaped(fields: dict[str, st.SearchStrategy]) -> st.SearchStrategy[dict[str, Any]]:
@@ -46,10 +59,16 @@ def shaped(fields: dict[str, st.SearchStrategy]) -> st.SearchStrategy[dict[str, 
 project = (
     st.sampled_from(["4", "4.1795424387", 4, {"id": 4}, {"id": 4, "label_config": CHOICES}]) | json_values
 )
-annotation = shaped({"id": st.integers(-5, 2**64), "task": st.integers(0, 10) | st.lists(st.integers()),
-                     "result": st.lists(shaped({"type": st.sampled_from(["choices", "brushlabels", 3])})),
-                     "was_cancelled": st.booleans(), "ground_truth": st.booleans(),
-                     "reviews": st.lists(shaped({"accepted": st.booleans()}))})  # fmt: skip
+annotation = shaped(
+    {
+        "id": st.integers(-5, 2**64),
+        "task": st.integers(0, 10) | st.lists(st.integers()),
+        "result": st.lists(shaped({"type": st.sampled_from(["choices", "brushlabels", 3])})),
+        "was_cancelled": st.booleans(),
+        "ground_truth": st.booleans(),
+        "reviews": st.lists(shaped({"accepted": st.booleans()})),
+    }
+)
 BODIES = {
     "/setup": shaped(
         {
@@ -58,7 +77,7 @@ BODIES = {
             "hostname": st.sampled_from(["http://localhost:8080", "http://127.1:1", "javascript:x"]),
             "access_token": st.text(max_size=8),
         }
-    ),  # fmt: skip
+    ),
     "/predict": shaped(
         {
             "tasks": st.lists(
@@ -83,7 +102,7 @@ BODIES = {
             "project": project,
             "label_config": st.sampled_from([CHOICES, "<View/>", "<x"]),
         }
-    ),  # fmt: skip
+    ),
     "/webhook": shaped(
         {
             "action": st.sampled_from(ACTIONS),
@@ -91,7 +110,7 @@ BODIES = {
             "annotation": annotation,
             "annotations": st.lists(shaped({"id": st.integers(-1, 2**64)})),
         }
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -108,10 +127,17 @@ def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("props")
     (tmp / "files" / "images").mkdir(parents=True)
     (tmp / "files" / "images" / "a.png").write_bytes(png_bytes())
-    app = create_app(load_settings(env={"HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_DEVICE": "cpu",
-                                        "HISTOLOOP_LOCAL_FILES_ROOT": str(tmp / "files"),
-                                        "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
-                                        "HISTOLOOP_LABEL_STUDIO_URL": "http://127.0.0.1:9"}))  # fmt: skip
+    app = create_app(
+        load_settings(
+            env={
+                "HISTOLOOP_MODEL_STORE": str(tmp / "store"),
+                "HISTOLOOP_DEVICE": "cpu",
+                "HISTOLOOP_LOCAL_FILES_ROOT": str(tmp / "files"),
+                "HISTOLOOP_REDIS_URL": "redis://127.0.0.1:9/0",
+                "HISTOLOOP_LABEL_STUDIO_URL": "http://127.0.0.1:9",
+            }
+        )
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
@@ -181,14 +207,41 @@ def url_variants(ls: Listener, other: Listener) -> st.SearchStrategy[str]:
         "user:pw@127.0.0.1",
     ]
     ports = [ls.port, other.port, 9, 6379]
-    paths = st.sampled_from(["/data/upload/1/x.png", "/x.png", "/", "/data/local-files/?d=images/a.png",
-                             "/data/local-files/?d=../../etc/passwd", "/slides/../x.png", "/%2e%2e/x"])  # fmt: skip
-    absolute = st.builds(lambda s, h, p, path: f"{s}://{h}:{p}{path}", st.sampled_from(["http", "https", "HTTP"]),
-                         st.sampled_from(hostnames), st.sampled_from(ports), paths)  # fmt: skip
-    local = st.sampled_from(["/etc/passwd", "/etc/shadow", "../x.png", "images/a.png", "file:///etc/passwd",
-                             "/data/local-files/?d=images/a.png", "/data/local-files/?d=%2e%2e/%2e%2e/etc/passwd",
-                             "gopher://127.0.0.1:6379/_INFO", "ftp://x/y", "//127.0.0.1:6379/x",
-                             "/data/upload/../../etc/passwd", "/storage-data/x", "\\\\host\\share\\x.png"])  # fmt: skip
+    paths = st.sampled_from(
+        [
+            "/data/upload/1/x.png",
+            "/x.png",
+            "/",
+            "/data/local-files/?d=images/a.png",
+            "/data/local-files/?d=../../etc/passwd",
+            "/slides/../x.png",
+            "/%2e%2e/x",
+        ]
+    )
+    absolute = st.builds(
+        lambda s, h, p, path: f"{s}://{h}:{p}{path}",
+        st.sampled_from(["http", "https", "HTTP"]),
+        st.sampled_from(hostnames),
+        st.sampled_from(ports),
+        paths,
+    )
+    local = st.sampled_from(
+        [
+            "/etc/passwd",
+            "/etc/shadow",
+            "../x.png",
+            "images/a.png",
+            "file:///etc/passwd",
+            "/data/local-files/?d=images/a.png",
+            "/data/local-files/?d=%2e%2e/%2e%2e/etc/passwd",
+            "gopher://127.0.0.1:6379/_INFO",
+            "ftp://x/y",
+            "//127.0.0.1:6379/x",
+            "/data/upload/../../etc/passwd",
+            "/storage-data/x",
+            "\\\\host\\share\\x.png",
+        ]
+    )
     return absolute | local | st.text(max_size=40)
 
 
@@ -200,8 +253,14 @@ def test_image_urls_never_reach_other_hosts_or_outside_the_root(hosts, tmp_path_
     (root / "images" / "a.png").write_bytes(png_bytes())
     from kernel.settings import load_settings
 
-    base = load_settings(env={"HISTOLOOP_MODEL_STORE": str(tmp / "store"), "HISTOLOOP_LOCAL_FILES_ROOT": str(root),
-                              "HISTOLOOP_LABEL_STUDIO_URL": ls.url, "HISTOLOOP_IMAGE_TIMEOUT": "5"})  # fmt: skip
+    base = load_settings(
+        env={
+            "HISTOLOOP_MODEL_STORE": str(tmp / "store"),
+            "HISTOLOOP_LOCAL_FILES_ROOT": str(root),
+            "HISTOLOOP_LABEL_STUDIO_URL": ls.url,
+            "HISTOLOOP_IMAGE_TIMEOUT": "5",
+        }
+    )
     import dataclasses
 
     images = TaskImages(dataclasses.replace(base, label_studio_api_key=Secret(KEY)))
@@ -240,11 +299,27 @@ def test_a_key_never_goes_to_another_origin() -> None:
     loader = ImageLoader(label_studio_url="http://ls.lab:8080", api_key=KEY, allow=[])
 
     @PROPERTY
-    @given(st.text(max_size=60) | st.builds("{}://{}{}".format, st.sampled_from(["http", "https", "HTTP", "ftp"]),
-                                          st.sampled_from(["ls.lab:8080", "LS.LAB:8080", "ls.lab", "ls.lab:80",
-                                                           "evil@ls.lab:8080", "ls.lab:8080@evil", "ls.lab.:8080",
-                                                           "evil:8080", "ls.lab:8081"]),
-                                          st.text(max_size=10)))  # fmt: skip
+    @given(
+        st.text(max_size=60)
+        | st.builds(
+            "{}://{}{}".format,
+            st.sampled_from(["http", "https", "HTTP", "ftp"]),
+            st.sampled_from(
+                [
+                    "ls.lab:8080",
+                    "LS.LAB:8080",
+                    "ls.lab",
+                    "ls.lab:80",
+                    "evil@ls.lab:8080",
+                    "ls.lab:8080@evil",
+                    "ls.lab.:8080",
+                    "evil:8080",
+                    "ls.lab:8081",
+                ]
+            ),
+            st.text(max_size=10),
+        )
+    )
     def run(url: str) -> None:
         headers = loader._headers_for(url)
         if headers:

@@ -22,14 +22,21 @@ def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[st
     settings = make_settings()
     add_version(settings, "4", "detect")
     port = free_port()
-    env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_DEVICE": "cpu",
-           "HISTOLOOP_LOCAL_FILES_ROOT": str(settings.local_files_root)}  # fmt: skip
+    env = {
+        **os.environ,
+        "HISTOLOOP_MODEL_STORE": str(settings.model_store),
+        "HISTOLOOP_DEVICE": "cpu",
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(settings.local_files_root),
+    }
     log = tmp_path / "serve.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--threads", "2", *mode],
-            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -44,8 +51,11 @@ def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[st
             time.sleep(0.2)
         r = requests.post(f"{url}/setup", json={"project": "4.1795424387", "schema": BOX_CONFIG}, timeout=10)
         assert r.json() == {"model_version": "detect-v1"}
-        body = {"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=images/a.png"}}],
-                "project": "4.1795424387", "label_config": BOX_CONFIG}  # fmt: skip
+        body = {
+            "tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=images/a.png"}}],
+            "project": "4.1795424387",
+            "label_config": BOX_CONFIG,
+        }
         results = requests.post(f"{url}/predict", json=body, timeout=60).json()["results"]
         assert results[0]["model_version"] == "detect-v1" and results[0]["result"]
     finally:

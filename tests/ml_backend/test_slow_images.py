@@ -75,13 +75,24 @@ def test_slow_images_hold_neither_health_nor_webhook(make_settings, tmp_path: Pa
     settings = make_settings(label_studio_url=drip.url)
     add_version(settings, "4", "classify")
     port = free_port()
-    env = {**os.environ, "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_DEVICE": "cpu",
-           "HISTOLOOP_LABEL_STUDIO_URL": drip.url, "HISTOLOOP_IMAGE_TIMEOUT": "3",
-           "HISTOLOOP_REDIS_URL": settings.redis_url, "HISTOLOOP_LOCAL_FILES_ROOT": str(settings.local_files_root)}  # fmt: skip
+    env = {
+        **os.environ,
+        "HISTOLOOP_MODEL_STORE": str(settings.model_store),
+        "HISTOLOOP_DEVICE": "cpu",
+        "HISTOLOOP_LABEL_STUDIO_URL": drip.url,
+        "HISTOLOOP_IMAGE_TIMEOUT": "3",
+        "HISTOLOOP_REDIS_URL": settings.redis_url,
+        "HISTOLOOP_LOCAL_FILES_ROOT": str(settings.local_files_root),
+    }
     log = tmp_path / "serve.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--threads", "4"],
-                                env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--threads", "4"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -94,20 +105,31 @@ def test_slow_images_hold_neither_health_nor_webhook(make_settings, tmp_path: Pa
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        r = requests.post(f"{url}/setup", json={"project": "4.1795424387", "schema": CHOICES,
-                                                "hostname": drip.url}, timeout=10)  # fmt: skip
+        r = requests.post(
+            f"{url}/setup",
+            json={"project": "4.1795424387", "schema": CHOICES, "hostname": drip.url},
+            timeout=10,
+        )
         assert r.json()["model_version"] == "classify-v1"
         loaded = lambda: requests.get(f"{url}/health", timeout=5).json()["projects"]["4"]["loaded"]  # noqa: E731
         while loaded() != ["classify"]:  # /setup loads the model in the background
             assert time.monotonic() < deadline + 60, log.read_text()
             time.sleep(0.2)
-        body = {"tasks": [{"id": 1, "data": {"image": "/data/upload/1/slow.png"}}], "project": "4.1795424387",
-                "label_config": CHOICES}  # fmt: skip
-        hook = {"action": "ANNOTATION_CREATED", "project": {"id": 4, "label_config": CHOICES},
-                "annotation": {"id": 1, "task": 1, "result": []}}  # fmt: skip
+        body = {
+            "tasks": [{"id": 1, "data": {"image": "/data/upload/1/slow.png"}}],
+            "project": "4.1795424387",
+            "label_config": CHOICES,
+        }
+        hook = {
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 4, "label_config": CHOICES},
+            "annotation": {"id": 1, "task": 1, "result": []},
+        }
         with ThreadPoolExecutor(4) as pool:
-            predicts = [pool.submit(timed, lambda: requests.post(f"{url}/predict", json=body, timeout=60))
-                        for _ in range(4)]  # fmt: skip
+            predicts = [
+                pool.submit(timed, lambda: requests.post(f"{url}/predict", json=body, timeout=60))
+                for _ in range(4)
+            ]
             time.sleep(0.7)  # every predict thread is busy now
             probes = []
             for _ in range(4):

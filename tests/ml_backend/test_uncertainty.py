@@ -48,8 +48,13 @@ def test_boxes_and_the_task_takes_its_most_uncertain_kind() -> None:
 
 
 def _setup(live, config: str, extra: dict | None) -> None:
-    body = {"project": "4.1795424387", "schema": config, "hostname": "http://localhost:8080",
-            "access_token": "x" * 40, "extra_params": extra}  # fmt: skip
+    body = {
+        "project": "4.1795424387",
+        "schema": config,
+        "hostname": "http://localhost:8080",
+        "access_token": "x" * 40,
+        "extra_params": extra,
+    }
     assert live.session.post(f"{live.url}/setup", json=body, timeout=30).status_code == 200
 
 
@@ -102,8 +107,13 @@ def test_extra_params_token_is_used_for_label_studio_images(make_settings, serve
         settings = make_settings(label_studio_url=f"http://127.0.0.1:{server.server_port}")
         add_version(settings, "4", "detect")
         live = serve(settings)
-        body = {"project": "4.1", "schema": BOX_CONFIG, "hostname": f"http://127.0.0.1:{server.server_port}",
-                "access_token": "legacy" * 6, "extra_params": {"access_token": "y" * 40}}  # fmt: skip
+        body = {
+            "project": "4.1",
+            "schema": BOX_CONFIG,
+            "hostname": f"http://127.0.0.1:{server.server_port}",
+            "access_token": "legacy" * 6,
+            "extra_params": {"access_token": "y" * 40},
+        }
         assert requests.post(f"{live.url}/setup", json=body, timeout=30).status_code == 200
         item = live.predict([task(1, "/data/upload/4/a.png")], project="4.1")["results"][0]
         assert "HTTP 404" in item["error"]

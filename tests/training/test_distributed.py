@@ -24,8 +24,9 @@ def test_two_processes_agree_and_the_version_loads(
     data = {"classify": classify_data, "segment": segment_data}[kind]
     config = dict(epochs=2, imgsz=32, batch=2, device="cpu", patience=5)
     seen: list[str] = []
-    two = get_trainer(kind).train(data, TrainConfig(**config, devices=2), tmp_path / "two",
-                                  progress=lambda p: seen.append(p.stage))  # fmt: skip
+    two = get_trainer(kind).train(
+        data, TrainConfig(**config, devices=2), tmp_path / "two", progress=lambda p: seen.append(p.stage)
+    )
     ranks = json.loads((tmp_path / "two" / "train" / RANKS_FILE).read_text())
     assert ranks["world_size"] == 2 and ranks["backend"] == "gloo"
     assert len(set(ranks["parameters"])) == 1  # both ranks ended with the same weights

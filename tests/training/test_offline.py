@@ -35,13 +35,21 @@ def test_ultralytics_import_is_offline_and_stays_out_of_home(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_", "OMP_"))}
     env.update(HOME=str(home), PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(config)], env=env, cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", SCRIPT, str(config)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["env"] == {
-        "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "HF_HUB_OFFLINE": "1", "YOLO_CONFIG_DIR": str(config),
-    }  # fmt: skip
+        "YOLO_OFFLINE": "1",
+        "YOLO_AUTOINSTALL": "0",
+        "HF_HUB_OFFLINE": "1",
+        "YOLO_CONFIG_DIR": str(config),
+    }
     assert got["user_config_dir"] == str(config / "Ultralytics")
     # The trainer's font check finds our copy instead of going to github.com.
     assert got["font"] == str(config / "Ultralytics" / "Arial.ttf")
@@ -82,9 +90,20 @@ def test_detect_training_makes_no_network_call(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_", "MPLCONFIGDIR"))}
     env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        [sys.executable, "-c", TRAIN_SCRIPT, str(tmp_path), str(tmp_path / "cfg"), str(ROOT / "tests" / "training")],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            TRAIN_SCRIPT,
+            str(tmp_path),
+            str(tmp_path / "cfg"),
+            str(ROOT / "tests" / "training"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ATTEMPTS 0 []" in out.stdout, out.stdout[-1000:]
     assert (tmp_path / "out" / "weights.safetensors").is_file()
@@ -94,7 +113,12 @@ def test_a_users_omp_num_threads_is_kept(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "XDG_"))}
     env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="3")
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "cfg")], env=env, cwd=tmp_path, capture_output=True,
-        text=True, timeout=120, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "cfg")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1])["omp_num_threads"] == "3"

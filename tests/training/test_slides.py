@@ -29,8 +29,13 @@ def slide(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _constant_segmenter(directory: Path) -> Path:
     """A real U-Net whose head says "tumor" everywhere (zero weights, bias +10): every field's core is tumor."""
-    card = ModelCard(kind="segment", classes=["tumor"], input_size=32, extra={"mpp": 1.0},
-                     arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+    card = ModelCard(
+        kind="segment",
+        classes=["tumor"],
+        input_size=32,
+        extra={"mpp": 1.0},
+        arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+    )
     card.save(directory)
     save_weights(untrained_state(card, head_bias=10.0, constant=True), directory)
     return directory
@@ -65,8 +70,13 @@ def test_segment_over_the_tissue_joined_across_fields(slide: Path, tmp_path: Pat
 def test_classify_heat_map_per_field(slide: Path, tmp_path: Path) -> None:
     import timm
 
-    card = ModelCard(kind="classify", classes=["benign", "malignant"], arch={"backbone": "resnet18"},
-                     input_size=32, extra={"mpp": 2.0, "field_size": 32})  # fmt: skip
+    card = ModelCard(
+        kind="classify",
+        classes=["benign", "malignant"],
+        arch={"backbone": "resnet18"},
+        input_size=32,
+        extra={"mpp": 2.0, "field_size": 32},
+    )
     torch.manual_seed(0)
     card.save(tmp_path / "v")
     save_weights(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), tmp_path / "v")
@@ -113,8 +123,13 @@ def test_detect_boxes_in_slide_coordinates(slide: Path, tmp_path: Path) -> None:
     coordinates, with its class and its score as a measurement."""
     from shapely.geometry import shape
 
-    card = ModelCard(kind="detect", classes=["tumor", "stroma"], arch={"model": "yolo11n.yaml"}, input_size=64,
-                     extra={"mpp": 1.0})  # fmt: skip
+    card = ModelCard(
+        kind="detect",
+        classes=["tumor", "stroma"],
+        arch={"model": "yolo11n.yaml"},
+        input_size=64,
+        extra={"mpp": 1.0},
+    )
     card.save(tmp_path / "v")
     save_weights(untrained_state(card, head_bias=10.0), tmp_path / "v")  # class logits: everything is sure
     result = predict_slide(

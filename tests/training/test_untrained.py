@@ -11,10 +11,15 @@ from training.registry import Registry
 from training.untrained import register_untrained, untrained_state
 from training.versions import load_model
 
-CLASSIFY = ModelCard(kind="classify", classes=["benign", "malignant", "dcis"], arch={"backbone": "resnet18"},
-                     input_size=32)  # fmt: skip
-SEGMENT = ModelCard(kind="segment", classes=["tumor"], input_size=64,
-                    arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"})  # fmt: skip
+CLASSIFY = ModelCard(
+    kind="classify", classes=["benign", "malignant", "dcis"], arch={"backbone": "resnet18"}, input_size=32
+)
+SEGMENT = ModelCard(
+    kind="segment",
+    classes=["tumor"],
+    input_size=64,
+    arch={"arch": "Unet", "encoder": "resnet18", "mode": "binary"},
+)
 
 
 def test_the_head_bias_decides_the_answer(tmp_path: Path) -> None:

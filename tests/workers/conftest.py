@@ -101,8 +101,13 @@ def workers_started(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         settings: Settings, config_file: Path | None = None, burst: bool = False, prefix: Sequence[str] = ()
     ) -> WorkerProcess:
         n = next(counter)
-        worker = WorkerProcess(wenv(settings, config_file), tmp_path / f"worker{n}.log", burst=burst,
-                               name=f"w{n}-{uuid.uuid4().hex[:6]}", prefix=prefix)  # fmt: skip
+        worker = WorkerProcess(
+            wenv(settings, config_file),
+            tmp_path / f"worker{n}.log",
+            burst=burst,
+            name=f"w{n}-{uuid.uuid4().hex[:6]}",
+            prefix=prefix,
+        )
         started.append(worker)
         return worker
 

@@ -45,10 +45,15 @@ def test_one_gpu_stays_one(clean_env) -> None:
     assert train_config(load_settings(env={}), "4", "detect").devices is None
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--gpus", "0,x"], "GPU numbers"), (["--gpus", "1,1"], "distinct"),
-    (["--gpus", "0,1", "--gpu", "0"], "not both"), (["--gpus", "0,1", "--device", "cpu"], "exclude"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpus", "0,x"], "GPU numbers"),
+        (["--gpus", "1,1"], "distinct"),
+        (["--gpus", "0,1", "--gpu", "0"], "not both"),
+        (["--gpus", "0,1", "--device", "cpu"], "exclude"),
+    ],
+)
 def test_bad_gpus_are_usage_errors(clean_env, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["worker", *args])
     assert result.exit_code == 2 and message in result.output

@@ -34,16 +34,22 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def own_hostname() -> list[str]:
     """The prefix that gives a command a hostname of its own (``{host}`` filled in); skip where it cannot."""
-    probe = subprocess.run(["unshare", "-ru", "sh", "-c", "hostname probe-host && hostname"],
-                           capture_output=True, text=True)  # fmt: skip
+    probe = subprocess.run(
+        ["unshare", "-ru", "sh", "-c", "hostname probe-host && hostname"], capture_output=True, text=True
+    )
     if probe.returncode != 0 or probe.stdout.strip() != "probe-host":
         pytest.skip(f"cannot give a process its own hostname here (unshare -ru: {probe.stderr.strip()})")
     return ["unshare", "-ru", "sh", "-c", 'hostname "$0" && exec "$@"', "{host}"]
 
 
 def _cli(settings, config: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "histoloop.cli", *args], env=wenv(settings, config),
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "histoloop.cli", *args],
+        env=wenv(settings, config),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -62,9 +68,12 @@ def test_two_hosts_share_the_work_and_recover_each_other(
 ) -> None:
     stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
     settings = dataclasses.replace(
-        wsettings(val_fraction=0.3), label_studio_url=stub.url, local_files_root=SHARED_DATA.resolve(),
-        database_url=Secret(postgres_server.fresh()), heartbeat=HEARTBEAT,
-    )  # fmt: skip
+        wsettings(val_fraction=0.3),
+        label_studio_url=stub.url,
+        local_files_root=SHARED_DATA.resolve(),
+        database_url=Secret(postgres_server.fresh()),
+        heartbeat=HEARTBEAT,
+    )
     config = tmp_path / "histoloop.toml"
     config.write_text(
         "[train]\nclassify = { epochs = 1, imgsz = 32, batch = 4 }\n"
@@ -93,8 +102,10 @@ def test_two_hosts_share_the_work_and_recover_each_other(
         assert hosts == {"host-a", "host-b"}
         assert {j.get_meta()["gpus"] for j in jobs} == {"cpu"}
         assert sorted(v.ref for v in registry.list(kind="classify") if v.project in "456") == [
-            "4/classify/v1", "5/classify/v1", "6/classify/v1",
-        ]  # fmt: skip
+            "4/classify/v1",
+            "5/classify/v1",
+            "6/classify/v1",
+        ]
         listed = json.loads(_cli(settings, config, "jobs", "list", "--json"))
         assert {(j["id"], j["host"], j["gpus"]) for j in listed} == {
             (j.id, j.get_meta()["host"], "cpu") for j in jobs

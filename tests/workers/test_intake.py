@@ -15,9 +15,15 @@ BOX_POLYGON_CONFIG = (
     '<RectangleLabels name="box" toName="image"><Label value="Tumor"/></RectangleLabels>'
     '<PolygonLabels name="poly" toName="image"><Label value="Tumor"/></PolygonLabels></View>'
 )
-POLYGON = {"id": "p1", "from_name": "poly", "to_name": "image", "type": "polygonlabels",
-           "original_width": 200, "original_height": 100,
-           "value": {"points": [[10, 10], [60, 15], [40, 70]], "polygonlabels": ["Tumor"]}}  # fmt: skip
+POLYGON = {
+    "id": "p1",
+    "from_name": "poly",
+    "to_name": "image",
+    "type": "polygonlabels",
+    "original_width": 200,
+    "original_height": 100,
+    "value": {"points": [[10, 10], [60, 15], [40, 70]], "polygonlabels": ["Tumor"]},
+}
 
 
 def _webhook(annotation_id: int, result: list[dict]) -> dict:
@@ -36,8 +42,12 @@ def test_an_annotation_of_polygons_counts_for_the_detector_it_trains(tmp_path: P
     assert store.project_kinds("4") == ("detect", "segment")
     # a polygon counts for detect: the detect retraining converts it (its bounding box)
     assert store.approved_ids("4", "detect") == store.approved_ids("4", "segment") == [1]
-    task = {"id": 101, "data": {"image": "/data/local-files/?d=TCGA-AA-0001.png"},
-            "annotations": [{"id": 1, "result": [POLYGON], "was_cancelled": False}]}  # fmt: skip
-    report = export_to_dataset([task], "detect", tmp_path / "ds", label_config=BOX_POLYGON_CONFIG, images=None,
-                               split="train")  # fmt: skip
+    task = {
+        "id": 101,
+        "data": {"image": "/data/local-files/?d=TCGA-AA-0001.png"},
+        "annotations": [{"id": 1, "result": [POLYGON], "was_cancelled": False}],
+    }
+    report = export_to_dataset(
+        [task], "detect", tmp_path / "ds", label_config=BOX_POLYGON_CONFIG, images=None, split="train"
+    )
     assert report.regions == 1

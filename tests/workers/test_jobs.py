@@ -48,8 +48,9 @@ def test_ids_are_deterministic_and_coalesce(wsettings) -> None:
 
 @needs_images
 def test_one_running_one_waiting_and_cancel(wsettings, workers_started, label_studio, tmp_path) -> None:
-    settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=label_studio.url,
-                                   local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    settings = dataclasses.replace(
+        wsettings(val_fraction=0.3), label_studio_url=label_studio.url, local_files_root=SHARED_DATA.resolve()
+    )
     redis = Redis.from_url(settings.redis_url)
     worker = workers_started(
         settings, write_config(tmp_path / "long.toml", "classify", epochs=500, imgsz=64, batch=2)
@@ -118,8 +119,11 @@ def test_label_studio_down_retries_bad_data_does_not(
 def test_a_full_disk_fails_the_version_not_production(
     wsettings, workers_started, label_studio, small_disk, tmp_path
 ) -> None:
-    settings = dataclasses.replace(wsettings(val_fraction=0.3, auto_promote="always"),
-                                   label_studio_url=label_studio.url, local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    settings = dataclasses.replace(
+        wsettings(val_fraction=0.3, auto_promote="always"),
+        label_studio_url=label_studio.url,
+        local_files_root=SHARED_DATA.resolve(),
+    )
     registry = Registry.from_settings(settings)
     production = registry.promote(card_only_version(registry).id)
     store = EventStore(settings.events_path)

@@ -33,9 +33,10 @@ def test_webhooks_to_a_served_new_version(
     wsettings, serve_backend, workers_started, label_studio, tmp_path
 ) -> None:
     settings = dataclasses.replace(
-        wsettings(retrain_threshold=3, val_fraction=0.3), label_studio_url=label_studio.url,
+        wsettings(retrain_threshold=3, val_fraction=0.3),
+        label_studio_url=label_studio.url,
         local_files_root=SHARED_DATA.resolve(),
-    )  # fmt: skip
+    )
     connect(settings, 4)
     backend = serve_backend(settings)
     image = "/data/local-files/?d=monuseg-breast/images/TCGA-A7-A13E-01Z-00-DX1.tif"

@@ -125,9 +125,23 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
     port = free_port()
     log = open(tmp_path / "backend.log", "wb")
     backend = subprocess.Popen(
-        [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--workers", "2", "--threads", "8"],
-        env=wenv(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "histoloop.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--threads",
+            "8",
+        ],
+        env=wenv(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _up(base), 90, "the backend")
@@ -168,9 +182,23 @@ def test_a_crash_loses_no_acknowledged_webhook(wsettings, tmp_path) -> None:
     port = free_port()
     with open(tmp_path / "backend.log", "wb") as log:
         backend = subprocess.Popen(
-            [sys.executable, "-m", "histoloop.cli", "serve", "--port", str(port), "--workers", "2", "--threads", "8"],
-            env=wenv(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "histoloop.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+            ],
+            env=wenv(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     acked: dict[int, int] = {}
     try:
@@ -197,9 +225,12 @@ def test_a_crash_loses_no_acknowledged_webhook(wsettings, tmp_path) -> None:
     assert 100 <= len(acked) < 1500
     store = EventStore.from_settings(settings)
     with store.db.read() as db:
-        stored = {seq: json.loads(payload)["annotations"][0]["id"]
-                  for seq, payload in db.execute(select(t_events.c.seq, t_events.c.payload)
-                                                 .where(t_events.c.action == "ANNOTATION_CREATED"))}  # fmt: skip
+        stored = {
+            seq: json.loads(payload)["annotations"][0]["id"]
+            for seq, payload in db.execute(
+                select(t_events.c.seq, t_events.c.payload).where(t_events.c.action == "ANNOTATION_CREATED")
+            )
+        }
     missing = {i: seq for i, seq in acked.items() if stored.get(seq) != i}
     assert not missing, (
         f"{len(missing)} acknowledged webhooks lost or misnumbered, e.g. {list(missing.items())[:5]}"

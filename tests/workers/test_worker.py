@@ -42,8 +42,13 @@ def _session(sid: int) -> list[int]:
 
 
 def _cli(settings, *args: str, config=None) -> str:
-    out = subprocess.run([sys.executable, "-m", "histoloop.cli", *args], env=wenv(settings, config),
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "histoloop.cli", *args],
+        env=wenv(settings, config),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -51,8 +56,9 @@ def _cli(settings, *args: str, config=None) -> str:
 @pytest.mark.slow  # ~1 min on 2 cores: `make test-all`
 def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
     stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
-    settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=stub.url,
-                                   local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    settings = dataclasses.replace(
+        wsettings(val_fraction=0.3), label_studio_url=stub.url, local_files_root=SHARED_DATA.resolve()
+    )
     registry = Registry.from_settings(settings)
     production = registry.promote(
         card_only_version(registry).id, by="test"
@@ -108,8 +114,9 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
 def test_horse_killed_under_a_live_worker(wsettings, workers_started, tmp_path) -> None:
     """The OOM killer takes the training process, not the worker: the worker fails the job at once."""
     stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
-    settings = dataclasses.replace(wsettings(val_fraction=0.3), label_studio_url=stub.url,
-                                   local_files_root=SHARED_DATA.resolve())  # fmt: skip
+    settings = dataclasses.replace(
+        wsettings(val_fraction=0.3), label_studio_url=stub.url, local_files_root=SHARED_DATA.resolve()
+    )
     redis = Redis.from_url(settings.redis_url)
     try:
         long_run = write_config(tmp_path / "long.toml", "classify", epochs=500, imgsz=64, batch=2)

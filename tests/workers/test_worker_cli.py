@@ -11,8 +11,11 @@ from workers.events import EventStore
 
 
 def run(settings, *args: str, monkeypatch) -> tuple[int, str]:
-    for name, value in {"HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_REDIS_URL": settings.redis_url,
-                        "HISTOLOOP_QUEUE": settings.queue}.items():  # fmt: skip
+    for name, value in {
+        "HISTOLOOP_MODEL_STORE": str(settings.model_store),
+        "HISTOLOOP_REDIS_URL": settings.redis_url,
+        "HISTOLOOP_QUEUE": settings.queue,
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("HISTOLOOP_CONFIG", raising=False)
     result = CliRunner().invoke(main, list(args))

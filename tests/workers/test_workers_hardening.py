@@ -48,8 +48,12 @@ def test_projects_that_never_connected_queue_nothing(wsettings, serve_backend) -
     time.sleep(0.5)
     assert queued(settings) == []
     # a project Label Studio connected (/setup) is taken
-    assert requests.post(f"{url}/setup", json={"project": "7.1795424387", "schema": BOX_CHOICES_CONFIG},
-                         timeout=10).status_code == 200  # fmt: skip
+    assert (
+        requests.post(
+            f"{url}/setup", json={"project": "7.1795424387", "schema": BOX_CHOICES_CONFIG}, timeout=10
+        ).status_code
+        == 200
+    )
     body = {"action": "START_TRAINING", "project": {"id": 7, "label_config": BOX_CHOICES_CONFIG}}
     assert requests.post(f"{url}/webhook", json=body, timeout=5).json()["status"] == "recorded"
     wait_for(lambda: queued(settings) == ["retrain-7-classify-1", "retrain-7-detect-1"], 20, "the jobs of 7")
@@ -73,8 +77,10 @@ def test_events_keep_only_what_the_policies_read(wsettings, serve_backend) -> No
     assert after - before < 200_000, after - before  # the issue: 3 x 22 MB posts grew it by 87 MB
     with sqlite3.connect(settings.events_path) as db:
         payloads = [json.loads(p) for (p,) in db.execute("SELECT payload FROM events")]
-    assert payloads[0] == {"annotations": [{"id": 1, "task": 1001, "approved": True, "kinds": ["classify"]}],
-                           "kinds": ["detect", "classify"]}  # fmt: skip
+    assert payloads[0] == {
+        "annotations": [{"id": 1, "task": 1001, "approved": True, "kinds": ["classify"]}],
+        "kinds": ["detect", "classify"],
+    }
     assert "SECRET-PROJECT-TOKEN" not in settings.events_path.read_bytes().decode("latin-1")
 
 
@@ -83,8 +89,13 @@ def test_old_events_are_pruned_and_counts_survive(tmp_path: Path) -> None:
     from workers.events import PRUNE_EVERY, AnnotationRow
 
     for i in range(1, 2 * PRUNE_EVERY + 10):
-        store.record("ANNOTATION_CREATED", "4", {}, kinds=("detect",),
-                     annotations=[AnnotationRow(i, i, ("detect",), True)])  # fmt: skip
+        store.record(
+            "ANNOTATION_CREATED",
+            "4",
+            {},
+            kinds=("detect",),
+            annotations=[AnnotationRow(i, i, ("detect",), True)],
+        )
     assert store.count_events() < PRUNE_EVERY  # pruned as it goes
     assert store.last_seq() == 2 * PRUNE_EVERY + 9  # sequence numbers go on: the newest is kept
     assert [(s.kind, s.new_approved) for s in store.kind_states()] == [("detect", 2 * PRUNE_EVERY + 9)]
@@ -136,8 +147,11 @@ def test_an_explicit_retrain_stays_pending_while_label_studio_is_down(wsettings,
     assert job_id == "retrain-4-classify-1" and pending() == {}  # handed to the job
     worker = workers_started(settings, burst=True)
     redis = Redis.from_url(settings.redis_url)
-    wait_for(lambda: Job.fetch(job_id, connection=redis).get_status() == "scheduled", 120,
-             f"the job to wait for a retry; worker log:\n{worker.output()}")  # fmt: skip
+    wait_for(
+        lambda: Job.fetch(job_id, connection=redis).get_status() == "scheduled",
+        120,
+        f"the job to wait for a retry; worker log:\n{worker.output()}",
+    )
     run = store.run(job_id)
     assert run is not None and run.status == "unavailable", run
     # the request is pending again: when the retries run out it is still there, and the next dispatch
@@ -155,10 +169,12 @@ def test_cli_refuses_project_ids_that_are_none(wsettings, project: str) -> None:
     settings = wsettings()
     env = wenv(settings)
     runner = CliRunner()
-    for args in (["retrain", "--project", project, "--kind", "detect"],
-                 ["models", "list", "--project", project],
-                 ["models", "rollback", "--project", project, "--kind", "detect"],
-                 ["train", "--project", project, "--kind", "detect", "--data", "/nonexistent"]):  # fmt: skip
+    for args in (
+        ["retrain", "--project", project, "--kind", "detect"],
+        ["models", "list", "--project", project],
+        ["models", "rollback", "--project", project, "--kind", "detect"],
+        ["train", "--project", project, "--kind", "detect", "--data", "/nonexistent"],
+    ):
         result = runner.invoke(main, args, env=env)
         assert result.exit_code == 2 and "bad project reference" in result.output, (args, result.output)
     assert not settings.events_path.exists() or EventStore(settings.events_path).kind_states() == []
@@ -219,12 +235,23 @@ SHAPES = {
     "empty result": {"result": []},
 }
 EXPECTED = {  # (submitted, ground_truth, reviewed)
-    "submitted": (1, 0, 0), "cancelled": (0, 0, 0), "skipped": (0, 0, 0), "draft": (0, 0, 0),
-    "ground truth": (1, 1, 1), "cancelled ground truth": (0, 0, 0), "review_result accepted": (1, 0, 1),
-    "review_result rejected": (1, 0, 0), "review_status approved": (1, 0, 1), "reviewed": (1, 0, 1),
-    "reviewed (string)": (1, 0, 0), "is_accepted": (1, 0, 1), "reviews accepted": (1, 0, 1),
-    "reviews rejected": (1, 0, 0), "reviews malformed": (1, 0, 0), "empty result": (1, 0, 0),
-}  # fmt: skip
+    "submitted": (1, 0, 0),
+    "cancelled": (0, 0, 0),
+    "skipped": (0, 0, 0),
+    "draft": (0, 0, 0),
+    "ground truth": (1, 1, 1),
+    "cancelled ground truth": (0, 0, 0),
+    "review_result accepted": (1, 0, 1),
+    "review_result rejected": (1, 0, 0),
+    "review_status approved": (1, 0, 1),
+    "reviewed": (1, 0, 1),
+    "reviewed (string)": (1, 0, 0),
+    "is_accepted": (1, 0, 1),
+    "reviews accepted": (1, 0, 1),
+    "reviews rejected": (1, 0, 0),
+    "reviews malformed": (1, 0, 0),
+    "empty result": (1, 0, 0),
+}
 
 
 @pytest.mark.parametrize("policy", APPROVAL_POLICIES)
@@ -240,20 +267,43 @@ def test_the_webhook_counts_what_the_export_keeps(wsettings, tmp_path: Path, pol
     tasks = []
     for n, (name, shape) in enumerate(SHAPES.items(), start=1):
         Image.fromarray(np.full((8, 8, 3), 40 * (n % 6), np.uint8)).save(root / f"t{n}.png")
-        annotation = {"id": n, "task": n, "result": [{"from_name": "diagnosis", "to_name": "image", "type": "choices",
-                      "value": {"choices": ["malignant"]}}], "was_cancelled": False, "ground_truth": False, **shape}  # fmt: skip
+        annotation = {
+            "id": n,
+            "task": n,
+            "result": [
+                {
+                    "from_name": "diagnosis",
+                    "to_name": "image",
+                    "type": "choices",
+                    "value": {"choices": ["malignant"]},
+                }
+            ],
+            "was_cancelled": False,
+            "ground_truth": False,
+            **shape,
+        }
         if shape.get("result") == []:
             annotation["result"] = []
-        body = {"action": "ANNOTATION_CREATED", "annotation": annotation,
-                "project": {"id": 4, "label_config": CHOICES_CONFIG}}  # fmt: skip
+        body = {
+            "action": "ANNOTATION_CREATED",
+            "annotation": annotation,
+            "project": {"id": 4, "label_config": CHOICES_CONFIG},
+        }
         assert record_webhook(settings, store, body)["status"] == "recorded", name
         tasks.append(
             {"id": n, "data": {"image": f"/data/local-files/?d=t{n}.png"}, "annotations": [annotation]}
         )
     counted = set(store.approved_ids("4"))
     out = tmp_path / "dataset"
-    export_to_dataset(tasks, "classify", out, label_config=CHOICES_CONFIG, images=ImageLoader(local_root=root),
-                      approval=policy, split="train")  # fmt: skip
+    export_to_dataset(
+        tasks,
+        "classify",
+        out,
+        label_config=CHOICES_CONFIG,
+        images=ImageLoader(local_root=root),
+        approval=policy,
+        split="train",
+    )
     kept = {
         i for item in json.loads((out / "manifest.json").read_text())["items"] for i in item["annotation_ids"]
     }
@@ -277,8 +327,14 @@ def test_the_store_side_on_sqlite_and_postgresql(tmp_path: Path, database_url: s
         "4"
     )
     for i in range(1, 6):
-        store.record("ANNOTATION_CREATED", "4", {}, kinds=("detect",), annotations=[AnnotationRow(i, i, ("detect",), True)],
-                     requests=[("detect", "Train button")])  # fmt: skip
+        store.record(
+            "ANNOTATION_CREATED",
+            "4",
+            {},
+            kinds=("detect",),
+            annotations=[AnnotationRow(i, i, ("detect",), True)],
+            requests=[("detect", "Train button")],
+        )
     assert store.prune() == 4 and store.count_events() == 1 and store.last_seq() == 5
     assert [(s.kind, s.new_approved, s.requests) for s in store.kind_states(["4"])] == [
         ("detect", 5, ("Train button",))

@@ -48,26 +48,57 @@ def connect(settings: Settings, *projects: int | str) -> None:
 
 
 def annotation_webhook(
-    project: int, annotation_id: int, *, label_config: str = BOX_CHOICES_CONFIG, action: str = "ANNOTATION_CREATED",
-    cancelled: bool = False, ground_truth: bool = False, types: tuple[str, ...] = ("rectanglelabels", "choices"),
-) -> dict[str, Any]:  # fmt: skip
+    project: int,
+    annotation_id: int,
+    *,
+    label_config: str = BOX_CHOICES_CONFIG,
+    action: str = "ANNOTATION_CREATED",
+    cancelled: bool = False,
+    ground_truth: bool = False,
+    types: tuple[str, ...] = ("rectanglelabels", "choices"),
+) -> dict[str, Any]:
     result = []
     if "rectanglelabels" in types:
-        result.append({"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                       "original_width": 640, "original_height": 480,
-                       "value": {"x": 11, "y": 21, "width": 30, "height": 40, "rotation": 0,
-                                 "rectanglelabels": ["Tumor"]}})  # fmt: skip
+        result.append(
+            {
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": 640,
+                "original_height": 480,
+                "value": {
+                    "x": 11,
+                    "y": 21,
+                    "width": 30,
+                    "height": 40,
+                    "rotation": 0,
+                    "rectanglelabels": ["Tumor"],
+                },
+            }
+        )
     if "choices" in types:
-        result.append({"from_name": "dx", "to_name": "image", "type": "choices",
-                       "value": {"choices": ["malignant"]}})  # fmt: skip
+        result.append(
+            {"from_name": "dx", "to_name": "image", "type": "choices", "value": {"choices": ["malignant"]}}
+        )
     return {
         "action": action,
-        "annotation": {"id": annotation_id, "result": result, "was_cancelled": cancelled,
-                       "ground_truth": ground_truth, "task": 1000 + annotation_id, "project": project,
-                       "completed_by": 1, "updated_by": 1},
-        "project": {"id": project, "title": f"p{project}", "label_config": label_config,
-                    "token": "SECRET-PROJECT-TOKEN"},
-    }  # fmt: skip
+        "annotation": {
+            "id": annotation_id,
+            "result": result,
+            "was_cancelled": cancelled,
+            "ground_truth": ground_truth,
+            "task": 1000 + annotation_id,
+            "project": project,
+            "completed_by": 1,
+            "updated_by": 1,
+        },
+        "project": {
+            "id": project,
+            "title": f"p{project}",
+            "label_config": label_config,
+            "token": "SECRET-PROJECT-TOKEN",
+        },
+    }
 
 
 class LabelStudioStub:
@@ -170,16 +201,23 @@ def wenv(settings: Settings, config_file: Path | None = None) -> dict[str, str]:
     """The environment of a child process with these settings (project defaults via env, train via TOML)."""
     env = dict(os.environ)
     d = settings.project_defaults
-    env.update({
-        "HISTOLOOP_MODEL_STORE": str(settings.model_store), "HISTOLOOP_REDIS_URL": settings.redis_url,
-        "HISTOLOOP_QUEUE": settings.queue, "HISTOLOOP_DEVICE": settings.device,
-        "HISTOLOOP_LABEL_STUDIO_URL": settings.label_studio_url,
-        "HISTOLOOP_LABEL_STUDIO_API_KEY": settings.label_studio_api_key.get(),
-        "HISTOLOOP_JOB_TIMEOUT": str(settings.job_timeout),
-        "HISTOLOOP_RETRAIN_THRESHOLD": str(d.retrain_threshold), "HISTOLOOP_AUTO_PROMOTE": d.auto_promote,
-        "HISTOLOOP_PROMOTION_MARGIN": str(d.promotion_margin), "HISTOLOOP_APPROVAL": d.approval,
-        "HISTOLOOP_VAL_FRACTION": str(d.val_fraction), "PYTHONUNBUFFERED": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "HISTOLOOP_MODEL_STORE": str(settings.model_store),
+            "HISTOLOOP_REDIS_URL": settings.redis_url,
+            "HISTOLOOP_QUEUE": settings.queue,
+            "HISTOLOOP_DEVICE": settings.device,
+            "HISTOLOOP_LABEL_STUDIO_URL": settings.label_studio_url,
+            "HISTOLOOP_LABEL_STUDIO_API_KEY": settings.label_studio_api_key.get(),
+            "HISTOLOOP_JOB_TIMEOUT": str(settings.job_timeout),
+            "HISTOLOOP_RETRAIN_THRESHOLD": str(d.retrain_threshold),
+            "HISTOLOOP_AUTO_PROMOTE": d.auto_promote,
+            "HISTOLOOP_PROMOTION_MARGIN": str(d.promotion_margin),
+            "HISTOLOOP_APPROVAL": d.approval,
+            "HISTOLOOP_VAL_FRACTION": str(d.val_fraction),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if settings.local_files_root:
         env["HISTOLOOP_LOCAL_FILES_ROOT"] = str(settings.local_files_root)
     if settings.database_url:

@@ -93,9 +93,14 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
             len(labels) / (len(classes) * counts), dtype=torch.float32, device=device
         )
     loader = torch.utils.data.DataLoader(
-        data, batch_size=config.batch, shuffle=sampler is None, sampler=sampler, generator=gen,
-        drop_last=len(data) > config.batch, num_workers=config.workers,
-    )  # fmt: skip
+        data,
+        batch_size=config.batch,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=gen,
+        drop_last=len(data) > config.batch,
+        num_workers=config.workers,
+    )
     ce = torch.nn.CrossEntropyLoss(weight=class_weights)
     val_images = [read_image(p) for p, _ in val_items]
     val_labels = [c for _, c in val_items]
@@ -177,7 +182,16 @@ def last_class_bias(layer: Any, bias: float) -> None:
 
 
 SPEC = KindSpec(
-    kind="classify", fit=fit, build_model=build_model, predictor=ClassifyPredictor, evaluate=evaluate,
-    check_dataset=check_classify, default_model=DEFAULT_MODEL, corrections=LABEL_CORRECTIONS,
-    slide=CLASS_TILES, head=head, curves=("balanced_accuracy", "roc_auc"), head_bias=last_class_bias,
-)  # fmt: skip
+    kind="classify",
+    fit=fit,
+    build_model=build_model,
+    predictor=ClassifyPredictor,
+    evaluate=evaluate,
+    check_dataset=check_classify,
+    default_model=DEFAULT_MODEL,
+    corrections=LABEL_CORRECTIONS,
+    slide=CLASS_TILES,
+    head=head,
+    curves=("balanced_accuracy", "roc_auc"),
+    head_bias=last_class_bias,
+)

@@ -220,9 +220,14 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     def on_batch_end(trainer) -> None:
         state["step"] += 1
         report(
-            progress, stage="train", epoch=trainer.epoch + 1, epochs=trainer.epochs, step=state["step"],
-            steps=len(trainer.train_loader), loss=_loss(trainer),
-        )  # fmt: skip
+            progress,
+            stage="train",
+            epoch=trainer.epoch + 1,
+            epochs=trainer.epochs,
+            step=state["step"],
+            steps=len(trainer.train_loader),
+            loss=_loss(trainer),
+        )
 
     def on_fit_epoch_end(trainer) -> None:
         if not getattr(trainer, "metrics", None) or trainer.epoch + 1 > trainer.epochs:
@@ -240,12 +245,23 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
     gpus = _ddp_devices(config, device)
     args = dict(
-        data=str(data_yaml), epochs=config.epochs, batch=config.batch, imgsz=config.imgsz,
+        data=str(data_yaml),
+        epochs=config.epochs,
+        batch=config.batch,
+        imgsz=config.imgsz,
         device=gpus or ("cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0")),
-        seed=config.seed, deterministic=True, workers=config.workers, patience=config.patience,
-        project=str(out_dir), name="train", exist_ok=True, amp=amp_allowed(device), plots=True,
-        verbose=False, pretrained=bool(config.weights),
-    )  # fmt: skip
+        seed=config.seed,
+        deterministic=True,
+        workers=config.workers,
+        patience=config.patience,
+        project=str(out_dir),
+        name="train",
+        exist_ok=True,
+        amp=amp_allowed(device),
+        plots=True,
+        verbose=False,
+        pretrained=bool(config.weights),
+    )
     if config.lr:
         args["lr0"] = config.lr
     if config.time:
@@ -270,13 +286,20 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
         raise RuntimeError(f"ultralytics wrote no weights into {run_dir / 'weights'}")
     trained, _ = load_checkpoint(str(best))  # written by this run into our staging dir
     card = ModelCard(
-        kind="detect", classes=names,
+        kind="detect",
+        classes=names,
         arch={"model": model_name, "yaml": trained.yaml},
-        input_size=config.imgsz, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-        extra={"scale": 1.0 if native else training_scale(dataset_dir, config.imgsz), "framework": "ultralytics",
-               "cpu_threads": threads, "cls_width": int(trained.model[-1].cv3[0][-1].in_channels),
-               "native": native},
-    )  # fmt: skip
+        input_size=config.imgsz,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        extra={
+            "scale": 1.0 if native else training_scale(dataset_dir, config.imgsz),
+            "framework": "ultralytics",
+            "cpu_threads": threads,
+            "cls_width": int(trained.model[-1].cv3[0][-1].in_channels),
+            "native": native,
+        },
+    )
     save_weights(trained.float().state_dict(), out_dir)
     card.save(out_dir)
     shutil.rmtree(run_dir / "weights", ignore_errors=True)  # pickles; the version has safetensors
@@ -397,9 +420,16 @@ def evaluate(
                 np.ceil(card.input_size / training_scale(dataset_dir, card.input_size, split) / 32) * 32
             )
         args = dict(
-            data=str(data_yaml), imgsz=imgsz, batch=8 if imgsz <= 1024 else 1, split=split, device=device,
-            plots=plots_dir is not None, verbose=False, conf=0.001, iou=0.7,
-        )  # fmt: skip
+            data=str(data_yaml),
+            imgsz=imgsz,
+            batch=8 if imgsz <= 1024 else 1,
+            split=split,
+            device=device,
+            plots=plots_dir is not None,
+            verbose=False,
+            conf=0.001,
+            iou=0.7,
+        )
         validator = DetectionValidator(args=args, save_dir=Path(tmp) / "val")
         threads = torch.get_num_threads()
         try:
@@ -413,11 +443,14 @@ def evaluate(
             for c, ap in zip(box.ap_class_index, box.ap50, strict=True)
         }
         metrics = {
-            "precision": round(p, 4), "recall": round(r, 4), "f1": f1(p, r),
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": f1(p, r),
             "mAP50": round(float(stats["metrics/mAP50(B)"]), 4),
             "mAP50-95": round(float(stats["metrics/mAP50-95(B)"]), 4),
-            "per_class_ap50": per_class, "n_images": int(validator.seen),
-        }  # fmt: skip
+            "per_class_ap50": per_class,
+            "n_images": int(validator.seen),
+        }
         metrics.update(_threshold(card, model, dataset_dir, split, device))
         if plots_dir is not None:
             for src, dst in (
@@ -475,7 +508,17 @@ def quiet(config_dir: Path | None = None) -> None:
 
 
 SPEC = KindSpec(
-    kind="detect", fit=fit, build_model=build_model, predictor=DetectPredictor, evaluate=evaluate,
-    check_dataset=check_detect, default_model=DEFAULT_MODEL, corrections=BOX_CORRECTIONS, slide=BOX_FIELDS,
-    head=head, curves=("mAP50", "mAP50-95"), evaluates_files=True, quiet=quiet,
-)  # fmt: skip
+    kind="detect",
+    fit=fit,
+    build_model=build_model,
+    predictor=DetectPredictor,
+    evaluate=evaluate,
+    check_dataset=check_detect,
+    default_model=DEFAULT_MODEL,
+    corrections=BOX_CORRECTIONS,
+    slide=BOX_FIELDS,
+    head=head,
+    curves=("mAP50", "mAP50-95"),
+    evaluates_files=True,
+    quiet=quiet,
+)

@@ -143,11 +143,18 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     if instances not in ("boundary", "none") or (instances == "boundary" and mode != "binary"):
         raise TrainingError(f"instances {instances!r}: 'boundary' (one class only) or 'none'")
     card = ModelCard(
-        kind="segment", classes=classes, input_size=config.imgsz,
-        arch={"arch": arch, "encoder": config.model or DEFAULT_MODEL, "mode": mode, "norm": norm,
-              "instances": instances},
+        kind="segment",
+        classes=classes,
+        input_size=config.imgsz,
+        arch={
+            "arch": arch,
+            "encoder": config.model or DEFAULT_MODEL,
+            "mode": mode,
+            "norm": norm,
+            "instances": instances,
+        },
         extra={"scale": 1.0},
-    )  # fmt: skip
+    )
     device = distributed.rank_device(config, resolve_device(config.device))
     seed_everything(config.seed)
     try:
@@ -170,9 +177,14 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     data = CropDataset(train_pairs, config.imgsz, crops, card, config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(
-        data, batch_size=config.batch, shuffle=True, drop_last=len(data) > config.batch,
-        num_workers=config.workers, generator=gen, pin_memory=device.startswith("cuda"),
-    )  # fmt: skip
+        data,
+        batch_size=config.batch,
+        shuffle=True,
+        drop_last=len(data) > config.batch,
+        num_workers=config.workers,
+        generator=gen,
+        pin_memory=device.startswith("cuda"),
+    )
 
     select = str(config.extra.get("select", "dice"))
     if select not in SELECT:
@@ -196,9 +208,17 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
         return out
 
     best, history = fit_epochs(
-        model, loader, _loss(mode, instances == "boundary"), validate, select, config, out_dir, device,
-        progress, ema_decay=float(config.extra.get("ema", EMA_DECAY)) or None,
-    )  # fmt: skip
+        model,
+        loader,
+        _loss(mode, instances == "boundary"),
+        validate,
+        select,
+        config,
+        out_dir,
+        device,
+        progress,
+        ema_decay=float(config.extra.get("ema", EMA_DECAY)) or None,
+    )
     if distributed.is_main():
         save_weights(best, out_dir)
         card.save(out_dir)
@@ -291,7 +311,7 @@ class SegmentPredictor(TiledPredictor):
                     probs=probs_np[: len(self.card.classes)],
                     classes=list(self.card.classes),
                     boundary=probs_np[-1] if edges else None,
-                )  # fmt: skip
+                )
             )
         return out
 
@@ -373,7 +393,15 @@ def head(model: Any) -> list[Any]:
 
 
 SPEC = KindSpec(
-    kind="segment", fit=fit, build_model=build_model, predictor=SegmentPredictor, evaluate=evaluate,
-    check_dataset=check_segment, default_model=DEFAULT_MODEL, corrections=OBJECT_CORRECTIONS,
-    slide=REGION_FIELDS, head=head, curves=("dice", "iou"),
-)  # fmt: skip
+    kind="segment",
+    fit=fit,
+    build_model=build_model,
+    predictor=SegmentPredictor,
+    evaluate=evaluate,
+    check_dataset=check_segment,
+    default_model=DEFAULT_MODEL,
+    corrections=OBJECT_CORRECTIONS,
+    slide=REGION_FIELDS,
+    head=head,
+    curves=("dice", "iou"),
+)

@@ -42,9 +42,13 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index(
-        "one_production_per_project_kind", "versions", ["project", "kind"], unique=True,
-        sqlite_where=PRODUCTION, postgresql_where=PRODUCTION,
-    )  # fmt: skip
+        "one_production_per_project_kind",
+        "versions",
+        ["project", "kind"],
+        unique=True,
+        sqlite_where=PRODUCTION,
+        postgresql_where=PRODUCTION,
+    )
     op.create_table(
         "events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

@@ -56,8 +56,9 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     where_pending = sa.text("job_id IS NULL")
-    op.create_index("pending_requests", "requests", ["job_id"], sqlite_where=where_pending,
-                    postgresql_where=where_pending)  # fmt: skip
+    op.create_index(
+        "pending_requests", "requests", ["job_id"], sqlite_where=where_pending, postgresql_where=where_pending
+    )
     op.create_table(
         "runs",
         sa.Column("job_id", sa.Text, primary_key=True),

@@ -13,6 +13,7 @@ Per-project overrides live in the config file only::
     auto_promote = "never"
     label_map = { "tumor" = "Tumor" }     # model class -> label-config label
     train.detect = { epochs = 50, imgsz = 640, weights = "/models/yolo11s-pretrained.pt" }
+    train.segment = { pretrained = "/models/pathology-encoder.safetensors" }   # default: "imagenet"
 
 >>> s = load_settings(env={"HISTOLOOP_MODEL_STORE": "/tmp/store"})
 >>> str(s.registry_path)
@@ -76,7 +77,9 @@ class ProjectSettings:
     """Group items for the train/val split by this regex's first group (default: TCGA patient)."""
     train: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per model kind, training options for retraining (``training.base.TrainConfig`` fields), e.g.
-    ``{"detect": {"epochs": 50, "imgsz": 640, "weights": "/models/yolo11s-pretrained.pt"}}``."""
+    ``{"detect": {"epochs": 50, "imgsz": 640, "weights": "/models/yolo11s-pretrained.pt"}}``; segment and
+    classify start from ``pretrained`` (``imagenet``: the packaged EfficientNet-Lite0, the default; a local
+    state dict file; ``hub:<name>`` only with ``allow_hub = true``; ``none``)."""
 
 
 _PROJECT_FIELDS = {f.name for f in fields(ProjectSettings)}

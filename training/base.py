@@ -81,14 +81,24 @@ class TrainConfig:
     seed: int = 0
     model: str | None = None
     """detect: an ultralytics model YAML (``yolo11n.yaml``, ``yolov8s.yaml``, ``yolov5nu.yaml``);
-    segment: the encoder (``resnet34``, ``efficientnet-b0``; the architecture is ``extra["arch"]``);
-    classify: a timm model name. None: the kind's default (:attr:`KindSpec.default_model`)."""
+    segment: the encoder (``tu-tf_efficientnet_lite0``, ``resnet34``; the architecture is ``extra["arch"]``);
+    classify: a timm model name (``tf_efficientnet_lite0``). None: the kind's default
+    (:attr:`KindSpec.default_model`)."""
     weights: Path | None = None
     """A local ``.pt`` (detect), ``.safetensors``/``.pth`` state dict, or a histoloop version directory to
     fine-tune from. Never downloaded."""
+    pretrained: str | None = None
+    """segment (the encoder) and classify (the backbone, its head re-initialised for the project's classes):
+    where the starting features come from (:mod:`training.pretrained`): ``imagenet`` (the packaged ImageNet
+    EfficientNet-Lite0), a local state dict file (timm / torchvision / smp encoder / histoloop;
+    ``.safetensors``/``.pth``/``.pt``, read with weights_only), ``hub:<timm or hf-hub name>`` (only with
+    ``allow_hub``) or ``none`` (random init). None: ``imagenet`` where the model has packaged weights (the
+    default models do), else random init. Applied before ``weights``."""
+    allow_hub: bool = False
+    """Let ``pretrained = "hub:..."`` load through timm/huggingface_hub (honouring the user's
+    ``HF_HUB_OFFLINE``). Off: a hub value is refused, nothing is downloaded."""
     encoder_weights: Path | None = None
-    """segment: a local state dict for the encoder only (ImageNet weights, or a pathology encoder saved by
-    timm/torchvision: ``.safetensors``/``.pth``/``.pt``, read with weights_only). Never downloaded."""
+    """segment: the older name of a file value of ``pretrained`` (a local encoder state dict)."""
     time: float | None = None
     """A training time budget in minutes: training stops when it is spent and keeps the best epoch (the
     learning-rate schedule is fitted to the budget). detect: ultralytics' own ``time`` (which is in hours).

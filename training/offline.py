@@ -63,6 +63,8 @@ def ensure_offline(config_dir: Path | None = None) -> Path:
     """
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "0"
+    # the user's own switch, for a project that allows the hub (training/pretrained.py), kept across processes
+    os.environ.setdefault("HISTOLOOP_USER_HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", ""))
     os.environ["HF_HUB_OFFLINE"] = "1"
     if "ultralytics" in sys.modules:
         from ultralytics.utils import USER_CONFIG_DIR

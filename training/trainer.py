@@ -4,7 +4,7 @@ for all.
 
 >>> trainer = get_trainer("classify")
 >>> trainer.kind, trainer.spec.default_model
-('classify', 'resnet18')
+('classify', 'tf_efficientnet_lite0')
 """
 
 from __future__ import annotations

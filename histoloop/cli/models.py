@@ -44,6 +44,17 @@ def _primary(v: ModelVersion) -> str:
     return f"{name}={_fmt(v.metrics[name])}" if name in v.metrics else ""
 
 
+def _pretrained(v: ModelVersion) -> dict[str, Any] | None:
+    """Where the version's starting weights came from (its card's provenance); None when unknown."""
+    from training.artifacts import ArtifactError, ModelCard
+
+    try:
+        got = ModelCard.load(v.artifact_dir).extra.get("pretrained") if v.artifact_dir else None
+    except ArtifactError:
+        return None
+    return got if isinstance(got, dict) else None
+
+
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc)) from exc
 
@@ -101,13 +112,18 @@ def show(settings: Settings, version: str, as_json: bool) -> None:
         _fail(exc)
     plots = sorted(str(p) for p in v.artifact_dir.glob("*.png")) if v.artifact_dir else []
     history = [h for h in reg.history(v.project, v.kind) if v.id in (h["version_id"], h["previous_id"])]
+    start = _pretrained(v)
     if as_json:
-        click.echo(json.dumps({**v.to_dict(), "plots": plots, "history": history}, indent=2, default=str))
+        shown = {**v.to_dict(), "pretrained": start, "plots": plots, "history": history}
+        click.echo(json.dumps(shown, indent=2, default=str))
         return
     console.print(f"[bold]{v.ref}[/bold]  id={v.id}  status={v.status}  created {_when(v.created_at)}")
     if v.reason:
         console.print(f"[red]reason:[/red] {v.reason}")
     console.print(f"artifacts: {v.artifact_dir}")
+    if start:
+        where = [f"{k}={start[k]}" for k in ("name", "file", "sha256") if start.get(k)]
+        console.print("pretrained: " + "  ".join([str(start.get("source")), *where]))
     metrics = Table(title="held-out metrics")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")

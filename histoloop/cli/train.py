@@ -94,9 +94,20 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 )
 @click.option("--arch", help="segment: Unet, UnetPlusPlus, DeepLabV3Plus, ...")
 @click.option(
+    "--pretrained",
+    help="segment/classify: starting features: imagenet (packaged Lite0; the default), a local state dict "
+    "(.safetensors/.pth), hub:<timm or hf-hub name> (with --allow-hub), or none (random init).",
+)
+@click.option(
+    "--allow-hub/--no-allow-hub",
+    default=False,
+    show_default=True,
+    help="Let --pretrained hub:... load through timm/huggingface_hub (honours HF_HUB_OFFLINE).",
+)
+@click.option(
     "--encoder-weights",
     type=click.Path(dir_okay=False, exists=True),
-    help="segment: a local encoder state dict (.safetensors/.pth, e.g. ImageNet weights).",
+    help="segment: the older name of --pretrained FILE (a local encoder state dict).",
 )
 @click.option("--weights", help="Local weights to fine-tune from: a file, a version dir, or 'production'.")
 @options.device
@@ -120,6 +131,8 @@ def train(
     lr: float | None,
     model: str | None,
     arch: str | None,
+    pretrained: str | None,
+    allow_hub: bool,
     encoder_weights: str | None,
     weights: str | None,
     device: str | None,
@@ -162,6 +175,8 @@ def train(
         weights=Path(weights) if weights else None,
         patience=patience,
         time=minutes,
+        pretrained=pretrained,
+        allow_hub=allow_hub,
         encoder_weights=Path(encoder_weights) if encoder_weights else None,
         extra={"arch": arch} if arch else {},
     )

@@ -1,6 +1,11 @@
-"""The classifier: a timm backbone (``TrainConfig.model``, default ``resnet18``; random init unless
-``TrainConfig.weights`` names a local state dict or a histoloop version) trained on class folders
-(``benign/malignant``, ``normal/cancer``, ``normal/benign/malignant``...).
+"""The classifier: a timm backbone (``TrainConfig.model``, default ``tf_efficientnet_lite0``) trained on class
+folders (``benign/malignant``, ``normal/cancer``, ``normal/benign/malignant``...).
+
+- the backbone starts from ``TrainConfig.pretrained`` (:mod:`training.pretrained`): by default the packaged
+  ImageNet EfficientNet-Lite0 (inputs scaled to [-1, 1], the card's ``mean``/``std``), or a local state
+  dict, a hub model where the project allows the hub, or ``none``; the classifier head is re-initialised
+  for the project's classes, and the card's ``extra["pretrained"]`` records where the weights came from.
+  ``TrainConfig.weights`` (a local state dict or a histoloop version) fine-tunes the whole model on top.
 
 - each image is resized to ``imgsz`` (as training.inference does at prediction), then flips, 90°
   rotations and H&E colour jitter;
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training import pretrained
 from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, to_tensor
 from training.base import Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError
@@ -31,7 +37,8 @@ from training.plots import confusion_matrix, pr_curve
 from training.runtime import resolve_device, seed_everything
 from training.slide_fields import CLASS_TILES
 
-DEFAULT_MODEL = "resnet18"
+DEFAULT_MODEL = "tf_efficientnet_lite0"
+"""Lighter than resnet18, with packaged ImageNet weights (:mod:`training.pretrained`)."""
 
 
 def _resized(path: Path, size: int) -> np.ndarray:
@@ -66,13 +73,23 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     if len(classes) < 2:
         raise TrainingError(f"{dataset_dir}: a classifier needs at least two classes, got {classes}")
     backbone = config.model or DEFAULT_MODEL
-    card = ModelCard(kind="classify", classes=classes, arch={"backbone": backbone}, input_size=config.imgsz)
+    start = pretrained.resolve(config.pretrained, backbone, config.allow_hub)
+    card = ModelCard(
+        kind="classify",
+        classes=classes,
+        arch={"backbone": backbone},
+        input_size=config.imgsz,
+        mean=start.mean,
+        std=start.std,
+        extra={"pretrained": start.provenance},
+    )
     device = distributed.rank_device(config, resolve_device(config.device))
     seed_everything(config.seed)
     try:
         model = build_model(card)
     except (RuntimeError, ValueError) as exc:
         raise TrainingError(f"unknown timm backbone {backbone!r}: {exc}") from exc
+    pretrained.load_pretrained(model, start, skip=head_names(model))
     if config.weights:
         load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
 
@@ -168,6 +185,13 @@ def evaluate(
         confusion_matrix(metrics["confusion_matrix"], card.classes, Path(plots_dir) / "confusion_matrix.png")
         pr_curve(y, probs, card.classes, Path(plots_dir) / "pr_curve.png")
     return metrics
+
+
+def head_names(model: Any) -> tuple[str, ...]:
+    """The module names of a timm model's classifier (its pretrained tensors are not loaded: the head is
+    re-initialised for the project's classes)."""
+    classifier = model.get_classifier()
+    return tuple(name for name, module in model.named_modules() if module is classifier and name)
 
 
 def head(model: Any) -> list[Any]:

@@ -40,8 +40,10 @@ def test_trains_a_complete_version(segment_version) -> None:
         "encoder": "resnet18",
         "mode": "binary",
         "norm": "group",
+        "norm_act": True,
         "instances": "boundary",
     }
+    assert result.card.extra["pretrained"]["source"] == "none"  # resnet18 has no packaged weights
     m = result.metrics
     for key in ("dice", "iou", "dice_per_image", "iou_per_image", "pixel_accuracy"):
         assert 0.0 <= m[key] <= 1.0, key

@@ -185,3 +185,36 @@ def test_a_full_disk_is_recorded_failed_and_production_stays(env, tmp_path: Path
     assert failed.ref == "4/classify/v2" and failed.reason.startswith("disk full while writing")
     assert failed.artifact_dir is None and not (reg.store / "models" / "4" / "classify" / "v2").exists()
     assert reg.production("4", "classify").id == production.id
+
+
+def test_pretrained_option_reaches_the_card(env, tmp_path: Path) -> None:
+    data = write_classify(tmp_path / "data", n=10, n_val=4)
+    base = [
+        "train",
+        "--project",
+        "4",
+        "--kind",
+        "classify",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--imgsz",
+        "64",
+    ]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, [*base, "--pretrained", "none", "--no-register", "--out", str(out)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text())
+    assert (
+        card["arch"] == {"backbone": "tf_efficientnet_lite0"}
+        and card["extra"]["pretrained"]["source"] == "none"
+    )
+    refused = CliRunner().invoke(
+        main,
+        [*base, "--pretrained", "hub:timm/resnet18.a1_in1k", "--no-register", "--out", str(tmp_path / "h")],
+        env=env,
+    )
+    assert refused.exit_code != 0 and "allow_hub = true" in refused.output

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,12 @@ def write_pyramid(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     h, w = image.shape[:2]
-    opts = dict(tile=(tile, tile), photometric="rgb", compression="jpeg", compressionargs={"level": quality})
+    opts: dict[str, Any] = {
+        "tile": (tile, tile),
+        "photometric": "rgb",
+        "compression": "jpeg",
+        "compressionargs": {"level": quality},
+    }
     per_cm = 1e4 / mpp
     try:
         with tifffile.TiffWriter(tmp, bigtiff=False) as tif:

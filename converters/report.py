@@ -39,11 +39,11 @@ class ConversionReport:
         self.converted += n
         self.regions += regions
 
-    def skip(self, item: str, reason: str) -> None:
+    def skip(self, item: object, reason: str) -> None:
         logger.debug("skipped %s: %s", item, reason)
         self.skipped.append((str(item), str(reason)))
 
-    def skip_unforeseen(self, item: str, exc: Exception) -> None:
+    def skip_unforeseen(self, item: object, exc: Exception) -> None:
         """Skip ``item`` for an error no check foresaw (logged with its traceback): the item, never the batch."""
         logger.warning("%s: cannot be converted", item, exc_info=exc)
         self.skip(item, f"cannot be converted ({type(exc).__name__}: {exc})")

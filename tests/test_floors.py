@@ -1,5 +1,5 @@
-"""The floors, kept by tools: import contracts (import-linter), mypy on the kernel, workers/ and ml_backend/,
-and a worker parent that never imports torch (CUDA and fork)."""
+"""The floors, kept by tools: import contracts (import-linter), mypy over every package (its typing debt
+only shrinking), and a worker parent that never imports torch (CUDA and fork)."""
 
 from __future__ import annotations
 
@@ -55,9 +55,27 @@ def test_a_floor_pointing_up_is_caught(tmp_path: Path) -> None:
     assert "training.metrics -> training.kinds" in done.stdout, done.stdout[-3000:]
 
 
-def test_mypy_is_clean_on_the_typed_floors() -> None:
+PACKAGES = ["kernel", "converters", "training", "workers", "ml_backend", "histoloop", "benchmarks"]
+TYPING_DEBT = 45
+"""How many modules the typing debt held when mypy first covered every package: the most it may hold."""
+
+
+def _mypy_config() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+
+
+def test_mypy_is_clean_on_every_package() -> None:
+    assert sorted(_mypy_config()["files"]) == sorted(PACKAGES)
     done = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:]
+
+
+def test_the_typing_debt_only_shrinks() -> None:
+    debt = [m for o in _mypy_config().get("overrides", []) if o.get("ignore_errors") for m in o["module"]]
+    assert len(debt) <= TYPING_DEBT, f"{len(debt)} modules in the typing debt: fix a module's types instead"
+    for module in debt:  # each names a module that exists (a moved or deleted module leaves the list)
+        path = ROOT / module.replace(".", "/")
+        assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), module
 
 
 def test_the_worker_parent_never_imports_torch() -> None:

@@ -85,6 +85,10 @@ def plain_rectangles(
             or type(y) not in _NUMBER
             or type(w) not in _NUMBER
             or type(h) not in _NUMBER
+            or not isinstance(x, int | float)
+            or not isinstance(y, int | float)
+            or not isinstance(w, int | float)
+            or not isinstance(h, int | float)
             or not (  # each bounded first: a huge int never meets a float in an addition (OverflowError)
                 MIN_PERCENT <= w <= 100
                 and MIN_PERCENT <= h <= 100

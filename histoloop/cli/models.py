@@ -120,10 +120,12 @@ def show(settings: Settings, version: str, as_json: bool) -> None:
     console.print(f"[bold]{v.ref}[/bold]  id={v.id}  status={v.status}  created {_when(v.created_at)}")
     if v.reason:
         console.print(f"[red]reason:[/red] {v.reason}")
-    console.print(f"artifacts: {v.artifact_dir}")
+    console.print(f"artifacts: {v.artifact_dir}", soft_wrap=True, markup=False)
     if start:
         where = [f"{k}={start[k]}" for k in ("name", "file", "sha256") if start.get(k)]
-        console.print("pretrained: " + "  ".join([str(start.get("source")), *where]))
+        console.print(
+            "pretrained: " + "  ".join([str(start.get("source")), *where]), soft_wrap=True, markup=False
+        )
     metrics = Table(title="held-out metrics")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")

@@ -251,7 +251,7 @@ def test_models_show_prints_the_provenance(classify_data: Path, tmp_path: Path) 
     store = tmp_path / "store"
     reg = Registry(store / "registry.sqlite", store)
     card_only_version(reg, "7", ModelCard.load(tmp_path / "out"))
-    env = {"HISTOLOOP_MODEL_STORE": str(store), "COLUMNS": "300"}
+    env = {"HISTOLOOP_MODEL_STORE": str(store)}
     text = (
         CliRunner().invoke(main, ["models", "show", "7/classify/v1"], env=env, catch_exceptions=False).output
     )

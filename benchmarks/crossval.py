@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,6 @@ def folds(data: Path, work: Path) -> list[tuple[str, Path]]:
 def run_one(arm: str, base: Path, out: Path, epochs: int, seed: int, minutes: float) -> dict[str, Any]:
     """Train one arm on a fold's project dataset and score it on the held-out patient (in this process):
     segment arms for ``epochs``, detect arms for ``minutes``."""
-    import time
 
     from training.base import TrainConfig
     from training.evaluate import evaluate
@@ -152,10 +152,17 @@ def rescore(arm: str, version: Path, base: Path) -> dict[str, Any]:
             boxes.append((det.boxes, det.scores, truth))
         return {"box_ap50": box_ap50(boxes)}
     maps: list[SegmentationMap] = []
-    truths = []
+    truths, flipped = [], []
+    plain_s = tta_s = 0.0
     for img, mask in segment_pairs(base / "test", "val"):
-        seg = predictor.predict(read_image(img))
+        image = read_image(img)
+        t0 = time.perf_counter()
+        seg = predictor.predict(image)
+        plain_s += time.perf_counter() - t0
         assert isinstance(seg, SegmentationMap)
+        t0 = time.perf_counter()
+        flipped.append(_flip_averaged(predictor, image))
+        tta_s += time.perf_counter() - t0
         truth = read_instances(mask, read_mask(mask))
         objects, scores = object_map(seg)
         boxes.append((_boxes_of(objects), scores, _boxes_of(truth)))
@@ -168,7 +175,30 @@ def rescore(arm: str, version: Path, base: Path) -> dict[str, Any]:
             ]
             got = pooled_object_metrics(preds, truths)
             levels[str(level)] = {k: got[k] for k in ("object_f1", "pq", "aji")}
-    return {"box_ap50": box_ap50(boxes), **({"seed_levels": levels} if levels else {})}
+    with_tta = pooled_object_metrics([object_map(m)[0] for m in flipped], truths)
+    tta = {k: with_tta[k] for k in ("object_f1", "pq", "aji")} | {"latency_x": round(tta_s / plain_s, 2)}
+    return {"box_ap50": box_ap50(boxes), "tta": tta, **({"seed_levels": levels} if levels else {})}
+
+
+def _flip_averaged(predictor: Any, image: np.ndarray) -> Any:
+    """Test-time augmentation: the maps of the image and its three flips, flipped back and averaged."""
+    from training.inference import SegmentationMap
+
+    flips = [(), (0,), (1,), (0, 1)]
+    got = [predictor.predict(np.ascontiguousarray(np.flip(image, f) if f else image)) for f in flips]
+
+    def mean(field: str) -> np.ndarray | None:
+        maps = [getattr(g, field) for g in got]
+        if maps[0] is None:
+            return None
+        axes = [tuple(a + maps[0].ndim - 2 for a in f) for f in flips]
+        return np.mean([np.flip(m, a) if a else m for m, a in zip(maps, axes, strict=True)], axis=0)
+
+    probs = mean("probs")
+    assert probs is not None
+    return SegmentationMap(
+        probs=probs, classes=got[0].classes, boundary=mean("boundary"), centre=mean("centre")
+    )
 
 
 def box_ap50(images: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:

@@ -51,7 +51,7 @@ KEYS = {
 
 def _histoloop(*args: str, env: dict[str, str]) -> str:
     cmd = [sys.executable, "-m", "histoloop.cli", *args]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout
@@ -402,7 +402,7 @@ def train_all(args: argparse.Namespace, env: dict[str, str], threads: int, rows_
             "--threads",
             str(threads),
         ]
-        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, env=env, cwd=ROOT, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"{spec} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -120,8 +120,10 @@ def pairs(scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray, int]]]) -> l
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| trained on | chosen on | served on | lowest: threshold, chosen-on, served-on | "
-        "neighbours: threshold, chosen-on, served-on | best on served |",
+        (
+            "| trained on | chosen on | served on | lowest: threshold, chosen-on, served-on | "
+            "neighbours: threshold, chosen-on, served-on | best on served |"
+        ),
         "|---" * 6 + "|",
     ]
     for r in rows:

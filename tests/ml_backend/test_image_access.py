@@ -42,7 +42,7 @@ class Listener:
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 listener.seen.append((self.path, self.headers.get("Authorization")))
                 body = png_bytes()
                 self.send_response(200)

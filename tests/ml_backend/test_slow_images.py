@@ -35,7 +35,7 @@ class Drip:
         drip = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 drip.requests += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "image/png")

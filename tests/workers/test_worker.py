@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -34,7 +35,10 @@ def _session(sid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.getsid(int(entry)) == sid and "State:\tZ" not in open(f"/proc/{entry}/status").read():
+                if (
+                    os.getsid(int(entry)) == sid
+                    and "State:\tZ" not in Path(f"/proc/{entry}/status").read_text()
+                ):
                     pids.append(int(entry))
             except (ProcessLookupError, PermissionError, FileNotFoundError):
                 pass

@@ -15,7 +15,7 @@ from training.inference import Detections
 from training.trainer import get_trainer
 from training.versions import load_model
 
-TINY = dict(epochs=2, batch=4, imgsz=64, seed=0)
+TINY = {"epochs": 2, "batch": 4, "imgsz": 64, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_fine_tune(source: str, detect_version, detect_data: Path, tmp_path: Pat
 def test_wrong_weights_are_refused(detect_data: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(TrainingError, match="junk.pt"):
+    with pytest.raises(TrainingError, match=r"junk.pt"):
         get_trainer("detect").train(detect_data, TrainConfig(**TINY, weights=junk), tmp_path / "a")
     from training.artifacts import ModelCard, save_weights
     from training.versions import build_model

@@ -99,3 +99,26 @@ def test_test_modules_have_unique_basenames() -> None:
     test_x.py in different folders break collection of the whole suite."""
     names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def _make_lint_commands() -> list[str]:
+    """The commands of the Makefile's ``lint`` recipe, in order, with ``$(VENV)`` as ``.venv``."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("lint:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe += [c.strip().replace("$(VENV)", ".venv") for c in line.split("&&")]
+    return recipe
+
+
+def test_pre_commit_runs_what_make_lint_runs() -> None:
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    assert [r["repo"] for r in config["repos"]] == ["local"]  # nothing to download
+    hooks = config["repos"][0]["hooks"]
+    assert all(h["language"] == "system" and h["pass_filenames"] is False for h in hooks)
+    assert [h["entry"] for h in hooks] == _make_lint_commands()
+    assert len(hooks) == 4  # ruff check, ruff format --check, lint-imports, mypy

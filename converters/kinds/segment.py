@@ -200,4 +200,5 @@ SPEC = DatasetSpec(
     truth=mask_truth,
     truth_tag="BrushLabels",
     replays="segment",
+    binary_masks=True,
 )

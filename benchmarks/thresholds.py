@@ -1,4 +1,4 @@
-"""Does a version's score threshold, chosen on one patient, suit the next patient? (issue 12)
+"""Does a version's score threshold, chosen on one patient, suit the next patient?
 
     .venv/bin/python -m benchmarks.thresholds [--minutes 5] [--data ../shared/data/monuseg-breast] \\
         [--work /tmp/thresholds-bench]

@@ -1,4 +1,4 @@
-"""The bad-input corpus (issue 11, items 9–11): every input below once ended in a traceback that stopped the
+"""The bad-input corpus: every input below once ended in a traceback that stopped the
 whole batch, a silently wrong dataset, or a wrong/missing reason. Each now becomes a per-item skip whose
 reason names the task or file, the rest converts, and ``histoloop convert`` exits by its rule (0 when
 something usable was written, 1 when nothing was).

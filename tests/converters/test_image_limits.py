@@ -1,4 +1,4 @@
-"""converters/images.py under issue 11 (item 8): the pixel limit is HISTOLOOP_MAX_IMAGE_PIXELS, not
+"""converters/images.py within its limits: the pixel limit is HISTOLOOP_MAX_IMAGE_PIXELS, not
 Pillow's; an unreadable image says so in words (not "No module named 'pi_heif'"); a fetch has a total
 deadline."""
 

@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) for the classes of input of issue 11, over real HTTP:
+"""Property-based tests (hypothesis) for the classes of bad input (docs/reliability.md), over real HTTP:
 
 - any JSON body to ``/setup``, ``/predict`` and ``/webhook`` (arbitrary values, and objects shaped like
   Label Studio's with arbitrary values in each field): never a 500; a 400 always says why;

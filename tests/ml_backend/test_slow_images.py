@@ -1,4 +1,4 @@
-"""Issue 11 item 3 over real HTTP: a Label Studio that drips one byte at a time.
+"""Over real HTTP: a Label Studio that drips one byte at a time.
 
 ``histoloop serve`` (gunicorn, 4 threads) with a tiny classifier; every /predict fetches its image from a
 server that sends one byte every 0.5 s. Each fetch is cut at the deadline (HISTOLOOP_IMAGE_TIMEOUT=3 s,

@@ -115,7 +115,7 @@ def test_monuseg_nuclei_detection(monuseg, tmp_path: Path) -> None:
 
 
 def test_relative_out_dir_and_time_budget(detect_data: Path, tmp_path: Path, monkeypatch) -> None:
-    """A relative output dir is this directory's, not ultralytics' runs folder (issue 12); ``time`` (minutes)
+    """A relative output dir is this directory's, not ultralytics' runs folder; ``time`` (minutes)
     becomes ultralytics' own ``time`` (hours) and ends the run whatever ``epochs`` says."""
     monkeypatch.chdir(tmp_path)
     result = get_trainer("detect").train(

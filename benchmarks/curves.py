@@ -285,9 +285,8 @@ def curve_events(big: bool) -> list[dict[str, Any]]:
                     annotations=[AnnotationRow(i, i, ("detect",), True)],
                 )
 
-            records = []
-            for _ in range(2 * PRUNE_EVERY):  # crosses at least one periodic prune
-                records.append(best(record, 1))
+            # crosses at least one periodic prune
+            records = [best(record, 1) for _ in range(2 * PRUNE_EVERY)]
             t_prune = best(store.prune, 3)  # a periodic prune: nothing left past the retention
             (state,) = store.kind_states()
             rows.append(

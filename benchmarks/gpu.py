@@ -221,7 +221,7 @@ def bench_train_detect(tmp: Path, steps: int, batch: int, imgsz: int, device: st
 
     data = _dataset(tmp / "detect-data", max(batch, steps * batch), imgsz)
     amp = amp_allowed(device)
-    common = dict(val=False, plots=False, amp=amp, workers=0, seed=0, verbose=False)
+    common = {"val": False, "plots": False, "amp": amp, "workers": 0, "seed": 0, "verbose": False}
     udevice = "cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0")
     plain = _Clock(batch)
     model = YOLO("yolo11n.yaml")
@@ -419,8 +419,10 @@ def table(result: dict[str, Any]) -> str:
 
     info = result["info"]
     lines = [
-        f"device {info['device']} ({info['gpu'] or 'no GPU'}), torch {info['torch']}, {info['steps']} steps of "
-        f"{info['batch']} at {info['imgsz']} px, {info['wall_s']:.0f} s",
+        (
+            f"device {info['device']} ({info['gpu'] or 'no GPU'}), torch {info['torch']}, {info['steps']} steps of "
+            f"{info['batch']} at {info['imgsz']} px, {info['wall_s']:.0f} s"
+        ),
         "",
         "| kind | library | histoloop img/s | bare fp32 | bare AMP | bare AMP+channels-last | ratio | AMP in histoloop |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -1,4 +1,4 @@
-"""The default recipes against bare library loops, on the four MoNuSeg breast tiles (issue 12).
+"""The default recipes against bare library loops, on the four MoNuSeg breast tiles.
 
     flock /tmp/histoloop-heavy.lock .venv/bin/python -m benchmarks.recipes --minutes 3 --seeds 0 1 2 \\
         [--kinds segment detect] [--data ../shared/data/monuseg-breast] [--work /tmp/recipes-bench]
@@ -25,7 +25,7 @@ epoch (``--report`` does only that, from the rows already there).
 histoloop and bare runs of one kind are queued side by side, so each pair shares the machine at the same
 moment and gets the same CPU-minutes. For the segmenter the rows also say how much the per-epoch validation
 Dice moves (its range, and the spread of the epoch-to-epoch changes over the second half of the run);
-``--stability`` adds one run of the segment recipe before issue 12 (``resnet34``, BatchNorm, no weight
+``--stability`` adds one run of the earlier segment recipe (``resnet34``, BatchNorm, no weight
 average, no warmup, no boundary channel, 8 crops per tile) with the first seed, for the same figures.
 """
 
@@ -51,7 +51,7 @@ KEYS = {
 
 def _histoloop(*args: str, env: dict[str, str]) -> str:
     cmd = [sys.executable, "-m", "histoloop.cli", *args]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout
@@ -226,7 +226,7 @@ OLD_SEGMENT = {
 
 
 def before(dataset: Path, out: Path, minutes: float, seed: int) -> dict[str, Any]:
-    """The segment recipe before issue 12, through the same ``train_version`` and budget."""
+    """The earlier segment recipe (see the module docstring), through the same ``train_version`` and budget."""
     from training.base import TrainConfig
     from training.lifecycle import train_version
 
@@ -290,9 +290,7 @@ def plot_epochs(rows: list[dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, kind, key in zip(axes, ("segment", "detect"), ("Dice", "mAP@0.5"), strict=True):
         for r in (r for r in rows if r["kind"] == kind and r.get("per_epoch")):
-            style, name = (
-                ("-", "histoloop") if r["method"] == "histoloop" else (":", "recipe before issue 12")
-            )
+            style, name = ("-", "histoloop") if r["method"] == "histoloop" else (":", "earlier recipe")
             ax.plot(
                 range(1, len(r["per_epoch"]) + 1), r["per_epoch"], style, label=f"{name}, seed {r['seed']}"
             )
@@ -336,7 +334,7 @@ def main() -> None:
     ap.add_argument(
         "--stability",
         action="store_true",
-        help="segment: also the recipe before issue 12 (seed 0), for its per-epoch Dice",
+        help="segment: also the earlier recipe (seed 0), for its per-epoch Dice",
     )
     ap.add_argument("--jobs", type=int, default=1, help="trainings at a time, each in its own process")
     ap.add_argument("--threads", type=int, help="torch threads per training (default: cores / jobs)")
@@ -402,7 +400,7 @@ def train_all(args: argparse.Namespace, env: dict[str, str], threads: int, rows_
             "--threads",
             str(threads),
         ]
-        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, env=env, cwd=ROOT, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"{spec} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -86,6 +86,7 @@ def run(sizes: list[int], kind: str, epochs: int, imgsz: int, batch: int) -> lis
         try:
             done = subprocess.run(
                 [sys.executable, "-c", "from benchmarks.retrain import _child; _child()"],
+                check=False,
                 env=env,
                 cwd=ROOT,
                 capture_output=True,

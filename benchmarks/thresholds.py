@@ -1,4 +1,4 @@
-"""Does a version's score threshold, chosen on one patient, suit the next patient? (issue 12)
+"""Does a version's score threshold, chosen on one patient, suit the next patient?
 
     .venv/bin/python -m benchmarks.thresholds [--minutes 5] [--data ../shared/data/monuseg-breast] \\
         [--work /tmp/thresholds-bench]
@@ -120,8 +120,10 @@ def pairs(scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray, int]]]) -> l
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| trained on | chosen on | served on | lowest: threshold, chosen-on, served-on | "
-        "neighbours: threshold, chosen-on, served-on | best on served |",
+        (
+            "| trained on | chosen on | served on | lowest: threshold, chosen-on, served-on | "
+            "neighbours: threshold, chosen-on, served-on | best on served |"
+        ),
         "|---" * 6 + "|",
     ]
     for r in rows:

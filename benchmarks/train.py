@@ -64,7 +64,15 @@ class _Clock:
         return (len(self.times) - 1) * self.batch / (self.times[-1] - self.times[0])
 
 
-COMMON = dict(val=False, plots=False, amp=False, workers=0, device="cpu", seed=0, verbose=False)
+COMMON = {
+    "val": False,
+    "plots": False,
+    "amp": False,
+    "workers": 0,
+    "device": "cpu",
+    "seed": 0,
+    "verbose": False,
+}
 
 
 def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, repeats: int) -> list[dict]:

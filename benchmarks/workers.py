@@ -52,7 +52,7 @@ from kernel.net import free_port  # noqa: E402
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

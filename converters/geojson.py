@@ -64,7 +64,9 @@ def class_color(name: str, classes: Sequence[str] | None = None) -> list[int]:
         return list(NAMED[name.lower()])
     if classes is not None and name in classes:
         return list(PALETTE[list(classes).index(name) % len(PALETTE)])
-    return list(PALETTE[int(hashlib.md5(name.encode()).hexdigest(), 16) % len(PALETTE)])
+    return list(
+        PALETTE[int(hashlib.md5(name.encode(), usedforsecurity=False).hexdigest(), 16) % len(PALETTE)]
+    )
 
 
 def feature(
@@ -112,9 +114,8 @@ def mask_polygons(mask: np.ndarray, min_area: float = 4.0, tolerance: float = 0.
             holes.append(contours[child])
             child = hierarchy[child][0]
         poly = _grow(_ring(c), [_ring(h) for h in holes])
-        for p in getattr(poly, "geoms", [poly]):
-            if tolerance > 0:
-                p = p.simplify(tolerance, preserve_topology=True)
+        for part in getattr(poly, "geoms", [poly]):
+            p = part.simplify(tolerance, preserve_topology=True) if tolerance > 0 else part
             if p.area >= min_area:
                 out.append(p)
     return out

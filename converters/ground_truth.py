@@ -80,7 +80,8 @@ class GroundTruthTask:
 def label_config(kind: str, classes: list[str]) -> str:
     """The label config of a replay: one ``Image`` and the kind's control with the classes, in order."""
     tag = dataset_spec(source_kinds(kind)[0]).truth_tag
-    assert tag is not None
+    if tag is None:
+        raise ValueError(f"kind {kind!r} has no Label Studio tag for its ground truth")
     item = TAGS[tag].label_element
     labels = "".join(f"<{item} value={quoteattr(c)}/>" for c in classes)
     return (

@@ -111,15 +111,15 @@ class ImageLoader:
     def from_settings(cls, settings: Settings, **overrides: Any) -> ImageLoader:
         """The loader of the configured Label Studio, local-files root, key, limits and allow-list
         (restricted: see the module docstring)."""
-        options: dict[str, Any] = dict(
-            local_root=settings.local_files_root,
-            label_studio_url=settings.label_studio_url,
-            api_key=settings.label_studio_api_key.get() or None,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            timeout=settings.image_timeout,
-            allow=settings.image_allow,
-        )
+        options: dict[str, Any] = {
+            "local_root": settings.local_files_root,
+            "label_studio_url": settings.label_studio_url,
+            "api_key": settings.label_studio_api_key.get() or None,
+            "max_bytes": settings.max_image_bytes,
+            "max_pixels": settings.max_image_pixels,
+            "timeout": settings.image_timeout,
+            "allow": settings.image_allow,
+        }
         return cls(**{**options, **overrides})
 
     def __repr__(self) -> str:
@@ -147,7 +147,8 @@ class ImageLoader:
 
     # -- resolving ------------------------------------------------------------------------------------
     def _inside_root(self, url: str, relative: str) -> Path:
-        assert self.local_root is not None
+        if self.local_root is None:  # the callers look a path up only under a local files root
+            raise ImageError(f"{url}: no local files root is configured")
         path = (self.local_root / relative.lstrip("/")).resolve()
         if not path.is_relative_to(self.local_root):
             raise ImageError(f"{url}: path escapes the local files root")
@@ -241,9 +242,8 @@ class ImageLoader:
                 ) from None
         return self._fetch(url, api_key, base_url)
 
-    def _fetch(self, url: str, token: str | None, base_url: str | None) -> tuple[bytes, str]:
-        import requests
-
+    def _absolute(self, url: str, base_url: str | None) -> tuple[str, str | None]:
+        """The absolute, allowed URL of ``url`` (a Label Studio path joins the Label Studio URL) and that base."""
         base = (base_url or self.label_studio_url or "").rstrip("/") or None
         if not urlsplit(url).scheme:
             if not base:
@@ -255,6 +255,12 @@ class ImageLoader:
             url = base + url
         if not self.allowed_url(url, base):
             raise self._refused(url)
+        return url, base
+
+    def _fetch(self, url: str, token: str | None, base_url: str | None) -> tuple[bytes, str]:
+        import requests
+
+        url, base = self._absolute(url, base_url)
         key = self._key_for(url, token, base if base_url else None)
         # Label Studio may redirect to its storage (presigned URLs); requests drops the key on a host change
         follow = url_origin(url) in (url_origin(self.label_studio_url), url_origin(base))

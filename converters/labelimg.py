@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import parse as parse_xml
 
 from converters.dataset import MIN_EXTENT, DatasetWriter, box_line
 from converters.images import ImageError
@@ -76,9 +78,12 @@ def _verified(image: Path, source: str, report: ConversionReport):
 
 def _read_voc(xml: Path, report: ConversionReport) -> LabelImgItem | None:
     try:
-        root = ET.parse(xml).getroot()
+        root = parse_xml(xml).getroot()
     except ET.ParseError as exc:
         report.skip(xml.name, f"not valid XML ({exc})")
+        return None
+    except DefusedXmlException as exc:  # entity declarations, external references: what XML bombs are made of
+        report.skip(xml.name, f"refused: the XML declares entities or external references ({exc})")
         return None
     except OSError as exc:
         report.skip(xml.name, f"cannot read ({exc.strerror or exc})")

@@ -379,7 +379,7 @@ def _read_image(
 class _Where:
     """'task 3 (annotation 5)', formatted only when a message needs it."""
 
-    __slots__ = ("task_id", "annotation_id")
+    __slots__ = ("annotation_id", "task_id")
 
     def __init__(self, task_id, annotation_id) -> None:
         self.task_id, self.annotation_id = task_id, annotation_id

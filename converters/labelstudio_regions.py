@@ -55,7 +55,7 @@ def polygon_area(points: np.ndarray) -> float:
 class _Region:
     """A region's name ('task 3 (annotation 5) region abc', built only when printed) and its warnings."""
 
-    __slots__ = ("report", "where", "rid")
+    __slots__ = ("report", "rid", "where")
 
     def __init__(self, report: ConversionReport, where: str, rid) -> None:
         self.report, self.where, self.rid = report, where, rid
@@ -119,7 +119,8 @@ class LineReader(Reader):
         lines: list[str] = []
         for cid in self.class_ids(labels):
             lines.extend(self.region_lines(rtype, value, result, cid, self.size, warn))
-        assert self.out.lines is not None
+        if self.out.lines is None:  # set to a list in __init__
+            raise RuntimeError("a lines writer without its list of lines")
         self.out.lines.extend(lines)
         self.out.regions += len(labels)
 

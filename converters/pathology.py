@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import parse as parse_xml
 from tqdm import tqdm
 
 from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError
@@ -61,9 +63,13 @@ def parse_aperio_xml(path: str | Path, default_label: str = "nucleus") -> list[R
     """
     path = Path(path)
     try:
-        root = ET.parse(path).getroot()
+        root = parse_xml(path).getroot()
     except ET.ParseError as exc:
         raise ValueError(f"{path.name}: not valid XML ({exc})") from None
+    except DefusedXmlException as exc:  # entity declarations, external references: what XML bombs are made of
+        raise ValueError(
+            f"{path.name}: refused: the XML declares entities or external references ({exc})"
+        ) from None
     except OSError as exc:
         raise ValueError(f"{path.name}: cannot read ({exc.strerror})") from None
     regions = []
@@ -271,7 +277,8 @@ def _prepare_aperio(
         if x1 - x0 <= 0 or y1 - y0 <= 0:
             report.skip(where, "zero area inside the image")
             continue
-        assert spec.polygons is not None
+        if spec.polygons is None:
+            raise ValueError(f"dataset kind {spec.kind!r} writes no polygons")
         try:
             lines.extend(spec.polygons.lines(index[r.label], pts, width, height))
         except LabelValueError as exc:
@@ -295,7 +302,8 @@ def _write_aperio(
     writer.write_image(
         split, stem, source=it.image if it.array is None else None, array=it.array, name=it.image.name
     )
-    assert spec.polygons is not None
+    if spec.polygons is None:
+        raise ValueError(f"dataset kind {spec.kind!r} writes no polygons")
     writer.write_item(
         split, stem, spec.polygons.item(it.usable, classes, it.height, it.width, it.lines, binary_masks)
     )
@@ -361,7 +369,8 @@ def _prepare_brecahad(path: Path, classes, width, height, images_dir, loader, re
     except ValueError as exc:
         report.skip(path.name, str(exc).split(": ", 1)[-1])
         return None
-    for cls, pts in points.items():
+    for cls, read in points.items():
+        pts = read
         if cls not in classes and len(pts):
             report.skip(
                 f"{path.name} class {cls}", f"class '{cls}' is not one of the classes ({len(pts)} points)"
@@ -417,7 +426,8 @@ def brecahad_to_dataset(
     if kind not in placed:
         raise ValueError(f"kind must be {one_of(placed)}, not {kind!r}")
     points_labels = dataset_spec(kind).points
-    assert points_labels is not None
+    if points_labels is None:  # kinds_where above chose the kinds with points
+        raise ValueError(f"kind {kind!r} places no points")
     if width <= 0 or height <= 0 or width * height > MAX_IMAGE_PIXELS:
         raise ValueError(
             f"image size must be positive and at most {MAX_IMAGE_PIXELS} pixels, got {width}x{height}"

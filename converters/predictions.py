@@ -119,11 +119,10 @@ def mask_to_polygons(mask: np.ndarray, min_area: float = 4.0, tolerance: float =
     m = (np.asarray(mask) > 0).astype(np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
-    for c in contours:
-        if cv2.contourArea(c) < min_area:
+    for contour in contours:
+        if cv2.contourArea(contour) < min_area:
             continue
-        if tolerance > 0:
-            c = cv2.approxPolyDP(c, tolerance, True)
+        c = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour
         pts = c.reshape(-1, 2).astype(np.float64)
         if len(pts) >= 3:
             out.append(pts)

@@ -306,16 +306,14 @@ def tissue_fields(
     fields = []
     for y in np.arange(0, H - extent + 1e-6, step):
         for x in np.arange(0, W - extent + 1e-6, step):
-            x0, y0 = int(round(x / mds)), int(round(y / mds))
-            x1 = min(m.shape[1], max(x0 + 1, int(round((x + extent) / mds))))
-            y1 = min(m.shape[0], max(y0 + 1, int(round((y + extent) / mds))))
+            x0, y0 = round(x / mds), round(y / mds)
+            x1 = min(m.shape[1], max(x0 + 1, round((x + extent) / mds)))
+            y1 = min(m.shape[0], max(y0 + 1, round((y + extent) / mds)))
             area = (x1 - x0) * (y1 - y0)
             covered = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
             frac = covered / area if area > 0 else 0.0
             if frac >= min_tissue:
-                fields.append(
-                    Field(int(round(x)), int(round(y)), size, mpp, slide.mpp, round(float(frac), 4))
-                )
+                fields.append(Field(round(x), round(y), size, mpp, slide.mpp, round(float(frac), 4)))
     return fields
 
 

@@ -498,7 +498,7 @@ def simulate(
         "test": len(replay.test),
         "test_groups": replay.test_groups,
         "classes": replay.classes,
-        "config": {k: v for k, v in dataclasses.asdict(config).items()},
+        "config": dict(dataclasses.asdict(config).items()),
         "rows": rows,
     }
     tmp = out_dir / ".summary.json.tmp"

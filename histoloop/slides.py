@@ -56,8 +56,10 @@ class ImportReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.slides} slides: {self.created} tasks created, {self.existing} fields already in the project"
-            f" ({self.fields} fields in tissue sampled)"
+            (
+                f"{self.slides} slides: {self.created} tasks created, {self.existing} fields already in the project"
+                f" ({self.fields} fields in tissue sampled)"
+            )
         ]
         lines += [f"  could not read {name}: {why}" for name, why in self.failed]
         return "\n".join(lines)

@@ -136,7 +136,8 @@ def copy_tables(
                 column = key[0].name
                 dst.execute(
                     text(
-                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column}'),"
+                        # the names are the schema's own tables and columns, never input
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column}'),"  # noqa: S608
                         f" (SELECT MAX({column}) FROM {table.name}))"
                     )
                 )
@@ -331,9 +332,9 @@ class Database:
             with (
                 self._process_lock(),
                 _host_write_lock(self.path, self.timeout),
-                self.engine.connect() as conn,
+                self.engine.connect() as plain,
             ):
-                conn = conn.execution_options(histoloop_write=True)
+                conn = plain.execution_options(histoloop_write=True)
                 with conn.begin():
                     yield conn
         else:

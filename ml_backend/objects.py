@@ -58,8 +58,8 @@ def crop_window(
     w = min(width, int(np.ceil(max(min_size, bw + 2 * max(16.0, bw * margin)))))
     h = min(height, int(np.ceil(max(min_size, bh + 2 * max(16.0, bh * margin)))))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left = int(round(min(max(cx - w / 2, 0), width - w)))
-    top = int(round(min(max(cy - h / 2, 0), height - h)))
+    left = round(min(max(cx - w / 2, 0), width - w))
+    top = round(min(max(cy - h / 2, 0), height - h))
     return left, top, left + w, top + h
 
 

@@ -21,7 +21,7 @@ def slide_image(shared_data: Path, size: int = 2000) -> np.ndarray:
     img = np.full((size, size, 3), 243, np.uint8)
     half = size // 2
     y = 0
-    for i in range(0, 99):
+    for i in range(99):
         tile = loader.load(str(tiles[i % len(tiles)]))[:, :half]
         h = min(tile.shape[0], size - y)
         img[y : y + h, : tile.shape[1]] = tile[:h]

@@ -1,4 +1,4 @@
-"""The licence is declared and shipped (issue 11, item 14): ultralytics is AGPL-3.0, so histoloop is
+"""The licence is declared and shipped: ultralytics is AGPL-3.0, so histoloop is
 AGPL-3.0-or-later, with the full text in LICENSE."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The tests never touch a Redis on 6379, the user's (issue 11, item 13): they start their own
+"""The tests never touch a Redis on 6379, the user's: they start their own
 (``test_redis``: a free port), and the settings fixtures point elsewhere."""
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def failure_reason(exc: BaseException, out_dir: Path) -> str | None:
     return None
 
 
-class Cancelled(Exception):  # noqa: N818 - the contract's name
+class Cancelled(Exception):
     """Raised by a progress callback to stop a training run; trainers let it propagate."""
 
 

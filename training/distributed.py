@@ -16,6 +16,7 @@ are hashed and compared: :data:`RANKS_FILE` records them, and ranks that disagre
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib
@@ -83,10 +84,8 @@ def _join(rank_: int, world: int, init_method: str, backend: str) -> None:
 
 def _die_with_parent() -> None:
     """SIGKILL this rank when the process that launched it dies (Linux ``PR_SET_PDEATHSIG``)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _rank_main(

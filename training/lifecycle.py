@@ -38,7 +38,7 @@ from training.registry import ModelVersion, Registry
 log = logging.getLogger(__name__)
 
 
-class VersionFailed(Exception):  # noqa: N818 - names what happened to the version
+class VersionFailed(Exception):
     """A training that failed on bad data or a full disk; ``version`` is the ``failed`` version recorded."""
 
     def __init__(self, version: ModelVersion | None, reason: str) -> None:
@@ -144,7 +144,8 @@ def train_version(
     finally:
         if staging.exists():  # not moved into place: the registration failed
             shutil.rmtree(staging, ignore_errors=True)
-    assert version.artifact_dir is not None
+    if version.artifact_dir is None:  # register() moved the staging directory into place
+        raise RuntimeError(f"version {version.id} was registered without its artifacts")
     return Trained(result, version, version.artifact_dir)
 
 
@@ -264,7 +265,8 @@ def retrain_from_tasks(
             metrics_extra={"production": _scalars(production_metrics)},
         )
         version = trained.version
-        assert version is not None
+        if version is None:  # train_version always registers
+            raise RuntimeError("train_version returned no version")
         candidate = trained.result.metrics
         promote, why = should_promote(
             ps.auto_promote,

@@ -92,7 +92,7 @@ def lr_factor(progress: float, warmup: float = 0.05, floor: float = 0.01) -> flo
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def fit_epochs(
+def fit_epochs(  # noqa: C901 - one epoch loop with its DDP, AMP, EMA, time budget and early-stop steps in order
     model: torch.nn.Module,
     loader: torch.utils.data.DataLoader,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -174,13 +174,13 @@ def fit_epochs(
             break
         model.train()
         total, seen = 0.0, 0
-        for step, (x, y) in enumerate(loader, 1):
+        for step, (xb, yb) in enumerate(loader, 1):
             now = run_progress()
             if ddp and budget:  # rank 0's clock for every rank: the same learning rate, the same last step
                 now = distributed.broadcast(now if main else None)
             for group in optimizer.param_groups:
                 group["lr"] = lr * lr_factor(now, warmup)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
                 loss = loss_fn(train_model(x), y)
@@ -220,10 +220,7 @@ def fit_epochs(
             ema.copy_buffers(model)
         evaluated = ema.module if ema is not None else model
         evaluated.eval()
-        if ddp:
-            metrics = distributed.broadcast(validate(evaluated) if main else None)
-        else:
-            metrics = validate(evaluated)
+        metrics = distributed.broadcast(validate(evaluated) if main else None) if ddp else validate(evaluated)
         row = {
             "epoch": epoch + 1,
             "loss": total / max(1, seen),

@@ -125,13 +125,11 @@ def _each_field(
     features_of: Callable[[Any, Field, tuple[int, int, int, int]], list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    done = 0
-    for f, img in stream:
+    for done, (f, img) in enumerate(stream, 1):
         t = time.perf_counter()
         core = run.core(f)
         out += features_of(run.predictor.predict(img), f, core)
         run.timing["model"] += time.perf_counter() - t
-        done += 1
         run.report(done)
     return out
 

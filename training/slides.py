@@ -85,10 +85,10 @@ def grid_fields(slide: Slide, size: int, mpp: float, overlap: int, min_tissue: f
     ys = np.arange(0, max(H - probe.extent, 0) + step, step)
     keep = {(f.x, f.y) for f in _tissue_at(slide, size, mpp, xs, ys, (mask, ds), min_tissue)}
     return [
-        Field(int(round(x)), int(round(y)), size, mpp, slide.mpp)
+        Field(round(x), round(y), size, mpp, slide.mpp)
         for y in ys
         for x in xs
-        if (int(round(x)), int(round(y))) in keep
+        if (round(x), round(y)) in keep
     ]
 
 
@@ -104,7 +104,7 @@ def _tissue_at(slide, size, mpp, xs, ys, mask, min_tissue) -> list[Field]:
             y1 = min(m.shape[0], max(y0 + 1, math.ceil((y + extent) / mds)))
             covered = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
             if covered / ((x1 - x0) * (y1 - y0)) >= min_tissue and covered > 0:
-                out.append(Field(int(round(x)), int(round(y)), size, mpp, slide.mpp))
+                out.append(Field(round(x), round(y), size, mpp, slide.mpp))
     return out
 
 

@@ -79,7 +79,8 @@ def stain_normalised(dataset_dir: Path, config: TrainConfig) -> Iterator[tuple[d
     except (OSError, ValueError) as exc:
         raise TrainingError(f"stain reference {ref}: {exc}") from exc
     fn = normaliser(entry)
-    assert fn is not None
+    if fn is None:  # fit_reference returns an entry of a known method
+        raise TrainingError(f"stain reference {ref}: no normaliser for its method")
     with tempfile.TemporaryDirectory(prefix="histoloop-stain-") as tmp:
         yield entry, normalise_dataset(dataset_dir, Path(tmp) / dataset_dir.name, fn)
 

@@ -160,6 +160,8 @@ class DatasetSpec:
     """The control tag of :attr:`truth`'s results (a replay's label config)."""
     replays: Kind | None = None
     """The model kind whose replay (``histoloop simulate``) reads its ground truth."""
+    binary_masks: bool = False
+    """``histoloop convert`` also writes one 0/255 mask per class (``masks_binary/``) beside its labels."""
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ class MaskReader(Reader):
         mask_size = self.mask_size
         for cid in self.class_ids(labels):
             W, H = drawn_size(result, self.size)
-            if mask_size is not None and (W, H) != tuple(mask_size):
+            if mask_size is not None and tuple(mask_size) != (W, H):
                 raise RegionError(f"drawn on a {W}x{H} image, but the image is {mask_size[0]}x{mask_size[1]}")
             mask_size = (W, H)
             geom = brush_mask(value, W, H) if rtype == BRUSH else polygon_points(value, W, H)
@@ -184,8 +184,9 @@ def mask_truth(
     results = []
     for c, name in enumerate(classes, 1):
         comp, n = ndimage.label(mask == c, structure=np.ones((3, 3), bool))
-        for i in range(1, n + 1):
-            results.append(mask_to_brush_result(comp == i, name, 1.0, from_name, to_name))
+        results.extend(
+            mask_to_brush_result(comp == i, name, 1.0, from_name, to_name) for i in range(1, n + 1)
+        )
     return results
 
 
@@ -199,4 +200,5 @@ SPEC = DatasetSpec(
     truth=mask_truth,
     truth_tag="BrushLabels",
     replays="segment",
+    binary_masks=True,
 )

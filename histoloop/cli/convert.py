@@ -105,6 +105,7 @@ def labelstudio_cmd(
 ) -> None:
     """Label Studio JSON EXPORT → dataset OUT (YOLO detect/OBB/segment, PNG masks or class folders)."""
     from converters.images import ImageLoader
+    from converters.kinds import dataset_spec
     from converters.labelstudio import export_to_dataset, load_export
 
     kind = "obb" if (obb and target == "yolo-detect") else TARGETS[target]
@@ -130,7 +131,7 @@ def labelstudio_cmd(
         split_options=dataclasses.replace(split_options, test_fraction=test_fraction),
         approval=approval,
         per_annotator=per_annotator,
-        binary_masks=kind == "segment",
+        binary_masks=dataset_spec(kind).binary_masks,
         progress=_progress(),
     )
     _finish(report, strict, as_json)
@@ -201,6 +202,7 @@ def labelimg_cmd(
 @options.json_output
 def aperio_cmd(xml_dir, images_dir, out, target, default_label, split_options, strict, as_json) -> None:
     """Aperio/ImageScope XML_DIR + IMAGES_DIR (same stems, e.g. MoNuSeg) → masks or YOLO dataset OUT."""
+    from converters.kinds import dataset_spec
     from converters.pathology import aperio_to_dataset
 
     kind = {"masks": "segment", "yolo-detect": "detect", "yolo-segment": "yolo-segment"}[target]
@@ -212,7 +214,7 @@ def aperio_cmd(xml_dir, images_dir, out, target, default_label, split_options, s
         kind,
         default_label=default_label,
         split_options=split_options,
-        binary_masks=kind == "segment",
+        binary_masks=dataset_spec(kind).binary_masks,
         progress=_progress(),
     )
     _finish(report, strict, as_json)

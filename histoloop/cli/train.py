@@ -158,8 +158,7 @@ def train(
     # a --no-register run into --out opens no registry (nothing created or migrated in the model store)
     reg = Registry.from_settings(settings) if register or out is None or weights == "production" else None
     parent_id = None
-    if weights == "production":
-        assert reg is not None
+    if weights == "production" and reg is not None:  # reg is opened whenever weights is "production"
         prod = reg.production(project, kind)
         if prod is None or prod.artifact_dir is None:
             raise click.UsageError(f"project {project} has no {kind} model in production to fine-tune from")

@@ -339,7 +339,7 @@ def yolo_txt(draw) -> bytes:
         ]
         tokens = draw(corrupted([str(cid)] + [str(v) for v in box]))
         if draw(rarely):
-            tokens = tokens[: draw(st.integers(0, 4))] if draw(st.booleans()) else tokens + ["0.5"]
+            tokens = tokens[: draw(st.integers(0, 4))] if draw(st.booleans()) else [*tokens, "0.5"]
         lines.append(" ".join(t.replace("\n", " ") for t in tokens))
     data = "\n".join(lines).encode()
     if draw(rarely):
@@ -366,7 +366,7 @@ def test_hostile_labelimg_folders(data):
         )
         if classes is not None:
             (folder / "classes.txt").write_bytes(classes)
-        names = tuple(p.name for p in folder.iterdir()) + (str(folder),)
+        names = (*tuple(p.name for p in folder.iterdir()), str(folder))
         report = labelimg_to_yolo(folder, Path(tmp) / "ds")
         assert_skips_name_their_item(report, names)
         assert_clean_dataset(Path(tmp) / "ds", images=report.converted)
@@ -380,8 +380,8 @@ def test_hostile_labelimg_folders(data):
             for t in out:
                 for r in t["predictions"][0]["result"]:
                     v = r["value"]
-                    assert 0 <= v["x"] and v["x"] + v["width"] <= 100 + 1e-9 and v["width"] > 0, v
-                    assert 0 <= v["y"] and v["y"] + v["height"] <= 100 + 1e-9 and v["height"] > 0, v
+                    assert v["x"] >= 0 and v["x"] + v["width"] <= 100 + 1e-9 and v["width"] > 0, v
+                    assert v["y"] >= 0 and v["y"] + v["height"] <= 100 + 1e-9 and v["height"] > 0, v
 
 
 # -- Aperio XML, BreCaHAD, tiling ----------------------------------------------------------------------------

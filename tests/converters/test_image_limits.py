@@ -1,4 +1,4 @@
-"""converters/images.py under issue 11 (item 8): the pixel limit is HISTOLOOP_MAX_IMAGE_PIXELS, not
+"""converters/images.py within its limits: the pixel limit is HISTOLOOP_MAX_IMAGE_PIXELS, not
 Pillow's; an unreadable image says so in words (not "No module named 'pi_heif'"); a fetch has a total
 deadline."""
 
@@ -40,7 +40,7 @@ def test_the_pixel_limit_is_ours_not_pillows(small_pillow_limit) -> None:
 
 def test_the_limit_is_reported_as_ours_when_pillow_refuses_first(small_pillow_limit) -> None:
     Image.MAX_IMAGE_PIXELS = 100  # below ours: Pillow's own error (over 200 pixels) comes first
-    with pytest.raises(ImageError, match="more pixels than the limit 150|more than the limit 150"):
+    with pytest.raises(ImageError, match=r"more pixels than the limit 150|more than the limit 150"):
         ImageLoader(max_pixels=150).decode(png(60, 60), "x.png")
 
 
@@ -68,7 +68,7 @@ def test_unreadable_images_say_why(data: bytes, reason: str) -> None:
 
 def test_a_fetch_has_a_total_deadline() -> None:
     class Drip(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "1000")
             self.end_headers()
@@ -89,7 +89,7 @@ def test_a_fetch_has_a_total_deadline() -> None:
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         t0 = time.monotonic()
-        with pytest.raises(ImageError, match="not received within the deadline of 1.5 s"):
+        with pytest.raises(ImageError, match=r"not received within the deadline of 1.5 s"):
             ImageLoader(label_studio_url=url, timeout=1.5).load("/data/upload/1/x.png")
         assert time.monotonic() - t0 < 2.5  # one byte every 0.2 s never resets the clock
     finally:

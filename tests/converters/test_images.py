@@ -30,7 +30,7 @@ def fake_label_studio():
     seen: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             seen.append(self.headers.get("Authorization"))
             if self.headers.get("Authorization") != f"Token {TOKEN}":
                 self.send_response(401)
@@ -87,7 +87,7 @@ def test_local_files_are_read_under_the_root_only(tmp_path):
     assert loader.load("/data/local-files/?d=a/x.png").shape == (5, 3, 3)
     assert loader.load("/data/local-files/?d=a%2Fx.png").shape == (5, 3, 3)
     for bad in ("/data/local-files/?d=../secret.png", str(tmp_path / "secret.png"), "../secret.png"):
-        with pytest.raises(ImageError, match="outside|escapes"):
+        with pytest.raises(ImageError, match=r"outside|escapes"):
             loader.load(bad)
     with pytest.raises(ImageError, match=r"\?d=a/nope.png: image not found"):
         loader.load("/data/local-files/?d=a/nope.png")
@@ -102,7 +102,7 @@ def test_limits_and_corrupt_files(tmp_path):
         ImageLoader(max_pixels=100).load(tmp_path / "big.png")
     with pytest.raises(ImageError, match="bytes, more than the limit"):
         ImageLoader(max_bytes=10).load(tmp_path / "big.png")
-    with pytest.raises(ImageError, match="bad.png: not a readable image"):
+    with pytest.raises(ImageError, match=r"bad.png: not a readable image"):
         ImageLoader().load(tmp_path / "bad.png")
     gray = tmp_path / "gray.png"
     Image.fromarray(np.full((2, 3), 7, np.uint8)).save(gray)

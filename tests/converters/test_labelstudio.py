@@ -38,11 +38,11 @@ def test_selection_rule_on_the_real_export(export_tasks):
 def _only(tasks: list[dict], keep) -> list[dict]:
     """Each task with only its selected annotation, and only the results `keep` accepts."""
     out = []
-    for t in tasks:
-        anns = select_annotations(t)
+    for task in tasks:
+        anns = select_annotations(task)
         if not anns:
             continue
-        t = copy.deepcopy(t)
+        t = copy.deepcopy(task)
         ann = copy.deepcopy(anns[0])
         ann["result"] = [r for r in ann["result"] if keep(r)]
         t["annotations"] = [ann]
@@ -239,10 +239,10 @@ def test_bad_input_is_reported_and_the_rest_converts(export_tasks, tmp_path):
 def test_load_export_errors_name_the_file(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('[{"id": 1, "data": ')
-    with pytest.raises(ValueError, match="broken.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"broken.json: not valid JSON"):
         load_export(broken)
     (tmp_path / "obj.json").write_text('{"hello": 1}')
-    with pytest.raises(ValueError, match="obj.json: expected a list"):
+    with pytest.raises(ValueError, match=r"obj.json: expected a list"):
         load_export(tmp_path / "obj.json")
     assert len(load_export(EXPORT)) == 4
 

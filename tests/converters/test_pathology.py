@@ -85,6 +85,20 @@ def test_malformed_xml_and_missing_image_are_skipped(shared_data, tmp_path):
     assert reasons["TCGA-ZZ-0001-noimage.xml"].startswith("no image TCGA-ZZ-0001-noimage.*")
 
 
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        '<!DOCTYPE a [<!ENTITY l0 "lol"><!ENTITY l1 "&l0;&l0;&l0;&l0;">]>',  # a billion laughs, small
+        '<!DOCTYPE a [<!ENTITY secret SYSTEM "file:///etc/hostname">]>',  # an external entity
+    ],
+)
+def test_aperio_xml_with_entity_declarations_is_refused(tmp_path, doctype):
+    xml = tmp_path / "TCGA-ZZ-0002-entities.xml"
+    xml.write_text(f'<?xml version="1.0"?>{doctype}<Annotations><Annotation Name="x"/></Annotations>')
+    with pytest.raises(ValueError, match=r"^TCGA-ZZ-0002-entities\.xml: refused: the XML declares entities"):
+        parse_aperio_xml(xml)
+
+
 def test_an_unforeseen_error_skips_that_file_with_its_traceback_logged(
     shared_data, tmp_path, monkeypatch, caplog
 ):
@@ -138,7 +152,7 @@ def test_brecahad_boxes_and_discs(shared_data, tmp_path):
 def test_brecahad_bad_input(tmp_path):
     bad = tmp_path / "Case_9-01.json"
     bad.write_text('{"tumor": [{"x": 0.5}]}')
-    with pytest.raises(ValueError, match="Case_9-01.json: class 'tumor' has points without numeric x/y"):
+    with pytest.raises(ValueError, match=r"Case_9-01.json: class 'tumor' has points without numeric x/y"):
         load_brecahad(bad)
     odd = tmp_path / "Case_9-02.json"
     odd.write_text(

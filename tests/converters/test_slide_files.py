@@ -108,7 +108,7 @@ def test_sample_fields_is_reproducible_and_in_reading_order(slide_path: Path) ->
 def test_corrupt_and_unresolved_slides_are_named(tmp_path: Path) -> None:
     bad = tmp_path / "broken.svs"
     bad.write_bytes(b"II*\x00" + b"\x00" * 100)
-    with pytest.raises(SlideError, match="broken.svs"):
+    with pytest.raises(SlideError, match=r"broken.svs"):
         open_slide(bad)
     import tifffile
 
@@ -167,8 +167,10 @@ def test_pieces_cut_by_field_borders_join() -> None:
     pieces = []
     for x, m in ((0, left), (49, right)):
         f = Field(x=x, y=0, size=50, mpp=1.0, slide_mpp=1.0)
-        for p in mask_polygons(m):
-            pieces.append(feature(polygon_geometry(p, f.to_slide), "Tumor", measurements={"score": 0.8}))
+        pieces += [
+            feature(polygon_geometry(p, f.to_slide), "Tumor", measurements={"score": 0.8})
+            for p in mask_polygons(m)
+        ]
     (joined,) = union_features(pieces)
     assert shapely_of(joined).bounds == (30.0, 10.0, 70.0, 40.0)
     assert joined["properties"]["measurements"]["score"] == pytest.approx(0.8)

@@ -27,7 +27,7 @@ def test_stable_fractions_and_one_split_per_patient():
     assert any(assign_split(p, SplitOptions(seed=1)) != assign_split(p) for p in patients[:50])
 
 
-# -- every dataset written with default options trains (issue 12, part 3) -------------------------------
+# -- every dataset written with default options trains -------------------------------------------------
 import itertools  # noqa: E402
 
 import pytest  # noqa: E402

@@ -187,10 +187,16 @@ def build(url: str, token: str) -> list[dict]:
     # Task a: everything, by the admin; then a second pathologist's opinion (two annotators, one task).
     annotate(
         a,
-        [rect("tumor", na[0]), rect("tumor", na[1], rotation=30.0), rect("lymphocyte", na[2])]
-        + [polygon("tumor", na[3]), polygon("lymphocyte", na[4])]
-        + [brush_region("tumor", na[5:7]), brush_region("lymphocyte", na[7:8])]
-        + [choice("malignant")],
+        [
+            rect("tumor", na[0]),
+            rect("tumor", na[1], rotation=30.0),
+            rect("lymphocyte", na[2]),
+            polygon("tumor", na[3]),
+            polygon("lymphocyte", na[4]),
+            brush_region("tumor", na[5:7]),
+            brush_region("lymphocyte", na[7:8]),
+            choice("malignant"),
+        ],
     )
     time.sleep(1.1)
     annotate(a, [rect("lymphocyte", na[0]), choice("benign")], completed_by=second["id"])

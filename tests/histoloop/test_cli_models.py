@@ -30,8 +30,7 @@ def reg(settings, env):
 
 
 def run(env, *args):
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    return result
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def test_promote_list_show_diff_rollback(reg, env) -> None:

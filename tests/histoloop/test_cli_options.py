@@ -3,7 +3,6 @@ one value."""
 
 from __future__ import annotations
 
-import doctest
 import json
 from pathlib import Path
 
@@ -33,12 +32,6 @@ def _commands() -> list[tuple[str, click.Command]]:
         else:
             found.append((name, command))
     return found
-
-
-@pytest.mark.parametrize("module", [histoloop.cli.options, histoloop.cli.params])
-def test_doctest(module) -> None:
-    result = doctest.testmod(module)
-    assert result.attempted and not result.failed
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,3 @@ def test_columns_and_terminals_keep_their_width(monkeypatch: pytest.MonkeyPatch)
     assert console(file=io.StringIO()).width == 100
     monkeypatch.delenv("COLUMNS")
     assert console(file=io.StringIO(), force_terminal=True, width=90).width == 90
-
-
-def test_doctest(monkeypatch: pytest.MonkeyPatch) -> None:
-    import doctest
-
-    import histoloop.cli.output
-
-    monkeypatch.delenv("COLUMNS", raising=False)
-    result = doctest.testmod(histoloop.cli.output)
-    assert result.attempted and not result.failed

@@ -1,4 +1,4 @@
-"""``histoloop settings`` masks every secret, credentials in URLs included (issue 11, item 8)."""
+"""``histoloop settings`` masks every secret, credentials in URLs included."""
 
 from __future__ import annotations
 

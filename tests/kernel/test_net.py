@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
 import socket
 
-import kernel.net
 from kernel.net import free_port
 
 
@@ -15,7 +13,3 @@ def test_the_port_is_free_to_listen_on() -> None:
         s.bind(("127.0.0.1", port))  # raises OSError (address in use) if it were not free
         s.listen()
         assert s.getsockname()[1] == port
-
-
-def test_doctest() -> None:
-    assert doctest.testmod(kernel.net).failed == 0

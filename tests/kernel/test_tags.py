@@ -4,13 +4,10 @@ region feeds exactly the retrainings whose datasets read it."""
 from __future__ import annotations
 
 import ast
-import doctest
 from pathlib import Path
 
 import pytest
 
-import kernel.labelstudio
-import kernel.tags
 from kernel.kinds import KINDS
 from kernel.labelstudio import LabelConfig, read_label_config, result_kinds
 from kernel.tags import (
@@ -29,12 +26,6 @@ from kernel.tags import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("kernel", "converters", "training", "workers", "ml_backend", "histoloop")
-
-
-@pytest.mark.parametrize("module", [kernel.tags, kernel.labelstudio])
-def test_doctest(module) -> None:
-    result = doctest.testmod(module)
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_every_view_derives_from_the_rows() -> None:

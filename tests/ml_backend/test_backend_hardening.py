@@ -1,5 +1,5 @@
-"""Issue 11 over real HTTP: unloadable versions (item 5), 400 not 500 (item 7), no flood of warnings and
-a per-instance gunicorn control socket (item 8)."""
+"""The backend under bad input, over real HTTP: unloadable versions, 400 not 500, no flood of warnings and
+a per-instance gunicorn control socket."""
 
 from __future__ import annotations
 

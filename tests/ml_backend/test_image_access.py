@@ -1,4 +1,4 @@
-"""Issue 11 items 1-2 over real HTTP: where a key goes, and what the backend reads at all.
+"""Over real HTTP: where a key goes, and what the backend reads at all.
 
 A listener on another port stands for an attacker's host (it records every request it receives); the
 backend is served by werkzeug on 127.0.0.1, with a tiny classifier in production so that /predict
@@ -42,7 +42,7 @@ class Listener:
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 listener.seen.append((self.path, self.headers.get("Authorization")))
                 body = png_bytes()
                 self.send_response(200)

@@ -207,7 +207,7 @@ def test_a_click_returns_the_object_from_a_crop_around_it(segment_live) -> None:
     assert (xs.min(), ys.min(), xs.max(), ys.max()) == (322, 222, 577, 477)
     assert len(polygons) == 1 and polygons[0]["value"]["polygonlabels"] == ["Tumor"]
     pts = np.array(polygons[0]["value"]["points"])
-    assert 322 / W * 100 <= pts[:, 0].min() and pts[:, 0].max() <= 578 / W * 100
+    assert pts[:, 0].min() >= 322 / W * 100 and pts[:, 0].max() <= 578 / W * 100
     assert 0 < item["score"] <= 1
     stages = dict(part.strip().split(";dur=") for part in timing.split(","))
     assert float(stages["model"]) > 0

@@ -63,7 +63,7 @@ def test_a_corrupt_version_is_reported_not_raised(make_settings) -> None:
     cache = ModelCache(Registry.from_settings(settings), "cpu")
     serving = cache.serving("4", ["detect"])
     assert serving.models == {} and "detect-v1 failed to load" in serving.missing["detect"]
-    # a version that does not load is never served under its name (issue 11, item 5)
+    # a version that does not load is never served under its name
     assert serving.model_version != "detect-v1" and "detect-v1 failed to load" in serving.failed["detect"]
     assert "failed to load" in cache.status("4", ["detect"]).failed["detect"]
     assert cache.versions("4", ["detect"]).model_version != "detect-v1"  # /setup and /versions agree

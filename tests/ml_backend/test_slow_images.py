@@ -1,4 +1,4 @@
-"""Issue 11 item 3 over real HTTP: a Label Studio that drips one byte at a time.
+"""Over real HTTP: a Label Studio that drips one byte at a time.
 
 ``histoloop serve`` (gunicorn, 4 threads) with a tiny classifier; every /predict fetches its image from a
 server that sends one byte every 0.5 s. Each fetch is cut at the deadline (HISTOLOOP_IMAGE_TIMEOUT=3 s,
@@ -35,7 +35,7 @@ class Drip:
         drip = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 drip.requests += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "image/png")

@@ -22,7 +22,7 @@ def test_two_processes_agree_and_the_version_loads(
     kind: str, classify_data: Path, segment_data: Path, tmp_path: Path
 ) -> None:
     data = {"classify": classify_data, "segment": segment_data}[kind]
-    config = dict(epochs=2, imgsz=32, batch=2, device="cpu", patience=5)
+    config = {"epochs": 2, "imgsz": 32, "batch": 2, "device": "cpu", "patience": 5}
     seen: list[str] = []
     two = get_trainer(kind).train(
         data, TrainConfig(**config, devices=2), tmp_path / "two", progress=lambda p: seen.append(p.stage)

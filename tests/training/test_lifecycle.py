@@ -26,5 +26,5 @@ def test_train_options_per_kind_become_the_retraining_config(tmp_path) -> None:
     assert det.time == 2.5 and str(det.weights) == "/models/yolo11n-nuclei.pt"
     assert train_config(s, "3", "segment").time is None
     assert s.project("4").min_score is None  # each version's own threshold unless set
-    with pytest.raises(TrainingError, match="unknown train.segment setting.*epoch"):
+    with pytest.raises(TrainingError, match=r"unknown train.segment setting.*epoch"):
         train_config(s, "5", "segment")

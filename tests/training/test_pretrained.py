@@ -26,7 +26,7 @@ from training.trainer import get_trainer
 from training.versions import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(epochs=1, batch=4, imgsz=64, seed=0)
+TINY = {"epochs": 1, "batch": 4, "imgsz": 64, "seed": 0}
 FROZEN = dict(TINY, lr=1e-12)
 """One epoch that moves no weight: what is kept is what the training started from."""
 

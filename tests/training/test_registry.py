@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import sqlite3
@@ -58,7 +59,7 @@ def test_register_moves_staging_into_place(reg: Registry, tmp_path: Path) -> Non
 
 def test_register_refuses_an_incomplete_version(reg: Registry) -> None:
     staging = reg.staging_dir()  # no model card: a trainer that died half-way
-    with pytest.raises(ValueError, match="model.json"):
+    with pytest.raises(ValueError, match=r"model.json"):
         reg.register("4", "detect", staging)
     assert reg.list() == []
 
@@ -110,7 +111,7 @@ def test_database_allows_one_production_only(reg: Registry) -> None:
     v1, v2 = _candidate(reg), _candidate(reg)
     reg.promote(v1.id)
     with pytest.raises(IntegrityError), reg.db.write() as db:  # a writer that bypasses the registry
-        db.exec_driver_sql(f"UPDATE versions SET status = 'production' WHERE id = {v2.id}")
+        db.exec_driver_sql(f"UPDATE versions SET status = 'production' WHERE id = {v2.id}")  # noqa: S608 - an int id
     assert reg.get(v2.id).status == "candidate"
 
 
@@ -123,7 +124,7 @@ def test_a_database_from_a_newer_histoloop_is_refused(tmp_path: Path, database_u
     with reg.db.write() as db:
         db.exec_driver_sql("UPDATE alembic_version SET version_num = 'registry_9999'")
     kernel_database._upgraded.clear()  # as a new process would
-    with pytest.raises(DatabaseError, match="registry_9999.*upgrade histoloop"):
+    with pytest.raises(DatabaseError, match=r"registry_9999.*upgrade histoloop"):
         Registry(database_url or tmp_path / "registry.sqlite", tmp_path)
 
 
@@ -154,7 +155,7 @@ def test_a_row_seen_before_its_files_is_waited_for(reg: Registry) -> None:
     assert 0.4 < time.monotonic() - started < 4
     os.rename(v1.artifact_dir, hidden)
     reg.artifact_wait_s = 0.3
-    with pytest.raises(ArtifactError, match="4/classify/v1.*does not see"):
+    with pytest.raises(ArtifactError, match=r"4/classify/v1.*does not see"):
         reg.artifacts(v1)
     with pytest.raises(ArtifactError, match="missing"):  # nor is it promoted
         reg.promote(v1.id)
@@ -211,7 +212,7 @@ def test_concurrent_promotions_in_processes_lose_no_update(reg: Registry) -> Non
     history = reg.history("4", "classify")
     assert len(history) == 8
     # each promotion archived exactly the production that preceded it: a chain, no lost update
-    for earlier, later in zip(history, history[1:], strict=False):
+    for earlier, later in itertools.pairwise(history):
         assert later["previous_id"] == earlier["version_id"]
     assert reg.production("4", "classify").id == history[-1]["version_id"]
     assert sum(v.status == "production" for v in reg.list()) == 1

@@ -102,7 +102,7 @@ def test_corrupt_slide_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "cut-short.svs"
     bad.write_bytes(b"II*\x00\x08\x00\x00\x00" + b"\xff" * 64)
     version = _constant_segmenter(tmp_path / "v")
-    with pytest.raises(SlideError, match="cut-short.svs"):
+    with pytest.raises(SlideError, match=r"cut-short.svs"):
         predict_slide(bad, version, tmp_path / "out", device="cpu")
 
 

@@ -1,4 +1,4 @@
-"""cleanup_staging never removes the staging directory of a process that is still alive (issue 11, item 8)."""
+"""cleanup_staging never removes the staging directory of a process that is still alive."""
 
 from __future__ import annotations
 

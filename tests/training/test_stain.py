@@ -101,5 +101,5 @@ def test_the_trainer_fits_the_reference_and_stores_it(
     assert card.extra["stain"] == fit_reference(tmp_path / "ref.png")
     Image.fromarray(np.full((64, 64, 3), 250, np.uint8)).save(tmp_path / "glass.png")
     cfg.extra["stain_reference"] = str(tmp_path / "glass.png")
-    with pytest.raises(TrainingError, match="glass.png: the stain reference holds too little tissue"):
+    with pytest.raises(TrainingError, match=r"glass.png: the stain reference holds too little tissue"):
         get_trainer("segment").train(segment_data, cfg, tmp_path / "v2")

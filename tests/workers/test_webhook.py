@@ -69,12 +69,16 @@ def test_actions_are_recorded(wsettings, small_app) -> None:
     assert store.project_kinds("4") == ("detect", "classify")
 
     r = requests.post(
-        url, json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 2}], "project": {"id": 4}}
+        url,
+        json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 2}], "project": {"id": 4}},
+        timeout=5,
     )
     assert r.status_code == 200 and store.approved_ids("4") == [1]
 
     r = requests.post(
-        url, json={"action": "START_TRAINING", "project": {"id": 4, "label_config": BOX_CHOICES_CONFIG}}
+        url,
+        json={"action": "START_TRAINING", "project": {"id": 4, "label_config": BOX_CHOICES_CONFIG}},
+        timeout=5,
     )
     assert r.status_code == 200
     states = {s.kind: s for s in store.kind_states(["4"])}
@@ -83,15 +87,21 @@ def test_actions_are_recorded(wsettings, small_app) -> None:
 
     seg = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"><Label value="T"/></BrushLabels></View>'
     assert requests.post(
-        url, json={"action": "PROJECT_UPDATED", "project": {"id": 4, "label_config": seg}}
+        url, json={"action": "PROJECT_UPDATED", "project": {"id": 4, "label_config": seg}}, timeout=5
     ).ok
     assert store.project_kinds("4") == ("segment",)
 
-    assert requests.post(url, json={"action": "TASKS_CREATED", "tasks": []}).json()["status"] == "ignored"
     assert (
-        requests.post(url, data="not json", headers={"Content-Type": "application/json"}).status_code == 400
+        requests.post(url, json={"action": "TASKS_CREATED", "tasks": []}, timeout=5).json()["status"]
+        == "ignored"
     )
-    bad = requests.post(url, json={"action": "ANNOTATION_CREATED", "project": {"id": 4}})
+    assert (
+        requests.post(
+            url, data="not json", headers={"Content-Type": "application/json"}, timeout=5
+        ).status_code
+        == 400
+    )
+    bad = requests.post(url, json={"action": "ANNOTATION_CREATED", "project": {"id": 4}}, timeout=5)
     assert bad.status_code == 400 and "annotation id" in bad.json()["error"]
     assert "SECRET-PROJECT-TOKEN" not in settings.events_path.read_bytes().decode("latin-1")
 
@@ -123,7 +133,7 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
     settings = dataclasses.replace(wsettings(retrain_threshold=5), database_url=Secret(database_url))
     connect(settings, 4, 5)
     port = free_port()
-    log = open(tmp_path / "backend.log", "wb")
+    log = open(tmp_path / "backend.log", "wb")  # noqa: SIM115 - the server's log, open while the server runs
     backend = subprocess.Popen(
         [
             sys.executable,

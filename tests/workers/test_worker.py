@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -34,7 +35,10 @@ def _session(sid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.getsid(int(entry)) == sid and "State:\tZ" not in open(f"/proc/{entry}/status").read():
+                if (
+                    os.getsid(int(entry)) == sid
+                    and "State:\tZ" not in Path(f"/proc/{entry}/status").read_text()
+                ):
                     pids.append(int(entry))
             except (ProcessLookupError, PermissionError, FileNotFoundError):
                 pass
@@ -93,7 +97,7 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
         assert "Abandoned" in (job.latest_result().exc_string or "")
         assert EventStore(settings.events_path).run(job_id).status == "abandoned"
         listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
-        assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train" (issue 11)
+        assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train"
         assert not list((settings.model_store / "staging").iterdir())  # partial files removed
         assert [v.id for v in registry.list("4", "classify")] == [production.id]  # nothing registered
         assert registry.production("4", "classify").id == production.id
@@ -133,7 +137,7 @@ def test_horse_killed_under_a_live_worker(wsettings, workers_started, tmp_path) 
         assert "terminated unexpectedly" in (job.latest_result().exc_string or "")
         assert EventStore(settings.events_path).run(job_id).status == "abandoned"
         listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
-        assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train" (issue 11)
+        assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train"
         wait_for(lambda: not list((settings.model_store / "staging").iterdir()), 10, "staging to be removed")
         assert Registry.from_settings(settings).list("4", "classify") == []
         assert worker.process.poll() is None  # the worker lives on for the next job

@@ -1,6 +1,6 @@
-"""Issue 11 for the workers, on a real Redis, real SQLite, the backend over real HTTP and real worker
-processes: the webhook flood (item 4), an explicit retrain that outlives a Label Studio outage (item 6),
-project ids at the CLI (item 7), abandoned jobs (item 8), one approval rule through both paths (item 12)."""
+"""The workers under load and faults, on a real Redis, real SQLite, the backend over real HTTP and real
+worker processes: the webhook flood, an explicit retrain that outlives a Label Studio outage, project ids at
+the CLI, abandoned jobs, one approval rule through both paths."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ class LabelStudioStub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0].rstrip("/")
                 stub.requests.append(path)
                 if stub.fail_status is not None:

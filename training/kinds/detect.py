@@ -178,7 +178,9 @@ def _results_csv(path: Path) -> list[dict[str, Any]]:
     return history
 
 
-def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
+def fit(  # noqa: C901 - one ultralytics run's steps in order (model, weights, callbacks, arguments); the callbacks count
+    dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
+) -> Fitted:
     """Train a detect model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
     from training.offline import amp_allowed, ultralytics
 
@@ -244,24 +246,24 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     yolo.add_callback("on_train_batch_end", on_batch_end)
     yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
     gpus = _ddp_devices(config, device)
-    args = dict(
-        data=str(data_yaml),
-        epochs=config.epochs,
-        batch=config.batch,
-        imgsz=config.imgsz,
-        device=gpus or ("cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0")),
-        seed=config.seed,
-        deterministic=True,
-        workers=config.workers,
-        patience=config.patience,
-        project=str(out_dir),
-        name="train",
-        exist_ok=True,
-        amp=amp_allowed(device),
-        plots=True,
-        verbose=False,
-        pretrained=bool(config.weights),
-    )
+    args = {
+        "data": str(data_yaml),
+        "epochs": config.epochs,
+        "batch": config.batch,
+        "imgsz": config.imgsz,
+        "device": gpus or ("cpu" if device == "cpu" else device.replace("cuda:", "").replace("cuda", "0")),
+        "seed": config.seed,
+        "deterministic": True,
+        "workers": config.workers,
+        "patience": config.patience,
+        "project": str(out_dir),
+        "name": "train",
+        "exist_ok": True,
+        "amp": amp_allowed(device),
+        "plots": True,
+        "verbose": False,
+        "pretrained": bool(config.weights),
+    }
     if config.lr:
         args["lr0"] = config.lr
     if config.time:
@@ -361,8 +363,8 @@ class DetectPredictor(TiledPredictor):
                 out = non_max_suppression(
                     self.model(x), self.conf, self.iou, max_det=self.max_det, end2end=end2end
                 )
-                for k, (x0, y0, _, _), det in zip(owners, windows, out, strict=True):
-                    det = det[:, :6].float().cpu()
+                for k, (x0, y0, _, _), raw in zip(owners, windows, out, strict=True):
+                    det = raw[:, :6].float().cpu()
                     det[:, [0, 2]] += x0
                     det[:, [1, 3]] += y0
                     found[k].append(det)
@@ -419,17 +421,17 @@ def evaluate(
             imgsz = int(
                 np.ceil(card.input_size / training_scale(dataset_dir, card.input_size, split) / 32) * 32
             )
-        args = dict(
-            data=str(data_yaml),
-            imgsz=imgsz,
-            batch=8 if imgsz <= 1024 else 1,
-            split=split,
-            device=device,
-            plots=plots_dir is not None,
-            verbose=False,
-            conf=0.001,
-            iou=0.7,
-        )
+        args = {
+            "data": str(data_yaml),
+            "imgsz": imgsz,
+            "batch": 8 if imgsz <= 1024 else 1,
+            "split": split,
+            "device": device,
+            "plots": plots_dir is not None,
+            "verbose": False,
+            "conf": 0.001,
+            "iou": 0.7,
+        }
         validator = DetectionValidator(args=args, save_dir=Path(tmp) / "val")
         threads = torch.get_num_threads()
         try:

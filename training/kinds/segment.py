@@ -307,7 +307,7 @@ def to_group_norm(module: Any, keep_act: bool = False) -> Any:
     for name, child in module.named_children():
         if isinstance(child, torch.nn.BatchNorm2d):
             c = child.num_features
-            groups = next(g for g in (32, 8, 4, 2, 1) if c % g == 0 and c >= 2 * g or g == 1)
+            groups = next(g for g in (32, 8, 4, 2, 1) if (c % g == 0 and c >= 2 * g) or g == 1)
             norm: torch.nn.GroupNorm
             if keep_act and hasattr(child, "act"):
                 from timm.layers import GroupNormAct

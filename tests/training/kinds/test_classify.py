@@ -14,7 +14,7 @@ from training.inference import ClassScores
 from training.trainer import get_trainer
 from training.versions import load_model
 
-TINY = dict(epochs=2, batch=4, imgsz=32, model="resnet18", seed=0)
+TINY = {"epochs": 2, "batch": 4, "imgsz": 32, "model": "resnet18", "seed": 0}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from training.inference import Detections
 from training.trainer import get_trainer
 from training.versions import load_model
 
-TINY = dict(epochs=2, batch=4, imgsz=64, seed=0)
+TINY = {"epochs": 2, "batch": 4, "imgsz": 64, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_fine_tune(source: str, detect_version, detect_data: Path, tmp_path: Pat
 def test_wrong_weights_are_refused(detect_data: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(TrainingError, match="junk.pt"):
+    with pytest.raises(TrainingError, match=r"junk.pt"):
         get_trainer("detect").train(detect_data, TrainConfig(**TINY, weights=junk), tmp_path / "a")
     from training.artifacts import ModelCard, save_weights
     from training.versions import build_model
@@ -115,7 +115,7 @@ def test_monuseg_nuclei_detection(monuseg, tmp_path: Path) -> None:
 
 
 def test_relative_out_dir_and_time_budget(detect_data: Path, tmp_path: Path, monkeypatch) -> None:
-    """A relative output dir is this directory's, not ultralytics' runs folder (issue 12); ``time`` (minutes)
+    """A relative output dir is this directory's, not ultralytics' runs folder; ``time`` (minutes)
     becomes ultralytics' own ``time`` (hours) and ends the run whatever ``epochs`` says."""
     monkeypatch.chdir(tmp_path)
     result = get_trainer("detect").train(

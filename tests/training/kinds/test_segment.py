@@ -14,7 +14,7 @@ from training.inference import SegmentationMap
 from training.trainer import get_trainer
 from training.versions import load_model
 
-TINY = dict(epochs=2, batch=4, imgsz=64, model="resnet18", seed=0)
+TINY = {"epochs": 2, "batch": 4, "imgsz": 64, "model": "resnet18", "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_local_encoder_weights(segment_data: Path, tmp_path: Path) -> None:
     )
     get_trainer("segment").train(segment_data, cfg, tmp_path / "ok")
     wrong = TrainConfig(**{**TINY, "epochs": 1, "model": "efficientnet-b0"}, extra=cfg.extra)
-    with pytest.raises(TrainingError, match="resnet18-encoder.pth: weights of the wrong architecture"):
+    with pytest.raises(TrainingError, match=r"resnet18-encoder.pth: weights of the wrong architecture"):
         get_trainer("segment").train(segment_data, wrong, tmp_path / "bad")
 
 

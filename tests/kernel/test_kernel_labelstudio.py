@@ -1,4 +1,4 @@
-"""The approval policy: submitted / ground_truth / reviewed."""
+"""kernel/labelstudio.py: the approval policy (submitted / ground_truth / reviewed) and the kinds a result feeds."""
 
 from __future__ import annotations
 

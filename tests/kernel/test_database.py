@@ -1,5 +1,5 @@
-"""SQLite write transactions: writers of other processes queue on a file lock, not on SQLite's sleeping
-busy handler."""
+"""kernel/database.py: SQLite write transactions. Writers of other processes queue on a file lock, not on
+SQLite's sleeping busy handler."""
 
 from __future__ import annotations
 

@@ -44,6 +44,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
+@click.version_option(package_name="histoloop", prog_name="histoloop")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context

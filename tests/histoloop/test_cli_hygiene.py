@@ -20,3 +20,10 @@ def test_version_needs_no_valid_settings(tmp_path) -> None:
     env = {"HISTOLOOP_MODEL_STORE": str(tmp_path), "HISTOLOOP_RETRAIN_THRESHOLD": "abc"}
     result = CliRunner().invoke(main, ["--version"], env=env)
     assert result.exit_code == 0 and metadata.version("histoloop") in result.output
+
+
+def test_a_bad_setting_is_a_usage_error_that_names_it(tmp_path) -> None:
+    env = {"HISTOLOOP_MODEL_STORE": str(tmp_path), "HISTOLOOP_RETRAIN_THRESHOLD": "abc"}
+    result = CliRunner().invoke(main, ["settings"], env=env)
+    assert result.exit_code == 2
+    assert "HISTOLOOP_RETRAIN_THRESHOLD: 'abc' is not an integer" in result.output

@@ -127,7 +127,7 @@ def import_(
 
 @slides.command("predict")
 @click.argument("slide_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@options.project()
+@options.project(number=True)
 @options.kind()
 @click.option("--version", "ref", default=None, help="A version (4/segment/v3) instead of production.")
 @click.option(
@@ -144,7 +144,7 @@ def import_(
 def predict(
     settings: Settings,
     slide_files: tuple[Path, ...],
-    project: str,
+    project: int,
     kind: str,
     ref: str | None,
     out_dir: Path,
@@ -165,7 +165,7 @@ def predict(
 
     registry = Registry.from_settings(settings)
     try:
-        version = registry.get(ref) if ref else registry.production(project, kind)
+        version = registry.get(ref) if ref else registry.production(str(project), kind)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     if version is None or version.artifact_dir is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from histoloop.cli.main import SUBCOMMANDS, main
@@ -106,3 +107,16 @@ def run_ok(env: dict[str, str], *args: str) -> str:
     result = CliRunner().invoke(main, list(args), env=env)
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def test_every_slides_command_takes_the_project_as_the_same_number() -> None:
+    from histoloop.cli.slides import slides
+
+    converted = {
+        name: param.type.convert("4", param, None)
+        for name, command in slides.commands.items()
+        for param in command.params
+        if isinstance(param, click.Option) and "--project" in param.opts
+    }
+    assert set(converted) == {"import", "predict", "export"}
+    assert set(converted.values()) == {4} and {type(v) for v in converted.values()} == {int}, converted

@@ -11,40 +11,16 @@ import click
 from rich.table import Table
 
 from histoloop.cli import options, output
+from histoloop.cli.stores import NoRegistry, read_registry
 from kernel.settings import Settings
 from training.registry import ModelVersion, Registry, RegistryError
 
 console = output.console()
 
 
-class NoRegistry(click.ClickException):
-    """The registry is not there yet (nothing was trained or ``histoloop db upgrade`` never ran)."""
-
-
 def _registry(settings: Settings) -> Registry:
     """The registry, created or migrated first when needed (for the commands that write)."""
     return Registry.from_settings(settings)
-
-
-def _reading(settings: Settings) -> Registry:
-    """The registry as it is, for the commands that only read: nothing is created or migrated. Raises
-    :class:`NoRegistry` when it does not exist, a ClickException when it lacks migrations."""
-    from kernel.database import DatabaseError, safe_url
-
-    registry = Registry.from_settings(settings, upgrade=False)
-    where = registry.path or safe_url(registry.db.url)
-    try:
-        pending = registry.db.pending()
-        current = registry.db.current()
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if current is None:
-        raise NoRegistry(f"no registry yet at {where}")
-    if pending:
-        raise click.ClickException(
-            f"the registry at {where} is not migrated: {len(pending)} pending (run histoloop db upgrade)"
-        )
-    return registry
 
 
 def _when(ts: float | None) -> str:
@@ -101,7 +77,7 @@ def list_(
 ) -> None:
     """List versions (newest last)."""
     try:
-        registry = _reading(settings)
+        registry = read_registry(settings)
     except NoRegistry as exc:
         click.echo("[]" if as_json else f"no model versions yet ({exc.message})")
         return
@@ -135,7 +111,7 @@ def list_(
 @click.pass_obj
 def show(settings: Settings, version: str, as_json: bool) -> None:
     """Metrics, lineage, history and plots of VERSION (an id or PROJECT/KIND/vN)."""
-    reg = _reading(settings)
+    reg = read_registry(settings)
     try:
         v = reg.get(version)
     except RegistryError as exc:
@@ -210,7 +186,7 @@ def rollback(settings: Settings, project: str, kind: str, reason: str) -> None:
 @click.pass_obj
 def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
     """Metrics of two versions side by side."""
-    reg = _reading(settings)
+    reg = read_registry(settings)
     try:
         va, vb = reg.get(a), reg.get(b)
     except RegistryError as exc:

@@ -158,14 +158,19 @@ def predict(
 ) -> None:
     """Run the project's production model over the tissue of SLIDE_FILES: GeoJSON + overlay per slide."""
     from converters.slides import SlideError
-    from training.registry import Registry, RegistryError
+    from histoloop.cli.stores import NoRegistry, read_registry
+    from training.registry import RegistryError
     from training.runtime import resolve_device
     from training.slides import predict_slide
     from training.versions import load_model
 
-    registry = Registry.from_settings(settings)
     try:
+        registry = read_registry(settings)
         version = registry.get(ref) if ref else registry.production(str(project), kind)
+    except NoRegistry:
+        if ref:
+            raise
+        version = None
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     if version is None or version.artifact_dir is None:

@@ -40,10 +40,10 @@ def _stores(settings: Settings, *, upgrade: bool = True) -> list[tuple[str, Data
 
 def _status(database: Database) -> str:
     """Where a database is, read without creating or migrating it."""
-    pending = database.pending()
-    if database.current() is None:
+    current, pending = database.current(), database.pending()
+    if current is None:
         return f"not created yet (head {database.head()}; histoloop db upgrade creates it)"
-    line = f"{database.current()} (head {database.head()})"
+    line = f"{current} (head {database.head()})"
     return f"{line}: not migrated: {len(pending)} pending (histoloop db upgrade)" if pending else line
 
 

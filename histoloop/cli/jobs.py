@@ -29,6 +29,8 @@ def _stage(status: str, stage: str) -> str:
     how it ended instead of the stage it was in."""
     if status not in ENDED or stage.startswith(FINAL_STAGES):
         return stage
+    if stage == "cancelling":  # stopped by its cancellation before it could record the end
+        return "cancelled"
     if stage in ("", "queued"):
         return ENDED[status] if status == "finished" else f"{ENDED[status]} before it started"
     return f"{ENDED[status]} during {stage}"

@@ -94,3 +94,4 @@ def test_progress_shows_the_primary_metric_and_no_stale_stage() -> None:
     assert _progress("failed", "segment", killed) == "failed during train, epoch 3/9"
     assert _progress("failed", "segment", {"stage": "failed (bad data)"}) == "failed (bad data)"
     assert _progress("finished", "segment", {"stage": "done"}) == "done"
+    assert _progress("failed", "segment", {"stage": "cancelling"}) == "cancelled"

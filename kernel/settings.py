@@ -83,6 +83,12 @@ class ProjectSettings:
 
 
 _PROJECT_FIELDS = {f.name for f in fields(ProjectSettings)}
+_PROJECT_NUMBERS: dict[str, type[int] | type[float]] = {
+    "min_score": float,
+    "retrain_threshold": int,
+    "promotion_margin": float,
+    "val_fraction": float,
+}
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,10 @@ def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str)
         raise ValueError(f"{where}: unknown project setting(s) {sorted(unknown)}")
     if "train" in raw:  # per kind: a project's options add to (and override) the defaults' kinds
         raw = {**raw, "train": {**base.train, **raw["train"]}}
+    raw = {
+        k: _number(f"{where}: {k}", v, _PROJECT_NUMBERS[k]) if k in _PROJECT_NUMBERS and v is not None else v
+        for k, v in raw.items()
+    }
     settings = dataclasses.replace(base, **raw)
     if settings.auto_promote not in ("never", "if_better", "always"):
         raise ValueError(f"{where}: auto_promote must be never|if_better|always")
@@ -329,7 +339,7 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
                 default_overrides[k] = _number(var, env[var], type(current))
             else:
                 default_overrides[k] = env[var]
-    defaults = _project_settings(default_overrides, defaults, "settings")
+    defaults = _project_settings(default_overrides, defaults, f"config file {path}" if path else "settings")
     projects = {
         str(pid): _project_settings(raw, defaults, f"[projects.{pid}]")
         for pid, raw in (file_values.get("projects") or {}).items()

@@ -98,3 +98,23 @@ def test_a_misspelt_variable_is_warned_about_once_with_the_closest_name(
     assert warned == [
         "HISTOLOOP_RETRAIN_TRESHOLD is not a histoloop setting: ignored; did you mean HISTOLOOP_RETRAIN_THRESHOLD?"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('retrain_threshold = "abc"\n', r"histoloop.toml: retrain_threshold: 'abc' is not an integer"),
+        ('[projects."3"]\nmin_score = "high"\n', r"\[projects.3\]: min_score: 'high' is not a number"),
+        (
+            '[projects."3"]\nretrain_threshold = 2.5\n',
+            r"\[projects.3\]: retrain_threshold: 2.5 is not an integer",
+        ),
+    ],
+)
+def test_a_bad_project_value_in_the_config_file_names_its_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    cfg = tmp_path / "histoloop.toml"
+    cfg.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_settings(env={"HISTOLOOP_CONFIG": str(cfg)})

@@ -83,6 +83,12 @@ class ProjectSettings:
 
 
 _PROJECT_FIELDS = {f.name for f in fields(ProjectSettings)}
+_PROJECT_NUMBERS: dict[str, type[int] | type[float]] = {
+    "min_score": float,
+    "retrain_threshold": int,
+    "promotion_margin": float,
+    "val_fraction": float,
+}
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,58 @@ _ALIASES = {
 }
 
 
-def _convert(name: str, raw: Any, typ: Any) -> Any:
+OTHER_VARIABLES = frozenset(
+    {
+        "HISTOLOOP_CONFIG",
+        "HISTOLOOP_USER_HF_HUB_OFFLINE",  # training/offline.py keeps the user's HF_HUB_OFFLINE in it
+        "HISTOLOOP_IMAGES",  # docker-compose.yml: the images folder it mounts
+        # the tests' and benchmarks' own
+        "HISTOLOOP_LABEL_STUDIO_VENV",
+        "HISTOLOOP_SHARED",
+        "HISTOLOOP_SHARED_DATA",
+        "HISTOLOOP_BENCH_REDIS",
+        "HISTOLOOP_TEST_POSTGRES",
+        "HISTOLOOP_HYPOTHESIS_EXAMPLES",
+    }
+)
+"""``HISTOLOOP_*`` variables that are not settings but are read by name elsewhere (never warned about)."""
+
+_warned: set[str] = set()
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``HISTOLOOP_*`` variable histoloop reads: one per setting, and :data:`OTHER_VARIABLES`."""
+    names = {f.name for f in fields(Settings)} - {"project_defaults", "projects"}
+    names |= _PROJECT_FIELDS - {"label_map", "train"}
+    return frozenset({f"HISTOLOOP_{n.upper()}" for n in names} | OTHER_VARIABLES)
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """Log a warning, once per process and name, for each ``HISTOLOOP_*`` variable that is no setting
+    (a misspelt one would otherwise be silently ignored), naming the closest known one."""
+    import difflib
+    import logging
+
+    known = known_variables()
+    for var in sorted(v for v in env if v.startswith("HISTOLOOP_") and v not in known and v not in _warned):
+        _warned.add(var)
+        close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        logging.getLogger(__name__).warning("%s is not a histoloop setting: ignored%s", var, hint)
+
+
+def _number(source: str, raw: Any, typ: type[int] | type[float]) -> int | float:
+    """``raw`` as an int or a float; otherwise a ValueError that names where it came from (``source``:
+    the variable, or the config file's key)."""
+    if isinstance(raw, bool) or (typ is int and isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError(f"{source}: {raw!r} is not an integer")
+    try:
+        return typ(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {raw!r} is not {'an integer' if typ is int else 'a number'}") from None
+
+
+def _convert(source: str, raw: Any, typ: Any) -> Any:
     typ = str(typ)
     if raw is None:
         return None
@@ -213,9 +270,9 @@ def _convert(name: str, raw: Any, typ: Any) -> Any:
     if "Secret" in typ:
         return Secret(str(raw))
     if typ == "int":
-        return int(raw)
+        return _number(source, raw, int)
     if typ == "float":
-        return float(raw)
+        return _number(source, raw, float)
     if typ.startswith("tuple"):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(str(i).strip() for i in items if str(i).strip())
@@ -228,6 +285,10 @@ def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str)
         raise ValueError(f"{where}: unknown project setting(s) {sorted(unknown)}")
     if "train" in raw:  # per kind: a project's options add to (and override) the defaults' kinds
         raw = {**raw, "train": {**base.train, **raw["train"]}}
+    raw = {
+        k: _number(f"{where}: {k}", v, _PROJECT_NUMBERS[k]) if k in _PROJECT_NUMBERS and v is not None else v
+        for k, v in raw.items()
+    }
     settings = dataclasses.replace(base, **raw)
     if settings.auto_promote not in ("never", "if_better", "always"):
         raise ValueError(f"{where}: auto_promote must be never|if_better|always")
@@ -253,17 +314,18 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"config file {path}: {exc}") from exc
 
+    _warn_unknown_variables(env)
     values: dict[str, Any] = {}
     for f in fields(Settings):
         if f.name in ("project_defaults", "projects"):
             continue
-        raw = file_values.get(f.name)
+        raw, source = file_values.get(f.name), f"config file {path}: {f.name}"
         for var in (f"HISTOLOOP_{f.name.upper()}", *_ALIASES.get(f.name, ())):
             if var in env:
-                raw = env[var]
+                raw, source = env[var], var
                 break
         if raw is not None:
-            values[f.name] = _convert(f.name, raw, f.type)
+            values[f.name] = _convert(source, raw, f.type)
 
     defaults = ProjectSettings()
     default_overrides = {k: file_values[k] for k in _PROJECT_FIELDS if k in file_values}
@@ -272,12 +334,12 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         if var in env:
             current = getattr(defaults, k)
             if k == "min_score":
-                default_overrides[k] = float(env[var]) if env[var].strip() else None
+                default_overrides[k] = _number(var, env[var], float) if env[var].strip() else None
+            elif isinstance(current, int | float):
+                default_overrides[k] = _number(var, env[var], type(current))
             else:
-                default_overrides[k] = (
-                    type(current)(env[var]) if isinstance(current, int | float) else env[var]
-                )
-    defaults = _project_settings(default_overrides, defaults, "settings")
+                default_overrides[k] = env[var]
+    defaults = _project_settings(default_overrides, defaults, f"config file {path}" if path else "settings")
     projects = {
         str(pid): _project_settings(raw, defaults, f"[projects.{pid}]")
         for pid, raw in (file_values.get("projects") or {}).items()

@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from histoloop.cli import options, output
+from histoloop.cli.stores import NoRegistry, read_registry
 from kernel.settings import Settings
 from training.registry import ModelVersion, Registry, RegistryError
 
@@ -18,6 +19,7 @@ console = output.console()
 
 
 def _registry(settings: Settings) -> Registry:
+    """The registry, created or migrated first when needed (for the commands that write)."""
     return Registry.from_settings(settings)
 
 
@@ -74,7 +76,11 @@ def list_(
     settings: Settings, project: str | None, kind: str | None, status: str | None, as_json: bool
 ) -> None:
     """List versions (newest last)."""
-    registry = _registry(settings)
+    try:
+        registry = read_registry(settings)
+    except NoRegistry as exc:
+        click.echo("[]" if as_json else f"no model versions yet ({exc.message})")
+        return
     versions = registry.list(project=project, kind=kind, status=status)
     if as_json:
         click.echo(json.dumps([v.to_dict() for v in versions], indent=2))
@@ -105,7 +111,7 @@ def list_(
 @click.pass_obj
 def show(settings: Settings, version: str, as_json: bool) -> None:
     """Metrics, lineage, history and plots of VERSION (an id or PROJECT/KIND/vN)."""
-    reg = _registry(settings)
+    reg = read_registry(settings)
     try:
         v = reg.get(version)
     except RegistryError as exc:
@@ -180,7 +186,7 @@ def rollback(settings: Settings, project: str, kind: str, reason: str) -> None:
 @click.pass_obj
 def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
     """Metrics of two versions side by side."""
-    reg = _registry(settings)
+    reg = read_registry(settings)
     try:
         va, vb = reg.get(a), reg.get(b)
     except RegistryError as exc:

@@ -127,7 +127,7 @@ def import_(
 
 @slides.command("predict")
 @click.argument("slide_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@options.project()
+@options.project(number=True)
 @options.kind()
 @click.option("--version", "ref", default=None, help="A version (4/segment/v3) instead of production.")
 @click.option(
@@ -144,7 +144,7 @@ def import_(
 def predict(
     settings: Settings,
     slide_files: tuple[Path, ...],
-    project: str,
+    project: int,
     kind: str,
     ref: str | None,
     out_dir: Path,
@@ -158,14 +158,19 @@ def predict(
 ) -> None:
     """Run the project's production model over the tissue of SLIDE_FILES: GeoJSON + overlay per slide."""
     from converters.slides import SlideError
-    from training.registry import Registry, RegistryError
+    from histoloop.cli.stores import NoRegistry, read_registry
+    from training.registry import RegistryError
     from training.runtime import resolve_device
     from training.slides import predict_slide
     from training.versions import load_model
 
-    registry = Registry.from_settings(settings)
     try:
-        version = registry.get(ref) if ref else registry.production(project, kind)
+        registry = read_registry(settings)
+        version = registry.get(ref) if ref else registry.production(str(project), kind)
+    except NoRegistry:
+        if ref:
+            raise
+        version = None
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     if version is None or version.artifact_dir is None:

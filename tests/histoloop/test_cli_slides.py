@@ -26,6 +26,7 @@ def test_predict_goes_on_past_a_corrupt_slide(shared_data: Path, tmp_path: Path)
 
     none = run("slides", "predict", str(good), "--project", "9", "--kind", "segment")
     assert none.exit_code == 1 and "project 9 has no production segment model" in none.output
+    assert not (tmp_path / "store").exists()  # reading the registry made none
 
     reg = Registry(tmp_path / "store" / "registry.sqlite", tmp_path / "store")
     card = ModelCard(

@@ -65,6 +65,30 @@ def test_requests_predictions_loads_webhooks_and_jobs(make_settings, serve, test
     assert value(after, "histoloop_redis_up") == 1
 
 
+def test_model_info_and_the_default_process_metrics(make_settings, serve) -> None:
+    settings = make_settings(redis_url="redis://127.0.0.1:9/0")
+    add_version(settings, "4", "detect")
+    add_version(settings, "4", "segment")
+    add_version(settings, "4", "segment")
+    add_version(settings, "5", "classify", promote=False)
+    live = serve(settings)
+    metrics = samples(live.session.get(f"{live.url}/metrics", timeout=10).text)
+    info = {labels: v for (name, labels), v in metrics.items() if name == "histoloop_model_info"}
+    assert info == {
+        (("kind", "detect"), ("project", "4"), ("version", "detect-v1")): 1,
+        (("kind", "segment"), ("project", "4"), ("version", "segment-v2")): 1,
+    }
+    names = {name for name, _ in metrics}
+    for expected in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+    ):
+        assert expected in names, expected
+    assert value(metrics, "process_resident_memory_bytes") > 0
+    assert any(name == "python_info" for name in names) and "python_gc_objects_collected_total" in names
+
+
 def test_redis_down_is_a_gauge_not_an_error(make_settings, serve) -> None:
     live = serve(make_settings(redis_url="redis://127.0.0.1:9/0"))
     r = live.session.get(f"{live.url}/metrics", timeout=10)
@@ -121,6 +145,8 @@ def test_several_gunicorn_workers_add_up(make_settings, tmp_path) -> None:
         )
         files = list((settings.model_store / "prometheus" / str(port)).glob("counter_*.db"))
         assert files, "the workers write their counters where /metrics adds them up"
+        assert any(name == "python_info" for name, _ in metrics)
+        assert not any(name.startswith("process_") for name, _ in metrics)  # one process's: not summable
     finally:
         proc.terminate()
         proc.wait(30)

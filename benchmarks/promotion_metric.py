@@ -87,10 +87,13 @@ RULES = {"primary": ("val_primary", 1), "corrections": ("val_ratio", -1)}
 def pairwise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Of the pairs of versions whose test corrections ratios differ, how often each rule picks the one
     with the lower test ratio (``right``), the other (``wrong``), or neither (``tie``: equal val metrics,
-    the gate keeps production, whichever it is)."""
+    the gate keeps production, whichever it is), and over all pairs how many each rule cannot order."""
     counts = {rule: {"right": 0, "wrong": 0, "tie": 0} for rule in RULES}
+    undecided = dict.fromkeys(RULES, 0)  # over every pair: those a rule cannot order (equal val metrics)
     pairs = 0
     for a, b in itertools.combinations(rows, 2):
+        for rule, (key, _) in RULES.items():
+            undecided[rule] += a[key] == b[key]
         if a["test_ratio"] == b["test_ratio"]:
             continue
         pairs += 1
@@ -100,7 +103,8 @@ def pairwise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 counts[rule]["tie"] += 1
             else:
                 counts[rule]["right" if ((a[key] - b[key]) * sign > 0) == a_better else "wrong"] += 1
-    return {"pairs": pairs, **counts}
+    n = len(rows) * (len(rows) - 1) // 2
+    return {"versions": len(rows), "all_pairs": n, "undecided": undecided, "pairs": pairs, **counts}
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from converters.synthetic import Tile, make_tile
-from kernel.kinds import KINDS
+from kernel.kinds import CORRECTIONS_RATIO, KINDS
 from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,8 @@ def bootstrap_score(kind: str, metrics: dict[str, Any]) -> str:
 
     >>> bootstrap_score("detect", {"mAP50": 0.61, "recall": 0.7, "score_threshold": 0.3})
     'held-out mAP50 0.610, recall 0.700; suggestions from score 0.30'
+    >>> bootstrap_score("classify", {"balanced_accuracy": 0.9, "corrections_ratio": 0.25})
+    'held-out balanced_accuracy 0.900; corrections 0.25× of labelling from scratch'
     """
     parts = [
         f"{k} {metrics[k]:.3f}" for k in PROJECTS[kind].headline if isinstance(metrics.get(k), int | float)
@@ -204,6 +206,9 @@ def bootstrap_score(kind: str, metrics: dict[str, Any]) -> str:
     line = "held-out " + ", ".join(parts) if parts else "no held-out metrics"
     if isinstance(metrics.get("score_threshold"), int | float):
         line += f"; suggestions from score {metrics['score_threshold']:.2f}"
+    ratio = metrics.get(CORRECTIONS_RATIO)
+    if isinstance(ratio, int | float) and not isinstance(ratio, bool):
+        line += f"; corrections {ratio:.2f}× of labelling from scratch"
     return line
 
 

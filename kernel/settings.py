@@ -11,6 +11,7 @@ Per-project overrides live in the config file only::
     min_score = 0.4
     retrain_threshold = 50
     auto_promote = "never"
+    promotion_metric = "corrections"      # promote by the work saved, not the primary metric
     label_map = { "tumor" = "Tumor" }     # model class -> label-config label
     train.detect = { epochs = 50, imgsz = 640, weights = "/models/yolo11s-pretrained.pt" }
     train.segment = { pretrained = "/models/pathology-encoder.safetensors" }   # default: "imagenet"
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 AutoPromote = Literal["never", "if_better", "always"]
+PromotionMetric = Literal["primary", "corrections"]
+PROMOTION_METRICS: tuple[PromotionMetric, ...] = ("primary", "corrections")
 DEFAULT_MIN_SCORE = 0.25
 """The score floor of a version that has no threshold of its own, when the project sets none."""
 Approval = Literal["submitted", "ground_truth", "reviewed"]
@@ -61,8 +64,13 @@ class ProjectSettings:
     retrain_threshold: int = 20
     """Retrain when this many newly approved annotations arrived since production's data."""
     auto_promote: AutoPromote = "if_better"
+    promotion_metric: PromotionMetric = "primary"
+    """What ``auto_promote = "if_better"`` compares: ``primary`` (the kind's primary metric, higher is
+    better: mAP@0.5, Dice, balanced accuracy) or ``corrections`` (the corrections ratio: a specialist's
+    corrections to the version's suggestions at its served threshold over drawing from scratch, lower is
+    better). Both are measured on the same validation split for the candidate and production."""
     promotion_margin: float = 0.0
-    """A candidate must beat production's primary metric by more than this to be promoted."""
+    """A candidate must beat production's promotion metric by more than this to be promoted."""
     approval: Approval = "submitted"
     """Which annotations count as approved (see README, "Which annotations count")."""
     label_map: dict[str, str] = field(default_factory=dict)
@@ -290,13 +298,23 @@ def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str)
         for k, v in raw.items()
     }
     settings = dataclasses.replace(base, **raw)
-    if settings.auto_promote not in ("never", "if_better", "always"):
-        raise ValueError(f"{where}: auto_promote must be never|if_better|always")
-    if settings.approval not in ("submitted", "ground_truth", "reviewed"):
-        raise ValueError(f"{where}: approval must be submitted|ground_truth|reviewed")
-    if settings.uncertainty not in UNCERTAINTY_MEASURES:
-        raise ValueError(f"{where}: uncertainty must be {'|'.join(UNCERTAINTY_MEASURES)}")
+    for name in _CHOICES:
+        _check_choice(where, name, getattr(settings, name))
     return settings
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "auto_promote": ("never", "if_better", "always"),
+    "promotion_metric": PROMOTION_METRICS,
+    "approval": ("submitted", "ground_truth", "reviewed"),
+    "uncertainty": UNCERTAINTY_MEASURES,
+}
+"""The project settings that take one of a few words, and those words."""
+
+
+def _check_choice(where: str, name: str, value: Any) -> None:
+    if value not in _CHOICES[name]:
+        raise ValueError(f"{where}: {name} must be {'|'.join(_CHOICES[name])}, not {value!r}")
 
 
 def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -339,6 +357,8 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
                 default_overrides[k] = _number(var, env[var], type(current))
             else:
                 default_overrides[k] = env[var]
+            if k in _CHOICES:  # the message names the variable that holds the bad word
+                _check_choice(var, k, default_overrides[k])
     defaults = _project_settings(default_overrides, defaults, f"config file {path}" if path else "settings")
     projects = {
         str(pid): _project_settings(raw, defaults, f"[projects.{pid}]")

@@ -46,6 +46,15 @@ def _primary(v: ModelVersion) -> str:
     return f"{name}={_fmt(v.metrics[name])}" if name in v.metrics else ""
 
 
+def _corrections(v: ModelVersion) -> str:
+    """The version's corrections ratio (a specialist's corrections to its suggestions over drawing from
+    scratch, on its held-out split); empty for versions evaluated before it was recorded."""
+    from kernel.kinds import CORRECTIONS_RATIO
+
+    value = v.metrics.get(CORRECTIONS_RATIO)
+    return f"{value:.2f}×" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+
+
 def _pretrained(v: ModelVersion) -> dict[str, Any] | None:
     """Where the version's starting weights came from (its card's provenance); None when unknown."""
     from training.artifacts import ArtifactError, ModelCard
@@ -75,7 +84,8 @@ def models() -> None:
 def list_(
     settings: Settings, project: str | None, kind: str | None, status: str | None, as_json: bool
 ) -> None:
-    """List versions (newest last)."""
+    """List versions (newest last). The corrections column: a specialist's corrections to the version's
+    suggestions over drawing from scratch, on its held-out split (lower saves more work)."""
     try:
         registry = read_registry(settings)
     except NoRegistry as exc:
@@ -88,7 +98,8 @@ def list_(
     from kernel.database import safe_url
 
     table = Table(title=f"model versions ({registry.path or safe_url(registry.db.url)})")
-    for col in ("id", "version", "status", "primary metric", "trained on", "created", "note"):
+    columns = ("id", "version", "status", "primary metric", "corrections", "trained on", "created", "note")
+    for col in columns:
         table.add_column(col)
     style = {"production": "bold green", "failed": "red", "archived": "dim"}
     for v in versions:
@@ -97,6 +108,7 @@ def list_(
             v.ref,
             v.status,
             _primary(v),
+            _corrections(v),
             str(v.lineage.get("annotation_count", "")),
             _when(v.created_at),
             v.reason or "",
@@ -131,6 +143,12 @@ def show(settings: Settings, version: str, as_json: bool) -> None:
         where = [f"{k}={start[k]}" for k in ("name", "file", "sha256") if start.get(k)]
         console.print(
             "pretrained: " + "  ".join([str(start.get("source")), *where]), soft_wrap=True, markup=False
+        )
+    if _corrections(v):
+        at = v.metrics.get("served_threshold")
+        console.print(
+            f"corrections: {_corrections(v)} of drawing from scratch"
+            + (f" (suggestions from score {at:.2f})" if isinstance(at, int | float) else "")
         )
     metrics = Table(title="held-out metrics")
     metrics.add_column("metric")

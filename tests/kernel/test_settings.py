@@ -118,3 +118,37 @@ def test_a_bad_project_value_in_the_config_file_names_its_key(
     cfg.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_settings(env={"HISTOLOOP_CONFIG": str(cfg)})
+
+
+def test_promotion_metric_is_a_project_setting(tmp_path: Path) -> None:
+    assert load_settings(env={}).project("4").promotion_metric == "primary"
+    cfg = tmp_path / "h.toml"
+    cfg.write_text('promotion_metric = "corrections"\n[projects."4"]\npromotion_metric = "primary"\n')
+    s = load_settings(cfg, env={})
+    assert (s.project("4").promotion_metric, s.project("5").promotion_metric) == ("primary", "corrections")
+    s = load_settings(cfg, env={"HISTOLOOP_PROMOTION_METRIC": "corrections"})
+    assert s.project("9").promotion_metric == "corrections"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("", {"HISTOLOOP_PROMOTION_METRIC": "dice"}, "HISTOLOOP_PROMOTION_METRIC: promotion_metric must be"),
+        (
+            'promotion_metric = "work"\n',
+            {},
+            r"settings: promotion_metric must be primary\|corrections, not 'work'",
+        ),
+        (
+            '[projects."4"]\npromotion_metric = "Corrections"\n',
+            {},
+            r"\[projects.4\]: promotion_metric must be",
+        ),
+        ("", {"HISTOLOOP_AUTO_PROMOTE": "sometimes"}, "HISTOLOOP_AUTO_PROMOTE: auto_promote must be"),
+    ],
+)
+def test_bad_promotion_metric_names_the_variable(tmp_path: Path, text: str, env: dict, message: str) -> None:
+    cfg = tmp_path / "h.toml"
+    cfg.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_settings(cfg, env=env)

@@ -25,6 +25,7 @@ MODULES = [
     "dataset",
     "kinds",
     "ground_truth",
+    "nuclei",
 ]
 
 

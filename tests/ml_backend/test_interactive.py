@@ -365,3 +365,26 @@ def test_the_segmenter_predicts_a_crop_in_one_pass(make_settings) -> None:
     crop = rgb(300, 410, seed=6)  # larger: one pass (padded to 320 x 416) instead of 2 x 2 tiles
     once = predictor.predict_once(crop)
     assert once.probs.shape == (1, 300, 410) and 0 <= once.probs.min() <= once.probs.max() <= 1
+
+
+def test_the_demo_masks_project_answers_a_click_on_day_one(make_settings, serve, caplog) -> None:
+    """The demo's masks project: its smart tools only prompt (no warning at /setup), and before its first
+    version a click gives a mask in its brush control."""
+    import logging
+
+    from histoloop.demo import PROJECTS
+
+    spec = PROJECTS["segment"]
+    assert spec.interactive
+    live = serve(make_settings())
+    caplog.set_level(logging.WARNING)
+    live.setup(spec.label_config)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    url, w, h, nuclei = _monuseg_nuclei(3)
+    for nucleus in nuclei:
+        ys, xs = np.nonzero(nucleus)
+        region = click(float(xs.mean()) / w * 100, float(ys.mean()) / h * 100, w=w, h=h)
+        item, _ = _interactive(live, {"result": [region]}, spec.label_config, url)
+        assert [(r["from_name"], r["type"]) for r in item["result"]] == [("tumor_mask", "brushlabels")]
+        mask = rle_to_mask(item["result"][0]["value"]["rle"], h, w) > 0
+        assert (mask & nucleus).sum() > 0.2 * nucleus.sum()

@@ -211,14 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         got = measure_tile(rgb, inst, args.per_tile, rng, args.diameter)
         for key, values in got.items():
             pooled[key] += values
-        for prompt in ("click", "box"):
-            rows.append(
-                {"tile": stem[:12], "prompt": prompt, **summary(got[f"{prompt}_iou"], got[f"{prompt}_s"])}
-            )
-    for prompt in ("click", "box"):
-        rows.append(
-            {"tile": "all", "prompt": prompt, **summary(pooled[f"{prompt}_iou"], pooled[f"{prompt}_s"])}
-        )
+        rows += [
+            {"tile": stem[:12], "prompt": p, **summary(got[f"{p}_iou"], got[f"{p}_s"])}
+            for p in ("click", "box")
+        ]
+    rows += [
+        {"tile": "all", "prompt": p, **summary(pooled[f"{p}_iou"], pooled[f"{p}_s"])}
+        for p in ("click", "box")
+    ]
     print("| tile | prompt | n | mean IoU | median IoU | IoU ≥ 0.5 | answered | p50 ms | p95 ms | max ms |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:

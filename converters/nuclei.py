@@ -83,7 +83,7 @@ def _foreground(h: np.ndarray, diameter: float) -> tuple[np.ndarray, float] | No
         return None
     t = float(threshold_otsu(h))
     fg = ndimage.binary_fill_holes(h > t)
-    r = max(1, int(round(diameter / 12)))
+    r = max(1, round(diameter / 12))
     disk = np.hypot(*np.mgrid[-r : r + 1, -r : r + 1]) <= r
     return ndimage.binary_opening(fg, structure=disk), t
 

@@ -388,3 +388,27 @@ def test_the_demo_masks_project_answers_a_click_on_day_one(make_settings, serve,
         assert [(r["from_name"], r["type"]) for r in item["result"]] == [("tumor_mask", "brushlabels")]
         mask = rle_to_mask(item["result"][0]["value"]["rle"], h, w) > 0
         assert (mask & nucleus).sum() > 0.2 * nucleus.sum()
+
+
+def test_without_a_model_a_detect_project_gets_the_nucleus_box_and_a_negative_click_drops_it(
+    make_settings, serve
+) -> None:
+    live = serve(make_settings())
+    url, w, h, nuclei = _monuseg_nuclei(4)
+    hits = 0
+    for nucleus in nuclei:
+        ys, xs = np.nonzero(nucleus)
+        cx, cy = float(xs.mean()) / w * 100, float(ys.mean()) / h * 100
+        item, _ = _interactive(live, {"result": [click(cx, cy, w=w, h=h)]}, DETECT_CONFIG, url)
+        assert [(r["from_name"], r["type"]) for r in item["result"]] == [("label", "rectanglelabels")]
+        v = item["result"][0]["value"]
+        x0, y0 = v["x"] / 100 * w, v["y"] / 100 * h
+        x1, y1 = x0 + v["width"] / 100 * w, y0 + v["height"] / 100 * h
+        truth = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        inter = max(0, min(x1, truth[2]) - max(x0, truth[0])) * max(0, min(y1, truth[3]) - max(y0, truth[1]))
+        union = (x1 - x0) * (y1 - y0) + (truth[2] - truth[0]) * (truth[3] - truth[1]) - inter
+        hits += inter / union > 0.3
+        both = {"result": [click(cx, cy, w=w, h=h), click(cx, cy, positive=False, w=w, h=h)]}
+        item, _ = _interactive(live, both, DETECT_CONFIG, url)
+        assert item["result"] == [] and "no stained nucleus" in item["error"]
+    assert hits >= 3

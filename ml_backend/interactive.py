@@ -299,7 +299,10 @@ def _untrained_results(
         for c in prompt.positives:
             nucleus = nucleus_at(image, c.x, c.y)
             found += [nucleus] if nucleus is not None else []
-    found = [n for n in found if not any(_holds(n, c.x, c.y) for c in prompt.negatives)]
+    kept = [n for n in found if not any(_holds(n, c.x, c.y) for c in prompt.negatives)]
+    if found and not kept:
+        raise NoAnswer("the negative click lies on the only nucleus found: nothing is left")
+    found = kept
     if not found:
         if not prompt.positives and not prompt.boxes:
             raise NoAnswer(

@@ -64,7 +64,17 @@ class DemoProject:
     from_name: str
     annotate: Callable[[Tile, str], list[dict[str, Any]]]
     headline: tuple[str, ...]
+    interactive: bool = False
+    """Its label config has smart tools: the backend is connected for interactive pre-annotation."""
 
+
+SMART_TOOLS = (
+    f'<KeyPointLabels name="click" toName="image" smart="true" smartOnly="true">'
+    f'<Label value="{TUMOR}" smart="true" background="blue"/></KeyPointLabels>'
+    f'<RectangleLabels name="box" toName="image" smart="true" smartOnly="true">'
+    f'<Label value="{TUMOR}" smart="true" background="blue"/></RectangleLabels>'
+)
+"""A click and a box that only prompt (Auto-Annotation on): the answer is a mask in the brush control."""
 
 PROJECTS = {
     "detect": DemoProject(
@@ -82,10 +92,11 @@ PROJECTS = {
         "histoloop demo: tumor masks",
         '<View><Image name="image" value="$image" zoom="true"/>'
         f'<BrushLabels name="tumor_mask" toName="image"><Label value="{TUMOR}" background="blue"/>'
-        "</BrushLabels></View>",
+        f"</BrushLabels>{SMART_TOOLS}</View>",
         "tumor_mask",
         _mask_regions,
         ("dice", "object_f1"),
+        interactive=True,
     ),
     "classify": DemoProject(
         "classify",
@@ -231,9 +242,12 @@ def create_projects(
     return ids
 
 
-def connect_backend(client: Any, project_id: int, backend_url: str) -> int:
-    """Connect histoloop as the project's ML backend; returns its id in Label Studio."""
-    backend = client.ml.create(project=project_id, url=backend_url, title="histoloop", is_interactive=False)
+def connect_backend(client: Any, project_id: int, backend_url: str, interactive: bool = False) -> int:
+    """Connect histoloop as the project's ML backend (``interactive``: for its smart tools too); returns
+    its id in Label Studio."""
+    backend = client.ml.create(
+        project=project_id, url=backend_url, title="histoloop", is_interactive=interactive
+    )
     return backend.id
 
 
@@ -350,7 +364,7 @@ def run_demo(
         stack.worker(device=settings.device if settings.device != "auto" else "cpu")
         for kind, pid in ids.items():
             if kind in missing:
-                connect_backend(client, pid, backend_url)
+                connect_backend(client, pid, backend_url, interactive=PROJECTS[kind].interactive)
             retrieve_predictions(client, pid)
         print(
             f"\nhistoloop demo is running.\n  Label Studio: {ls.url}  (login {creds['username']} / "

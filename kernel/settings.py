@@ -117,6 +117,9 @@ class Settings:
     max_image_bytes: int = 512 * 1024 * 1024
     image_timeout: float = 30.0
     """Seconds one image fetch may take in all (connecting and every byte), not per byte."""
+    request_read_timeout: float = 30.0
+    """Seconds a client may take to send one whole request to ``histoloop serve`` (headers and body);
+    requests are read in gunicorn's event loop (``ml_backend.gworker``), so a slow one holds no thread."""
     image_allow: tuple[str, ...] = ()
     """What the backend and workers may read besides Label Studio's URLs and the local-files root: URL
     prefixes (``https://slides.lab.example/``) and directories (``/srv/slides``); comma-separated in

@@ -1,6 +1,7 @@
 """Running the app: gunicorn in production, Flask's development server with ``dev``.
 
-gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread``); each process has its
+gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread`` with requests read whole in the
+event loop before a thread sees them: :mod:`ml_backend.gworker`); each process has its
 own model cache, so memory grows with ``workers`` (one process with a few threads is the default: model
 calls are serialised per model anyway, and torch uses every core for one call).
 
@@ -50,7 +51,7 @@ class GunicornApp(BaseApplication):
             "bind": f"{host}:{port}",
             "workers": max(1, workers),
             "threads": max(1, threads),
-            "worker_class": "gthread",
+            "worker_class": "ml_backend.gworker.BufferingWorker",
             "timeout": PREDICT_TIMEOUT_S,
             "graceful_timeout": 30,
             "keepalive": 5,

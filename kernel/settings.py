@@ -134,6 +134,11 @@ class Settings:
     predict_slots: int = 0
     """At most this many ``/predict`` at once per process (0: no limit); ``histoloop serve`` sets it to
     its threads minus one, so that ``/health`` and ``/webhook`` always find a free thread."""
+    predict_queue: int = 64
+    """With every predict slot taken, at most this many more ``/predict`` wait for one (each on a thread
+    ``histoloop serve`` adds for waiting); one more is a ``503`` at once."""
+    predict_queue_timeout: float = 30.0
+    """Seconds a ``/predict`` waits for a slot before it is a ``503`` (Label Studio does not retry one)."""
     log_level: str = "INFO"
     project_defaults: ProjectSettings = field(default_factory=ProjectSettings)
     projects: dict[str, ProjectSettings] = field(default_factory=dict)

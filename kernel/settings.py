@@ -134,6 +134,13 @@ class Settings:
     predict_slots: int = 0
     """At most this many ``/predict`` at once per process (0: no limit); ``histoloop serve`` sets it to
     its threads minus one, so that ``/health`` and ``/webhook`` always find a free thread."""
+    predict_timeout: float = 90.0
+    """Seconds one ``/predict`` may take in all (Label Studio waits 100 s): tasks whose images are not
+    fetched, or that are not predicted, by then get an ``error`` saying so (``histoloop predict``, outside
+    HTTP, has no such deadline)."""
+    predict_max_pixels: int = 128 * 1024 * 1024
+    """Pixels of task images one ``/predict`` decodes in all (apart from ``max_image_pixels``, the limit
+    per image); the tasks past it get an ``error`` saying so (``histoloop predict`` has no such budget)."""
     predict_queue: int = 64
     """With every predict slot taken, at most this many more ``/predict`` wait for one (each on a thread
     ``histoloop serve`` adds for waiting); one more is a ``503`` at once."""

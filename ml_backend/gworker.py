@@ -34,6 +34,7 @@ MAX_BUFFERED_BYTES = 64 * 1024 * 1024 + 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 """Headers longer than this are handed to gunicorn's parser at once, which refuses them."""
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*\r\n", re.IGNORECASE)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 
 
@@ -69,7 +70,7 @@ def request_size(data: bytes | bytearray) -> int | None:
 class Pending:
     """A request being collected: its bytes, its size once the headers are in, its deadline."""
 
-    __slots__ = ("buffer", "chunk_at", "deadline", "size")
+    __slots__ = ("buffer", "chunk_at", "deadline", "size", "wants_continue")
 
     def __init__(self, buffer: bytearray, deadline: float) -> None:
         self.buffer = buffer
@@ -77,6 +78,9 @@ class Pending:
         self.size: int | None = None
         self.chunk_at = 0
         """For a chunked body: where the next chunk's size line starts."""
+        self.wants_continue = False
+        """The client waits for ``100 Continue`` before its body (``Expect: 100-continue``): the
+        event loop sends it and drops the header, so that the thread does not send a second one."""
 
     def add(self, data: bytes) -> bool:
         """Append ``data``; whether the request is whole now.
@@ -92,6 +96,14 @@ class Pending:
             self.size = request_size(self.buffer)
             if self.size is None:
                 return False
+            end = self.buffer.find(b"\r\n\r\n")
+            head = bytes(self.buffer[: end + 2])
+            if self.size > 0 and b" HTTP/1.1\r\n" in head[: head.find(b"\r\n") + 2]:
+                stripped = _EXPECT_CONTINUE.sub(b"", head)
+                if stripped != head:
+                    self.buffer[: end + 2] = stripped
+                    self.size = request_size(self.buffer)
+                    self.wants_continue = len(self.buffer) < (self.size or 0)
             if self.size == CHUNKED:
                 self.chunk_at = self.buffer.find(b"\r\n\r\n") + 4
         if self.size == CHUNKED:
@@ -158,6 +170,10 @@ class BufferingWorker(ThreadWorker):
         if pending.add(data):
             self.poller.unregister(conn.sock)
             self._hand_over(conn)
+        elif pending.wants_continue:
+            pending.wants_continue = False
+            with contextlib.suppress(OSError):  # 25 bytes to an empty send buffer; a failure is a hang-up
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _hand_over(self, conn: TConn) -> None:
         pending = self.buffering.pop(conn)

@@ -61,6 +61,17 @@ def test_many_slow_clients_do_not_stall_health_or_webhook(tmp_path: Path) -> Non
             replies = _read_all(conn, 30)
             assert replies.count(b"HTTP/1.1 ") == 3, replies[:2000]
             assert replies.startswith(b"HTTP/1.1 200"), replies[:500]
+        # Expect: 100-continue (curl's big POSTs): the 100 comes at once, the body follows, one answer
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(
+                b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Expect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+            )
+            conn.settimeout(30)
+            assert conn.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            conn.sendall(b"{}")
+            reply = _read_all(conn, 30)
+            assert reply.startswith(b"HTTP/1.1 400") and b"100 Continue" not in reply, reply[:500]
         with requests.Session() as session:
             for _ in range(3):
                 assert session.get(f"{url}/health", timeout=30).ok

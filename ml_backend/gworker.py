@@ -92,23 +92,25 @@ class Pending:
         True
         """
         self.buffer += data
-        if self.size is None:
-            self.size = request_size(self.buffer)
-            if self.size is None:
+        size = self.size
+        if size is None:
+            size = request_size(self.buffer)
+            if size is None:
                 return False
             end = self.buffer.find(b"\r\n\r\n")
             head = bytes(self.buffer[: end + 2])
-            if self.size > 0 and b" HTTP/1.1\r\n" in head[: head.find(b"\r\n") + 2]:
+            if size > 0 and b" HTTP/1.1\r\n" in head[: head.find(b"\r\n") + 2]:
                 stripped = _EXPECT_CONTINUE.sub(b"", head)
                 if stripped != head:
                     self.buffer[: end + 2] = stripped
-                    self.size = request_size(self.buffer)
-                    self.wants_continue = len(self.buffer) < (self.size or 0)
-            if self.size == CHUNKED:
-                self.chunk_at = self.buffer.find(b"\r\n\r\n") + 4
-        if self.size == CHUNKED:
+                    size -= len(head) - len(stripped)
+                    self.wants_continue = len(self.buffer) < size
+            if size == CHUNKED:
+                self.chunk_at = end + 4
+            self.size = size
+        if size == CHUNKED:
             return self._chunks_done() or len(self.buffer) >= MAX_BUFFERED_BYTES
-        return len(self.buffer) >= self.size
+        return len(self.buffer) >= size
 
     def _chunks_done(self) -> bool:
         """Walk the chunks received so far; whether the last one (and its trailers) is in."""

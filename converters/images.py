@@ -360,6 +360,27 @@ class ImageLoader:
             detail = "corrupt or truncated" if isinstance(exc, ImportError) else str(exc)[:200]
             raise ImageError(f"{where}: not a readable image ({fmt}: {detail})") from None
 
+    @staticmethod
+    def pixels_of(data: bytes, name: str) -> int | None:
+        """Width x height from the image's header, without decoding it; None when the header is not
+        readable (:meth:`decode` then says why)."""
+        try:
+            if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") or (
+                Path(name).suffix.lower() in TIFF_SUFFIXES and not _format_of(data)
+            ):
+                import tifffile
+
+                with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                    shape = tif.pages[0].shape
+                    return int(shape[0]) * int(shape[1])
+            fmt = _format_of(data)
+            if fmt is None:
+                return None
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                return int(im.size[0]) * int(im.size[1])
+        except Exception:  # any unreadable header: decode() gives the reason
+            return None
+
     def _decode_tiff(self, data: bytes, where: str) -> np.ndarray:
         import tifffile
 

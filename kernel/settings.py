@@ -131,6 +131,9 @@ class Settings:
     max_image_bytes: int = 512 * 1024 * 1024
     image_timeout: float = 30.0
     """Seconds one image fetch may take in all (connecting and every byte), not per byte."""
+    request_read_timeout: float = 30.0
+    """Seconds a client may take to send one whole request to ``histoloop serve`` (headers and body);
+    requests are read in gunicorn's event loop (``ml_backend.gworker``), so a slow one holds no thread."""
     image_allow: tuple[str, ...] = ()
     """What the backend and workers may read besides Label Studio's URLs and the local-files root: URL
     prefixes (``https://slides.lab.example/``) and directories (``/srv/slides``); comma-separated in
@@ -145,6 +148,18 @@ class Settings:
     predict_slots: int = 0
     """At most this many ``/predict`` at once per process (0: no limit); ``histoloop serve`` sets it to
     its threads minus one, so that ``/health`` and ``/webhook`` always find a free thread."""
+    predict_timeout: float = 90.0
+    """Seconds one ``/predict`` may take in all (Label Studio waits 100 s): tasks whose images are not
+    fetched, or that are not predicted, by then get an ``error`` saying so (``histoloop predict``, outside
+    HTTP, has no such deadline)."""
+    predict_max_pixels: int = 128 * 1024 * 1024
+    """Pixels of task images one ``/predict`` decodes in all (apart from ``max_image_pixels``, the limit
+    per image); the tasks past it get an ``error`` saying so (``histoloop predict`` has no such budget)."""
+    predict_queue: int = 64
+    """With every predict slot taken, at most this many more ``/predict`` wait for one (each on a thread
+    ``histoloop serve`` adds for waiting); one more is a ``503`` at once."""
+    predict_queue_timeout: float = 30.0
+    """Seconds a ``/predict`` waits for a slot before it is a ``503`` (Label Studio does not retry one)."""
     log_level: str = "INFO"
     project_defaults: ProjectSettings = field(default_factory=ProjectSettings)
     projects: dict[str, ProjectSettings] = field(default_factory=dict)

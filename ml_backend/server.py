@@ -1,13 +1,15 @@
 """Running the app: gunicorn in production, Flask's development server with ``dev``.
 
-gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread``); each process has its
+gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread`` with requests read whole in the
+event loop before a thread sees them: :mod:`ml_backend.gworker`); each process has its
 own model cache, so memory grows with ``workers`` (one process with a few threads is the default: model
 calls are serialised per model anyway, and torch uses every core for one call).
 
 Each instance has a control socket of its own (gunicorn's default, ``~/.gunicorn/gunicorn.ctl``, is
 one per user: a second ``histoloop serve`` would take it over from the first), in a private temporary
 directory removed when the server stops. ``/predict`` may use all threads but one of a process
-(``predict_slots``), so that ``/health`` and ``/webhook`` always find a free thread.
+(``predict_slots``), so that ``/health`` and ``/webhook`` always find a free thread; up to
+``predict_queue`` more wait for a slot (``predict_queue_timeout`` s at most) on threads added for them.
 
 >>> GunicornApp.options_for("127.0.0.1", 9090, workers=2, threads=4)["bind"]
 '127.0.0.1:9090'
@@ -50,7 +52,7 @@ class GunicornApp(BaseApplication):
             "bind": f"{host}:{port}",
             "workers": max(1, workers),
             "threads": max(1, threads),
-            "worker_class": "gthread",
+            "worker_class": "ml_backend.gworker.BufferingWorker",
             "timeout": PREDICT_TIMEOUT_S,
             "graceful_timeout": 30,
             "keepalive": 5,
@@ -98,14 +100,17 @@ def predict_slots_for(settings: Settings, threads: int) -> Settings:
 
 def run_gunicorn(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 4) -> None:
     """Serve with gunicorn until stopped (SIGINT/SIGTERM); threads are at least 2 (one kept for
-    ``/health`` and ``/webhook``)."""
+    ``/health`` and ``/webhook``), plus ``predict_queue`` for the predictions waiting for a slot."""
     if workers > 1:
         multiprocess_metrics(settings, port)
     threads = max(2, threads)
     control = Path(tempfile.mkdtemp(prefix="histoloop-gunicorn-"))
     try:
-        options = GunicornApp.options_for(host, port, workers, threads, str(control / "gunicorn.ctl"))
-        GunicornApp(predict_slots_for(settings, threads), options).run()
+        settings = predict_slots_for(settings, threads)
+        # the predictions waiting for a slot wait on threads of their own, beyond ``threads``
+        pool = threads + max(0, settings.predict_queue)
+        options = GunicornApp.options_for(host, port, workers, pool, str(control / "gunicorn.ctl"))
+        GunicornApp(settings, options).run()
     finally:
         shutil.rmtree(control, ignore_errors=True)
 

@@ -68,4 +68,6 @@ def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[st
 def test_gunicorn_options() -> None:
     options = GunicornApp.options_for("0.0.0.0", 9090, workers=2, threads=8)
     assert options["bind"] == "0.0.0.0:9090" and options["workers"] == 2 and options["threads"] == 8
-    assert options["worker_class"] == "gthread" and options["timeout"] > 100  # Label Studio waits 100 s
+    assert (
+        options["worker_class"] == "ml_backend.gworker.BufferingWorker" and options["timeout"] > 100
+    )  # Label Studio waits 100 s

@@ -135,6 +135,46 @@ def test_label_config_caches_are_capped() -> None:
     assert _read_label_config_cached.cache_info().currsize == before
 
 
+def test_one_webhook_cannot_hold_the_store_or_grow_metrics(wsettings, serve_backend) -> None:
+    """Issue 24: a delete of more annotations than one event may name is a 413 before anything is written;
+    100,000 are marked in one executemany (seconds, not minutes); action strings Label Studio never sends
+    are one ``other`` series in /metrics, however many distinct ones arrive."""
+    from workers.intake import MAX_DELETED_PER_EVENT
+
+    settings = wsettings()
+    connect(settings, 4)
+    url = serve_backend(settings)
+    for i in (1, 2, 3):
+        assert requests.post(f"{url}/webhook", json=annotation_webhook(4, i), timeout=30).ok
+    store = EventStore(settings.events_path)
+    assert store.approved_ids("4") == [1, 2, 3]
+    events = store.count_events()
+
+    def deleted(ids) -> requests.Response:
+        body = {
+            "action": "ANNOTATIONS_DELETED",
+            "project": {"id": 4},
+            "annotations": [{"id": a} for a in ids],
+        }
+        return requests.post(f"{url}/webhook", json=body, timeout=300)
+
+    r = deleted(range(1, MAX_DELETED_PER_EVENT + 2))
+    assert r.status_code == 413 and f"over the {MAX_DELETED_PER_EVENT}" in r.json()["error"], r.text[:300]
+    assert store.count_events() == events and store.approved_ids("4") == [1, 2, 3]
+    t0 = time.monotonic()
+    r = deleted([1, 2, *range(1000, 1000 + MAX_DELETED_PER_EVENT - 2)])
+    assert r.json()["status"] == "recorded", r.text[:300]
+    assert time.monotonic() - t0 < 60  # ~1 s idle; one execute per id took ~13 s for these
+    assert store.approved_ids("4") == [3]
+
+    for i in range(300):
+        requests.post(f"{url}/webhook", json={"action": f"MADE_UP_{i}", "project": {"id": 4}}, timeout=30)
+    metrics = requests.get(f"{url}/metrics", timeout=30).text
+    series = [line for line in metrics.splitlines() if line.startswith("histoloop_webhook_events_total{")]
+    assert 'action="other"' in metrics and "MADE_UP" not in metrics
+    assert len(series) <= 10, series
+
+
 # -- item 6: an explicit retrain outlives a Label Studio outage --------------------------------------
 def test_an_explicit_retrain_stays_pending_while_label_studio_is_down(wsettings, workers_started) -> None:
     settings = wsettings()  # Label Studio at 127.0.0.1:9: nothing answers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,22 @@ def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[st
         assert proc.wait(30) is not None
     if not mode:
         assert "gunicorn" in log.read_text().lower()
+        _assert_one_log_format(log.read_text())
+
+
+LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
+
+
+def _assert_one_log_format(text: str) -> None:
+    """gunicorn's own lines (start, workers, access) and the app's share the Python log format."""
+    lines = text.splitlines()
+    assert any(" gunicorn.error: Starting gunicorn" in line for line in lines), text
+    access = [line for line in lines if " gunicorn.access: " in line]
+    assert any('"POST /setup HTTP/1.1" 200' in line for line in access), text
+    assert all("[" not in line.split(" gunicorn.access: ")[1].split('"')[0] for line in access), access
+    banner = [line for line in lines if line.startswith("histoloop backend on ")]  # `serve`'s console line
+    assert len(banner) == 1, text
+    assert [line for line in lines if not LINE.match(line) and line not in banner] == [], text
 
 
 def test_gunicorn_options() -> None:

@@ -1,9 +1,9 @@
 """Waiting in tests: on a condition, with a deadline generous enough for a busy machine.
 
-CI and developers' machines may be busy with other work (a load of 4 on 2 cores): a test waits for what
-it needs (a port answering, a file written, a process gone) and fails only after :data:`LONG` (under
-pytest-timeout's 600 s, so that the failure names what was awaited), never after
-a budget tuned on an idle machine. ``HISTOLOOP_TEST_WAIT_S`` changes it.
+CI and developers' machines may be busy with other work (a load of 4 on 2 cores): a test waits for what it
+needs (a port answering, a job finished, a process gone) and fails only after :data:`LONG`, never after a
+budget tuned on an idle machine. ``LONG`` stays under pytest-timeout's 600 s per test, so that a failure
+names what was awaited; ``HISTOLOOP_TEST_WAIT_S`` changes it.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from typing import TypeVar
 T = TypeVar("T")
 
 LONG = float(os.environ.get("HISTOLOOP_TEST_WAIT_S", "300"))
-"""Seconds a test waits for something that takes well under one on an idle machine."""
+"""Seconds a test waits for something that takes seconds on an idle machine."""
 
 
-def wait_until(
-    condition: Callable[[], T], timeout: float = LONG, interval: float = 0.05, what: str = "the condition"
+def wait_for(
+    condition: Callable[[], T], timeout: float = LONG, what: str = "the condition", interval: float = 0.1
 ) -> T:
-    """Call ``condition`` until it returns something truthy, and return that; ``AssertionError`` after
-    ``timeout`` seconds, naming ``what`` was awaited."""
+    """Call ``condition`` until it returns something truthy, and return that; ``TimeoutError`` naming
+    ``what`` after ``timeout`` seconds (the condition is tried once more at the deadline)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)

@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 from backend_testkit import add_version
 from test_image_access import CHOICES
+from waits import LONG, wait_for
 
 from kernel.net import free_port
 
@@ -95,7 +96,7 @@ def test_slow_images_hold_neither_health_nor_webhook(make_settings, tmp_path: Pa
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + LONG
         while True:
             assert proc.poll() is None, log.read_text()
             try:
@@ -113,7 +114,7 @@ def test_slow_images_hold_neither_health_nor_webhook(make_settings, tmp_path: Pa
         assert r.json()["model_version"] == "classify-v1"
         loaded = lambda: requests.get(f"{url}/health", timeout=5).json()["projects"]["4"]["loaded"]  # noqa: E731
         while loaded() != ["classify"]:  # /setup loads the model in the background
-            assert time.monotonic() < deadline + 60, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         body = {
             "tasks": [{"id": 1, "data": {"image": "/data/upload/1/slow.png"}}],
@@ -130,7 +131,8 @@ def test_slow_images_hold_neither_health_nor_webhook(make_settings, tmp_path: Pa
                 pool.submit(timed, lambda: requests.post(f"{url}/predict", json=body, timeout=60))
                 for _ in range(4)
             ]
-            time.sleep(0.7)  # every predict thread is busy now
+            # every predict thread is busy now (three fetch the dripping image, the fourth was refused)
+            wait_for(lambda: drip.requests >= 3, LONG, "three predicts fetching the slow image")
             probes = []
             for _ in range(4):
                 probes.append(timed(lambda: requests.get(f"{url}/health", timeout=10)))
@@ -149,7 +151,7 @@ def test_slow_images_hold_neither_health_nor_webhook(make_settings, tmp_path: Pa
         assert drip.requests == 3
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        proc.wait(LONG)
         drip.close()
     # item 8: a control socket of this instance's own (not the per-user ~/.gunicorn/gunicorn.ctl that a
     # second `histoloop serve` would take over), removed when it stops

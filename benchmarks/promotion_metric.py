@@ -1,4 +1,4 @@
-"""Does promoting by the corrections ratio pick the version that saves a specialist more work? (issue 23, 5)
+"""Does promoting by the corrections ratio pick the version that saves a specialist more work?
 
     .venv/bin/python -m benchmarks.promotion_metric [--kind segment|detect] [--minutes 0.5 1 2] \\
         [--seeds 0 1] [--data ../shared/data/monuseg-breast] [--work /tmp/promotion-bench]

@@ -18,6 +18,7 @@ directory removed when the server stops. ``/predict`` may use all threads but on
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -27,12 +28,40 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from kernel.logs import LOG_FORMAT
 from kernel.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """Read by prometheus_client when it is first imported: this module never imports it (the workers do)."""
 PREDICT_TIMEOUT_S = 120
 """gunicorn's worker timeout; Label Studio gives /predict 100 s."""
+
+
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+"""gunicorn's access line without its own ``[%(t)s]``: the timestamp is the log format's."""
+
+
+def logconfig() -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its error and access loggers and the app's loggers write one stream
+    (stderr) in :data:`kernel.logs.LOG_FORMAT`, at the root logger's level (``-v``: debug)."""
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"histoloop": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "histoloop",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+        },
+    }
 
 
 class GunicornApp(BaseApplication):
@@ -58,6 +87,9 @@ class GunicornApp(BaseApplication):
             "keepalive": 5,
             "accesslog": "-",
             "errorlog": "-",
+            # gunicorn's lines in the Python log format (its access line carries no timestamp of its own)
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "logconfig_dict": logconfig(),
             "child_exit": _child_exit,
         }
 

@@ -10,6 +10,7 @@ import logging
 
 import click
 
+from kernel.logs import LOG_FORMAT, quiet_ultralytics
 from kernel.settings import Settings, load_settings
 
 SUBCOMMANDS = {
@@ -71,11 +72,12 @@ def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
         raise click.UsageError(str(exc)) from exc
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, ctx.obj.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     if not verbose:  # one line per HTTP request is noise at INFO
         for name in ("httpx", "httpcore", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_ultralytics()
 
 
 @click.command("settings")

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from dataset_checks import assert_clean_dataset  # tests/converters/ (imported as pytest's rootdir-relative)
 from PIL import Image
+from waits import LONG
 
 from histoloop.cli.main import main
 
@@ -670,7 +671,7 @@ def test_the_command_prints_no_traceback_on_the_corpus(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=LONG,
     )
     assert run.returncode == 0 and "Traceback" not in run.stderr + run.stdout, run.stderr
     assert "converted 2, skipped 13" in run.stdout and "empty.xml: image empty.png: empty file" in run.stdout
@@ -691,7 +692,7 @@ def test_the_command_prints_no_traceback_on_the_corpus(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=LONG,
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout, run.stderr
     assert "task 1: annotations is not a list (a int)" in run.stdout

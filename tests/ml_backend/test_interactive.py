@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from backend_testkit import MONUSEG, MONUSEG_TILE, OBSERVED, add_version, png, task
+from waits import LONG
 
 from converters.predictions import mask_to_brush_result
 from converters.rle import rle_to_mask
@@ -171,7 +172,7 @@ def _interactive(live, context: dict, config: str, image: str = "/data/local-fil
         "label_config": config,
         "params": {"login": None, "password": None, "context": context},
     }
-    r = live.session.post(f"{live.url}/predict", json=body, timeout=120)
+    r = live.session.post(f"{live.url}/predict", json=body, timeout=LONG)
     assert r.status_code == 200, r.text
     out = r.json()
     assert len(out["results"]) == 1

@@ -10,6 +10,7 @@ import time
 import requests
 from backend_testkit import BOX_CONFIG, add_version, task
 from prometheus_client.parser import text_string_to_metric_families
+from waits import LONG
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -33,7 +34,7 @@ def test_requests_predictions_loads_webhooks_and_jobs(make_settings, serve, test
     Queue(settings.queue, connection=Redis.from_url(settings.redis_url)).enqueue("os.getpid")
     add_version(settings, "4", "detect")
     live = serve(settings)
-    before = samples(live.session.get(f"{live.url}/metrics", timeout=10).text)
+    before = samples(live.session.get(f"{live.url}/metrics", timeout=LONG).text)
     live.setup(BOX_CONFIG)
     out = live.predict(
         [task(1, "/data/local-files/?d=images/a.png"), task(2, "/data/local-files/?d=images/gone.png")]
@@ -44,7 +45,7 @@ def test_requests_predictions_loads_webhooks_and_jobs(make_settings, serve, test
     )
     live.session.get(f"{live.url}/nowhere/1")
 
-    r = live.session.get(f"{live.url}/metrics", timeout=10)
+    r = live.session.get(f"{live.url}/metrics", timeout=LONG)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=")
     after = samples(r.text)
 
@@ -91,7 +92,7 @@ def test_model_info_and_the_default_process_metrics(make_settings, serve) -> Non
 
 def test_redis_down_is_a_gauge_not_an_error(make_settings, serve) -> None:
     live = serve(make_settings(redis_url="redis://127.0.0.1:9/0"))
-    r = live.session.get(f"{live.url}/metrics", timeout=10)
+    r = live.session.get(f"{live.url}/metrics", timeout=LONG)
     assert r.status_code == 200
     metrics = samples(r.text)
     assert value(metrics, "histoloop_redis_up") == 0
@@ -128,18 +129,18 @@ def test_several_gunicorn_workers_add_up(make_settings, tmp_path) -> None:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + LONG
         while True:
             try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                if requests.get(f"{url}/health", timeout=LONG).status_code == 200:
                     break
             except requests.RequestException:
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
             time.sleep(0.5)
         for _ in range(40):  # new connections: gunicorn's two workers take turns
-            requests.get(f"{url}/health", timeout=10, headers={"Connection": "close"})
-        metrics = samples(requests.get(f"{url}/metrics", timeout=10).text)
+            requests.get(f"{url}/health", timeout=LONG, headers={"Connection": "close"})
+        metrics = samples(requests.get(f"{url}/metrics", timeout=LONG).text)
         assert (
             value(metrics, "histoloop_http_requests_total", route="/health", method="GET", status="200") >= 41
         )
@@ -149,4 +150,4 @@ def test_several_gunicorn_workers_add_up(make_settings, tmp_path) -> None:
         assert not any(name.startswith("process_") for name, _ in metrics)  # one process's: not summable
     finally:
         proc.terminate()
-        proc.wait(30)
+        proc.wait(LONG)

@@ -1,4 +1,4 @@
-"""One /predict is bounded (issue 24): a deadline for the whole batch (HISTOLOOP_PREDICT_TIMEOUT), image
+"""One /predict is bounded: a deadline for the whole batch (HISTOLOOP_PREDICT_TIMEOUT), image
 fetches in parallel within it, and a budget of decoded pixels (HISTOLOOP_PREDICT_MAX_PIXELS) read from
 the headers before anything is decoded. Over real HTTP against a server that drips its images."""
 

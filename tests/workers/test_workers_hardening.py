@@ -18,9 +18,9 @@ from PIL import Image
 from redis import Redis
 from rq import Queue
 from rq.job import Job
+from waits import LONG, wait_for
 from workers_testkit import BOX_CHOICES_CONFIG, CHOICES_CONFIG, annotation_webhook, connect, wenv
 
-from histoloop.stack import wait_for
 from kernel.labelstudio import APPROVAL_POLICIES
 from kernel.settings import ProjectSettings, Secret
 from workers.events import EventStore
@@ -37,7 +37,7 @@ def test_projects_that_never_connected_queue_nothing(wsettings, serve_backend) -
     url = serve_backend(settings)
     for project in range(100, 200):  # the issue's flood: START_TRAINING for made-up projects
         body = {"action": "START_TRAINING", "project": {"id": project, "label_config": BOX_CHOICES_CONFIG}}
-        r = requests.post(f"{url}/webhook", json=body, timeout=5)
+        r = requests.post(f"{url}/webhook", json=body, timeout=LONG)
         assert (
             r.status_code == 200
             and r.json()["status"] == "ignored"
@@ -50,13 +50,15 @@ def test_projects_that_never_connected_queue_nothing(wsettings, serve_backend) -
     # a project Label Studio connected (/setup) is taken
     assert (
         requests.post(
-            f"{url}/setup", json={"project": "7.1795424387", "schema": BOX_CHOICES_CONFIG}, timeout=10
+            f"{url}/setup", json={"project": "7.1795424387", "schema": BOX_CHOICES_CONFIG}, timeout=LONG
         ).status_code
         == 200
     )
     body = {"action": "START_TRAINING", "project": {"id": 7, "label_config": BOX_CHOICES_CONFIG}}
-    assert requests.post(f"{url}/webhook", json=body, timeout=5).json()["status"] == "recorded"
-    wait_for(lambda: queued(settings) == ["retrain-7-classify-1", "retrain-7-detect-1"], 20, "the jobs of 7")
+    assert requests.post(f"{url}/webhook", json=body, timeout=LONG).json()["status"] == "recorded"
+    wait_for(
+        lambda: queued(settings) == ["retrain-7-classify-1", "retrain-7-detect-1"], LONG, "the jobs of 7"
+    )
     # so is a project named in the config file
     named = dataclasses.replace(settings, projects={"8": ProjectSettings()})
     body = {"action": "START_TRAINING", "project": {"id": 8, "label_config": BOX_CHOICES_CONFIG}}
@@ -72,7 +74,7 @@ def test_events_keep_only_what_the_policies_read(wsettings, serve_backend) -> No
     before = sum(p.stat().st_size for p in settings.events_path.parent.glob("events.sqlite*"))
     for i in range(3):
         big["annotation"]["id"] = i + 1
-        assert requests.post(f"{url}/webhook", json=big, timeout=30).json()["status"] == "recorded"
+        assert requests.post(f"{url}/webhook", json=big, timeout=LONG).json()["status"] == "recorded"
     after = sum(p.stat().st_size for p in settings.events_path.parent.glob("events.sqlite*"))
     assert after - before < 200_000, after - before  # the issue: 3 x 22 MB posts grew it by 87 MB
     with sqlite3.connect(settings.events_path) as db:
@@ -117,10 +119,10 @@ def test_the_webhook_secret(wsettings, serve_backend) -> None:
     connect(settings, 4)
     url = serve_backend(settings) + "/webhook"
     body = annotation_webhook(4, 1)
-    assert requests.post(url, json=body, timeout=5).status_code == 401
-    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "wrong"}, timeout=5)
+    assert requests.post(url, json=body, timeout=LONG).status_code == 401
+    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "wrong"}, timeout=LONG)
     assert r.status_code == 401 and "X-Histoloop-Webhook-Secret" in r.json()["error"]
-    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "s3cret-hook"}, timeout=5)
+    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "s3cret-hook"}, timeout=LONG)
     assert r.status_code == 200 and r.json()["status"] == "recorded"
     assert EventStore(settings.events_path).count_events() == 1
 
@@ -189,7 +191,7 @@ def test_an_explicit_retrain_stays_pending_while_label_studio_is_down(wsettings,
     redis = Redis.from_url(settings.redis_url)
     wait_for(
         lambda: Job.fetch(job_id, connection=redis).get_status() == "scheduled",
-        120,
+        LONG,
         f"the job to wait for a retry; worker log:\n{worker.output()}",
     )
     run = store.run(job_id)

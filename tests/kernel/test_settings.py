@@ -137,7 +137,7 @@ def test_promotion_metric_is_a_project_setting(tmp_path: Path) -> None:
         (
             'promotion_metric = "work"\n',
             {},
-            r"settings: promotion_metric must be primary\|corrections, not 'work'",
+            r"h.toml: promotion_metric must be primary\|corrections, not 'work'",
         ),
         (
             '[projects."4"]\npromotion_metric = "Corrections"\n',

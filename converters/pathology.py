@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError
+from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError, check_output
 from converters.images import ImageError, ImageLoader
 from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.kinds import DatasetSpec, ItemLabels, dataset_spec, kinds_where, one_of
@@ -183,14 +183,19 @@ def aperio_to_dataset(
     split_options: SplitOptions = DEFAULT_SPLIT,
     binary_masks: bool = False,
     progress: bool = False,
+    force: bool = False,
 ) -> ConversionReport:
     """Aperio XML folder + images folder (same stems) → ``segment`` masks, ``detect`` boxes or
-    ``yolo-segment`` polygons. Classes default to the region labels in order of appearance."""
+    ``yolo-segment`` polygons. Classes default to the region labels in order of appearance.
+
+    ``out_dir`` is replaced by the dataset; it may not be or hold either input folder, and must be new,
+    empty or a dataset histoloop wrote unless ``force`` (:func:`converters.dataset.check_output`)."""
     drawn = kinds_where(lambda s: s.polygons is not None)
     if kind not in drawn:
         raise ValueError(f"kind must be {one_of(drawn)}, not {kind!r}")
     spec = dataset_spec(kind)
     xml_dir, images_dir = Path(xml_dir), Path(images_dir)
+    check_output(out_dir, [xml_dir, images_dir], force=force)
     report = ConversionReport()
     parsed: list[tuple[Path, list[Region]]] = []
     xmls = sorted(xml_dir.glob("*.xml"))
@@ -207,7 +212,7 @@ def aperio_to_dataset(
         for _, regions in parsed:
             classes.extend(r.label for r in regions if r.label not in classes)
         classes = classes or [default_label]
-    writer = DatasetWriter(out_dir, kind, classes)
+    writer = DatasetWriter(out_dir, kind, classes, inputs=[xml_dir, images_dir], force=force)
     loader = ImageLoader()
     with writer.publishing(report, split_options=split_options):
         for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
@@ -405,13 +410,15 @@ def brecahad_to_dataset(
     images_dir: str | Path | None = None,
     split: str | None = None,
     split_options: SplitOptions = DEFAULT_SPLIT,
+    force: bool = False,
 ) -> ConversionReport:
     """BreCaHAD point files → ``detect`` (fixed-size boxes) or ``segment`` (discs) datasets, per class.
 
     The images are not part of BreCaHAD's annotations: give ``images_dir`` (same stems) to copy them,
     else only labels/masks are written. Points outside [0, 1] are skipped. An item's group is its case
     (``Case_1-01`` → ``Case_1``) unless ``split_options.group_regex`` says otherwise; ``split`` puts
-    every item in that split instead of hashing.
+    every item in that split instead of hashing. ``out_dir`` is replaced by the dataset; it may not be or
+    hold an input, and must be new, empty or a dataset histoloop wrote unless ``force``.
     """
     placed = kinds_where(lambda s: s.points is not None)
     if kind not in placed:
@@ -428,7 +435,8 @@ def brecahad_to_dataset(
     paths = [Path(p) for p in ([json_paths] if isinstance(json_paths, str | Path) else json_paths)]
     classes = list(classes or BRECAHAD_CLASSES)
     report = ConversionReport()
-    writer = DatasetWriter(out_dir, kind, classes)
+    inputs = [*paths, *([images_dir] if images_dir is not None else [])]
+    writer = DatasetWriter(out_dir, kind, classes, inputs=inputs, force=force)
     loader = ImageLoader()
     with writer.publishing(report, split_options=split_options if split is None else None):
         for path in paths:

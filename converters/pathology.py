@@ -321,11 +321,18 @@ def load_brecahad(path: str | Path) -> dict[str, np.ndarray]:
     out = {}
     for cls, pts in data.items():
         try:
-            arr = np.array([[float(p["x"]), float(p["y"])] for p in pts or []], np.float64).reshape(-1, 2)
+            arr = np.array([[_coordinate(p["x"]), _coordinate(p["y"])] for p in pts or []], np.float64)
         except (TypeError, KeyError, ValueError, OverflowError):
             raise ValueError(f"{path.name}: class '{cls}' has points without numeric x/y") from None
-        out[str(cls)] = arr
+        out[str(cls)] = arr.reshape(-1, 2)
     return out
+
+
+def _coordinate(value: Any) -> float:
+    """A point's x or y: a JSON number (``true`` is not 1, ``"0.5"`` is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
 
 
 def points_to_boxes(
@@ -366,6 +373,7 @@ def _prepare_brecahad(path: Path, classes, width, height, images_dir, loader, re
     except ValueError as exc:
         report.skip(path.name, str(exc).split(": ", 1)[-1])
         return None
+    given = sum(len(pts) for pts in points.values())
     for cls, pts in points.items():
         if cls not in classes and len(pts):
             report.skip(
@@ -380,6 +388,10 @@ def _prepare_brecahad(path: Path, classes, width, height, images_dir, loader, re
             report.skip(f"{path.name} class {cls}", f"{int(outside.sum())} points outside [0, 1]")
             pts = pts[~outside]
         points[cls] = pts
+    kept = sum(len(pts) for cls, pts in points.items() if cls in classes)
+    if given and not kept:  # an item without points would teach "no cells here"
+        report.skip(path.name, f"none of its {given} points could be used")
+        return None
     image = arr = None
     if images_dir is not None:
         image = _find_image(Path(images_dir), path.stem)
@@ -432,6 +444,10 @@ def brecahad_to_dataset(
     for option, value in (("box_size", box_size), ("radius", radius)):
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
             raise ValueError(f"{option} must be a positive number, got {value}")
+        if value > max(width, height):  # every box or disc would be the whole image
+            raise ValueError(
+                f"{option} must be at most the image's longer side ({max(width, height)} px), got {value:g}"
+            )
     paths = [Path(p) for p in ([json_paths] if isinstance(json_paths, str | Path) else json_paths)]
     classes = list(classes or BRECAHAD_CLASSES)
     report = ConversionReport()

@@ -37,15 +37,18 @@ converters.images.ImageError: /etc/shadow: not an allowed image source (Label St
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
+import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -237,7 +240,7 @@ class ImageLoader:
                 size = path.stat().st_size
                 if size > self.max_bytes:
                     raise ImageError(f"{url}: file has {size} bytes, more than the limit {self.max_bytes}")
-                return path.read_bytes(), path.name
+                return read_regular(path), path.name
             except OSError as exc:
                 raise ImageError(
                     f"{url}: cannot read {path} ({exc.strerror or type(exc).__name__})"
@@ -520,6 +523,30 @@ def _watched_session(watch: _Watch) -> Iterator[Any]:
             yield session
         finally:
             _current_watch.watch = None
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """A regular file, open for reading; ``OSError`` ("not a regular file (a FIFO)") for anything else.
+    Opened without blocking first: opening a FIFO for reading waits for a writer, for ever if none comes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device"
+            raise OSError(errno.EINVAL, f"not a regular file ({what})", str(path))
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+        fh.raw.name = str(path)  # type: ignore[attr-defined]  # as open() names it (tifffile reads it)
+        return fh
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path) -> bytes:
+    """A regular file's bytes (:func:`open_regular`)."""
+    with open_regular(path) as fh:
+        return fh.read()
 
 
 def _socket_of(raw: Any) -> socket.socket | None:

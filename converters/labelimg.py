@@ -26,7 +26,7 @@ from typing import Final
 import numpy as np
 
 from converters.dataset import MIN_EXTENT, DatasetWriter, OutputRefused, box_line, check_output
-from converters.images import ImageError
+from converters.images import ImageError, read_regular
 from converters.inputs import COPY_FORMATS, InputError, read_text, verify_image
 from converters.predictions import boxes_to_results
 from converters.report import ConversionReport
@@ -76,7 +76,7 @@ def _verified(image: Path, source: str, report: ConversionReport):
 
 def _read_voc(xml: Path, report: ConversionReport) -> LabelImgItem | None:
     try:
-        root = ET.parse(xml).getroot()
+        root = ET.fromstring(read_regular(xml))
     except ET.ParseError as exc:
         report.skip(xml.name, f"not valid XML ({exc})")
         return None
@@ -185,7 +185,7 @@ def _read_yolo(txt: Path, classes: list[str], report: ConversionReport) -> Label
 def listed_classes(folder: str | Path) -> list[str] | None:
     """The classes of ``folder/classes.txt`` in order; None when there is none; InputError when unreadable."""
     path = Path(folder) / CLASSES_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
     return [c.strip() for c in read_text(path).splitlines() if c.strip()]
 

@@ -30,10 +30,10 @@ import numpy as np
 from tqdm import tqdm
 
 from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError, check_output
-from converters.images import ImageError, ImageLoader
+from converters.images import ImageError, ImageLoader, read_regular
 from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.kinds import DatasetSpec, ItemLabels, dataset_spec, kinds_where, one_of
-from converters.regions import MAX_IMAGE_PIXELS, polygon_window
+from converters.regions import MAX_IMAGE_PIXELS, MAX_POLYGON_VERTICES, polygon_window, too_many_vertices
 from converters.report import ConversionReport
 from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_of_group
 
@@ -61,7 +61,7 @@ def parse_aperio_xml(path: str | Path, default_label: str = "nucleus") -> list[R
     """
     path = Path(path)
     try:
-        root = ET.parse(path).getroot()
+        root = ET.fromstring(read_regular(path))
     except ET.ParseError as exc:
         raise ValueError(f"{path.name}: not valid XML ({exc})") from None
     except OSError as exc:
@@ -264,6 +264,9 @@ def _prepare_aperio(
         where = f"{xml.name} region {r.id}"
         if len(r.points) < 3:
             report.skip(where, "fewer than 3 numeric vertices")
+            continue
+        if len(r.points) > MAX_POLYGON_VERTICES:
+            report.skip(where, too_many_vertices(len(r.points)))
             continue
         if r.label not in index:
             report.skip(where, f"label '{r.label}' is not one of the classes")

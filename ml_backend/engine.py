@@ -24,6 +24,7 @@ before the deadline gets an ``error`` saying which, and the others are answered.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -314,15 +315,31 @@ class Engine:
                     control = predictor.control
                     height, width = images[control.data_key].shape[:2]
                     output = outputs[(control.kind, control.data_key)][index]
-                    results.extend(predictor.results(output, width, height))
+                    got = predictor.results(output, width, height)
+                    self._check_finite(got, serving, control.kind)
+                    results.extend(got)
                 by_kind = {kind: got[index] for (kind, _), got in outputs.items()}
                 flips = {kind: got[index] for (kind, _), got in flipped.items()} if tta else None
                 sizes = {kind: images[key].shape[1::-1] for kind, key in outputs}
                 item_score = score(results, by_kind, flips, sizes)
+                if not math.isfinite(item_score):
+                    raise ValueError(f"the task's score is not a finite number ({item_score})")
                 out[index] = {"result": results, "score": item_score, "model_version": version}
             except Exception as exc:
                 errors[index] = _reason(exc)
         timings["results"] += time.perf_counter() - t0
+
+    def _check_finite(self, results: list[dict[str, Any]], serving: Serving, kind: str) -> None:
+        """Raise ``ValueError`` when a model gave a NaN or infinite score or coordinate, and stop serving
+        that version in this process: ``/health`` says ``DEGRADED`` naming it (its weights may be finite
+        and still compute nonsense)."""
+        where = _non_finite(results)
+        if where is None:
+            return
+        model = serving.models[kind]
+        reason = f"{model.version.label} gave non-finite outputs ({where}): not served"
+        self.cache.refuse(serving.project, kind, model.version, reason)
+        raise ValueError(reason)
 
     def _flipped(
         self,
@@ -383,6 +400,29 @@ def _failed(exc: Exception) -> Future[Any]:
     future: Future[Any] = Future()
     future.set_exception(exc)
     return future
+
+
+def _non_finite(results: list[dict[str, Any]]) -> str | None:
+    """Where the first NaN or infinity in the results' scores and geometry is (``'score'``,
+    ``'value.x'``, ``'value.points'``), or None. Brush RLE (integers) is not read."""
+    for r in results:
+        if _bad(r.get("score")):
+            return "score"
+        value = r.get("value")
+        for key, v in value.items() if isinstance(value, dict) else ():
+            if key == "rle":
+                continue
+            if _bad(v) or (isinstance(v, list) and any(_bad(x) or _bad_list(x) for x in v)):
+                return f"value.{key}"
+    return None
+
+
+def _bad(v: Any) -> bool:
+    return isinstance(v, float | np.floating) and not math.isfinite(v)
+
+
+def _bad_list(v: Any) -> bool:  # a polygon's [x, y]
+    return isinstance(v, list) and any(_bad(x) for x in v)
 
 
 def _reason(exc: Exception) -> str:

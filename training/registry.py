@@ -61,7 +61,7 @@ from sqlalchemy import (
 
 from kernel.database import Database, pid_alive
 from kernel.settings import Settings
-from training.artifacts import CARD_FILE, KINDS, ArtifactError, publish_dir, remove_dir
+from training.artifacts import CARD_FILE, KINDS, ArtifactError, publish_dir, record_checksum, remove_dir
 from training.migrations import REGISTRY
 
 STATUSES = ("candidate", "production", "archived", "failed")
@@ -344,6 +344,8 @@ class Registry:
         """The next version of (project, kind), recorded with ``status``; with ``staging``, its files moved
         into place first (and back when the row cannot be written)."""
         project, kind = _check_key(project, kind)
+        if staging is not None:
+            record_checksum(staging)  # verified whenever the weights are loaded (training.artifacts)
         with self._write() as db:
             version = self._next_version(db, project, kind)
             target = self.store / "models" / project / kind / f"v{version}"

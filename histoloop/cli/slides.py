@@ -87,12 +87,18 @@ def import_(
     slide_mpp: float | None,
     as_json: bool,
 ) -> None:
-    """Cut tissue fields from SLIDE_FILES and create one task per field in the project."""
-    from histoloop.slides import import_slides
+    """Cut tissue fields from SLIDE_FILES and create one task per field in the project.
+
+    The fields are written under the local-files root, in --subdir, which must lie inside the root."""
+    from histoloop.slides import fields_folder, import_slides
 
     root = local_root or settings.local_files_root
     if root is None:
         raise click.UsageError("no local-files root: pass --local-root or set HISTOLOOP_LOCAL_FILES_ROOT")
+    try:
+        fields_folder(root, subdir)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--subdir") from None
     client = _client(settings)
     with _bar() as bar:
         tid = bar.add_task("slides", total=None)

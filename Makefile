@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/histoloop demo
+demo: $(STAMP)  # one progress bar per first model; `make demo V=1`: their training logs (ultralytics' too)
+	$(VENV)/bin/histoloop $(if $(V),-v )demo
 
 test: $(STAMP)
 	$(PY) -m pytest

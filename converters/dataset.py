@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,11 +101,69 @@ def points_line(class_id: int, points) -> str:
     return format_line(class_id, pts.ravel())
 
 
-class DatasetWriter:
-    """Collects one dataset's files in a temporary folder; :meth:`publish` moves it to ``out_dir``."""
+class OutputRefused(ValueError):
+    """``out_dir`` holds something histoloop did not write, or an input: publishing would delete it."""
 
-    def __init__(self, out_dir: str | Path, kind: str, classes: list[str]) -> None:
+
+def is_histoloop_dataset(folder: Path) -> bool:
+    """Whether ``folder`` is a dataset a :class:`DatasetWriter` published (its manifest names a kind and
+    a fingerprint)."""
+    try:
+        with (folder / "manifest.json").open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b'{"kind": ') and b'"fingerprint": ' in head
+
+
+def check_output(out_dir: str | Path, inputs: Iterable[str | Path] = (), *, force: bool = False) -> None:
+    """Refuse an ``out_dir`` that publishing would destroy: one that is, or holds, one of ``inputs``
+    (always), or that exists and is neither empty nor a dataset histoloop wrote (unless ``force``).
+
+    A dataset replaces ``out_dir`` wholesale, so this is the one place that decides what may go."""
+    out = Path(out_dir)
+    where = out.resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if source == where or source.is_relative_to(where):
+            what = "is" if source == where else "contains"
+            raise OutputRefused(
+                f"{out}: the output folder {what} the input {given}; the dataset replaces the output "
+                "folder, which would delete the input. Choose an output folder outside the inputs."
+            )
+    if force or not (out.exists() or out.is_symlink()):
+        return
+    if out.is_dir() and not out.is_symlink():
+        if is_histoloop_dataset(out) or not any(out.iterdir()):
+            return
+        what = "is not empty and is not a dataset histoloop wrote"
+    else:
+        what = "exists and is not a folder"
+    raise OutputRefused(
+        f"{out}: the output {what}; the dataset would replace it and delete what it holds. "
+        "Choose a new or empty folder, or give --force to replace it."
+    )
+
+
+class DatasetWriter:
+    """Collects one dataset's files in a temporary folder; :meth:`publish` moves it to ``out_dir``.
+
+    ``out_dir`` is checked first (:func:`check_output`): never one that is or holds one of ``inputs``, and
+    only an empty folder or a dataset histoloop wrote unless ``force``."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        kind: str,
+        classes: list[str],
+        *,
+        inputs: Iterable[str | Path] = (),
+        force: bool = False,
+    ) -> None:
         self.out_dir = Path(out_dir)
+        self.inputs = [Path(p) for p in inputs]
+        self.force = force
+        check_output(self.out_dir, self.inputs, force=force)
         self.spec = dataset_spec(kind)
         self.kind = kind
         self.classes = list(classes)
@@ -291,13 +349,17 @@ class DatasetWriter:
         head = json.dumps({"kind": self.kind, "classes": self.classes, "fingerprint": self._hash.hexdigest()})
         text = head[:-1] + ', "items": ' + (f"[\n  {items[1:-1]}\n]" if self.items else "[]") + "}\n"
         self.layout.manifest.write_text(text)
+        check_output(self.out_dir, self.inputs, force=self.force)  # it may have changed meanwhile
         old = None
-        if self.out_dir.exists():
+        if self.out_dir.exists() or self.out_dir.is_symlink():
             old = self.out_dir.parent / f".{self.out_dir.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.out_dir, old)
         os.replace(self.tmp, self.out_dir)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # a file or a link (never what it points to) given with --force
+                old.unlink()
         return self.out_dir
 
     @contextmanager
@@ -311,12 +373,16 @@ class DatasetWriter:
         except BaseException:
             self.abandon()
             raise
-        if report.converted:
+        if not report.converted:
+            self.abandon()
+            return
+        try:
             if split_options is not None:
                 self.balance_splits(report, split_options)
             report.output = str(self.publish())
-        else:
+        except BaseException:
             self.abandon()
+            raise
 
     def abandon(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -37,12 +37,19 @@ converters.images.ImageError: /etc/shadow: not an allowed image source (Label St
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import io
+import os
 import socket
+import stat
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -235,7 +242,7 @@ class ImageLoader:
                 size = path.stat().st_size
                 if size > self.max_bytes:
                     raise ImageError(f"{url}: file has {size} bytes, more than the limit {self.max_bytes}")
-                return path.read_bytes(), path.name
+                return read_regular(path), path.name
             except OSError as exc:
                 raise ImageError(
                     f"{url}: cannot read {path} ({exc.strerror or type(exc).__name__})"
@@ -259,6 +266,7 @@ class ImageLoader:
 
     def _fetch(self, url: str, token: str | None, base_url: str | None) -> tuple[bytes, str]:
         import requests
+        import urllib3
 
         url, base = self._absolute(url, base_url)
         key = self._key_for(url, token, base if base_url else None)
@@ -266,8 +274,14 @@ class ImageLoader:
         follow = url_origin(url) in (url_origin(self.label_studio_url), url_origin(base))
         deadline = time.monotonic() + self.timeout
         chunks, total = [], 0
+        watch = _Watch()
+        # the clock covers connect, TLS, the status line and headers too: a per-read timeout alone lets a
+        # server that sends a header byte now and then hold this thread for ever
+        timer = threading.Timer(self.timeout, watch.expire)
+        timer.daemon = True
+        timer.start()
         try:
-            with self._get(url, key, follow) as r:
+            with self._get(url, key, follow, watch) as r:
                 if r.status_code != 200:
                     raise ImageError(f"{url}: HTTP {r.status_code}")
                 sock = _socket_of(r.raw)
@@ -285,23 +299,32 @@ class ImageLoader:
                         raise ImageError(f"{url}: more than the limit of {self.max_bytes} bytes")
                     chunks.append(chunk)
         except requests.RequestException as exc:
+            if watch.expired:
+                raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s") from None
             raise ImageError(f"{url}: {_fetch_reason(exc, self.timeout)}") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
             if isinstance(exc, ImageError):
                 raise
-            if time.monotonic() >= deadline or isinstance(exc, socket.timeout | TimeoutError):
+            if (
+                watch.expired
+                or time.monotonic() >= deadline
+                or isinstance(exc, socket.timeout | TimeoutError)
+            ):
                 raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s") from None
             raise ImageError(f"{url}: connection failed ({type(exc).__name__})") from None
+        finally:
+            timer.cancel()
+        if watch.expired:  # cut mid-body: what arrived is not the image
+            raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s")
         name = Path(unquote(urlsplit(url).path)).name
         query_d = parse_qs(urlsplit(url).query).get("d")
         if query_d:
             name = Path(query_d[0]).name
         return b"".join(chunks), name
 
-    def _get(self, url: str, key: tuple[str, str] | None, follow: bool) -> Any:
+    def _get(self, url: str, key: tuple[str, str] | None, follow: bool, watch: _Watch) -> Any:
         """GET with the key's header (legacy token or PAT, :mod:`converters.lsauth`, exchanged at the key's
         own address only); a PAT's access token refused with 401 is exchanged once more and retried."""
-        import requests
 
         from converters.lsauth import TokenError, auth_headers, forget_access, is_personal_access_token
 
@@ -313,11 +336,17 @@ class ImageLoader:
             except TokenError as exc:
                 raise ImageError(f"{url}: {exc}") from None
 
-        r = requests.get(url, headers=headers(), timeout=timeout, stream=True, allow_redirects=follow)
+        def get() -> Any:
+            with _watched_session(watch) as session:
+                return session.get(
+                    url, headers=headers(), timeout=timeout, stream=True, allow_redirects=follow
+                )
+
+        r = get()
         if r.status_code == 401 and key and is_personal_access_token(key[0]):
             r.close()
             forget_access(key[0], key[1])
-            r = requests.get(url, headers=headers(), timeout=timeout, stream=True, allow_redirects=follow)
+            r = get()
         return r
 
     # -- decoding -------------------------------------------------------------------------------------
@@ -359,6 +388,27 @@ class ImageLoader:
         except Exception as exc:  # PIL, imagecodecs (and ultralytics' PIL patch: ImportError)
             detail = "corrupt or truncated" if isinstance(exc, ImportError) else str(exc)[:200]
             raise ImageError(f"{where}: not a readable image ({fmt}: {detail})") from None
+
+    @staticmethod
+    def pixels_of(data: bytes, name: str) -> int | None:
+        """Width x height from the image's header, without decoding it; None when the header is not
+        readable (:meth:`decode` then says why)."""
+        try:
+            if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") or (
+                Path(name).suffix.lower() in TIFF_SUFFIXES and not _format_of(data)
+            ):
+                import tifffile
+
+                with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                    shape = tif.pages[0].shape
+                    return int(shape[0]) * int(shape[1])
+            fmt = _format_of(data)
+            if fmt is None:
+                return None
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                return int(im.size[0]) * int(im.size[1])
+        except Exception:  # any unreadable header: decode() gives the reason
+            return None
 
     def _decode_tiff(self, data: bytes, where: str) -> np.ndarray:
         import tifffile
@@ -410,6 +460,119 @@ def _format_of(data: bytes) -> str | None:
         if data.startswith(magic) and (fmt != "WEBP" or data[8:12] == b"WEBP"):
             return fmt
     return None
+
+
+class _Watch:
+    """The sockets of one fetch; :meth:`expire` (the deadline's timer) shuts them down, which ends any
+    read blocked on them at once."""
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        self._lock = threading.Lock()
+
+    def add(self, sock: Any) -> None:
+        with self._lock:
+            if isinstance(sock, socket.socket):
+                self.sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self.sockets:
+                _shut(sock)
+
+
+def _shut(sock: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_current_watch = threading.local()
+
+
+@functools.cache
+def _watched_adapter_class() -> type:
+    """A requests adapter whose connections report their sockets to the fetch's :class:`_Watch`."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def report(sock: Any) -> None:
+        watch = getattr(_current_watch, "watch", None)
+        if watch is not None:
+            watch.add(sock)
+
+    class Watched:
+        def _new_conn(self) -> Any:
+            sock = super()._new_conn()  # type: ignore[misc]
+            report(sock)
+            return sock
+
+        def connect(self) -> None:
+            super().connect()  # type: ignore[misc]
+            report(self.sock)  # type: ignore[attr-defined]  # the TLS socket, once wrapped
+
+    class Conn(Watched, HTTPConnection):
+        pass
+
+    class ConnS(Watched, HTTPSConnection):
+        pass
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Conn
+
+    class PoolS(HTTPSConnectionPool):
+        ConnectionCls = ConnS
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": PoolS}
+
+    return Adapter
+
+
+@contextmanager
+def _watched_session(watch: _Watch) -> Iterator[Any]:
+    """A requests session (as ``requests.get`` makes one per call) whose new sockets join ``watch``."""
+    import requests
+
+    adapter = _watched_adapter_class()()
+    with requests.Session() as session:
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        _current_watch.watch = watch
+        try:
+            yield session
+        finally:
+            _current_watch.watch = None
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """A regular file, open for reading; ``OSError`` ("not a regular file (a FIFO)") for anything else.
+    Opened without blocking first: opening a FIFO for reading waits for a writer, for ever if none comes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device"
+            raise OSError(errno.EINVAL, f"not a regular file ({what})", str(path))
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+        fh.raw.name = str(path)  # type: ignore[attr-defined]  # as open() names it (tifffile reads it)
+        return fh
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path) -> bytes:
+    """A regular file's bytes (:func:`open_regular`)."""
+    with open_regular(path) as fh:
+        return fh.read()
 
 
 def _socket_of(raw: Any) -> socket.socket | None:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from converters.images import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, ImageError
+from converters.images import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, ImageError, open_regular, read_regular
 
 COPY_FORMATS = frozenset({"PNG", "JPEG", "MPO"})
 """Image formats a dataset takes as they are (anything else is decoded and written as PNG)."""
@@ -55,7 +56,7 @@ def read_text(path: str | Path) -> str:
     converters.inputs.InputError: not UTF-8 text (byte 0xf6 at offset 3)
     """
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror or exc})") from None
     try:
@@ -80,7 +81,7 @@ def read_json(path: str | Path) -> Any:
     converters.inputs.InputError: not valid JSON (Expecting value: line 1 column 4 (char 3))
     """
     try:
-        raw = Path(path).read_bytes()
+        raw = read_regular(path)
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror or exc})") from None
     try:
@@ -121,8 +122,8 @@ def verify_image(
         else:
             if source is None:
                 raise ImageError(f"{where}: no image given")
-            size = Path(source).stat().st_size
-            stream = open(source, "rb")  # noqa: SIM115 (closed below)
+            stream = open_regular(source)
+            size = os.fstat(stream.fileno()).st_size
     except OSError as exc:
         raise ImageError(f"{where}: cannot read ({exc.strerror or exc})") from None
     with stream:

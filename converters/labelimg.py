@@ -25,10 +25,10 @@ from typing import Final
 
 import numpy as np
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import parse as parse_xml
+from defusedxml.ElementTree import fromstring as fromstring_xml
 
-from converters.dataset import MIN_EXTENT, DatasetWriter, box_line
-from converters.images import ImageError
+from converters.dataset import MIN_EXTENT, DatasetWriter, OutputRefused, box_line, check_output
+from converters.images import ImageError, read_regular
 from converters.inputs import COPY_FORMATS, InputError, read_text, verify_image
 from converters.predictions import boxes_to_results
 from converters.report import ConversionReport
@@ -78,7 +78,7 @@ def _verified(image: Path, source: str, report: ConversionReport):
 
 def _read_voc(xml: Path, report: ConversionReport) -> LabelImgItem | None:
     try:
-        root = parse_xml(xml).getroot()
+        root = fromstring_xml(read_regular(xml))
     except ET.ParseError as exc:
         report.skip(xml.name, f"not valid XML ({exc})")
         return None
@@ -190,7 +190,7 @@ def _read_yolo(txt: Path, classes: list[str], report: ConversionReport) -> Label
 def listed_classes(folder: str | Path) -> list[str] | None:
     """The classes of ``folder/classes.txt`` in order; None when there is none; InputError when unreadable."""
     path = Path(folder) / CLASSES_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
     return [c.strip() for c in read_text(path).splitlines() if c.strip()]
 
@@ -279,10 +279,15 @@ def labelimg_to_yolo(
     *,
     classes: list[str] | None = None,
     split_options: SplitOptions = DEFAULT_SPLIT,
+    force: bool = False,
 ) -> ConversionReport:
-    """A LabelImg folder → YOLO detection dataset (PNG/JPEG images copied; anything else written as PNG)."""
+    """A LabelImg folder → YOLO detection dataset (PNG/JPEG images copied; anything else written as PNG).
+
+    ``out_dir`` is replaced by the dataset; it may not be or hold ``folder``, and must be new, empty or a
+    dataset histoloop wrote unless ``force`` (:func:`converters.dataset.check_output`)."""
     from converters.images import ImageLoader
 
+    check_output(out_dir, [folder], force=force)
     report = ConversionReport()
     items = read_labelimg(folder, report)
     if classes is None:
@@ -295,7 +300,7 @@ def labelimg_to_yolo(
             listed = []
         classes = listed + [c for c in classes if c not in listed]
     index = {c: i for i, c in enumerate(classes)}
-    writer = DatasetWriter(out_dir, DATASET_KIND, classes)
+    writer = DatasetWriter(out_dir, DATASET_KIND, classes, inputs=[folder], force=force)
     loader = ImageLoader()
     with writer.publishing(report, split_options=split_options):
         for it in items:
@@ -335,6 +340,30 @@ def label_config_for(classes: list[str], from_name: str = "box", to_name: str = 
     )
 
 
+def _check_tasks_output(folder: Path, out_json: Path, force: bool) -> None:
+    config = out_json.with_name(out_json.stem + ".label_config.xml")
+    inside = folder.resolve()
+    for target in (out_json, config):
+        if target.exists() and target.resolve().is_relative_to(inside):
+            raise OutputRefused(
+                f"{target}: is a file in the input folder {folder}; writing it would overwrite it"
+            )
+    if force or not out_json.exists():
+        return
+    try:
+        with out_json.open("rb") as f:
+            head = f.read(64).lstrip()
+    except OSError as exc:
+        raise OutputRefused(
+            f"{out_json}: exists and cannot be read as a task list ({exc.strerror})"
+        ) from None
+    if not head.startswith(b"["):
+        raise OutputRefused(
+            f"{out_json}: exists and is not a JSON list of tasks; writing would replace it "
+            "(give --force to replace it)"
+        )
+
+
 def labelimg_to_labelstudio(
     folder: str | Path,
     out_json: str | Path,
@@ -345,13 +374,16 @@ def labelimg_to_labelstudio(
     model_version: str = "labelimg",
     from_name: str = "box",
     to_name: str = "image",
+    force: bool = False,
 ) -> ConversionReport:
     """A LabelImg folder → Label Studio tasks (``out_json``) with the boxes as predictions (pre-annotations)
     or, with ``as_annotations``, as annotations; also writes ``<out_json stem>.label_config.xml``.
 
     Each task's image is ``url_prefix`` + the image path relative to ``relative_to`` (Label Studio's
-    local-files document root; default: the folder's parent).
+    local-files document root; default: the folder's parent). Neither output may be a file in ``folder``;
+    an existing ``out_json`` that is not a JSON list is replaced only with ``force``.
     """
+    _check_tasks_output(Path(folder), Path(out_json), force)
     folder = Path(folder).resolve()
     base = Path(relative_to).resolve() if relative_to else folder.parent
     report = ConversionReport()

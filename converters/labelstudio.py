@@ -26,7 +26,7 @@ the rest converts. Anything unforeseen in one item skips that item with the exce
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tqdm import tqdm
 
-from converters.dataset import DatasetWriter, safe_stem
+from converters.dataset import DatasetWriter, check_output, safe_stem
 from converters.images import ImageError, ImageLoader
 from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.kinds import DatasetSpec, dataset_spec
@@ -319,14 +319,24 @@ def export_to_dataset(
     binary_masks: bool = False,
     data_key: str | None = None,
     progress: bool = False,
+    inputs: Sequence[str | Path] = (),
+    force: bool = False,
 ) -> ConversionReport:
     """Convert tasks into the dataset layout of ``kind`` (detect, obb, yolo-segment, segment, classify).
+
+    ``out_dir`` is replaced by the dataset; it may not be or hold the export, ``inputs`` or the images'
+    local root, and must be new, empty or a dataset histoloop wrote unless ``force``
+    (:func:`converters.dataset.check_output`).
 
     ``images=None`` writes labels only (no image files): for checks and benchmarks. ``split_options``
     split by hash; ``split`` forces splits instead: one split name for all, a mapping (stem, task id or
     group → split) or a callable(item), hashing (``split_options``) where it names none.
     """
     spec = dataset_spec(kind)
+    inputs = [*inputs, *([tasks] if isinstance(tasks, str | Path) else [])]
+    if images is not None and images.local_root is not None:
+        inputs.append(images.local_root)
+    check_output(out_dir, inputs, force=force)
     tasks = load_export(tasks)
     config = read_config(label_config) if label_config is not None else None
     report = ConversionReport()
@@ -341,7 +351,7 @@ def export_to_dataset(
         report.skip("label config", f"no labels for a {kind} dataset")
         return report
     _assign(items, out_dir, split=split, split_options=split_options)
-    writer = DatasetWriter(out_dir, kind, classes)
+    writer = DatasetWriter(out_dir, kind, classes, inputs=inputs, force=force)
     with writer.publishing(report, split_options=split_options if split is None else None):
         for it in tqdm(items, desc=f"{kind}", unit="task", disable=not progress, leave=False):
             _convert_item(it, spec, config, classes, images, writer, report, binary_masks)

@@ -30,7 +30,7 @@ from converters.kinds import ItemLabels, RegionReader, dataset_spec
 from converters.regions import RegionError, image_size_of, short
 from converters.report import ConversionReport
 from kernel.labelstudio import LabelConfig
-from kernel.tags import DatasetKind
+from kernel.tags import DatasetKind, type_spec
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ def convert_regions(
             return ItemLabels(lines=lines, regions=len(lines))
     reader = spec.regions(spec.kind, config, index, size)
     attempted = 0
+    others: dict[str, int] = {}  # regions this kind does not read, by type
     for n, r in enumerate(results):
         if type(r) is not dict:
             report.skip(f"{where} result #{n}", f"not a JSON object (a {type(r).__name__})")
@@ -154,6 +155,8 @@ def convert_regions(
         if rtype not in types:
             rtype = str(rtype).lower()
             if rtype not in types:
+                if _is_region(rtype):
+                    others[rtype] = others.get(rtype, 0) + 1
                 continue
         attempted += 1
         rid = warn = _Region(report, where, r.get("id", n))
@@ -164,7 +167,22 @@ def convert_regions(
         except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError) as exc:
             logger.debug("region %s", rid, exc_info=True)
             report.skip(rid, f"cannot be converted ({type(exc).__name__}: {exc})")
+    if not attempted and others:
+        # regions drawn only with another control say nothing about this kind's: not a background example
+        drawn = ", ".join(f"{n} {t}" for t, n in sorted(others.items()))
+        report.skip(
+            where,
+            f"its only regions ({drawn}) are of another control; a {kind} dataset reads {', '.join(types)}",
+        )
+        return None
     return reader.finish(attempted, where, report)
+
+
+def _is_region(result_type: str) -> bool:
+    """Whether a result of this type is a region drawn on the image (a labelled or plain geometry), as
+    opposed to a choice or text about the whole item."""
+    row = type_spec(result_type)
+    return row is not None and row.label_element == "Label"
 
 
 def _add_region(

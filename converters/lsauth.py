@@ -19,9 +19,6 @@ True
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import threading
 import time
 from typing import Any
@@ -36,14 +33,13 @@ class TokenError(RuntimeError):
 
 
 def jwt_claims(token: str) -> dict[str, Any] | None:
-    """The claims of a JWT, read without verifying it (Label Studio verifies), or None for anything else."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
+    """The claims of a JWT (PyJWT), read without verifying its signature or expiry (Label Studio verifies
+    them), or None for anything that is no JWT (a legacy token, a malformed header or payload)."""
+    import jwt
+
     try:
-        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(raw)
-    except (binascii.Error, ValueError):
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
         return None
     return claims if isinstance(claims, dict) else None
 

@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import parse as parse_xml
+from defusedxml.ElementTree import fromstring as fromstring_xml
 from tqdm import tqdm
 
-from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError
-from converters.images import ImageError, ImageLoader
+from converters.dataset import MIN_EXTENT, DatasetWriter, LabelValueError, check_output
+from converters.images import ImageError, ImageLoader, read_regular
 from converters.inputs import COPY_FORMATS, InputError, read_json, verify_image
 from converters.kinds import DatasetSpec, ItemLabels, dataset_spec, kinds_where, one_of
-from converters.regions import MAX_IMAGE_PIXELS, polygon_window
+from converters.regions import MAX_IMAGE_PIXELS, MAX_POLYGON_VERTICES, polygon_window, too_many_vertices
 from converters.report import ConversionReport
 from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_of_group
 
@@ -63,7 +63,7 @@ def parse_aperio_xml(path: str | Path, default_label: str = "nucleus") -> list[R
     """
     path = Path(path)
     try:
-        root = parse_xml(path).getroot()
+        root = fromstring_xml(read_regular(path))
     except ET.ParseError as exc:
         raise ValueError(f"{path.name}: not valid XML ({exc})") from None
     except DefusedXmlException as exc:  # entity declarations, external references: what XML bombs are made of
@@ -189,14 +189,19 @@ def aperio_to_dataset(
     split_options: SplitOptions = DEFAULT_SPLIT,
     binary_masks: bool = False,
     progress: bool = False,
+    force: bool = False,
 ) -> ConversionReport:
     """Aperio XML folder + images folder (same stems) → ``segment`` masks, ``detect`` boxes or
-    ``yolo-segment`` polygons. Classes default to the region labels in order of appearance."""
+    ``yolo-segment`` polygons. Classes default to the region labels in order of appearance.
+
+    ``out_dir`` is replaced by the dataset; it may not be or hold either input folder, and must be new,
+    empty or a dataset histoloop wrote unless ``force`` (:func:`converters.dataset.check_output`)."""
     drawn = kinds_where(lambda s: s.polygons is not None)
     if kind not in drawn:
         raise ValueError(f"kind must be {one_of(drawn)}, not {kind!r}")
     spec = dataset_spec(kind)
     xml_dir, images_dir = Path(xml_dir), Path(images_dir)
+    check_output(out_dir, [xml_dir, images_dir], force=force)
     report = ConversionReport()
     parsed: list[tuple[Path, list[Region]]] = []
     xmls = sorted(xml_dir.glob("*.xml"))
@@ -213,7 +218,7 @@ def aperio_to_dataset(
         for _, regions in parsed:
             classes.extend(r.label for r in regions if r.label not in classes)
         classes = classes or [default_label]
-    writer = DatasetWriter(out_dir, kind, classes)
+    writer = DatasetWriter(out_dir, kind, classes, inputs=[xml_dir, images_dir], force=force)
     loader = ImageLoader()
     with writer.publishing(report, split_options=split_options):
         for xml, regions in tqdm(parsed, desc="aperio", unit="file", disable=not progress, leave=False):
@@ -265,6 +270,9 @@ def _prepare_aperio(
         where = f"{xml.name} region {r.id}"
         if len(r.points) < 3:
             report.skip(where, "fewer than 3 numeric vertices")
+            continue
+        if len(r.points) > MAX_POLYGON_VERTICES:
+            report.skip(where, too_many_vertices(len(r.points)))
             continue
         if r.label not in index:
             report.skip(where, f"label '{r.label}' is not one of the classes")
@@ -324,11 +332,18 @@ def load_brecahad(path: str | Path) -> dict[str, np.ndarray]:
     out = {}
     for cls, pts in data.items():
         try:
-            arr = np.array([[float(p["x"]), float(p["y"])] for p in pts or []], np.float64).reshape(-1, 2)
+            arr = np.array([[_coordinate(p["x"]), _coordinate(p["y"])] for p in pts or []], np.float64)
         except (TypeError, KeyError, ValueError, OverflowError):
             raise ValueError(f"{path.name}: class '{cls}' has points without numeric x/y") from None
-        out[str(cls)] = arr
+        out[str(cls)] = arr.reshape(-1, 2)
     return out
+
+
+def _coordinate(value: Any) -> float:
+    """A point's x or y: a JSON number (``true`` is not 1, ``"0.5"`` is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
 
 
 def points_to_boxes(
@@ -369,6 +384,7 @@ def _prepare_brecahad(path: Path, classes, width, height, images_dir, loader, re
     except ValueError as exc:
         report.skip(path.name, str(exc).split(": ", 1)[-1])
         return None
+    given = sum(len(pts) for pts in points.values())
     for cls, read in points.items():
         pts = read
         if cls not in classes and len(pts):
@@ -384,6 +400,10 @@ def _prepare_brecahad(path: Path, classes, width, height, images_dir, loader, re
             report.skip(f"{path.name} class {cls}", f"{int(outside.sum())} points outside [0, 1]")
             pts = pts[~outside]
         points[cls] = pts
+    kept = sum(len(pts) for cls, pts in points.items() if cls in classes)
+    if given and not kept:  # an item without points would teach "no cells here"
+        report.skip(path.name, f"none of its {given} points could be used")
+        return None
     image = arr = None
     if images_dir is not None:
         image = _find_image(Path(images_dir), path.stem)
@@ -414,13 +434,15 @@ def brecahad_to_dataset(
     images_dir: str | Path | None = None,
     split: str | None = None,
     split_options: SplitOptions = DEFAULT_SPLIT,
+    force: bool = False,
 ) -> ConversionReport:
     """BreCaHAD point files → ``detect`` (fixed-size boxes) or ``segment`` (discs) datasets, per class.
 
     The images are not part of BreCaHAD's annotations: give ``images_dir`` (same stems) to copy them,
     else only labels/masks are written. Points outside [0, 1] are skipped. An item's group is its case
     (``Case_1-01`` → ``Case_1``) unless ``split_options.group_regex`` says otherwise; ``split`` puts
-    every item in that split instead of hashing.
+    every item in that split instead of hashing. ``out_dir`` is replaced by the dataset; it may not be or
+    hold an input, and must be new, empty or a dataset histoloop wrote unless ``force``.
     """
     placed = kinds_where(lambda s: s.points is not None)
     if kind not in placed:
@@ -435,10 +457,15 @@ def brecahad_to_dataset(
     for option, value in (("box_size", box_size), ("radius", radius)):
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
             raise ValueError(f"{option} must be a positive number, got {value}")
+        if value > max(width, height):  # every box or disc would be the whole image
+            raise ValueError(
+                f"{option} must be at most the image's longer side ({max(width, height)} px), got {value:g}"
+            )
     paths = [Path(p) for p in ([json_paths] if isinstance(json_paths, str | Path) else json_paths)]
     classes = list(classes or BRECAHAD_CLASSES)
     report = ConversionReport()
-    writer = DatasetWriter(out_dir, kind, classes)
+    inputs = [*paths, *([images_dir] if images_dir is not None else [])]
+    writer = DatasetWriter(out_dir, kind, classes, inputs=inputs, force=force)
     loader = ImageLoader()
     with writer.publishing(report, split_options=split_options if split is None else None):
         for path in paths:

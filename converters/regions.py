@@ -19,6 +19,9 @@ import numpy as np
 from converters.rle import rle_to_mask
 
 MAX_IMAGE_PIXELS = 16384 * 16384
+MAX_POLYGON_VERTICES = 10_000
+"""A polygon with more vertices is refused: hand-drawn outlines have far fewer, and a million-vertex
+polygon would be an 18 MB label line (and a slow rasterisation) for no gain."""
 """The largest image (width x height) a result may say it was drawn on (``converters.images``' default)."""
 
 
@@ -108,6 +111,8 @@ def rect_xyxy(value: dict, width: float, height: float) -> np.ndarray:
 def polygon_points(value: dict, width: float, height: float) -> np.ndarray:
     """Polygon vertices (K, 2) in pixels."""
     pts = value.get("points")
+    if isinstance(pts, list) and len(pts) > MAX_POLYGON_VERTICES:
+        raise RegionError(too_many_vertices(len(pts)))
     try:
         arr = np.asarray(pts, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -121,6 +126,10 @@ def polygon_points(value: dict, width: float, height: float) -> np.ndarray:
     if not np.isfinite(px).all():
         raise RegionError("polygon points are not finite numbers (too large)")
     return px
+
+
+def too_many_vertices(n: int) -> str:
+    return f"a polygon of {n} vertices, more than the limit of {MAX_POLYGON_VERTICES}"
 
 
 def clip_xyxy(box: np.ndarray, width: float, height: float) -> tuple[np.ndarray, bool]:

@@ -275,26 +275,29 @@ def tile_dataset(
     overlap: int = 64,
     min_visible: float = 0.5,
     progress: bool = False,
+    force: bool = False,
 ) -> ConversionReport:
     """Cut every image of a dataset (detect, yolo-segment or segment layout, with its manifest.json) that is
     larger than ``tile`` into overlapping tiles, labels clipped to each tile.
 
     Boxes cut at a tile border are kept when at least ``min_visible`` of their area remains; polygons are
     clipped (and dropped when nothing remains); masks are cropped. A tile keeps its source item's split and
-    group, so patient-level splits survive. Tiles are named ``<stem>_x<x0>_y<y0>``.
+    group, so patient-level splits survive. Tiles are named ``<stem>_x<x0>_y<y0>``. ``out_dir`` is replaced;
+    it may not be or hold ``src``, and must be new, empty or a dataset histoloop wrote unless ``force``.
     """
     from tqdm import tqdm
 
-    from converters.dataset import DatasetWriter
+    from converters.dataset import DatasetWriter, check_output
     from converters.images import ImageLoader
 
     src = Path(src)
+    check_output(out_dir, [src], force=force)
     report = ConversionReport()
     spec, classes, items = _read_manifest(src)
     if not items:
         report.skip(str(src), "the dataset has no items (manifest.json)")
         return report
-    writer = DatasetWriter(out_dir, spec.kind, classes)
+    writer = DatasetWriter(out_dir, spec.kind, classes, inputs=[src], force=force)
     loader = ImageLoader()
     with writer.publishing(report):
         for n, item in enumerate(tqdm(items, desc="tile", unit="image", disable=not progress, leave=False)):

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from PIL import Image
 
 from converters.synthetic import Tile, make_tile
-from kernel.kinds import KINDS
+from kernel.kinds import CORRECTIONS_RATIO, KINDS
 from kernel.settings import Settings
+
+if TYPE_CHECKING:
+    from training.base import Progress
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,17 @@ class DemoProject:
     from_name: str
     annotate: Callable[[Tile, str], list[dict[str, Any]]]
     headline: tuple[str, ...]
+    interactive: bool = False
+    """Its label config has smart tools: the backend is connected for interactive pre-annotation."""
 
+
+SMART_TOOLS = (
+    f'<KeyPointLabels name="click" toName="image" smart="true" smartOnly="true">'
+    f'<Label value="{TUMOR}" smart="true" background="blue"/></KeyPointLabels>'
+    f'<RectangleLabels name="box" toName="image" smart="true" smartOnly="true">'
+    f'<Label value="{TUMOR}" smart="true" background="blue"/></RectangleLabels>'
+)
+"""A click and a box that only prompt (Auto-Annotation on): the answer is a mask in the brush control."""
 
 PROJECTS = {
     "detect": DemoProject(
@@ -82,10 +96,11 @@ PROJECTS = {
         "histoloop demo: tumor masks",
         '<View><Image name="image" value="$image" zoom="true"/>'
         f'<BrushLabels name="tumor_mask" toName="image"><Label value="{TUMOR}" background="blue"/>'
-        "</BrushLabels></View>",
+        f"</BrushLabels>{SMART_TOOLS}</View>",
         "tumor_mask",
         _mask_regions,
         ("dice", "object_f1"),
+        interactive=True,
     ),
     "classify": DemoProject(
         "classify",
@@ -151,12 +166,18 @@ def local_files_url(path: Path, document_root: Path) -> str:
 
 
 def bootstrap(
-    settings: Settings, project: str, kind: str, tiles: list[tuple[Path, Tile]], document_root: Path
+    settings: Settings,
+    project: str,
+    kind: str,
+    tiles: list[tuple[Path, Tile]],
+    document_root: Path,
+    progress: Any = None,
 ) -> Any:
     """Train, register and promote a first version for ``project`` from labelled tiles.
 
     The tiles' exact labels become Label Studio annotations, which go through the workers' own
     convert → train → evaluate → register path; the training options are the project's ``train`` setting.
+    ``progress``: the training's progress callback (:class:`BootstrapBar`).
     """
     from training.lifecycle import retrain_from_tasks
     from training.registry import Registry
@@ -186,10 +207,88 @@ def bootstrap(
     )
     registry = Registry.from_settings(settings)
     done = retrain_from_tasks(
-        settings, registry, project, kind, tasks, PROJECTS[kind].label_config, job_id="demo-bootstrap"
+        settings,
+        registry,
+        project,
+        kind,
+        tasks,
+        PROJECTS[kind].label_config,
+        progress=progress,
+        job_id="demo-bootstrap",
     )
     log.info("bootstrap %s/%s: %s", project, kind, done.decision)
     return done.version
+
+
+class BootstrapBar:
+    """One progress bar for a first version: every batch of every epoch, then the pipeline's stages.
+
+    A :class:`training.base.StageProgress`: the training reports its batches, the pipeline its stages.
+    """
+
+    def __init__(self, description: str, file: TextIO | None = None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=description, total=1, unit="batch", file=file, dynamic_ncols=True, leave=True)
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.stage not in ("train", "val") or not progress.epochs:
+            return
+        steps = progress.steps or self.bar.total // progress.epochs or 1
+        total = progress.epochs * steps
+        done = (
+            (progress.epoch - 1) * steps + progress.step
+            if progress.stage == "train"
+            else progress.epoch * steps
+        )
+        self.bar.total = max(total, done)
+        self.bar.n = done
+        if progress.stage == "train":
+            loss = f", loss {progress.loss:.3f}" if progress.loss is not None else ""
+            self.bar.set_postfix_str(f"epoch {progress.epoch}/{progress.epochs}{loss}")  # refreshes
+        else:
+            self.bar.refresh()
+
+    def stage(self, stage: str, **extra: Any) -> None:
+        if stage != "train":
+            self.bar.set_postfix_str(stage)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def bootstrap_on_console(
+    settings: Settings,
+    project: str,
+    kind: str,
+    tiles: list[tuple[Path, Tile]],
+    document_root: Path,
+    *,
+    verbose: bool = False,
+    file: TextIO | None = None,
+) -> Any:
+    """:func:`bootstrap` as the demo shows it: one progress bar, then the held-out score; with ``verbose``
+    the log instead of the bar (ultralytics' own tables too, unless ``YOLO_VERBOSE`` is false)."""
+    out = file or sys.stderr
+    description = f"first {kind} model, project {project}"
+    if verbose:
+        print(f"Training the {description} on synthetic tiles...", file=out, flush=True)
+        version = bootstrap(settings, project, kind, tiles, document_root)
+    else:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        bar = BootstrapBar(description, file=out)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the pipeline's INFO lines would break the bar
+        try:
+            with logging_redirect_tqdm():
+                version = bootstrap(settings, project, kind, tiles, document_root, progress=bar)
+        finally:
+            root.setLevel(level)
+            bar.close()
+    print(f"  {version.ref}: {bootstrap_score(kind, version.metrics)}", file=out, flush=True)
+    return version
 
 
 def bootstrap_score(kind: str, metrics: dict[str, Any]) -> str:
@@ -197,6 +296,8 @@ def bootstrap_score(kind: str, metrics: dict[str, Any]) -> str:
 
     >>> bootstrap_score("detect", {"mAP50": 0.61, "recall": 0.7, "score_threshold": 0.3})
     'held-out mAP50 0.610, recall 0.700; suggestions from score 0.30'
+    >>> bootstrap_score("classify", {"balanced_accuracy": 0.9, "corrections_ratio": 0.25})
+    'held-out balanced_accuracy 0.900; corrections 0.25× of labelling from scratch'
     """
     parts = [
         f"{k} {metrics[k]:.3f}" for k in PROJECTS[kind].headline if isinstance(metrics.get(k), int | float)
@@ -204,6 +305,9 @@ def bootstrap_score(kind: str, metrics: dict[str, Any]) -> str:
     line = "held-out " + ", ".join(parts) if parts else "no held-out metrics"
     if isinstance(metrics.get("score_threshold"), int | float):
         line += f"; suggestions from score {metrics['score_threshold']:.2f}"
+    ratio = metrics.get(CORRECTIONS_RATIO)
+    if isinstance(ratio, int | float) and not isinstance(ratio, bool):
+        line += f"; corrections {ratio:.2f}× of labelling from scratch"
     return line
 
 
@@ -226,9 +330,12 @@ def create_projects(
     return ids
 
 
-def connect_backend(client: Any, project_id: int, backend_url: str) -> int:
-    """Connect histoloop as the project's ML backend; returns its id in Label Studio."""
-    backend = client.ml.create(project=project_id, url=backend_url, title="histoloop", is_interactive=False)
+def connect_backend(client: Any, project_id: int, backend_url: str, interactive: bool = False) -> int:
+    """Connect histoloop as the project's ML backend (``interactive``: for its smart tools too); returns
+    its id in Label Studio."""
+    backend = client.ml.create(
+        project=project_id, url=backend_url, title="histoloop", is_interactive=interactive
+    )
     return backend.id
 
 
@@ -280,8 +387,11 @@ def run_demo(
     label_studio_venv: Path | None = None,
     kinds: tuple[str, ...] = KINDS,
     wait: Any = None,
+    verbose: bool = False,
 ) -> None:
-    """Start everything, set up the demo projects, print the URL and login, run until ``wait()`` returns."""
+    """Start everything, set up the demo projects, print the URL and login, run until ``wait()`` returns.
+
+    ``verbose``: the first versions' training logs instead of one progress bar each."""
     from histoloop.labelstudio import LabelStudioServer
     from histoloop.stack import Stack, settings_env
     from training.registry import Registry
@@ -337,15 +447,14 @@ def run_demo(
         )
         for kind, pid in ids.items():
             if registry.production(str(pid), kind) is None:
-                print(f"Training a first {kind} model for project {pid} on synthetic tiles...")
-                first = bootstrap(demo_settings, str(pid), kind, train_tiles[: DEMO_TILES[kind]], train_root)
-                print(f"  {first.ref}: {bootstrap_score(kind, first.metrics)}")
+                tiles = train_tiles[: DEMO_TILES[kind]]
+                bootstrap_on_console(demo_settings, str(pid), kind, tiles, train_root, verbose=verbose)
         backend_url = f"http://127.0.0.1:{backend_port}"
         stack.backend("127.0.0.1", backend_port)
         stack.worker(device=settings.device if settings.device != "auto" else "cpu")
         for kind, pid in ids.items():
             if kind in missing:
-                connect_backend(client, pid, backend_url)
+                connect_backend(client, pid, backend_url, interactive=PROJECTS[kind].interactive)
             retrieve_predictions(client, pid)
         print(
             f"\nhistoloop demo is running.\n  Label Studio: {ls.url}  (login {creds['username']} / "

@@ -124,6 +124,18 @@ def _write_png(image: np.ndarray, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def fields_folder(local_files_root: str | Path, subdir: str) -> Path:
+    """``local_files_root/subdir``, resolved; ``ValueError`` when it is not inside the root (``../x``, an
+    absolute path, a link out of it): Label Studio serves only the root, and nothing is written elsewhere."""
+    root = Path(local_files_root).resolve()
+    folder = (root / subdir).resolve()
+    if not folder.is_relative_to(root):
+        raise ValueError(
+            f"--subdir {subdir!r} is outside the local-files root {root} (it resolves to {folder})"
+        )
+    return folder
+
+
 def import_slides(
     client: Any,
     project: int,
@@ -146,7 +158,7 @@ def import_slides(
     overlap; ``per_slide`` sampled at random, reproducibly, or all), write them under
     ``local_files_root/subdir`` and create one task each in ``project`` (see the module docstring)."""
     root = Path(local_files_root).resolve()
-    folder = root / subdir
+    folder = fields_folder(root, subdir)
     folder.mkdir(parents=True, exist_ok=True)
     report = ImportReport()
     data_key = image_data_key(client, project)

@@ -24,8 +24,9 @@ The same two transaction shapes on both (SQLAlchemy 2 Core connections, psycopg 
 The schema is created and changed only by versioned migrations (alembic scripts in the store's own
 package, ``training/migrations/registry``, ``workers/migrations/events``): :meth:`Database.upgrade` runs the
 missing ones under the same write lock, so many processes starting at once migrate once. Opening a store
-upgrades it (``histoloop db upgrade`` does it explicitly); a database migrated by a newer histoloop is
-refused with a clear error rather than written with an old schema.
+upgrades it (``histoloop db upgrade`` does it explicitly), except with ``upgrade=False``, which the
+read-only commands use (:meth:`Database.pending` says what is missing, creating nothing); a database
+migrated by a newer histoloop is refused with a clear error rather than written with an old schema.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -248,6 +249,7 @@ class Database:
         *,
         migrations: Path | None = None,
         timeout: float = 30.0,
+        upgrade: bool = True,
     ) -> None:
         self.url = sqlalchemy_url(target)
         self.store = store
@@ -258,12 +260,12 @@ class Database:
         if self.dialect == "sqlite":
             database = make_url(self.url).database
             self.path: Path | None = Path(database) if database else None
-            if self.path is not None:
+            if self.path is not None and upgrade:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
             self.path = None
         self._lock_key = zlib.crc32(f"histoloop:{self.schema}".encode())
-        if migrations is not None:
+        if migrations is not None and upgrade:
             self.upgrade()
 
     def __repr__(self) -> str:
@@ -352,11 +354,39 @@ class Database:
         return ScriptDirectory(str(self.migrations)).get_current_head()
 
     def current(self) -> str | None:
-        """The migration this database is at (None: not created yet)."""
+        """The migration this database is at (None: not created yet); creates nothing."""
         from alembic.runtime.migration import MigrationContext
 
-        with self.read() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        if self.dialect == "sqlite" and self.path is not None and not self.path.is_file():
+            return None  # connecting would create the file
+        try:
+            with self.read() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except Exception as exc:
+            from sqlalchemy.exc import OperationalError
+
+            if isinstance(exc, OperationalError):
+                raise DatabaseError(
+                    f"cannot open the {self.store} database {safe_url(self.url)}: {exc.orig}"
+                ) from exc
+            raise
+
+    def pending(self) -> list[str]:
+        """The migrations this database lacks, oldest first (every one when it is not created yet); reads
+        only. A database at a migration this histoloop does not know is a :class:`DatabaseError`."""
+        from alembic.script import ScriptDirectory
+
+        if self.migrations is None:
+            return []
+        script = ScriptDirectory(str(self.migrations))
+        current = self.current()
+        if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+            raise DatabaseError(
+                f"the {self.store} database {safe_url(self.url)} is at migration {current!r}, which this "
+                f"histoloop does not know (newer than {script.get_current_head()!r}): upgrade histoloop"
+            )
+        steps = [rev.revision for rev in script.iterate_revisions(script.get_current_head(), current)]
+        return steps[::-1]
 
     def upgrade(self) -> str | None:
         """Run the missing migrations (under the write lock, so concurrent openers migrate once)."""

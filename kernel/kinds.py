@@ -23,7 +23,12 @@ PRIMARY_METRIC: Final[dict[Kind, str]] = {
     "segment": "dice",
     "classify": "balanced_accuracy",
 }
-"""The held-out metric that decides promotion (higher is better)."""
+"""The held-out metric that decides promotion by default (higher is better)."""
+
+CORRECTIONS_RATIO: Final = "corrections_ratio"
+"""The held-out metric of every kind that counts a specialist's work: the corrections made to a version's
+suggestions at its own served threshold, over the corrections of drawing from scratch (lower is better;
+1.0 saves nothing). What ``promotion_metric = "corrections"`` promotes by."""
 
 
 def is_kind(value: object) -> TypeGuard[Kind]:

@@ -174,6 +174,10 @@ class Control:
     """The task data key of the object's value (``$image`` -> ``image``); empty when it is no variable."""
     labels: tuple[str, ...]
     """Its labels or choices, in config order."""
+    prompt_only: bool = False
+    """A smart tool that only prompts interactive pre-annotation: a ``KeyPointLabels`` with
+    ``smart="true"``, or any control with ``smartOnly="true"``. No model predicts into it and it reports
+    no skip: its regions are the question, the answer goes to the other controls."""
 
     @property
     def on_image(self) -> bool:
@@ -181,7 +185,10 @@ class Control:
 
     @cached_property
     def kind(self) -> Kind | None:
-        """The model kind feeding it: only controls on an image with a variable value have one."""
+        """The model kind feeding it: only controls on an image with a variable value have one (and no
+        prompt-only smart tool)."""
+        if self.prompt_only:
+            return None
         return CONTROL_KIND.get(self.tag) if self.on_image and self.data_key else None
 
 
@@ -205,6 +212,8 @@ class LabelConfig:
         """The controls no model kind feeds, each as ``"<name>: <reason>"``."""
         out = []
         for c in self.controls:
+            if c.prompt_only:
+                continue
             if c.tag not in CONTROL_KIND:
                 out.append(f"{c.name}: no predictor for <{c.tag}>")
             elif c.kind is None:
@@ -216,7 +225,7 @@ class LabelConfig:
         (:func:`kernel.tags.dataset_tags`), in config order (first control first), once each."""
         wanted, out = dataset_tags(kind), list[str]()
         for control in self.controls:
-            if control.tag in wanted:
+            if control.tag in wanted and not control.prompt_only:
                 out.extend(label for label in control.labels if label not in out)
         return out
 
@@ -227,7 +236,9 @@ class LabelConfig:
     @cached_property
     def _pairs(self) -> frozenset[tuple[str, str]]:
         return frozenset(
-            (c.name, row.result_type) for c in self.controls if (row := tag_spec(c.tag)) is not None
+            (c.name, row.result_type)
+            for c in self.controls
+            if not c.prompt_only and (row := tag_spec(c.tag)) is not None
         )
 
     def why_not_a_class(self, label: str, kind: DatasetKind) -> str:
@@ -305,6 +316,7 @@ def _read_label_config(xml: str) -> LabelConfig:
         schema = parse_config(xml)
     except Exception as exc:  # the SDK raises lxml/ValueError/KeyError variants
         raise LabelConfigError(f"cannot parse the label config: {str(exc)[:300]}") from None
+    prompts = _prompt_only(xml)
     controls = []
     for name, info in schema.items():
         inputs = info.get("inputs") or [{}]
@@ -319,9 +331,33 @@ def _read_label_config(xml: str) -> LabelConfig:
                 object_tag=str(first.get("type") or ""),
                 data_key=value,
                 labels=tuple(str(label) for label in info.get("labels") or ()),
+                prompt_only=str(name) in prompts,
             )
         )
     config = LabelConfig(tuple(controls))
     for reason in config.skipped:  # once per config: the parse is cached
         log.warning("label config: skipping control %s", reason)
     return config
+
+
+def _prompt_only(xml: str) -> frozenset[str]:
+    """The names of the controls that are smart tools only (see :attr:`Control.prompt_only`); the SDK's
+    parse drops the controls' own attributes, so they are read here (no entities, no network)."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        root = etree.fromstring(xml.encode(), parser=parser)
+    except etree.XMLSyntaxError:
+        return frozenset()
+
+    def yes(element: Any, attr: str) -> bool:
+        return str(element.get(attr, "")).strip().lower() == "true"
+
+    return frozenset(
+        str(el.get("name"))
+        for el in root.iter()
+        if isinstance(el.tag, str)
+        and el.get("name")
+        and (yes(el, "smartOnly") or (el.tag == "KeyPointLabels" and yes(el, "smart")))
+    )

@@ -11,6 +11,7 @@ Per-project overrides live in the config file only::
     min_score = 0.4
     retrain_threshold = 50
     auto_promote = "never"
+    promotion_metric = "corrections"      # promote by the work saved, not the primary metric
     label_map = { "tumor" = "Tumor" }     # model class -> label-config label
     train.detect = { epochs = 50, imgsz = 640, weights = "/models/yolo11s-pretrained.pt" }
     train.segment = { pretrained = "/models/pathology-encoder.safetensors" }   # default: "imagenet"
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 AutoPromote = Literal["never", "if_better", "always"]
+PromotionMetric = Literal["primary", "corrections"]
+PROMOTION_METRICS: tuple[PromotionMetric, ...] = ("primary", "corrections")
 DEFAULT_MIN_SCORE = 0.25
 """The score floor of a version that has no threshold of its own, when the project sets none."""
 Approval = Literal["submitted", "ground_truth", "reviewed"]
@@ -61,8 +64,13 @@ class ProjectSettings:
     retrain_threshold: int = 20
     """Retrain when this many newly approved annotations arrived since production's data."""
     auto_promote: AutoPromote = "if_better"
+    promotion_metric: PromotionMetric = "primary"
+    """What ``auto_promote = "if_better"`` compares: ``primary`` (the kind's primary metric, higher is
+    better: mAP@0.5, Dice, balanced accuracy) or ``corrections`` (the corrections ratio: a specialist's
+    corrections to the version's suggestions at its served threshold over drawing from scratch, lower is
+    better). Both are measured on the same validation split for the candidate and production."""
     promotion_margin: float = 0.0
-    """A candidate must beat production's primary metric by more than this to be promoted."""
+    """A candidate must beat production's promotion metric by more than this to be promoted."""
     approval: Approval = "submitted"
     """Which annotations count as approved (see README, "Which annotations count")."""
     label_map: dict[str, str] = field(default_factory=dict)
@@ -83,6 +91,12 @@ class ProjectSettings:
 
 
 _PROJECT_FIELDS = {f.name for f in fields(ProjectSettings)}
+_PROJECT_NUMBERS: dict[str, type[int] | type[float]] = {
+    "min_score": float,
+    "retrain_threshold": int,
+    "promotion_margin": float,
+    "val_fraction": float,
+}
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,9 @@ class Settings:
     max_image_bytes: int = 512 * 1024 * 1024
     image_timeout: float = 30.0
     """Seconds one image fetch may take in all (connecting and every byte), not per byte."""
+    request_read_timeout: float = 30.0
+    """Seconds a client may take to send one whole request to ``histoloop serve`` (headers and body);
+    requests are read in gunicorn's event loop (``ml_backend.gworker``), so a slow one holds no thread."""
     image_allow: tuple[str, ...] = ()
     """What the backend and workers may read besides Label Studio's URLs and the local-files root: URL
     prefixes (``https://slides.lab.example/``) and directories (``/srv/slides``); comma-separated in
@@ -131,6 +148,18 @@ class Settings:
     predict_slots: int = 0
     """At most this many ``/predict`` at once per process (0: no limit); ``histoloop serve`` sets it to
     its threads minus one, so that ``/health`` and ``/webhook`` always find a free thread."""
+    predict_timeout: float = 90.0
+    """Seconds one ``/predict`` may take in all (Label Studio waits 100 s): tasks whose images are not
+    fetched, or that are not predicted, by then get an ``error`` saying so (``histoloop predict``, outside
+    HTTP, has no such deadline)."""
+    predict_max_pixels: int = 128 * 1024 * 1024
+    """Pixels of task images one ``/predict`` decodes in all (apart from ``max_image_pixels``, the limit
+    per image); the tasks past it get an ``error`` saying so (``histoloop predict`` has no such budget)."""
+    predict_queue: int = 64
+    """With every predict slot taken, at most this many more ``/predict`` wait for one (each on a thread
+    ``histoloop serve`` adds for waiting); one more is a ``503`` at once."""
+    predict_queue_timeout: float = 30.0
+    """Seconds a ``/predict`` waits for a slot before it is a ``503`` (Label Studio does not retry one)."""
     log_level: str = "INFO"
     project_defaults: ProjectSettings = field(default_factory=ProjectSettings)
     projects: dict[str, ProjectSettings] = field(default_factory=dict)
@@ -204,7 +233,58 @@ _ALIASES = {
 }
 
 
-def _convert(name: str, raw: Any, typ: Any) -> Any:
+OTHER_VARIABLES = frozenset(
+    {
+        "HISTOLOOP_CONFIG",
+        "HISTOLOOP_USER_HF_HUB_OFFLINE",  # training/offline.py keeps the user's HF_HUB_OFFLINE in it
+        "HISTOLOOP_IMAGES",  # docker-compose.yml: the images folder it mounts
+        # the tests' and benchmarks' own
+        "HISTOLOOP_LABEL_STUDIO_VENV",
+        "HISTOLOOP_SHARED",
+        "HISTOLOOP_SHARED_DATA",
+        "HISTOLOOP_BENCH_REDIS",
+        "HISTOLOOP_TEST_POSTGRES",
+        "HISTOLOOP_HYPOTHESIS_EXAMPLES",
+    }
+)
+"""``HISTOLOOP_*`` variables that are not settings but are read by name elsewhere (never warned about)."""
+
+_warned: set[str] = set()
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``HISTOLOOP_*`` variable histoloop reads: one per setting, and :data:`OTHER_VARIABLES`."""
+    names = {f.name for f in fields(Settings)} - {"project_defaults", "projects"}
+    names |= _PROJECT_FIELDS - {"label_map", "train"}
+    return frozenset({f"HISTOLOOP_{n.upper()}" for n in names} | OTHER_VARIABLES)
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """Log a warning, once per process and name, for each ``HISTOLOOP_*`` variable that is no setting
+    (a misspelt one would otherwise be silently ignored), naming the closest known one."""
+    import difflib
+    import logging
+
+    known = known_variables()
+    for var in sorted(v for v in env if v.startswith("HISTOLOOP_") and v not in known and v not in _warned):
+        _warned.add(var)
+        close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        logging.getLogger(__name__).warning("%s is not a histoloop setting: ignored%s", var, hint)
+
+
+def _number(source: str, raw: Any, typ: type[int] | type[float]) -> int | float:
+    """``raw`` as an int or a float; otherwise a ValueError that names where it came from (``source``:
+    the variable, or the config file's key)."""
+    if isinstance(raw, bool) or (typ is int and isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError(f"{source}: {raw!r} is not an integer")
+    try:
+        return typ(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {raw!r} is not {'an integer' if typ is int else 'a number'}") from None
+
+
+def _convert(source: str, raw: Any, typ: Any) -> Any:
     typ = str(typ)
     if raw is None:
         return None
@@ -213,9 +293,9 @@ def _convert(name: str, raw: Any, typ: Any) -> Any:
     if "Secret" in typ:
         return Secret(str(raw))
     if typ == "int":
-        return int(raw)
+        return _number(source, raw, int)
     if typ == "float":
-        return float(raw)
+        return _number(source, raw, float)
     if typ.startswith("tuple"):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(str(i).strip() for i in items if str(i).strip())
@@ -228,14 +308,28 @@ def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str)
         raise ValueError(f"{where}: unknown project setting(s) {sorted(unknown)}")
     if "train" in raw:  # per kind: a project's options add to (and override) the defaults' kinds
         raw = {**raw, "train": {**base.train, **raw["train"]}}
+    raw = {
+        k: _number(f"{where}: {k}", v, _PROJECT_NUMBERS[k]) if k in _PROJECT_NUMBERS and v is not None else v
+        for k, v in raw.items()
+    }
     settings = dataclasses.replace(base, **raw)
-    if settings.auto_promote not in ("never", "if_better", "always"):
-        raise ValueError(f"{where}: auto_promote must be never|if_better|always")
-    if settings.approval not in ("submitted", "ground_truth", "reviewed"):
-        raise ValueError(f"{where}: approval must be submitted|ground_truth|reviewed")
-    if settings.uncertainty not in UNCERTAINTY_MEASURES:
-        raise ValueError(f"{where}: uncertainty must be {'|'.join(UNCERTAINTY_MEASURES)}")
+    for name in _CHOICES:
+        _check_choice(where, name, getattr(settings, name))
     return settings
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "auto_promote": ("never", "if_better", "always"),
+    "promotion_metric": PROMOTION_METRICS,
+    "approval": ("submitted", "ground_truth", "reviewed"),
+    "uncertainty": UNCERTAINTY_MEASURES,
+}
+"""The project settings that take one of a few words, and those words."""
+
+
+def _check_choice(where: str, name: str, value: Any) -> None:
+    if value not in _CHOICES[name]:
+        raise ValueError(f"{where}: {name} must be {'|'.join(_CHOICES[name])}, not {value!r}")
 
 
 def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -253,17 +347,18 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"config file {path}: {exc}") from exc
 
+    _warn_unknown_variables(env)
     values: dict[str, Any] = {}
     for f in fields(Settings):
         if f.name in ("project_defaults", "projects"):
             continue
-        raw = file_values.get(f.name)
+        raw, source = file_values.get(f.name), f"config file {path}: {f.name}"
         for var in (f"HISTOLOOP_{f.name.upper()}", *_ALIASES.get(f.name, ())):
             if var in env:
-                raw = env[var]
+                raw, source = env[var], var
                 break
         if raw is not None:
-            values[f.name] = _convert(f.name, raw, f.type)
+            values[f.name] = _convert(source, raw, f.type)
 
     defaults = ProjectSettings()
     default_overrides = {k: file_values[k] for k in _PROJECT_FIELDS if k in file_values}
@@ -272,12 +367,14 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         if var in env:
             current = getattr(defaults, k)
             if k == "min_score":
-                default_overrides[k] = float(env[var]) if env[var].strip() else None
+                default_overrides[k] = _number(var, env[var], float) if env[var].strip() else None
+            elif isinstance(current, int | float):
+                default_overrides[k] = _number(var, env[var], type(current))
             else:
-                default_overrides[k] = (
-                    type(current)(env[var]) if isinstance(current, int | float) else env[var]
-                )
-    defaults = _project_settings(default_overrides, defaults, "settings")
+                default_overrides[k] = env[var]
+            if k in _CHOICES:  # the message names the variable that holds the bad word
+                _check_choice(var, k, default_overrides[k])
+    defaults = _project_settings(default_overrides, defaults, f"config file {path}" if path else "settings")
     projects = {
         str(pid): _project_settings(raw, defaults, f"[projects.{pid}]")
         for pid, raw in (file_values.get("projects") or {}).items()

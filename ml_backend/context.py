@@ -45,29 +45,42 @@ class Backend:
     dispatcher: Dispatcher
     interactive: InteractiveEngine
     slots: threading.BoundedSemaphore | None = field(default=None, repr=False)
+    waiting: threading.BoundedSemaphore | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.slots is None and self.settings.predict_slots > 0:
             self.slots = threading.BoundedSemaphore(self.settings.predict_slots)
+        if self.waiting is None and self.settings.predict_queue > 0:
+            self.waiting = threading.BoundedSemaphore(self.settings.predict_queue)
 
     @contextmanager
     def predict_slot(self) -> Iterator[None]:
-        """Hold one of the ``predict_slots`` for a ``/predict``; 503 at once when all are taken, so that a
-        slow batch never leaves ``/health`` and ``/webhook`` without a thread."""
+        """Hold one of the ``predict_slots`` for a ``/predict``. With all taken, wait for one for at most
+        ``predict_queue_timeout`` s, as one of at most ``predict_queue`` waiting; a ``503`` when the wait
+        ends or the queue is full, so that a slow batch never leaves ``/health`` and ``/webhook`` without
+        a thread."""
         if self.slots is None:
             yield
             return
         if not self.slots.acquire(blocking=False):
-            response = make_response(
-                jsonify(error=f"busy: {self.settings.predict_slots} prediction(s) running; retry shortly"),
-                503,
-            )
-            response.headers["Retry-After"] = "5"
-            abort(response)
+            self._wait_for_slot(self.slots)
         try:
             yield
         finally:
             self.slots.release()
+
+    def _wait_for_slot(self, slots: threading.BoundedSemaphore) -> None:
+        settings = self.settings
+        busy = f"busy: {settings.predict_slots} prediction(s) running"
+        if self.waiting is None or not self.waiting.acquire(blocking=False):
+            _refuse(f"{busy} and {settings.predict_queue} waiting; retry shortly")
+        try:
+            got = slots.acquire(timeout=settings.predict_queue_timeout)
+        finally:
+            if self.waiting is not None:
+                self.waiting.release()
+        if not got:
+            _refuse(f"{busy}; none was free within {settings.predict_queue_timeout:g} s; retry shortly")
 
     @classmethod
     def build(cls, settings: Settings) -> Backend:
@@ -130,3 +143,9 @@ def json_object(required: bool = True) -> dict[str, Any]:
     if not isinstance(body, dict):
         fail(400, f"expected a JSON object, got {type(body).__name__}")
     return body
+
+
+def _refuse(message: str) -> NoReturn:
+    response = make_response(jsonify(error=message), 503)
+    response.headers["Retry-After"] = "5"
+    abort(response)

@@ -13,14 +13,25 @@ reason in ``error``; the other tasks are still predicted. The log gets a warning
 tasks writes a few lines, not 100,000). Every item carries the same ``model_version`` (that of the
 models used, as ``/setup`` reports it). When the project's models all failed to load,
 :class:`ModelUnavailable` is raised instead: nothing is answered under a version that is not served.
+
+Images are fetched :data:`FETCH_PARALLEL` at a time, ahead of the tasks being decoded and predicted.
+``/predict`` gives a batch a deadline (``predict_timeout``, counted from when the request arrived) and a
+pixel budget (``predict_max_pixels``, read from each image's header before it is decoded): a task whose
+images are not fetched in time, that would take the batch past its budget, or that is not predicted
+before the deadline gets an ``error`` saying which, and the others are answered.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -44,6 +55,27 @@ BATCH_PIXELS = 64 * 1024 * 1024
 image is still predicted, alone."""
 LOGGED_FAILURES = 5
 """Bad tasks of one batch logged one by one; the rest are counted in one line."""
+FETCH_PARALLEL = 8
+"""Image fetches of one batch in flight at once (each bounded by ``image_timeout``)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one batch may take: a deadline (``time.monotonic()``) and a budget of decoded pixels."""
+
+    deadline: float | None = None
+    timeout_s: float = 0.0
+    """The deadline's length, for the messages."""
+    max_pixels: int | None = None
+
+    def passed(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def late(self, what: str) -> str:
+        return f"{what} within this request's deadline of {self.timeout_s:g} s (HISTOLOOP_PREDICT_TIMEOUT)"
 
 
 class TaskError(ValueError):
@@ -65,7 +97,12 @@ class Engine:
         self._predictor_cache: dict[tuple[Any, ...], list[ControlPredictor]] = {}
 
     def predict(
-        self, project: str, tasks: Sequence[Any], plan: LabelPlan, state: ProjectState
+        self,
+        project: str,
+        tasks: Sequence[Any],
+        plan: LabelPlan,
+        state: ProjectState,
+        limits: Limits | None = None,
     ) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
         """``(model_version, one prediction per task, seconds spent per stage)``.
 
@@ -75,7 +112,8 @@ class Engine:
 
         The tasks' images go through each model together: one batched forward pass per model for up to
         :data:`training.inference.TILE_BATCH` tiles (of any images), in groups of at most
-        :data:`BATCH_PIXELS` pixels of images held at once.
+        :data:`BATCH_PIXELS` pixels of images held at once. ``limits``: the batch's deadline and pixel
+        budget (none by default; see the module docstring).
         """
         started = time.perf_counter()
         timings = dict.fromkeys(("fetch", "decode", "queue", "model", "results"), 0.0)
@@ -92,8 +130,12 @@ class Engine:
         tta = ps.uncertainty == "tta"
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         errors: dict[int, str] = {}
+        limits = limits or Limits()
         if predictors:
-            for group in self._groups(tasks, predictors, state, timings, errors):
+            for group in self._groups(tasks, predictors, state, timings, errors, limits):
+                if limits.passed():
+                    errors.update((i, limits.late("not predicted")) for i, _ in group)
+                    continue
                 self._predict_group(group, predictors, serving, timings, errors, out, version, score, tta)
         else:
             out = [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
@@ -148,14 +190,16 @@ class Engine:
         state: ProjectState,
         timings: dict[str, float],
         errors: dict[int, str],
+        limits: Limits,
     ) -> Iterator[list[tuple[int, dict[str, np.ndarray]]]]:
         """(task index, images by data key) of the readable tasks, in groups of at most BATCH_PIXELS."""
         keys = list(dict.fromkeys(p.control.data_key for p in predictors))
         group: list[tuple[int, dict[str, np.ndarray]]] = []
         pixels = 0
-        for index, task in enumerate(tasks):
+        budget = _Budget(limits.max_pixels)
+        for index, fetched in self._fetched(tasks, keys, state, timings, limits):
             try:
-                images = self._images(task, keys, state, timings)
+                images = self._decoded(fetched, budget, timings)
             except Exception as exc:  # one bad task never fails the batch
                 errors[index] = _reason(exc)
                 continue
@@ -168,17 +212,66 @@ class Engine:
         if group:
             yield group
 
-    def _images(
-        self, task: Any, keys: list[str], state: ProjectState, timings: dict[str, float]
-    ) -> dict[str, np.ndarray]:
+    def _fetched(
+        self,
+        tasks: Sequence[Any],
+        keys: list[str],
+        state: ProjectState,
+        timings: dict[str, float],
+        limits: Limits,
+    ) -> Iterator[tuple[int, Future[dict[str, tuple[str, bytes, str]]]]]:
+        """(task index, its fetch: url, bytes and name by data key), in task order, with up to
+        :data:`FETCH_PARALLEL` fetches running ahead; one that is not done by the deadline is given up."""
+        pool = ThreadPoolExecutor(FETCH_PARALLEL, thread_name_prefix="histoloop-fetch")
+        ahead: deque[tuple[int, Future[dict[str, tuple[str, bytes, str]]]]] = deque()
+        todo = iter(enumerate(tasks))
+        try:
+            while True:
+                while len(ahead) < FETCH_PARALLEL and not limits.passed():
+                    nxt = next(todo, None)
+                    if nxt is None:
+                        break
+                    ahead.append((nxt[0], pool.submit(self._fetch_task, nxt[1], keys, state)))
+                if not ahead:
+                    break
+                index, future = ahead.popleft()
+                t0 = time.perf_counter()
+                try:
+                    future.exception(timeout=limits.left())  # the future keeps a fetch's error: the task's
+                except FutureTimeout:
+                    future = _failed(TaskError(limits.late("images not fetched")))
+                timings["fetch"] += time.perf_counter() - t0
+                yield index, future
+            for index, _task in todo:  # never started: the deadline passed first
+                yield index, _failed(TaskError(limits.late("images not fetched")))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fetch_task(
+        self, task: Any, keys: list[str], state: ProjectState
+    ) -> dict[str, tuple[str, bytes, str]]:
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise TaskError("the task has no 'data' object")
-        images: dict[str, np.ndarray] = {}
+        fetched: dict[str, tuple[str, bytes, str]] = {}
         for key in keys:
             url = task["data"].get(key)
             if not isinstance(url, str) or not url:
                 raise TaskError(f"task data has no image URL under {key!r}")
-            images[key] = self.images.load(url, state, timings)
+            fetched[key] = (url, *self.images.read(url, state))
+        return fetched
+
+    def _decoded(
+        self,
+        fetched: Future[dict[str, tuple[str, bytes, str]]],
+        budget: _Budget,
+        timings: dict[str, float],
+    ) -> dict[str, np.ndarray]:
+        images: dict[str, np.ndarray] = {}
+        for key, (url, data, name) in fetched.result().items():
+            budget.take(self.images.loader.pixels_of(data, name), url)
+            t0 = time.perf_counter()
+            images[key] = self.images.loader.decode(data, name, url)
+            timings["decode"] += time.perf_counter() - t0
         return images
 
     def _predict_group(
@@ -222,15 +315,31 @@ class Engine:
                     control = predictor.control
                     height, width = images[control.data_key].shape[:2]
                     output = outputs[(control.kind, control.data_key)][index]
-                    results.extend(predictor.results(output, width, height))
+                    got = predictor.results(output, width, height)
+                    self._check_finite(got, serving, control.kind)
+                    results.extend(got)
                 by_kind = {kind: got[index] for (kind, _), got in outputs.items()}
                 flips = {kind: got[index] for (kind, _), got in flipped.items()} if tta else None
                 sizes = {kind: images[key].shape[1::-1] for kind, key in outputs}
                 item_score = score(results, by_kind, flips, sizes)
+                if not math.isfinite(item_score):
+                    raise ValueError(f"the task's score is not a finite number ({item_score})")
                 out[index] = {"result": results, "score": item_score, "model_version": version}
             except Exception as exc:
                 errors[index] = _reason(exc)
         timings["results"] += time.perf_counter() - t0
+
+    def _check_finite(self, results: list[dict[str, Any]], serving: Serving, kind: str) -> None:
+        """Raise ``ValueError`` when a model gave a NaN or infinite score or coordinate, and stop serving
+        that version in this process: ``/health`` says ``DEGRADED`` naming it (its weights may be finite
+        and still compute nonsense)."""
+        where = _non_finite(results)
+        if where is None:
+            return
+        model = serving.models[kind]
+        reason = f"{model.version.label} gave non-finite outputs ({where}): not served"
+        self.cache.refuse(serving.project, kind, model.version, reason)
+        raise ValueError(reason)
 
     def _flipped(
         self,
@@ -267,6 +376,53 @@ def _score(
     if measure == "confidence":
         return _task_score(results)
     return task_uncertainty_score(measure, outputs, min_score, flipped, sizes)
+
+
+class _Budget:
+    """The pixels a batch may still decode (no limit: ``None``)."""
+
+    def __init__(self, pixels: int | None) -> None:
+        self.total = pixels
+        self.left = pixels
+
+    def take(self, pixels: int | None, url: str) -> None:
+        if self.left is None or pixels is None:  # an unreadable header: decode() says why
+            return
+        if pixels > self.left:
+            raise TaskError(
+                f"{url}: {pixels} pixels would take this request past its budget of {self.total} pixels "
+                "(HISTOLOOP_PREDICT_MAX_PIXELS); predict it in a smaller batch or with `histoloop predict`"
+            )
+        self.left -= pixels
+
+
+def _failed(exc: Exception) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_exception(exc)
+    return future
+
+
+def _non_finite(results: list[dict[str, Any]]) -> str | None:
+    """Where the first NaN or infinity in the results' scores and geometry is (``'score'``,
+    ``'value.x'``, ``'value.points'``), or None. Brush RLE (integers) is not read."""
+    for r in results:
+        if _bad(r.get("score")):
+            return "score"
+        value = r.get("value")
+        for key, v in value.items() if isinstance(value, dict) else ():
+            if key == "rle":
+                continue
+            if _bad(v) or (isinstance(v, list) and any(_bad(x) or _bad_list(x) for x in v)):
+                return f"value.{key}"
+    return None
+
+
+def _bad(v: Any) -> bool:
+    return isinstance(v, float | np.floating) and not math.isfinite(v)
+
+
+def _bad_list(v: Any) -> bool:  # a polygon's [x, y]
+    return isinstance(v, list) and any(_bad(x) for x in v)
 
 
 def _reason(exc: Exception) -> str:

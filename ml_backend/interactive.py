@@ -10,12 +10,15 @@ the region the annotator just drew with a smart tool (read by :mod:`ml_backend.p
 3. the project's **production** segment model on that crop (the detector for a project whose config has
    no ``BrushLabels``/``PolygonLabels`` on that image), then :func:`ml_backend.objects.pick_mask`
    (:func:`~ml_backend.objects.pick_boxes`) picks the object(s) meant;
+   Before the project has that model (day one), :func:`converters.nuclei.nucleus_at` answers instead: the
+   nucleus at each positive click or in each box, found in the haematoxylin stain (colour deconvolution,
+   a local Otsu threshold, a watershed seeded at the prompt), with no model at all;
 4. one result per output control of that image: a ``brushlabels`` RLE of the whole image, the
    ``polygonlabels`` of the object(s), or ``rectanglelabels`` boxes, labelled with the label the annotator
    had selected on the smart tool when the control has it (else the model class's label).
 
 The project's ``min_score`` does not apply (the annotator asked for this object). When there is nothing to
-answer (no segment/detect model in production yet, no object near the click, an unreadable context) the
+answer (no stained object near the click, a lone brush stroke before any model, an unreadable context) the
 item is ``{"result": [], "error": "<why>"}``, never an HTTP error.
 """
 
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.nuclei import Nucleus, nucleus_at
 from converters.predictions import boxes_to_results, mask_to_brush_result, mask_to_polygon_results
 from kernel.settings import Settings
 from ml_backend.labelconfig import ControlSpec, LabelPlan
@@ -114,12 +118,6 @@ class InteractiveEngine:
         kind = targets[0].kind
         serving = self.cache.serving(project, (kind,))
         model = serving.models.get(kind)
-        if model is None:
-            reason = serving.missing.get(kind, "no production version")
-            raise NoAnswer(
-                f"project {project} has no {kind} model yet ({reason}): interactive pre-annotation uses the "
-                f"production {kind} version (train one, then `histoloop models list --project {project}`)"
-            )
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise NoAnswer("the task has no 'data' object")
         url = task["data"].get(targets[0].data_key)
@@ -130,6 +128,14 @@ class InteractiveEngine:
         timings["image"] += time.perf_counter() - t0
         height, width = image.shape[:2]
         prompt = read_context(context, width, height)
+        label_map = state.settings(self.settings.project(project)).label_map
+        mappers = {c.from_name: LabelMapper(c.labels, label_map) for c in targets}
+        if model is None:  # day one: no trained version yet, the stain and the shapes answer
+            reason = serving.missing.get(kind, "no production version")
+            t0 = time.perf_counter()
+            results = _untrained_results(image, prompt, targets, mappers, project, kind, reason)
+            timings["model"] += time.perf_counter() - t0
+            return results
         x0, y0, x1, y1 = crop_window(prompt.bounds(), width, height, min_size=_input_size(model))
         t0 = time.perf_counter()
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
@@ -137,8 +143,6 @@ class InteractiveEngine:
             output = getattr(model.predictor, "predict_once", model.predictor.predict)(crop)
         timings["model"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        label_map = state.settings(self.settings.project(project)).label_map
-        mappers = {c.from_name: LabelMapper(c.labels, label_map) for c in targets}
         results = ANSWERS[kind](output, prompt, (x0, y0, x1, y1), targets, mappers, width, height)
         timings["results"] += time.perf_counter() - t0
         return results
@@ -272,6 +276,96 @@ def _detect_results(
             boxes[keep], scores[keep], names, width, height, control.from_name, control.to_name
         )
     return results
+
+
+def _untrained_results(
+    image: np.ndarray,
+    prompt: Prompt,
+    targets: list[ControlSpec],
+    mappers: dict[str, LabelMapper],
+    project: str,
+    kind: str,
+    reason: str,
+) -> list[dict[str, Any]]:
+    """The answer before the project has a ``kind`` model: one nucleus per positive click and per box,
+    found in the haematoxylin stain (:func:`converters.nuclei.nucleus_at`); an object holding a negative
+    click is dropped. A brush stroke alone needs the trained segmenter."""
+    height, width = image.shape[:2]
+    found: list[Nucleus] = []
+    for b in prompt.boxes:
+        nucleus = nucleus_at(image, (b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2, box=(b.x0, b.y0, b.x1, b.y1))
+        found += [nucleus] if nucleus is not None else []
+    if not prompt.boxes:
+        for c in prompt.positives:
+            nucleus = nucleus_at(image, c.x, c.y)
+            found += [nucleus] if nucleus is not None else []
+    kept = [n for n in found if not any(_holds(n, c.x, c.y) for c in prompt.negatives)]
+    if found and not kept:
+        raise NoAnswer("the negative click lies on the only nucleus found: nothing is left")
+    found = kept
+    if not found:
+        if not prompt.positives and not prompt.boxes:
+            raise NoAnswer(
+                f"project {project} has no {kind} model yet ({reason}): a brush stroke is answered by the "
+                f"production {kind} version; before one exists, click or box a nucleus"
+            )
+        what = "the click" if prompt.clicks else "the box"
+        raise NoAnswer(f"no stained nucleus found at {what} (project {project} has no {kind} model yet)")
+    x0, y0 = min(n.x0 for n in found), min(n.y0 for n in found)
+    x1, y1 = max(n.x1 for n in found), max(n.y1 for n in found)
+    union = np.zeros((y1 - y0, x1 - x0), bool)
+    for n in found:
+        union[n.y0 - y0 : n.y1 - y0, n.x0 - x0 : n.x1 - x0] |= n.mask
+    score = float(np.mean([n.score for n in found]))
+    results: list[dict[str, Any]] = []
+    for control in targets:
+        label = _label(control, mappers[control.from_name], prompt, None)
+        if label is None:
+            log.warning("interactive: no label for %s (select one on the smart tool)", control.from_name)
+            continue
+        if control.tag == "BrushLabels":
+            full = np.zeros((height, width), bool)
+            full[y0:y1, x0:x1] = union
+            results.append(mask_to_brush_result(full, label, score, control.from_name, control.to_name))
+        elif control.tag == "PolygonLabels":
+            results += mask_to_polygon_results(
+                union,
+                label,
+                score,
+                control.from_name,
+                control.to_name,
+                origin=(x0, y0),
+                image_size=(width, height),
+            )
+        else:
+            boxes = [_bbox(n) for n in found]
+            results += boxes_to_results(
+                boxes,
+                [n.score for n in found],
+                [label] * len(boxes),
+                width,
+                height,
+                control.from_name,
+                control.to_name,
+            )
+    for r in results:
+        r["readonly"] = False
+    return results
+
+
+def _holds(n: Nucleus, x: float, y: float) -> bool:
+    row, col = int(y) - n.y0, int(x) - n.x0
+    return 0 <= row < n.mask.shape[0] and 0 <= col < n.mask.shape[1] and bool(n.mask[row, col])
+
+
+def _bbox(n: Nucleus) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(n.mask)
+    return (
+        float(xs.min() + n.x0),
+        float(ys.min() + n.y0),
+        float(xs.max() + 1 + n.x0),
+        float(ys.max() + 1 + n.y0),
+    )
 
 
 Answer = Callable[

@@ -181,6 +181,16 @@ class ModelCache:
         thread.start()
         return thread
 
+    def refuse(self, project: str, kind: str, version: ModelVersion, reason: str) -> None:
+        """Stop serving a loaded ``version`` that misbehaves (non-finite outputs): it is a failure from now
+        on, as if it had not loaded, until the registry changes (a new promotion is loaded afresh)."""
+        log.error("project %s: %s", project, reason)
+        with self._lock:
+            self._failed[version.id] = reason
+            current = self._loaded.get((str(project), kind))
+            if current is not None and current.version.id == version.id:
+                del self._loaded[(str(project), kind)]
+
     # -- internals -----------------------------------------------------------------------------
     def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._lock:

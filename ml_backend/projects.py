@@ -12,14 +12,27 @@ label config sent with ``/predict`` and the token from the settings.
 ``extra_params`` (the JSON object of the ML backend's *Extra params* in Label Studio, sent with every
 ``/setup``) is read too: ``access_token`` (or ``api_key``: a Personal Access Token or legacy token to use
 instead of the legacy token Label Studio sends, which does not work where legacy tokens are off) and the
-serving settings ``min_score``, ``label_map`` and ``uncertainty`` for this project, over the config file's.
-Other keys, and values of the wrong type, are ignored with a warning.
+serving settings ``min_score`` (a number in [0, 1]), ``label_map`` (an object of strings, at most
+:data:`MAX_LABEL_MAP` entries) and ``uncertainty`` for this project, over the config file's; a bad value
+of one of them is an :class:`ExtraParamsError` (a ``400`` with the reason), other keys are ignored with a
+warning. ``extra_params: null`` (what Label Studio sends when none are set) resets the overrides to the
+config file's; a ``/setup`` without the key keeps them.
+
+What is kept per project is bounded: a label config over :data:`MAX_KEPT_CONFIG_BYTES` is not kept
+(``/predict`` uses the config it is sent, as Label Studio always does), and at most :data:`MAX_PROJECTS`
+projects and :data:`MAX_KEPT_BYTES` of label configs in all are remembered (least recently set up
+forgotten first).
 
 The project key itself is :func:`kernel.labelstudio.project_key`'s.
 
 >>> state = Projects().setup("4", None, None, "legacy", {"min_score": 0.6, "access_token": "pat", "x": 1})
 >>> state.token.get(), state.overrides
 ('pat', {'min_score': 0.6})
+>>> try:
+...     read_extra_params({"min_score": 1e9})
+... except ExtraParamsError as exc:
+...     print(exc)
+extra_params 'min_score' must be a number in [0, 1], not 1000000000.0
 """
 
 from __future__ import annotations
@@ -39,6 +52,15 @@ log = logging.getLogger(__name__)
 
 TOKEN_KEYS = ("access_token", "api_key", "personal_access_token")
 SERVING_KEYS: dict[str, type] = {"min_score": float, "label_map": dict, "uncertainty": str}
+MAX_LABEL_MAP = 1000
+"""Entries of an ``extra_params`` ``label_map`` (each name at most :data:`MAX_NAME_CHARS`)."""
+MAX_NAME_CHARS = 256
+KEEP: Any = object()
+"""``extra`` of :meth:`Projects.setup` when ``/setup`` had no ``extra_params`` key: keep the overrides."""
+
+
+class ExtraParamsError(ValueError):
+    """A serving setting in ``extra_params`` with a value it cannot have (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -69,25 +91,51 @@ def read_extra_params(raw: Any) -> tuple[str | None, dict[str, Any]]:
     for key, value in raw.items():
         if key in TOKEN_KEYS:
             continue
-        typ = SERVING_KEYS.get(key)
-        if typ is None:
+        if key not in SERVING_KEYS:
             log.warning(
                 "/setup: extra_params key %r is not a serving setting (%s); ignored",
                 key,
                 sorted(SERVING_KEYS),
             )
-        elif typ is float and isinstance(value, int | float) and not isinstance(value, bool):
-            overrides[key] = float(value)
-        elif typ is dict and isinstance(value, Mapping):
-            overrides[key] = {str(k): str(v) for k, v in value.items()}
-        elif key == "uncertainty" and value in UNCERTAINTY_MEASURES:
-            overrides[key] = value
-        else:
-            want = "|".join(UNCERTAINTY_MEASURES) if key == "uncertainty" else f"a {typ.__name__}"
-            log.warning("/setup: extra_params %r must be %s; ignored", key, want)
+            continue
+        overrides[key] = _serving_value(key, value)
     return token, overrides
 
 
+def _serving_value(key: str, value: Any) -> Any:
+    if key == "min_score":
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not 0.0 <= float(number) <= 1.0:
+            shown = float(number) if number is not None else json.dumps(value)[:40]
+            raise ExtraParamsError(f"extra_params 'min_score' must be a number in [0, 1], not {shown}")
+        return float(number)
+    if key == "uncertainty":
+        if value not in UNCERTAINTY_MEASURES:
+            want = "|".join(UNCERTAINTY_MEASURES)
+            raise ExtraParamsError(f"extra_params 'uncertainty' must be {want}, not {json.dumps(value)[:40]}")
+        return value
+    if (
+        not isinstance(value, Mapping)
+        or len(value) > MAX_LABEL_MAP
+        or not all(
+            isinstance(k, str)
+            and isinstance(v, str)
+            and len(k) <= MAX_NAME_CHARS
+            and len(v) <= MAX_NAME_CHARS
+            for k, v in value.items()
+        )
+    ):
+        raise ExtraParamsError(
+            f"extra_params 'label_map' must be an object of at most {MAX_LABEL_MAP} names to names "
+            f"(strings of at most {MAX_NAME_CHARS} characters)"
+        )
+    return dict(value)
+
+
+MAX_KEPT_CONFIG_BYTES = 1024 * 1024
+"""A label config longer than this (in UTF-8 bytes) is not kept for its project."""
+MAX_KEPT_BYTES = 32 * 1024 * 1024
+"""Label configs kept for all projects together, at most."""
 MAX_PROJECTS = 256
 """Projects remembered per process (least recently set up forgotten first): a flood of made-up
 ``/setup`` s cannot grow memory without bound. A forgotten project uses the config ``/predict`` sends
@@ -97,16 +145,30 @@ and the configured key, as a process that never saw its ``/setup`` does."""
 class Projects:
     """Thread-safe map project key -> :class:`ProjectState` (at most :data:`MAX_PROJECTS`)."""
 
-    def __init__(self, max_projects: int = MAX_PROJECTS) -> None:
+    def __init__(self, max_projects: int = MAX_PROJECTS, max_bytes: int = MAX_KEPT_BYTES) -> None:
         self._lock = threading.Lock()
         self._states: OrderedDict[str, ProjectState] = OrderedDict()
+        self._bytes: dict[str, int] = {}
         self.max_projects = max_projects
+        self.max_bytes = max_bytes
 
     def setup(
-        self, key: str, label_config: str | None, hostname: str | None, token: str | None, extra: Any = None
+        self, key: str, label_config: str | None, hostname: str | None, token: str | None, extra: Any = KEEP
     ) -> ProjectState:
-        extra_token, overrides = read_extra_params(extra)
+        """Remember what a ``/setup`` said; ``extra`` is its ``extra_params`` (``None`` resets the
+        overrides, :data:`KEEP` keeps them). Raises :class:`ExtraParamsError` before anything changes."""
+        extra_token, overrides = read_extra_params(None if extra is KEEP else extra)
         token = extra_token or token
+        size = len(label_config.encode("utf-8", "replace")) if label_config else 0
+        if size > MAX_KEPT_CONFIG_BYTES:
+            log.warning(
+                "/setup: project %s: a label config of %d bytes is not kept (over %d); /predict uses the "
+                "one it is sent",
+                key,
+                size,
+                MAX_KEPT_CONFIG_BYTES,
+            )
+            label_config, size = None, 0
         with self._lock:
             old = self._states.get(key, ProjectState())
             moved = bool(hostname) and hostname != old.hostname
@@ -114,13 +176,23 @@ class Projects:
                 label_config=label_config or old.label_config,
                 hostname=hostname or old.hostname,
                 token=Secret(token) if token else Secret("") if moved else old.token,
-                overrides=overrides if extra is not None else old.overrides,
+                overrides=old.overrides if extra is KEEP else overrides,
             )
             self._states[key] = state
             self._states.move_to_end(key)
-            while len(self._states) > self.max_projects:
-                self._states.popitem(last=False)
+            if label_config:
+                self._bytes[key] = size
+            while len(self._states) > self.max_projects or (
+                len(self._states) > 1 and sum(self._bytes.values()) > self.max_bytes
+            ):
+                gone, _ = self._states.popitem(last=False)
+                self._bytes.pop(gone, None)
             return state
+
+    def kept_bytes(self) -> int:
+        """Bytes of label configs kept, all projects together."""
+        with self._lock:
+            return sum(self._bytes.values())
 
     def get(self, key: str) -> ProjectState:
         with self._lock:

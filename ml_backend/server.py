@@ -1,13 +1,15 @@
 """Running the app: gunicorn in production, Flask's development server with ``dev``.
 
-gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread``); each process has its
+gunicorn runs ``workers`` processes of ``threads`` threads each (``gthread`` with requests read whole in the
+event loop before a thread sees them: :mod:`ml_backend.gworker`); each process has its
 own model cache, so memory grows with ``workers`` (one process with a few threads is the default: model
 calls are serialised per model anyway, and torch uses every core for one call).
 
 Each instance has a control socket of its own (gunicorn's default, ``~/.gunicorn/gunicorn.ctl``, is
 one per user: a second ``histoloop serve`` would take it over from the first), in a private temporary
 directory removed when the server stops. ``/predict`` may use all threads but one of a process
-(``predict_slots``), so that ``/health`` and ``/webhook`` always find a free thread.
+(``predict_slots``), so that ``/health`` and ``/webhook`` always find a free thread; up to
+``predict_queue`` more wait for a slot (``predict_queue_timeout`` s at most) on threads added for them.
 
 >>> GunicornApp.options_for("127.0.0.1", 9090, workers=2, threads=4)["bind"]
 '127.0.0.1:9090'
@@ -16,6 +18,7 @@ directory removed when the server stops. ``/predict`` may use all threads but on
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -25,12 +28,40 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from kernel.logs import LOG_FORMAT
 from kernel.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """Read by prometheus_client when it is first imported: this module never imports it (the workers do)."""
 PREDICT_TIMEOUT_S = 120
 """gunicorn's worker timeout; Label Studio gives /predict 100 s."""
+
+
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+"""gunicorn's access line without its own ``[%(t)s]``: the timestamp is the log format's."""
+
+
+def logconfig() -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its error and access loggers and the app's loggers write one stream
+    (stderr) in :data:`kernel.logs.LOG_FORMAT`, at the root logger's level (``-v``: debug)."""
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"histoloop": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "histoloop",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+        },
+    }
 
 
 class GunicornApp(BaseApplication):
@@ -50,12 +81,15 @@ class GunicornApp(BaseApplication):
             "bind": f"{host}:{port}",
             "workers": max(1, workers),
             "threads": max(1, threads),
-            "worker_class": "gthread",
+            "worker_class": "ml_backend.gworker.BufferingWorker",
             "timeout": PREDICT_TIMEOUT_S,
             "graceful_timeout": 30,
             "keepalive": 5,
             "accesslog": "-",
             "errorlog": "-",
+            # gunicorn's lines in the Python log format (its access line carries no timestamp of its own)
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "logconfig_dict": logconfig(),
             "child_exit": _child_exit,
         }
 
@@ -98,14 +132,17 @@ def predict_slots_for(settings: Settings, threads: int) -> Settings:
 
 def run_gunicorn(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 4) -> None:
     """Serve with gunicorn until stopped (SIGINT/SIGTERM); threads are at least 2 (one kept for
-    ``/health`` and ``/webhook``)."""
+    ``/health`` and ``/webhook``), plus ``predict_queue`` for the predictions waiting for a slot."""
     if workers > 1:
         multiprocess_metrics(settings, port)
     threads = max(2, threads)
     control = Path(tempfile.mkdtemp(prefix="histoloop-gunicorn-"))
     try:
-        options = GunicornApp.options_for(host, port, workers, threads, str(control / "gunicorn.ctl"))
-        GunicornApp(predict_slots_for(settings, threads), options).run()
+        settings = predict_slots_for(settings, threads)
+        # the predictions waiting for a slot wait on threads of their own, beyond ``threads``
+        pool = threads + max(0, settings.predict_queue)
+        options = GunicornApp.options_for(host, port, workers, pool, str(control / "gunicorn.ctl"))
+        GunicornApp(settings, options).run()
     finally:
         shutil.rmtree(control, ignore_errors=True)
 

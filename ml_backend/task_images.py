@@ -56,11 +56,8 @@ class TaskImages:
 
         Adds to ``timings`` the seconds spent reading the bytes (``fetch``) and decoding them (``decode``).
         """
-        base = choose_base_url(state.hostname, self.settings.label_studio_url, self.settings.image_allow)
-        # the /setup token is bound to the hostname it came with: it is offered for that address only
-        token = state.token.get() or None if state.hostname and base == state.hostname.rstrip("/") else None
         t0 = time.perf_counter()
-        data, name = self.loader.read_bytes(url, token, base_url=base)
+        data, name = self.read(url, state)
         t1 = time.perf_counter()
         try:
             return self.loader.decode(data, name, url)
@@ -68,3 +65,10 @@ class TaskImages:
             if timings is not None:
                 timings["fetch"] = timings.get("fetch", 0.0) + t1 - t0
                 timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t1
+
+    def read(self, url: str, state: ProjectState) -> tuple[bytes, str]:
+        """The image's bytes and a name (for its suffix), from the right address with the right token."""
+        base = choose_base_url(state.hostname, self.settings.label_studio_url, self.settings.image_allow)
+        # the /setup token is bound to the hostname it came with: it is offered for that address only
+        token = state.token.get() or None if state.hostname and base == state.hostname.rstrip("/") else None
+        return self.loader.read_bytes(url, token, base_url=base)

@@ -12,12 +12,22 @@ metric                                               what
 ``histoloop_webhook_events_total{action,status}``    Label Studio webhooks (``recorded``, ``ignored``...)
 ``histoloop_jobs{state}``                            retraining jobs in RQ by state (read at scrape time)
 ``histoloop_redis_up``                               whether Redis answered that read
+``histoloop_model_info{project,kind,version}``       1 for each production version (``version``: the
+                                                     ``model_version`` Label Studio shows, ``detect-v3``),
+                                                     read from the registry at scrape time
+``process_*``, ``python_gc_*``, ``python_info``      prometheus-client's default collectors (CPU seconds,
+                                                     memory, open files, start time; garbage collection;
+                                                     the Python version)
 ==================================================== =========================================================
 
-The counters live in one :class:`prometheus_client.CollectorRegistry` per process. Under gunicorn with
-several worker processes, ``histoloop serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
-multiprocess mode: each process writes its values to files there) and ``/metrics`` adds up every
-process's; the jobs gauge is read from Redis by whichever process answers.
+The counters live in one :class:`prometheus_client.CollectorRegistry` of this module's own (not the
+library's global default registry, so that only what is listed here is exported); the default process,
+platform and garbage-collection collectors are registered in it explicitly. Under gunicorn with several
+worker processes, ``histoloop serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess
+mode: each process writes its values to files there) and ``/metrics`` adds up every process's; the jobs
+and model gauges are read from Redis and the registry by whichever process answers. The ``process_*`` and
+``python_gc_*`` values of one process cannot be added up, so in that mode only ``python_info`` is exported
+(as prometheus-client's multiprocess mode does).
 """
 
 from __future__ import annotations
@@ -29,17 +39,28 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kernel.settings import Settings
 from kernel.tags import predicted_by
+from training.registry import Registry
 
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REGISTRY = CollectorRegistry(auto_describe=True)
+for _default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):  # what the global registry has
+    REGISTRY.register(_default)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 100.0)
 
 HTTP_REQUESTS = Counter(
@@ -86,8 +107,32 @@ def count_model_load(kind: str, ok: bool) -> None:
     MODEL_LOADS.labels(kind, "ok" if ok else "failed").inc()
 
 
+WEBHOOK_ACTIONS = frozenset(
+    {
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_DELETED",
+        "ANNOTATIONS_CREATED",
+        "START_TRAINING",
+        "PROJECT_CREATED",
+        "PROJECT_UPDATED",
+        "PROJECT_DELETED",
+        "TASKS_CREATED",
+        "TASKS_DELETED",
+        "REVIEW_CREATED",
+        "REVIEW_UPDATED",
+        "REVIEWS_DELETED",
+        "LABEL_LINK_CREATED",
+        "LABEL_LINK_UPDATED",
+        "LABEL_LINK_DELETED",
+    }
+)
+"""Label Studio's webhook actions: each is a value of the ``action`` label; any other string is ``other``
+(every distinct value would be a new series, and the sender chooses it)."""
+
+
 def count_webhook(action: str, status: str) -> None:
-    WEBHOOK_EVENTS.labels(action[:64], status).inc()
+    WEBHOOK_EVENTS.labels(action if action in WEBHOOK_ACTIONS else "other", status).inc()
 
 
 def instrument(app: Flask) -> None:
@@ -129,6 +174,29 @@ class JobsCollector(Collector):
         yield up
 
 
+class ModelInfoCollector(Collector):
+    """``histoloop_model_info{project,kind,version}``: 1 per production version, read from the registry
+    when scraped (the version every process serves on its next request)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "histoloop_model_info",
+            "The production model version of each project and kind (1)",
+            labels=("project", "kind", "version"),
+        )
+        try:
+            production = self.registry.list(status="production")
+        except Exception as exc:  # the database unreachable: the rest of the scrape still answers
+            log.info("/metrics: no model versions (%s: %s)", type(exc).__name__, exc)
+            return
+        for version in production:
+            info.add_metric([version.project, version.kind, version.label], 1)
+        yield info
+
+
 def job_counts(settings: Settings) -> dict[str, int]:
     from rq import Queue
     from rq.registry import (
@@ -155,19 +223,23 @@ def job_counts(settings: Settings) -> dict[str, int]:
     }
 
 
-def exposition(settings: Settings) -> bytes:
-    """The Prometheus text of this process (or of every process, in multiprocess mode) plus the jobs."""
+def exposition(settings: Settings, registry: Registry | None = None) -> bytes:
+    """The Prometheus text of this process (or of every process, in multiprocess mode) plus the jobs and,
+    given the model ``registry``, its production versions."""
+    scraped = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 
         counters = CollectorRegistry()
         multiprocess.MultiProcessCollector(counters)
         text = generate_latest(counters)
+        scraped.register(PLATFORM_COLLECTOR)
     else:
         text = generate_latest(REGISTRY)
-    jobs = CollectorRegistry()
-    jobs.register(JobsCollector(settings))
-    return text + generate_latest(jobs)
+    scraped.register(JobsCollector(settings))
+    if registry is not None:
+        scraped.register(ModelInfoCollector(registry))
+    return text + generate_latest(scraped)
 
 
 def mark_process_dead(pid: int) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 
+from kernel.logs import LOG_FORMAT
 from kernel.settings import load_settings
 from ml_backend.app import create_app
 
 settings = load_settings()
 logging.basicConfig(
     level=getattr(logging, settings.log_level.upper(), logging.INFO),
-    format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    format=LOG_FORMAT,
 )
 app = create_app(settings)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from waits import LONG
 
 from kernel.net import free_port
 
@@ -35,7 +36,7 @@ def test_redis() -> Iterator[str]:
     Redis the user runs: the tests flush its databases. Stopped after the session."""
     from workers.redis_server import start_redis
 
-    handle = start_redis(f"redis://127.0.0.1:{free_port()}/0")
+    handle = start_redis(f"redis://127.0.0.1:{free_port()}/0", timeout=LONG)
     yield handle.url.rsplit("/", 1)[0]
     handle.stop()
 

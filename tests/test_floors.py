@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from waits import LONG
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -91,7 +92,9 @@ def test_the_worker_parent_never_imports_torch() -> None:
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision")))
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=LONG
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

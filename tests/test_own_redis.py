@@ -12,6 +12,7 @@ NEVER_CONNECT = {  # files that name 6379 in a string and never connect to it
     "histoloop/test_cli_settings.py",  # prints the settings, masked
     "ml_backend/test_image_access.py",  # SSRF probes that must be refused before any request
     "ml_backend/test_properties.py",  # the same, generated
+    "test_deploy.py",  # reads docker-compose.yml: the Redis inside the compose network
 }
 
 

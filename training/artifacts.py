@@ -5,6 +5,7 @@ place atomically by the registry)::
 
     model.json            the ModelCard: kind, classes, architecture, input size, normalisation
     weights.safetensors   the state dict (never a pickle: loading it runs no code)
+    weights.sha256        the weights' SHA-256, written by the registry when it registers the version
     metrics.json          held-out metrics (written by the evaluator)
     *.png                 plots: training curves, PR curve, confusion matrix
     train/                the trainer's own run directory (ultralytics' results.csv etc.)
@@ -19,6 +20,7 @@ place atomically by the registry)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +36,7 @@ from kernel.kinds import KINDS, Kind
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 METRICS_FILE = "metrics.json"
+CHECKSUM_FILE = "weights.sha256"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -128,16 +131,63 @@ def save_weights(state_dict: dict[str, Any], directory: Path) -> Path:
     return target
 
 
+def weights_sha256(directory: Path) -> str:
+    """The SHA-256 (hex) of a version directory's weights file."""
+    digest = hashlib.sha256()
+    with (Path(directory) / WEIGHTS_FILE).open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_checksum(directory: Path) -> str | None:
+    """Write :data:`CHECKSUM_FILE` beside the weights (None when the directory has no weights)."""
+    if not (Path(directory) / WEIGHTS_FILE).is_file():
+        return None
+    checksum = weights_sha256(directory)
+    with atomic_file(Path(directory) / CHECKSUM_FILE) as fh:
+        fh.write(f"{checksum}  {WEIGHTS_FILE}\n".encode())
+    return checksum
+
+
+def verify_checksum(directory: Path) -> None:
+    """Raise :class:`ArtifactError` when the weights are not the bytes that were registered. A version
+    registered before checksums were recorded has no :data:`CHECKSUM_FILE` and is not checked."""
+    path = Path(directory) / CHECKSUM_FILE
+    try:
+        recorded = path.read_text().split()[0]
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise ArtifactError(f"{path}: unreadable checksum: {exc}") from exc
+    actual = weights_sha256(directory)
+    if actual != recorded:
+        raise ArtifactError(
+            f"{Path(directory) / WEIGHTS_FILE}: the weights are not those registered "
+            f"(SHA-256 {actual[:12]}…, registered {recorded[:12]}…): the file is corrupt or was replaced"
+        )
+
+
 def load_weights(directory: Path, device: str = "cpu") -> dict[str, Any]:
+    """The state dict of a version directory, checked: the registered bytes (:func:`verify_checksum`),
+    readable, and every floating-point tensor finite (a diverged or corrupt model is never served)."""
+    import torch
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise ArtifactError(f"{directory}: no {WEIGHTS_FILE}")
+    verify_checksum(Path(directory))
     try:
-        return load_file(str(path), device=device)
+        state = load_file(str(path), device=device)
     except Exception as exc:  # safetensors raises its own error types
         raise ArtifactError(f"{path}: unreadable weights: {exc}") from exc
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ArtifactError(
+            f"{path}: non-finite weights (NaN or infinity) in {len(bad)} tensors, e.g. {bad[0]!r}"
+        )
+    return state
 
 
 def publish_dir(staging: Path, target: Path) -> Path:

@@ -171,7 +171,9 @@ class KindSpec:
     - ``fit(dataset_dir, config, out_dir, progress) -> Fitted``: train, write the card and weights;
     - ``build_model(card)``: the untrained ``torch.nn.Module`` a card describes (nothing downloaded);
     - ``predictor(card, model, device)``: the :class:`training.inference.Predictor` of a loaded model;
-    - ``evaluate(card, version_dir, dataset_dir, split, device, plots_dir) -> metrics``;
+    - ``evaluate(card, version_dir, dataset_dir, split, device, plots_dir) -> metrics``, among them
+      ``corrections_ratio`` (:data:`kernel.kinds.CORRECTIONS_RATIO`): its ``corrections`` model's count on
+      the suggestions the version serves, over the count from scratch;
     - ``check_dataset(dataset_dir) -> classes``: the dataset layout check (:class:`TrainingError`);
     - ``default_model``: ``TrainConfig.model`` when none is given; ``curves``: history keys to plot;
     - ``corrections``: how a specialist corrects its suggestions in Label Studio

@@ -275,6 +275,7 @@ def retrain_from_tasks(
             production_metrics,
             margin=ps.promotion_margin,
             has_production=production is not None,
+            by=ps.promotion_metric,
         )
         stage("register")
         if promote:

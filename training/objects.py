@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from converters.rle import run_starts
+from kernel.kinds import CORRECTIONS_RATIO
 from training.corrections import ADJUST_IOU, Corrections, iou_corrections, match
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
@@ -137,6 +138,7 @@ def choose_threshold(
     images: list[tuple[np.ndarray, np.ndarray, int]],
     thresholds: tuple[float, ...] = THRESHOLDS,
     adjust_iou: float = ADJUST_IOU,
+    served: float | None = None,
 ) -> dict[str, Any]:
     """The score threshold that minimises the simulated corrections over some images, robust to a shift.
 
@@ -150,24 +152,24 @@ def choose_threshold(
     threshold itself, then to the lower threshold (more suggestions shown).
 
     Returns ``score_threshold``, the corrections there (:func:`training.corrections.iou_corrections`,
-    summed over the images, with ``ratio_to_scratch``: total / true objects) and that ratio at each
-    threshold tried.
+    summed over the images, with ``ratio_to_scratch``: total / true objects), that ratio at each
+    threshold tried, and ``corrections_ratio``: the ratio at ``served_threshold``, the threshold the
+    version already serves (``served``, its card's ``score_threshold``), or the one chosen here when it has
+    none yet.
 
     >>> iou = np.array([[0.9, 0.0], [0.0, 0.8], [0.0, 0.0]])   # two good suggestions, one false positive
     >>> choose_threshold([(np.array([0.9, 0.6, 0.2]), iou, 2)])["score_threshold"]
     0.3
     """
-    per: dict[float, Corrections] = {}
-    for t in thresholds:
-        total = Corrections()
-        for scores, iou, n_true in images:
-            keep = np.asarray(scores) >= t
-            sub = np.asarray(iou, float).reshape(len(keep), n_true)[keep]
-            total = total + iou_corrections(sub, fix_below=adjust_iou)
-        per[t] = total
+    per = {t: _corrections_at(images, t, adjust_iou) for t in thresholds}
     totals = [per[t].total for t in thresholds]
     near = {t: float(np.mean(totals[max(0, i - 1) : i + 2])) for i, t in enumerate(thresholds)}
     best = min(thresholds, key=lambda t: (near[t], per[t].total, t))
+
+    if served is None:
+        at_served = per[best]
+    else:
+        at_served = per[served] if served in per else _corrections_at(images, served, adjust_iou)
 
     def ratio(c: Corrections) -> float | None:
         return round(c.total / c.objects, 4) if c.objects else None
@@ -176,7 +178,21 @@ def choose_threshold(
         "score_threshold": float(best),
         "corrections": {**per[best].as_dict(), "ratio_to_scratch": ratio(per[best])},
         "ratio_by_threshold": {str(t): ratio(per[t]) for t in thresholds},
+        CORRECTIONS_RATIO: ratio(at_served),
+        "served_threshold": float(best if served is None else served),
     }
+
+
+def _corrections_at(
+    images: list[tuple[np.ndarray, np.ndarray, int]], threshold: float, adjust_iou: float
+) -> Corrections:
+    """The corrections of the suggestions scoring at least ``threshold``, summed over the images."""
+    total = Corrections()
+    for scores, iou, n_true in images:
+        keep = np.asarray(scores) >= threshold
+        sub = np.asarray(iou, float).reshape(len(keep), n_true)[keep]
+        total = total + iou_corrections(sub, fix_below=adjust_iou)
+    return total
 
 
 def boundary_of(instances: np.ndarray) -> np.ndarray:

@@ -4,9 +4,13 @@
 
 - ``never``: the candidate stays a candidate; an admin promotes it (``histoloop models promote``);
 - ``if_better`` (default): promoted when there is no production version, or when the candidate's
-  primary metric (mAP@0.5 for detect, Dice for segment, balanced accuracy for classify —
-  :data:`kernel.kinds.PRIMARY_METRIC`) beats production's by more than ``promotion_margin``, both
-  measured by the same evaluation code on the same validation split of the new dataset;
+  promotion metric beats production's by more than ``promotion_margin``, both measured by the same
+  evaluation code on the same validation split of the new dataset. ``promotion_metric`` says which:
+  ``primary`` (default: mAP@0.5 for detect, Dice for segment, balanced accuracy for classify —
+  :data:`kernel.kinds.PRIMARY_METRIC`, higher is better) or ``corrections`` (the corrections ratio,
+  :data:`kernel.kinds.CORRECTIONS_RATIO`: a specialist's corrections to the version's suggestions at its
+  own served threshold over drawing from scratch; lower is better, so the candidate must be below
+  production's ratio minus the margin);
 - ``always``: promoted whatever its metrics (a lab that reviews by hand afterwards).
 
 A production version that could not be evaluated on the new data (its classes no longer match the
@@ -17,6 +21,8 @@ promoted by ``if_better``.
 (True, 'dice 0.7100 > production 0.7000 + margin 0.0000')
 >>> should_promote("if_better", "segment", {"dice": 0.71}, {"dice": 0.70}, margin=0.02)[0]
 False
+>>> should_promote("if_better", "segment", {"corrections_ratio": 0.9}, {"corrections_ratio": 0.8}, by="corrections")
+(False, 'corrections_ratio 0.9000 is not below production 0.8000 - margin 0.0000 (lower: fewer corrections)')
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kernel.kinds import PRIMARY_METRIC
+from kernel.kinds import CORRECTIONS_RATIO, PRIMARY_METRIC
+from kernel.settings import PROMOTION_METRICS
 
 
 def _number(metrics: dict[str, Any] | None, name: str) -> float | None:
@@ -42,13 +49,17 @@ def should_promote(
     *,
     margin: float = 0.0,
     has_production: bool | None = None,
+    by: str = "primary",
 ) -> tuple[bool, str]:
     """``(promote?, why)`` for a candidate's and production's held-out metrics.
 
     ``production`` None with ``has_production`` True: production exists but could not be evaluated.
+    ``by``: the project's ``promotion_metric`` (``primary`` or ``corrections``).
     """
     has_production = production is not None if has_production is None else has_production
-    metric = PRIMARY_METRIC[kind]
+    if by not in PROMOTION_METRICS:
+        raise ValueError(f"promotion_metric must be {'|'.join(PROMOTION_METRICS)}, not {by!r}")
+    metric = CORRECTIONS_RATIO if by == "corrections" else PRIMARY_METRIC[kind]
     if policy == "never":
         return False, "auto_promote = never: promote it with `histoloop models promote`"
     if policy == "always":
@@ -63,6 +74,16 @@ def should_promote(
     old = _number(production, metric)
     if old is None:
         return True, f"production could not be evaluated on the new validation split ({metric} {new:.4f})"
+    if metric == CORRECTIONS_RATIO:  # lower is better
+        if new < old - margin:
+            return (
+                True,
+                f"{metric} {new:.4f} < production {old:.4f} - margin {margin:.4f} (fewer corrections)",
+            )
+        return False, (
+            f"{metric} {new:.4f} is not below production {old:.4f} - margin {margin:.4f} "
+            "(lower: fewer corrections)"
+        )
     if new > old + margin:
         return True, f"{metric} {new:.4f} > production {old:.4f} + margin {margin:.4f}"
     return False, f"{metric} {new:.4f} does not beat production {old:.4f} + margin {margin:.4f}"

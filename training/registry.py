@@ -61,7 +61,7 @@ from sqlalchemy import (
 
 from kernel.database import Database, pid_alive
 from kernel.settings import Settings
-from training.artifacts import CARD_FILE, KINDS, ArtifactError, publish_dir, remove_dir
+from training.artifacts import CARD_FILE, KINDS, ArtifactError, publish_dir, record_checksum, remove_dir
 from training.migrations import REGISTRY
 
 STATUSES = ("candidate", "production", "archived", "failed")
@@ -194,8 +194,10 @@ class Registry:
     ``postgresql://`` URL; ``store``: the model store (artifacts), default the SQLite file's folder.
     """
 
-    def __init__(self, target: str | Path, store: Path | None = None, timeout: float = 30.0) -> None:
-        self.db = Database(target, "registry", migrations=REGISTRY, timeout=timeout)
+    def __init__(
+        self, target: str | Path, store: Path | None = None, timeout: float = 30.0, *, upgrade: bool = True
+    ) -> None:
+        self.db = Database(target, "registry", migrations=REGISTRY, timeout=timeout, upgrade=upgrade)
         self.path = self.db.path
         """The SQLite file (None on PostgreSQL)."""
         if store is None and self.path is None:
@@ -205,9 +207,11 @@ class Registry:
         """How long :meth:`artifacts` waits for a version's files a host does not see yet."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Registry:
+    def from_settings(cls, settings: Settings, *, upgrade: bool = True) -> Registry:
+        """The configured registry; ``upgrade=False`` opens it as it is, creating and migrating nothing
+        (for readers: check ``db.pending()`` before reading)."""
         target = settings.database_url.get() if settings.database_url else settings.registry_path
-        return cls(target, settings.model_store)  # type: ignore[arg-type]
+        return cls(target, settings.model_store, upgrade=upgrade)  # type: ignore[arg-type]
 
     # -- connections ---------------------------------------------------------------------------
     def _write(self) -> AbstractContextManager[Connection]:
@@ -340,6 +344,8 @@ class Registry:
         """The next version of (project, kind), recorded with ``status``; with ``staging``, its files moved
         into place first (and back when the row cannot be written)."""
         project, kind = _check_key(project, kind)
+        if staging is not None:
+            record_checksum(staging)  # verified whenever the weights are loaded (training.artifacts)
         with self._write() as db:
             version = self._next_version(db, project, kind)
             target = self.store / "models" / project / kind / f"v{version}"

@@ -157,6 +157,10 @@ class Run:
     finished_at: float | None
 
 
+DELETE_CHUNK = 10_000
+"""Deleted annotation ids marked per ``executemany`` of :meth:`EventStore.record`."""
+
+
 @dataclass(frozen=True)
 class _RecordStatements:
     event: Any
@@ -414,8 +418,9 @@ class EventStore:
                     "changed_seq": seq,
                 },
             )
-        for annotation_id in item.deleted_ids:
-            db.execute(st.deleted, {"p": project, "a": annotation_id})
+        ids = item.deleted_ids
+        for start in range(0, len(ids), DELETE_CHUNK):  # executemany: one statement, many rows
+            db.execute(st.deleted, [{"p": project, "a": a} for a in ids[start : start + DELETE_CHUNK]])
         r = t_requests
         for kind, reason in item.requests:  # the same pending request twice is one request
             pending = (

@@ -8,7 +8,8 @@ The backend's ``POST /webhook`` (:mod:`ml_backend.routes.webhook`) hands each pa
   the project's approval rule (:func:`kernel.labelstudio.is_approved`), for the model kinds whose
   retraining trains on its regions (:func:`kernel.labelstudio.result_kinds`; all the project's kinds when
   it has none, e.g. an empty result);
-- ``ANNOTATIONS_DELETED`` (plural) ``{annotations: [{id}], project}``: the annotations no longer count;
+- ``ANNOTATIONS_DELETED`` (plural) ``{annotations: [{id}], project}``: the annotations no longer count
+  (at most :data:`MAX_DELETED_PER_EVENT` per event);
 - ``START_TRAINING`` (Label Studio's Train button): a retrain request for every model kind of the project;
 - ``PROJECT_UPDATED``: the stored label config (and so the project's model kinds) is updated.
 
@@ -55,8 +56,18 @@ HANDLED = (
 )
 
 
+MAX_DELETED_PER_EVENT = 100_000
+"""Annotation ids one ``ANNOTATIONS_DELETED`` may name; more are refused (:class:`PayloadTooLarge`)
+before anything is written, so that one event cannot hold the event store's writer for long (100,000
+take about a second on SQLite)."""
+
+
 class BadPayload(ValueError):
     """A webhook payload that is not what Label Studio sends; the message says what is wrong."""
+
+
+class PayloadTooLarge(BadPayload):
+    """A webhook payload over one of this module's bounds (the route answers ``413``)."""
 
 
 def _project_of(payload: Mapping[str, Any], annotation: Mapping[str, Any] | None) -> str:
@@ -138,6 +149,11 @@ def record_webhook(settings: Settings, store: EventStore, payload: Mapping[str, 
             items = payload.get("annotations")
             if not isinstance(items, list):
                 raise BadPayload("ANNOTATIONS_DELETED: no 'annotations' list in the payload")
+            if len(items) > MAX_DELETED_PER_EVENT:
+                raise PayloadTooLarge(
+                    f"ANNOTATIONS_DELETED names {len(items)} annotations, over the {MAX_DELETED_PER_EVENT} "
+                    "one event may name; nothing was recorded (delete them in smaller batches)"
+                )
             deleted = [
                 label_studio_id(a.get("id"), "annotations[].id") for a in items if isinstance(a, Mapping)
             ]

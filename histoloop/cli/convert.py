@@ -85,6 +85,7 @@ def convert() -> None:
 @click.option("--test-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @options.split_options
 @options.strict
+@options.force
 @options.json_output
 @click.pass_obj
 def labelstudio_cmd(
@@ -101,9 +102,15 @@ def labelstudio_cmd(
     test_fraction,
     split_options,
     strict,
+    force,
     as_json,
 ) -> None:
-    """Label Studio JSON EXPORT → dataset OUT (YOLO detect/OBB/segment, PNG masks or class folders)."""
+    """Label Studio JSON EXPORT → dataset OUT (YOLO detect/OBB/segment, PNG masks or class folders).
+
+    OUT is replaced by the new dataset: it must be new, empty or a dataset histoloop wrote (--force
+    replaces anything else, deleting it), and it may never be or contain an input.
+    """
+    from converters.dataset import check_output
     from converters.images import ImageLoader
     from converters.kinds import dataset_spec
     from converters.labelstudio import export_to_dataset, load_export
@@ -120,6 +127,9 @@ def labelstudio_cmd(
             max_bytes=getattr(settings, "max_image_bytes", 512 << 20),
             max_pixels=getattr(settings, "max_image_pixels", 16384**2),
         )
+    inputs = [export, *([label_config] if label_config else [])]
+    inputs += [images.local_root] if images is not None and images.local_root else []
+    _run(check_output, out, inputs, force=force)
     tasks = _run(load_export, export)
     report = _run(
         export_to_dataset,
@@ -133,6 +143,8 @@ def labelstudio_cmd(
         per_annotator=per_annotator,
         binary_masks=dataset_spec(kind).binary_masks,
         progress=_progress(),
+        inputs=inputs,
+        force=force,
     )
     _finish(report, strict, as_json)
 
@@ -156,6 +168,7 @@ def labelstudio_cmd(
 @click.option("--as-annotations", is_flag=True, help="--to labelstudio: annotations instead of predictions.")
 @options.split_options
 @options.strict
+@options.force
 @options.json_output
 def labelimg_cmd(
     folder,
@@ -166,13 +179,20 @@ def labelimg_cmd(
     as_annotations,
     split_options,
     strict,
+    force,
     as_json,
 ) -> None:
-    """LabelImg FOLDER (VOC XML or YOLO txt) → YOLO dataset OUT, or Label Studio tasks OUT (.json)."""
+    """LabelImg FOLDER (VOC XML or YOLO txt) → YOLO dataset OUT, or Label Studio tasks OUT (.json).
+
+    --to yolo: OUT is replaced by the new dataset: it must be new, empty or a dataset histoloop wrote
+    (--force replaces anything else, deleting it), and it may never be or contain FOLDER. --to labelstudio:
+    OUT and OUT's .label_config.xml are overwritten unless they are files in FOLDER (refused), or OUT
+    is a file that is not a JSON list of tasks (refused unless --force).
+    """
     from converters.labelimg import labelimg_to_labelstudio, labelimg_to_yolo
 
     if target == "yolo":
-        report = _run(labelimg_to_yolo, folder, out, split_options=split_options)
+        report = _run(labelimg_to_yolo, folder, out, split_options=split_options, force=force)
     else:
         report = _run(
             labelimg_to_labelstudio,
@@ -181,6 +201,7 @@ def labelimg_cmd(
             url_prefix=url_prefix,
             relative_to=relative_to,
             as_annotations=as_annotations,
+            force=force,
         )
     _finish(report, strict, as_json)
 
@@ -199,9 +220,16 @@ def labelimg_cmd(
 )
 @options.split_options
 @options.strict
+@options.force
 @options.json_output
-def aperio_cmd(xml_dir, images_dir, out, target, default_label, split_options, strict, as_json) -> None:
-    """Aperio/ImageScope XML_DIR + IMAGES_DIR (same stems, e.g. MoNuSeg) → masks or YOLO dataset OUT."""
+def aperio_cmd(
+    xml_dir, images_dir, out, target, default_label, split_options, strict, force, as_json
+) -> None:
+    """Aperio/ImageScope XML_DIR + IMAGES_DIR (same stems, e.g. MoNuSeg) → masks or YOLO dataset OUT.
+
+    OUT is replaced by the new dataset: it must be new, empty or a dataset histoloop wrote (--force
+    replaces anything else, deleting it), and it may never be or contain an input.
+    """
     from converters.kinds import dataset_spec
     from converters.pathology import aperio_to_dataset
 
@@ -216,6 +244,7 @@ def aperio_cmd(xml_dir, images_dir, out, target, default_label, split_options, s
         split_options=split_options,
         binary_masks=dataset_spec(kind).binary_masks,
         progress=_progress(),
+        force=force,
     )
     _finish(report, strict, as_json)
 
@@ -242,11 +271,16 @@ def aperio_cmd(xml_dir, images_dir, out, target, default_label, split_options, s
 )
 @options.val_fraction
 @options.strict
+@options.force
 @options.json_output
 def brecahad_cmd(
-    json_files, out, width, height, target, box_size, radius, images_dir, val_fraction, strict, as_json
+    json_files, out, width, height, target, box_size, radius, images_dir, val_fraction, strict, force, as_json
 ) -> None:
-    """BreCaHAD point JSON_FILES → fixed-size boxes or circular masks per class in OUT."""
+    """BreCaHAD point JSON_FILES → fixed-size boxes or circular masks per class in OUT.
+
+    OUT is replaced by the new dataset: it must be new, empty or a dataset histoloop wrote (--force
+    replaces anything else, deleting it), and it may never be or contain an input.
+    """
     from converters.pathology import brecahad_to_dataset
     from converters.split import SplitOptions
 
@@ -261,6 +295,7 @@ def brecahad_cmd(
         radius=radius,
         images_dir=images_dir,
         split_options=SplitOptions(val_fraction=val_fraction),
+        force=force,
     )
     _finish(report, strict, as_json)
 
@@ -278,9 +313,14 @@ def brecahad_cmd(
     help="Keep a box cut at a tile border when at least this fraction of it remains.",
 )
 @options.strict
+@options.force
 @options.json_output
-def tile_cmd(dataset, out, tile_size, overlap, min_visible, strict, as_json) -> None:
-    """Cut the images of DATASET (detect, yolo-segment or masks) into overlapping tiles, labels clipped."""
+def tile_cmd(dataset, out, tile_size, overlap, min_visible, strict, force, as_json) -> None:
+    """Cut the images of DATASET (detect, yolo-segment or masks) into overlapping tiles, labels clipped.
+
+    OUT is replaced by the new dataset: it must be new, empty or a dataset histoloop wrote (--force
+    replaces anything else, deleting it), and it may never be or contain an input.
+    """
     from converters.tiling import tile_dataset
 
     if overlap >= tile_size:
@@ -293,5 +333,6 @@ def tile_cmd(dataset, out, tile_size, overlap, min_visible, strict, as_json) -> 
         overlap=overlap,
         min_visible=min_visible,
         progress=_progress(),
+        force=force,
     )
     _finish(report, strict, as_json)

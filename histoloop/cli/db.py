@@ -23,23 +23,39 @@ SEEDED = {"registry": ("meta",)}
 """Tables whose rows a migration inserts (the registry's revision counter): replaced by the copy."""
 
 
-def _stores(settings: Settings) -> list[tuple[str, Database]]:
-    from training.registry import Registry
-    from workers.events import EventStore
+def _stores(settings: Settings, *, upgrade: bool = True) -> list[tuple[str, Database]]:
+    """Both stores' databases; ``upgrade=False`` opens them as they are (nothing created or migrated)."""
+    from kernel.database import Database
+    from training.migrations import REGISTRY
+    from workers.migrations import EVENTS
 
+    registry = (
+        settings.database_url.get() or settings.registry_path or settings.model_store / "registry.sqlite"
+    )
     return [
-        ("registry", Registry.from_settings(settings).db),
-        ("events", EventStore.from_settings(settings).db),
+        ("registry", Database(registry, "registry", migrations=REGISTRY, upgrade=upgrade)),
+        ("events", Database(settings.events_target, "events", migrations=EVENTS, upgrade=upgrade)),
     ]
 
 
-def _echo_each_store(settings: Settings, line: Callable[[Database], str]) -> None:
+def _status(database: Database) -> str:
+    """Where a database is, read without creating or migrating it."""
+    current, pending = database.current(), database.pending()
+    if current is None:
+        return f"not created yet (head {database.head()}; histoloop db upgrade creates it)"
+    line = f"{current} (head {database.head()})"
+    return f"{line}: not migrated: {len(pending)} pending (histoloop db upgrade)" if pending else line
+
+
+def _echo_each_store(settings: Settings, line: Callable[[Database], str], *, upgrade: bool = True) -> None:
     """``<store>: <database> at migration <line(database)>`` for each store; a database error is a message."""
     from kernel.database import DatabaseError
 
     try:
-        for name, database in _stores(settings):
-            click.echo(f"{name}: {database!r} at migration {line(database)}")
+        for name, database in _stores(settings, upgrade=upgrade):
+            text = line(database)
+            where = "" if text.startswith("not created") else "at migration "
+            click.echo(f"{name}: {database!r} {where}{text}")
     except DatabaseError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -59,8 +75,8 @@ def upgrade_cmd(settings: Settings) -> None:
 @db.command("status")
 @click.pass_obj
 def status_cmd(settings: Settings) -> None:
-    """Where each store is and which migration it is at."""
-    _echo_each_store(settings, lambda database: f"{database.current()} (head {database.head()})")
+    """Where each store is and which migration it is at (read only: creates and migrates nothing)."""
+    _echo_each_store(settings, _status, upgrade=False)
 
 
 @db.command("migrate-from-sqlite")

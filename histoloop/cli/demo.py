@@ -24,9 +24,9 @@ from kernel.settings import Settings
     help="Where Label Studio is installed (default: <model store>/label-studio-venv).",
 )
 @click.option("--no-wait", is_flag=True, help="Set everything up, print the URLs, then stop (for scripts).")
-@click.pass_obj
+@click.pass_context
 def demo(
-    settings: Settings,
+    ctx: click.Context,
     images: Path | None,
     count: int,
     label_studio_port: int,
@@ -36,9 +36,13 @@ def demo(
 ) -> None:
     """Start Redis, Label Studio, the backend and a worker; set up demo projects with a first model each.
 
-    Prints the Label Studio URL and login. Ctrl-C, or `kill` (SIGTERM, SIGHUP), stops everything it started.
+    One progress bar per first model, then its held-out score; `histoloop -v demo` shows the trainings' logs
+    (ultralytics' epoch tables included) instead. Prints the Label Studio URL and login. Ctrl-C, or `kill` (SIGTERM, SIGHUP), stops everything it started.
     """
     from histoloop.demo import run_demo
+
+    settings: Settings = ctx.obj
+    verbose = bool(ctx.find_root().params.get("verbose"))
     from histoloop.stack import stopped_by_signals
 
     with stopped_by_signals():
@@ -50,4 +54,5 @@ def demo(
             backend_port=backend_port,
             label_studio_venv=label_studio_venv,
             wait=(lambda: None) if no_wait else None,
+            verbose=verbose,
         )

@@ -10,6 +10,7 @@ import logging
 
 import click
 
+from kernel.logs import LOG_FORMAT, quiet_ultralytics
 from kernel.settings import Settings, load_settings
 
 SUBCOMMANDS = {
@@ -30,6 +31,11 @@ SUBCOMMANDS = {
 
 
 class LazyGroup(click.Group):
+    """Imports a subcommand's module when the subcommand is run. A module that fails to import raises
+    its own ImportError (its message names what is missing); ``--help`` lists it as unavailable."""
+
+    _listing = False
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
 
@@ -38,12 +44,23 @@ class LazyGroup(click.Group):
             return None
         module, attr = SUBCOMMANDS[name].split(":")
         try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            return None
+            command: click.Command = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            if not self._listing:
+                raise
+            return click.Command(name, help=f"(unavailable: {exc})")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
 
 
 @click.group(cls=LazyGroup)
+@click.version_option(package_name="histoloop", prog_name="histoloop")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
@@ -55,11 +72,12 @@ def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
         raise click.UsageError(str(exc)) from exc
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, ctx.obj.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     if not verbose:  # one line per HTTP request is noise at INFO
         for name in ("httpx", "httpcore", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_ultralytics()
 
 
 @click.command("settings")

@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from histoloop.cli import options, output
+from histoloop.cli.stores import NoRegistry, read_registry
 from kernel.settings import Settings
 from training.registry import ModelVersion, Registry, RegistryError
 
@@ -18,6 +19,7 @@ console = output.console()
 
 
 def _registry(settings: Settings) -> Registry:
+    """The registry, created or migrated first when needed (for the commands that write)."""
     return Registry.from_settings(settings)
 
 
@@ -42,6 +44,15 @@ def _primary(v: ModelVersion) -> str:
 
     name = PRIMARY_METRIC.get(v.kind, "")
     return f"{name}={_fmt(v.metrics[name])}" if name in v.metrics else ""
+
+
+def _corrections(v: ModelVersion) -> str:
+    """The version's corrections ratio (a specialist's corrections to its suggestions over drawing from
+    scratch, on its held-out split); empty for versions evaluated before it was recorded."""
+    from kernel.kinds import CORRECTIONS_RATIO
+
+    value = v.metrics.get(CORRECTIONS_RATIO)
+    return f"{value:.2f}×" if isinstance(value, int | float) and not isinstance(value, bool) else ""
 
 
 def _pretrained(v: ModelVersion) -> dict[str, Any] | None:
@@ -73,8 +84,13 @@ def models() -> None:
 def list_(
     settings: Settings, project: str | None, kind: str | None, status: str | None, as_json: bool
 ) -> None:
-    """List versions (newest last)."""
-    registry = _registry(settings)
+    """List versions (newest last). The corrections column: a specialist's corrections to the version's
+    suggestions over drawing from scratch, on its held-out split (lower saves more work)."""
+    try:
+        registry = read_registry(settings)
+    except NoRegistry as exc:
+        click.echo("[]" if as_json else f"no model versions yet ({exc.message})")
+        return
     versions = registry.list(project=project, kind=kind, status=status)
     if as_json:
         click.echo(json.dumps([v.to_dict() for v in versions], indent=2))
@@ -82,7 +98,8 @@ def list_(
     from kernel.database import safe_url
 
     table = Table(title=f"model versions ({registry.path or safe_url(registry.db.url)})")
-    for col in ("id", "version", "status", "primary metric", "trained on", "created", "note"):
+    columns = ("id", "version", "status", "primary metric", "corrections", "trained on", "created", "note")
+    for col in columns:
         table.add_column(col)
     style = {"production": "bold green", "failed": "red", "archived": "dim"}
     for v in versions:
@@ -91,6 +108,7 @@ def list_(
             v.ref,
             v.status,
             _primary(v),
+            _corrections(v),
             str(v.lineage.get("annotation_count", "")),
             _when(v.created_at),
             v.reason or "",
@@ -105,7 +123,7 @@ def list_(
 @click.pass_obj
 def show(settings: Settings, version: str, as_json: bool) -> None:
     """Metrics, lineage, history and plots of VERSION (an id or PROJECT/KIND/vN)."""
-    reg = _registry(settings)
+    reg = read_registry(settings)
     try:
         v = reg.get(version)
     except RegistryError as exc:
@@ -125,6 +143,12 @@ def show(settings: Settings, version: str, as_json: bool) -> None:
         where = [f"{k}={start[k]}" for k in ("name", "file", "sha256") if start.get(k)]
         console.print(
             "pretrained: " + "  ".join([str(start.get("source")), *where]), soft_wrap=True, markup=False
+        )
+    if _corrections(v):
+        at = v.metrics.get("served_threshold")
+        console.print(
+            f"corrections: {_corrections(v)} of drawing from scratch"
+            + (f" (suggestions from score {at:.2f})" if isinstance(at, int | float) else "")
         )
     metrics = Table(title="held-out metrics")
     metrics.add_column("metric")
@@ -180,7 +204,7 @@ def rollback(settings: Settings, project: str, kind: str, reason: str) -> None:
 @click.pass_obj
 def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
     """Metrics of two versions side by side."""
-    reg = _registry(settings)
+    reg = read_registry(settings)
     try:
         va, vb = reg.get(a), reg.get(b)
     except RegistryError as exc:

@@ -40,6 +40,11 @@ json_output = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as JSON (machine-readable)."
 )
 strict = click.option("--strict", is_flag=True, help="Exit 1 when anything was skipped.")
+force = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace OUT even when it holds files that are not a histoloop dataset (they are deleted).",
+)
 label_config = click.option(
     "--label-config",
     type=click.Path(exists=True, dir_okay=False),

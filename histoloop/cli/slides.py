@@ -87,12 +87,18 @@ def import_(
     slide_mpp: float | None,
     as_json: bool,
 ) -> None:
-    """Cut tissue fields from SLIDE_FILES and create one task per field in the project."""
-    from histoloop.slides import import_slides
+    """Cut tissue fields from SLIDE_FILES and create one task per field in the project.
+
+    The fields are written under the local-files root, in --subdir, which must lie inside the root."""
+    from histoloop.slides import fields_folder, import_slides
 
     root = local_root or settings.local_files_root
     if root is None:
         raise click.UsageError("no local-files root: pass --local-root or set HISTOLOOP_LOCAL_FILES_ROOT")
+    try:
+        fields_folder(root, subdir)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--subdir") from None
     client = _client(settings)
     with _bar() as bar:
         tid = bar.add_task("slides", total=None)
@@ -127,7 +133,7 @@ def import_(
 
 @slides.command("predict")
 @click.argument("slide_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@options.project()
+@options.project(number=True)
 @options.kind()
 @click.option("--version", "ref", default=None, help="A version (4/segment/v3) instead of production.")
 @click.option(
@@ -144,7 +150,7 @@ def import_(
 def predict(
     settings: Settings,
     slide_files: tuple[Path, ...],
-    project: str,
+    project: int,
     kind: str,
     ref: str | None,
     out_dir: Path,
@@ -158,14 +164,19 @@ def predict(
 ) -> None:
     """Run the project's production model over the tissue of SLIDE_FILES: GeoJSON + overlay per slide."""
     from converters.slides import SlideError
-    from training.registry import Registry, RegistryError
+    from histoloop.cli.stores import NoRegistry, read_registry
+    from training.registry import RegistryError
     from training.runtime import resolve_device
     from training.slides import predict_slide
     from training.versions import load_model
 
-    registry = Registry.from_settings(settings)
     try:
-        version = registry.get(ref) if ref else registry.production(project, kind)
+        registry = read_registry(settings)
+        version = registry.get(ref) if ref else registry.production(str(project), kind)
+    except NoRegistry:
+        if ref:
+            raise
+        version = None
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     if version is None or version.artifact_dir is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from kernel.settings import Settings
@@ -34,6 +36,7 @@ def worker(
         raise click.UsageError("--gpu/--gpus and --device cpu exclude each other")
     if gpu is not None and gpu_list:
         raise click.UsageError("give --gpu N or --gpus N,M, not both")
+    _check_container_gpus([gpu] if gpu is not None else gpu_list)
     settings: Settings = ctx.obj
     # before anything imports torch: the device is chosen through the environment the horses inherit
     from workers.worker import prepare_environment, run_worker
@@ -63,6 +66,24 @@ def _gpu_list(text: str | None) -> list[int]:
     if not gpus or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
         raise click.UsageError(f"--gpus {text!r}: give distinct GPU numbers, e.g. 0,1")
     return gpus
+
+
+def _check_container_gpus(gpus: list[int]) -> None:
+    """A usage error for a GPU number this container cannot see.
+
+    Docker's NVIDIA runtime gives a container the host GPUs in ``NVIDIA_VISIBLE_DEVICES`` (e.g. ``3``) and
+    numbers them from 0 inside it: there, ``--gpu 3`` would hide the container's only GPU.
+    """
+    visible = os.environ.get("NVIDIA_VISIBLE_DEVICES", "").strip()
+    if not gpus or visible.lower() in ("", "all", "none", "void"):
+        return
+    count = len([part for part in visible.split(",") if part.strip()])
+    if max(gpus) >= count:
+        raise click.UsageError(
+            f"GPU {max(gpus)}: this container has {count} GPU(s) (NVIDIA_VISIBLE_DEVICES={visible}, the host's "
+            f"numbers), numbered 0 to {count - 1} inside it; choose the host GPU with the container's "
+            "device_ids and give --gpu 0"
+        )
 
 
 def _safe(url: str) -> str:

@@ -17,4 +17,5 @@ blueprint = Blueprint("metrics", __name__)
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
-    return Response(exposition(backend().settings), content_type=CONTENT_TYPE_LATEST)
+    state = backend()
+    return Response(exposition(state.settings, state.registry), content_type=CONTENT_TYPE_LATEST)

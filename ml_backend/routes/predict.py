@@ -26,7 +26,7 @@ from flask.typing import ResponseReturnValue
 
 from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail, json_object
-from ml_backend.engine import ModelUnavailable
+from ml_backend.engine import Limits, ModelUnavailable
 from ml_backend.interactive import is_interactive
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
 from ml_backend.telemetry import count_predictions
@@ -65,7 +65,12 @@ def predict() -> ResponseReturnValue:
                 version, results, timings = b.interactive.predict(key, tasks, params["context"], plan, state)
                 count_predictions("interactive", results)
             else:
-                version, results, timings = b.engine.predict(key, tasks, plan, state)
+                limits = Limits(
+                    deadline=time.monotonic() + b.settings.predict_timeout - (time.perf_counter() - started),
+                    timeout_s=b.settings.predict_timeout,
+                    max_pixels=b.settings.predict_max_pixels,
+                )
+                version, results, timings = b.engine.predict(key, tasks, plan, state, limits)
                 count_predictions("batch", results)
     except ModelUnavailable as exc:  # not an empty answer under a version that is not served
         fail(503, f"{exc}; no prediction until it is fixed (see /health)")

@@ -18,6 +18,7 @@ from flask.typing import ResponseReturnValue
 from kernel.labelstudio import project_key
 from ml_backend.context import backend, fail, json_object
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
+from ml_backend.projects import KEEP, ExtraParamsError
 
 blueprint = Blueprint("setup", __name__)
 
@@ -41,13 +42,16 @@ def setup() -> ResponseReturnValue:
         except LabelConfigError as exc:
             fail(400, f"project {key}: {exc}")
     hostname, token = body.get("hostname"), body.get("access_token")
-    b.projects.setup(
-        key,
-        config,
-        hostname if isinstance(hostname, str) else None,
-        token if isinstance(token, str) else None,
-        body.get("extra_params"),
-    )
+    try:
+        b.projects.setup(
+            key,
+            config,
+            hostname if isinstance(hostname, str) else None,
+            token if isinstance(token, str) else None,
+            body.get("extra_params", KEEP),
+        )
+    except ExtraParamsError as exc:
+        fail(400, f"project {key}: {exc}")
     b.events.connect(key)  # webhooks of this project are Label Studio's (workers.intake)
     b.cache.warm(key, kinds)
     return jsonify(model_version=b.cache.versions(key, kinds).model_version)

@@ -22,7 +22,7 @@ from flask.typing import ResponseReturnValue
 
 from ml_backend.context import backend, fail, parse_json
 from ml_backend.telemetry import count_webhook
-from workers.intake import BadPayload, record_webhook
+from workers.intake import BadPayload, PayloadTooLarge, record_webhook
 
 blueprint = Blueprint("webhook", __name__)
 
@@ -42,6 +42,9 @@ def webhook() -> ResponseReturnValue:
     parsed = time.perf_counter()
     try:
         reply = record_webhook(b.settings, b.events, payload)
+    except PayloadTooLarge as exc:
+        count_webhook(payload["action"], "too large")
+        fail(413, str(exc))
     except BadPayload as exc:
         count_webhook(payload["action"], "bad payload")
         fail(400, str(exc))

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from dataset_checks import assert_clean_dataset  # tests/converters/ (imported as pytest's rootdir-relative)
 from PIL import Image
+from waits import LONG
 
 from histoloop.cli.main import main
 
@@ -670,7 +671,7 @@ def test_the_command_prints_no_traceback_on_the_corpus(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=LONG,
     )
     assert run.returncode == 0 and "Traceback" not in run.stderr + run.stdout, run.stderr
     assert "converted 2, skipped 13" in run.stdout and "empty.xml: image empty.png: empty file" in run.stdout
@@ -691,7 +692,7 @@ def test_the_command_prints_no_traceback_on_the_corpus(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=LONG,
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout, run.stderr
     assert "task 1: annotations is not a list (a int)" in run.stdout
@@ -702,3 +703,156 @@ def test_the_shared_test_data_still_converts_cleanly(tmp_path):
     code, out, report = cli(tmp_path, "labelimg", DATA / "labelimg_voc", tmp_path / "voc", "--to", "yolo")
     assert code == 0 and report["converted"] == 3 and report["skipped"] == [], out
     assert_clean_dataset(tmp_path / "voc", images=3)
+
+
+def test_an_annotation_drawn_only_with_another_control_is_not_a_background_example(tmp_path):
+    brush = {
+        "id": "b",
+        "from_name": "brush",
+        "to_name": "image",
+        "type": "brushlabels",
+        "original_width": 40,
+        "original_height": 30,
+        "value": {"format": "rle", "rle": [0, 0, 0, 1], "brushlabels": ["tumor"]},
+    }
+    tasks = [
+        task(1, [brush, choice()]),
+        task(2, [rect(), polygon()]),
+        task(3, []),
+        task(4, [rect(), choice()]),
+    ]
+    export, root = write_export(tmp_path, tasks), images_root(tmp_path)
+    common = ("--label-config", CONFIG, "--local-root", root)
+    code, out, report = cli(tmp_path, "labelstudio", export, tmp_path / "det", "--to", "yolo-detect", *common)
+    assert code == 0, out
+    why = reasons(report)
+    assert why["task 1 (annotation 10)"] == (
+        "its only regions (1 brushlabels) are of another control; a detect dataset reads rectanglelabels, "
+        "polygonlabels"
+    )
+    labels = {p.stem: p.read_text() for p in (tmp_path / "det" / "labels").glob("*/*.txt")}
+    assert "TCGA-AA-0001-t" not in labels  # was an empty label file: "no tumour here"
+    assert labels["TCGA-AA-0003-t"] == ""  # an annotation with no regions at all is background
+    assert labels["TCGA-AA-0004-t"] != ""
+    code, out, report = cli(tmp_path, "labelstudio", export, tmp_path / "masks", "--to", "masks", *common)
+    assert code == 0, out
+    assert reasons(report)["task 4 (annotation 40)"].startswith("its only regions (1 rectanglelabels) are of")
+    masks = {p.stem for p in (tmp_path / "masks").rglob("masks/*/*.png")}
+    assert "TCGA-AA-0004-t" not in masks and "TCGA-AA-0002-t" in masks  # was an empty mask
+
+
+def test_a_brecahad_file_whose_points_were_all_refused_is_not_a_background_example(tmp_path):
+    files = {
+        "outside.json": {"tumor": [{"x": 1.5, "y": 0.5}], "mitosis": [{"x": -0.1, "y": 0.2}]},
+        "unknown.json": {"mystery": [{"x": 0.5, "y": 0.5}]},
+        "bool.json": {"tumor": [{"x": True, "y": 0.5}]},
+        "text.json": {"tumor": [{"x": "0.5", "y": 0.5}]},
+        "empty.json": {"tumor": []},  # no points at all: background
+        "good.json": {"tumor": [{"x": 0.5, "y": 0.5}]},
+    }
+    paths = []
+    for name, points in files.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(points))
+    for to in ("yolo-detect", "masks"):
+        code, out, report = cli(
+            tmp_path, "brecahad", *paths, tmp_path / to, "--width", 64, "--height", 48, "--to", to
+        )
+        assert code == 0 and report["converted"] == 2, out
+        why = reasons(report)
+        assert why["outside.json"] == "none of its 2 points could be used"
+        assert why["unknown.json"] == "none of its 1 points could be used"
+        assert why["bool.json"] == why["text.json"] == "class 'tumor' has points without numeric x/y"
+        written = {i["stem"] for i in json.loads((tmp_path / to / "manifest.json").read_text())["items"]}
+        assert written == {"empty", "good"}
+
+
+@pytest.mark.parametrize("option", ["--box-size", "--radius"])
+def test_brecahad_sizes_larger_than_the_image_are_refused(tmp_path, option):
+    points = tmp_path / "p.json"
+    points.write_text('{"tumor": [{"x": 0.5, "y": 0.5}]}')
+    code, out, _ = cli(
+        tmp_path, "brecahad", points, tmp_path / "o", "--width", 64, "--height", 48, option, "1e308"
+    )
+    assert code == 1 and "must be at most the image's longer side (64 px), got 1e+308" in out, out
+    assert not (tmp_path / "o").exists()
+
+
+def test_fifos_named_like_label_files_or_images_are_skipped_not_read(tmp_path):
+    folder = tmp_path / "labelimg"
+    folder.mkdir()
+    for name in ("TCGA-AA-0001-t.xml", "TCGA-AA-0002-t.txt", "TCGA-AA-0003-t.png", "classes.txt"):
+        os.mkfifo(folder / name)  # opening one for reading would wait for a writer for ever
+    (folder / "TCGA-AA-0003-t.xml").write_text(
+        "<annotation><filename>TCGA-AA-0003-t.png</filename><object><name>tumor</name><bndbox><xmin>1</xmin>"
+        "<ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
+    )
+    (folder / "TCGA-AA-0004-t.png").write_bytes(png())
+    (folder / "TCGA-AA-0004-t.xml").write_text(
+        "<annotation><object><name>tumor</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax>"
+        "<ymax>9</ymax></bndbox></object></annotation>"
+    )
+    xml_dir = tmp_path / "aperio"
+    xml_dir.mkdir()
+    os.mkfifo(xml_dir / "fifo.xml")
+    points = tmp_path / "fifo.json"
+    os.mkfifo(points)
+    commands = {
+        "labelimg": ["labelimg", folder, tmp_path / "out", "--to", "yolo"],
+        "aperio": ["aperio", xml_dir, folder, tmp_path / "a", "--to", "masks"],
+        "brecahad": ["brecahad", points, tmp_path / "b", "--width", 64, "--height", 48],
+    }
+    for name, args in commands.items():
+        run = subprocess.run(
+            [sys.executable, "-m", "histoloop.cli", "convert", *map(str, args), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,  # before: blocked in open() for ever
+            env={**os.environ, "HISTOLOOP_MODEL_STORE": str(tmp_path / "store")},
+        )
+        assert "Traceback" not in run.stderr, run.stderr
+        why = reasons(json.loads(run.stdout))
+        fifo = "cannot read (not a regular file (a FIFO))"
+        if name == "labelimg":
+            assert run.returncode == 0, run.stderr
+            assert why["TCGA-AA-0001-t.xml"] == fifo
+            assert why["classes.txt"] == fifo and "TCGA-AA-0002-t.txt" in why
+            assert why["TCGA-AA-0003-t.xml"] == "no image for TCGA-AA-0003-t.png"  # a FIFO is no image
+        else:
+            assert run.returncode == 1 and fifo in " ".join(why.values()), why
+
+
+def test_polygons_beyond_the_vertex_cap_are_refused_with_a_reason(tmp_path):
+    circle = [
+        (20 + 10 * np.cos(t), 15 + 10 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 10_001, endpoint=False)
+    ]
+    huge = polygon(points=[(x / 40 * 100, y / 30 * 100) for x, y in circle], rid="huge")
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, [task(1, [huge, polygon()])]),
+        tmp_path / "det",
+        "--to",
+        "yolo-segment",
+        "--label-config",
+        CONFIG,
+        "--labels-only",
+    )
+    assert code == 0, out
+    limit = "a polygon of 10001 vertices, more than the limit of 10000"
+    assert reasons(report)["task 1 (annotation 10) region huge"] == limit
+    assert (
+        max(len(line) for p in (tmp_path / "det").rglob("*.txt") for line in p.read_text().splitlines())
+        < 1000
+    )
+    xml, images = tmp_path / "xml", tmp_path / "images"
+    xml.mkdir(), images.mkdir()
+    (images / "s.png").write_bytes(png())
+    vertices = "".join(f'<Vertex X="{x}" Y="{y}"/>' for x, y in circle)
+    (xml / "s.xml").write_text(
+        f'<Annotations><Annotation><Regions><Region Id="1"><Vertices>{vertices}</Vertices></Region>'
+        f'<Region Id="2"><Vertices><Vertex X="1" Y="1"/><Vertex X="9" Y="1"/><Vertex X="5" Y="9"/></Vertices>'
+        "</Region></Regions></Annotation></Annotations>"
+    )
+    code, out, report = cli(tmp_path, "aperio", xml, images, tmp_path / "ap", "--to", "yolo-segment")
+    assert code == 0 and reasons(report)["s.xml region 1"] == limit, out

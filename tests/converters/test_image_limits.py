@@ -5,6 +5,7 @@ deadline."""
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,3 +96,47 @@ def test_a_fetch_has_a_total_deadline() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _trickling_server(stage: bytes) -> tuple[socket.socket, threading.Event]:
+    """A raw TCP server that answers each connection with ``stage`` (e.g. the status line and a header
+    or two) one byte every 0.2 s and then headers for ever, so no single read waits longer than that."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            payload = stage + b"".join(b"X-Pad-%d: y\r\n" % n for n in range(100_000))
+            for byte in payload:
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, stop
+
+
+@pytest.mark.parametrize("stage", [b"", b"HTTP/1.1 200 OK\r\n"], ids=["status line", "headers"])
+def test_the_deadline_covers_the_status_line_and_headers(stage: bytes) -> None:
+    listener, stop = _trickling_server(stage)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ImageError, match=r"not received within the deadline of 1\.5 s"):
+            ImageLoader(label_studio_url=url, timeout=1.5).load("/data/upload/1/x.png")
+        assert time.monotonic() - t0 < 4  # before the fix: as long as the server trickles
+    finally:
+        stop.set()
+        listener.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waits import LONG
 
 from converters.kinds import dataset_spec, kinds_where
 from converters.labelstudio import export_to_dataset
@@ -43,7 +44,9 @@ def test_rows_are_imported_on_first_use() -> None:
         "converters.pathology, converters.ground_truth\n"
         "print(sorted(m for m in sys.modules if m.startswith('converters.kinds.')))"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=LONG
+    )
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 

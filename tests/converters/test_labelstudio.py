@@ -151,7 +151,9 @@ def test_masks_from_brushes_and_polygons(export_tasks, tmp_path, shared_data):
         images=ImageLoader(local_root=shared_data),
         binary_masks=True,
     )
-    assert report.converted == 3
+    # task 1's latest annotation has a rectangle only: no mask can be learnt from it (not "background")
+    assert report.converted == 2
+    assert dict(report.skipped)["task 1 (annotation 2)"].startswith("its only regions (1 rectanglelabels)")
     assert (out / "classes.txt").read_text() == "tumor\nlymphocyte\n"
     item = next(i for i in json.loads((out / "manifest.json").read_text())["items"] if i["task_id"] == 2)
     mask = np.asarray(Image.open(out / "masks" / item["split"] / f"{item['stem']}.png"))
@@ -220,13 +222,15 @@ def test_bad_input_is_reported_and_the_rest_converts(export_tasks, tmp_path):
         label_config=CONFIG,
         images=None,
     )
-    # 101 converts in labels-only mode (no image needed); 103 has only a brush: an empty (negative) label file
-    assert report.converted == 3 + 2
+    # 101 converts in labels-only mode (no image needed); 103 has only a brush: skipped, never an empty
+    # (negative) label file
+    assert report.converted == 3 + 1
     reasons = dict(report.skipped)
     assert "label 'mitosis' is not in the label config" in reasons.values()
     assert any("zero-area rectangle" in v for v in reasons.values())
     assert any(k == "task 102 (annotation 900)" and "none of its 2 regions" in v for k, v in report.skipped)
     assert "task #6" in reasons
+    assert reasons["task 103 (annotation 901)"].startswith("its only regions (1 brushlabels) are of another")
     seg = export_to_dataset([bad_rle], "segment", tmp_path / "s", label_config=CONFIG, images=None)
     assert not seg.ok and any("bad RLE" in v and "expected 1000x999x4" in v for _, v in seg.skipped)
     assert not (tmp_path / "s").exists()

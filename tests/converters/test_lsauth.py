@@ -144,3 +144,19 @@ def test_the_token_is_sent_only_to_label_studio(fake_ls) -> None:
         ImageLoader(label_studio_url=ls.url, api_key=PAT).load(f"{other.url}/a.png")
     assert other.seen == [""] and other.refreshes == 0
     assert auth_headers(LEGACY, ls.url) == {"Authorization": f"Token {LEGACY}"}
+
+
+def test_claims_are_read_only_from_a_well_formed_jwt() -> None:
+    assert jwt_claims(PAT) == {
+        "token_type": "refresh",
+        "exp": jwt_claims(PAT)["exp"],
+        "jti": "pat1",
+        "user_id": 1,
+    }
+    expired = jwt({"token_type": "access", "exp": 1})
+    assert jwt_claims(expired) == {"token_type": "access", "exp": 1}  # read, not judged: Label Studio judges
+    payload = PAT.split(".")[1]
+    assert jwt_claims(f"bm90LWpzb24.{payload}.c2lnbmF0dXJl") is None  # its header is no JSON
+    assert jwt_claims(f"{PAT.split('.')[0]}.WzEsMl0.c2lnbmF0dXJl") is None  # its claims are a list
+    assert jwt_claims(LEGACY) is None and jwt_claims("a.b.c") is None
+    assert not is_personal_access_token(f"bm90LWpzb24.{payload}.c2lnbmF0dXJl")

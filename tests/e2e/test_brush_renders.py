@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from waits import LONG
 
 from histoloop.demo import retrieve_predictions
 
@@ -36,10 +37,10 @@ def test_label_studio_renders_our_brush_prediction(loop, browser) -> None:
     browser.find_element(By.NAME, "email").send_keys(ls.username)
     browser.find_element(By.NAME, "password").send_keys(ls.password)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
-    WebDriverWait(browser, 30).until(lambda d: "/user/login" not in d.current_url)
+    WebDriverWait(browser, LONG).until(lambda d: "/user/login" not in d.current_url)
 
     browser.get(f"{ls.url}/projects/{pid}/data?task={task.id}")
-    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "canvas")))
+    WebDriverWait(browser, LONG).until(ec.presence_of_element_located((By.CSS_SELECTOR, "canvas")))
     time.sleep(4)  # the image and the brush layer are drawn after the canvas exists
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "label-studio-brush-prediction.png"

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from waits import LONG
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -66,7 +67,7 @@ class RecordingProxy:
             self.target + request.full_path.rstrip("?"),
             data=body,
             headers=headers,
-            timeout=120,
+            timeout=LONG,
         )
         return Response(r.content, r.status_code, content_type=r.headers.get("Content-Type"))(
             environ, start_response
@@ -165,7 +166,7 @@ def test_label_studio_api_forwards_a_click_and_a_box(loop, interactive_project) 
     }
     for what, context in contexts.items():
         r = requests.post(
-            url, json={"task": tasks[0].id, "context": context}, headers=ls.headers, timeout=120
+            url, json={"task": tasks[0].id, "context": context}, headers=ls.headers, timeout=LONG
         )
         assert r.status_code == 200, r.text
         data = r.json().get("data")
@@ -213,21 +214,21 @@ def test_a_click_in_the_frontend_draws_the_object(loop, interactive_project, bro
     browser.find_element(By.NAME, "email").send_keys(ls.username)
     browser.find_element(By.NAME, "password").send_keys(ls.password)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
-    WebDriverWait(browser, 60).until(lambda d: "/user/login" not in d.current_url)
+    WebDriverWait(browser, LONG).until(lambda d: "/user/login" not in d.current_url)
 
     before = len(proxy.interactive())
     task = tasks[-1]  # one no other test annotates
     browser.get(f"{ls.url}/projects/{project}/data?task={task.id}")
-    WebDriverWait(browser, 120).until(ec.presence_of_element_located((By.CSS_SELECTOR, "canvas")))
-    WebDriverWait(browser, 60).until(lambda d: d.execute_script(REGIONS_JS) is not None)
+    WebDriverWait(browser, LONG).until(ec.presence_of_element_located((By.CSS_SELECTOR, "canvas")))
+    WebDriverWait(browser, LONG).until(lambda d: d.execute_script(REGIONS_JS) is not None)
     assert browser.execute_script(REGIONS_JS) == {"regions": [], "suggestions": []}  # no predictions shown
     ARTIFACTS.mkdir(exist_ok=True)
-    toggle = WebDriverWait(browser, 60).until(
+    toggle = WebDriverWait(browser, LONG).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=bottombar-auto-annotation-toggle]"))
     )
     # JS clicks and the frontend's own store where a person clicks a button: no tooltip or overlay intercepts
     browser.execute_script("arguments[0].click()", toggle)
-    labels = WebDriverWait(browser, 30).until(
+    labels = WebDriverWait(browser, LONG).until(
         lambda d: (
             [e for e in d.find_elements(By.CSS_SELECTOR, ".lsf-label__text") if e.text.strip() == "Tumor"]
             if len(d.find_elements(By.CSS_SELECTOR, ".lsf-label__text")) >= 3
@@ -242,7 +243,7 @@ def test_a_click_in_the_frontend_draws_the_object(loop, interactive_project, bro
     )
     ActionChains(browser).move_to_element_with_offset(canvas, 0, 0).click().perform()
     shown: dict = {}
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + LONG
     while time.monotonic() < deadline:
         shown = browser.execute_script(REGIONS_JS) or {}
         if shown.get("suggestions"):

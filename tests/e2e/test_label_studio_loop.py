@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from waits import LONG, wait_for
 
 from converters.rle import rle_to_mask
 from histoloop.demo import annotation_result, retrieve_predictions
-from histoloop.stack import wait_for
 from training.registry import Registry
 
 pytestmark = pytest.mark.labelstudio
@@ -70,7 +70,7 @@ def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_ve
     submitted = submitted_at[loop.threshold - 1]  # the annotation that reaches the retrain threshold
     new = wait_for(
         lambda: [v for v in registry.list(project=str(pid), kind=kind) if v.version > before.version],
-        timeout=300,
+        timeout=LONG,
         what="a retrained version registered by the worker",
         interval=2,
     )
@@ -80,7 +80,7 @@ def test_submitted_annotations_retrain_and_the_next_predictions_carry_the_new_ve
             registry.production(str(pid), kind).version > before.version
             and registry.production(str(pid), kind)
         ),
-        timeout=60,
+        timeout=LONG,
         what="auto-promotion",
     )
     promoted = time.time()
@@ -126,4 +126,4 @@ def test_train_button_starts_a_job(loop) -> None:
         ids |= set(FinishedJobRegistry(queue=queue).get_job_ids())
         return [i for i in ids - seen_before if f"{pid}" in i and "classify" in i]
 
-    assert wait_for(new_job, timeout=60, what="a training job after the Train button")
+    assert wait_for(new_job, timeout=LONG, what="a training job after the Train button")

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from waits import LONG
 
 from converters.lsauth import is_personal_access_token
 from histoloop.demo import retrieve_predictions
@@ -90,7 +91,7 @@ def test_legacy_tokens_off_everything_through_a_personal_access_token(pat_label_
     from workers.pipeline import export_project
 
     ls, env, stack = pat_label_studio
-    assert requests.get(f"{ls.url}/api/projects", headers=ls.headers, timeout=30).status_code == 401
+    assert requests.get(f"{ls.url}/api/projects", headers=ls.headers, timeout=LONG).status_code == 401
     pat = ls.personal_access_token()
     assert is_personal_access_token(pat)
     client = LabelStudio(base_url=ls.url, api_key=pat, timeout=600)
@@ -102,12 +103,14 @@ def test_legacy_tokens_off_everything_through_a_personal_access_token(pat_label_
             buf, "PNG"
         )
         files.append((f"file{i}", (f"tile{i}.png", buf.getvalue(), "image/png")))
-    access = requests.post(f"{ls.url}/api/token/refresh/", json={"refresh": pat}, timeout=30).json()["access"]
+    access = requests.post(f"{ls.url}/api/token/refresh/", json={"refresh": pat}, timeout=LONG).json()[
+        "access"
+    ]
     r = requests.post(
         f"{ls.url}/api/projects/{project.id}/import",
         files=files,
         headers={"Authorization": f"Bearer {access}"},
-        timeout=120,
+        timeout=LONG,
     )
     assert r.status_code == 201, r.text
     tasks = list(client.tasks.list(project=project.id))

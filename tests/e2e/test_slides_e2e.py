@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
+from waits import LONG
 
 from converters.pyramid import write_pyramid
 from converters.synthetic import make_tile
@@ -104,7 +105,7 @@ def test_slide_to_tasks_to_predictions_and_annotations_to_geojson(tmp_path: Path
         assert {(d["x"], d["y"]) for d in data} == {(0, 0), (0, 512)}  # the tissue half, 512 px fields
         assert {d["group"] for d in data} == {"TCGA-AR-A1AK"} and {d["mpp"] for d in data} == {1.0}
         for d in data:  # the field image is served by Label Studio's local files
-            r = requests.get(server.url + d["image"], headers=server.headers, timeout=30)
+            r = requests.get(server.url + d["image"], headers=server.headers, timeout=LONG)
             assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
 
         _tumor_everywhere(tmp_path / "store", str(project))

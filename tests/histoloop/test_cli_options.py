@@ -66,9 +66,9 @@ def test_the_split_options_reach_the_converter_as_one_value(tmp_path, monkeypatc
     seen: list[SplitOptions] = []
     real = converters.labelimg.labelimg_to_yolo
 
-    def spy(folder, out, *, split_options: SplitOptions):
+    def spy(folder, out, *, split_options: SplitOptions, **rest):
         seen.append(split_options)
-        return real(folder, out, split_options=split_options)
+        return real(folder, out, split_options=split_options, **rest)
 
     monkeypatch.setattr(converters.labelimg, "labelimg_to_yolo", spy)
     args = [

@@ -89,3 +89,15 @@ def test_the_first_boxes_version_suggests_boxes_on_a_held_out_tile(tmp_path: Pat
         [[v["x"], v["y"], v["x"] + v["width"], v["y"] + v["height"]] for v in (b["value"] for b in boxes)]
     ) * (tile.image.shape[1] / 100)
     assert box_iou(xyxy, np.array(tile.boxes, float)).max() >= 0.5  # one of them is on a real nest
+
+
+def test_the_demo_prints_a_versions_corrections_ratio() -> None:
+    from histoloop import demo
+    from histoloop.demo import bootstrap_score
+
+    line = bootstrap_score("segment", {"dice": 0.74, "score_threshold": 0.85, "corrections_ratio": 0.96})
+    assert line.endswith("; suggestions from score 0.85; corrections 0.96× of labelling from scratch"), line
+    assert "corrections" not in bootstrap_score("segment", {"dice": 0.74})
+    import doctest
+
+    assert doctest.testmod(demo).failed == 0

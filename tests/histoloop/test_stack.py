@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from waits import LONG, wait_for
 
-from histoloop.stack import wait_for
 from kernel.database import pid_alive
 
 SCRIPT = textwrap.dedent(
@@ -57,11 +57,11 @@ def test_a_signal_stops_what_the_run_started(tmp_path: Path, signum: int, guarde
     try:
         assert pid_alive(child)
         run.send_signal(signum)
-        out = run.communicate(timeout=60)[0]
+        out = run.communicate(timeout=LONG)[0]
         if guarded:
             assert run.returncode == 0
             assert f"interrupted by {signal.Signals(signum).name}" in out and "stopped" in out
-            wait_for(lambda: not pid_alive(child), 10, "the child to be stopped")
+            wait_for(lambda: not pid_alive(child), LONG, "the child to be stopped")
         else:  # the default action ends the run at once: no cleanup, the child is left running
             assert run.returncode == -signum and "stopped" not in out
             assert pid_alive(child)
@@ -84,7 +84,7 @@ def test_under_nohup_a_closed_terminal_does_not_stop_it_but_kill_does(tmp_path: 
         with pytest.raises(subprocess.TimeoutExpired):
             run.wait(timeout=2)  # still running: nohup asked for that
         run.send_signal(signal.SIGTERM)
-        out = run.communicate(timeout=60)[0]
+        out = run.communicate(timeout=LONG)[0]
         assert run.returncode == 0 and "interrupted by SIGTERM" in out and "stopped" in out
     finally:
         if pid_alive(child):

@@ -61,3 +61,94 @@ def test_database_url_shows_where_but_not_the_password() -> None:
     assert s.redacted()["database_url"] == "postgresql://histoloop:***@db:5432/histoloop"
     assert "s3cret" not in repr(s)
     assert load_settings(env={}).events_target == load_settings(env={}).model_store / "events.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HISTOLOOP_RETRAIN_THRESHOLD": "abc"}, "HISTOLOOP_RETRAIN_THRESHOLD: 'abc' is not an integer"),
+        ({"HISTOLOOP_PORT": "90x"}, "HISTOLOOP_PORT: '90x' is not an integer"),
+        ({"HISTOLOOP_IMAGE_TIMEOUT": "soon"}, "HISTOLOOP_IMAGE_TIMEOUT: 'soon' is not a number"),
+        ({"HISTOLOOP_MIN_SCORE": "high"}, "HISTOLOOP_MIN_SCORE: 'high' is not a number"),
+        ({"HISTOLOOP_PROMOTION_MARGIN": "1,5"}, "HISTOLOOP_PROMOTION_MARGIN: '1,5' is not a number"),
+    ],
+)
+def test_a_bad_value_names_its_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        load_settings(env=env)
+    assert str(raised.value) == message
+
+
+def test_a_bad_value_in_the_config_file_names_its_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "histoloop.toml"
+    cfg.write_text('port = "ninety"\n')
+    with pytest.raises(ValueError, match=r"histoloop.toml: port: 'ninety' is not an integer"):
+        load_settings(env={"HISTOLOOP_CONFIG": str(cfg)})
+
+
+def test_a_misspelt_variable_is_warned_about_once_with_the_closest_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = {"HISTOLOOP_RETRAIN_TRESHOLD": "5", "HISTOLOOP_PORT": "9191", "HISTOLOOP_CONFIG": ""}
+    with caplog.at_level("WARNING", logger="kernel.settings"):
+        s = load_settings(env=env)
+        load_settings(env=env)
+    assert s.project("1").retrain_threshold == 20 and s.port == 9191
+    warned = [r.getMessage() for r in caplog.records if r.name == "kernel.settings"]
+    assert warned == [
+        "HISTOLOOP_RETRAIN_TRESHOLD is not a histoloop setting: ignored; did you mean HISTOLOOP_RETRAIN_THRESHOLD?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('retrain_threshold = "abc"\n', r"histoloop.toml: retrain_threshold: 'abc' is not an integer"),
+        ('[projects."3"]\nmin_score = "high"\n', r"\[projects.3\]: min_score: 'high' is not a number"),
+        (
+            '[projects."3"]\nretrain_threshold = 2.5\n',
+            r"\[projects.3\]: retrain_threshold: 2.5 is not an integer",
+        ),
+    ],
+)
+def test_a_bad_project_value_in_the_config_file_names_its_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    cfg = tmp_path / "histoloop.toml"
+    cfg.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_settings(env={"HISTOLOOP_CONFIG": str(cfg)})
+
+
+def test_promotion_metric_is_a_project_setting(tmp_path: Path) -> None:
+    assert load_settings(env={}).project("4").promotion_metric == "primary"
+    cfg = tmp_path / "h.toml"
+    cfg.write_text('promotion_metric = "corrections"\n[projects."4"]\npromotion_metric = "primary"\n')
+    s = load_settings(cfg, env={})
+    assert (s.project("4").promotion_metric, s.project("5").promotion_metric) == ("primary", "corrections")
+    s = load_settings(cfg, env={"HISTOLOOP_PROMOTION_METRIC": "corrections"})
+    assert s.project("9").promotion_metric == "corrections"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("", {"HISTOLOOP_PROMOTION_METRIC": "dice"}, "HISTOLOOP_PROMOTION_METRIC: promotion_metric must be"),
+        (
+            'promotion_metric = "work"\n',
+            {},
+            r"h.toml: promotion_metric must be primary\|corrections, not 'work'",
+        ),
+        (
+            '[projects."4"]\npromotion_metric = "Corrections"\n',
+            {},
+            r"\[projects.4\]: promotion_metric must be",
+        ),
+        ("", {"HISTOLOOP_AUTO_PROMOTE": "sometimes"}, "HISTOLOOP_AUTO_PROMOTE: auto_promote must be"),
+    ],
+)
+def test_bad_promotion_metric_names_the_variable(tmp_path: Path, text: str, env: dict, message: str) -> None:
+    cfg = tmp_path / "h.toml"
+    cfg.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_settings(cfg, env=env)

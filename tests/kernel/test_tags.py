@@ -80,7 +80,8 @@ def test_a_label_config_reads_its_classes_through_the_table() -> None:
     assert config.classes("classify") == ["benign"]
     pairs = config.accepted_pairs()
     assert pairs is not None and ("poly", "polygonlabels") in pairs and ("box", "polygonlabels") not in pairs
-    assert config.skipped == ("kp: no predictor for <KeyPointLabels>",)
+    assert config.skipped == ()  # the smart KeyPointLabels is a prompt: nothing to skip
+    assert [c.name for c in config.controls if c.prompt_only] == ["kp"]
     assert config.why_not_a_class("benign", "detect") == (
         "label 'benign' is a label of 'dx' (Choices), not of a RectangleLabels or PolygonLabels tag"
     )

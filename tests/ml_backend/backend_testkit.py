@@ -18,6 +18,7 @@ import pytest
 import requests
 import torch
 from PIL import Image
+from waits import LONG
 
 from kernel.settings import Settings
 from training.artifacts import ModelCard
@@ -105,7 +106,7 @@ class Live:
             "access_token": token,
             "extra_params": None,
         }
-        r = self.session.post(f"{self.url}/setup", json=body, timeout=30)
+        r = self.session.post(f"{self.url}/setup", json=body, timeout=LONG)
         assert r.status_code == 200, r.text
         return r.json()["model_version"]
 
@@ -116,7 +117,7 @@ class Live:
             "label_config": config,
             "params": {"login": None, "password": None, "context": None},
         }
-        r = self.session.post(f"{self.url}/predict", json=body, timeout=120)
+        r = self.session.post(f"{self.url}/predict", json=body, timeout=LONG)
         assert r.status_code == 200, r.text
         out = r.json()
         assert len(out["results"]) == len(tasks)

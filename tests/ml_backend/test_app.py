@@ -7,6 +7,7 @@ import logging
 import pytest
 import requests
 from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, observed_predict_body
+from waits import LONG
 
 from kernel.settings import Secret
 from ml_backend.models import UNTRAINED
@@ -14,13 +15,13 @@ from ml_backend.models import UNTRAINED
 
 def test_health_setup_versions_as_label_studio_calls_them(make_settings, serve) -> None:
     live = serve(make_settings())
-    r = live.session.get(f"{live.url}/health", timeout=1)
+    r = live.session.get(f"{live.url}/health", timeout=LONG)
     assert r.status_code == 200 and r.json()["status"] == "UP"
     assert live.setup() == UNTRAINED
-    health = live.session.get(f"{live.url}/health", timeout=1).json()
+    health = live.session.get(f"{live.url}/health", timeout=LONG).json()
     assert health["projects"]["4"]["without_model"] == {"detect": "no production version"}
     # Label Studio sends GET /versions with a JSON body
-    r = live.session.get(f"{live.url}/versions", json={"project": "4.1795424387"}, timeout=3)
+    r = live.session.get(f"{live.url}/versions", json={"project": "4.1795424387"}, timeout=LONG)
     assert r.status_code == 200 and r.json()["versions"] == [UNTRAINED]
 
 
@@ -29,12 +30,12 @@ def test_untrained_project_gets_empty_results_with_the_setup_version(make_settin
     version = live.setup(FULL_CONFIG)
     body = observed_predict_body()  # the exact body Label Studio sent (2 tasks)
     body["label_config"] = FULL_CONFIG
-    r = live.session.post(f"{live.url}/predict", json=body, timeout=30)
+    r = live.session.post(f"{live.url}/predict", json=body, timeout=LONG)
     assert r.status_code == 200
     results = r.json()["results"]
     assert len(results) == 2
     assert all(x["result"] == [] and x["model_version"] == version == UNTRAINED for x in results)
-    health = live.session.get(f"{live.url}/health", params={"project": "4"}, timeout=1).json()
+    health = live.session.get(f"{live.url}/health", params={"project": "4"}, timeout=LONG).json()
     assert set(health["projects"]["4"]["without_model"]) == {"detect", "segment", "classify"}
 
 
@@ -52,7 +53,7 @@ def test_untrained_project_gets_empty_results_with_the_setup_version(make_settin
 def test_bad_requests_are_400_with_a_message(make_settings, serve, data: bytes, message: str) -> None:
     live = serve(make_settings())
     r = live.session.post(
-        f"{live.url}/predict", data=data, headers={"Content-Type": "application/json"}, timeout=10
+        f"{live.url}/predict", data=data, headers={"Content-Type": "application/json"}, timeout=LONG
     )
     assert r.status_code == 400
     assert message in r.json()["error"]
@@ -60,24 +61,24 @@ def test_bad_requests_are_400_with_a_message(make_settings, serve, data: bytes, 
 
 def test_setup_rejects_a_bad_project_and_a_bad_config(make_settings, serve) -> None:
     live = serve(make_settings())
-    r = live.session.post(f"{live.url}/setup", json={"project": None, "schema": BOX_CONFIG}, timeout=5)
+    r = live.session.post(f"{live.url}/setup", json={"project": None, "schema": BOX_CONFIG}, timeout=LONG)
     assert r.status_code == 400 and "project" in r.json()["error"]
-    r = live.session.post(f"{live.url}/setup", json={"project": "4.1", "schema": "<View"}, timeout=5)
+    r = live.session.post(f"{live.url}/setup", json={"project": "4.1", "schema": "<View"}, timeout=LONG)
     assert r.status_code == 400 and "label config" in r.json()["error"]
 
 
 def test_basic_auth_guards_every_route_but_the_webhook(make_settings, serve) -> None:
     live = serve(make_settings(basic_auth_user="ls", basic_auth_password=Secret("s3cret")))
-    assert live.session.get(f"{live.url}/health", timeout=1).status_code == 401
-    r = live.session.get(f"{live.url}/health", auth=("ls", "wrong"), timeout=1)
+    assert live.session.get(f"{live.url}/health", timeout=LONG).status_code == 401
+    r = live.session.get(f"{live.url}/health", auth=("ls", "wrong"), timeout=LONG)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
-    assert live.session.get(f"{live.url}/health", auth=("ls", "s3cret"), timeout=1).status_code == 200
-    r = live.session.post(f"{live.url}/predict", json={"tasks": []}, timeout=5)
+    assert live.session.get(f"{live.url}/health", auth=("ls", "s3cret"), timeout=LONG).status_code == 200
+    r = live.session.post(f"{live.url}/predict", json={"tasks": []}, timeout=LONG)
     assert r.status_code == 401
     live.session.auth = ("ls", "s3cret")
     assert live.setup() == UNTRAINED
     # Label Studio's auto-created webhook sends no credentials: /webhook is never 401
-    r = requests.post(f"{live.url}/webhook", json={"action": "PROJECT_UPDATED"}, timeout=5)
+    r = requests.post(f"{live.url}/webhook", json={"action": "PROJECT_UPDATED"}, timeout=LONG)
     assert r.status_code != 401
 
 
@@ -93,17 +94,17 @@ def test_the_token_is_never_echoed_or_logged(make_settings, serve, caplog) -> No
             "access_token": API_KEY,
             "extra_params": None,
         },
-        timeout=5,
+        timeout=LONG,
     )
     assert r.status_code == 200 and API_KEY not in r.text
     for path in ("/health", "/versions"):
-        assert API_KEY not in live.session.get(f"{live.url}{path}", timeout=3).text
+        assert API_KEY not in live.session.get(f"{live.url}{path}", timeout=LONG).text
     assert API_KEY not in caplog.text
 
 
 def test_unknown_routes_and_methods_answer_json(make_settings, serve) -> None:
     live = serve(make_settings())
-    r = live.session.get(f"{live.url}/predict", timeout=3)
+    r = live.session.get(f"{live.url}/predict", timeout=LONG)
     assert r.status_code == 405 and "error" in r.json()
-    r = live.session.get(f"{live.url}/nope", timeout=3)
+    r = live.session.get(f"{live.url}/nope", timeout=LONG)
     assert r.status_code == 404 and "error" in r.json()

@@ -9,6 +9,7 @@ import logging
 import pytest
 from backend_testkit import add_version
 from test_image_access import CHOICES, setup
+from waits import LONG
 
 from training.artifacts import WEIGHTS_FILE
 
@@ -25,22 +26,24 @@ def test_a_version_that_does_not_load_is_not_served_under_its_name(make_settings
         "project": "4.1795424387",
         "label_config": CHOICES,
     }
-    r = live.session.post(f"{live.url}/predict", json=body, timeout=60)
+    r = live.session.post(f"{live.url}/predict", json=body, timeout=LONG)
     assert r.status_code == 503, r.text  # Label Studio stores nothing and asks again
     assert "classify-v1 failed to load" in r.json()["error"] and "classify-v1" not in r.json().get(
         "results", ""
     )
-    health = live.session.get(f"{live.url}/health", timeout=1).json()
+    health = live.session.get(f"{live.url}/health", timeout=LONG).json()
     assert health["status"] == "DEGRADED"
     assert "classify-v1 failed to load" in health["projects"]["4"]["failed"]["classify"]
     assert health["projects"]["4"]["model_version"] != "classify-v1"
-    r = live.session.post(f"{live.url}/setup", json={"project": "4.1795424387", "schema": CHOICES}, timeout=5)
+    r = live.session.post(
+        f"{live.url}/setup", json={"project": "4.1795424387", "schema": CHOICES}, timeout=LONG
+    )
     assert r.json()["model_version"] != "classify-v1"
     # a good version promoted over it is served, and /health is UP again
     add_version(settings, "4", "classify")
-    out = live.session.post(f"{live.url}/predict", json=body, timeout=60).json()["results"][0]
+    out = live.session.post(f"{live.url}/predict", json=body, timeout=LONG).json()["results"][0]
     assert out["model_version"] == "classify-v2" and out["result"]
-    assert live.session.get(f"{live.url}/health", timeout=1).json()["status"] == "UP"
+    assert live.session.get(f"{live.url}/health", timeout=LONG).json()["status"] == "UP"
 
 
 def nested(depth: int) -> str:
@@ -93,7 +96,7 @@ def test_bad_bodies_are_400_with_a_reason(make_settings, serve, path: str, body:
     live = serve(make_settings())
     setup(live, "http://localhost:8080")  # project 4 connected: its webhooks are read
     r = live.session.post(
-        f"{live.url}{path}", data=body, headers={"Content-Type": "application/json"}, timeout=30
+        f"{live.url}{path}", data=body, headers={"Content-Type": "application/json"}, timeout=LONG
     )
     assert r.status_code == 400, r.text
     assert reason in r.json()["error"]
@@ -108,7 +111,7 @@ def test_results_that_are_not_lists_of_objects_are_not_a_500(make_settings, serv
             "project": {"id": 4, "label_config": CHOICES},
             "annotation": {"id": 5, "task": 1, "result": result},
         }
-        r = live.session.post(f"{live.url}/webhook", json=body, timeout=10)
+        r = live.session.post(f"{live.url}/webhook", json=body, timeout=LONG)
         assert r.status_code == 200 and r.json()["status"] == "recorded", r.text
 
 
@@ -122,7 +125,7 @@ def test_one_bad_batch_writes_a_few_warnings_not_one_per_task(make_settings, ser
         {"id": i, "data": {"image": f"/data/local-files/?d=images/missing-{i}.png"}} for i in range(3000)
     ]
     r = live.session.post(
-        f"{live.url}/predict", json={"tasks": tasks, "project": "4", "label_config": CHOICES}, timeout=120
+        f"{live.url}/predict", json={"tasks": tasks, "project": "4", "label_config": CHOICES}, timeout=LONG
     )
     results = r.json()["results"]
     assert len(results) == 3000 and all("image not found" in x["error"] for x in results)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from backend_testkit import add_version
 from PIL import Image
+from waits import LONG
 
 from kernel.settings import Secret
 
@@ -80,7 +81,9 @@ def label_studio() -> Iterator[Listener]:
 def predict(live, images: list[str], project: str = "4.1795424387") -> list[dict]:
     tasks = [{"id": i + 1, "data": {"image": image}} for i, image in enumerate(images)]
     r = live.session.post(
-        f"{live.url}/predict", json={"tasks": tasks, "project": project, "label_config": CHOICES}, timeout=60
+        f"{live.url}/predict",
+        json={"tasks": tasks, "project": project, "label_config": CHOICES},
+        timeout=LONG,
     )
     assert r.status_code == 200, r.text
     return r.json()["results"]
@@ -88,7 +91,7 @@ def predict(live, images: list[str], project: str = "4.1795424387") -> list[dict
 
 def setup(live, hostname: str | None, token: str | None = None) -> None:
     body = {"project": "4.1795424387", "schema": CHOICES, "hostname": hostname, "access_token": token}
-    assert live.session.post(f"{live.url}/setup", json=body, timeout=10).status_code == 200
+    assert live.session.post(f"{live.url}/setup", json=body, timeout=LONG).status_code == 200
 
 
 def test_setup_cannot_send_the_configured_key_elsewhere(make_settings, serve, listener, label_studio) -> None:

@@ -7,11 +7,13 @@ real HTTP with real tiny models from the registry and the contexts Label Studio 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_testkit import OBSERVED, add_version, png, task
+from backend_testkit import MONUSEG, MONUSEG_TILE, OBSERVED, add_version, png, task
+from waits import LONG
 
 from converters.predictions import mask_to_brush_result
 from converters.rle import rle_to_mask
@@ -170,7 +172,7 @@ def _interactive(live, context: dict, config: str, image: str = "/data/local-fil
         "label_config": config,
         "params": {"login": None, "password": None, "context": context},
     }
-    r = live.session.post(f"{live.url}/predict", json=body, timeout=120)
+    r = live.session.post(f"{live.url}/predict", json=body, timeout=LONG)
     assert r.status_code == 200, r.text
     out = r.json()
     assert len(out["results"]) == 1
@@ -229,13 +231,92 @@ def test_a_box_returns_the_objects_inside_it(segment_live) -> None:
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (90, 70, 270, 280)
 
 
-def test_without_a_segment_model_the_answer_says_so(make_settings, serve) -> None:
+def _monuseg_nuclei(n: int) -> tuple[str, int, int, list[np.ndarray]]:
+    """The tile's URL, size and ``n`` of its annotated nuclei (a fixed random sample, 30 px or more)."""
+    from PIL import Image
+
+    from converters.pathology import parse_aperio_xml, regions_to_instances
+
+    if not (MONUSEG / MONUSEG_TILE).is_file():
+        pytest.skip(f"the MoNuSeg tile is not at {MONUSEG}")
+    with Image.open(MONUSEG / MONUSEG_TILE) as im:
+        width, height = im.size
+    xml = MONUSEG.parent / "annotations" / MONUSEG_TILE.replace(".tif", ".xml")
+    inst = regions_to_instances(parse_aperio_xml(xml), ["nucleus"], height, width)
+    ids = [k for k, count in enumerate(np.bincount(inst.ravel())) if k and count >= 30]
+    chosen = np.random.default_rng(0).choice(ids, size=n, replace=False)
+    return f"/data/local-files/?d=monuseg/{MONUSEG_TILE}", width, height, [inst == k for k in chosen]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_without_a_model_a_click_gives_the_nucleus_under_it(make_settings, serve) -> None:
+    """Day one: no version at all; a click at an annotated nucleus' centre answers that nucleus."""
+    live = serve(make_settings())
+    url, w, h, nuclei = _monuseg_nuclei(12)
+    ious = []
+    for nucleus in nuclei:
+        ys, xs = np.nonzero(nucleus)
+        cx, cy = float(xs.mean()) + 0.5, float(ys.mean()) + 0.5
+        started = time.perf_counter()
+        item, _ = _interactive(
+            live, {"result": [click(cx / w * 100, cy / h * 100, w=w, h=h)]}, SEGMENT_CONFIG, url
+        )
+        assert time.perf_counter() - started < 5.0
+        assert "error" not in item and item["model_version"] == "histoloop-untrained"
+        brushes = [r for r in item["result"] if r["type"] == "brushlabels"]
+        polygons = [r for r in item["result"] if r["type"] == "polygonlabels"]
+        assert len(brushes) == 1 and len(polygons) == 1 and brushes[0]["value"]["brushlabels"] == ["Tumor"]
+        mask = rle_to_mask(brushes[0]["value"]["rle"], h, w) > 0
+        assert mask.sum() < 20 * nucleus.sum()  # one object, not the tissue around it
+        ious.append(_iou(mask, nucleus))
+    assert float(np.median(ious)) > 0.4, ious
+    assert sum(i > 0.1 for i in ious) >= 10, ious
+
+
+def test_without_a_model_a_box_gives_the_nucleus_inside(make_settings, serve) -> None:
+    live = serve(make_settings())
+    url, w, h, nuclei = _monuseg_nuclei(6)
+    ious = []
+    for nucleus in nuclei:
+        ys, xs = np.nonzero(nucleus)
+        x0, y0, x1, y1 = xs.min() - 2, ys.min() - 2, xs.max() + 3, ys.max() + 3
+        region = box(x0 / w * 100, y0 / h * 100, (x1 - x0) / w * 100, (y1 - y0) / h * 100)
+        region.update(original_width=w, original_height=h)
+        item, _ = _interactive(live, {"result": [region]}, SEGMENT_CONFIG, url)
+        mask = _brush_of(item, w, h)
+        ys2, xs2 = np.nonzero(mask)
+        assert x0 <= xs2.min() and xs2.max() <= x1 and y0 <= ys2.min() and ys2.max() <= y1  # clipped to it
+        ious.append(_iou(mask, nucleus))
+    assert float(np.median(ious)) > 0.4, ious
+
+
+def test_without_a_model_nothing_stained_says_so(make_settings, serve) -> None:
+    from PIL import Image
+
     settings = make_settings()
-    png(settings.local_files_root / "images" / "big.png", (W, H), seed=3)
+    Image.new("RGB", (W, H), (236, 214, 228)).save(settings.local_files_root / "images" / "glass.png")
     live = serve(settings)
-    item, _ = _interactive(live, {"result": [click(50, 50)]}, SEGMENT_CONFIG)
-    assert item["result"] == [] and item["model_version"] == "histoloop-untrained"
-    assert "project 4 has no segment model yet" in item["error"]
+    item, _ = _interactive(
+        live, {"result": [click(50, 50)]}, SEGMENT_CONFIG, "/data/local-files/?d=images/glass.png"
+    )
+    assert item["result"] == [] and "no stained nucleus found at the click" in item["error"]
+    stroke = mask_to_brush_result(
+        np.pad(np.ones((10, 10), bool), ((300, H - 310), (400, W - 410))), "Tumor", 1.0, "brush", "image"
+    )
+    item, _ = _interactive(
+        live, {"result": [stroke]}, SEGMENT_CONFIG, "/data/local-files/?d=images/glass.png"
+    )
+    assert item["result"] == [] and "project 4 has no segment model yet" in item["error"]
+
+
+def _brush_of(item: dict, w: int, h: int) -> np.ndarray:
+    assert "error" not in item, item["error"]
+    return (
+        rle_to_mask(next(r for r in item["result"] if r["type"] == "brushlabels")["value"]["rle"], h, w) > 0
+    )
 
 
 def test_a_box_in_a_detect_project_returns_the_detected_boxes_inside(make_settings, serve) -> None:
@@ -285,3 +366,50 @@ def test_the_segmenter_predicts_a_crop_in_one_pass(make_settings) -> None:
     crop = rgb(300, 410, seed=6)  # larger: one pass (padded to 320 x 416) instead of 2 x 2 tiles
     once = predictor.predict_once(crop)
     assert once.probs.shape == (1, 300, 410) and 0 <= once.probs.min() <= once.probs.max() <= 1
+
+
+def test_the_demo_masks_project_answers_a_click_on_day_one(make_settings, serve, caplog) -> None:
+    """The demo's masks project: its smart tools only prompt (no warning at /setup), and before its first
+    version a click gives a mask in its brush control."""
+    import logging
+
+    from histoloop.demo import PROJECTS
+
+    spec = PROJECTS["segment"]
+    assert spec.interactive
+    live = serve(make_settings())
+    caplog.set_level(logging.WARNING)
+    live.setup(spec.label_config)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    url, w, h, nuclei = _monuseg_nuclei(3)
+    for nucleus in nuclei:
+        ys, xs = np.nonzero(nucleus)
+        region = click(float(xs.mean()) / w * 100, float(ys.mean()) / h * 100, w=w, h=h)
+        item, _ = _interactive(live, {"result": [region]}, spec.label_config, url)
+        assert [(r["from_name"], r["type"]) for r in item["result"]] == [("tumor_mask", "brushlabels")]
+        mask = rle_to_mask(item["result"][0]["value"]["rle"], h, w) > 0
+        assert (mask & nucleus).sum() > 0.2 * nucleus.sum()
+
+
+def test_without_a_model_a_detect_project_gets_the_nucleus_box_and_a_negative_click_drops_it(
+    make_settings, serve
+) -> None:
+    live = serve(make_settings())
+    url, w, h, nuclei = _monuseg_nuclei(4)
+    hits = 0
+    for nucleus in nuclei:
+        ys, xs = np.nonzero(nucleus)
+        cx, cy = float(xs.mean()) / w * 100, float(ys.mean()) / h * 100
+        item, _ = _interactive(live, {"result": [click(cx, cy, w=w, h=h)]}, DETECT_CONFIG, url)
+        assert [(r["from_name"], r["type"]) for r in item["result"]] == [("label", "rectanglelabels")]
+        v = item["result"][0]["value"]
+        x0, y0 = v["x"] / 100 * w, v["y"] / 100 * h
+        x1, y1 = x0 + v["width"] / 100 * w, y0 + v["height"] / 100 * h
+        truth = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        inter = max(0, min(x1, truth[2]) - max(x0, truth[0])) * max(0, min(y1, truth[3]) - max(y0, truth[1]))
+        union = (x1 - x0) * (y1 - y0) + (truth[2] - truth[0]) * (truth[3] - truth[1]) - inter
+        hits += inter / union > 0.3
+        both = {"result": [click(cx, cy, w=w, h=h), click(cx, cy, positive=False, w=w, h=h)]}
+        item, _ = _interactive(live, both, DETECT_CONFIG, url)
+        assert item["result"] == [] and "negative click lies on the only nucleus" in item["error"]
+    assert hits >= 3

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 from backend_testkit import add_version, png
+from waits import LONG
 
 from converters.rle import rle_to_mask
 
@@ -36,7 +37,7 @@ def test_recorded_click_and_box_get_the_object(make_settings, serve) -> None:
         (region,) = body["params"]["context"]["result"]
         w, h = region["original_width"], region["original_height"]
         png(settings.local_files_root / relative, (w, h), seed=4)
-        r = live.session.post(f"{live.url}/predict", json=body, timeout=120)
+        r = live.session.post(f"{live.url}/predict", json=body, timeout=LONG)
         assert r.status_code == 200, r.text
         (item,) = r.json()["results"]
         assert "error" not in item, item

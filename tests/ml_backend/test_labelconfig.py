@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from backend_testkit import FULL_CONFIG, observed_predict_body
 
@@ -57,3 +59,57 @@ def test_the_plan_is_derived_from_the_one_cached_parse() -> None:
     assert plan == parse_label_config(FULL_CONFIG)
     assert plan.skipped == read_label_config(FULL_CONFIG).skipped
     assert not hasattr(parse_label_config, "cache_info")
+
+
+SMART_CONFIG = (  # README's smart-tool config: a click and a box that only prompt, a brush that answers
+    '<View><Image name="image" value="$image" zoom="true"/>'
+    '<BrushLabels name="tumor_mask" toName="image"><Label value="{label}"/></BrushLabels>'
+    '<KeyPointLabels name="click" toName="image" smart="true" smartOnly="true">'
+    '<Label value="{label}" smart="true"/></KeyPointLabels>'
+    '<RectangleLabels name="box" toName="image" smart="true" smartOnly="true">'
+    '<Label value="{label}" smart="true"/></RectangleLabels></View>'
+)
+
+
+def test_smart_tools_that_only_prompt_feed_no_model_and_are_not_skipped() -> None:
+    from kernel.labelstudio import read_label_config
+
+    plan = parse_label_config(SMART_CONFIG.format(label="Tumor"))
+    assert [c.from_name for c in plan.controls] == ["tumor_mask"] and plan.kinds == ("segment",)
+    assert plan.skipped == ()
+    config = read_label_config(SMART_CONFIG.format(label="Tumor"))
+    assert config.classes("detect") == [] and ("box", "rectanglelabels") not in (
+        config.accepted_pairs() or ()
+    )
+    # a box that is also a plain tool (smart, not smartOnly) still feeds the detector; a plain keypoint is skipped
+    mixed = parse_label_config(
+        SMART_CONFIG.format(label="Tumor").replace(' smartOnly="true"', "").replace(' smart="true"', "", 2)
+    )
+    assert mixed.kinds == ("detect", "segment") and mixed.skipped == (
+        "click: no predictor for <KeyPointLabels>",
+    )
+
+
+def test_setup_with_prompt_only_smart_tools_logs_no_warning(make_settings, serve, caplog) -> None:
+    live = serve(make_settings())
+    caplog.set_level(logging.WARNING)
+    # the parse is cached per config: labels no other test uses make each config new here
+    live.setup(SMART_CONFIG.format(label="Warned").replace(' smart="true" smartOnly="true"', "", 1))
+    assert any("skipping control click" in r.getMessage() for r in caplog.records)  # the check can fail
+    caplog.clear()
+    live.setup(SMART_CONFIG.format(label="Quiet"))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_health_is_up_for_a_prompt_only_box(make_settings, serve) -> None:
+    from backend_testkit import add_version
+
+    settings = make_settings()
+    live = serve(settings)
+    live.setup(SMART_CONFIG.format(label="Tumor"))
+    health = live.session.get(f"{live.url}/health", params={"project": "4"}, timeout=5).json()
+    assert health["status"] == "UP"
+    assert health["projects"]["4"]["without_model"] == {"segment": "no production version"}  # no detect
+    add_version(settings, "4", "segment")
+    health = live.session.get(f"{live.url}/health", params={"project": "4"}, timeout=5).json()
+    assert health["status"] == "UP" and health["projects"]["4"]["without_model"] == {}

@@ -10,6 +10,7 @@ import time
 import requests
 from backend_testkit import BOX_CONFIG, add_version, task
 from prometheus_client.parser import text_string_to_metric_families
+from waits import LONG
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -33,7 +34,7 @@ def test_requests_predictions_loads_webhooks_and_jobs(make_settings, serve, test
     Queue(settings.queue, connection=Redis.from_url(settings.redis_url)).enqueue("os.getpid")
     add_version(settings, "4", "detect")
     live = serve(settings)
-    before = samples(live.session.get(f"{live.url}/metrics", timeout=10).text)
+    before = samples(live.session.get(f"{live.url}/metrics", timeout=LONG).text)
     live.setup(BOX_CONFIG)
     out = live.predict(
         [task(1, "/data/local-files/?d=images/a.png"), task(2, "/data/local-files/?d=images/gone.png")]
@@ -44,7 +45,7 @@ def test_requests_predictions_loads_webhooks_and_jobs(make_settings, serve, test
     )
     live.session.get(f"{live.url}/nowhere/1")
 
-    r = live.session.get(f"{live.url}/metrics", timeout=10)
+    r = live.session.get(f"{live.url}/metrics", timeout=LONG)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=")
     after = samples(r.text)
 
@@ -65,9 +66,33 @@ def test_requests_predictions_loads_webhooks_and_jobs(make_settings, serve, test
     assert value(after, "histoloop_redis_up") == 1
 
 
+def test_model_info_and_the_default_process_metrics(make_settings, serve) -> None:
+    settings = make_settings(redis_url="redis://127.0.0.1:9/0")
+    add_version(settings, "4", "detect")
+    add_version(settings, "4", "segment")
+    add_version(settings, "4", "segment")
+    add_version(settings, "5", "classify", promote=False)
+    live = serve(settings)
+    metrics = samples(live.session.get(f"{live.url}/metrics", timeout=10).text)
+    info = {labels: v for (name, labels), v in metrics.items() if name == "histoloop_model_info"}
+    assert info == {
+        (("kind", "detect"), ("project", "4"), ("version", "detect-v1")): 1,
+        (("kind", "segment"), ("project", "4"), ("version", "segment-v2")): 1,
+    }
+    names = {name for name, _ in metrics}
+    for expected in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+    ):
+        assert expected in names, expected
+    assert value(metrics, "process_resident_memory_bytes") > 0
+    assert any(name == "python_info" for name in names) and "python_gc_objects_collected_total" in names
+
+
 def test_redis_down_is_a_gauge_not_an_error(make_settings, serve) -> None:
     live = serve(make_settings(redis_url="redis://127.0.0.1:9/0"))
-    r = live.session.get(f"{live.url}/metrics", timeout=10)
+    r = live.session.get(f"{live.url}/metrics", timeout=LONG)
     assert r.status_code == 200
     metrics = samples(r.text)
     assert value(metrics, "histoloop_redis_up") == 0
@@ -104,23 +129,25 @@ def test_several_gunicorn_workers_add_up(make_settings, tmp_path) -> None:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + LONG
         while True:
             try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                if requests.get(f"{url}/health", timeout=LONG).status_code == 200:
                     break
             except requests.RequestException:
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
             time.sleep(0.5)
         for _ in range(40):  # new connections: gunicorn's two workers take turns
-            requests.get(f"{url}/health", timeout=10, headers={"Connection": "close"})
-        metrics = samples(requests.get(f"{url}/metrics", timeout=10).text)
+            requests.get(f"{url}/health", timeout=LONG, headers={"Connection": "close"})
+        metrics = samples(requests.get(f"{url}/metrics", timeout=LONG).text)
         assert (
             value(metrics, "histoloop_http_requests_total", route="/health", method="GET", status="200") >= 41
         )
         files = list((settings.model_store / "prometheus" / str(port)).glob("counter_*.db"))
         assert files, "the workers write their counters where /metrics adds them up"
+        assert any(name == "python_info" for name, _ in metrics)
+        assert not any(name.startswith("process_") for name, _ in metrics)  # one process's: not summable
     finally:
         proc.terminate()
-        proc.wait(30)
+        proc.wait(LONG)

@@ -12,6 +12,7 @@ import pytest
 from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, MONUSEG, MONUSEG_TILE, add_version, task
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image
+from waits import LONG
 
 from converters.rle import rle_to_mask
 from kernel.settings import ProjectSettings, Secret
@@ -62,7 +63,7 @@ def test_boxes_for_the_tasks_label_studio_sends(make_settings, serve) -> None:
         "project": "4.1",
         "label_config": BOX_CONFIG,
     }
-    timing = live.session.post(f"{live.url}/predict", json=body, timeout=60).headers["Server-Timing"]
+    timing = live.session.post(f"{live.url}/predict", json=body, timeout=LONG).headers["Server-Timing"]
     stages = dict(part.strip().split(";dur=") for part in timing.split(","))
     assert list(stages) == ["request", "fetch", "decode", "queue", "model", "results", "json", "total"]
     assert float(stages["model"]) > 0 and float(stages["decode"]) > 0
@@ -219,7 +220,7 @@ def test_concurrent_batches_share_one_loaded_model(make_settings, serve) -> None
     for out in outs:
         assert all(p["model_version"] == version for p in out["results"])
         assert [r["value"] for r in out["results"][1]["result"]] == [r["value"] for r in first]
-    health = live.session.get(f"{live.url}/health", timeout=1).json()
+    health = live.session.get(f"{live.url}/health", timeout=LONG).json()
     assert health["projects"]["4"]["loaded"] == ["detect"]
 
 

@@ -18,6 +18,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_image_access import CHOICES, KEY, SETUP_TOKEN, Listener, png_bytes
+from waits import LONG
 
 from converters.images import ImageError, ImageLoader, url_origin
 from kernel.settings import Secret
@@ -143,7 +144,7 @@ def live(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
     session = requests.Session()
-    assert session.post(f"{url}/setup", json={"project": "4.1", "schema": CHOICES}, timeout=10).ok
+    assert session.post(f"{url}/setup", json={"project": "4.1", "schema": CHOICES}, timeout=LONG).ok
     yield url, session
     server.shutdown()
     server.server_close()
@@ -151,7 +152,7 @@ def live(tmp_path_factory):
 
 def check(live, path: str, data: bytes) -> None:
     url, session = live
-    r = session.post(f"{url}{path}", data=data, headers={"Content-Type": "application/json"}, timeout=30)
+    r = session.post(f"{url}{path}", data=data, headers={"Content-Type": "application/json"}, timeout=LONG)
     assert r.status_code in (200, 400, 503), (path, data[:300], r.status_code, r.text[:300])
     if r.status_code != 200:
         assert isinstance(r.json()["error"], str) and r.json()["error"].strip(), r.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from backend_testkit import BOX_CONFIG, add_version
+from waits import LONG
 
 from kernel.net import free_port
 from ml_backend.server import GunicornApp
@@ -39,33 +41,53 @@ def test_serve_answers_label_studio(make_settings, tmp_path: Path, mode: list[st
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + LONG
         while True:
             assert proc.poll() is None, log.read_text()
             try:
-                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                if requests.get(f"{url}/health", timeout=LONG).status_code == 200:
                     break
             except requests.RequestException:  # not listening yet, or the worker still booting
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        r = requests.post(f"{url}/setup", json={"project": "4.1795424387", "schema": BOX_CONFIG}, timeout=10)
+        r = requests.post(
+            f"{url}/setup", json={"project": "4.1795424387", "schema": BOX_CONFIG}, timeout=LONG
+        )
         assert r.json() == {"model_version": "detect-v1"}
         body = {
             "tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=images/a.png"}}],
             "project": "4.1795424387",
             "label_config": BOX_CONFIG,
         }
-        results = requests.post(f"{url}/predict", json=body, timeout=60).json()["results"]
+        results = requests.post(f"{url}/predict", json=body, timeout=LONG).json()["results"]
         assert results[0]["model_version"] == "detect-v1" and results[0]["result"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(30) is not None
+        assert proc.wait(LONG) is not None
     if not mode:
         assert "gunicorn" in log.read_text().lower()
+        _assert_one_log_format(log.read_text())
+
+
+LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
+
+
+def _assert_one_log_format(text: str) -> None:
+    """gunicorn's own lines (start, workers, access) and the app's share the Python log format."""
+    lines = text.splitlines()
+    assert any(" gunicorn.error: Starting gunicorn" in line for line in lines), text
+    access = [line for line in lines if " gunicorn.access: " in line]
+    assert any('"POST /setup HTTP/1.1" 200' in line for line in access), text
+    assert all("[" not in line.split(" gunicorn.access: ")[1].split('"')[0] for line in access), access
+    banner = [line for line in lines if line.startswith("histoloop backend on ")]  # `serve`'s console line
+    assert len(banner) == 1, text
+    assert [line for line in lines if not LINE.match(line) and line not in banner] == [], text
 
 
 def test_gunicorn_options() -> None:
     options = GunicornApp.options_for("0.0.0.0", 9090, workers=2, threads=8)
     assert options["bind"] == "0.0.0.0:9090" and options["workers"] == 2 and options["threads"] == 8
-    assert options["worker_class"] == "gthread" and options["timeout"] > 100  # Label Studio waits 100 s
+    assert (
+        options["worker_class"] == "ml_backend.gworker.BufferingWorker" and options["timeout"] > 100
+    )  # Label Studio waits 100 s

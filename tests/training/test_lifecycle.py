@@ -28,3 +28,68 @@ def test_train_options_per_kind_become_the_retraining_config(tmp_path) -> None:
     assert s.project("4").min_score is None  # each version's own threshold unless set
     with pytest.raises(TrainingError, match=r"unknown train.segment setting.*epoch"):
         train_config(s, "5", "segment")
+
+
+CHOICES = (
+    '<View><Image name="image" value="$image"/>'
+    '<Choices name="diagnosis" toName="image" choice="single"><Choice value="benign"/>'
+    '<Choice value="malignant"/></Choices></View>'
+)
+
+
+def _choice_tasks(root, n: int, seed: int) -> list[dict]:
+    """Label Studio tasks of generated tiles (local files under ``root``), two patients, one choice each."""
+    from PIL import Image
+
+    from converters.synthetic import make_tile
+
+    tasks = []
+    for i in range(n):
+        tile = make_tile(seed=seed + i, size=64, malignant=bool(i % 2))
+        name = f"p{i // 2 % 2}-t{seed + i}.png"
+        Image.fromarray(tile.image).save(root / name)
+        result = [{"from_name": "diagnosis", "to_name": "image", "type": "choices"}]
+        result[0]["value"] = {"choices": [tile.label]}
+        annotation = {"id": seed + i, "result": result, "was_cancelled": False, "ground_truth": False}
+        tasks.append(
+            {"id": seed + i, "data": {"image": f"/data/local-files/?d={name}"}, "annotations": [annotation]}
+        )
+    return tasks
+
+
+def test_a_retraining_promotes_by_the_projects_promotion_metric(tmp_path) -> None:
+    """promotion_metric reaches the gate: with ``corrections`` the second retraining is decided on the
+    corrections ratios of the candidate and production (measured on the same split), with ``primary`` on
+    balanced accuracy."""
+    import dataclasses
+
+    from kernel.settings import ProjectSettings, Settings
+    from training.lifecycle import retrain_from_tasks
+    from training.registry import Registry
+
+    root = tmp_path / "files"
+    root.mkdir()
+    train = {"classify": {"epochs": 1, "imgsz": 32, "batch": 4, "model": "resnet18"}}
+    project = ProjectSettings(
+        promotion_metric="corrections", val_fraction=0.5, split_group_regex=r"^(p\d)-", train=train
+    )
+    settings = Settings(
+        model_store=tmp_path / "store", local_files_root=root, device="cpu", project_defaults=project
+    )
+    registry = Registry.from_settings(settings)
+    tasks = _choice_tasks(root, 8, 0)
+    first = retrain_from_tasks(settings, registry, "4", "classify", tasks, CHOICES)
+    assert first.promoted and first.decision.startswith("no production version yet (corrections_ratio")
+    second = retrain_from_tasks(
+        settings, registry, "4", "classify", tasks + _choice_tasks(root, 4, 50), CHOICES
+    )
+    new, old = second.metrics["corrections_ratio"], second.production_metrics["corrections_ratio"]
+    assert second.promoted is (new < old)
+    assert f"corrections_ratio {new:.4f}" in second.decision and f"production {old:.4f}" in second.decision
+    assert registry.get(second.version.id).metrics["corrections_ratio"] == new
+
+    by_primary = dataclasses.replace(
+        settings, project_defaults=dataclasses.replace(project, promotion_metric="primary")
+    )
+    third = retrain_from_tasks(by_primary, registry, "4", "classify", tasks, CHOICES)
+    assert third.decision.startswith("balanced_accuracy"), third.decision

@@ -139,3 +139,19 @@ def test_instance_scores_are_each_objects_mean_probability(seed: int, h: int, w:
         inside = objects == k
         expected = probs[inside].astype(np.float64).mean() if inside.any() else 0.0
         assert got[k - 1] == pytest.approx(expected, abs=1e-6)
+
+
+def test_corrections_ratio_is_counted_at_the_served_threshold() -> None:
+    """The cliff above: 0.35 is chosen; a version that serves 0.25 costs what 0.25 costs, one that serves a
+    threshold off the grid is counted at it."""
+    scores = np.array([0.9, 0.32, *np.linspace(0.25, 0.29, 30)])
+    iou = np.zeros((32, 2))
+    iou[0, 0], iou[1, 1] = 0.9, 0.9
+    chosen = choose_threshold([(scores, iou, 2)])
+    assert (chosen["corrections_ratio"], chosen["served_threshold"]) == (0.5, 0.35)
+    served = choose_threshold([(scores, iou, 2)], served=0.25)
+    assert served["score_threshold"] == 0.35  # the choice itself does not move
+    assert (served["corrections_ratio"], served["served_threshold"]) == (15.0, 0.25)
+    false_kept = int((scores[2:] >= 0.275).sum())
+    off_grid = choose_threshold([(scores, iou, 2)], served=0.275)
+    assert off_grid["corrections_ratio"] == round(false_kept / 2, 4) and false_kept > 0

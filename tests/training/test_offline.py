@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from waits import LONG
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
@@ -40,7 +42,7 @@ def test_ultralytics_import_is_offline_and_stays_out_of_home(tmp_path: Path) -> 
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=LONG,
         check=True,
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
@@ -118,7 +120,7 @@ def test_a_users_omp_num_threads_is_kept(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=LONG,
         check=True,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1])["omp_num_threads"] == "3"

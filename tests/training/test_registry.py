@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from registry_testkit import card_only_version
 from sqlalchemy.exc import IntegrityError
+from waits import LONG
 
 import kernel.database as kernel_database
 from kernel.database import DatabaseError
@@ -203,9 +204,9 @@ def test_concurrent_promotions_in_processes_lose_no_update(reg: Registry) -> Non
     reader = ctx.Process(target=_read_many, args=(_target(reg), str(reg.store), 300, barrier, out))
     for p in (a, b, reader):
         p.start()
-    seen = out.get(timeout=60)
+    seen = out.get(timeout=LONG)
     for p in (a, b, reader):
-        p.join(60)
+        p.join(LONG)
         assert p.exitcode == 0
     # the reader never saw zero or two production versions
     assert seen == [1]

@@ -7,6 +7,7 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from waits import LONG, wait_for
 
 from workers.events import AnnotationRow, EventStore
 
@@ -79,7 +80,7 @@ def test_concurrent_processes_lose_nothing(target: str) -> None:
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(LONG)
         assert p.exitcode == 0
     store = EventStore(path)
     assert store.count_events("ANNOTATION_CREATED") == 240
@@ -103,7 +104,7 @@ def test_a_snapshot_has_seen_every_event_below_it(target: str) -> None:
         with store.db.read() as db:
             snapshots.append(tuple(db.execute(select(func.max(t_events.c.seq), func.count())).one()))
     for p in procs:
-        p.join(60)
+        p.join(LONG)
         assert p.exitcode == 0
     with store.db.read() as db:
         for top, seen in snapshots:
@@ -117,7 +118,6 @@ def test_concurrent_records_are_committed_together(target: str) -> None:
     """Group commit: the webhooks that arrive while one commit runs are committed by the next in one
     transaction, each with its own sequence number, and nobody returns before its event is committed."""
     import threading
-    import time
 
     from sqlalchemy import event
 
@@ -133,14 +133,13 @@ def test_concurrent_records_are_committed_together(target: str) -> None:
     with store.db.write():  # another writer holds the store: the 16 webhooks queue behind it
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 10
-        while len(store._groups.queue) < 15 and time.monotonic() < deadline:  # one leader, 15 waiting
-            time.sleep(0.002)
+        # one leader, 15 waiting
+        wait_for(lambda: len(store._groups.queue) >= 15, LONG, "15 webhooks queued behind the leader", 0.002)
         assert len(store._groups.queue) == 15
         assert not seqs  # none acknowledged while its transaction cannot commit
         commits.clear()
     for t in threads:
-        t.join(30)
+        t.join(LONG)
     # the blocking writer's, the leader's own event, then the 15 that queued behind it
     assert len(commits) == 3, commits
     assert sorted(seqs.values()) == list(range(min(seqs.values()), min(seqs.values()) + 16))
@@ -165,7 +164,7 @@ def test_a_bad_event_in_a_group_fails_only_its_own_caller(target: str) -> None:
         for t in threads:
             t.start()
     for t in threads:
-        t.join(30)
+        t.join(LONG)
     assert isinstance(results.pop(3), Exception)
     assert all(isinstance(v, int) for v in results.values()), results
     assert store.count_events() == 7 and sorted(store.approved_ids("4")) == [0, 1, 2, 4, 5, 6, 7]

@@ -57,3 +57,18 @@ def test_one_gpu_stays_one(clean_env) -> None:
 def test_bad_gpus_are_usage_errors(clean_env, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["worker", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_container_gpu_is_numbered_from_zero(clean_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose reserves host GPU 3 for a worker: inside the container it is GPU 0, and --gpu 3 is refused."""
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "3")
+    result = CliRunner().invoke(main, ["worker", "--gpu", "3"])
+    assert result.exit_code == 2 and "give --gpu 0" in result.output
+    result = CliRunner().invoke(main, ["worker", "--gpus", "0,1"])
+    assert result.exit_code == 2 and "1 GPU(s)" in result.output
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")  # a host or a container with every GPU: no check
+    from histoloop.cli.worker import _check_container_gpus
+
+    _check_container_gpus([3])
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "2,3")
+    _check_container_gpus([1])

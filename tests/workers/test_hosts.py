@@ -17,9 +17,9 @@ from redis import Redis
 from registry_testkit import card_only_version
 from rq import Worker
 from rq.job import Job
+from waits import LONG, wait_for
 from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, WorkerProcess, wenv
 
-from histoloop.stack import wait_for
 from kernel.settings import Secret
 from training.registry import Registry
 from workers.events import EventStore
@@ -48,7 +48,7 @@ def _cli(settings, config: Path, *args: str) -> str:
         env=wenv(settings, config),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=LONG,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -90,7 +90,7 @@ def test_two_hosts_share_the_work_and_recover_each_other(
             Path(env["TMPDIR"]).mkdir(parents=True)
             prefix = [p.replace("{host}", host) for p in own_hostname]
             workers[host] = WorkerProcess(env, tmp_path / f"{host}.log", name=f"{host}-worker", prefix=prefix)
-        _wait(lambda: len(Worker.all(connection=redis)) == 2, 60, "both workers to register", workers)
+        _wait(lambda: len(Worker.all(connection=redis)) == 2, LONG, "both workers to register", workers)
         assert {w.hostname for w in Worker.all(connection=redis)} == {"host-a", "host-b"}
 
         # jobs of several projects spread over both machines
@@ -116,16 +116,21 @@ def test_two_hosts_share_the_work_and_recover_each_other(
         # a worker killed mid-job on one machine: the other fails the job after the heartbeat
         long_id = _cli(settings, config, "retrain", "--project", "9", "--kind", "classify").strip()
         long_job = Job.fetch(long_id, connection=redis)
-        _wait(lambda: long_job.get_meta(refresh=True).get("epoch", 0) >= 1, 200, "the long training", workers)
+        _wait(
+            lambda: long_job.get_meta(refresh=True).get("epoch", 0) >= 1, LONG, "the long training", workers
+        )
         victim = long_job.get_meta()["host"]
         survivor = "host-b" if victim == "host-a" else "host-a"
         workers[victim].kill()
         _wait(
-            lambda: long_job.get_status() == "failed", 12 * HEARTBEAT + 30, f"{survivor} to fail it", workers
+            lambda: long_job.get_status() == "failed",
+            max(LONG, 12 * HEARTBEAT + 30),
+            f"{survivor} to fail it",
+            workers,
         )
         assert "Abandoned" in (long_job.latest_result().exc_string or "")
         store = EventStore.from_settings(settings)  # RQ's failure callback, just after the status
-        _wait(lambda: store.run(long_id).status == "abandoned", 30, "the run marked abandoned", workers)
+        _wait(lambda: store.run(long_id).status == "abandoned", LONG, "the run marked abandoned", workers)
         assert registry.production("9", "classify").id == production.id  # production untouched
         assert [v.id for v in registry.list("9", "classify")] == [production.id]  # nothing registered
         assert workers[survivor].process.poll() is None

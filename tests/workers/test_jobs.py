@@ -11,9 +11,9 @@ from redis import Redis
 from registry_testkit import card_only_version
 from rq import Queue
 from rq.job import Job
+from waits import LONG, wait_for
 from workers_testkit import SHARED_DATA, write_config
 
-from histoloop.stack import wait_for
 from training.registry import Registry
 from workers.events import EventStore
 from workers.jobs import cancel, enqueue_retrain, get_job, list_jobs
@@ -60,7 +60,7 @@ def test_one_running_one_waiting_and_cancel(wsettings, workers_started, label_st
     EventStore(settings.events_path).mark_requested("4", "classify", first)
     job = Job.fetch(first, connection=redis)
     wait_for(
-        lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1, 150, f"training to run:\n{worker.output()}"
+        lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1, LONG, f"training to run:\n{worker.output()}"
     )
 
     second = {enqueue_retrain(settings, "4", "classify", f"while running {i}") for i in range(5)}
@@ -70,12 +70,12 @@ def test_one_running_one_waiting_and_cancel(wsettings, workers_started, label_st
 
     assert cancel(settings, "retrain-4-classify-2") == "canceled"
     assert cancel(settings, first) == "stopping"
-    wait_for(lambda: job.get_status() == "failed", 60, "the training to stop")
+    wait_for(lambda: job.get_status() == "failed", LONG, "the training to stop")
     assert "Cancelled" in job.latest_result().exc_string
     assert job.get_meta(refresh=True)["stage"] == "cancelled"
     assert EventStore(settings.events_path).run(first).status == "cancelled"
     assert Registry.from_settings(settings).list("4", "classify") == []  # nothing registered
-    wait_for(lambda: not list((settings.model_store / "staging").iterdir()), 10, "staging to be removed")
+    wait_for(lambda: not list((settings.model_store / "staging").iterdir()), LONG, "staging to be removed")
     assert waiting.get_status() == "canceled"
     assert cancel(settings, first) == "already failed"
 
@@ -92,11 +92,11 @@ def test_label_studio_down_retries_bad_data_does_not(
     store.mark_requested("4", "classify", down)
     worker = workers_started(settings, burst=True)
     job = Job.fetch(down, connection=redis)
-    wait_for(lambda: job.get_status() == "scheduled", 90, f"a retry to be scheduled:\n{worker.output()}")
+    wait_for(lambda: job.get_status() == "scheduled", LONG, f"a retry to be scheduled:\n{worker.output()}")
     job.refresh()
     assert job.number_of_retries == 1
     assert enqueue_retrain(settings, "4", "classify", "again") == down  # the waiting retry absorbs triggers
-    worker.process.wait(60)
+    worker.process.wait(LONG)
 
     label_studio.fail_status = None
     label_studio.label_config = (
@@ -106,7 +106,7 @@ def test_label_studio_down_retries_bad_data_does_not(
     bad = enqueue_retrain(settings, "5", "classify", "bad data")
     store.mark_requested("5", "classify", bad)
     worker = workers_started(settings, burst=True)
-    worker.process.wait(120)
+    worker.process.wait(LONG)
     job = Job.fetch(bad, connection=redis)  # fetched now: fresh
     assert job.get_status() == "failed", worker.output()
     assert not job.number_of_retries  # bad data is not retried
@@ -135,7 +135,7 @@ def test_a_full_disk_fails_the_version_not_production(
     worker = workers_started(
         settings, config, burst=True, prefix=small_disk(registry.store / "staging", "8m")
     )
-    worker.process.wait(180)
+    worker.process.wait(LONG)
     job = Job.fetch(job_id, connection=Redis.from_url(settings.redis_url))
     assert job.get_status() == "failed", worker.output()
     assert not job.number_of_retries and job.get_meta()["stage"] == "failed (disk full)"

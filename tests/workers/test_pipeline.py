@@ -10,6 +10,7 @@ import pytest
 import requests
 from redis import Redis
 from rq.job import Job
+from waits import LONG, wait_for
 from workers_testkit import (
     CHOICES_CONFIG,
     SHARED_DATA,
@@ -19,7 +20,6 @@ from workers_testkit import (
     write_config,
 )
 
-from histoloop.stack import wait_for
 from training.registry import Registry
 from workers.events import EventStore
 
@@ -40,7 +40,7 @@ def test_webhooks_to_a_served_new_version(
     connect(settings, 4)
     backend = serve_backend(settings)
     image = "/data/local-files/?d=monuseg-breast/images/TCGA-A7-A13E-01Z-00-DX1.tif"
-    before = requests.post(f"{backend}/predict", json=predict_body(4, image), timeout=60).json()
+    before = requests.post(f"{backend}/predict", json=predict_body(4, image), timeout=LONG).json()
     assert before["results"][0]["model_version"] == "histoloop-untrained"
 
     worker = workers_started(
@@ -48,13 +48,13 @@ def test_webhooks_to_a_served_new_version(
     )
     for i in range(1, 4):  # N = 3 approvals
         body = annotation_webhook(4, i, label_config=CHOICES_CONFIG, types=("choices",))
-        assert requests.post(f"{backend}/webhook", json=body, timeout=5).status_code == 200
+        assert requests.post(f"{backend}/webhook", json=body, timeout=LONG).status_code == 200
 
     redis = Redis.from_url(settings.redis_url)
-    job = wait_for(lambda: _job(redis, "retrain-4-classify-1"), 20, "the job")
+    job = wait_for(lambda: _job(redis, "retrain-4-classify-1"), LONG, "the job")
     wait_for(
         lambda: job.get_status() in ("finished", "failed"),
-        150,
+        LONG,
         f"the job to end; worker log:\n{worker.output()}",
     )
     assert job.get_status() == "finished", worker.output()
@@ -70,7 +70,7 @@ def test_webhooks_to_a_served_new_version(
     assert EventStore(settings.events_path).run(job.id).status == "done"
     assert not list((settings.model_store / "staging").iterdir())  # dataset and staging removed
 
-    after = requests.post(f"{backend}/predict", json=predict_body(4, image), timeout=60).json()
+    after = requests.post(f"{backend}/predict", json=predict_body(4, image), timeout=LONG).json()
     assert after["results"][0]["model_version"] == "classify-v1", after
     assert label_studio.exports() == 1
 

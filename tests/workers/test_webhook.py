@@ -17,9 +17,9 @@ import pytest
 import requests
 from redis import Redis
 from rq import Queue
+from waits import LONG, wait_for
 from workers_testkit import BOX_CHOICES_CONFIG, annotation_webhook, connect, wenv
 
-from histoloop.stack import wait_for
 from kernel.net import free_port
 from kernel.settings import Secret
 from workers.events import EventStore
@@ -60,11 +60,11 @@ def test_actions_are_recorded(wsettings, small_app) -> None:
     store = EventStore(settings.events_path)
     connect(settings, 4)
     for i in (1, 2):
-        assert requests.post(url, json=annotation_webhook(4, i), timeout=5).json()["status"] == "recorded"
+        assert requests.post(url, json=annotation_webhook(4, i), timeout=LONG).json()["status"] == "recorded"
     skipped = annotation_webhook(4, 3, cancelled=True)
     skipped["project"] = "4.1795424387"  # Label Studio's "<id>.<created ts>" form
     skipped["annotation"]["project"] = 4
-    assert requests.post(url, json=skipped, timeout=5).status_code == 200
+    assert requests.post(url, json=skipped, timeout=LONG).status_code == 200
     assert store.approved_ids("4") == [1, 2]
     assert store.project_kinds("4") == ("detect", "classify")
 
@@ -118,9 +118,9 @@ def test_real_label_studio_payloads(wsettings, small_app) -> None:
         e["body"] for e in map(json.loads, OBSERVED.read_text().splitlines()) if e.get("path") == "/setup"
     ]
     for body in setups:  # Label Studio connects (and so /setup s) a project before its webhooks
-        assert requests.post(url.replace("/webhook", "/setup"), json=body, timeout=5).status_code == 200
+        assert requests.post(url.replace("/webhook", "/setup"), json=body, timeout=LONG).status_code == 200
     for body in bodies:
-        r = requests.post(url, json=body, timeout=5)
+        r = requests.post(url, json=body, timeout=LONG)
         assert r.status_code == 200, (body.get("action"), r.text)
     store = EventStore(settings.events_path)
     handled = [b for b in bodies if b["action"] != "TASKS_CREATED"]
@@ -154,10 +154,10 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _up(base), 90, "the backend")
+        wait_for(lambda: _up(base), LONG, "the backend")
         bodies = [annotation_webhook(p, p * 1000 + i) for i in range(200) for p in (4, 5)]
         with ThreadPoolExecutor(32) as pool:
-            replies = list(pool.map(lambda b: requests.post(f"{base}/webhook", json=b, timeout=30), bodies))
+            replies = list(pool.map(lambda b: requests.post(f"{base}/webhook", json=b, timeout=LONG), bodies))
         assert [r.status_code for r in replies] == [200] * len(bodies)
         assert len({r.json()["event"] for r in replies}) == len(bodies)  # each its own event, exactly once
         expected = [
@@ -166,7 +166,7 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
             "retrain-5-classify-1",
             "retrain-5-detect-1",
         ]
-        wait_for(lambda: queued(settings) == expected, 30, f"jobs {expected}, have {queued(settings)}")
+        wait_for(lambda: queued(settings) == expected, LONG, f"jobs {expected}, have {queued(settings)}")
         time.sleep(1.0)  # late dispatches must not add any
         assert queued(settings) == expected
         store = EventStore.from_settings(settings)
@@ -176,7 +176,7 @@ def test_storm_makes_one_job_per_project_and_kind(wsettings, tmp_path, database_
         assert settings.events_path.exists() != bool(database_url)
     finally:
         backend.terminate()
-        backend.wait(30)
+        backend.wait(LONG)
         log.close()
 
 
@@ -212,11 +212,11 @@ def test_a_crash_loses_no_acknowledged_webhook(wsettings, tmp_path) -> None:
     base = f"http://127.0.0.1:{port}"
     acked: dict[int, int] = {}
     try:
-        wait_for(lambda: _up(base), 90, "the backend")
+        wait_for(lambda: _up(base), LONG, "the backend")
 
         def send(i: int) -> None:
             try:
-                r = requests.post(f"{base}/webhook", json=annotation_webhook(4, i), timeout=10)
+                r = requests.post(f"{base}/webhook", json=annotation_webhook(4, i), timeout=LONG)
             except requests.RequestException:
                 return  # killed before it answered: may or may not be stored
             if r.status_code == 200:
@@ -224,11 +224,11 @@ def test_a_crash_loses_no_acknowledged_webhook(wsettings, tmp_path) -> None:
 
         with ThreadPoolExecutor(24) as pool:
             futures = [pool.submit(send, i) for i in range(1500)]
-            wait_for(lambda: len(acked) >= 100, 60, "100 acknowledged webhooks")
+            wait_for(lambda: len(acked) >= 100, LONG, "100 acknowledged webhooks")
             os.killpg(backend.pid, signal.SIGKILL)  # the whole process group: master and workers
             for f in futures:
                 f.result()
-        backend.wait(10)
+        backend.wait(LONG)
     finally:
         if backend.poll() is None:
             backend.kill()
@@ -251,7 +251,7 @@ def test_a_crash_loses_no_acknowledged_webhook(wsettings, tmp_path) -> None:
 
 def _up(base: str) -> bool:
     try:
-        return requests.get(f"{base}/health", timeout=1).ok
+        return requests.get(f"{base}/health", timeout=LONG).ok
     except requests.RequestException:
         return False
 
@@ -261,27 +261,27 @@ def test_redis_down_loses_nothing(wsettings, small_app) -> None:
     trigger fires when Redis is back — with no further webhook."""
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    redis_handle = start_redis(url)
+    redis_handle = start_redis(url, timeout=LONG)
     settings = wsettings(retrain_threshold=30)
     settings = type(settings)(**{**settings.__dict__, "redis_url": url})
     connect(settings, 4)
     hook = small_app(settings)
     for i in range(10):
-        assert requests.post(hook, json=annotation_webhook(4, i), timeout=5).status_code == 200
+        assert requests.post(hook, json=annotation_webhook(4, i), timeout=LONG).status_code == 200
     redis_handle.stop()
     try:
         started = time.perf_counter()
         for i in range(10, 60):
-            assert requests.post(hook, json=annotation_webhook(4, i), timeout=5).status_code == 200
+            assert requests.post(hook, json=annotation_webhook(4, i), timeout=LONG).status_code == 200
         per_request = (time.perf_counter() - started) / 50
         assert per_request < 0.5, f"{per_request:.3f} s per webhook with Redis down"
         store = EventStore(settings.events_path)
         assert store.count_events("ANNOTATION_CREATED") == 60
         assert len(store.approved_ids("4", "detect")) == 60
         # the dispatch tries, and fails (on its own thread, so perhaps only after the last webhook)
-        wait_for(lambda: dispatcher_of(small_app).failures > 0, 10, "a failed dispatch with Redis down")
-        redis_handle = start_redis(url)  # an empty Redis: the queue was lost with it
+        wait_for(lambda: dispatcher_of(small_app).failures > 0, LONG, "a failed dispatch with Redis down")
+        redis_handle = start_redis(url, timeout=LONG)  # an empty Redis: the queue was lost with it
         expected = ["retrain-4-classify-1", "retrain-4-detect-1"]
-        wait_for(lambda: queued(settings) == expected, 30, "the sweep after Redis came back")
+        wait_for(lambda: queued(settings) == expected, LONG, "the sweep after Redis came back")
     finally:
         redis_handle.stop()

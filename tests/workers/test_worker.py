@@ -16,9 +16,9 @@ from registry_testkit import card_only_version
 from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from waits import LONG, wait_for
 from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wenv, write_config
 
-from histoloop.stack import wait_for
 from kernel.database import pid_alive
 from training.registry import Registry
 from workers.events import EventStore
@@ -51,7 +51,7 @@ def _cli(settings, *args: str, config=None) -> str:
         env=wenv(settings, config),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=LONG,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -76,7 +76,7 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
         job = Job.fetch(job_id, connection=redis)
         wait_for(
             lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1,
-            150,
+            LONG,
             f"training to run:\n{worker.output()}",
         )
         horse = job.get_meta(refresh=True)["pid"]
@@ -86,12 +86,12 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
 
         assert len(_session(worker.pid)) >= 3  # the worker, its scheduler, the horse
         worker.kill()  # SIGKILL to the worker process alone: no cleanup code of it runs
-        wait_for(lambda: not pid_alive(horse), 10, "the horse to die with its worker")
-        wait_for(lambda: not _session(worker.pid), 10, "no orphan (scheduler, horse) left")
+        wait_for(lambda: not pid_alive(horse), LONG, "the horse to die with its worker")
+        wait_for(lambda: not _session(worker.pid), LONG, "no orphan (scheduler, horse) left")
         assert job.get_status() == "started"  # nobody has noticed yet
 
         quick = write_config(tmp_path / "quick.toml", "classify", epochs=1, imgsz=64, batch=2)
-        workers_started(settings, quick, burst=True).process.wait(30)  # a restarted worker recovers
+        workers_started(settings, quick, burst=True).process.wait(LONG)  # a restarted worker recovers
         assert job.get_status() == "failed"
         assert job_id in FailedJobRegistry(settings.queue, connection=redis).get_job_ids()
         assert "Abandoned" in (job.latest_result().exc_string or "")
@@ -106,7 +106,7 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
         next_id = _cli(settings, "retrain", "--project", "4", "--kind", "classify", config=quick).strip()
         assert next_id == "retrain-4-classify-2"
         again = workers_started(settings, quick, burst=True)
-        again.process.wait(150)
+        again.process.wait(LONG)
         job2 = Job.fetch(next_id, connection=redis)
         assert job2.get_status() == "finished", again.output()
         assert job2.return_value()["version"] == "4/classify/v2"
@@ -129,16 +129,18 @@ def test_horse_killed_under_a_live_worker(wsettings, workers_started, tmp_path) 
         job = Job.fetch(job_id, connection=redis)
         wait_for(
             lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1,
-            150,
+            LONG,
             f"training to run:\n{worker.output()}",
         )
         os.kill(job.get_meta(refresh=True)["pid"], 9)
-        wait_for(lambda: job.get_status() == "failed", 30, f"the job to fail:\n{worker.output()}")
+        wait_for(lambda: job.get_status() == "failed", LONG, f"the job to fail:\n{worker.output()}")
         assert "terminated unexpectedly" in (job.latest_result().exc_string or "")
         assert EventStore(settings.events_path).run(job_id).status == "abandoned"
         listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
         assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train"
-        wait_for(lambda: not list((settings.model_store / "staging").iterdir()), 10, "staging to be removed")
+        wait_for(
+            lambda: not list((settings.model_store / "staging").iterdir()), LONG, "staging to be removed"
+        )
         assert Registry.from_settings(settings).list("4", "classify") == []
         assert worker.process.poll() is None  # the worker lives on for the next job
     finally:

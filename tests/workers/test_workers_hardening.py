@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -18,11 +19,12 @@ from PIL import Image
 from redis import Redis
 from rq import Queue
 from rq.job import Job
+from waits import LONG, wait_for
 from workers_testkit import BOX_CHOICES_CONFIG, CHOICES_CONFIG, annotation_webhook, connect, wenv
 
-from histoloop.stack import wait_for
 from kernel.labelstudio import APPROVAL_POLICIES
 from kernel.settings import ProjectSettings, Secret
+from ml_backend.telemetry import WEBHOOK_ACTIONS
 from workers.events import EventStore
 from workers.intake import record_webhook
 
@@ -37,7 +39,7 @@ def test_projects_that_never_connected_queue_nothing(wsettings, serve_backend) -
     url = serve_backend(settings)
     for project in range(100, 200):  # the issue's flood: START_TRAINING for made-up projects
         body = {"action": "START_TRAINING", "project": {"id": project, "label_config": BOX_CHOICES_CONFIG}}
-        r = requests.post(f"{url}/webhook", json=body, timeout=5)
+        r = requests.post(f"{url}/webhook", json=body, timeout=LONG)
         assert (
             r.status_code == 200
             and r.json()["status"] == "ignored"
@@ -50,13 +52,15 @@ def test_projects_that_never_connected_queue_nothing(wsettings, serve_backend) -
     # a project Label Studio connected (/setup) is taken
     assert (
         requests.post(
-            f"{url}/setup", json={"project": "7.1795424387", "schema": BOX_CHOICES_CONFIG}, timeout=10
+            f"{url}/setup", json={"project": "7.1795424387", "schema": BOX_CHOICES_CONFIG}, timeout=LONG
         ).status_code
         == 200
     )
     body = {"action": "START_TRAINING", "project": {"id": 7, "label_config": BOX_CHOICES_CONFIG}}
-    assert requests.post(f"{url}/webhook", json=body, timeout=5).json()["status"] == "recorded"
-    wait_for(lambda: queued(settings) == ["retrain-7-classify-1", "retrain-7-detect-1"], 20, "the jobs of 7")
+    assert requests.post(f"{url}/webhook", json=body, timeout=LONG).json()["status"] == "recorded"
+    wait_for(
+        lambda: queued(settings) == ["retrain-7-classify-1", "retrain-7-detect-1"], LONG, "the jobs of 7"
+    )
     # so is a project named in the config file
     named = dataclasses.replace(settings, projects={"8": ProjectSettings()})
     body = {"action": "START_TRAINING", "project": {"id": 8, "label_config": BOX_CHOICES_CONFIG}}
@@ -72,7 +76,7 @@ def test_events_keep_only_what_the_policies_read(wsettings, serve_backend) -> No
     before = sum(p.stat().st_size for p in settings.events_path.parent.glob("events.sqlite*"))
     for i in range(3):
         big["annotation"]["id"] = i + 1
-        assert requests.post(f"{url}/webhook", json=big, timeout=30).json()["status"] == "recorded"
+        assert requests.post(f"{url}/webhook", json=big, timeout=LONG).json()["status"] == "recorded"
     after = sum(p.stat().st_size for p in settings.events_path.parent.glob("events.sqlite*"))
     assert after - before < 200_000, after - before  # the issue: 3 x 22 MB posts grew it by 87 MB
     with sqlite3.connect(settings.events_path) as db:
@@ -117,10 +121,10 @@ def test_the_webhook_secret(wsettings, serve_backend) -> None:
     connect(settings, 4)
     url = serve_backend(settings) + "/webhook"
     body = annotation_webhook(4, 1)
-    assert requests.post(url, json=body, timeout=5).status_code == 401
-    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "wrong"}, timeout=5)
+    assert requests.post(url, json=body, timeout=LONG).status_code == 401
+    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "wrong"}, timeout=LONG)
     assert r.status_code == 401 and "X-Histoloop-Webhook-Secret" in r.json()["error"]
-    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "s3cret-hook"}, timeout=5)
+    r = requests.post(url, json=body, headers={"X-Histoloop-Webhook-Secret": "s3cret-hook"}, timeout=LONG)
     assert r.status_code == 200 and r.json()["status"] == "recorded"
     assert EventStore(settings.events_path).count_events() == 1
 
@@ -133,6 +137,46 @@ def test_label_config_caches_are_capped() -> None:
     for i in range(5):
         assert read_label_config(huge + " " * i).kinds == ("classify",)
     assert _read_label_config_cached.cache_info().currsize == before
+
+
+def test_one_webhook_cannot_hold_the_store_or_grow_metrics(wsettings, serve_backend) -> None:
+    """Issue 24: a delete of more annotations than one event may name is a 413 before anything is written;
+    100,000 are marked in one executemany (seconds, not minutes); action strings Label Studio never sends
+    are one ``other`` series in /metrics, however many distinct ones arrive."""
+    from workers.intake import MAX_DELETED_PER_EVENT
+
+    settings = wsettings()
+    connect(settings, 4)
+    url = serve_backend(settings)
+    for i in (1, 2, 3):
+        assert requests.post(f"{url}/webhook", json=annotation_webhook(4, i), timeout=30).ok
+    store = EventStore(settings.events_path)
+    assert store.approved_ids("4") == [1, 2, 3]
+    events = store.count_events()
+
+    def deleted(ids) -> requests.Response:
+        body = {
+            "action": "ANNOTATIONS_DELETED",
+            "project": {"id": 4},
+            "annotations": [{"id": a} for a in ids],
+        }
+        return requests.post(f"{url}/webhook", json=body, timeout=300)
+
+    r = deleted(range(1, MAX_DELETED_PER_EVENT + 2))
+    assert r.status_code == 413 and f"over the {MAX_DELETED_PER_EVENT}" in r.json()["error"], r.text[:300]
+    assert store.count_events() == events and store.approved_ids("4") == [1, 2, 3]
+    t0 = time.monotonic()
+    r = deleted([1, 2, *range(1000, 1000 + MAX_DELETED_PER_EVENT - 2)])
+    assert r.json()["status"] == "recorded", r.text[:300]
+    assert time.monotonic() - t0 < 60  # ~1 s idle; one execute per id took ~13 s for these
+    assert store.approved_ids("4") == [3]
+
+    for i in range(300):
+        requests.post(f"{url}/webhook", json={"action": f"MADE_UP_{i}", "project": {"id": 4}}, timeout=30)
+    metrics = requests.get(f"{url}/metrics", timeout=30).text
+    actions = set(re.findall(r'histoloop_webhook_events_total\{action="([^"]*)"', metrics))
+    assert "other" in actions and "MADE_UP" not in metrics
+    assert actions <= {*WEBHOOK_ACTIONS, "other"}, actions  # Label Studio's own actions, whatever was posted
 
 
 # -- item 6: an explicit retrain outlives a Label Studio outage --------------------------------------
@@ -149,7 +193,7 @@ def test_an_explicit_retrain_stays_pending_while_label_studio_is_down(wsettings,
     redis = Redis.from_url(settings.redis_url)
     wait_for(
         lambda: Job.fetch(job_id, connection=redis).get_status() == "scheduled",
-        120,
+        LONG,
         f"the job to wait for a retry; worker log:\n{worker.output()}",
     )
     run = store.run(job_id)

@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from waits import LONG
+
 from kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,7 +185,7 @@ class WorkerProcess:
     def kill(self) -> None:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+            self.process.wait(LONG)
 
     def stop(self, timeout: float = 20) -> None:
         if self.process.poll() is None:

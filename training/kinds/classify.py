@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from kernel.kinds import CORRECTIONS_RATIO
 from training import pretrained
 from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, to_tensor
 from training.base import Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError
-from training.corrections import LABEL_CORRECTIONS
+from training.corrections import LABEL_CORRECTIONS, Corrections
 from training.datasets import check_classify, classify_items, read_image
 from training.inference import TILE_BATCH, ClassScores, TiledPredictor, fitted_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
@@ -173,7 +174,8 @@ class ClassifyPredictor(TiledPredictor):
 def evaluate(
     card: ModelCard, version_dir: Path, dataset_dir: Path, split: str, device: str, plots_dir: Path | None
 ) -> dict[str, Any]:
-    """Every image of the split predicted, then :func:`training.metrics.classification_metrics`; plots."""
+    """Every image of the split predicted, then :func:`training.metrics.classification_metrics`; plots.
+    The corrections ratio is the served top choice's: choices changed over choices made from scratch."""
     items = classify_items(dataset_dir, split, card.classes)
     if not items:
         raise TrainingError(f"{dataset_dir}: no {split} images to evaluate on")
@@ -181,10 +183,24 @@ def evaluate(
     probs = np.stack([predictor.predict(read_image(p)).probs for p, _ in items])
     y = np.array([c for _, c in items])
     metrics = classification_metrics(y, probs, card.classes)
+    metrics[CORRECTIONS_RATIO] = label_ratio(
+        [card.classes[i] for i in probs.argmax(axis=1)], [card.classes[c] for c in y]
+    )
     if plots_dir is not None:
         confusion_matrix(metrics["confusion_matrix"], card.classes, Path(plots_dir) / "confusion_matrix.png")
         pr_curve(y, probs, card.classes, Path(plots_dir) / "pr_curve.png")
     return metrics
+
+
+def label_ratio(predicted: Sequence[str], true: Sequence[str]) -> float | None:
+    """A specialist's corrections of the suggested choices over choosing every label from scratch.
+
+    >>> label_ratio(["benign", "malignant", "benign"], ["benign", "benign", "benign"])
+    0.3333
+    """
+    done = sum((LABEL_CORRECTIONS.count(p, t) for p, t in zip(predicted, true, strict=True)), Corrections())
+    scratch = sum((LABEL_CORRECTIONS.from_scratch(t) for t in true), Corrections())
+    return round(done.total / scratch.total, 4) if scratch.total else None
 
 
 def head_names(model: Any) -> tuple[str, ...]:

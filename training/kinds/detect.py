@@ -480,7 +480,8 @@ def true_boxes(label_path: Path, width: int, height: int) -> np.ndarray:
 
 def _threshold(card: ModelCard, model: Any, dataset_dir: Path, split: str, device: str) -> dict[str, Any]:
     """The box score threshold that minimises a specialist's corrections on the split, with the served
-    predictor (:func:`training.objects.choose_threshold`)."""
+    predictor, and the corrections ratio at the threshold the version serves
+    (:func:`training.objects.choose_threshold`)."""
     from training.corrections import box_iou
     from training.datasets import read_image
     from training.objects import choose_threshold
@@ -493,7 +494,7 @@ def _threshold(card: ModelCard, model: Any, dataset_dir: Path, split: str, devic
         det = predictor.predict(image)
         truth = true_boxes(layout.label(split, path.stem), image.shape[1], image.shape[0])
         scored.append((det.scores, box_iou(det.boxes, truth), len(truth)))
-    return choose_threshold(scored)
+    return choose_threshold(scored, served=card.extra.get("score_threshold"))
 
 
 def head(model: Any) -> list[Any]:

@@ -427,7 +427,8 @@ def evaluate(
     (:func:`training.metrics.segmentation_metrics`), per-object metrics — object F1 at IoU 0.5, PQ, AJI
     (:func:`training.objects.pooled_object_metrics`, true objects from the dataset's instance maps) — and
     the object score threshold that minimises a specialist's corrections on this split
-    (:func:`training.objects.choose_threshold`: ``score_threshold``, ``corrections``)."""
+    (:func:`training.objects.choose_threshold`: ``score_threshold``, ``corrections``), and the corrections
+    ratio at the threshold the version serves (``corrections_ratio``)."""
     from training.corrections import mask_iou
     from training.objects import choose_threshold, pooled_object_metrics
 
@@ -451,7 +452,7 @@ def evaluate(
         scored.append((scores, mask_iou(objects, truth), int(truth.max(initial=0))))
     metrics = segmentation_metrics(preds, targets, card.classes)
     metrics.update(pooled_object_metrics(pred_objects, true_objects))
-    metrics.update(choose_threshold(scored))
+    metrics.update(choose_threshold(scored, served=card.extra.get("score_threshold")))
     return metrics
 
 

@@ -42,6 +42,8 @@ def test_trains_a_complete_version(classify_version) -> None:
     assert m["roc_auc"] is None or 0.0 <= m["roc_auc"] <= 1.0
     assert np.array(m["confusion_matrix"]).sum() == 6 == m["n_images"]
     assert m["balanced_accuracy"] == max(row["balanced_accuracy"] for row in result.history)  # best kept
+    # one choice changed per wrong top class, one chosen per image from scratch
+    assert m["corrections_ratio"] == pytest.approx(1 - m["accuracy"], abs=1e-3)
     assert json.loads((out / "metrics.json").read_text())["confusion_matrix"] == m["confusion_matrix"]
     assert [e.epoch for e in events if e.stage == "val"] == [1, 2]
 

@@ -58,6 +58,17 @@ def test_evaluate_is_the_same_code_as_training(detect_version, detect_data: Path
     assert {k: again[k] for k in ("mAP50", "mAP50-95", "precision", "recall")} == {
         k: result.metrics[k] for k in ("mAP50", "mAP50-95", "precision", "recall")
     }
+    # evaluated again, the version's served threshold is its card's: the one chosen on this split
+    assert (
+        again["served_threshold"] == result.card.extra["score_threshold"] == result.metrics["score_threshold"]
+    )
+    ratio = result.metrics["corrections_ratio"]
+    assert (
+        again["corrections_ratio"]
+        == ratio
+        == result.metrics["ratio_by_threshold"][str(again["served_threshold"])]
+    )
+    assert ratio is not None and ratio >= 0
 
 
 def test_cancel_from_progress_propagates(detect_data: Path, tmp_path: Path) -> None:

@@ -217,6 +217,10 @@ def test_threshold_and_object_metrics_are_stored(segment_version) -> None:
     assert (
         json.loads((out / "metrics.json").read_text())["score_threshold"] == result.metrics["score_threshold"]
     )
+    # the corrections ratio at the threshold it will serve, chosen on this same split
+    m = result.metrics
+    assert m["corrections_ratio"] == m["ratio_by_threshold"][str(m["score_threshold"])] is not None
+    assert m["served_threshold"] == m["score_threshold"]
 
 
 def test_groupnorm_recipe_predicts_the_same_whatever_the_batch(segment_version) -> None:

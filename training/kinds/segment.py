@@ -13,13 +13,14 @@ trained on random crops of the mask dataset the converters write.
   made the per-epoch validation Dice jump between 0.07 and 0.80; timm's BatchNorm+activation layers become
   GroupNorm+the same activation, ``arch["norm_act"]``), an exponential moving average of the
   weights (what is validated and kept), warmup then cosine (training/loop.py), and, for one class, an
-  **instance target**: a second channel learns the objects' 1-px boundaries (from the dataset's
-  ``instances/`` maps, else the mask's connected components), so that touching nuclei come out as
-  separate objects (:func:`training.objects.split_objects`); or, with ``instances = "distance"``, each
-  object's distance to its edge, 1 at its centre (:func:`training.objects.centre_of`), from which
-  marker-controlled watershed grows one object per predicted centre (:func:`training.objects.split_by_centre`).
-  ``extra``: ``norm`` (``group`` | ``batch``), ``ema`` (decay, 0 = off), ``instances`` (``boundary`` |
-  ``distance`` | ``none``).
+  **instance target**: a second channel learns each object's distance to its edge, 1 at its centre
+  (:func:`training.objects.centre_of`, from the dataset's ``instances/`` maps, else the mask's connected
+  components), and marker-controlled watershed grows one object per predicted centre
+  (:func:`training.objects.split_by_centre`), so that touching nuclei come out as separate objects; or
+  ``instances = "boundary"``: the objects' 1-px boundaries, split at them
+  (:func:`training.objects.split_objects`). Chosen by cross-validation over the four MoNuSeg patients
+  (``benchmarks/crossval.py``, BENCHMARKS.md). ``extra``: ``norm`` (``group`` | ``batch``), ``ema`` (decay,
+  0 = off), ``instances`` (``distance`` | ``boundary`` | ``none``).
 - AdamW, AMP on CUDA only, a checkpoint every epoch and resume (training/loop.py), best epoch on
   validation Dice kept; validation predicts each whole val image by tiles (training/inference.py).
 - the encoder starts from ``TrainConfig.pretrained`` (:mod:`training.pretrained`): by default the packaged
@@ -171,7 +172,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     norm = config.extra.get("norm", "group")
     if norm not in ("group", "batch"):
         raise TrainingError(f"norm {norm!r}: group or batch")
-    instances = config.extra.get("instances", "boundary" if mode == "binary" else "none")
+    instances = config.extra.get("instances", "distance" if mode == "binary" else "none")
     if instances not in INSTANCES or (instances != "none" and mode != "binary"):
         raise TrainingError(f"instances {instances!r}: 'boundary' or 'distance' (one class only), or 'none'")
     encoder = config.model or DEFAULT_MODEL

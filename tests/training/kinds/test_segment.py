@@ -41,7 +41,7 @@ def test_trains_a_complete_version(segment_version) -> None:
         "mode": "binary",
         "norm": "group",
         "norm_act": True,
-        "instances": "boundary",
+        "instances": "distance",
     }
     assert result.card.extra["pretrained"]["source"] == "none"  # resnet18 has no packaged weights
     m = result.metrics

@@ -305,8 +305,10 @@ def main() -> None:
         print(report(_done(rows_path)))
         return
     if args.rescore:
-        rows = [
-            {**r, **rescore(r["arm"], _run_dir(args.work, r), args.work / "data" / r["fold"])}
+        rows = [  # the rows written before a measure existed
+            r
+            if "box_ap50" in r
+            else {**r, **rescore(r["arm"], _run_dir(args.work, r), args.work / "data" / r["fold"])}
             for r in _done(rows_path)
         ]
         tmp = rows_path.with_suffix(".tmp")

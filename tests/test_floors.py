@@ -138,6 +138,7 @@ ALLOWED = {
     # dataset-side twin of training/kinds/
     "converters/kinds/": "the dataset kinds' rows",
     # the benchmarks measure named kinds against the bare libraries: which metric and data each reports
+    "benchmarks/crossval.py": "trains and scores each arm by its kind (segmenters against detectors)",
     "benchmarks/gpu.py": "benchmarks a kind's bare library call",
     "benchmarks/recipes.py": "reports each kind's own metric",
     "benchmarks/simulate.py": "reports each kind's own metric",

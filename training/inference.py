@@ -58,12 +58,18 @@ class SegmentationMap:
     boundary: np.ndarray | None = None
     """(H, W) float32 probability that a pixel is an object's edge (segmenters trained with an instance
     target, ``card.arch["instances"] == "boundary"``), which keeps touching objects apart."""
+    centre: np.ndarray | None = None
+    """(H, W) float32 predicted distance to each object's edge, 1 at its centre
+    (:func:`training.objects.centre_of`; ``card.arch["instances"] == "distance"``): watershed markers."""
 
     def instances(self, threshold: float = 0.5) -> list[np.ndarray]:
         """Per class, an (H, W) int32 instance map of its mask (0 = background, 1..N = one object each):
-        split at the predicted boundaries when the model has them, else connected components."""
-        from training.objects import split_objects
+        grown from the predicted centres or split at the predicted boundaries when the model has them, else
+        connected components."""
+        from training.objects import split_by_centre, split_objects
 
+        if self.centre is not None:
+            return [split_by_centre(m, self.centre) for m in self.masks(threshold)]
         return [split_objects(m, self.boundary, threshold) for m in self.masks(threshold)]
 
     def masks(self, threshold: float = 0.5) -> np.ndarray:

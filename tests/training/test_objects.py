@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from training.corrections import mask_iou
 from training.objects import (
     boundary_of,
+    centre_of,
     choose_threshold,
     instance_scores,
     label_instances,
     object_metrics,
     pooled_object_metrics,
+    split_by_centre,
     split_objects,
 )
 
@@ -39,6 +41,49 @@ def test_touching_discs_are_two_objects_with_a_boundary_one_without() -> None:
     assert object_metrics(split, truth)["object_f1"] == 1.0
     merged = object_metrics(label_instances(fg), truth)
     assert merged["tp"] <= 1 and merged["object_f1"] < 1 and merged["pq"] < 0.5
+
+
+def test_centre_map_peaks_once_inside_each_touching_object() -> None:
+    truth = two_touching_discs()
+    centre = centre_of(truth)
+    assert centre.dtype == np.float32 and centre[truth == 0].max() == 0.0
+    assert centre[truth > 0].min() > 0.0
+    edge = boundary_of(truth)
+    for k in (1, 2):
+        y, x = np.unravel_index(np.argmax(np.where(truth == k, centre, -1)), truth.shape)
+        assert centre[y, x] == 1.0 and truth[y, x] == k and not edge[y, x]
+    assert centre[edge].max() < centre[(truth > 0) & ~edge].mean()  # low on every edge, the shared one too
+
+
+def test_touching_discs_split_by_their_centres() -> None:
+    truth = two_touching_discs()
+    fg = truth > 0
+    split = split_by_centre(fg, centre_of(truth))
+    assert split.max() == 2 and np.array_equal(split > 0, fg)  # every foreground pixel kept
+    assert sorted(mask_iou(split, truth).max(1)) == pytest.approx([1.0, 1.0], abs=0.05)
+    # one convex object (an ellipse) has one core: one object, whatever its elongation
+    yy, xx = np.mgrid[:64, :64]
+    ellipse = ((yy - 32) / 10) ** 2 + ((xx - 32) / 25) ** 2 <= 1
+    assert split_by_centre(ellipse, centre_of(ellipse.astype(np.int32))).max() == 1
+    # foreground without any core (a flat, low map) stays one object per region, never dropped
+    assert np.array_equal(split_by_centre(fg, np.full(fg.shape, 0.1)) > 0, fg)
+    assert split_by_centre(np.zeros((4, 4), bool), np.ones((4, 4))).max() == 0
+
+
+@given(st.integers(0, 10_000), st.integers(1, 6))
+@settings(max_examples=25, deadline=None)
+def test_split_by_centre_recovers_separated_objects(seed: int, n: int) -> None:
+    """Objects apart from each other come back exactly from their own centre maps, whatever their shape."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((48, 48), np.int32)
+    for k in range(1, n + 1):
+        y, x, h, w = rng.integers(0, 40), rng.integers(0, 40), rng.integers(3, 9), rng.integers(3, 9)
+        region = truth[y : y + h, x : x + w]
+        region[region == 0] = k
+    truth[boundary_of(truth) & (np.roll(truth, 1, 0) != truth)] = 0  # keep objects apart by a gap
+    split = split_by_centre(truth > 0, centre_of(truth), min_seed=1)
+    assert np.array_equal(split > 0, truth > 0)
+    assert object_metrics(split, label_instances(truth > 0))["n_pred"] >= label_instances(truth > 0).max()
 
 
 def test_object_metrics_known_answers() -> None:

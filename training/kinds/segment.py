@@ -13,10 +13,14 @@ trained on random crops of the mask dataset the converters write.
   made the per-epoch validation Dice jump between 0.07 and 0.80; timm's BatchNorm+activation layers become
   GroupNorm+the same activation, ``arch["norm_act"]``), an exponential moving average of the
   weights (what is validated and kept), warmup then cosine (training/loop.py), and, for one class, an
-  **instance target**: a second channel learns the objects' 1-px boundaries (from the dataset's
-  ``instances/`` maps, else the mask's connected components), so that touching nuclei come out as
-  separate objects (:func:`training.objects.split_objects`). ``extra``: ``norm`` (``group`` | ``batch``),
-  ``ema`` (decay, 0 = off), ``instances`` (``boundary`` | ``none``).
+  **instance target**: a second channel learns each object's distance to its edge, 1 at its centre
+  (:func:`training.objects.centre_of`, from the dataset's ``instances/`` maps, else the mask's connected
+  components), and marker-controlled watershed grows one object per predicted centre
+  (:func:`training.objects.split_by_centre`), so that touching nuclei come out as separate objects; or
+  ``instances = "boundary"``: the objects' 1-px boundaries, split at them
+  (:func:`training.objects.split_objects`). Chosen by cross-validation over the four MoNuSeg patients
+  (``benchmarks/crossval.py``, BENCHMARKS.md). ``extra``: ``norm`` (``group`` | ``batch``), ``ema`` (decay,
+  0 = off), ``instances`` (``distance`` | ``boundary`` | ``none``).
 - AdamW, AMP on CUDA only, a checkpoint every epoch and resume (training/loop.py), best epoch on
   validation Dice kept; validation predicts each whole val image by tiles (training/inference.py).
 - the encoder starts from ``TrainConfig.pretrained`` (:mod:`training.pretrained`): by default the packaged
@@ -54,6 +58,11 @@ DEFAULT_MODEL = "tu-tf_efficientnet_lite0"
 (:mod:`training.pretrained`): lighter than resnet18 per step, and pretrained features lift object F1 and AJI
 on a few tiles (README, "Pretrained weights")."""
 EMA_DECAY = 0.99
+INSTANCES = ("boundary", "distance", "none")
+"""The instance target of a one-class segmenter's second channel (``none``: the mask alone)."""
+CENTRE_STEPS = 127
+"""A distance map rides in the uint8 crop target as ``foreground + 2 * round(centre * CENTRE_STEPS)``, so that
+one crop/flip/rotation moves mask and target together."""
 SELECT = ("dice", "pq", "object_f1", "aji")
 """The validation metric that chooses the epoch kept (``extra = { select = "pq" }``; default pixel Dice)."""
 
@@ -89,19 +98,31 @@ class CropDataset(torch.utils.data.Dataset):
         image, mask = flip_rotate(image, mask, rng)
         image = he_jitter(image, rng)
         x = to_tensor(image, self.card.mean, self.card.std)
-        if self.card.arch.get("instances") == "boundary":  # mask = foreground + 2 * boundary
+        target = self.card.arch.get("instances")
+        if target == "boundary":  # mask = foreground + 2 * boundary
             return x, torch.from_numpy(np.stack([mask & 1, mask >> 1]).astype(np.float32))
+        if target == "distance":  # mask = foreground + 2 * centre steps
+            return x, torch.from_numpy(np.stack([mask & 1, (mask >> 1) / CENTRE_STEPS]).astype(np.float32))
         if self.card.arch["mode"] == "binary":
             return x, torch.from_numpy((mask > 0).astype(np.float32))[None]
         return x, torch.from_numpy(mask.astype(np.int64))
 
 
-def _loss(mode: str, instances: bool = False):
+def _loss(mode: str, instances: str = "none"):
     import segmentation_models_pytorch as smp
 
-    if instances:  # foreground and boundary channels
+    if instances == "boundary":  # foreground and boundary channels
         dice, bce = smp.losses.DiceLoss("multilabel", from_logits=True), smp.losses.SoftBCEWithLogitsLoss()
         return lambda logits, y: dice(logits, y) + bce(logits, y)
+    if instances == "distance":  # foreground (Dice + BCE) and the centre map (BCE on soft targets + MSE)
+        dice, bce = smp.losses.DiceLoss("binary", from_logits=True), smp.losses.SoftBCEWithLogitsLoss()
+
+        def loss(logits, y):
+            fg, centre = logits[:, :1], logits[:, 1:]
+            mse = torch.nn.functional.mse_loss(centre.sigmoid(), y[:, 1:])
+            return dice(fg, y[:, :1]) + bce(fg, y[:, :1]) + bce(centre, y[:, 1:]) + 2 * mse
+
+        return loss
     if mode == "binary":
         dice, bce = smp.losses.DiceLoss("binary", from_logits=True), smp.losses.SoftBCEWithLogitsLoss()
         return lambda logits, y: dice(logits, y) + bce(logits, y)
@@ -110,19 +131,23 @@ def _loss(mode: str, instances: bool = False):
 
 
 def _load(
-    dataset_dir: Path, split: str, binary: bool, boundary: bool = False
+    dataset_dir: Path, split: str, binary: bool, instances: str = "none"
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(image, target) pairs: the class mask, or with ``boundary`` foreground + 2 x object boundary."""
-    from training.objects import boundary_of
+    """(image, target) pairs: the class mask, or foreground + 2 x the instance target (``boundary``: the
+    objects' edges; ``distance``: their centre maps in :data:`CENTRE_STEPS`)."""
+    from training.objects import boundary_of, centre_of
 
     pairs = []
     for img_path, mask_path in segment_pairs(dataset_dir, split):
         image, mask = read_image(img_path), read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise TrainingError(f"{mask_path}: mask {mask.shape} does not match image {image.shape[:2]}")
-        if boundary:
+        if instances == "boundary":
             edge = boundary_of(read_instances(mask_path, mask))
             pairs.append((image, ((mask > 0) + 2 * edge).astype(np.uint8)))
+        elif instances == "distance":
+            steps = np.round(centre_of(read_instances(mask_path, mask)) * CENTRE_STEPS)
+            pairs.append((image, ((mask > 0) + 2 * steps).astype(np.uint8)))
         else:
             pairs.append((image, (mask > 0).astype(np.uint8) if binary else mask))
     return pairs
@@ -147,9 +172,9 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     norm = config.extra.get("norm", "group")
     if norm not in ("group", "batch"):
         raise TrainingError(f"norm {norm!r}: group or batch")
-    instances = config.extra.get("instances", "boundary" if mode == "binary" else "none")
-    if instances not in ("boundary", "none") or (instances == "boundary" and mode != "binary"):
-        raise TrainingError(f"instances {instances!r}: 'boundary' (one class only) or 'none'")
+    instances = config.extra.get("instances", "distance" if mode == "binary" else "none")
+    if instances not in INSTANCES or (instances != "none" and mode != "binary"):
+        raise TrainingError(f"instances {instances!r}: 'boundary' or 'distance' (one class only), or 'none'")
     encoder = config.model or DEFAULT_MODEL
     start = pretrained.resolve(
         pretrained.choose(config.pretrained, config.encoder_weights or config.extra.get("encoder_weights")),
@@ -182,7 +207,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     if config.weights:
         load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
 
-    train_pairs = _load(dataset_dir, "train", mode == "binary", instances == "boundary")
+    train_pairs = _load(dataset_dir, "train", mode == "binary", instances)
     val_pairs = _load(dataset_dir, "val", mode == "binary")
     area = np.median([p[0].shape[0] * p[0].shape[1] for p in train_pairs])
     # an epoch covers each tile's area about once (at least 8 batches when there are few tiles), so that
@@ -225,7 +250,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     best, history = fit_epochs(
         model,
         loader,
-        _loss(mode, instances == "boundary"),
+        _loss(mode, instances),
         validate,
         select,
         config,
@@ -246,8 +271,8 @@ def build_model(card: ModelCard) -> Any:
 
     mode = card.arch.get("mode", "binary")
     out = 1 if mode == "binary" else 1 + len(card.classes)
-    if card.arch.get("instances") == "boundary":
-        out += 1  # the boundary channel
+    if card.arch.get("instances", "none") != "none":
+        out += 1  # the instance target's channel
     model = smp.create_model(
         card.arch.get("arch", "Unet"),
         encoder_name=card.arch.get("encoder", "resnet34"),
@@ -324,8 +349,7 @@ class SegmentPredictor(TiledPredictor):
         scale = float(self.card.extra.get("scale", 1.0))
         scaled = [_resize(image, scale) for image in images]
         binary = self.card.arch.get("mode", "binary") == "binary"
-        edges = self.card.arch.get("instances") == "boundary"
-        n = len(self.card.classes) + int(edges)
+        n = len(self.card.classes) + int(self.card.arch.get("instances", "none") != "none")
         totals = [torch.zeros((n, *s.shape[:2]), dtype=torch.float32) for s in scaled]
         counts = [torch.zeros((1, *s.shape[:2]), dtype=torch.float32) for s in scaled]
         with torch.inference_mode():
@@ -346,15 +370,19 @@ class SegmentPredictor(TiledPredictor):
                 probs_np = F.interpolate(t, size=image.shape[:2], mode="bilinear", align_corners=False)[
                     0
                 ].numpy()
-            probs_np = probs_np.astype(np.float32)
-            out.append(
-                SegmentationMap(
-                    probs=probs_np[: len(self.card.classes)],
-                    classes=list(self.card.classes),
-                    boundary=probs_np[-1] if edges else None,
-                )
-            )
+            out.append(self._map(probs_np.astype(np.float32)))
         return out
+
+    def _map(self, outputs: np.ndarray) -> SegmentationMap:
+        """The network's per-pixel outputs (the classes, then the instance target's channel) as a map."""
+        n, target = len(self.card.classes), self.card.arch.get("instances", "none")
+        extra = outputs[n] if target != "none" and len(outputs) > n else None
+        return SegmentationMap(
+            probs=outputs[:n],
+            classes=list(self.card.classes),
+            boundary=extra if target == "boundary" else None,
+            centre=extra if target == "distance" else None,
+        )
 
     def predict_once(self, image: np.ndarray) -> SegmentationMap:
         """One forward pass over the whole image (padded to a multiple of 32), without tiles: for crops a few
@@ -375,7 +403,7 @@ class SegmentPredictor(TiledPredictor):
             import torch.nn.functional as F
 
             probs = F.interpolate(probs[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]
-        return SegmentationMap(probs=probs.numpy().astype(np.float32), classes=list(self.card.classes))
+        return self._map(probs.numpy().astype(np.float32))
 
 
 def object_map(seg: SegmentationMap, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ def test_trains_a_complete_version(segment_version) -> None:
         "mode": "binary",
         "norm": "group",
         "norm_act": True,
-        "instances": "boundary",
+        "instances": "distance",
     }
     assert result.card.extra["pretrained"]["source"] == "none"  # resnet18 has no packaged weights
     m = result.metrics
@@ -121,6 +121,23 @@ def test_monuseg_nuclei(monuseg, tmp_path: Path) -> None:
         128,
         128,
     )
+
+
+def test_distance_instances_train_and_serve_centre_maps(monuseg, tmp_path: Path) -> None:
+    data = monuseg("segment", crop=128, per_tile=1)
+    cfg = TrainConfig(**{**TINY, "epochs": 1}, extra={"instances": "distance"})
+    result = get_trainer("segment").train(data, cfg, tmp_path / "out")
+    assert result.card.arch["instances"] == "distance"
+    assert {"object_f1", "pq", "aji"} <= set(result.metrics)
+    seg = load_model(tmp_path / "out").predict(np.full((96, 96, 3), 200, np.uint8))
+    assert seg.probs.shape == (1, 96, 96) and seg.boundary is None
+    assert seg.centre is not None and seg.centre.shape == (96, 96)
+    assert 0.0 <= seg.centre.min() <= seg.centre.max() <= 1.0
+    assert len(seg.instances()) == 1 and seg.instances()[0].shape == (96, 96)
+    with pytest.raises(TrainingError, match="instances 'stardist'"):
+        get_trainer("segment").train(
+            data, TrainConfig(**TINY, extra={"instances": "stardist"}), tmp_path / "x"
+        )
 
 
 def test_local_encoder_weights(segment_data: Path, tmp_path: Path) -> None:

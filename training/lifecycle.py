@@ -276,14 +276,15 @@ def retrain_from_tasks(
             margin=ps.promotion_margin,
             has_production=production is not None,
             by=ps.promotion_metric,
+            n_val=lineage.get("n_val"),
         )
+        decision = f"{'promoted' if promote else 'not promoted'}: {why}"
         stage("register")
+        version = registry.note(version.id, decision)  # shown by `histoloop models list/show`
         if promote:
             version = registry.promote(version.id, by=f"worker:{job_id}", reason=why)
-        log.info(
-            "job %s: %s %s (%s)", job_id, version.ref, "promoted" if promote else "kept as candidate", why
-        )
-        return Retrained(version, promote, why, candidate, production_metrics, list(report_.skipped))
+        log.info("job %s: %s %s", job_id, version.ref, decision)
+        return Retrained(version, promote, decision, candidate, production_metrics, list(report_.skipped))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

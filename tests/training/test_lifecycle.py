@@ -79,7 +79,9 @@ def test_a_retraining_promotes_by_the_projects_promotion_metric(tmp_path) -> Non
     registry = Registry.from_settings(settings)
     tasks = _choice_tasks(root, 8, 0)
     first = retrain_from_tasks(settings, registry, "4", "classify", tasks, CHOICES)
-    assert first.promoted and first.decision.startswith("no production version yet (corrections_ratio")
+    assert first.promoted and first.decision.startswith(
+        "promoted: no production version yet (corrections_ratio"
+    )
     second = retrain_from_tasks(
         settings, registry, "4", "classify", tasks + _choice_tasks(root, 4, 50), CHOICES
     )
@@ -92,4 +94,45 @@ def test_a_retraining_promotes_by_the_projects_promotion_metric(tmp_path) -> Non
         settings, project_defaults=dataclasses.replace(project, promotion_metric="primary")
     )
     third = retrain_from_tasks(by_primary, registry, "4", "classify", tasks, CHOICES)
-    assert third.decision.startswith("balanced_accuracy"), third.decision
+    assert "candidate balanced_accuracy" in third.decision, third.decision
+
+
+def test_a_refused_candidate_says_why_in_models_list_and_show(tmp_path) -> None:
+    """The gate's decision on a candidate it refuses (here: a margin no candidate can beat) is its note in
+    ``histoloop models list`` and ``models show``, with the metric, both numbers and the split's size."""
+    from click.testing import CliRunner
+
+    from histoloop.cli import main
+    from kernel.settings import ProjectSettings, Settings
+    from training.lifecycle import retrain_from_tasks
+    from training.registry import Registry
+
+    root = tmp_path / "files"
+    root.mkdir()
+    train = {"classify": {"epochs": 1, "imgsz": 32, "batch": 4, "model": "resnet18"}}
+    project = ProjectSettings(
+        promotion_margin=1.0, val_fraction=0.5, split_group_regex=r"^(p\d)-", train=train
+    )
+    settings = Settings(
+        model_store=tmp_path / "store", local_files_root=root, device="cpu", project_defaults=project
+    )
+    registry = Registry.from_settings(settings)
+    tasks = _choice_tasks(root, 8, 0)
+    first = retrain_from_tasks(settings, registry, "4", "classify", tasks, CHOICES)
+    assert first.promoted and first.decision.startswith("promoted: no production version yet")
+    second = retrain_from_tasks(settings, registry, "4", "classify", tasks, CHOICES)
+    new, old = second.metrics["balanced_accuracy"], second.production_metrics["balanced_accuracy"]
+    n_val = second.version.lineage["n_val"]
+    expected = (
+        f"not promoted: candidate balanced_accuracy {new:.4f} does not beat production {old:.4f}"
+        f" + margin 1.0000 on the same {n_val} tile{'' if n_val == 1 else 's'}"
+    )
+    assert not second.promoted and second.decision == expected
+    assert registry.get(second.version.id).reason == expected
+    assert registry.production("4", "classify").id == first.version.id
+
+    env = {"HISTOLOOP_MODEL_STORE": str(settings.model_store), "COLUMNS": "400"}
+    listed = CliRunner().invoke(main, ["models", "list", "--project", "4"], env=env, catch_exceptions=False)
+    assert listed.exit_code == 0 and expected in listed.output, listed.output
+    shown = CliRunner().invoke(main, ["models", "show", second.version.ref], env=env, catch_exceptions=False)
+    assert shown.exit_code == 0 and f"promotion gate: {expected}" in shown.output, shown.output

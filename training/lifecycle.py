@@ -201,12 +201,14 @@ def train_config(settings: Settings, project: str, kind: str) -> TrainConfig:
 
 def warm_start_from(production: ModelVersion | None, config: TrainConfig, dataset_dir: Path) -> Path | None:
     """Production's version directory when a retraining can start from its weights (the project's
-    ``warm_start``): production has artifacts, the same classes as the new dataset and the same model, and
+    ``warm_start``): production has weights, the same classes as the new dataset and the same model, and
     the training options name no ``weights`` of their own; else None (start as the first version did)."""
-    from training.artifacts import ArtifactError, ModelCard
+    from training.artifacts import WEIGHTS_FILE, ArtifactError, ModelCard
     from training.datasets import read_classes
 
     if production is None or production.artifact_dir is None or config.weights is not None:
+        return None
+    if not (production.artifact_dir / WEIGHTS_FILE).is_file():
         return None
     try:
         card = ModelCard.load(production.artifact_dir)

@@ -190,8 +190,11 @@ def test_a_warm_started_retraining_starts_from_production_and_its_card_says_so(t
 
 
 def test_no_warm_start_from_a_production_of_other_classes(tmp_path) -> None:
+    """Warm start only from a production with weights, the dataset's classes and the same model, and only
+    when the training options name no weights of their own."""
     from registry_testkit import card_only_version
 
+    from training.artifacts import WEIGHTS_FILE
     from training.base import TrainConfig
     from training.lifecycle import warm_start_from
     from training.registry import Registry
@@ -201,6 +204,8 @@ def test_no_warm_start_from_a_production_of_other_classes(tmp_path) -> None:
     dataset = tmp_path / "dataset"
     dataset.mkdir()
     (dataset / "classes.txt").write_text("benign\nmalignant\n")
+    assert warm_start_from(production, TrainConfig(), dataset) is None  # a card without weights
+    (production.artifact_dir / WEIGHTS_FILE).write_bytes(b"weights")
     assert warm_start_from(production, TrainConfig(), dataset) == production.artifact_dir
     assert warm_start_from(production, TrainConfig(model="resnet34"), dataset) is None
     assert warm_start_from(production, TrainConfig(weights=tmp_path / "own.pt"), dataset) is None

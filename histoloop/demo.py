@@ -463,7 +463,8 @@ def run_demo(
             + f"\n  logs:         {stack.log_dir}\nAnnotate a few tasks: after 4 new annotations a project retrains "
             "(`histoloop jobs list`, `histoloop models list`). Ctrl-C stops everything.\n"
         )
-        (wait or _wait_forever)()
+        seen = {v.id for v in registry.list()}
+        (wait or (lambda: _watch_decisions(registry, seen)))()
     finally:
         stack.stop()
         ls.stop()
@@ -471,11 +472,26 @@ def run_demo(
             redis.stop()
 
 
-def _wait_forever() -> None:
+def new_decisions(registry: Any, seen: set[int]) -> list[str]:
+    """One line for each version trained since ``seen`` (ids, updated): the promotion gate's decision on it,
+    or why its training failed."""
+    lines = []
+    for v in registry.list():
+        if v.id in seen or (v.reason is None and v.status == "candidate"):  # not decided yet
+            continue
+        seen.add(v.id)
+        lines.append(f"retrained {v.ref}: {v.reason or v.status}")
+    return lines
+
+
+def _watch_decisions(registry: Any, seen: set[int], interval_s: float = 2.0) -> None:
+    """Until Ctrl-C: print each retraining's outcome as the workers record it."""
     import time
 
     try:
         while True:
-            time.sleep(3600)
+            for line in new_decisions(registry, seen):
+                print(line, flush=True)
+            time.sleep(interval_s)
     except KeyboardInterrupt:
         print("\nstopping...")

@@ -71,6 +71,10 @@ class ProjectSettings:
     better). Both are measured on the same validation split for the candidate and production."""
     promotion_margin: float = 0.0
     """A candidate must beat production's promotion metric by more than this to be promoted."""
+    warm_start: bool = True
+    """A retraining starts from production's weights (fine-tunes it) when production exists, has the same
+    classes and model and the project's ``train.<kind>`` sets no ``weights``; false: from ``pretrained``
+    alone, as the first version did. The version's card records the version it started from."""
     approval: Approval = "submitted"
     """Which annotations count as approved (see README, "Which annotations count")."""
     label_map: dict[str, str] = field(default_factory=dict)
@@ -273,6 +277,18 @@ def _warn_unknown_variables(env: Mapping[str, str]) -> None:
         logging.getLogger(__name__).warning("%s is not a histoloop setting: ignored%s", var, hint)
 
 
+def _bool(source: str, raw: Any) -> bool:
+    """``raw`` (a TOML boolean, or a variable's ``true``/``false``/``1``/``0``/``yes``/``no``) as a bool."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{source}: {raw!r} is not true or false")
+
+
 def _number(source: str, raw: Any, typ: type[int] | type[float]) -> int | float:
     """``raw`` as an int or a float; otherwise a ValueError that names where it came from (``source``:
     the variable, or the config file's key)."""
@@ -312,6 +328,8 @@ def _project_settings(raw: Mapping[str, Any], base: ProjectSettings, where: str)
         k: _number(f"{where}: {k}", v, _PROJECT_NUMBERS[k]) if k in _PROJECT_NUMBERS and v is not None else v
         for k, v in raw.items()
     }
+    if "warm_start" in raw:
+        raw = {**raw, "warm_start": _bool(f"{where}: warm_start", raw["warm_start"])}
     settings = dataclasses.replace(base, **raw)
     for name in _CHOICES:
         _check_choice(where, name, getattr(settings, name))
@@ -330,6 +348,17 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 def _check_choice(where: str, name: str, value: Any) -> None:
     if value not in _CHOICES[name]:
         raise ValueError(f"{where}: {name} must be {'|'.join(_CHOICES[name])}, not {value!r}")
+
+
+def _project_variable(var: str, raw: str, name: str, current: Any) -> Any:
+    """A project setting's value from its variable ``var``, of the type of its default ``current``."""
+    if name == "min_score":
+        return _number(var, raw, float) if raw.strip() else None
+    if isinstance(current, bool):
+        return _bool(var, raw)
+    if isinstance(current, int | float):
+        return _number(var, raw, type(current))
+    return raw
 
 
 def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -365,13 +394,7 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     for k in _PROJECT_FIELDS - {"label_map", "train"}:
         var = f"HISTOLOOP_{k.upper()}"
         if var in env:
-            current = getattr(defaults, k)
-            if k == "min_score":
-                default_overrides[k] = _number(var, env[var], float) if env[var].strip() else None
-            elif isinstance(current, int | float):
-                default_overrides[k] = _number(var, env[var], type(current))
-            else:
-                default_overrides[k] = env[var]
+            default_overrides[k] = _project_variable(var, env[var], k, getattr(defaults, k))
             if k in _CHOICES:  # the message names the variable that holds the bad word
                 _check_choice(var, k, default_overrides[k])
     defaults = _project_settings(default_overrides, defaults, f"config file {path}" if path else "settings")

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -93,12 +94,14 @@ def train_version(
     metrics_extra: Mapping[str, Any] | None = None,
     register: bool = True,
     out_dir: Path | None = None,
+    card_extra: Mapping[str, Any] | None = None,
 ) -> Trained:
     """Train ``kind`` on ``dataset_dir`` and register the version as a candidate (see the module docstring).
 
     ``register=False`` trains into ``out_dir`` (default: a staging directory) and registers nothing; with
     an ``out_dir`` it needs no registry (``registry=None``: nothing is opened, created or migrated).
-    ``metrics_extra`` is stored beside the held-out metrics (e.g. production's, the promotion decision).
+    ``metrics_extra`` is stored beside the held-out metrics (e.g. production's, the promotion decision);
+    ``card_extra`` is added to the model card's ``extra`` (e.g. the version a warm start began from).
     """
     from training.trainer import get_trainer
 
@@ -129,6 +132,12 @@ def train_version(
                 project, kind, reason[:1000], config=config.to_dict(), lineage=lineage, parent_id=parent_id
             )
         raise VersionFailed(failed, reason) from exc
+    if card_extra:
+        from training.artifacts import ModelCard
+
+        card = ModelCard.load(staging)
+        card.extra.update(card_extra)
+        card.save(staging)
     if not register or registry is None:
         return Trained(result, None, staging)
     try:
@@ -188,6 +197,27 @@ def train_config(settings: Settings, project: str, kind: str) -> TrainConfig:
             f"project {project}: unknown train.{kind} setting(s) {unknown} (one of {sorted(known)})"
         )
     return TrainConfig(**options)
+
+
+def warm_start_from(production: ModelVersion | None, config: TrainConfig, dataset_dir: Path) -> Path | None:
+    """Production's version directory when a retraining can start from its weights (the project's
+    ``warm_start``): production has weights, the same classes as the new dataset and the same model, and
+    the training options name no ``weights`` of their own; else None (start as the first version did)."""
+    from training.artifacts import WEIGHTS_FILE, ArtifactError, ModelCard
+    from training.datasets import read_classes
+
+    if production is None or production.artifact_dir is None or config.weights is not None:
+        return None
+    if not (production.artifact_dir / WEIGHTS_FILE).is_file():
+        return None
+    try:
+        card = ModelCard.load(production.artifact_dir)
+        classes = read_classes(Path(dataset_dir))
+    except (ArtifactError, TrainingError, OSError):
+        return None
+    if card.classes != classes or production.config.get("model") != config.model:
+        return None
+    return production.artifact_dir
 
 
 def retrain_from_tasks(
@@ -252,6 +282,12 @@ def retrain_from_tasks(
                 )
             except Exception as exc:  # classes changed, files unreadable: it cannot defend its place
                 log.warning("job %s: production %s could not be evaluated: %s", job_id, production.ref, exc)
+        start = warm_start_from(production, config, dataset_dir) if ps.warm_start else None
+        card_extra = None
+        if start is not None and production is not None:
+            config = dataclasses.replace(config, weights=start)
+            card_extra = {"warm_start": {"version": production.ref, "version_id": production.id}}
+            log.info("job %s: warm start from %s", job_id, production.ref)
         stage("train", n_train=lineage["n_train"], n_val=lineage["n_val"])
         trained = train_version(
             registry,
@@ -263,6 +299,7 @@ def retrain_from_tasks(
             lineage=lineage,
             parent_id=production.id if production else None,
             metrics_extra={"production": _scalars(production_metrics)},
+            card_extra=card_extra,
         )
         version = trained.version
         if version is None:  # train_version always registers
@@ -276,14 +313,15 @@ def retrain_from_tasks(
             margin=ps.promotion_margin,
             has_production=production is not None,
             by=ps.promotion_metric,
+            n_val=lineage.get("n_val"),
         )
+        decision = f"{'promoted' if promote else 'not promoted'}: {why}"
         stage("register")
+        version = registry.note(version.id, decision)  # shown by `histoloop models list/show`
         if promote:
             version = registry.promote(version.id, by=f"worker:{job_id}", reason=why)
-        log.info(
-            "job %s: %s %s (%s)", job_id, version.ref, "promoted" if promote else "kept as candidate", why
-        )
-        return Retrained(version, promote, why, candidate, production_metrics, list(report_.skipped))
+        log.info("job %s: %s %s", job_id, version.ref, decision)
+        return Retrained(version, promote, decision, candidate, production_metrics, list(report_.skipped))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -17,12 +17,14 @@ A production version that could not be evaluated on the new data (its classes no
 label config, its files are unreadable) counts as beaten. A candidate without the metric is never
 promoted by ``if_better``.
 
->>> should_promote("if_better", "segment", {"dice": 0.71}, {"dice": 0.70}, margin=0.0)
-(True, 'dice 0.7100 > production 0.7000 + margin 0.0000')
+>>> should_promote("if_better", "segment", {"dice": 0.71}, {"dice": 0.70}, margin=0.0, n_val=5)
+(True, 'candidate dice 0.7100 > production 0.7000 on the same 5 tiles')
+>>> should_promote("if_better", "segment", {"dice": 0.956}, {"dice": 1.0}, n_val=1)
+(False, 'candidate dice 0.9560 does not beat production 1.0000 on the same 1 tile')
 >>> should_promote("if_better", "segment", {"dice": 0.71}, {"dice": 0.70}, margin=0.02)[0]
 False
 >>> should_promote("if_better", "segment", {"corrections_ratio": 0.9}, {"corrections_ratio": 0.8}, by="corrections")
-(False, 'corrections_ratio 0.9000 is not below production 0.8000 - margin 0.0000 (lower: fewer corrections)')
+(False, 'candidate corrections_ratio 0.9000 is not below production 0.8000 (lower: fewer corrections)')
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ def should_promote(
     margin: float = 0.0,
     has_production: bool | None = None,
     by: str = "primary",
+    n_val: int | None = None,
 ) -> tuple[bool, str]:
     """``(promote?, why)`` for a candidate's and production's held-out metrics.
 
     ``production`` None with ``has_production`` True: production exists but could not be evaluated.
-    ``by``: the project's ``promotion_metric`` (``primary`` or ``corrections``).
+    ``by``: the project's ``promotion_metric`` (``primary`` or ``corrections``); ``n_val``: the size of the
+    validation split both were measured on, named in ``why``.
     """
     has_production = production is not None if has_production is None else has_production
     if by not in PROMOTION_METRICS:
@@ -74,16 +78,18 @@ def should_promote(
     old = _number(production, metric)
     if old is None:
         return True, f"production could not be evaluated on the new validation split ({metric} {new:.4f})"
+    on = "" if n_val is None else f" on the same {n_val} tile{'' if n_val == 1 else 's'}"
     if metric == CORRECTIONS_RATIO:  # lower is better
         if new < old - margin:
-            return (
-                True,
-                f"{metric} {new:.4f} < production {old:.4f} - margin {margin:.4f} (fewer corrections)",
-            )
+            return True, f"candidate {metric} {new:.4f} < production {old:.4f}{_margin('-', margin)}{on}"
         return False, (
-            f"{metric} {new:.4f} is not below production {old:.4f} - margin {margin:.4f} "
+            f"candidate {metric} {new:.4f} is not below production {old:.4f}{_margin('-', margin)}{on} "
             "(lower: fewer corrections)"
         )
     if new > old + margin:
-        return True, f"{metric} {new:.4f} > production {old:.4f} + margin {margin:.4f}"
-    return False, f"{metric} {new:.4f} does not beat production {old:.4f} + margin {margin:.4f}"
+        return True, f"candidate {metric} {new:.4f} > production {old:.4f}{_margin('+', margin)}{on}"
+    return False, f"candidate {metric} {new:.4f} does not beat production {old:.4f}{_margin('+', margin)}{on}"
+
+
+def _margin(sign: str, margin: float) -> str:
+    return f" {sign} margin {margin:.4f}" if margin else ""

@@ -373,6 +373,14 @@ class Registry:
                 raise
         return self.get(new_id)
 
+    def note(self, ref: int | str, text: str) -> ModelVersion:
+        """Set a version's note (its ``reason``: why it failed, or the promotion gate's decision on it)."""
+        with self._write() as db:
+            target = self._get_in(db, ref, check_files=False)
+            db.execute(update(versions).where(versions.c.id == target.id).values(reason=text[:1000]))
+            self._bump(db)
+        return self.get(target.id)
+
     def promote(self, ref: int | str, *, by: str = "cli", reason: str = "") -> ModelVersion:
         """Make a version production; the previous production version becomes archived."""
         with self._write() as db:

@@ -91,6 +91,14 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
     if "RQ_JOB_ID" in os.environ:  # a spawned work horse: exit when the worker process dies
         die_with_parent()
     settings = load_settings()
+    if "RQ_JOB_ID" in os.environ:  # a fresh interpreter: the worker's log format and level, not Python's
+        from kernel.logs import LOG_FORMAT
+
+        logging.basicConfig(
+            level=getattr(logging, settings.log_level.upper(), logging.INFO), format=LOG_FORMAT
+        )
+        for name in ("httpx", "httpcore", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     job = get_current_job()
     job_id = job.id if job is not None else f"local-{os.getpid()}-{int(time.time())}"
     progress = JobProgress(job)
@@ -123,7 +131,13 @@ def retrain(project: str, kind: str, reason: str = "") -> Any:
         progress.stage(_failure_stage(exc), check=False, error=f"{type(exc).__name__}: {exc}"[:500])
         raise
     store.finish_run(job_id, "done", version_id=summary["version_id"], detail=summary["decision"])
-    progress.stage("done", check=False, version=summary["version"], promoted=summary["promoted"])
+    progress.stage(
+        "done",
+        check=False,
+        version=summary["version"],
+        promoted=summary["promoted"],
+        decision=summary["decision"],
+    )
     summary["timings"] = dict(progress.timings)
     return summary
 

@@ -65,6 +65,8 @@ def _progress(status: str, kind: str, meta: dict[str, Any]) -> str:
     if meta.get("loss") is not None:
         parts.append(f"loss {meta['loss']:.4f}")
     parts.append(_metric(kind, meta.get("metrics") or {}))
+    if meta.get("decision"):  # the promotion gate's decision on the version the job trained
+        parts.append(f"{meta.get('version', '')} {meta['decision']}".strip())
     return ", ".join(p for p in parts if p)
 
 

@@ -136,8 +136,10 @@ def show(settings: Settings, version: str, as_json: bool) -> None:
         click.echo(json.dumps(shown, indent=2, default=str))
         return
     console.print(f"[bold]{v.ref}[/bold]  id={v.id}  status={v.status}  created {_when(v.created_at)}")
-    if v.reason:
+    if v.reason and v.status == "failed":
         console.print(f"[red]reason:[/red] {v.reason}")
+    elif v.reason:  # the promotion gate's decision when it was trained
+        console.print(f"promotion gate: {v.reason}", soft_wrap=True, markup=False)
     console.print(f"artifacts: {v.artifact_dir}", soft_wrap=True, markup=False)
     if start:
         where = [f"{k}={start[k]}" for k in ("name", "file", "sha256") if start.get(k)]

@@ -59,3 +59,29 @@ def test_a_bootstrap_shows_one_bar_and_its_score(tmp_path: Path, mode: str) -> N
         assert output.strip().count("\n") <= 2, output  # the bar (redrawn in place by \r) and the score
     else:
         assert "box_loss" in output, output  # ultralytics' own table: what the quiet mode hides
+
+
+def test_the_console_prints_each_retrainings_decision_once(tmp_path) -> None:
+    """The demo's console: a line per retrained version once the gate has decided (a candidate not yet
+    decided is waited for), its failure reason for a failed training; versions it started with are not
+    repeated."""
+    from registry_testkit import card_only_version
+
+    from histoloop.demo import new_decisions
+    from training.registry import Registry
+
+    reg = Registry(tmp_path / "registry.sqlite", tmp_path)
+    first = card_only_version(reg)
+    seen = {first.id}
+    second = card_only_version(reg)
+    assert new_decisions(reg, seen) == []  # trained, not decided yet
+    refused = (
+        "not promoted: candidate balanced_accuracy 0.5000 does not beat production 1.0000 on the same 2 tiles"
+    )
+    reg.note(second.id, refused)
+    reg.record_failed("4", "classify", "bad data: no approved annotation")
+    assert new_decisions(reg, seen) == [
+        f"retrained {second.ref}: {refused}",
+        "retrained 4/classify/v3: bad data: no approved annotation",
+    ]
+    assert new_decisions(reg, seen) == []

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel.settings import Secret, load_settings
+from kernel.settings import ProjectSettings, Secret, load_settings
 
 
 def test_defaults_work_on_one_machine() -> None:
@@ -71,6 +71,7 @@ def test_database_url_shows_where_but_not_the_password() -> None:
         ({"HISTOLOOP_IMAGE_TIMEOUT": "soon"}, "HISTOLOOP_IMAGE_TIMEOUT: 'soon' is not a number"),
         ({"HISTOLOOP_MIN_SCORE": "high"}, "HISTOLOOP_MIN_SCORE: 'high' is not a number"),
         ({"HISTOLOOP_PROMOTION_MARGIN": "1,5"}, "HISTOLOOP_PROMOTION_MARGIN: '1,5' is not a number"),
+        ({"HISTOLOOP_WARM_START": "maybe"}, "HISTOLOOP_WARM_START: 'maybe' is not true or false"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], message: str) -> None:
@@ -152,3 +153,17 @@ def test_bad_promotion_metric_names_the_variable(tmp_path: Path, text: str, env:
     cfg.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_settings(cfg, env=env)
+
+
+def test_warm_start_per_project_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "histoloop.toml"
+    cfg.write_text('[projects."4"]\nwarm_start = false\n[projects."5"]\nwarm_start = true\n')
+    s = load_settings(cfg, env={})
+    assert s.project("4").warm_start is False and s.project("5").warm_start is True
+    assert s.project("6").warm_start is ProjectSettings().warm_start
+    off = load_settings(env={"HISTOLOOP_WARM_START": "false"})
+    assert off.project("6").warm_start is False
+    assert load_settings(env={"HISTOLOOP_WARM_START": "1"}).project("6").warm_start is True
+    cfg.write_text('[projects."4"]\nwarm_start = "sometimes"\n')
+    with pytest.raises(ValueError, match=r"warm_start: 'sometimes' is not true or false"):
+        load_settings(cfg, env={})

@@ -67,6 +67,10 @@ def test_webhooks_to_a_served_new_version(
     assert production.lineage["n_val"] >= 1 and production.metrics["balanced_accuracy"] is not None
     meta = job.get_meta(refresh=True)
     assert meta["stage"] == "done" and meta["epoch"] == meta["epochs"] == 1
+    decision = "promoted: no production version yet (balanced_accuracy"
+    assert meta["decision"].startswith(decision) and result["decision"] == meta["decision"]
+    assert f"4/classify/v1 {decision}" in worker.output()  # one line per decision in the worker log
+    assert production.reason == meta["decision"]
     assert EventStore(settings.events_path).run(job.id).status == "done"
     assert not list((settings.model_store / "staging").iterdir())  # dataset and staging removed
 

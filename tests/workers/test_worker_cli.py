@@ -94,4 +94,7 @@ def test_progress_shows_the_primary_metric_and_no_stale_stage() -> None:
     assert _progress("failed", "segment", killed) == "failed during train, epoch 3/9"
     assert _progress("failed", "segment", {"stage": "failed (bad data)"}) == "failed (bad data)"
     assert _progress("finished", "segment", {"stage": "done"}) == "done"
+    refused = "not promoted: candidate dice 0.9561 does not beat production 1.0000 on the same 1 tile"
+    done = {"stage": "done", "version": "4/segment/v2", "decision": refused}
+    assert _progress("finished", "segment", done) == f"done, 4/segment/v2 {refused}"
     assert _progress("failed", "segment", {"stage": "cancelling"}) == "cancelled"

@@ -201,7 +201,7 @@ def train_config(settings: Settings, project: str, kind: str) -> TrainConfig:
 
 def warm_start_from(production: ModelVersion | None, config: TrainConfig, dataset_dir: Path) -> Path | None:
     """Production's version directory when a retraining can start from its weights (the project's
-    ``warm_start``): production has weights, the same classes as the new dataset and the same model, and
+    ``warm_start``): production has weights, the same classes as the new dataset and the same model and options, and
     the training options name no ``weights`` of their own; else None (start as the first version did)."""
     from training.artifacts import WEIGHTS_FILE, ArtifactError, ModelCard
     from training.datasets import read_classes
@@ -215,7 +215,10 @@ def warm_start_from(production: ModelVersion | None, config: TrainConfig, datase
         classes = read_classes(Path(dataset_dir))
     except (ArtifactError, TrainingError, OSError):
         return None
-    if card.classes != classes or production.config.get("model") != config.model:
+    same = (
+        production.config.get("model") == config.model and production.config.get("extra", {}) == config.extra
+    )
+    if card.classes != classes or not same:  # another model or recipe: other tensors, or other meanings
         return None
     return production.artifact_dir
 

@@ -363,13 +363,17 @@ class Database:
             with self.read() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
         except Exception as exc:
-            from sqlalchemy.exc import OperationalError
-
-            if isinstance(exc, OperationalError):
-                raise DatabaseError(
-                    f"cannot open the {self.store} database {safe_url(self.url)}: {exc.orig}"
-                ) from exc
+            self._raise_cannot_open(exc)
             raise
+
+    def _raise_cannot_open(self, exc: Exception) -> None:
+        """A DatabaseError naming this database when ``exc`` is SQLAlchemy's failure to open it."""
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            raise DatabaseError(
+                f"cannot open the {self.store} database {safe_url(self.url)}: {exc.orig}"
+            ) from exc
 
     def pending(self) -> list[str]:
         """The migrations this database lacks, oldest first (every one when it is not created yet); reads
@@ -427,12 +431,7 @@ class Database:
         except DatabaseError:
             raise
         except Exception as exc:
-            from sqlalchemy.exc import OperationalError
-
-            if isinstance(exc, OperationalError):
-                raise DatabaseError(
-                    f"cannot open the {self.store} database {safe_url(self.url)}: {exc.orig}"
-                ) from exc
+            self._raise_cannot_open(exc)
             raise
         _upgraded.add(key)
         return head

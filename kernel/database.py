@@ -145,19 +145,6 @@ def copy_tables(
     return counts
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process of this host is still running (a trainer, a worker)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 log = logging.getLogger(__name__)
 for _name in ("alembic.runtime.plugins", "alembic.runtime.migration"):  # a few INFO lines per process start
     logging.getLogger(_name).setLevel(logging.WARNING)

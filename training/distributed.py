@@ -16,14 +16,11 @@ are hashed and compared: :data:`RANKS_FILE` records them, and ranks that disagre
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import importlib
 import json
 import logging
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from kernel.net import free_port
+from kernel.processes import die_with_parent
 from training.base import Fitted, ProgressFn, TrainConfig
 from training.runtime import resolve_device
 
@@ -82,12 +80,6 @@ def _join(rank_: int, world: int, init_method: str, backend: str) -> None:
     dist.init_process_group(backend, init_method=init_method, rank=rank_, world_size=world)
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this rank when the process that launched it dies (Linux ``PR_SET_PDEATHSIG``)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-
-
 def _rank_main(
     module: str,
     rank_: int,
@@ -98,7 +90,7 @@ def _rank_main(
     config: TrainConfig,
     out_dir: Path,
 ) -> None:
-    _die_with_parent()
+    die_with_parent()
     _join(rank_, world, init_method, backend)
     try:
         importlib.import_module(module).fit(dataset_dir, config, out_dir, None)

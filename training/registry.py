@@ -59,7 +59,8 @@ from sqlalchemy import (
     update,
 )
 
-from kernel.database import Database, pid_alive
+from kernel.database import Database
+from kernel.processes import pid_alive
 from kernel.settings import Settings
 from training.artifacts import CARD_FILE, KINDS, ArtifactError, publish_dir, record_checksum, remove_dir
 from training.migrations import REGISTRY

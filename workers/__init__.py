@@ -11,6 +11,5 @@ Modules (one concept each):
 - :mod:`workers.pipeline` — the job itself (export, then :func:`training.lifecycle.retrain_from_tasks`);
   :mod:`workers.progress` — its progress and cancellation;
 - :mod:`workers.worker` — the CUDA-safe RQ worker (SpawnWorker) and crash recovery;
-  :mod:`workers.lifeline` — children that die with their parent;
 - :mod:`workers.redis_server` — start a local Redis when none answers (tests, demo).
 """

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from rq import Retry, get_current_job
 from rq.job import Job
 
+from kernel.processes import die_with_parent
 from kernel.settings import Settings, load_settings
 from workers.events import EventStore
-from workers.lifeline import die_with_parent
 
 if TYPE_CHECKING:
     from training.registry import Registry

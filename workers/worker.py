@@ -23,7 +23,7 @@ host is abandoned when its heartbeat has not come for 3x ``settings.heartbeat`` 
 interval; :meth:`TrainingWorker.get_heartbeat_ttl`) — so a worker killed on one machine has its job failed
 by a worker on another within a minute or two, and (2) removes abandoned staging directories
 (:meth:`training.registry.Registry.cleanup_staging`). A horse that dies under a live worker is handled at
-once. The horse and RQ's scheduler process die with the worker (:func:`workers.lifeline.die_with_parent`), so a killed
+once. The horse and RQ's scheduler process die with the worker (:func:`kernel.processes.die_with_parent`), so a killed
 worker leaves no orphan behind. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
 counts for the trigger policy, so the next webhook retrains.
 """
@@ -43,9 +43,8 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
-from kernel.database import pid_alive
+from kernel.processes import die_with_parent, pid_alive
 from kernel.settings import Settings, load_settings
-from workers.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 

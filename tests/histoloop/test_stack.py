@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from waits import LONG, wait_for
 
-from kernel.database import pid_alive
+from kernel.processes import pid_alive
 
 SCRIPT = textwrap.dedent(
     """

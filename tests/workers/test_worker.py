@@ -19,7 +19,7 @@ from rq.registry import FailedJobRegistry
 from waits import LONG, wait_for
 from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wenv, write_config
 
-from kernel.database import pid_alive
+from kernel.processes import pid_alive
 from training.registry import Registry
 from workers.events import EventStore
 

@@ -92,7 +92,7 @@ def lr_factor(progress: float, warmup: float = 0.05, floor: float = 0.01) -> flo
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def fit_epochs(  # noqa: C901 - one epoch loop with its DDP, AMP, EMA, time budget and early-stop steps in order
+def fit_epochs(
     model: torch.nn.Module,
     loader: torch.utils.data.DataLoader,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -117,159 +117,213 @@ def fit_epochs(  # noqa: C901 - one epoch loop with its DDP, AMP, EMA, time budg
     alone validates (the metrics are broadcast), reports progress and writes the checkpoint, and its clock
     decides the schedule and the end of a time budget for every rank.
     """
-    from training import distributed
-
-    ddp = distributed.active()
-    world = torch.distributed.get_world_size() if ddp else 1
-    if device == "cpu":
-        set_train_threads(max(1, set_train_threads() // world) if ddp else None)
-    model.to(device)
-    if ddp:
-        loader = distributed.shard(loader)
-    main = distributed.is_main()
-    train_model = distributed.wrap(model, device) if ddp else model
-    lr = config.lr or 1e-3
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=lr, weight_decay=float(config.extra.get("weight_decay", 1e-4))
-    )
-    steps = max(1, len(loader))
-    total_steps = config.epochs * steps
-    budget = float(config.time) * 60 if config.time else None
-    warmup = float(config.extra.get("warmup", 0.05))
-    ema = WeightAverage(model, ema_decay) if ema_decay else None
-    amp = device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    ckpt_path = Path(out_dir) / "train" / CHECKPOINT
-    history: list[dict[str, Any]] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_score, start, stale, done, spent = -math.inf, 0, 0, 0, 0.0
-
-    ckpt = load_checkpoint(ckpt_path) if config.extra.get("resume", True) else None
-    if ckpt is not None and ckpt.get("epochs") == config.epochs and ckpt.get("time") == config.time:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load_state_dict(ckpt["ema"])
-        history, best_state = ckpt["history"], ckpt["best"]
-        best_score, start, stale = ckpt["best_score"], ckpt["epoch"], ckpt["stale"]
-        done, spent = int(ckpt.get("steps_done", start * steps)), float(ckpt.get("spent", 0.0))
-        torch.set_rng_state(ckpt["rng"])
-        log.info("resuming from %s at epoch %d", ckpt_path, start + 1)
-
-    began = time.monotonic() - spent
-
-    def run_progress() -> float:
-        return (time.monotonic() - began) / budget if budget else done / total_steps
-
-    def epochs_expected() -> int:
-        """``config.epochs``, or with a time budget an estimate of how many epochs fit in it."""
-        if not budget or not done:
-            return config.epochs
-        return max(1, math.ceil(budget / ((time.monotonic() - began) / done) / steps))
-
-    out_of_time = False
-    for epoch in range(start, MAX_EPOCHS if budget else config.epochs):
-        if stale >= config.patience or out_of_time:
+    run = _EpochLoop(model, loader, loss_fn, config, out_dir, device, progress, ema_decay)
+    run.resume()
+    for epoch in range(run.start, MAX_EPOCHS if run.budget else config.epochs):
+        if run.stale >= config.patience or run.out_of_time:
             break
-        model.train()
+        loss = run.train_epoch(epoch)
+        row = run.validate_epoch(epoch, loss, validate, primary)
+        if run.main:
+            run.save(epoch)
+            report(
+                progress,
+                stage="val",
+                epoch=epoch + 1,
+                epochs=max(epoch + 1, run.epochs_expected()),
+                loss=row["loss"],
+                metrics=row,
+            )
+    return run.finish()
+
+
+class _EpochLoop:
+    """The state of one :func:`fit_epochs` run (model, optimizer, schedule, best epoch) and its steps."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loader: torch.utils.data.DataLoader,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        config: TrainConfig,
+        out_dir: Path,
+        device: str,
+        progress: ProgressFn | None,
+        ema_decay: float | None,
+    ) -> None:
+        from training import distributed
+
+        self.distributed = distributed
+        self.ddp = distributed.active()
+        world = torch.distributed.get_world_size() if self.ddp else 1
+        if device == "cpu":
+            set_train_threads(max(1, set_train_threads() // world) if self.ddp else None)
+        model.to(device)
+        self.loader = distributed.shard(loader) if self.ddp else loader
+        self.main = distributed.is_main()
+        self.model, self.loss_fn, self.config, self.out_dir = model, loss_fn, config, out_dir
+        self.device, self.progress = device, progress
+        self.train_model = distributed.wrap(model, device) if self.ddp else model
+        self.lr = config.lr or 1e-3
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=self.lr, weight_decay=float(config.extra.get("weight_decay", 1e-4))
+        )
+        self.steps = max(1, len(self.loader))
+        self.total_steps = config.epochs * self.steps
+        self.budget = float(config.time) * 60 if config.time else None
+        self.warmup = float(config.extra.get("warmup", 0.05))
+        self.ema = WeightAverage(model, ema_decay) if ema_decay else None
+        self.amp = device.startswith("cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ckpt_path = Path(out_dir) / "train" / CHECKPOINT
+        self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_score, self.start, self.stale, self.done = -math.inf, 0, 0, 0
+        self.began = time.monotonic()
+        self.out_of_time = False
+
+    def resume(self) -> None:
+        """Continue from the checkpoint of an interrupted run with the same epochs and time budget."""
+        config = self.config
+        ckpt = load_checkpoint(self.ckpt_path) if config.extra.get("resume", True) else None
+        spent = 0.0
+        if ckpt is not None and ckpt.get("epochs") == config.epochs and ckpt.get("time") == config.time:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            if self.ema is not None and ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            self.history, self.best_state = ckpt["history"], ckpt["best"]
+            self.best_score, self.start, self.stale = ckpt["best_score"], ckpt["epoch"], ckpt["stale"]
+            self.done = int(ckpt.get("steps_done", self.start * self.steps))
+            spent = float(ckpt.get("spent", 0.0))
+            torch.set_rng_state(ckpt["rng"])
+            log.info("resuming from %s at epoch %d", self.ckpt_path, self.start + 1)
+        self.began = time.monotonic() - spent
+
+    def run_progress(self) -> float:
+        if self.budget:
+            return (time.monotonic() - self.began) / self.budget
+        return self.done / self.total_steps
+
+    def epochs_expected(self) -> int:
+        """``config.epochs``, or with a time budget an estimate of how many epochs fit in it."""
+        if not self.budget or not self.done:
+            return self.config.epochs
+        return max(1, math.ceil(self.budget / ((time.monotonic() - self.began) / self.done) / self.steps))
+
+    def _agreed(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank of a time-budgeted distributed run (its clock decides)."""
+        if self.ddp and self.budget:
+            return self.distributed.broadcast(value if self.main else None)
+        return value
+
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
+        """One optimizer step at the scheduled learning rate; the batch's summed loss and size."""
+        now = self._agreed(self.run_progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * lr_factor(now, self.warmup)
+        x, y = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            loss = self.loss_fn(self.train_model(x), y)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.done += 1
+        return float(loss.detach()) * len(x), len(x)
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the loader (cut short when the time budget is spent); the mean training loss."""
+        self.model.train()
         total, seen = 0.0, 0
-        for step, (xb, yb) in enumerate(loader, 1):
-            now = run_progress()
-            if ddp and budget:  # rank 0's clock for every rank: the same learning rate, the same last step
-                now = distributed.broadcast(now if main else None)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(now, warmup)
-            x, y = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                loss = loss_fn(train_model(x), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(model)
-            done += 1
-            total += float(loss.detach()) * len(x)
-            seen += len(x)
-            if main:
+        for step, (xb, yb) in enumerate(self.loader, 1):
+            loss, n = self._step(xb, yb)
+            total, seen = total + loss, seen + n
+            if self.main:
                 report(
-                    progress,
+                    self.progress,
                     stage="train",
                     epoch=epoch + 1,
-                    epochs=max(epoch + 1, epochs_expected()),
+                    epochs=max(epoch + 1, self.epochs_expected()),
                     step=step,
-                    steps=steps,
+                    steps=self.steps,
                     loss=total / seen,
                 )
-            spent_all = bool(budget) and time.monotonic() - began >= budget
-            if ddp and budget:
-                spent_all = distributed.broadcast(spent_all if main else None)
-            if spent_all:
-                out_of_time = True
+            if self._agreed(bool(self.budget) and time.monotonic() - self.began >= self.budget):
+                self.out_of_time = True
                 log.info(
                     "time budget of %.1f min spent during epoch %d: validating and stopping",
-                    budget / 60,
+                    (self.budget or 0.0) / 60,
                     epoch + 1,
                 )
                 break
-        model.eval()
-        if ddp:
-            distributed.sync_buffers(model)
-        if ema is not None:
-            ema.copy_buffers(model)
-        evaluated = ema.module if ema is not None else model
+        return total / max(1, seen)
+
+    def validate_epoch(
+        self, epoch: int, loss: float, validate: Callable[[torch.nn.Module], dict[str, float]], primary: str
+    ) -> dict[str, Any]:
+        """Validate the model (its average with EMA), record the epoch's row, keep the best state."""
+        self.model.eval()
+        if self.ddp:
+            self.distributed.sync_buffers(self.model)
+        if self.ema is not None:
+            self.ema.copy_buffers(self.model)
+        evaluated = self.ema.module if self.ema is not None else self.model
         evaluated.eval()
-        metrics = distributed.broadcast(validate(evaluated) if main else None) if ddp else validate(evaluated)
+        if self.ddp:
+            metrics = self.distributed.broadcast(validate(evaluated) if self.main else None)
+        else:
+            metrics = validate(evaluated)
         row = {
             "epoch": epoch + 1,
-            "loss": total / max(1, seen),
-            "lr": optimizer.param_groups[0]["lr"],
-            "minutes": round((time.monotonic() - began) / 60, 3),
+            "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "minutes": round((time.monotonic() - self.began) / 60, 3),
             **metrics,
         }
-        history.append(row)
+        self.history.append(row)
         score = metrics.get(primary, -math.inf)
-        if score is not None and score > best_score:
-            best_score, stale = score, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in evaluated.state_dict().items()})
+        if score is not None and score > self.best_score:
+            self.best_score, self.stale = score, 0
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in evaluated.state_dict().items()})
         else:
-            stale += 1
-        if not main:
-            continue
+            self.stale += 1
+        return row
+
+    def save(self, epoch: int) -> None:
+        """The checkpoint after ``epoch`` (rank 0 only), what :meth:`resume` reads back."""
         save_checkpoint(
             {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "epoch": epoch + 1,
-                "epochs": config.epochs,
-                "time": config.time,
-                "history": history,
-                "best": best_state,
-                "best_score": best_score,
-                "stale": stale,
+                "epochs": self.config.epochs,
+                "time": self.config.time,
+                "history": self.history,
+                "best": self.best_state,
+                "best_score": self.best_score,
+                "stale": self.stale,
                 "rng": torch.get_rng_state(),
-                "steps_done": done,
-                "spent": time.monotonic() - began,
+                "steps_done": self.done,
+                "spent": time.monotonic() - self.began,
             },
-            ckpt_path,
+            self.ckpt_path,
         )
-        report(
-            progress,
-            stage="val",
-            epoch=epoch + 1,
-            epochs=max(epoch + 1, epochs_expected()),
-            loss=row["loss"],
-            metrics=row,
-        )
-    if ddp:
-        distributed.check_ranks_agree(model, out_dir)
-    if best_state is None:
-        final = ema.module if ema is not None else model
-        best_state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
-    return best_state, history
+
+    def finish(self) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+        """The best epoch's state dict (the last one when no epoch scored) and the history."""
+        if self.ddp:
+            self.distributed.check_ranks_agree(self.model, self.out_dir)
+        best_state = self.best_state
+        if best_state is None:
+            final = self.ema.module if self.ema is not None else self.model
+            best_state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
+        return best_state, self.history
 
 
 def load_fine_tune(

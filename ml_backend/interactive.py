@@ -212,7 +212,7 @@ def _segment_results(
     width: int,
     height: int,
 ) -> list[dict[str, Any]]:
-    x0, y0, x1, y1 = window
+    x0, y0 = window[:2]
     shifted = _shift(prompt, window)
     fg = output.masks(MASK_THRESHOLD).any(axis=0)
     picked = pick_mask(fg, **shifted)
@@ -228,23 +228,31 @@ def _segment_results(
         if label is None:
             log.warning("interactive: class %r has no label in %s", output.classes[best], control.from_name)
             continue
-        if control.tag == "BrushLabels":
-            full = np.zeros((height, width), bool)
-            full[y0:y1, x0:x1] = picked
-            results.append(mask_to_brush_result(full, label, score, control.from_name, control.to_name))
-        else:
-            results += mask_to_polygon_results(
-                picked,
-                label,
-                score,
-                control.from_name,
-                control.to_name,
-                origin=(x0, y0),
-                image_size=(width, height),
-            )
+        results += _mask_results(control, picked, (x0, y0), label, score, width, height)
     for r in results:
         r["readonly"] = False
     return results
+
+
+def _mask_results(
+    control: ControlSpec,
+    mask: np.ndarray,
+    origin: tuple[int, int],
+    label: str,
+    score: float,
+    width: int,
+    height: int,
+) -> list[dict[str, Any]]:
+    """The results of one object ``mask`` (its top-left corner at ``origin`` in the image) in a
+    BrushLabels control (an RLE of the whole image) or a PolygonLabels one (its outline(s))."""
+    x0, y0 = origin
+    if control.tag == "BrushLabels":
+        full = np.zeros((height, width), bool)
+        full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
+        return [mask_to_brush_result(full, label, score, control.from_name, control.to_name)]
+    return mask_to_polygon_results(
+        mask, label, score, control.from_name, control.to_name, origin=(x0, y0), image_size=(width, height)
+    )
 
 
 def _detect_results(
@@ -323,20 +331,8 @@ def _untrained_results(
         if label is None:
             log.warning("interactive: no label for %s (select one on the smart tool)", control.from_name)
             continue
-        if control.tag == "BrushLabels":
-            full = np.zeros((height, width), bool)
-            full[y0:y1, x0:x1] = union
-            results.append(mask_to_brush_result(full, label, score, control.from_name, control.to_name))
-        elif control.tag == "PolygonLabels":
-            results += mask_to_polygon_results(
-                union,
-                label,
-                score,
-                control.from_name,
-                control.to_name,
-                origin=(x0, y0),
-                image_size=(width, height),
-            )
+        if control.tag in SEGMENT_TAGS:
+            results += _mask_results(control, union, (x0, y0), label, score, width, height)
         else:
             boxes = [_bbox(n) for n in found]
             results += boxes_to_results(

@@ -20,7 +20,9 @@ and directories (``/srv/slides``). Anything else is refused before any file is t
 is made, with the same message whether it exists or not.
 
 **Deadline.** A fetch gets ``timeout`` seconds in all (connecting, waiting and every byte), not per
-byte: a server that drips one byte a second is cut off at the deadline.
+byte: a server that drips one byte a second is cut off at the deadline. A 5xx answer or a refused or
+reset connection is tried again (:mod:`converters.retry`: at most 3 tries, backoff 0.5 s then 1 s) within
+that same deadline; a 4xx is not.
 
 >>> loader = ImageLoader(local_root="/srv/images")
 >>> loader.local_path("/data/local-files/?d=slides/a.png").as_posix()
@@ -55,6 +57,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 from PIL import Image
 
+from converters.retry import pause_before_retry, retryable_status, safe_url
 from kernel.settings import Settings
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -148,7 +151,7 @@ class ImageLoader:
 
     def _refused(self, url: str) -> ImageError:
         return ImageError(
-            f"{url}: not an allowed image source (Label Studio's URLs, the local files root and"
+            f"{safe_url(url)}: not an allowed image source (Label Studio's URLs, the local files root and"
             " HISTOLOOP_IMAGE_ALLOW are)"
         )
 
@@ -265,23 +268,43 @@ class ImageLoader:
         return url, base
 
     def _fetch(self, url: str, token: str | None, base_url: str | None) -> tuple[bytes, str]:
-        import requests
-        import urllib3
-
         url, base = self._absolute(url, base_url)
         key = self._key_for(url, token, base if base_url else None)
         # Label Studio may redirect to its storage (presigned URLs); requests drops the key on a host change
         follow = url_origin(url) in (url_origin(self.label_studio_url), url_origin(base))
         deadline = time.monotonic() + self.timeout
+        failures = 0
+        while True:  # a 5xx or a reset connection is tried again, within the one deadline
+            try:
+                data = self._fetch_once(url, key, follow, deadline)
+                break
+            except _Passing as exc:
+                failures += 1
+                if not pause_before_retry(failures, deadline, url, exc.reason):
+                    raise ImageError(f"{safe_url(url)}: {exc.reason} (after {failures} attempt(s))") from None
+        name = Path(unquote(urlsplit(url).path)).name
+        query_d = parse_qs(urlsplit(url).query).get("d")
+        if query_d:
+            name = Path(query_d[0]).name
+        return data, name
+
+    def _fetch_once(self, url: str, key: tuple[str, str] | None, follow: bool, deadline: float) -> bytes:
+        """One GET of ``url``, all of it before ``deadline``; :class:`_Passing` for a failure worth
+        another try (a 5xx, a refused or reset connection)."""
+        import requests
+        import urllib3
+
         chunks, total = [], 0
         watch = _Watch()
         # the clock covers connect, TLS, the status line and headers too: a per-read timeout alone lets a
         # server that sends a header byte now and then hold this thread for ever
-        timer = threading.Timer(self.timeout, watch.expire)
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), watch.expire)
         timer.daemon = True
         timer.start()
         try:
             with self._get(url, key, follow, watch) as r:
+                if retryable_status(r.status_code):
+                    raise _Passing(url, f"HTTP {r.status_code}")
                 if r.status_code != 200:
                     raise ImageError(f"{url}: HTTP {r.status_code}")
                 sock = _socket_of(r.raw)
@@ -301,6 +324,8 @@ class ImageLoader:
         except requests.RequestException as exc:
             if watch.expired:
                 raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s") from None
+            if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
+                raise _Passing(url, "connection failed") from None
             raise ImageError(f"{url}: {_fetch_reason(exc, self.timeout)}") from None
         except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
             if isinstance(exc, ImageError):
@@ -311,16 +336,12 @@ class ImageLoader:
                 or isinstance(exc, socket.timeout | TimeoutError)
             ):
                 raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s") from None
-            raise ImageError(f"{url}: connection failed ({type(exc).__name__})") from None
+            raise _Passing(url, f"connection failed ({type(exc).__name__})") from None
         finally:
             timer.cancel()
         if watch.expired:  # cut mid-body: what arrived is not the image
             raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s")
-        name = Path(unquote(urlsplit(url).path)).name
-        query_d = parse_qs(urlsplit(url).query).get("d")
-        if query_d:
-            name = Path(query_d[0]).name
-        return b"".join(chunks), name
+        return b"".join(chunks)
 
     def _get(self, url: str, key: tuple[str, str] | None, follow: bool, watch: _Watch) -> Any:
         """GET with the key's header (legacy token or PAT, :mod:`converters.lsauth`, exchanged at the key's
@@ -488,6 +509,14 @@ class _Watch:
 def _shut(sock: Any) -> None:
     with contextlib.suppress(OSError, AttributeError):  # already closed
         sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Passing(ImageError):
+    """A fetch failed for a reason that may pass (a 5xx answer, a refused or reset connection)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.reason = reason
 
 
 _current_watch = threading.local()

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -154,12 +155,12 @@ class LabelStudioServer:
             raise LabelStudioError(f"{self.url}: POST /api/token/ answered HTTP {r.status_code}")
         return str(r.json()["token"])
 
-    def client(self):
-        """A label_studio_sdk client logged in with the legacy token."""
-        from label_studio_sdk.client import LabelStudio
+    def client(self) -> Any:
+        """label_studio_sdk's client logged in with the legacy token (:mod:`converters.lsclient`)."""
+        from converters.lsclient import LabelStudioClient
 
         # generous timeout: the retrieve-predictions action waits for the ML backend to predict every task
-        return LabelStudio(base_url=self.url, api_key=self.token, timeout=600)
+        return LabelStudioClient(self.url, self.token, timeout=600).sdk
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

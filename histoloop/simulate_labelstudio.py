@@ -45,9 +45,10 @@ class LabelStudioTarget:
     """Seconds to wait for each retraining by the workers."""
 
     def client(self) -> Any:
-        from label_studio_sdk.client import LabelStudio
+        """label_studio_sdk's client of the one Label Studio client (:mod:`converters.lsclient`)."""
+        from converters.lsclient import LabelStudioClient
 
-        return LabelStudio(base_url=self.url, api_key=self.api_key, timeout=600)
+        return LabelStudioClient(self.url, self.api_key, timeout=600).sdk
 
 
 def _dict(obj: Any) -> dict[str, Any]:

@@ -15,7 +15,8 @@ process of its own (the CLI, or an RQ job on a worker: :func:`predict_job`, GPU 
    so Label Studio does not ask the backend for them again.
 
 A task that fails (a missing image...) is counted and reported, not uploaded (a later run retries it).
-Works with a Personal Access Token or a legacy token (:mod:`converters.lsauth`).
+Label Studio is reached through :class:`converters.lsclient.LabelStudioClient` (a Personal Access Token
+or a legacy token; 5xx answers and reset connections retried).
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
-from converters.lsauth import auth_headers, forget_access, is_personal_access_token
-from kernel.settings import Secret, Settings
+from converters.lsclient import LabelStudioClient, LabelStudioError
+from kernel.settings import Settings
 from ml_backend.engine import Engine
 from ml_backend.labelconfig import parse_label_config
 from ml_backend.models import ModelCache
@@ -39,11 +38,8 @@ from ml_backend.task_images import TaskImages
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 500
-TIMEOUT_S = 120.0
 
-
-class BulkError(RuntimeError):
+class BulkError(LabelStudioError):
     """The project cannot be predicted (no key, Label Studio refused, no model...)."""
 
 
@@ -69,65 +65,6 @@ Progress = Callable[[int, int], None]
 """``progress(done, todo)``: tasks handled so far (uploaded or failed) out of those to predict."""
 
 
-class LabelStudioAPI:
-    """The few Label Studio calls this needs, with a legacy token or a PAT (refreshed on 401)."""
-
-    def __init__(self, url: str, key: str) -> None:
-        if not key:
-            raise BulkError(
-                "no Label Studio API key: set HISTOLOOP_LABEL_STUDIO_API_KEY (a PAT or legacy token)"
-            )
-        self.url, self._key = url.rstrip("/"), Secret(key)
-        self.session = requests.Session()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        for attempt in (1, 2):
-            headers = auth_headers(self._key.get(), self.url)
-            try:
-                r = self.session.request(
-                    method, self.url + path, headers=headers, timeout=TIMEOUT_S, **kwargs
-                )
-            except requests.RequestException as exc:
-                raise BulkError(f"{self.url}{path}: {type(exc).__name__}") from None
-            if r.status_code == 401 and attempt == 1 and is_personal_access_token(self._key.get()):
-                forget_access(self._key.get(), self.url)
-                continue
-            if r.status_code >= 400:
-                raise BulkError(f"{method} {self.url}{path}: HTTP {r.status_code}: {r.text[:300]}")
-            return r.json() if r.content else None
-        raise AssertionError("unreachable")
-
-    def label_config(self, project: int) -> str:
-        return str(self.call("GET", f"/api/projects/{project}/")["label_config"])
-
-    def tasks(self, project: int) -> Iterator[dict[str, Any]]:
-        """Every task: ``id``, ``data`` and ``predictions_model_versions``, page by page."""
-        page = 1
-        while True:
-            params = {
-                "project": project,
-                "page": page,
-                "page_size": PAGE_SIZE,
-                "fields": "all",
-                "include": "id,data,predictions_model_versions,total_predictions",
-            }
-            try:
-                body = self.call("GET", "/api/tasks/", params=params)
-            except BulkError as exc:
-                if "HTTP 404" in str(exc) and page > 1:  # past the last page
-                    return
-                raise
-            tasks = body.get("tasks", []) if isinstance(body, dict) else body
-            yield from tasks
-            if len(tasks) < PAGE_SIZE:
-                return
-            page += 1
-
-    def import_predictions(self, project: int, predictions: list[dict[str, Any]]) -> int:
-        body = self.call("POST", f"/api/projects/{project}/import/predictions", json=predictions)
-        return int((body or {}).get("created", len(predictions)))
-
-
 def _has_prediction(task: dict[str, Any], version: str, only_missing: bool) -> bool:
     versions = task.get("predictions_model_versions") or []
     if isinstance(versions, str):  # Label Studio joins them with ", " in some versions
@@ -144,11 +81,12 @@ def predict_project(
     only_missing: bool = False,
     batch: int = 32,
     progress: Progress | None = None,
-    api: LabelStudioAPI | None = None,
+    api: LabelStudioClient | None = None,
 ) -> BulkReport:
-    """Predict every task of ``project`` that needs it and upload the predictions (module docstring)."""
+    """Predict every task of ``project`` that needs it and upload the predictions (module docstring).
+    :class:`converters.lsclient.LabelStudioError` (of which :class:`BulkError` is one) when it cannot."""
     started = time.perf_counter()
-    api = api or LabelStudioAPI(settings.label_studio_url, settings.label_studio_api_key.get())
+    api = api or LabelStudioClient.from_settings(settings)
     key = str(project)
     config = api.label_config(project)
     plan = parse_label_config(config)

@@ -1,7 +1,7 @@
 """The retraining job (runs in a worker's horse): export, then :func:`training.lifecycle.retrain_from_tasks`.
 
-1. **export** the project's tasks from Label Studio with ``label_studio_sdk``
-   (``LabelStudio(base_url, api_key).projects.exports.as_json``) and its label config;
+1. **export** the project's tasks from Label Studio and its label config
+   (:meth:`converters.lsclient.LabelStudioClient.export`, label_studio_sdk's JSON export);
 2. **convert → train → evaluate → register → promote**: :func:`training.lifecycle.retrain_from_tasks`, the
    one path ``histoloop train``, the demo and the simulation use too; the progress goes to the job's meta
    (:class:`workers.progress.JobProgress`, which also stops the run when ``histoloop jobs cancel`` asks).
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from rq import Retry, get_current_job
 from rq.job import Job
 
+from converters.lsclient import LabelStudioClient, LabelStudioUnavailable
 from kernel.processes import die_with_parent
 from kernel.settings import Settings, load_settings
 from workers.events import EventStore
@@ -39,41 +40,10 @@ log = logging.getLogger(__name__)
 RETRY = Retry(max=3, interval=[15, 60, 300])
 
 
-class LabelStudioUnavailable(RuntimeError):
-    """Label Studio could not be reached (or answered 5xx/429): worth a retry."""
-
-
 def export_project(settings: Settings, project: str) -> tuple[list[dict[str, Any]], str]:
-    """The project's tasks (Label Studio JSON export) and its label config."""
-    import httpx
-    from label_studio_sdk.client import LabelStudio
-    from label_studio_sdk.core.api_error import ApiError
-
-    if not settings.label_studio_api_key:
-        raise RuntimeError(
-            "no Label Studio API key: set HISTOLOOP_LABEL_STUDIO_API_KEY (or LABEL_STUDIO_API_KEY)"
-        )
-    client = LabelStudio(
-        base_url=settings.label_studio_url, api_key=settings.label_studio_api_key.get(), timeout=120
-    )
-    try:
-        label_config = client.projects.get(id=int(project)).label_config
-        tasks = client.projects.exports.as_json(int(project))
-    except (httpx.TransportError, OSError) as exc:
-        raise LabelStudioUnavailable(
-            f"Label Studio at {settings.label_studio_url}: {type(exc).__name__}: {exc}"
-        ) from exc
-    except ApiError as exc:
-        if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
-            raise LabelStudioUnavailable(
-                f"Label Studio at {settings.label_studio_url} answered {exc.status_code}"
-            ) from exc
-        raise RuntimeError(
-            f"Label Studio refused the export of project {project}: HTTP {exc.status_code}"
-        ) from exc
-    if not isinstance(tasks, list):
-        raise RuntimeError(f"project {project}: the export is not a list of tasks")
-    return tasks, label_config or ""
+    """The project's tasks (Label Studio JSON export) and its label config
+    (:meth:`converters.lsclient.LabelStudioClient.export`)."""
+    return LabelStudioClient.from_settings(settings).export(int(project))
 
 
 def _store_and_registry(settings: Settings) -> tuple[EventStore, Registry]:

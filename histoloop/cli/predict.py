@@ -37,7 +37,8 @@ def predict(
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    from ml_backend.bulk import BulkError, predict_project
+    from converters.lsclient import LabelStudioError
+    from ml_backend.bulk import predict_project
 
     with Progress(
         "[progress.description]{task.description}",
@@ -56,7 +57,7 @@ def predict(
             report = predict_project(
                 settings, project, only_missing=only_missing, batch=batch, progress=progress
             )
-        except BulkError as exc:
+        except LabelStudioError as exc:
             raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))

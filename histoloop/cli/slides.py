@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -36,13 +37,14 @@ def _bar() -> Progress:
     )
 
 
-def _client(settings: Settings):
-    from label_studio_sdk.client import LabelStudio
+def _client(settings: Settings) -> Any:
+    """label_studio_sdk's client of the one Label Studio client (:mod:`converters.lsclient`)."""
+    from converters.lsclient import LabelStudioClient, LabelStudioError
 
-    key = settings.label_studio_api_key.get()
-    if not key:
-        raise click.ClickException("no Label Studio API key: set HISTOLOOP_LABEL_STUDIO_API_KEY")
-    return LabelStudio(base_url=settings.label_studio_url, api_key=key, timeout=300)
+    try:
+        return LabelStudioClient.from_settings(settings, timeout=300).sdk
+    except LabelStudioError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group("slides")

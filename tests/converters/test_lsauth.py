@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from converters.images import ImageError, ImageLoader
 from converters.lsauth import EARLY_S, auth_headers, is_personal_access_token, jwt_claims
+from converters.lsclient import LabelStudioClient, LabelStudioError
 
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
 
@@ -73,6 +74,9 @@ class FakeLabelStudio:
             return Response('{"detail": "Authentication credentials were not provided."}', 401)(
                 environ, start_response
             )
+        if request.path.startswith("/api/"):
+            body = json.dumps({"label_config": "<View/>"})
+            return Response(body, 200, content_type="application/json")(environ, start_response)
         return Response(self.png, 200, content_type="image/png")(environ, start_response)
 
     def stop(self) -> None:
@@ -119,6 +123,18 @@ def test_a_refused_access_token_is_exchanged_again_once(fake_ls) -> None:
     ls.valid.clear()  # e.g. Label Studio restarted with a new signing key
     loader.load("/data/upload/1/a.png")
     assert ls.refreshes == 2
+
+
+def test_the_label_studio_client_exchanges_a_pat_and_again_after_a_401(fake_ls) -> None:
+    ls = fake_ls()
+    client = LabelStudioClient(ls.url, PAT)
+    assert client.label_config(4) == client.label_config(4) == "<View/>"
+    assert ls.refreshes == 1
+    ls.valid.clear()  # Label Studio refuses the access token it gave: exchanged again, the call retried
+    assert client.label_config(4) == "<View/>"
+    assert ls.refreshes == 2 and all(a.startswith("Bearer ") and PAT not in a for a in ls.seen)
+    with pytest.raises(LabelStudioError, match="HTTP 401"):
+        LabelStudioClient(ls.url, LEGACY).label_config(4)  # legacy tokens off: refused, not retried
 
 
 def test_legacy_tokens_and_their_errors(fake_ls) -> None:

@@ -76,7 +76,7 @@ class ProjectSettings:
     classes and model and the project's ``train.<kind>`` sets no ``weights``; false: from ``pretrained``
     alone, as the first version did. The version's card records the version it started from."""
     approval: Approval = "submitted"
-    """Which annotations count as approved (see README, "Which annotations count")."""
+    """Which annotations count as approved (see docs/retraining.md, "Which annotations count")."""
     label_map: dict[str, str] = field(default_factory=dict)
     """Model class name -> label-config label name, where they differ."""
     uncertainty: Uncertainty = "confidence"

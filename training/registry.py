@@ -12,7 +12,7 @@ when the version is registered: a reader never sees a half-written version. The 
 row commits, on the store every host mounts, so a host sees a version row after its files; a host whose
 filesystem view lags (an NFS attribute cache) may still see a row before its files: :meth:`Registry.artifacts`
 waits for them a little, then raises :class:`ArtifactsNotVisible`; the backend then answers without that
-model and tries again on its next request (it never records the version as broken). See README, "Several machines".
+model and tries again on its next request (it never records the version as broken). See docs/databases.md, "Artifacts on a shared filesystem".
 
 >>> import tempfile
 >>> from training.artifacts import ModelCard

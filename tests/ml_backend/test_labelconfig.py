@@ -61,7 +61,7 @@ def test_the_plan_is_derived_from_the_one_cached_parse() -> None:
     assert not hasattr(parse_label_config, "cache_info")
 
 
-SMART_CONFIG = (  # README's smart-tool config: a click and a box that only prompt, a brush that answers
+SMART_CONFIG = (  # the README's smart-tool config: a click and a box that only prompt, a brush that answers
     '<View><Image name="image" value="$image" zoom="true"/>'
     '<BrushLabels name="tumor_mask" toName="image"><Label value="{label}"/></BrushLabels>'
     '<KeyPointLabels name="click" toName="image" smart="true" smartOnly="true">'

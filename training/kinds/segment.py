@@ -56,7 +56,7 @@ from training.slide_fields import REGION_FIELDS
 DEFAULT_MODEL = "tu-tf_efficientnet_lite0"
 """EfficientNet-Lite0 (timm, through smp's ``tu-`` encoders), with packaged ImageNet weights
 (:mod:`training.pretrained`): lighter than resnet18 per step, and pretrained features lift object F1 and AJI
-on a few tiles (README, "Pretrained weights")."""
+on a few tiles (docs/training.md, "Pretrained weights")."""
 EMA_DECAY = 0.99
 INSTANCES = ("boundary", "distance", "none")
 """The instance target of a one-class segmenter's second channel (``none``: the mask alone)."""

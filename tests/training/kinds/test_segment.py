@@ -157,7 +157,7 @@ def test_local_encoder_weights(segment_data: Path, tmp_path: Path) -> None:
 
 
 def test_imagenet_and_timm_encoder_weights_are_loaded(segment_data: Path, tmp_path: Path) -> None:
-    """The recipe in the README: a torchvision/timm ResNet state dict saved to a local file (as
+    """The recipe in docs/training.md: a torchvision/timm ResNet state dict saved to a local file (as
     ``torchvision.models.resnet18(weights="IMAGENET1K_V1")`` or ``timm.create_model(..., pretrained=True)``
     would give on a machine with the network) starts the encoder; BatchNorm's affine weights carry over
     into the GroupNorm of the default recipe. Nothing is downloaded."""

@@ -1,6 +1,7 @@
-"""The README and docs/*.md hold together: every relative link resolves to a file of the repository, every
-image exists, and every ``#anchor`` names a heading of its page by GitHub's slug rules. The README opens
-with its two commands, and each of its sections carries the marker other changes place their lines by."""
+"""The README, docs/*.md and BENCHMARKS.md hold together: every relative link resolves to a file of the
+repository, every image exists, and every ``#anchor`` names a heading of its page by GitHub's slug rules.
+The README opens with its two commands, and each of its sections carries the marker other changes place
+their lines by."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def doc_files(root: Path = ROOT) -> list[Path]:
-    """The pages checked: the README and every page under docs/."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    """The pages checked: the README, every page under docs/, and BENCHMARKS.md where there is one."""
+    extra = [root / "BENCHMARKS.md"] if (root / "BENCHMARKS.md").is_file() else []
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")), *extra]
 
 
 def prose(text: str) -> str:

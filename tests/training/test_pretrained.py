@@ -123,6 +123,46 @@ def test_classify_starts_from_the_packaged_backbone(classify_data: Path, lite0, 
     assert weights["classifier.weight"].shape == (2, 1280)  # the head: new, for the project's classes
 
 
+def test_detect_starts_from_the_packaged_backbone(detect_data: Path, lite0, tmp_path: Path) -> None:
+    from training.kinds import detect
+
+    cfg = TrainConfig(**TINY, model=detect.PRETRAINED_MODEL, extra={"ultralytics": {"freeze": 1}})
+    result = get_trainer("detect").train(detect_data, cfg, tmp_path / "out")  # layer 0 (the backbone) frozen
+    assert result.card.extra["pretrained"]["source"] == "imagenet"
+    assert result.card.arch["model"] == "yolo11n-lite0.yaml"
+    weights = load_file(str(tmp_path / "out" / "weights.safetensors"))
+    for key in ("conv_stem.weight", "blocks.3.1.conv_pw.weight", "blocks.6.0.conv_pwl.weight"):
+        # ultralytics keeps its best epoch in half precision
+        assert torch.allclose(weights[f"model.0.body.{key}"], lite0[key], atol=1e-3, rtol=1e-3), key
+    served = load_model(tmp_path / "out")  # the card's YAML names the timm layer: it rebuilds
+    assert served.predict(np.full((64, 64, 3), 200, np.uint8)).boxes.shape[1] == 4
+
+
+def test_detect_none_and_bad_starts(detect_data: Path, lite0, tmp_path: Path) -> None:
+    from training.kinds import detect
+
+    cfg = TrainConfig(**TINY, model=detect.PRETRAINED_MODEL, pretrained="none")
+    result = get_trainer("detect").train(detect_data, cfg, tmp_path / "none")
+    assert result.card.extra["pretrained"]["source"] == "none"
+    stem = load_file(str(tmp_path / "none" / "weights.safetensors"))["model.0.body.conv_stem.weight"]
+    assert not torch.allclose(stem, lite0["conv_stem.weight"], atol=1e-2)
+    (tmp_path / "junk.pth").write_bytes(os.urandom(4096))
+    cases = [
+        (detect.PRETRAINED_MODEL, str(tmp_path / "junk.pth"), "junk.pth: unreadable weights"),
+        ("yolo11n.yaml", "imagenet", "yolo11n.yaml has no timm backbone"),
+    ]
+    for model, value, message in cases:
+        events: list[Progress] = []
+        with pytest.raises(TrainingError, match=message):
+            get_trainer("detect").train(
+                detect_data,
+                TrainConfig(**TINY, model=model, pretrained=value),
+                tmp_path / "bad",
+                events.append,
+            )
+        assert events == [], (model, value)
+
+
 def test_none_is_random_init(segment_data: Path, lite0, tmp_path: Path) -> None:
     cfg = TrainConfig(**FROZEN, pretrained="none")
     result = get_trainer("segment").train(segment_data, cfg, tmp_path / "out")

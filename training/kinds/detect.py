@@ -25,17 +25,22 @@ from typing import Any
 import numpy as np
 
 from converters.layout import DATA_YAML, DatasetLayout
+from training import backbones, pretrained
 from training.artifacts import ModelCard, load_weights, save_weights
 from training.base import Cancelled, Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError, report
 from training.corrections import BOX_CORRECTIONS
 from training.datasets import check_detect, detect_names, list_images
 from training.inference import Detections, TiledPredictor, _resize
 from training.metrics import f1
+from training.offline import amp_allowed
 from training.runtime import resolve_device, set_train_threads
 from training.slide_fields import BOX_FIELDS
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "yolo11n.yaml"
+PRETRAINED_MODEL = "yolo11n-lite0.yaml"
+"""YOLO11n's neck and head on EfficientNet-Lite0 features that start from the packaged ImageNet weights
+(:mod:`training.backbones`)."""
 MIN_TRANSFER = 0.5
 """Fine-tuning weights must fill at least this share of the backbone+neck tensors, else they are for
 another architecture."""
@@ -178,41 +183,46 @@ def _results_csv(path: Path) -> list[dict[str, Any]]:
     return history
 
 
-def fit(  # noqa: C901 - one ultralytics run's steps in order (model, weights, callbacks, arguments); the callbacks count
-    dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None
-) -> Fitted:
-    """Train a detect model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
-    from training.offline import amp_allowed, ultralytics
-
-    # absolute: ultralytics puts a relative ``project`` under its own runs folder (and the weights with it)
-    dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
-    names = check_detect(dataset_dir)
-    ultralytics()
+def _model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """The ultralytics ``YOLO`` to train and the provenance of its starting features. A YAML with a timm
+    backbone (:mod:`training.backbones`) starts that backbone from ``config.pretrained``
+    (:mod:`training.pretrained`; unset: the packaged ImageNet weights); YOLO's own backbones start from
+    random weights. Fine-tuning weights (``config.weights``) replace either."""
     from ultralytics import YOLO
-    from ultralytics.nn.tasks import load_checkpoint
 
-    device = resolve_device(config.device)
-    run_dir = out_dir / "train"
-    source_dir = dataset_dir
-    native = bool(config.extra.get("tile", True)) and _needs_tiles(dataset_dir, config.imgsz)
-    if native:  # large fields: train on imgsz tiles at full resolution, not on the field shrunk to imgsz
-        dataset_dir = _tiles(dataset_dir, config.imgsz, out_dir / "train" / "tiles")
-    data_yaml = write_data_yaml(dataset_dir, names, out_dir / DATA_YAML)
     model_name = config.model or DEFAULT_MODEL
     if not model_name.endswith((".yaml", ".yml")):
         raise TrainingError(f"{model_name}: give a model YAML (e.g. yolo11n.yaml); weights go in --weights")
+    backbones.register()
     try:
-        yolo = YOLO(model_name, task="detect")
+        yolo = YOLO(backbones.model_yaml(model_name), task="detect")
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise TrainingError(f"{model_name}: unknown ultralytics model YAML ({exc})") from exc
+    backbone = backbones.backbone_of(yolo.model)
+    if backbone is None:
+        if config.pretrained not in (None, "", pretrained.NONE):
+            raise TrainingError(
+                f"pretrained {config.pretrained!r}: {model_name} has no timm backbone to load it into "
+                f"(use {PRETRAINED_MODEL} or another YAML with a TimmBackbone layer, or --weights)"
+            )
+        start = pretrained.resolve(pretrained.NONE, None)
+    else:
+        start = pretrained.resolve(config.pretrained, backbone.name, config.allow_hub)
     if config.weights:
         source = _source_module(Path(config.weights))
         _check_transfer(source, yolo.model, Path(config.weights))
         yolo.load(source)
+    elif backbone is not None and start.state is not None:
+        pretrained.load_pretrained(backbone.body, start)
+        yolo.load(yolo.model)  # a loaded model: ultralytics' trainer starts from it, not from the YAML
+    return yolo, start.provenance
 
-    history: list[dict[str, Any]] = []
+
+def _add_callbacks(
+    yolo: Any, progress: ProgressFn | None, threads: int | None, history: list[dict[str, Any]]
+) -> None:
+    """Progress per batch, a history row per validated epoch, and our torch threads kept."""
     state = {"step": 0}
-    threads = set_train_threads() if device == "cpu" else None
 
     def on_epoch_start(trainer) -> None:
         if threads:
@@ -245,7 +255,18 @@ def fit(  # noqa: C901 - one ultralytics run's steps in order (model, weights, c
     yolo.add_callback("on_train_epoch_start", on_epoch_start)
     yolo.add_callback("on_train_batch_end", on_batch_end)
     yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+
+
+def _train_args(
+    config: TrainConfig, device: str, data_yaml: Path, out_dir: Path, yolo: Any
+) -> dict[str, Any]:
+    """The arguments of ultralytics' ``model.train``."""
     gpus = _ddp_devices(config, device)
+    if gpus and "," in gpus and backbones.backbone_of(yolo.model) is not None:
+        # ultralytics' DDP workers rebuild the model from its YAML in fresh processes, where the timm layer
+        # is not registered
+        log.warning("detect: %s trains on one GPU (a timm backbone does not run in ultralytics' DDP)", gpus)
+        gpus = gpus.split(",")[0]
     args = {
         "data": str(data_yaml),
         "epochs": config.epochs,
@@ -262,13 +283,39 @@ def fit(  # noqa: C901 - one ultralytics run's steps in order (model, weights, c
         "amp": amp_allowed(device),
         "plots": True,
         "verbose": False,
-        "pretrained": bool(config.weights),
+        "pretrained": bool(yolo.ckpt),  # False would make the trainer rebuild the model from its YAML
     }
     if config.lr:
         args["lr0"] = config.lr
     if config.time:
         args["time"] = config.time / 60  # ultralytics' time is in hours; it overrides epochs
     args.update(config.extra.get("ultralytics", {}))
+    return args
+
+
+def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
+    """Train a detect model on ``dataset_dir`` into ``out_dir`` (card and weights); see the module docstring."""
+    from training.offline import ultralytics
+
+    # absolute: ultralytics puts a relative ``project`` under its own runs folder (and the weights with it)
+    dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
+    names = check_detect(dataset_dir)
+    ultralytics()
+    from ultralytics.nn.tasks import load_checkpoint
+
+    device = resolve_device(config.device)
+    run_dir = out_dir / "train"
+    source_dir = dataset_dir
+    native = bool(config.extra.get("tile", True)) and _needs_tiles(dataset_dir, config.imgsz)
+    if native:  # large fields: train on imgsz tiles at full resolution, not on the field shrunk to imgsz
+        dataset_dir = _tiles(dataset_dir, config.imgsz, out_dir / "train" / "tiles")
+    data_yaml = write_data_yaml(dataset_dir, names, out_dir / DATA_YAML)
+    model_name = config.model or DEFAULT_MODEL
+    yolo, provenance = _model(config)
+    history: list[dict[str, Any]] = []
+    threads = set_train_threads() if device == "cpu" else None
+    _add_callbacks(yolo, progress, threads, history)
+    args = _train_args(config, device, data_yaml, out_dir, yolo)
     try:
         yolo.train(**args)
     except Cancelled:
@@ -300,6 +347,7 @@ def fit(  # noqa: C901 - one ultralytics run's steps in order (model, weights, c
             "cpu_threads": threads,
             "cls_width": int(trained.model[-1].cv3[0][-1].in_channels),
             "native": native,
+            "pretrained": provenance,
         },
     )
     save_weights(trained.float().state_dict(), out_dir)
@@ -317,6 +365,7 @@ def build_model(card: ModelCard) -> Any:
     from training.offline import ultralytics
 
     ultralytics()
+    backbones.register()
     from ultralytics.nn.tasks import DetectionModel
 
     cfg = card.arch.get("yaml") or card.arch.get("model", "yolo11n.yaml")

@@ -41,6 +41,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "none": {"extra": {"instances": "none"}},
     "resnet18": {"model": "resnet18", "pretrained": "none", "extra": {"instances": "boundary"}},
     "yolo": {"kind": "detect"},
+    "yolo_lite0": {"kind": "detect", "model": "yolo11n-lite0.yaml"},
+    "yolo_lite0_random": {"kind": "detect", "model": "yolo11n-lite0.yaml", "pretrained": "none"},
 }
 """Named settings of the segment trainer (``TrainConfig`` fields; the rest are the embedded defaults)."""
 SEED_LEVELS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -91,7 +93,7 @@ def folds(data: Path, work: Path) -> list[tuple[str, Path]]:
 
 def run_one(arm: str, base: Path, out: Path, epochs: int, seed: int, minutes: float) -> dict[str, Any]:
     """Train one arm on a fold's project dataset and score it on the held-out patient (in this process):
-    segment arms for ``epochs``, detect arms for ``minutes``."""
+    segment arms for ``epochs``, detect arms for ``minutes`` (0: for ``epochs`` too)."""
 
     from training.base import TrainConfig
     from training.evaluate import evaluate
@@ -101,8 +103,8 @@ def run_one(arm: str, base: Path, out: Path, epochs: int, seed: int, minutes: fl
     kind = settings.get("kind", "segment")
     suffix = TARGETS[kind][1]
     config = TrainConfig(
-        epochs=epochs if kind == "segment" else 300,
-        time=None if kind == "segment" else minutes,
+        epochs=epochs if kind == "segment" or not minutes else 300,
+        time=None if kind == "segment" or not minutes else minutes,
         batch=8,
         imgsz=256,
         seed=seed,
@@ -291,7 +293,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "crossval")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--minutes", type=float, default=10.0, help="detect arms' training time budget")
+    parser.add_argument(
+        "--minutes", type=float, default=10.0, help="detect arms' training time budget (0: --epochs)"
+    )
     parser.add_argument("--rescore", action="store_true", help="recompute box AP and seed levels of the rows")
     for name in ("arm", "base", "out"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)

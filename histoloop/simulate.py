@@ -45,7 +45,7 @@ from converters.split import split_fraction
 from kernel.kinds import PRIMARY_METRIC, check_kind
 from kernel.settings import Secret, Settings
 from training.corrections import Corrections
-from training.specialist import from_scratch, regions_of, result_corrections
+from training.specialist import from_scratch, regions_of, result_corrections, seconds
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,9 @@ def count(
         "ratio": done.total / scratch.total if scratch.total else None,
         "fewer_x": scratch.total / done.total if done.total else None,
         "pixel_ratio": done.pixels / scratch.pixels if scratch.pixels else None,
+        "seconds_per_task": seconds(kind, done) / n,
+        "scratch_seconds_per_task": seconds(kind, scratch) / n,
+        "time_ratio": seconds(kind, done) / seconds(kind, scratch) if scratch.total else None,
     }
 
 
@@ -603,6 +606,7 @@ def table(rows: list[dict[str, Any]]) -> Any:
         "adjusted",
         "relabelled",
         "× fewer (test)",
+        "est. time (test)",
         f"test {metric}",
         "train s",
     ):
@@ -618,10 +622,18 @@ def table(rows: list[dict[str, Any]]) -> Any:
             f"{test['per_task']['total']:.2f}",
             *(f"{test['per_task'][k]:.2f}" for k in ("added", "deleted", "adjusted", "relabelled")),
             _x(test),
+            _time(test),
             f"{test['metrics'].get(metric, float('nan')):.3f}",
             f"{r['training']['seconds']:.0f}" if "training" in r else "-",
         )
     return t
+
+
+def _time(counted: dict[str, Any]) -> str:
+    """A specialist's estimated seconds per task and their share of drawing from scratch."""
+    if counted.get("time_ratio") is None:
+        return "-"
+    return f"{counted['seconds_per_task']:.0f} s ({counted['time_ratio']:.2f})"
 
 
 def _x(counted: dict[str, Any]) -> str:

@@ -27,6 +27,15 @@ def corrections(kind: str, pred: Any, true: Any) -> Corrections:
     return spec(kind).corrections.count(pred, true)
 
 
+def seconds(kind: str, corrections: Corrections) -> float:
+    """A specialist's estimated seconds for ``corrections`` of ``kind`` (:class:`~training.corrections.ActionSeconds`).
+
+    >>> seconds("classify", Corrections(relabelled=0, objects=1)), seconds("segment", Corrections(added=1, objects=1))
+    (1.6, 79.0)
+    """
+    return spec(kind).corrections.seconds.of(corrections)
+
+
 def from_scratch(kind: str, true: Any) -> Corrections:
     """The work with no suggestion: every true object drawn (and its pixels painted), every label chosen."""
     return spec(kind).corrections.from_scratch(true)

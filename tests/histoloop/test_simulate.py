@@ -106,6 +106,9 @@ def test_two_rounds_through_the_backend_and_the_workers_path(tmp_path: Path) -> 
         and first["test"]["ratio"] == 1.0
         and first["test"]["metrics"] == {}
     )
+    # drawing everything: the estimated time is the from-scratch time
+    assert first["test"]["seconds_per_task"] == first["test"]["scratch_seconds_per_task"] > 0
+    assert first["test"]["time_ratio"] == 1.0 and "est. time" in result.output
     for row in rows:
         assert row["test"]["tasks"] == 2 and row["wall_s"] > 0
         assert set(row["test"]["per_task"]) == {

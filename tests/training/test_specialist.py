@@ -44,3 +44,17 @@ def test_label_studio_results_are_read_as_a_person_sees_them(kind: str) -> None:
     assert result_corrections(kind, truth, truth, w, h).total == 0
     assert result_corrections(kind, [], truth, w, h).total == want.objects
     assert from_scratch(kind, regions_of(kind, truth, w, h)).total == want.objects
+
+
+def test_estimated_time_weighs_each_action() -> None:
+    from training.corrections import BOX_SECONDS, OUTLINE_SECONDS, VERIFY_SECONDS
+    from training.specialist import seconds
+
+    # 10 true boxes: 2 drawn, 1 adjusted, 3 false positives deleted, the other 7 accepted with one look
+    c = Corrections(added=2, adjusted=1, deleted=3, objects=10)
+    assert seconds("detect", c) == pytest.approx(3 * BOX_SECONDS + 3 * VERIFY_SECONDS + 7 * VERIFY_SECONDS)
+    assert seconds("detect", Corrections(added=10, objects=10)) == pytest.approx(10 * BOX_SECONDS)
+    # an outline costs far more than a box: the same actions on masks weigh differently
+    assert seconds("segment", c) == pytest.approx(3 * OUTLINE_SECONDS + 10 * VERIFY_SECONDS)
+    assert seconds("classify", Corrections(relabelled=1, objects=1)) == VERIFY_SECONDS
+    assert seconds("classify", Corrections(objects=1)) == VERIFY_SECONDS  # a right label: still one look

@@ -46,7 +46,14 @@ from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, random_crop, to_tensor
 from training.base import Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError
 from training.corrections import OBJECT_CORRECTIONS
-from training.datasets import check_segment, read_image, read_instances, read_mask, segment_pairs
+from training.datasets import (
+    check_segment,
+    read_image,
+    read_instances,
+    read_mask,
+    segment_pairs,
+    valid_areas,
+)
 from training.inference import SegmentationMap, TiledPredictor, _resize, fitted_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
 from training.metrics import segmentation_metrics
@@ -138,18 +145,22 @@ def _load(
     from training.objects import boundary_of, centre_of
 
     pairs = []
+    valid = valid_areas(dataset_dir)
     for img_path, mask_path in segment_pairs(dataset_dir, split):
         image, mask = read_image(img_path), read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise TrainingError(f"{mask_path}: mask {mask.shape} does not match image {image.shape[:2]}")
+        # a field padded past its slide's edge: cut to the part on the slide, the padding is never learnt
+        width, height = valid.get(img_path.stem, mask.shape[::-1])
+        cut = (slice(0, height), slice(0, width))
         if instances == "boundary":
-            edge = boundary_of(read_instances(mask_path, mask))
-            pairs.append((image, ((mask > 0) + 2 * edge).astype(np.uint8)))
+            edge = boundary_of(read_instances(mask_path, mask)[cut])
+            pairs.append((image[cut], ((mask[cut] > 0) + 2 * edge).astype(np.uint8)))
         elif instances == "distance":
-            steps = np.round(centre_of(read_instances(mask_path, mask)) * CENTRE_STEPS)
-            pairs.append((image, ((mask > 0) + 2 * steps).astype(np.uint8)))
+            steps = np.round(centre_of(read_instances(mask_path, mask)[cut]) * CENTRE_STEPS)
+            pairs.append((image[cut], ((mask[cut] > 0) + 2 * steps).astype(np.uint8)))
         else:
-            pairs.append((image, (mask > 0).astype(np.uint8) if binary else mask))
+            pairs.append((image[cut], (mask[cut] > 0).astype(np.uint8) if binary else mask[cut]))
     return pairs
 
 

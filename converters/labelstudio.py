@@ -44,6 +44,7 @@ from converters.labelstudio_regions import convert_regions
 from converters.layout import DatasetLayout
 from converters.regions import finite_number, short
 from converters.report import ConversionReport
+from converters.slides import valid_area
 from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_fraction, split_of_group
 from kernel.labelstudio import (
     LabelConfig,
@@ -512,30 +513,6 @@ def _convert_item(
     aid = aid if isinstance(aid, str) or (isinstance(aid, int) and not isinstance(aid, bool)) else None
     writer.add_item(stem, split, task_id, [aid], it.group, **extra)
     report.add_converted(regions=out.regions)
-
-
-def valid_area(data: Any, size: tuple[int, int] | None = None) -> dict[str, int]:
-    """``{"valid_width", "valid_height"}`` of a task whose image is padded past the edge of its slide
-    (:mod:`histoloop.slides`), each at most the image's ``size`` when known; empty for any other task (or
-    values that are no positive integers).
-
-    >>> valid_area({"valid_width": 300, "valid_height": 116}), valid_area({"valid_width": "x"}), valid_area(None)
-    ({'valid_width': 300, 'valid_height': 116}, {}, {})
-    """
-    if not isinstance(data, dict) or ("valid_width" not in data and "valid_height" not in data):
-        return {}
-    out = {}
-    for key, limit in (
-        ("valid_width", size[0] if size else None),
-        ("valid_height", size[1] if size else None),
-    ):
-        value = data.get(key, limit)
-        if value is None:
-            continue
-        if type(value) is not int or value <= 0:
-            return {}
-        out[key] = min(value, limit) if limit else value
-    return out
 
 
 def to_yolo_detect(tasks, out_dir, *, label_config, images=None, obb=False, **kw) -> ConversionReport:

@@ -446,6 +446,30 @@ def _valid(left: float, downsample: float, size: int) -> int:
     return int(min(size, max(1, math.ceil(left / downsample - 1e-6))))
 
 
+def valid_area(data: Any, size: tuple[int, int] | None = None) -> dict[str, int]:
+    """``{"valid_width", "valid_height"}`` of a task whose image is padded past the edge of its slide
+    (``histoloop slides import``), each at most the image's ``size`` when known; empty for any other task (or
+    values that are no positive integers).
+
+    >>> valid_area({"valid_width": 300, "valid_height": 116}), valid_area({"valid_width": "x"}), valid_area(None)
+    ({'valid_width': 300, 'valid_height': 116}, {}, {})
+    """
+    if not isinstance(data, dict) or ("valid_width" not in data and "valid_height" not in data):
+        return {}
+    out = {}
+    for key, limit in (
+        ("valid_width", size[0] if size else None),
+        ("valid_height", size[1] if size else None),
+    ):
+        value = data.get(key, limit)
+        if value is None:
+            continue
+        if type(value) is not int or value <= 0:
+            return {}
+        out[key] = min(value, limit) if limit else value
+    return out
+
+
 def sample_fields(fields: Sequence[Field], n: int | None, seed: int | str = 0) -> list[Field]:
     """``n`` fields drawn at random (reproducibly from ``seed``, e.g. the slide's fingerprint), kept in
     reading order; all of them when ``n`` is None or at least ``len(fields)``."""

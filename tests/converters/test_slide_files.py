@@ -358,3 +358,10 @@ def test_a_padded_edge_field_keeps_its_valid_area_into_training(tmp_path: Path) 
     assert "valid_width" not in items[2] and "valid_height" not in items[2]
     shapes = sorted(image.shape[:2] + mask.shape for image, mask in _load(ds, "train", binary=True))
     assert shapes == [(120, 200, 120, 200), (200, 200, 200, 200)]
+    # a training crop of 256 px: the cut field is mirrored out to it, never padded with white background
+    by_size = {image.shape[0]: (image, mask) for image, mask in _load(ds, "train", binary=True, min_side=256)}
+    image, mask = by_size[256]
+    assert image.shape[:2] == mask.shape == (256, 256)
+    assert not (image == 255).all(axis=2).any()  # no white pixel: the padding is gone
+    np.testing.assert_array_equal(mask[120:239], mask[:119][::-1])  # the mask mirrored with the image
+    assert by_size[200][0].shape[:2] == (200, 200)  # a field wholly on its slide: as it is (pad_to later)

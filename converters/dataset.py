@@ -35,9 +35,12 @@ if TYPE_CHECKING:
 COPY_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
 def safe_stem(name: str) -> str:
     """A file-system-safe stem (letters, digits, ``-_.``), never empty, at most 200 characters."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "item"
+    stem = _UNSAFE.sub("_", name).strip("._") or "item"
     return stem[:200]
 
 
@@ -176,8 +179,13 @@ class DatasetWriter:
         self._hash = hashlib.sha256()
         self._dirs: set[Path] = set()
         self._label_dirs: dict[str, str] = {}
-        self._files: dict[str, list[Path]] = {}
-        """stem -> the files (and binary-mask folders) written for it, for :meth:`balance_splits`."""
+        self._files: dict[str, list[Path | str]] = {}
+        """stem -> the files (and binary-mask folders) written for it, for :meth:`balance_splits` (label
+        files as the string of their path: made a ``Path`` only for the few items a balance moves)."""
+
+    def _paths(self, stem: str) -> list[Path]:
+        """The files written for ``stem`` (see ``_files``)."""
+        return [Path(p) for p in self._files.get(stem, [])]
 
     # -- names ----------------------------------------------------------------------------------------
     def unique_stem(self, stem: str, suffix: str = "") -> str:
@@ -234,10 +242,11 @@ class DatasetWriter:
         folder = self._label_dirs.get(split)
         if folder is None:
             folder = self._label_dirs[split] = str(self._path(self.layout.label(split, "x")).parent) + os.sep
-        with open(folder + stem + ".txt", "w") as f:
-            f.write(text)
-        self._files.setdefault(stem, []).append(Path(folder + stem + ".txt"))
-        self._hash.update(f"{split}/{stem}\0{text}\0".encode())
+        data = text.encode()
+        with open(folder + stem + ".txt", "wb") as f:  # bytes: no text wrapper per file
+            f.write(data)
+        self._files.setdefault(stem, []).append(folder + stem + ".txt")
+        self._hash.update(f"{split}/{stem}\0".encode() + data + b"\0")
 
     def write_mask(
         self,
@@ -299,16 +308,16 @@ class DatasetWriter:
         for item in items:
             target = decided.splits[item["stem"]]
             if target != item["split"]:
-                for path in self._files.get(item["stem"], []):
+                for path in self._paths(item["stem"]):
                     dest = self._in_split(path, item["split"], target)
                     self._path(dest)
                     os.replace(path, dest)
                 self._files[item["stem"]] = [
-                    self._in_split(p, item["split"], target) for p in self._files.get(item["stem"], [])
+                    self._in_split(p, item["split"], target) for p in self._paths(item["stem"])
                 ]
                 item["split"] = target
             if item["stem"] in decided.copies_to_val:
-                for path in self._files.get(item["stem"], []):
+                for path in self._paths(item["stem"]):
                     dest = self._path(self._in_split(path, item["split"], "val"))
                     if path.is_dir():
                         shutil.copytree(path, dest)

@@ -25,8 +25,10 @@ the rest converts. Anything unforeseen in one item skips that item with the exce
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -42,6 +44,7 @@ from converters.labelstudio_regions import convert_regions
 from converters.layout import DatasetLayout
 from converters.regions import finite_number, short
 from converters.report import ConversionReport
+from converters.slides import valid_area
 from converters.split import DEFAULT_SPLIT, SplitOptions, group_of, split_fraction, split_of_group
 from kernel.labelstudio import (
     LabelConfig,
@@ -217,7 +220,7 @@ def _unusable_task(task: dict) -> str | None:
 
 def _unique(stem: str, seen: set[str], tid: Any) -> str:
     """A stem not in ``seen`` (then added): ``stem``, else ``stem-t<task>``, else ``stem-t<task>-2``..."""
-    stem = safe_stem(stem)
+    stem = safe_stem(stem)  # idempotent, and cheap on a stem that is safe already
     if stem in seen:
         base = f"-t{tid}"
         stem = safe_stem(stem[: 200 - len(base)] + base)
@@ -337,7 +340,63 @@ def export_to_dataset(
     if images is not None and images.local_root is not None:
         inputs.append(images.local_root)
     check_output(out_dir, inputs, force=force)
-    tasks = load_export(tasks)
+    with _collector_paused():
+        return _export(
+            load_export(tasks),
+            spec,
+            kind,
+            out_dir,
+            label_config=label_config,
+            images=images,
+            split_options=split_options,
+            split=split,
+            approval=approval,
+            per_annotator=per_annotator,
+            binary_masks=binary_masks,
+            data_key=data_key,
+            progress=progress,
+            inputs=inputs,
+            force=force,
+        )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while an export converts (its previous state restored after).
+
+    Converting allocates a few objects per task; each time they fill the youngest generation the collector
+    may walk the older ones too, i.e. the whole export parsed so far (a dict or list per task, result and value)
+    again and again: a third of the conversion's time on a large export. Reference counting still frees
+    everything as usual; only reference cycles (the converter makes none per item) wait for the next
+    collection after it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _export(
+    tasks: list[dict],
+    spec: DatasetSpec,
+    kind: str,
+    out_dir: str | Path,
+    *,
+    label_config: str | Path | None,
+    images: ImageLoader | None,
+    split_options: SplitOptions,
+    split: SplitChoice,
+    approval: str,
+    per_annotator: bool,
+    binary_masks: bool,
+    data_key: str | None,
+    progress: bool,
+    inputs: list[str | Path],
+    force: bool,
+) -> ConversionReport:
     config = read_config(label_config) if label_config is not None else None
     report = ConversionReport()
     if not tasks:
@@ -447,6 +506,7 @@ def _convert_item(
     mpp = finite_number(mpp)
     if mpp is not None and mpp > 0:
         extra["mpp"] = mpp
+    extra.update(valid_area(it.task.get("data"), size))
     if out.cls is not None:  # a classify item's class
         extra["class"] = out.cls
     aid = ann.get("id")

@@ -136,13 +136,13 @@ def convert_regions(
 ) -> ItemLabels | None:
     """Convert one annotation's results; None when the item must be skipped (recorded in ``report``)."""
     spec = dataset_spec(kind)
-    types = spec.result_types
     index = {c: i for i, c in enumerate(classes)}
     accepted = config.accepted_pairs()
     if spec.plain_lines is not None:
         lines = spec.plain_lines(results, accepted, index)
         if lines is not None:
             return ItemLabels(lines=lines, regions=len(lines))
+    types = spec.result_types
     reader = spec.regions(spec.kind, config, index, size)
     attempted = 0
     others: dict[str, int] = {}  # regions this kind does not read, by type

@@ -172,6 +172,85 @@ def mask_to_polygon_results(
     return out
 
 
+def drop_padding(
+    results: list[dict], valid_width: int, valid_height: int, width: int, height: int
+) -> list[dict]:
+    """The results of an image of ``width`` × ``height`` whose part right of ``valid_width`` or below
+    ``valid_height`` is padding (a slide field crossing the slide's edge), with nothing in the padding:
+    a brush's padding pixels erased, a polygon cut to the valid part, a box or point whose centre is in the
+    padding dropped (a box on the edge cut to it); results with no geometry (choices) kept. A region left
+    with nothing goes.
+
+    >>> box = boxes_to_results([[10, 10, 30, 30], [60, 10, 90, 30], [40, 10, 60, 30]], [0.9] * 3, ["t"] * 3,
+    ...                        100, 100, "box", "image")
+    >>> [(r["value"]["x"], round(r["value"]["width"], 6)) for r in drop_padding(box, 55, 100, 100, 100)]
+    [(10.0, 20.0), (40.0, 15.0)]
+    """
+    if valid_width >= width and valid_height >= height:
+        return results
+    vx, vy = valid_width / width * 100, valid_height / height * 100
+    out = []
+    for r in results:
+        value = r.get("value") if isinstance(r, dict) else None
+        if not isinstance(value, dict):
+            out.append(r)
+            continue
+        if "rle" in value:
+            kept = _brush_cut(value, valid_width, valid_height, width, height)
+        elif "points" in value:
+            kept = _polygon_cut(value, vx, vy)
+        elif "x" in value and "y" in value:
+            kept = _box_cut(value, vx, vy)
+        else:
+            kept = value
+        if kept is not None:
+            out.append({**r, "value": kept})
+    return out
+
+
+def _brush_cut(value: dict, vw: int, vh: int, width: int, height: int) -> dict | None:
+    from converters.rle import rle_to_mask
+
+    mask = rle_to_mask(value["rle"], height, width)
+    if not mask[vh:].any() and not mask[:, vw:].any():
+        return value
+    mask[vh:] = 0
+    mask[:, vw:] = 0
+    return {**value, "rle": mask_to_rle(mask > 0)} if mask.any() else None
+
+
+def _polygon_cut(value: dict, vx: float, vy: float) -> dict | None:
+    from shapely import Polygon, box
+
+    points = np.asarray(value["points"], dtype=np.float64).reshape(-1, 2)
+    if (points[:, 0] <= vx).all() and (points[:, 1] <= vy).all():
+        return value
+    shape = Polygon(points).buffer(0) if len(points) >= 3 else Polygon()
+    cut = shape.intersection(box(0, 0, vx, vy))
+    parts = [p for p in getattr(cut, "geoms", [cut]) if p.geom_type == "Polygon" and p.area > 0]
+    if not parts:
+        return None
+    ring = np.asarray(max(parts, key=lambda p: p.area).exterior.coords)[:-1]
+    return {**value, "points": ring.round(4).tolist()}
+
+
+def _box_cut(value: dict, vx: float, vy: float) -> dict | None:
+    x, y = float(value["x"]), float(value["y"])
+    w, h = float(value.get("width", 0.0)), float(value.get("height", 0.0))
+    if value.get("rotation"):  # a rotated box: by its centre, kept as it is
+        import math
+
+        t = math.radians(float(value["rotation"]))
+        cx = x + (w * math.cos(t) - h * math.sin(t)) / 2
+        cy = y + (w * math.sin(t) + h * math.cos(t)) / 2
+        return value if cx < vx and cy < vy else None
+    if not (x + w / 2 < vx and y + h / 2 < vy):
+        return None
+    if x + w <= vx and y + h <= vy:
+        return value
+    return {**value, "width": min(w, vx - x), "height": min(h, vy - y)}
+
+
 def choices_result(choice: str, score: float, from_name: str, to_name: str) -> dict:
     """A ``choices`` result with the model's probability for it."""
     return {

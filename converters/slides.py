@@ -40,6 +40,9 @@ READERS = ("auto", "tiffslide", "openslide")
 THUMBNAIL_MAX = 2048
 """The tissue mask is computed on a thumbnail whose long side is at most this many pixels."""
 BLOCK = 4096
+TISSUE_MPP = 2.0
+"""The finest resolution (µm/px) tissue is found at: the gaps between cells and the pale parts of the
+stroma are glass-like at full resolution; at 2 µm/px they are part of the tissue they lie in."""
 """A level larger than BLOCK² is shrunk into a thumbnail block by block."""
 
 
@@ -62,7 +65,22 @@ class Field:
     mpp: float
     slide_mpp: float
     tissue: float = 1.0
-    """Fraction of the field that the thumbnail's tissue mask covers."""
+    """Fraction of the field's part on the slide that the thumbnail's tissue mask covers."""
+    valid_width: int | None = None
+    """Field px from the left that lie on the slide, for a field crossing the slide's right edge (the rest
+    is white padding); None: the whole width."""
+    valid_height: int | None = None
+    """The same from the top, for a field crossing the slide's bottom edge."""
+
+    @property
+    def valid(self) -> tuple[int, int]:
+        """(width, height) in field px of the part on the slide (the field's size when it is all on it)."""
+        return self.valid_width or self.size, self.valid_height or self.size
+
+    @property
+    def padded(self) -> bool:
+        """Whether part of the field lies past the slide's right or bottom edge."""
+        return self.valid != (self.size, self.size)
 
     @property
     def downsample(self) -> float:
@@ -244,38 +262,125 @@ def open_slide(path: str | Path, reader: str = "auto", mpp: float | None = None)
 
 
 def tissue_mask(thumbnail: np.ndarray, min_saturation: int = 20, min_area: float = 0.0005) -> np.ndarray:
-    """(H, W) bool: stained tissue on a thumbnail; glass, pen marks and dust left out.
+    """(H, W) bool: stained tissue on a thumbnail; glass, pen ink and dust left out (scikit-image).
 
     Tissue is what is saturated (half Otsu's threshold on HSV saturation, between ``min_saturation`` and
-    40 of 255),
-    pen ink is what has a green/cyan/blue hue (H&E is pink to purple) or is nearly black, slightly grown so
-    its edges go too; small specks (under ``min_area`` of the thumbnail) are dropped.
+    40 of 255); pen ink is what has a green, cyan or blue hue (H&E is pink to purple) and some saturation,
+    or is nearly black (a black marker), grown by two pixels so its edges go too; small specks and small
+    holes (under ``min_area`` of the thumbnail) are dropped and filled.
 
     >>> thumb = np.full((64, 64, 3), 245, np.uint8)
     >>> thumb[8:40, 8:40] = (200, 110, 170)          # eosin-pink tissue
     >>> thumb[48:56, 8:56] = (40, 90, 200)           # a blue pen line
+    >>> thumb[20:24, 8:40] = (20, 20, 25)            # a black marker line across the tissue
     >>> m = tissue_mask(thumb)
-    >>> bool(m[20, 20]), bool(m[50, 30]), bool(m[60, 60])
-    (True, False, False)
+    >>> bool(m[12, 20]), bool(m[22, 20]), bool(m[50, 30]), bool(m[60, 60])
+    (True, False, False, False)
     """
-    import cv2
+    from skimage.color import rgb2hsv
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import closing, dilation, opening, remove_small_holes, remove_small_objects
 
-    hsv = cv2.cvtColor(np.ascontiguousarray(thumbnail[..., :3]), cv2.COLOR_RGB2HSV)
-    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    rgb = np.ascontiguousarray(thumbnail[..., :3])
+    hsv = rgb2hsv(rgb)
+    hue = hsv[..., 0] * 360.0
+    sat = np.round(hsv[..., 1] * 255.0).astype(np.uint8)
+    val = rgb.max(axis=2)
     # Otsu splits glass from stain; half of it keeps the pale parts of the tissue too
+    otsu = float(threshold_otsu(sat)) if sat.min() != sat.max() else 0.0
     tissue = sat >= min(max(min_saturation, otsu / 2), 40)
-    pen = ((hue >= 35) & (hue <= 130) & (sat >= 40)) | (val < 35)  # OpenCV hue is 0..180
+    pen = ((hue >= 70) & (hue <= 260) & (sat >= 40)) | (val < 35)
     if pen.any():
-        pen = cv2.dilate(pen.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        pen = dilation(pen, np.ones((5, 5), bool))
     tissue &= ~pen
-    k = np.ones((3, 3), np.uint8)
-    m = cv2.morphologyEx(tissue.astype(np.uint8), cv2.MORPH_CLOSE, k)
-    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    keep = np.zeros(n, bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(1.0, min_area * m.size)
-    return keep[labels]
+    square = np.ones((3, 3), bool)
+    m = opening(closing(tissue, square), square)
+    smaller = max(1, math.ceil(min_area * m.size))  # objects of fewer pixels go
+    m = remove_small_objects(m, max_size=smaller - 1, connectivity=2)
+    return remove_small_holes(m, max_size=smaller - 1)
+
+
+class TissueMap:
+    """Where a slide has tissue: :func:`tissue_mask` of its thumbnail and the thumbnail's downsample (level-0
+    px per mask px). Asked in level-0 coordinates: the tissue fraction of a rectangle (:meth:`fraction`) and
+    the tissue as a shapely geometry (:attr:`geometry`, to cut results to it: :meth:`clip`).
+
+    >>> m = np.zeros((10, 10), bool); m[:, :5] = True     # tissue on the left half, 4 level-0 px per mask px
+    >>> t = TissueMap(m, 4.0)
+    >>> t.fraction(0, 0, 20, 40), t.fraction(10, 0, 30, 40), t.fraction(20, 0, 40, 40), t.geometry.bounds
+    (1.0, 0.5, 0.0, (0.0, 0.0, 20.0, 40.0))
+    >>> t.clip(__import__("shapely").box(10, 10, 30, 20)).bounds
+    (10.0, 10.0, 20.0, 20.0)
+    """
+
+    def __init__(self, mask: np.ndarray, downsample: float) -> None:
+        self.mask = np.asarray(mask, dtype=bool)
+        self.downsample = float(downsample)
+        self._integral = np.pad(self.mask.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        self._geometry: Any = None
+        self._prepared = False
+
+    @classmethod
+    def of(cls, slide: Slide) -> TissueMap:
+        """The tissue map of a slide, from its thumbnail at :data:`TISSUE_MPP` µm/px or coarser (at most
+        :data:`THUMBNAIL_MAX` px on its long side)."""
+        long_side = max(slide.dimensions) * slide.mpp / TISSUE_MPP
+        thumb, ds = slide.thumbnail(max(1, min(THUMBNAIL_MAX, math.ceil(long_side))))
+        return cls(tissue_mask(thumb), ds)
+
+    def fraction(self, x0: float, y0: float, x1: float, y1: float) -> float:
+        """The tissue fraction of the level-0 rectangle ``[x0, x1] × [y0, y1]`` (its part outside the mask
+        counts as no tissue), to the mask's pixels: a pixel counts by the part of it inside."""
+        if x1 <= x0 or y1 <= y0:
+            return 0.0
+        ds, (h, w) = self.downsample, self.mask.shape
+        c0, c1 = np.clip([x0 / ds, x1 / ds], 0, w)
+        r0, r1 = np.clip([y0 / ds, y1 / ds], 0, h)
+        covered = self._area(c0, r0, c1, r1)
+        return float(covered / ((x1 - x0) * (y1 - y0) / ds / ds))
+
+    def _area(self, c0: float, r0: float, c1: float, r1: float) -> float:
+        """Tissue pixels in the mask rectangle (fractional edges counted by the whole pixels they cut,
+        weighted by the part inside)."""
+        if c1 <= c0 or r1 <= r0:
+            return 0.0
+        a, b = math.floor(c0), math.ceil(c1)
+        c, d = math.floor(r0), math.ceil(r1)
+        block = self.mask[c:d, a:b].astype(np.float64)
+        wx = np.ones(b - a)
+        wx[0] -= c0 - a
+        wx[-1] -= b - c1
+        wy = np.ones(d - c)
+        wy[0] -= r0 - c
+        wy[-1] -= d - r1
+        return float(wy @ block @ wx)
+
+    @property
+    def geometry(self) -> Any:
+        """The tissue as a shapely (Multi)Polygon in level-0 coordinates (holes kept)."""
+        if self._geometry is None:
+            from shapely import MultiPolygon, affinity
+
+            from converters.geojson import mask_polygons
+
+            parts = mask_polygons(self.mask, min_area=1.0)
+            shape = MultiPolygon(parts) if parts else MultiPolygon()
+            self._geometry = affinity.scale(shape, self.downsample, self.downsample, origin=(0, 0))
+        return self._geometry
+
+    def clip(self, shape: Any) -> Any:
+        """``shape`` (level-0 coordinates) cut to the tissue; empty when none of it is on tissue."""
+        import shapely
+
+        tissue = self.geometry
+        if not self._prepared:
+            shapely.prepare(tissue)
+            self._prepared = True
+        if tissue.contains(shape):
+            return shape
+        if not tissue.intersects(shape):
+            return shapely.Polygon()
+        return shape.intersection(tissue)
 
 
 def tissue_fields(
@@ -285,36 +390,84 @@ def tissue_fields(
     *,
     stride: int | None = None,
     min_tissue: float = 0.5,
-    mask: tuple[np.ndarray, float] | None = None,
+    mask: tuple[np.ndarray, float] | TissueMap | None = None,
 ) -> list[Field]:
     """Every field of ``size`` px at ``mpp`` µm/px on a grid of ``stride`` field px (default ``size``: no
     overlap) whose tissue fraction is at least ``min_tissue``; row by row from the top-left.
 
-    ``mask``: a precomputed (tissue mask, its downsample); else :func:`tissue_mask` of the thumbnail.
+    The grid covers the whole slide: the last column and row may cross its right and bottom edges, their
+    fields padded with white (:meth:`Slide.read`) and carrying the part on the slide
+    (:attr:`Field.valid_width`, :attr:`Field.valid_height`); their tissue fraction is that of this part.
+
+    ``mask``: a precomputed :class:`TissueMap` (or (tissue mask, its downsample)); else the slide's.
     """
     if size <= 0 or mpp <= 0:
         raise ValueError(f"field size {size} px and resolution {mpp} µm/px must be positive")
     stride = stride or size
-    if mask is None:
-        thumb, ds = slide.thumbnail()
-        mask = (tissue_mask(thumb), ds)
-    m, mds = mask
-    integral = np.pad(m.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    tissue = mask if isinstance(mask, TissueMap) else TissueMap(*mask) if mask else TissueMap.of(slide)
     probe = Field(0, 0, size, mpp, slide.mpp)
-    extent, step = probe.extent, stride * probe.downsample
+    extent, step, ds = probe.extent, stride * probe.downsample, probe.downsample
     W, H = slide.dimensions
     fields = []
-    for y in np.arange(0, H - extent + 1e-6, step):
-        for x in np.arange(0, W - extent + 1e-6, step):
-            x0, y0 = round(x / mds), round(y / mds)
-            x1 = min(m.shape[1], max(x0 + 1, round((x + extent) / mds)))
-            y1 = min(m.shape[0], max(y0 + 1, round((y + extent) / mds)))
-            area = (x1 - x0) * (y1 - y0)
-            covered = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-            frac = covered / area if area > 0 else 0.0
-            if frac >= min_tissue:
-                fields.append(Field(round(x), round(y), size, mpp, slide.mpp, round(float(frac), 4)))
+    for y in _starts(H, extent, step):
+        for x in _starts(W, extent, step):
+            x0, y0 = round(x), round(y)
+            vw, vh = _valid(W - x0, ds, size), _valid(H - y0, ds, size)
+            frac = tissue.fraction(x0, y0, min(W, x0 + extent), min(H, y0 + extent))
+            if frac >= min_tissue and frac > 0:
+                fields.append(
+                    Field(
+                        x0,
+                        y0,
+                        size,
+                        mpp,
+                        slide.mpp,
+                        round(frac, 4),
+                        valid_width=vw if vw < size else None,
+                        valid_height=vh if vh < size else None,
+                    )
+                )
     return fields
+
+
+def _starts(length: int, extent: float, step: float) -> np.ndarray:
+    """Grid positions along a side of ``length`` level-0 px: from 0 while a field still starts on the
+    slide (the last one may reach past its end)."""
+    last = max(0.0, length - extent)
+    starts = np.arange(0, last + 1e-6, step)
+    if starts[-1] + extent < length - 1e-6:  # the rest of the side: one more field, crossing the edge
+        starts = np.append(starts, starts[-1] + step)
+    return starts
+
+
+def _valid(left: float, downsample: float, size: int) -> int:
+    """Field px (at most ``size``) covering the ``left`` level-0 px still on the slide (a partly covered
+    last pixel counts)."""
+    return int(min(size, max(1, math.ceil(left / downsample - 1e-6))))
+
+
+def valid_area(data: Any, size: tuple[int, int] | None = None) -> dict[str, int]:
+    """``{"valid_width", "valid_height"}`` of a task whose image is padded past the edge of its slide
+    (``histoloop slides import``), each at most the image's ``size`` when known; empty for any other task (or
+    values that are no positive integers).
+
+    >>> valid_area({"valid_width": 300, "valid_height": 116}), valid_area({"valid_width": "x"}), valid_area(None)
+    ({'valid_width': 300, 'valid_height': 116}, {}, {})
+    """
+    if not isinstance(data, dict) or ("valid_width" not in data and "valid_height" not in data):
+        return {}
+    out = {}
+    for key, limit in (
+        ("valid_width", size[0] if size else None),
+        ("valid_height", size[1] if size else None),
+    ):
+        value = data.get(key, limit)
+        if value is None:
+            continue
+        if type(value) is not int or value <= 0:
+            return {}
+        out[key] = min(value, limit) if limit else value
+    return out
 
 
 def sample_fields(fields: Sequence[Field], n: int | None, seed: int | str = 0) -> list[Field]:

@@ -12,6 +12,9 @@ on file names:
 ``x``, ``y``    the field's top-left in the slide's level-0 pixels
 ``size``        the field's side in pixels; ``mpp`` its resolution (µm/px); ``slide_mpp`` the slide's;
                 ``downsample`` = level-0 px per field px; ``tissue`` the fraction of tissue in it
+``valid_width``, ``valid_height``   only on a field that crosses the slide's right or bottom edge: the
+                field px from its left / top that are on the slide; the rest is white padding, which
+                training leaves out and ``/predict`` suggests nothing in
 
 Re-running on the same slides adds nothing twice: a field (slide id, x, y, size, mpp) already a task of the
 project is skipped, and its image is not rewritten. A slide that cannot be read is reported by name; the
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.slides import SlideError, open_slide, read_field, sample_fields, tissue_fields
+from converters.slides import Field, SlideError, open_slide, read_field, sample_fields, tissue_fields
 from converters.split import group_of
 
 log = logging.getLogger(__name__)
@@ -247,6 +250,7 @@ def _import_one(
                         "slide_mpp": slide.mpp,
                         "downsample": f.downsample,
                         "tissue": f.tissue,
+                        **_valid_area(f),
                     }
                 )
                 known.add(key)
@@ -255,6 +259,15 @@ def _import_one(
         for i in range(0, len(tasks), IMPORT_BATCH):
             client.projects.import_tasks(project, request=tasks[i : i + IMPORT_BATCH])
     return len(tasks), existing, len(fields)
+
+
+def _valid_area(f: Field) -> dict[str, int]:
+    """``valid_width`` / ``valid_height`` of a field crossing the slide's right or bottom edge (field px on
+    the slide; the rest of the image is white padding); nothing for a field wholly on the slide."""
+    if not f.padded:
+        return {}
+    width, height = f.valid
+    return {"valid_width": width, "valid_height": height}
 
 
 def slide_tasks(tasks: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

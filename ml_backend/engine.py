@@ -37,7 +37,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from converters.predictions import task_score
+from converters.predictions import drop_padding, task_score
+from converters.slides import valid_area
 from kernel.settings import DEFAULT_MIN_SCORE, Settings
 from ml_backend.labelconfig import LabelPlan
 from ml_backend.labels import LabelMapper
@@ -131,12 +132,20 @@ class Engine:
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         errors: dict[int, str] = {}
         limits = limits or Limits()
+        # slide fields padded past their slide's edge: no suggestion in the padding
+        valid = {
+            i: area
+            for i, t in enumerate(tasks)
+            if isinstance(t, dict) and (area := valid_area(t.get("data")))
+        }
         if predictors:
             for group in self._groups(tasks, predictors, state, timings, errors, limits):
                 if limits.passed():
                     errors.update((i, limits.late("not predicted")) for i, _ in group)
                     continue
-                self._predict_group(group, predictors, serving, timings, errors, out, version, score, tta)
+                self._predict_group(
+                    group, predictors, serving, timings, errors, out, version, score, tta, valid
+                )
         else:
             out = [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
         for n, (index, reason) in enumerate(errors.items()):
@@ -285,6 +294,7 @@ class Engine:
         version: str,
         score: Callable[..., float],
         tta: bool = False,
+        valid: dict[int, dict[str, int]] | None = None,
     ) -> None:
         outputs: dict[tuple[str, str], dict[int, Any]] = {}
         # tta: (kind, key) -> task index -> [(flipped axes, the output on the flipped image)]
@@ -317,6 +327,10 @@ class Engine:
                     output = outputs[(control.kind, control.data_key)][index]
                     got = predictor.results(output, width, height)
                     self._check_finite(got, serving, control.kind)
+                    if valid and index in valid:
+                        area = valid[index]
+                        vw, vh = area.get("valid_width", width), area.get("valid_height", height)
+                        got = drop_padding(got, vw, vh, width, height)
                     results.extend(got)
                 by_kind = {kind: got[index] for (kind, _), got in outputs.items()}
                 flips = {kind: got[index] for (kind, _), got in flipped.items()} if tta else None

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.dataset import class_folder
-from converters.layout import DatasetLayout
+from converters.layout import DatasetLayout, Manifest
 from training.base import TrainingError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -146,6 +146,31 @@ def check_detect(dataset_dir: Path) -> list[str]:
     if missing:
         raise TrainingError(f"{dataset_dir}: no training examples of class(es) {missing}")
     return names
+
+
+def valid_areas(dataset_dir: Path) -> dict[str, tuple[int, int]]:
+    """stem → (width, height) of the items whose images are padded past their slide's edge (the manifest's
+    ``valid_width`` / ``valid_height``, :func:`converters.labelstudio.valid_area`): the part of the image
+    that is the slide. Empty when the dataset has no manifest (a folder of images and masks made by hand).
+    """
+    layout = DatasetLayout(dataset_dir)
+    if not layout.manifest.is_file():
+        return {}
+    try:
+        items = Manifest.read(dataset_dir).items
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    out = {}
+    for item in items:
+        width, height = item.extra.get("valid_width"), item.extra.get("valid_height")
+        if width is None and height is None:
+            continue
+        if not all(v is None or (type(v) is int and v > 0) for v in (width, height)):
+            raise TrainingError(
+                f"{layout.manifest}: item {item.stem!r}: valid_width / valid_height must be positive integers"
+            )
+        out[item.stem] = (width or 1 << 30, height or 1 << 30)
+    return out
 
 
 def segment_pairs(dataset_dir: Path, split: str) -> list[tuple[Path, Path]]:

@@ -12,6 +12,9 @@
   not overlapping, predicted :data:`CLASSIFY_BATCH` at a time; each field is a tile with the class
   probabilities, drawn as a heat map of the last class, and a heat map image of its own.
 
+Every result is limited to the slide's tissue (:class:`converters.slides.TissueMap`: no glass, no pen ink):
+regions are cut to it, boxes and tiles kept when at least half of them is tissue (:attr:`SlideSpec.on_tissue`).
+
 >>> from training.artifacts import ModelCard
 >>> card = ModelCard(kind="segment", classes=["tumor"], arch={}, input_size=256)
 >>> REGION_FIELDS.grid(card, None), CLASS_TILES.grid(card, None), BOX_FIELDS.grid(card, 512)
@@ -34,9 +37,10 @@ from converters.geojson import (
     feature,
     mask_polygons,
     polygon_geometry,
+    shapely_of,
     union_features,
 )
-from converters.slides import Field, Slide
+from converters.slides import Field, Slide, TissueMap
 from training.artifacts import ModelCard
 
 CLASSIFY_BATCH = 16
@@ -101,10 +105,52 @@ class SlideSpec:
     """What the model finds in the fields read."""
     draw: Drawer
     """Draws one feature's rings (thumbnail px) on the thumbnail (outlines) or on the layer blended into it."""
+    on_tissue: Callable[[list[dict[str, Any]], TissueMap], list[dict[str, Any]]]
+    """What of the features (slide coordinates) is kept on the slide's tissue: regions cut to it
+    (:func:`cut_to_tissue`), boxes and tiles kept when at least half of them is tissue
+    (:func:`half_on_tissue`)."""
     blend: bool = True
     """Whether the layer is blended into the thumbnail at 40 % (nothing is drawn on it otherwise)."""
     heatmap: Callable[[Heat, Slide], np.ndarray] | None = None
     """The heat map image of the fields' probabilities written beside the overlay, when the kind has one."""
+
+
+# -- on tissue --------------------------------------------------------------------------------------------
+ON_TISSUE = 0.5
+"""A box or a classified tile is kept when at least this fraction of it is tissue."""
+
+
+def cut_to_tissue(features: list[dict[str, Any]], tissue: TissueMap) -> list[dict[str, Any]]:
+    """Each region cut to the tissue (pen ink and glass are not); regions left with no area dropped."""
+    from shapely import MultiPolygon
+    from shapely.geometry import mapping
+
+    out = []
+    for f in features:
+        shape = shapely_of(f)
+        cut = tissue.clip(shape)
+        if cut is shape:
+            out.append(f)
+            continue
+        parts = [p for p in getattr(cut, "geoms", [cut]) if p.geom_type == "Polygon" and p.area > 0]
+        if parts:
+            geom = parts[0] if len(parts) == 1 else MultiPolygon(parts)
+            out.append({**f, "geometry": _plain(mapping(geom))})
+    return out
+
+
+def half_on_tissue(features: list[dict[str, Any]], tissue: TissueMap) -> list[dict[str, Any]]:
+    """The boxes or tiles of which at least :data:`ON_TISSUE` is tissue (by their bounding rectangles)."""
+    return [f for f in features if tissue.fraction(*shapely_of(f).bounds) >= ON_TISSUE]
+
+
+def _plain(value: Any) -> Any:
+    """shapely's ``mapping`` (tuples) as JSON's lists and floats."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 # -- the grids ----------------------------------------------------------------------------------------
@@ -302,6 +348,10 @@ def heat_map(heat: Heat, slide: Slide, cell: int = 8) -> np.ndarray:
     return np.repeat(np.repeat(grid, cell, axis=0), cell, axis=1)
 
 
-REGION_FIELDS = SlideSpec(grid=tiled_grid, predict=field_regions, draw=draw_region)
-BOX_FIELDS = SlideSpec(grid=tiled_grid, predict=field_boxes, draw=draw_outline, blend=False)
-CLASS_TILES = SlideSpec(grid=tile_grid, predict=tile_scores, draw=draw_heat, heatmap=heat_map)
+REGION_FIELDS = SlideSpec(grid=tiled_grid, predict=field_regions, draw=draw_region, on_tissue=cut_to_tissue)
+BOX_FIELDS = SlideSpec(
+    grid=tiled_grid, predict=field_boxes, draw=draw_outline, on_tissue=half_on_tissue, blend=False
+)
+CLASS_TILES = SlideSpec(
+    grid=tile_grid, predict=tile_scores, draw=draw_heat, on_tissue=half_on_tissue, heatmap=heat_map
+)

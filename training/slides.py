@@ -12,6 +12,9 @@ at, predicted in batches of overlapping tiles, results in slide coordinates (QuP
   (:func:`converters.geojson.union_features`); a box belongs to the field that holds its centre. classify:
   one field per model input, not overlapping, in batches: each gets the class probabilities, drawn as a
   heat map.
+- **Tissue.** Every result is limited to the slide's tissue (:class:`converters.slides.TissueMap`, glass
+  and pen ink left out): regions are cut to it, boxes and classified tiles kept when at least half of them
+  is tissue (the kind's :attr:`training.slide_fields.SlideSpec.on_tissue`).
 - **Memory.** One field is read (on a background thread, while the model runs on the previous one) and
   dropped after its prediction; what is kept is the vector output. The slide is never held in memory.
 
@@ -23,7 +26,6 @@ at, predicted in batches of overlapping tiles, results in slide coordinates (QuP
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from converters.geojson import clip_features, shapely_of, write_geojson
-from converters.slides import Field, Slide, open_slide, read_field, tissue_mask
+from converters.slides import Field, Slide, TissueMap, open_slide, read_field
 from training.artifacts import ModelCard
 from training.kinds import spec
-from training.slide_fields import FieldRun, SlideSpec
+from training.slide_fields import ON_TISSUE, FieldRun, Heat, SlideSpec
 
 DEFAULT_MODEL_MPP = 0.5
 """The resolution a model is taken to be trained at when its card records none (µm/px; 20×)."""
@@ -73,39 +75,36 @@ class SlideResult:
         return {**asdict(self), "fields_per_second": round(self.fields_per_second, 3)}
 
 
-def grid_fields(slide: Slide, size: int, mpp: float, overlap: int, min_tissue: float) -> list[Field]:
+def grid_fields(
+    slide: Slide, size: int, mpp: float, overlap: int, min_tissue: float, tissue: TissueMap | None = None
+) -> list[Field]:
     """Fields covering the slide's tissue to its edges (the last row and column may reach past the slide:
-    read as white), ``overlap`` field px between neighbours."""
-    thumb, ds = slide.thumbnail()
-    mask = tissue_mask(thumb)
+    read as white), ``overlap`` field px between neighbours; a field is kept when at least ``min_tissue`` of
+    its part on the slide is tissue (``tissue``: the slide's :class:`TissueMap`, made when not given)."""
+    tissue = tissue or TissueMap.of(slide)
     probe = Field(0, 0, size, mpp, slide.mpp)
     step = (size - overlap) * probe.downsample
     W, H = slide.dimensions
     xs = np.arange(0, max(W - probe.extent, 0) + step, step)
     ys = np.arange(0, max(H - probe.extent, 0) + step, step)
-    keep = {(f.x, f.y) for f in _tissue_at(slide, size, mpp, xs, ys, (mask, ds), min_tissue)}
-    return [
-        Field(round(x), round(y), size, mpp, slide.mpp)
-        for y in ys
-        for x in xs
-        if (round(x), round(y)) in keep
-    ]
-
-
-def _tissue_at(slide, size, mpp, xs, ys, mask, min_tissue) -> list[Field]:
-    m, mds = mask
-    integral = np.pad(m.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    extent = Field(0, 0, size, mpp, slide.mpp).extent
     out = []
     for y in ys:
         for x in xs:
-            x0, y0 = min(m.shape[1] - 1, int(x / mds)), min(m.shape[0] - 1, int(y / mds))
-            x1 = min(m.shape[1], max(x0 + 1, math.ceil((x + extent) / mds)))
-            y1 = min(m.shape[0], max(y0 + 1, math.ceil((y + extent) / mds)))
-            covered = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-            if covered / ((x1 - x0) * (y1 - y0)) >= min_tissue and covered > 0:
-                out.append(Field(round(x), round(y), size, mpp, slide.mpp))
+            x0, y0 = round(x), round(y)
+            frac = tissue.fraction(x0, y0, min(W, x0 + probe.extent), min(H, y0 + probe.extent))
+            if frac >= min_tissue and frac > 0:
+                out.append(Field(x0, y0, size, mpp, slide.mpp))
     return out
+
+
+def _heat_on_tissue(heat: Heat, tissue: TissueMap, slide: Slide) -> Heat:
+    """The fields of the heat map with at least :data:`ON_TISSUE` of their part on the slide on tissue."""
+    W, H = slide.dimensions
+    return [
+        (f, p)
+        for f, p in heat
+        if tissue.fraction(f.x, f.y, min(W, f.x + f.extent), min(H, f.y + f.extent)) >= ON_TISSUE
+    ]
 
 
 def _prefetch(
@@ -163,10 +162,13 @@ def predict_slide(
     with open_slide(slide_path, reader=reader, mpp=slide_mpp) as slide:
         stem = Path(slide_path).stem
         size, overlap = reading.grid(card, field_size)
-        fields = grid_fields(slide, size, res, overlap, min_tissue)
+        tissue = TissueMap.of(slide)
+        fields = grid_fields(slide, size, res, overlap, min_tissue, tissue)
         run = FieldRun(predictor, card, fields, overlap, threshold, min_score, timing, progress)
         features, heat = reading.predict(run, _prefetch(slide, fields, timing))
         features = clip_features(features, *slide.dimensions)  # the last fields reach past the edge
+        features = reading.on_tissue(features, tissue)  # nothing on glass or pen ink
+        heat = _heat_on_tissue(heat, tissue, slide)
         outputs = {"geojson": str(out_dir / f"{stem}.{card.kind}.geojson")}
         meta = {
             "slide": Path(slide_path).name,

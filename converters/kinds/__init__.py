@@ -176,10 +176,18 @@ class DatasetSpec:
 
 def dataset_spec(kind: str) -> DatasetSpec:
     """The row of a dataset kind; ``ValueError`` naming the kinds for anything else."""
+    found = _ROWS.get(kind) if type(kind) is str else None
+    if found is not None:  # the converters ask once per item
+        return found
     if not is_dataset_kind(kind):
         raise ValueError(f"kind must be one of {', '.join(DATASET_KINDS)}, not {kind!r}")
     spec: DatasetSpec = import_module(f"{__name__}.{kind.replace('-', '_')}").SPEC
+    _ROWS[kind] = spec
     return spec
+
+
+_ROWS: dict[str, DatasetSpec] = {}
+"""The rows looked up so far."""
 
 
 def kinds_where(test: Callable[[DatasetSpec], bool]) -> tuple[DatasetKind, ...]:

@@ -64,42 +64,40 @@ def plain_rectangles(
     (same output for these rectangles, plus the checks and messages for the rest).
     """
     lines = []
-    for r in results:
-        if type(r) is not dict or r.get("type") != RECTANGLE:
-            return None
-        if accepted is not None:
-            from_name = r.get("from_name")
-            if type(from_name) is not str or (from_name, RECTANGLE) not in accepted:
+    try:
+        for r in results:
+            if type(r) is not dict or r["type"] != RECTANGLE:
                 return None
-        v = r.get("value")
-        if type(v) is not dict or v.get("rotation"):
-            return None
-        labels = v.get(RECTANGLE)
-        if type(labels) is not list or len(labels) != 1 or type(labels[0]) is not str:
-            return None
-        cid = index.get(labels[0])
-        x, y, w, h = v.get("x"), v.get("y"), v.get("width"), v.get("height")
-        if (
-            cid is None
-            or type(x) not in _NUMBER
-            or type(y) not in _NUMBER
-            or type(w) not in _NUMBER
-            or type(h) not in _NUMBER
-            or not isinstance(x, int | float)
-            or not isinstance(y, int | float)
-            or not isinstance(w, int | float)
-            or not isinstance(h, int | float)
-            or not (  # each bounded first: a huge int never meets a float in an addition (OverflowError)
-                MIN_PERCENT <= w <= 100
-                and MIN_PERCENT <= h <= 100
-                and 0 <= x <= 100
-                and 0 <= y <= 100
-                and x + w <= 100
-                and y + h <= 100
-            )
-        ):
-            return None
-        lines.append(f"{cid} {(x + w / 2) / 100:.6f} {(y + h / 2) / 100:.6f} {w / 100:.6f} {h / 100:.6f}")
+            # a from_name that is not a string (a list: TypeError) is never one of the config's
+            if accepted is not None and (r["from_name"], RECTANGLE) not in accepted:
+                return None
+            v = r["value"]
+            if type(v) is not dict or v.get("rotation"):
+                return None
+            labels = v[RECTANGLE]
+            if type(labels) is not list or len(labels) != 1:
+                return None
+            cid = index.get(labels[0]) if type(labels[0]) is str else None
+            x, y, w, h = v["x"], v["y"], v["width"], v["height"]
+            if (
+                cid is None
+                or type(x) not in _NUMBER
+                or type(y) not in _NUMBER
+                or type(w) not in _NUMBER
+                or type(h) not in _NUMBER
+                or not (  # each bounded first: a huge int never meets a float in an addition (OverflowError)
+                    MIN_PERCENT <= w <= 100
+                    and MIN_PERCENT <= h <= 100
+                    and 0 <= x <= 100
+                    and 0 <= y <= 100
+                    and x + w <= 100
+                    and y + h <= 100
+                )
+            ):
+                return None
+            lines.append(f"{cid} {(x + w / 2) / 100:.6f} {(y + h / 2) / 100:.6f} {w / 100:.6f} {h / 100:.6f}")
+    except (KeyError, TypeError):  # a key missing, or not hashable: the general path says what is wrong
+        return None
     return lines
 
 

@@ -407,3 +407,35 @@ def test_touching_regions_stay_separate_objects(tmp_path) -> None:
     inst = np.asarray(Image.open(tmp_path / "ds" / "instances" / "train" / "TCGA-AA-0001-01Z.png"))
     assert label_instances(mask > 0).max() == 1 and sorted(np.unique(inst)) == [0, 1, 2]
     assert np.array_equal(inst > 0, mask > 0)
+
+
+def test_the_collector_is_paused_only_while_an_export_converts(tmp_path: Path) -> None:
+    """The cyclic garbage collector is off during a conversion (it would walk the parsed export again and
+    again) and back as it was after, also when the conversion fails."""
+    import gc
+
+    from benchmarks.convert import CONFIG as BOXES
+    from benchmarks.convert import make_export
+
+    seen: list[bool] = []
+
+    def during(item) -> str:
+        seen.append(gc.isenabled())
+        return "train"
+
+    assert gc.isenabled()
+    report = export_to_dataset(
+        make_export(3), "detect", tmp_path / "a", label_config=BOXES, images=None, split=during
+    )
+    assert report.converted == 3 and seen == [False] * 3 and gc.isenabled()
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, {")
+    with pytest.raises(ValueError, match=r"bad\.json"):
+        export_to_dataset(bad, "detect", tmp_path / "b", label_config=BOXES, images=None)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        export_to_dataset(make_export(2), "detect", tmp_path / "c", label_config=BOXES, images=None)
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()

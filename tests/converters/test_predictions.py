@@ -82,3 +82,33 @@ def test_choices_and_task_score():
     r = choices_result("malignant", 0.73, "diagnosis", "image")
     assert r["value"] == {"choices": ["malignant"]} and r["score"] == 0.73 and r["type"] == "choices"
     assert task_score([0.2, 0.4]) == pytest.approx(0.3) and task_score([]) == 0.0
+
+
+def test_drop_padding_cuts_or_drops_each_geometry_and_keeps_choices() -> None:
+    """The part of a 100 × 100 image right of x = 50 is padding: a polygon across it is cut, one inside it
+    dropped; a brush loses its padding pixels, one only there goes; a rotated box goes by its centre."""
+    from converters.predictions import choices_result, drop_padding, mask_to_brush_result
+    from converters.rle import rle_to_mask
+
+    def polygon(points: list[list[float]]) -> dict:
+        return {"type": "polygonlabels", "value": {"points": points, "polygonlabels": ["t"]}}
+
+    across = polygon([[10, 10], [90, 10], [90, 30], [10, 30]])
+    inside_padding = polygon([[60, 60], [90, 60], [90, 90]])
+    m = np.zeros((100, 100), bool)
+    m[10:20, 40:70] = True
+    brush = mask_to_brush_result(m, "t", 0.9, "mask", "image")
+    only_padding = mask_to_brush_result(
+        np.pad(np.ones((5, 5), bool), ((0, 95), (80, 15))), "t", 0.9, "mask", "image"
+    )
+    rotated = {
+        "type": "rectanglelabels",
+        "value": {"x": 60, "y": 10, "width": 10, "height": 10, "rotation": 90},
+    }
+    choice = choices_result("malignant", 0.8, "cls", "image")
+    out = drop_padding([across, inside_padding, brush, only_padding, rotated, choice], 50, 100, 100, 100)
+    assert [r["type"] for r in out] == ["polygonlabels", "brushlabels", "choices"]
+    assert max(x for x, _ in out[0]["value"]["points"]) == pytest.approx(50)
+    kept = rle_to_mask(out[1]["value"]["rle"], 100, 100) > 0
+    assert kept.sum() == 10 * 10 and not kept[:, 50:].any()
+    assert drop_padding([across], 100, 100, 100, 100) == [across]  # nothing padded: as it is

@@ -85,15 +85,60 @@ def test_tissue_on_the_left_half_only_pen_and_glass_left_out(slide_path: Path) -
     with open_slide(slide_path) as s:
         thumb, ds = s.thumbnail(max_size=500)
         mask = tissue_mask(thumb)
-        fields = tissue_fields(s, size=128, mpp=1.0)  # 512 level-0 px each: a 3 × 3 grid fits
+        fields = tissue_fields(s, size=128, mpp=1.0)  # 512 level-0 px each: a 3 × 3 grid fits, then the edge
     assert ds == pytest.approx(4.0)
     cols = mask.mean(axis=0)
     assert cols[: 1000 // 4 - 5].min() > 0.75 and cols[: 1000 // 4 - 5].mean() > 0.85  # the tissue half
     assert cols[1000 // 4 + 5 :].max() < 0.01  # glass and the blue pen line
-    assert {(f.x, f.y) for f in fields} == {(x, y) for x in (0, 512) for y in (0, 512, 1024)}
+    assert {(f.x, f.y) for f in fields} == {(x, y) for x in (0, 512) for y in (0, 512, 1024, 1536)}
     assert all(f.tissue >= 0.5 for f in fields)
+    # the bottom row crosses the slide's edge at 2000: 464 level-0 px on it, 116 field px
+    assert {f.valid for f in fields if f.y == 1536} == {(128, 116)}
+    assert all(not f.padded for f in fields if f.y < 1536)
     with open_slide(slide_path) as s:  # a grid stride of half a field: overlapping fields
         assert len(tissue_fields(s, size=128, mpp=1.0, stride=64)) > len(fields)
+
+
+def test_fields_crossing_the_right_and_bottom_edges_are_padded_white(slide_path: Path) -> None:
+    """A grid whose last column and row cross the slide's edges: those fields are kept, read padded with
+    white, and say which part of them is on the slide."""
+    with open_slide(slide_path) as s:
+        # 1200 level-0 px per field (300 px at 1 µm/px): the second column and row reach 2400 > 2000
+        fields = tissue_fields(s, size=300, mpp=1.0, min_tissue=0.01)
+        by_xy = {(f.x, f.y): f for f in fields}
+        assert set(by_xy) == {(0, 0), (0, 1200)}  # the right column holds no tissue (glass, pen)
+        edge = by_xy[(0, 1200)]
+        assert edge.valid == (300, 200) and edge.valid_width is None and edge.valid_height == 200
+        img = read_field(s, edge)
+    assert img.shape == (300, 300, 3)
+    assert (img[200:] == 255).all()  # the padding: white
+    assert img[:200].std() > 10  # the tissue above it
+    with open_slide(slide_path) as s:  # all glass: the right column is padded too
+        assert [f.valid for f in tissue_fields(s, size=300, mpp=1.0, min_tissue=0.0) if f.x == 1200] == []
+
+
+def test_tissue_map_leaves_out_glass_and_pen_strokes_across_the_tissue(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Green and black marker strokes drawn across the tissue are not tissue; nor is the glass with its
+    blue pen line; the rest of the tissue is."""
+    from slide_testkit import PEN_ROWS, make_slide
+
+    from converters.slides import TissueMap
+
+    path = make_slide(shared_data, tmp_path / "pens.tif", size=1000, pens=True)
+    with open_slide(path) as s:
+        tissue = TissueMap.of(s)
+    for top, bottom in PEN_ROWS.values():  # the strokes (inner rows: their edges are grown)
+        assert tissue.fraction(0, top * 1000 + 5, 440, bottom * 1000 - 5) < 0.02
+    # tissue without ink (at full resolution the pale gaps between cells are glass-like: about 0.7)
+    assert tissue.fraction(0, 0, 450, 350) > 0.5
+    assert tissue.fraction(520, 0, 1000, 1000) < 0.01  # glass and the blue line
+    geometry = tissue.geometry  # the mask's pixels as polygons, in level-0 px
+    assert geometry.area == pytest.approx(tissue.mask.sum() * tissue.downsample**2, rel=0.02)
+    from shapely import box
+
+    assert tissue.clip(box(0, 400, 400, 460)).area < 0.05 * 400 * 60  # a region on the green stroke: gone
 
 
 def test_sample_fields_is_reproducible_and_in_reading_order(slide_path: Path) -> None:
@@ -268,3 +313,55 @@ def test_thumbnail_of_a_slide_without_a_small_level_is_made_block_by_block(
     assert ds == ds2 and whole.shape == blocks.shape == (300, 300, 3)
     diff = np.abs(whole.astype(int) - blocks.astype(int))
     assert np.median(diff) == 0 and diff.mean() < 6  # resampled the same but at the 76.8 px block seams
+
+
+def test_a_padded_edge_field_keeps_its_valid_area_into_training(tmp_path: Path) -> None:
+    """A field crossing the slide's bottom edge: its task's valid area is recorded in the dataset's manifest,
+    and the segmenter's training data is cut to it (the white padding is never learnt as background)."""
+    import json
+
+    from PIL import Image
+
+    from converters.images import ImageLoader
+    from converters.labelstudio import export_to_dataset
+    from training.kinds.segment import _load
+
+    root = tmp_path / "files"
+    (root / "slides" / "ab").mkdir(parents=True)
+    field = np.full((200, 200, 3), 255, np.uint8)
+    field[:120] = (200, 110, 170)  # 120 rows of tissue, the rest padding
+    tasks = []
+    for i, (x, valid) in enumerate(((4000, {"valid_width": 200, "valid_height": 120}), (4400, {})), 1):
+        Image.fromarray(field).save(root / "slides" / "ab" / f"S1_x{x}_y6000_0.5um.png")
+        polygon = {
+            "type": "polygonlabels",
+            "from_name": "label",
+            "to_name": "image",
+            "original_width": 200,
+            "original_height": 200,
+            "value": {"points": [[10, 10], [50, 10], [50, 50]], "polygonlabels": ["tumor"]},
+        }
+        task = _field_task(i, [polygon], x=x)
+        task["data"].update(valid)
+        tasks.append(task)
+    config = (
+        '<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image">'
+        '<Label value="tumor"/></PolygonLabels></View>'
+    )
+    ds = tmp_path / "ds"
+    report = export_to_dataset(
+        tasks, "segment", ds, label_config=config, images=ImageLoader(local_root=root), split="train"
+    )
+    assert report.converted == 2, report.summary()
+    items = {i["task_id"]: i for i in json.loads((ds / "manifest.json").read_text())["items"]}
+    assert (items[1]["valid_width"], items[1]["valid_height"]) == (200, 120)
+    assert "valid_width" not in items[2] and "valid_height" not in items[2]
+    shapes = sorted(image.shape[:2] + mask.shape for image, mask in _load(ds, "train", binary=True))
+    assert shapes == [(120, 200, 120, 200), (200, 200, 200, 200)]
+    # a training crop of 256 px: the cut field is mirrored out to it, never padded with white background
+    by_size = {image.shape[0]: (image, mask) for image, mask in _load(ds, "train", binary=True, min_side=256)}
+    image, mask = by_size[256]
+    assert image.shape[:2] == mask.shape == (256, 256)
+    assert not (image == 255).all(axis=2).any()  # no white pixel: the padding is gone
+    np.testing.assert_array_equal(mask[120:239], mask[:119][::-1])  # the mask mirrored with the image
+    assert by_size[200][0].shape[:2] == (200, 200)  # a field wholly on its slide: as it is (pad_to later)

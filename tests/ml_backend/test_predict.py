@@ -87,6 +87,39 @@ def test_every_control_from_one_config(make_settings, serve) -> None:
     check_prediction(prediction, FULL_CONFIG, 320, 240, version)
 
 
+def _in_padding(region: dict, valid_width: int, valid_height: int, width: int, height: int) -> bool:
+    """Whether any part of a region lies right of / below the valid part of a width × height image."""
+    vx, vy, value = valid_width / width * 100, valid_height / height * 100, region["value"]
+    if region["type"] == "rectanglelabels":
+        return value["x"] + value["width"] > vx + 1e-6 or value["y"] + value["height"] > vy + 1e-6
+    if region["type"] == "polygonlabels":
+        return any(x > vx + 1e-6 or y > vy + 1e-6 for x, y in value["points"])
+    if region["type"] == "brushlabels":
+        mask = rle_to_mask(value["rle"], height, width)
+        return bool(mask[valid_height:].any() or mask[:, valid_width:].any())
+    return False
+
+
+def test_no_suggestion_in_the_padding_of_a_field_past_its_slides_edge(make_settings, serve) -> None:
+    """A slide field crossing the slide's right and bottom edges (valid_width / valid_height in its data):
+    boxes, polygons and brushes stay in the part that is the slide; the same image as a plain task has
+    suggestions in that part too."""
+    settings = make_settings()
+    for kind in ("detect", "segment", "classify"):
+        add_version(settings, "4", kind)
+    live = serve(settings)
+    version = live.setup(FULL_CONFIG)
+    plain = task(1, "/data/local-files/?d=images/b.png")
+    edge = task(2, "/data/local-files/?d=images/b.png")
+    edge["data"].update(valid_width=160, valid_height=120)
+    before, after = live.predict([plain, edge], FULL_CONFIG)["results"]
+    assert any(_in_padding(r, 160, 120, 320, 240) for r in before["result"])  # the test can fail
+    types = {r["type"] for r in after["result"]}
+    assert {"rectanglelabels", "brushlabels", "polygonlabels", "choices"} <= types
+    assert not any(_in_padding(r, 160, 120, 320, 240) for r in after["result"])
+    check_prediction(after, FULL_CONFIG, 320, 240, version)
+
+
 @pytest.mark.skipif(not MONUSEG.is_dir(), reason=f"MoNuSeg tiles not found at {MONUSEG}")
 def test_a_monuseg_tiff_larger_than_the_model_input(make_settings, serve) -> None:
     settings = make_settings()

@@ -53,18 +53,25 @@ def test_segment_over_the_tissue_joined_across_fields(slide: Path, tmp_path: Pat
     fc = json.loads(Path(result.outputs["geojson"]).read_text())
     assert fc["properties"]["model_version"] == "segment-v1" and fc["properties"]["mpp"] == 1.0
     (feat,) = fc["features"]  # three fields' cores, one region
+    from shapely import box
     from shapely.geometry import shape
 
+    from converters.slides import TissueMap, open_slide
+
     region = shape(feat["geometry"])
-    assert region.geom_type == "Polygon" and len(region.interiors) == 0
-    assert region.bounds == (0.0, 0.0, 512.0, 1000.0)  # one column of fields, clipped to the slide's bottom
-    assert region.area == pytest.approx(512 * 1000)
+    with open_slide(slide) as s:
+        tissue = TissueMap.of(s)
+    # one column of fields (0-512, clipped to the slide's bottom), "tumor" everywhere: cut to the tissue in it
+    column = tissue.clip(box(0, 0, 512, 1000))
+    assert region.area == pytest.approx(column.area, rel=0.01) and region.area > 0.3 * 512 * 1000
+    assert region.difference(tissue.geometry.buffer(1)).area < 1  # nothing on glass
     props = feat["properties"]
     assert props["classification"]["name"] == "tumor" and props["measurements"]["score"] > 0.99
     overlay = np.array(Image.open(result.outputs["overlay"]))
     assert overlay.shape == (1000, 1000, 3)
     assert overlay[500, 900].tolist() == [243, 243, 243]  # glass: nothing drawn
-    assert overlay[500, 200, 0] > overlay[500, 200, 2]  # tissue: tinted red
+    inside = region.representative_point()  # the overlay is at full resolution here (a 1000 px slide)
+    assert overlay[int(inside.y), int(inside.x), 0] > overlay[int(inside.y), int(inside.x), 2]  # tinted red
 
 
 def test_classify_heat_map_per_field(slide: Path, tmp_path: Path) -> None:
@@ -84,7 +91,20 @@ def test_classify_heat_map_per_field(slide: Path, tmp_path: Path) -> None:
     # 32 px at 2 µm/px = 256 slide px: a 4 × 4 grid (the last reaching past the edge), tissue in 2 columns
     assert result.field_size == 32 and result.fields == 8
     fc = json.loads(Path(result.outputs["geojson"]).read_text())
-    assert len(fc["features"]) == 8
+    from converters.slides import TissueMap, open_slide
+
+    with open_slide(slide) as s:
+        tissue = TissueMap.of(s)
+    fractions = {
+        (x, y): tissue.fraction(x, y, min(1000, x + 256), min(1000, y + 256))
+        for x in (0, 256)
+        for y in (0, 256, 512, 768)
+    }
+    kept = {k for k, v in fractions.items() if v >= 0.5}
+    assert 0 < len(kept) < 8  # a tile with too little tissue (its pale parts) is left out
+    from shapely.geometry import shape
+
+    assert {tuple(int(c) for c in shape(f["geometry"]).bounds[:2]) for f in fc["features"]} == kept
     for f in fc["features"]:
         m = f["properties"]["measurements"]
         assert m["p(benign)"] + m["p(malignant)"] == pytest.approx(1, abs=1e-5)
@@ -94,6 +114,26 @@ def test_classify_heat_map_per_field(slide: Path, tmp_path: Path) -> None:
     assert (heat[0, -1] == 128).all() and not (
         heat[0, 0] == 128
     ).all()  # no tissue top right; a field top left
+
+
+def test_segment_regions_are_cut_to_tissue_never_on_pen_ink(shared_data: Path, tmp_path: Path) -> None:
+    """A slide with a green and a black marker stroke across its tissue: a segmenter that says "tumor"
+    everywhere gives a region that stays off the ink and off the glass."""
+    from shapely import box
+    from shapely.geometry import shape
+    from slide_testkit import PEN_ROWS, make_slide
+
+    path = make_slide(shared_data, tmp_path / "pens.tif", size=1000, pens=True)
+    version = _constant_segmenter(tmp_path / "v1")
+    result = predict_slide(path, version, tmp_path / "out", device="cpu", field_size=128)
+    regions = [
+        shape(f["geometry"]) for f in json.loads(Path(result.outputs["geojson"]).read_text())["features"]
+    ]
+    assert regions and sum(r.area for r in regions) > 0.3 * 512 * 1000
+    for top, bottom in PEN_ROWS.values():  # the strokes' inner rows (their edges are grown into the mask)
+        stroke = box(0, top * 1000 + 8, 440, bottom * 1000 - 8)
+        assert sum(r.intersection(stroke).area for r in regions) < 0.02 * stroke.area
+    assert sum(r.intersection(box(520, 0, 1000, 1000)).area for r in regions) == 0  # the glass
 
 
 def test_corrupt_slide_is_named(tmp_path: Path) -> None:
@@ -139,6 +179,12 @@ def test_detect_boxes_in_slide_coordinates(slide: Path, tmp_path: Path) -> None:
     fc = json.loads(Path(result.outputs["geojson"]).read_text())
     boxes = [shape(f["geometry"]).bounds for f in fc["features"]]
     assert len(boxes) > 20
+    from converters.slides import TissueMap, open_slide
+
+    with open_slide(slide) as s:
+        tissue = TissueMap.of(s)
+    assert all(tissue.fraction(*b) >= 0.5 for b in boxes)  # at least half of each box is tissue
+    assert all(x1 <= 520 for _, _, x1, _ in boxes)  # none on the glass of the right half
     assert all(0 <= x0 < x1 <= 1000 and 0 <= y0 < y1 <= 1000 for x0, y0, x1, y1 in boxes)
     for f in fc["features"]:
         assert (

@@ -46,7 +46,14 @@ from training.artifacts import ModelCard, save_weights
 from training.augment import flip_rotate, he_jitter, random_crop, to_tensor
 from training.base import Fitted, KindSpec, ProgressFn, TrainConfig, TrainingError
 from training.corrections import OBJECT_CORRECTIONS
-from training.datasets import check_segment, read_image, read_instances, read_mask, segment_pairs
+from training.datasets import (
+    check_segment,
+    read_image,
+    read_instances,
+    read_mask,
+    segment_pairs,
+    valid_areas,
+)
 from training.inference import SegmentationMap, TiledPredictor, _resize, fitted_model
 from training.loop import fit_epochs, load_fine_tune, read_state_dict
 from training.metrics import segmentation_metrics
@@ -131,26 +138,48 @@ def _loss(mode: str, instances: str = "none"):
 
 
 def _load(
-    dataset_dir: Path, split: str, binary: bool, instances: str = "none"
+    dataset_dir: Path, split: str, binary: bool, instances: str = "none", min_side: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image, target) pairs: the class mask, or foreground + 2 x the instance target (``boundary``: the
-    objects' edges; ``distance``: their centre maps in :data:`CENTRE_STEPS`)."""
+    objects' edges; ``distance``: their centre maps in :data:`CENTRE_STEPS`).
+
+    An item padded past its slide's edge (``valid_width`` / ``valid_height`` in the manifest) is cut to
+    the part that is the slide; when that part is narrower than ``min_side`` (the training crop), it is
+    mirrored out to it, image and target alike, so no crop ever holds the white padding as background."""
     from training.objects import boundary_of, centre_of
 
     pairs = []
+    valid = valid_areas(dataset_dir)
     for img_path, mask_path in segment_pairs(dataset_dir, split):
         image, mask = read_image(img_path), read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise TrainingError(f"{mask_path}: mask {mask.shape} does not match image {image.shape[:2]}")
+        # a field padded past its slide's edge: cut to the part on the slide, the padding is never learnt
+        width, height = valid.get(img_path.stem, mask.shape[::-1])
+        cut = (slice(0, height), slice(0, width))
         if instances == "boundary":
-            edge = boundary_of(read_instances(mask_path, mask))
-            pairs.append((image, ((mask > 0) + 2 * edge).astype(np.uint8)))
+            edge = boundary_of(read_instances(mask_path, mask)[cut])
+            pairs.append((image[cut], ((mask[cut] > 0) + 2 * edge).astype(np.uint8)))
         elif instances == "distance":
-            steps = np.round(centre_of(read_instances(mask_path, mask)) * CENTRE_STEPS)
-            pairs.append((image, ((mask > 0) + 2 * steps).astype(np.uint8)))
+            steps = np.round(centre_of(read_instances(mask_path, mask)[cut]) * CENTRE_STEPS)
+            pairs.append((image[cut], ((mask[cut] > 0) + 2 * steps).astype(np.uint8)))
         else:
-            pairs.append((image, (mask > 0).astype(np.uint8) if binary else mask))
+            pairs.append((image[cut], (mask[cut] > 0).astype(np.uint8) if binary else mask[cut]))
+        if img_path.stem in valid:
+            pairs[-1] = _mirrored_to(*pairs[-1], min_side)
     return pairs
+
+
+def _mirrored_to(image: np.ndarray, target: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image and target mirrored at their right and bottom edges until each side is at least ``side``."""
+    while image.shape[0] < side or image.shape[1] < side:
+        ph, pw = max(0, side - image.shape[0]), max(0, side - image.shape[1])
+        ph, pw = min(ph, image.shape[0] - 1), min(pw, image.shape[1] - 1)
+        if ph <= 0 and pw <= 0:  # one pixel wide: nothing to mirror (pad_to pads it as any small tile)
+            break
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        target = np.pad(target, ((0, ph), (0, pw)), mode="reflect")
+    return image, target
 
 
 def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: ProgressFn | None = None) -> Fitted:
@@ -207,7 +236,7 @@ def fit(dataset_dir: Path, config: TrainConfig, out_dir: Path, progress: Progres
     if config.weights:
         load_fine_tune(model, read_state_dict(Path(config.weights)), str(config.weights))
 
-    train_pairs = _load(dataset_dir, "train", mode == "binary", instances)
+    train_pairs = _load(dataset_dir, "train", mode == "binary", instances, min_side=config.imgsz)
     val_pairs = _load(dataset_dir, "val", mode == "binary")
     area = np.median([p[0].shape[0] * p[0].shape[1] for p in train_pairs])
     # an epoch covers each tile's area about once (at least 8 batches when there are few tiles), so that

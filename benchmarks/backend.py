@@ -6,6 +6,7 @@ Three scenarios, each with a tiny random-init model registered and promoted in a
 
 - ``boxes``: yolo11n (from its YAML) at 640 px on 640x640 crops, its class bias set so that it reports
   a few hundred boxes per image (NMS-limited; the results are serialised, not zero boxes);
+- ``boxes_lite0``: the same with the EfficientNet-Lite0 backbone (``yolo11n-lite0.yaml``);
 - ``brush``: a resnet18 U-Net at 512 px on 512x512 crops, its head bias set so that the mask is one large
   region (one brush RLE per image, encoding part of the cost; with bias 0 a random model's map is noise of
   ~1,000 specks, one result each, which no trained segmenter serves);
@@ -69,6 +70,15 @@ SCENARIOS = (
         "boxes",
         "detect",
         {"classes": ["tumor"], "arch": {"model": "yolo11n.yaml"}, "input_size": 640},
+        0.0,
+        640,
+        '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+        '<Label value="Tumor"/></RectangleLabels></View>',
+    ),
+    Scenario(
+        "boxes_lite0",
+        "detect",
+        {"classes": ["tumor"], "arch": {"model": "yolo11n-lite0.yaml"}, "input_size": 640},
         0.0,
         640,
         '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'

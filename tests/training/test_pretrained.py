@@ -135,6 +135,11 @@ def test_detect_starts_from_the_packaged_backbone(detect_data: Path, lite0, tmp_
         # ultralytics keeps its best epoch in half precision
         assert torch.allclose(weights[f"model.0.body.{key}"], lite0[key], atol=1e-3, rtol=1e-3), key
     served = load_model(tmp_path / "out")  # the card's YAML names the timm layer: it rebuilds
+    card = ModelCard(kind="detect", classes=["tumor"], arch={"model": detect.PRETRAINED_MODEL}, input_size=64)
+    from training.backbones import backbone_of
+
+    built = detect.build_model(card)  # a card that names the shipped YAML (a day-one version) builds too
+    assert backbone_of(built).name == pretrained.LITE0 and [int(s) for s in built.stride] == [8, 16, 32]
     assert served.predict(np.full((64, 64, 3), 200, np.uint8)).boxes.shape[1] == 4
 
 

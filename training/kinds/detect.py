@@ -368,7 +368,7 @@ def build_model(card: ModelCard) -> Any:
     backbones.register()
     from ultralytics.nn.tasks import DetectionModel
 
-    cfg = card.arch.get("yaml") or card.arch.get("model", "yolo11n.yaml")
+    cfg = card.arch.get("yaml") or backbones.model_yaml(card.arch.get("model", DEFAULT_MODEL))
     model = DetectionModel(dict(cfg) if isinstance(cfg, dict) else cfg, nc=len(card.classes), verbose=False)
     width = card.extra.get("cls_width")
     if width and model.model[-1].cv3[0][-1].in_channels != width:

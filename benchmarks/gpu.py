@@ -284,7 +284,7 @@ def bench_predict(tmp: Path, device: str, requests_n: int, image_size: int | Non
     for project, sc in enumerate(SCENARIOS, start=1):
         size = image_size or sc.size
         image = _images(size, 1)[0]
-        name = f"{sc.kind}.png"
+        name = f"{sc.name}.png"
         Image.fromarray(image).save(root / name)
         version_dir = _register(settings, str(project), sc)
         rows.append(
@@ -436,12 +436,12 @@ def table(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| kind | image px | bare p50 ms | /predict p50 ms | ratio p50 | predictor channels-last |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| scenario | kind | image px | bare p50 ms | /predict p50 ms | ratio p50 | predictor channels-last |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["predict"]:
         lines.append(
-            f"| {r['kind']} | {r['image']} | {f(r['bare_p50_ms'])} | {f(r['predict_p50_ms'])} | "
+            f"| {r['scenario']} | {r['kind']} | {r['image']} | {f(r['bare_p50_ms'])} | {f(r['predict_p50_ms'])} | "
             f"{f(r['ratio_p50'], '.2f')} | {r['predictor_channels_last']} |"
         )
     lines += ["", "checks: " + ", ".join(f"{k} {v:.2f}x" for k, v in result["checks"].items())]

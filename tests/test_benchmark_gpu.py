@@ -40,7 +40,12 @@ def test_gpu_benchmark_runs_on_the_cpu(tmp_path: Path, capsys) -> None:
     assert [r["kind"] for r in result["train"]] == ["segment", "classify", "detect"]
     for row in result["train"]:
         assert row["histoloop_img_s"] > 0 and math.isfinite(row["ratio_vs_bare_same_precision"])
-    assert [r["kind"] for r in result["predict"]] == ["detect", "segment", "classify"]
+    assert [(r["scenario"], r["kind"]) for r in result["predict"]] == [
+        ("boxes", "detect"),
+        ("boxes_lite0", "detect"),
+        ("brush", "segment"),
+        ("choices", "classify"),
+    ]
     for row in result["predict"]:
         assert row["bare_p50_ms"] > 0 and row["predict_p50_ms"] > 0
         assert row["predictor_channels_last"] is True  # on the CPU the predictor runs channels-last

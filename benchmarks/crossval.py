@@ -40,7 +40,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "distance": {"extra": {"instances": "distance"}},
     "none": {"extra": {"instances": "none"}},
     "resnet18": {"model": "resnet18", "pretrained": "none", "extra": {"instances": "boundary"}},
-    "yolo": {"kind": "detect"},
+    "yolo": {"kind": "detect", "model": "yolo11n.yaml"},
     "yolo_lite0": {"kind": "detect", "model": "yolo11n-lite0.yaml"},
     "yolo_lite0_random": {"kind": "detect", "model": "yolo11n-lite0.yaml", "pretrained": "none"},
 }

@@ -239,6 +239,7 @@ def bench_train_detect(tmp: Path, steps: int, batch: int, imgsz: int, device: st
     )
     ours = _Clock(batch)
     config = TrainConfig(
+        model="yolo11n.yaml",
         epochs=2,
         batch=batch,
         imgsz=imgsz,

@@ -115,7 +115,9 @@ def bench_detect(data: Path, tmp: Path, epochs: int, batch: int, imgsz: int, rep
 
         ours = _Clock(batch)
         extra = {"ultralytics": {k: v for k, v in COMMON.items() if k not in ("device", "seed")}}
-        cfg = TrainConfig(epochs=epochs, batch=batch, imgsz=imgsz, device="cpu", seed=0, extra=extra)
+        cfg = TrainConfig(
+            model="yolo11n.yaml", epochs=epochs, batch=batch, imgsz=imgsz, device="cpu", seed=0, extra=extra
+        )
         t0 = time.perf_counter()
         result = get_trainer("detect").train(
             data, cfg, tmp / f"ours{r}", progress=lambda p, c=ours: p.stage == "train" and c.tick(p.epoch)

@@ -123,6 +123,7 @@ PROJECTS = {
 # left mAP@0.5 0 and suggested nothing.
 DEMO_TRAINING: dict[str, dict[str, Any]] = {
     "detect": {
+        "model": "yolo11n.yaml",
         "epochs": 60,
         "batch": 8,
         "imgsz": 128,

@@ -126,7 +126,7 @@ def test_classify_starts_from_the_packaged_backbone(classify_data: Path, lite0, 
 def test_detect_starts_from_the_packaged_backbone(detect_data: Path, lite0, tmp_path: Path) -> None:
     from training.kinds import detect
 
-    cfg = TrainConfig(**TINY, model=detect.PRETRAINED_MODEL, extra={"ultralytics": {"freeze": 1}})
+    cfg = TrainConfig(**TINY, model=detect.DEFAULT_MODEL, extra={"ultralytics": {"freeze": 1}})
     result = get_trainer("detect").train(detect_data, cfg, tmp_path / "out")  # layer 0 (the backbone) frozen
     assert result.card.extra["pretrained"]["source"] == "imagenet"
     assert result.card.arch["model"] == "yolo11n-lite0.yaml"
@@ -135,7 +135,7 @@ def test_detect_starts_from_the_packaged_backbone(detect_data: Path, lite0, tmp_
         # ultralytics keeps its best epoch in half precision
         assert torch.allclose(weights[f"model.0.body.{key}"], lite0[key], atol=1e-3, rtol=1e-3), key
     served = load_model(tmp_path / "out")  # the card's YAML names the timm layer: it rebuilds
-    card = ModelCard(kind="detect", classes=["tumor"], arch={"model": detect.PRETRAINED_MODEL}, input_size=64)
+    card = ModelCard(kind="detect", classes=["tumor"], arch={"model": detect.DEFAULT_MODEL}, input_size=64)
     from training.backbones import backbone_of
 
     built = detect.build_model(card)  # a card that names the shipped YAML (a day-one version) builds too
@@ -146,14 +146,14 @@ def test_detect_starts_from_the_packaged_backbone(detect_data: Path, lite0, tmp_
 def test_detect_none_and_bad_starts(detect_data: Path, lite0, tmp_path: Path) -> None:
     from training.kinds import detect
 
-    cfg = TrainConfig(**TINY, model=detect.PRETRAINED_MODEL, pretrained="none")
+    cfg = TrainConfig(**TINY, model=detect.DEFAULT_MODEL, pretrained="none")
     result = get_trainer("detect").train(detect_data, cfg, tmp_path / "none")
     assert result.card.extra["pretrained"]["source"] == "none"
     stem = load_file(str(tmp_path / "none" / "weights.safetensors"))["model.0.body.conv_stem.weight"]
     assert not torch.allclose(stem, lite0["conv_stem.weight"], atol=1e-2)
     (tmp_path / "junk.pth").write_bytes(os.urandom(4096))
     cases = [
-        (detect.PRETRAINED_MODEL, str(tmp_path / "junk.pth"), "junk.pth: unreadable weights"),
+        (detect.DEFAULT_MODEL, str(tmp_path / "junk.pth"), "junk.pth: unreadable weights"),
         ("yolo11n.yaml", "imagenet", "yolo11n.yaml has no timm backbone"),
     ]
     for model, value, message in cases:

@@ -8,7 +8,7 @@ A row is imported on first use, so a process that serves only segmentation never
 The kinds import nothing of each other, nor this table, nor the modules that look a kind up.
 
 >>> spec("detect").default_model, spec("segment").curves
-('yolo11n.yaml', ('dice', 'iou'))
+('yolo11n-lite0.yaml', ('dice', 'iou'))
 >>> spec("keypoints")
 Traceback (most recent call last):
 ...

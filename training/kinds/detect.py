@@ -1,7 +1,9 @@
 """The detector: ultralytics YOLO trained on the YOLO dataset the converters write, fully offline.
 
-The model is built from its YAML (``yolo11n.yaml`` by default; any ultralytics detection YAML such as
-``yolov8s.yaml`` or ``yolov5nu.yaml``) with ``nc`` taken from the dataset, or fine-tuned from local weights
+The model is built from its YAML (``yolo11n-lite0.yaml`` by default: YOLO11n's neck and head on the packaged
+ImageNet EfficientNet-Lite0, :mod:`training.backbones`; any ultralytics detection YAML such as ``yolo11n.yaml``,
+``yolov8s.yaml`` or ``yolov5nu.yaml``, whose own backbones start from random weights) with ``nc`` taken from
+the dataset, or fine-tuned from local weights
 (``TrainConfig.weights``): a histoloop version directory / ``.safetensors`` state dict (no code runs on
 load), or an ultralytics ``.pt`` checkpoint. A ``.pt`` is a pickle and is loaded the way ultralytics loads
 it, which can run code: **only pass ``.pt`` files you trust, from your own disk**. Nothing is downloaded.
@@ -37,10 +39,12 @@ from training.runtime import resolve_device, set_train_threads
 from training.slide_fields import BOX_FIELDS
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "yolo11n.yaml"
-PRETRAINED_MODEL = "yolo11n-lite0.yaml"
+DEFAULT_MODEL = "yolo11n-lite0.yaml"
 """YOLO11n's neck and head on EfficientNet-Lite0 features that start from the packaged ImageNet weights
-(:mod:`training.backbones`)."""
+(:mod:`training.backbones`): at the default 30 epochs it more than doubles yolo11n's held-out box AP@0.5
+(BENCHMARKS.md, "Boxes from pretrained features")."""
+CARD_MODEL = "yolo11n.yaml"
+"""The model of a card that names none (versions trained before cards recorded it)."""
 MIN_TRANSFER = 0.5
 """Fine-tuning weights must fill at least this share of the backbone+neck tensors, else they are for
 another architecture."""
@@ -203,7 +207,7 @@ def _model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         if config.pretrained not in (None, "", pretrained.NONE):
             raise TrainingError(
                 f"pretrained {config.pretrained!r}: {model_name} has no timm backbone to load it into "
-                f"(use {PRETRAINED_MODEL} or another YAML with a TimmBackbone layer, or --weights)"
+                f"(use {DEFAULT_MODEL} or another YAML with a TimmBackbone layer, or --weights)"
             )
         start = pretrained.resolve(pretrained.NONE, None)
     else:
@@ -368,7 +372,7 @@ def build_model(card: ModelCard) -> Any:
     backbones.register()
     from ultralytics.nn.tasks import DetectionModel
 
-    cfg = card.arch.get("yaml") or backbones.model_yaml(card.arch.get("model", DEFAULT_MODEL))
+    cfg = card.arch.get("yaml") or backbones.model_yaml(card.arch.get("model", CARD_MODEL))
     model = DetectionModel(dict(cfg) if isinstance(cfg, dict) else cfg, nc=len(card.classes), verbose=False)
     width = card.extra.get("cls_width")
     if width and model.model[-1].cv3[0][-1].in_channels != width:

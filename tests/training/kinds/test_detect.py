@@ -15,7 +15,7 @@ from training.inference import Detections
 from training.trainer import get_trainer
 from training.versions import load_model
 
-TINY = {"epochs": 2, "batch": 4, "imgsz": 64, "seed": 0}
+TINY = {"epochs": 2, "batch": 4, "imgsz": 64, "model": "yolo11n.yaml", "seed": 0}
 
 
 @pytest.fixture(scope="module")

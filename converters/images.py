@@ -48,7 +48,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -148,6 +148,11 @@ class ImageLoader:
             return True
         path = urlsplit(url).path or "/"
         return any(origin == o and path.startswith(p) for o, p in self._allow_urls)
+
+    def _allow_listed(self, url: str) -> bool:
+        """Whether ``url`` is under a URL prefix of ``allow`` (where a redirect to another origin may go)."""
+        origin, path = url_origin(url), urlsplit(url).path or "/"
+        return origin is not None and any(origin == o and path.startswith(p) for o, p in self._allow_urls)
 
     def _refused(self, url: str) -> ImageError:
         return ImageError(
@@ -259,7 +264,7 @@ class ImageLoader:
             if not base:
                 raise ImageError(f"{url}: a Label Studio path, but no Label Studio URL is configured")
             if url_origin(base) is None:
-                raise ImageError(f"{url}: the Label Studio URL {base!r} is not an http(s) URL")
+                raise ImageError(f"{url}: the Label Studio URL {safe_url(base)!r} is not an http(s) URL")
             if not self.allowed_url(base, None):
                 raise self._refused(url)
             url = base + url
@@ -270,7 +275,8 @@ class ImageLoader:
     def _fetch(self, url: str, token: str | None, base_url: str | None) -> tuple[bytes, str]:
         url, base = self._absolute(url, base_url)
         key = self._key_for(url, token, base if base_url else None)
-        # Label Studio may redirect to its storage (presigned URLs); requests drops the key on a host change
+        # Label Studio's own redirects are followed to its own origin, or under an allow-listed prefix (its
+        # cloud storage's presigned URLs); requests drops the key on a host change
         follow = url_origin(url) in (url_origin(self.label_studio_url), url_origin(base))
         deadline = time.monotonic() + self.timeout
         failures = 0
@@ -295,6 +301,7 @@ class ImageLoader:
         import urllib3
 
         chunks, total = [], 0
+        shown = safe_url(url) if "@" in urlsplit(url).netloc else url  # errors never name a password
         watch = _Watch()
         # the clock covers connect, TLS, the status line and headers too: a per-read timeout alone lets a
         # server that sends a header byte now and then hold this thread for ever
@@ -306,12 +313,12 @@ class ImageLoader:
                 if retryable_status(r.status_code):
                     raise _Passing(url, f"HTTP {r.status_code}")
                 if r.status_code != 200:
-                    raise ImageError(f"{url}: HTTP {r.status_code}")
+                    raise ImageError(f"{shown}: HTTP {r.status_code}")
                 sock = _socket_of(r.raw)
                 while True:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s")
+                        raise ImageError(f"{shown}: not received within the deadline of {self.timeout:g} s")
                     if sock is not None:
                         sock.settimeout(left)
                     chunk = r.raw.read1(_READ_CHUNK)
@@ -319,14 +326,14 @@ class ImageLoader:
                         break
                     total += len(chunk)
                     if total > self.max_bytes:
-                        raise ImageError(f"{url}: more than the limit of {self.max_bytes} bytes")
+                        raise ImageError(f"{shown}: more than the limit of {self.max_bytes} bytes")
                     chunks.append(chunk)
         except requests.RequestException as exc:
             if watch.expired:
-                raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s") from None
+                raise ImageError(f"{shown}: not received within the deadline of {self.timeout:g} s") from None
             if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
                 raise _Passing(url, "connection failed") from None
-            raise ImageError(f"{url}: {_fetch_reason(exc, self.timeout)}") from None
+            raise ImageError(f"{shown}: {_fetch_reason(exc, self.timeout)}") from None
         except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
             if isinstance(exc, ImageError):
                 raise
@@ -335,12 +342,12 @@ class ImageLoader:
                 or time.monotonic() >= deadline
                 or isinstance(exc, socket.timeout | TimeoutError)
             ):
-                raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s") from None
+                raise ImageError(f"{shown}: not received within the deadline of {self.timeout:g} s") from None
             raise _Passing(url, f"connection failed ({type(exc).__name__})") from None
         finally:
             timer.cancel()
         if watch.expired:  # cut mid-body: what arrived is not the image
-            raise ImageError(f"{url}: not received within the deadline of {self.timeout:g} s")
+            raise ImageError(f"{shown}: not received within the deadline of {self.timeout:g} s")
         return b"".join(chunks)
 
     def _get(self, url: str, key: tuple[str, str] | None, follow: bool, watch: _Watch) -> Any:
@@ -355,10 +362,10 @@ class ImageLoader:
             try:
                 return auth_headers(key[0], key[1], self.timeout) if key else {}
             except TokenError as exc:
-                raise ImageError(f"{url}: {exc}") from None
+                raise ImageError(f"{safe_url(url)}: {exc}") from None
 
         def get() -> Any:
-            with _watched_session(watch) as session:
+            with _watched_session(watch, self._allow_listed) as session:
                 return session.get(
                     url, headers=headers(), timeout=timeout, stream=True, allow_redirects=follow
                 )
@@ -565,12 +572,13 @@ def _watched_adapter_class() -> type:
 
 
 @contextmanager
-def _watched_session(watch: _Watch) -> Iterator[Any]:
-    """A requests session (as ``requests.get`` makes one per call) whose new sockets join ``watch``."""
-    import requests
+def _watched_session(watch: _Watch, also: Callable[[str], bool]) -> Iterator[Any]:
+    """A requests session (as ``requests.get`` makes one per call) whose new sockets join ``watch``; it
+    follows redirects to the same origin, or where ``also`` says yes (:mod:`converters.redirects`)."""
+    from converters.redirects import same_origin_session
 
     adapter = _watched_adapter_class()()
-    with requests.Session() as session:
+    with same_origin_session(also) as session:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         _current_watch.watch = watch
@@ -619,6 +627,10 @@ def _fetch_reason(exc: Exception, timeout: float) -> str:
         return "connection failed"
     if isinstance(exc, requests.TooManyRedirects):
         return "too many redirects"
+    from converters.redirects import RedirectRefused
+
+    if isinstance(exc, RedirectRefused):
+        return str(exc)
     return type(exc).__name__
 
 

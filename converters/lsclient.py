@@ -14,6 +14,10 @@ logged: :mod:`converters.lsauth`) and the timeout, and offers two ways in:
   :class:`LabelStudioUnavailable` when Label Studio could not be reached or kept answering 5xx/429),
   naming the method and URL, never the key.
 
+Both follow a redirect only to Label Studio's own origin (scheme, host and port: :mod:`converters.redirects`);
+one elsewhere is a :class:`LabelStudioError` naming the target, and nothing is sent there. A user or
+password in the Label Studio URL never appears in an error or a log line (:attr:`LabelStudioClient.shown`).
+
 >>> client = LabelStudioClient("http://ls:8080/", "0123456789abcdef0123456789abcdef01234567")
 >>> client.url, "0123" in repr(client)
 ('http://ls:8080', False)
@@ -63,6 +67,8 @@ class LabelStudioClient:
         if not secret.get():
             raise LabelStudioError(NO_KEY)
         self.url, self._key, self.timeout = url.rstrip("/"), secret, timeout
+        self.shown = safe_url(self.url)
+        """The URL as errors and logs name it: without user and password."""
         self._sdk: LabelStudio | None = None
         self._session: Any = None
 
@@ -71,15 +77,33 @@ class LabelStudioClient:
         return cls(settings.label_studio_url, settings.label_studio_api_key, timeout=timeout)
 
     def __repr__(self) -> str:
-        return f"LabelStudioClient({self.url!r})"
+        return f"LabelStudioClient({self.shown!r})"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the Label Studio URL's credentials (an exception's own message may hold them)."""
+        from urllib.parse import quote, urlsplit
+
+        text = text.replace(self.url, self.shown)
+        password = urlsplit(self.url).password
+        for form in {password, quote(password or "", safe="")} - {None, ""}:
+            text = text.replace(str(form), "***")
+        return text
 
     @property
     def sdk(self) -> LabelStudio:
         """label_studio_sdk's client for the same Label Studio, key and timeout (made on first use)."""
         if self._sdk is None:
+            import httpx
             from label_studio_sdk.client import LabelStudio
 
-            self._sdk = LabelStudio(base_url=self.url, api_key=self._key.get(), timeout=self.timeout)
+            from converters.redirects import check_httpx_redirect
+
+            client = httpx.Client(
+                timeout=self.timeout, follow_redirects=True, event_hooks={"response": [check_httpx_redirect]}
+            )
+            self._sdk = LabelStudio(
+                base_url=self.url, api_key=self._key.get(), timeout=self.timeout, httpx_client=client
+            )
         return self._sdk
 
     # -- the thin calls -------------------------------------------------------------------------------
@@ -88,8 +112,10 @@ class LabelStudioClient:
         docstring for the retries and the errors."""
         import requests
 
+        from converters.redirects import RedirectRefused, same_origin_session
+
         if self._session is None:
-            self._session = requests.Session()
+            self._session = same_origin_session()
         url = self.url + path
         deadline = time.monotonic() + self.timeout
         failures, refreshed = 0, False
@@ -111,6 +137,8 @@ class LabelStudioClient:
                         f"{method} {safe_url(url)}: {reason} (after {failures} attempt(s))"
                     ) from None
                 continue
+            except RedirectRefused as exc:
+                raise LabelStudioError(f"{method} {safe_url(url)}: {exc}") from None
             except requests.RequestException as exc:
                 raise LabelStudioError(f"{method} {safe_url(url)}: {type(exc).__name__}") from None
             if r.status_code == 401 and not refreshed and is_personal_access_token(self._key.get()):
@@ -137,7 +165,7 @@ class LabelStudioClient:
         """The project's label config (XML)."""
         body = self.call("GET", f"/api/projects/{project}/")
         if not isinstance(body, dict) or "label_config" not in body:
-            raise LabelStudioError(f"{self.url}/api/projects/{project}/: the answer has no label_config")
+            raise LabelStudioError(f"{self.shown}/api/projects/{project}/: the answer has no label_config")
         return str(body["label_config"] or "")
 
     def tasks(
@@ -174,20 +202,26 @@ class LabelStudioClient:
         import httpx
         from label_studio_sdk.core.api_error import ApiError
 
+        from converters.redirects import RedirectRefused
+
         try:
             label_config = self.sdk.projects.get(id=project).label_config
             tasks = self.sdk.projects.exports.as_json(project)
+        except RedirectRefused as exc:
+            raise LabelStudioError(f"Label Studio at {self.shown}: {exc}") from None
         except (httpx.TransportError, OSError) as exc:
-            raise LabelStudioUnavailable(f"Label Studio at {self.url}: {type(exc).__name__}: {exc}") from exc
+            raise LabelStudioUnavailable(
+                self._scrub(f"Label Studio at {self.shown}: {type(exc).__name__}: {exc}")
+            ) from None
         except ApiError as exc:
             if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
                 raise LabelStudioUnavailable(
-                    f"Label Studio at {self.url} answered {exc.status_code}", exc.status_code
-                ) from exc
+                    f"Label Studio at {self.shown} answered {exc.status_code}", exc.status_code
+                ) from None
             raise LabelStudioError(
                 f"Label Studio refused the export of project {project}: HTTP {exc.status_code}",
                 exc.status_code,
-            ) from exc
+            ) from None
         if not isinstance(tasks, list):
             raise LabelStudioError(f"project {project}: the export is not a list of tasks")
         return tasks, label_config or ""

@@ -171,6 +171,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.registry_path is None:
             object.__setattr__(self, "registry_path", self.model_store / "registry.sqlite")
+        _check_header_value("HISTOLOOP_WEBHOOK_SECRET", self.webhook_secret.get())
 
     @property
     def events_path(self) -> Path:
@@ -206,6 +207,30 @@ class Settings:
                 value = list(value)
             out[f.name] = value
         return out
+
+
+def _check_header_value(name: str, value: str) -> None:
+    """A ValueError when ``value`` cannot travel in an HTTP header as it is (printable ASCII, no spaces at
+    either end): a secret compared with a header would then never match. The message never shows it.
+
+    >>> _check_header_value("HISTOLOOP_WEBHOOK_SECRET", "geheim-ß")
+    Traceback (most recent call last):
+    ...
+    ValueError: HISTOLOOP_WEBHOOK_SECRET: character 8 of 8 is not printable ASCII: the secret is compared with the X-Histoloop-Webhook-Secret header, which carries printable ASCII only, so it could never match (generate one with python -c "import secrets; print(secrets.token_hex(32))")
+    """
+    bad = next((i for i, c in enumerate(value) if not " " <= c <= "~"), None)
+    if bad is None and value == value.strip():
+        return
+    where = (
+        f"character {bad + 1} of {len(value)} is not printable ASCII"
+        if bad is not None
+        else ("it begins or ends with a space")
+    )
+    raise ValueError(
+        f"{name}: {where}: the secret is compared with the X-Histoloop-Webhook-Secret header, which carries "
+        "printable ASCII only, so it could never match (generate one with "
+        'python -c "import secrets; print(secrets.token_hex(32))")'
+    )
 
 
 def _mask_password(url: str) -> str:

@@ -4,7 +4,8 @@ Routes (one blueprint per resource, see :mod:`ml_backend.routes`): ``GET /health
 ``POST /predict``, ``GET /versions``, ``POST /webhook`` and ``GET /metrics``, all fed from one :class:`ml_backend.context.Backend`.
 Optional HTTP basic auth (``basic_auth_user``/``basic_auth_password``, the
 credentials of Label Studio's "Connect model" form) guards every route except ``/webhook``: the webhook
-Label Studio creates for an ML backend sends no credentials.
+Label Studio creates for an ML backend sends no credentials. Failed logins are bounded per client address
+(:mod:`ml_backend.auth`).
 
 Run it with gunicorn (``histoloop serve``, or ``gunicorn 'ml_backend.wsgi:app'``) or, for development,
 ``histoloop serve --dev``.
@@ -18,7 +19,6 @@ Run it with gunicorn (``histoloop serve``, or ``gunicorn 'ml_backend.wsgi:app'``
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from flask import Flask, jsonify, request
@@ -26,6 +26,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from kernel.settings import Settings
+from ml_backend.auth import require_basic_auth
 from ml_backend.context import EXTENSION, Backend
 from ml_backend.jsonio import OrjsonProvider
 from ml_backend.routes import BLUEPRINTS
@@ -34,7 +35,6 @@ from ml_backend.telemetry import instrument
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
-UNAUTHENTICATED = frozenset({"/webhook"})
 
 
 def create_app(settings: Settings) -> Flask:
@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> Flask:
         app.register_blueprint(blueprint)
     instrument(app)
     if settings.basic_auth_user:
-        _require_basic_auth(app, settings.basic_auth_user, settings.basic_auth_password.get())
+        require_basic_auth(app, settings.basic_auth_user, settings.basic_auth_password.get())
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ResponseReturnValue:
@@ -67,24 +67,3 @@ def create_app(settings: Settings) -> Flask:
         return jsonify(error=f"internal error: {type(exc).__name__}"), 500
 
     return app
-
-
-def _require_basic_auth(app: Flask, user: str, password: str) -> None:
-    expected_user, expected_password = user.encode(), password.encode()
-
-    @app.before_request
-    def check_basic_auth() -> ResponseReturnValue | None:
-        if request.path in UNAUTHENTICATED:
-            return None
-        auth = request.authorization
-        if (
-            auth is not None
-            and auth.type == "basic"
-            and hmac.compare_digest((auth.username or "").encode(), expected_user)
-            and hmac.compare_digest((auth.password or "").encode(), expected_password)
-        ):
-            return None
-        response = jsonify(error="authentication required")
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Basic realm="histoloop"'
-        return response

@@ -5,7 +5,10 @@ Label Studio sends ``/setup`` on connect and before every batch of predictions, 
 the project's creator). The token is kept only here, as a :class:`~kernel.settings.Secret` (masked in
 ``repr``), used only to fetch ``/data/upload/...`` images from the ``hostname`` it came with (see
 :mod:`ml_backend.task_images`), and never logged or echoed. A ``/setup`` that names another hostname
-without a token drops the token it had: a token never follows a hostname change. With several
+without a token drops the token it had: a token never follows a hostname change. Only an authenticated
+``/setup`` (the backend has basic auth: ``trusted``) may replace a project's token or move it to another
+hostname: without basic auth the first token a project set up with stays, with its hostname, for the
+life of the process (a ``/setup`` from anyone who reaches the port cannot swap it). With several
 gunicorn workers a ``/predict`` may reach a worker that has not seen ``/setup``: it then uses the
 label config sent with ``/predict`` and the token from the settings.
 
@@ -153,10 +156,19 @@ class Projects:
         self.max_bytes = max_bytes
 
     def setup(
-        self, key: str, label_config: str | None, hostname: str | None, token: str | None, extra: Any = KEEP
+        self,
+        key: str,
+        label_config: str | None,
+        hostname: str | None,
+        token: str | None,
+        extra: Any = KEEP,
+        *,
+        trusted: bool = False,
     ) -> ProjectState:
         """Remember what a ``/setup`` said; ``extra`` is its ``extra_params`` (``None`` resets the
-        overrides, :data:`KEEP` keeps them). Raises :class:`ExtraParamsError` before anything changes."""
+        overrides, :data:`KEEP` keeps them); ``trusted``: the request was authenticated (only then may it
+        replace the project's token or hostname once it has a token). Raises :class:`ExtraParamsError`
+        before anything changes."""
         extra_token, overrides = read_extra_params(None if extra is KEEP else extra)
         token = extra_token or token
         size = len(label_config.encode("utf-8", "replace")) if label_config else 0
@@ -171,6 +183,17 @@ class Projects:
             label_config, size = None, 0
         with self._lock:
             old = self._states.get(key, ProjectState())
+            if (
+                not trusted
+                and old.token
+                and ((token and token != old.token.get()) or (hostname and hostname != old.hostname))
+            ):
+                log.warning(
+                    "/setup: project %s: an unauthenticated /setup cannot replace the project's token or "
+                    "hostname (set HISTOLOOP_BASIC_AUTH_USER/_PASSWORD); the first ones are kept",
+                    key,
+                )
+                token, hostname = None, None
             moved = bool(hostname) and hostname != old.hostname
             state = ProjectState(
                 label_config=label_config or old.label_config,

@@ -11,13 +11,20 @@ directory removed when the server stops. ``/predict`` may use all threads but on
 (``predict_slots``), so that ``/health`` and ``/webhook`` always find a free thread; up to
 ``predict_queue`` more wait for a slot (``predict_queue_timeout`` s at most) on threads added for them.
 
+A bind beyond this host (``0.0.0.0``, any address that is not loopback) needs basic auth and a webhook
+secret (:func:`open_bind_refusal`): otherwise anyone who reaches the port could ``/setup`` projects,
+read predictions and post webhooks.
+
 >>> GunicornApp.options_for("127.0.0.1", 9090, workers=2, threads=4)["bind"]
 '127.0.0.1:9090'
+>>> [is_loopback(h) for h in ("127.0.0.1", "localhost", "[::1]", "0.0.0.0", "10.0.0.5", "")]
+[True, True, True, False, False, False]
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 import shutil
@@ -39,6 +46,47 @@ PREDICT_TIMEOUT_S = 120
 
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 """gunicorn's access line without its own ``[%(t)s]``: the timestamp is the log format's."""
+
+
+HOW_TO_GENERATE = 'python -c "import secrets; print(secrets.token_hex(32))"'
+"""The command the refusal of an open bind suggests for generating a password or secret."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (``localhost``, ``127.x.x.x``, ``::1``)."""
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def open_bind_refusal(settings: Settings, host: str) -> str | None:
+    """Why the backend must not listen on ``host``, or None: a bind beyond loopback needs basic auth
+    (user and password) and a webhook secret."""
+    if is_loopback(host):
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("HISTOLOOP_BASIC_AUTH_USER", settings.basic_auth_user),
+            ("HISTOLOOP_BASIC_AUTH_PASSWORD", settings.basic_auth_password.get()),
+            ("HISTOLOOP_WEBHOOK_SECRET", settings.webhook_secret.get()),
+        )
+        if not value
+    ]
+    if not missing:
+        return None
+    return (
+        f"refusing to listen on {host!r} (beyond this host) without {', '.join(missing)}: anyone who reaches "
+        "the port could set up projects, read predictions and post webhooks. Set HISTOLOOP_BASIC_AUTH_USER "
+        "and HISTOLOOP_BASIC_AUTH_PASSWORD (and enter them in Label Studio's Connect Model form) and "
+        "HISTOLOOP_WEBHOOK_SECRET (the webhook's X-Histoloop-Webhook-Secret header, README 'The webhook'); "
+        f"generate each with: {HOW_TO_GENERATE}. Behind a proxy of your own that authenticates every "
+        "request: --behind-auth-proxy."
+    )
 
 
 def logconfig() -> dict[str, Any]:

@@ -209,3 +209,22 @@ def test_docker_compose_config_accepts_it(tmp_path: Path) -> None:
             address, published, target = entry.get("host_ip"), entry["published"], entry["target"]
         assert (int(published), int(target)) == (port, port), name
         assert address == (None if where == "every interface" else "127.0.0.1"), name
+
+
+def test_the_backend_needs_its_password_and_webhook_secret_from_env(compose: dict) -> None:
+    """`histoloop serve --host 0.0.0.0` refuses to start open: compose gives it basic auth and a webhook
+    secret, and refuses to run without them in .env; the health check authenticates."""
+    backend = compose["services"]["backend"]
+    env = backend["environment"]
+    assert "--behind-auth-proxy" not in backend["command"]
+    assert env["HISTOLOOP_BASIC_AUTH_USER"]
+    assert env["HISTOLOOP_BASIC_AUTH_PASSWORD"].startswith("${BACKEND_PASSWORD:?")
+    assert env["HISTOLOOP_WEBHOOK_SECRET"].startswith("${WEBHOOK_SECRET:?")
+    assert "HISTOLOOP_BASIC_AUTH_PASSWORD" in " ".join(backend["healthcheck"]["test"])
+    values = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for name in ("BACKEND_PASSWORD", "WEBHOOK_SECRET"):
+        assert "CHANGE" in values[name] and values[name].isascii(), name

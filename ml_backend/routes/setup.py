@@ -3,7 +3,8 @@
 Body (observed, Label Studio 1.23.2): ``{"project": "4.1795424387", "schema": "<View>...",
 "hostname": "http://localhost:8080", "access_token": "...", "extra_params": null}``. The label config,
 hostname and token are remembered for the project (the token in memory only, never echoed, and sent
-only back to that hostname: :mod:`ml_backend.task_images`), and ``extra_params`` is read (a token, serving
+only back to that hostname: :mod:`ml_backend.task_images`; without basic auth a later ``/setup`` cannot
+replace a token the project has: :mod:`ml_backend.projects`), and ``extra_params`` is read (a token, serving
 settings: :mod:`ml_backend.projects`); the project is recorded as connected, so that its webhooks are
 taken (:mod:`workers.intake`). The reply
 is the same ``model_version`` every prediction of the next ``/predict`` carries, so Label Studio does not
@@ -49,6 +50,7 @@ def setup() -> ResponseReturnValue:
             hostname if isinstance(hostname, str) else None,
             token if isinstance(token, str) else None,
             body.get("extra_params", KEEP),
+            trusted=bool(b.settings.basic_auth_user),  # then the app let only authenticated requests in
         )
     except ExtraParamsError as exc:
         fail(400, f"project {key}: {exc}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
 import logging
 
 import pytest
@@ -10,6 +12,7 @@ from backend_testkit import API_KEY, BOX_CONFIG, FULL_CONFIG, observed_predict_b
 from waits import LONG
 
 from kernel.settings import Secret
+from ml_backend.auth import MAX_FAILURES, WINDOW_S, FailedLogins
 from ml_backend.models import UNTRAINED
 
 
@@ -80,6 +83,43 @@ def test_basic_auth_guards_every_route_but_the_webhook(make_settings, serve) -> 
     # Label Studio's auto-created webhook sends no credentials: /webhook is never 401
     r = requests.post(f"{live.url}/webhook", json={"action": "PROJECT_UPDATED"}, timeout=LONG)
     assert r.status_code != 401
+
+
+def test_failed_logins_from_one_address_are_429_until_the_window_passes(make_settings, serve) -> None:
+    """10 wrong passwords from one address within 60 s: then every request from it is a 429 with
+    Retry-After, the right password included; another address is still served; /webhook is not held."""
+    live = serve(make_settings(basic_auth_user="ls", basic_auth_password=Secret("s3cret")))
+    port = int(live.url.rsplit(":", 1)[1])
+    for _ in range(10):
+        r = live.session.get(f"{live.url}/health", auth=("ls", "guess"), timeout=LONG)
+        assert r.status_code == 401
+    for auth in (("ls", "guess"), ("ls", "s3cret")):
+        r = live.session.get(f"{live.url}/health", auth=auth, timeout=LONG)
+        assert r.status_code == 429 and "too many failed logins" in r.json()["error"], r.text
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert requests.post(f"{live.url}/webhook", json={"action": "X"}, timeout=LONG).status_code != 429
+    # another client address (127.0.0.2 is this host too) with the right password
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=LONG, source_address=("127.0.0.2", 0))
+    conn.request(
+        "GET", "/health", headers={"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}
+    )
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_failed_logins_are_forgotten_after_the_window() -> None:
+    now = [100.0]
+    logins = FailedLogins(clock=lambda: now[0])
+    for _ in range(MAX_FAILURES):
+        logins.fail("10.0.0.9")
+        now[0] += 1.0
+    assert logins.retry_after("10.0.0.9") == pytest.approx(WINDOW_S - MAX_FAILURES)
+    now[0] = 100.0 + WINDOW_S
+    assert logins.retry_after("10.0.0.9") is None  # the first failure left the window
+    many = FailedLogins(max_addresses=3)
+    for i in range(5):
+        many.fail(f"10.0.0.{i}")
+    assert len(many._failures) == 3
 
 
 def test_the_token_is_never_echoed_or_logged(make_settings, serve, caplog) -> None:

@@ -111,10 +111,15 @@ def test_a_setup_token_goes_only_back_to_its_host_and_is_dropped_when_it_moves(
     make_settings, serve, listener, label_studio
 ) -> None:
     settings = make_settings(
-        label_studio_url=label_studio.url, label_studio_api_key=Secret(KEY), image_allow=(listener.url,)
+        label_studio_url=label_studio.url,
+        label_studio_api_key=Secret(KEY),
+        image_allow=(listener.url,),
+        basic_auth_user="ls",  # an authenticated /setup may move the project (test below: without)
+        basic_auth_password=Secret("pw"),
     )
     add_version(settings, "4", "classify")
     live = serve(settings)
+    live.session.auth = ("ls", "pw")
     setup(live, label_studio.url, SETUP_TOKEN)  # Label Studio's own /setup with its project token
     predict(live, ["/data/upload/1/a.png"])
     assert label_studio.seen == [("/data/upload/1/a.png", f"Token {SETUP_TOKEN}")]
@@ -122,6 +127,32 @@ def test_a_setup_token_goes_only_back_to_its_host_and_is_dropped_when_it_moves(
     predict(live, ["/data/upload/1/b.png", f"{label_studio.url}/data/upload/1/c.png"])
     assert listener.seen == [("/data/upload/1/b.png", None)]
     assert label_studio.seen[1:] == [("/data/upload/1/c.png", f"Token {KEY}")]  # the configured key only
+
+
+def test_an_unauthenticated_setup_cannot_swap_a_projects_token(
+    make_settings, serve, listener, label_studio
+) -> None:
+    """Without basic auth anyone who reaches the port can send /setup: the first token a project set up
+    with stays (a second token, or a hostname change that would drop it, is not taken); with basic auth,
+    Label Studio's authenticated /setup replaces it."""
+    settings = make_settings(
+        label_studio_url=label_studio.url, label_studio_api_key=Secret(KEY), image_allow=(listener.url,)
+    )
+    add_version(settings, "4", "classify")
+    live = serve(settings)
+    setup(live, label_studio.url, SETUP_TOKEN)  # Label Studio connects first
+    setup(live, label_studio.url, "A" * 40)  # someone else's token for the same project
+    setup(live, listener.url)  # a move to another (allowed) host would drop the first token
+    setup(live, label_studio.url, "A" * 40)  # ... and let the next one in
+    predict(live, ["/data/upload/1/a.png"])
+    assert label_studio.seen == [("/data/upload/1/a.png", f"Token {SETUP_TOKEN}")]
+    assert listener.seen == []
+    authed = serve(dataclasses.replace(settings, basic_auth_user="ls", basic_auth_password=Secret("pw")))
+    authed.session.auth = ("ls", "pw")
+    setup(authed, label_studio.url, SETUP_TOKEN)
+    setup(authed, label_studio.url, "B" * 40)  # Label Studio's own, authenticated: taken
+    predict(authed, ["/data/upload/1/b.png"])
+    assert label_studio.seen[1:] == [("/data/upload/1/b.png", f"Token {'B' * 40}")]
 
 
 def test_default_reads_only_label_studio_and_the_root(make_settings, serve, listener, tmp_path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from backend_testkit import BOX_CONFIG, add_version
-from waits import LONG
+from waits import LONG, wait_for
 
 from kernel.net import free_port
 from ml_backend.server import GunicornApp
@@ -91,3 +91,46 @@ def test_gunicorn_options() -> None:
     assert (
         options["worker_class"] == "ml_backend.gworker.BufferingWorker" and options["timeout"] > 100
     )  # Label Studio waits 100 s
+
+
+def test_serve_beyond_this_host_needs_basic_auth_and_a_webhook_secret(make_settings, tmp_path: Path) -> None:
+    """`--host 0.0.0.0` without credentials is refused (exit 2) with how to set them; with basic auth and a
+    webhook secret it serves, behind the basic auth."""
+    settings = make_settings()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HISTOLOOP_BASIC_AUTH_USER", "HISTOLOOP_BASIC_AUTH_PASSWORD", "HISTOLOOP_WEBHOOK_SECRET")
+    }
+    env.update(HISTOLOOP_MODEL_STORE=str(settings.model_store), HISTOLOOP_DEVICE="cpu")
+    port = free_port()
+    serve = [sys.executable, "-m", "histoloop.cli", "serve", "--host", "0.0.0.0", "--port", str(port)]
+    refused = subprocess.run(serve, env=env, capture_output=True, text=True, timeout=LONG)
+    assert refused.returncode == 2, refused.stderr
+    for needed in ("HISTOLOOP_BASIC_AUTH_USER", "HISTOLOOP_BASIC_AUTH_PASSWORD", "HISTOLOOP_WEBHOOK_SECRET"):
+        assert needed in refused.stderr
+    assert "secrets.token_hex(32)" in refused.stderr and "--behind-auth-proxy" in refused.stderr
+    env.update(HISTOLOOP_BASIC_AUTH_USER="ls", HISTOLOOP_BASIC_AUTH_PASSWORD="pw")  # no webhook secret yet
+    refused = subprocess.run(serve, env=env, capture_output=True, text=True, timeout=LONG)
+    assert refused.returncode == 2 and "without HISTOLOOP_WEBHOOK_SECRET:" in refused.stderr, refused.stderr
+    env["HISTOLOOP_WEBHOOK_SECRET"] = "s" * 64
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [*serve, "--threads", "2"], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+
+        def answers() -> int | None:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/health", timeout=LONG).status_code
+            except requests.RequestException:  # not listening yet
+                return None
+
+        assert wait_for(answers, what="the backend on 0.0.0.0") == 401
+        r = requests.get(f"http://127.0.0.1:{port}/health", auth=("ls", "pw"), timeout=LONG)
+        assert r.status_code == 200 and r.json()["status"] == "UP"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(LONG) is not None

@@ -459,6 +459,22 @@ class EventStore:
             result = db.execute(update(r).where(r.c.job_id == job_id).values(job_id=None))
         return int(result.rowcount)
 
+    def last_job_number(self, prefix: str) -> int:
+        """The highest ``n`` of the job ids ``<prefix>-<n>`` that a run or a request holds (0 when none):
+        what the job counter of :func:`workers.jobs.enqueue_retrain` continues from when Redis lost its own."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
+        with self.db.read() as db:
+            ids = [
+                *db.execute(select(t_runs.c.job_id).where(t_runs.c.job_id.like(pattern, escape="\\"))),
+                *db.execute(
+                    select(t_requests.c.job_id)
+                    .where(t_requests.c.job_id.like(pattern, escape="\\"))
+                    .distinct()
+                ),
+            ]
+        numbers = [job_id[len(prefix) + 1 :] for (job_id,) in ids]
+        return max((int(n) for n in numbers if n.isdigit()), default=0)
+
     def has_requests(self, job_id: str) -> bool:
         """Whether explicit requests were handed to ``job_id`` (it then runs even with nothing new)."""
         return self._scalar(select(t_requests.c.id).where(t_requests.c.job_id == job_id).limit(1)) is not None

@@ -51,7 +51,7 @@ def dispatch(
     done = []
     for trigger in decide(store.kind_states(projects), settings.project):
         job_id = enqueue_retrain(
-            settings, trigger.project, trigger.kind, trigger.reason, connection=connection
+            settings, trigger.project, trigger.kind, trigger.reason, connection=connection, store=store
         )
         if trigger.manual:
             store.mark_requested(trigger.project, trigger.kind, job_id)

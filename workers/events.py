@@ -67,6 +67,8 @@ COUNTED_RUN_STATUSES = ("running", "done", "bad_data", "cancelled", "error")
 """Runs whose snapshot moves the "newly approved" counter (see :mod:`workers.triggers`)."""
 RUN_STATUSES = (*COUNTED_RUN_STATUSES, "abandoned", "unavailable")
 """``abandoned``: its worker died; ``unavailable``: Label Studio could not be reached (nothing trained)."""
+MAX_RERUNS = 1
+"""How often an explicit request is pending again after its job was abandoned (its worker died)."""
 PRUNE_EVERY = 256
 """Old events are pruned every this many recorded events."""
 
@@ -109,6 +111,7 @@ t_requests = Table(
     Column("reason", Text),
     Column("created_at", Float),
     Column("job_id", Text),
+    Column("reruns", Integer),
 )
 t_runs = Table(
     "runs",
@@ -124,6 +127,7 @@ t_runs = Table(
     Column("detail", Text),
     Column("started_at", Float),
     Column("finished_at", Float),
+    Column("alive_at", Float),
 )
 t_connected = Table(
     "connected", _meta, Column("project", Text, primary_key=True), Column("connected_at", Float)
@@ -155,6 +159,8 @@ class Run:
     detail: str
     started_at: float
     finished_at: float | None
+    alive_at: float | None = None
+    """When its worker last said it runs (start, then every heartbeat)."""
 
 
 DELETE_CHUNK = 10_000
@@ -459,6 +465,42 @@ class EventStore:
             result = db.execute(update(r).where(r.c.job_id == job_id).values(job_id=None))
         return int(result.rowcount)
 
+    def last_job_number(self, prefix: str) -> int:
+        """The highest ``n`` of the job ids ``<prefix>-<n>`` that a run or a request holds (0 when none):
+        what the job counter of :func:`workers.jobs.enqueue_retrain` continues from when Redis lost its own."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
+        with self.db.read() as db:
+            ids = [
+                *db.execute(select(t_runs.c.job_id).where(t_runs.c.job_id.like(pattern, escape="\\"))),
+                *db.execute(
+                    select(t_requests.c.job_id)
+                    .where(t_requests.c.job_id.like(pattern, escape="\\"))
+                    .distinct()
+                ),
+            ]
+        numbers = [job_id[len(prefix) + 1 :] for (job_id,) in ids]
+        return max((int(n) for n in numbers if n.isdigit()), default=0)
+
+    def release_abandoned(self, job_id: str) -> int:
+        """Make the requests of an abandoned ``job_id`` pending again, each at most :data:`MAX_RERUNS`
+        times; returns how many."""
+        r = t_requests
+        with self._write() as db:
+            result = db.execute(
+                update(r)
+                .where(r.c.job_id == job_id, func.coalesce(r.c.reruns, 0) < MAX_RERUNS)
+                .values(job_id=None, reruns=func.coalesce(r.c.reruns, 0) + 1)
+            )
+        return int(result.rowcount)
+
+    def held_without_run(self) -> list[str]:
+        """The jobs that hold requests but never started a run (queued, or lost before they started)."""
+        r = t_requests
+        started = select(t_runs.c.job_id).where(t_runs.c.job_id == r.c.job_id).exists()
+        query = select(r.c.job_id).where(r.c.job_id.is_not(None), ~started).distinct()
+        with self.db.read() as db:
+            return sorted(str(job_id) for (job_id,) in db.execute(query))
+
     def has_requests(self, job_id: str) -> bool:
         """Whether explicit requests were handed to ``job_id`` (it then runs even with nothing new)."""
         return self._scalar(select(t_requests.c.id).where(t_requests.c.job_id == job_id).limit(1)) is not None
@@ -541,6 +583,7 @@ class EventStore:
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, job_id: str, project: str, kind: str, reason: str, annotation_ids: list[int]) -> Run:
         """Record that ``job_id`` trains on the approved annotations known now (its snapshot)."""
+        now = time.time()
         with self._write() as db:
             seq = int(db.execute(select(func.coalesce(func.max(t_events.c.seq), 0))).scalar_one())
             stmt = upsert(db, t_runs).values(
@@ -551,7 +594,8 @@ class EventStore:
                 snapshot_seq=seq,
                 annotation_ids=json.dumps(sorted(annotation_ids)),
                 status="running",
-                started_at=time.time(),
+                started_at=now,
+                alive_at=now,
                 detail="",
             )
             x = stmt.excluded
@@ -563,6 +607,7 @@ class EventStore:
                         "annotation_ids": x.annotation_ids,
                         "status": "running",
                         "started_at": x.started_at,
+                        "alive_at": x.alive_at,
                         "finished_at": None,
                         "detail": "",
                     },
@@ -581,6 +626,34 @@ class EventStore:
                 .where(t_runs.c.job_id == job_id)
                 .values(status=status, version_id=version_id, detail=detail[:2000], finished_at=time.time())
             )
+
+    def touch_run(self, job_id: str) -> bool:
+        """Stamp ``job_id``'s run alive now (its worker's heartbeat); False when it is not running."""
+        r = t_runs
+        with self._write() as db:
+            result = db.execute(
+                update(r).where(r.c.job_id == job_id, r.c.status == "running").values(alive_at=time.time())
+            )
+        return bool(result.rowcount)
+
+    def stale_runs(self, older_than_s: float) -> list[Run]:
+        """Runs still ``running`` whose worker has not stamped them for ``older_than_s`` seconds."""
+        r = t_runs
+        cutoff = time.time() - older_than_s
+        query = select(r).where(r.c.status == "running", func.coalesce(r.c.alive_at, r.c.started_at) < cutoff)
+        with self.db.read() as db:
+            return [_row_to_run(row) for row in db.execute(query.order_by(r.c.started_at))]
+
+    def abandon_run(self, job_id: str, detail: str) -> bool:
+        """Mark ``job_id``'s run ``abandoned`` if it is still running; returns whether it was."""
+        r = t_runs
+        with self._write() as db:
+            result = db.execute(
+                update(r)
+                .where(r.c.job_id == job_id, r.c.status == "running")
+                .values(status="abandoned", detail=detail[:2000], finished_at=time.time())
+            )
+        return bool(result.rowcount)
 
     def run(self, job_id: str) -> Run | None:
         with self.db.read() as db:

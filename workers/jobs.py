@@ -10,6 +10,9 @@ Job ids are deterministic: ``retrain-<project>-<kind>-<n>``, where ``n`` counts 
   ``n`` ends — even with many workers there is never more than one running per (project, kind);
 - finished, failed, stopped, canceled or gone: job ``n + 1`` is enqueued.
 
+``n`` never goes below the highest job number the event store's runs and requests hold, so after a Redis
+that keeps no data restarts, ids continue where they were and no ``runs`` row is ever overwritten.
+
 Transient errors (Label Studio unreachable) make the job return ``rq.Retry`` with backoff; bad data
 raises and is not retried. The job's timeout is ``settings.job_timeout``.
 
@@ -39,6 +42,7 @@ from rq.registry import (
 from kernel.kinds import KINDS
 from kernel.labelstudio import project_key
 from kernel.settings import Settings
+from workers.events import EventStore
 
 JOB_FUNC = "workers.pipeline.retrain"
 ON_FAILURE = "workers.pipeline.on_failure"
@@ -77,14 +81,26 @@ def _fetch(job_id: str, connection: Redis) -> Job | None:
 
 
 def enqueue_retrain(
-    settings: Settings, project: str, kind: str, reason: str, *, connection: Redis | None = None
+    settings: Settings,
+    project: str,
+    kind: str,
+    reason: str,
+    *,
+    connection: Redis | None = None,
+    store: EventStore | None = None,
 ) -> str:
-    """Make sure a retraining of (project, kind) is queued; returns its (deterministic) job id."""
+    """Make sure a retraining of (project, kind) is queued; returns its (deterministic) job id.
+
+    The counter ``n`` is Redis's, but never below the highest one the event store's runs and requests
+    hold (``store``, default the settings' own): a Redis that restarted empty does not hand out an id
+    whose run is already recorded.
+    """
     conn = connection or redis_connection(settings.redis_url)
     key = job_key(project, kind)
     seq_key = f"histoloop:seq:{key}"
+    recorded = (store or EventStore.from_settings(settings)).last_job_number(key)
     with conn.lock(f"histoloop:lock:{key}", timeout=30, blocking_timeout=30):
-        n = int(conn.get(seq_key) or 0)
+        n = max(int(conn.get(seq_key) or 0), recorded)
         latest = _fetch(f"{key}-{n}", conn) if n else None
         status = latest.get_status(refresh=False) if latest else None
         if latest is not None and status in WAITING:

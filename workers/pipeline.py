@@ -162,15 +162,18 @@ def _finish_failed(
     )
 
 
-def mark_abandoned(job_id: str, detail: str, job: Job | None = None) -> bool:
+def mark_abandoned(job_id: str, detail: str, job: Job | None = None, store: EventStore | None = None) -> bool:
     """Record that a run's worker or horse died (its snapshot no longer counts: the next trigger retrains),
-    and show ``abandoned`` as the job's stage; returns whether it was abandoned (not ended by itself)."""
-    store = EventStore.from_settings(load_settings())
+    make the explicit requests it held pending again (once each, :data:`workers.events.MAX_RERUNS`: the
+    next dispatch queues them), and show ``abandoned`` as the job's stage; returns whether it was abandoned
+    (not ended by itself)."""
+    store = store or EventStore.from_settings(load_settings())
     run = store.run(job_id)
-    if run is not None and run.status != "running":
+    if run is not None and not store.abandon_run(job_id, detail):
         return False  # it recorded its own end (done, failed, cancelled, unavailable)
-    if run is not None:  # its requests stay taken: a job that killed its worker is not re-run by itself
-        store.finish_run(job_id, "abandoned", detail=detail)
+    released = store.release_abandoned(job_id)
+    if released:
+        log.warning("job %s was abandoned: its %d explicit request(s) are pending again", job_id, released)
     if job is not None:
         try:
             job.meta["stage"] = "abandoned"

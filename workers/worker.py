@@ -39,12 +39,13 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue, SpawnWorker, Worker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
 from kernel.processes import die_with_parent, pid_alive
 from kernel.settings import Settings, load_settings
+from workers.events import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,17 @@ def _cleanup_staging(older_than_s: float = 24 * 3600) -> None:
         log.exception("staging cleanup failed")
 
 
+STALE_HEARTBEATS = 9
+"""A run whose worker has not stamped it for this many heartbeats (3 heartbeat TTLs), and whose job Redis
+no longer knows as started, is abandoned (:func:`recover_runs`)."""
+
+
 class TrainingWorker(SpawnWorker):
-    """``rq.SpawnWorker`` (see the module docstring) that cleans up after a horse that died."""
+    """``rq.SpawnWorker`` (see the module docstring) that cleans up after a horse that died, and stamps
+    its running job's run alive in the event store on every heartbeat."""
+
+    store: EventStore | None = None
+    """The event store whose runs this worker stamps (:meth:`maintain_heartbeats`); set by :func:`build_worker`."""
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long a started job stays claimed without a heartbeat: 3 monitoring intervals (RQ's own adds a
@@ -70,6 +80,18 @@ class TrainingWorker(SpawnWorker):
         if job.timeout and job.timeout > 0:
             return int(min(job.timeout - working_time, interval)) + 2 * interval
         return 3 * interval
+
+    def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        self._stamp_alive(job.id)
+        super().maintain_heartbeats(job, execution)
+
+    def _stamp_alive(self, job_id: str) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.touch_run(job_id)
+        except Exception as exc:  # the event store away for a moment: the next heartbeat stamps it
+            log.warning("job %s: could not stamp its run alive: %s", job_id, exc)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -118,6 +140,42 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
     return failed
 
 
+def recover_runs(store: EventStore, connection: Redis, stale_s: float) -> list[str]:
+    """Give back what jobs that Redis no longer knows held; returns the ids of the jobs recovered.
+
+    A Redis restarted without its data (what :func:`workers.redis_server.ensure_redis` starts) forgets its
+    queued and started jobs, so RQ's own recovery (:func:`recover_abandoned`) never fails them. Here:
+
+    - a run still ``running`` whose worker has not stamped it for ``stale_s`` seconds and whose job is not
+      started in Redis (unknown, or ended without recording its run) is ``abandoned`` (it does not count:
+      the next trigger retrains) and its explicit requests are pending again, once
+      (:func:`workers.pipeline.mark_abandoned`);
+    - requests held by a job that never started a run and that Redis does not know (it was queued) are
+      pending again.
+
+    The next dispatch (a webhook, a worker starting, the backend's sweep) queues them under new ids.
+    """
+    from workers.pipeline import mark_abandoned
+
+    recovered = []
+    for run in store.stale_runs(stale_s):
+        job = Job.fetch_many([run.job_id], connection=connection)[0]
+        if job is not None and job.get_status(refresh=False) == JobStatus.STARTED:
+            continue  # RQ knows it: its heartbeat decides (recover_abandoned)
+        detail = f"no heartbeat for {stale_s:.0f} s and Redis no longer knows the job as started"
+        if mark_abandoned(run.job_id, detail, job, store=store):
+            log.warning("job %s: %s; its run is marked abandoned", run.job_id, detail)
+            recovered.append(run.job_id)
+    for job_id in store.held_without_run():
+        if not connection.exists(Job.key_for(job_id)):
+            released = store.release_requests(job_id)
+            log.warning(
+                "job %s is gone from Redis: its %d explicit request(s) are pending again", job_id, released
+            )
+            recovered.append(job_id)
+    return recovered
+
+
 def prepare_environment(
     settings: Settings,
     gpu: int | None,
@@ -158,20 +216,28 @@ def build_worker(
 
     connection = redis_connection(settings.redis_url)
     names = list(queues or [settings.queue])
-    return TrainingWorker(
+    worker = TrainingWorker(
         [Queue(n, connection=connection) for n in names],
         connection=connection,
         name=name,
         job_monitoring_interval=settings.heartbeat,
     )
+    worker.store = EventStore.from_settings(settings)
+    return worker
+
+
+def _recover(worker: TrainingWorker, stale_s: float) -> None:
+    recover_abandoned(worker.connection, [q.name for q in worker.queues])
+    if worker.store is not None:
+        recover_runs(worker.store, worker.connection, stale_s)
 
 
 def _keep_recovering(worker: TrainingWorker, interval_s: float, stop: threading.Event) -> None:
-    """Every ``interval_s``: fail the jobs that dead workers (on any host) left started."""
-    names = [q.name for q in worker.queues]
+    """Every ``interval_s``: fail the jobs that dead workers (on any host) left started, and give back
+    what jobs that Redis forgot held (:func:`recover_runs`)."""
     while not stop.wait(interval_s):
         try:
-            recover_abandoned(worker.connection, names)
+            _recover(worker, STALE_HEARTBEATS * interval_s)
         except Exception as exc:  # Redis away for a moment: the next round tries again
             log.warning("recovering abandoned jobs failed: %s", exc)
 
@@ -189,7 +255,7 @@ def run_worker(
     # RQ's scheduler (retries with backoff) is forked from this process: it must not outlive it
     os.register_at_fork(after_in_child=die_with_parent)
     worker = build_worker(settings, queues, name)
-    recover_abandoned(worker.connection, [q.name for q in worker.queues])
+    _recover(worker, STALE_HEARTBEATS * max(1, settings.heartbeat))
     _cleanup_staging()
     try:
         dispatch(settings, connection=worker.connection)  # triggers recorded while Redis was away

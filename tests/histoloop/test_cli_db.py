@@ -27,7 +27,7 @@ def test_upgrade_and_status_on_both(tmp_path: Path, database_url: str) -> None:
     env = {"HISTOLOOP_MODEL_STORE": str(tmp_path), "HISTOLOOP_DATABASE_URL": database_url}
     result = run(env, "db", "upgrade")
     assert result.exit_code == 0, result.output
-    assert "registry_0001" in result.output and "events_0003" in result.output
+    assert "registry_0001" in result.output and "events_0004" in result.output
     status = run(env, "db", "status").output
     assert "at migration registry_0001 (head registry_0001)" in status
     assert (tmp_path / "registry.sqlite").exists() != bool(database_url)

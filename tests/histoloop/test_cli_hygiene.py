@@ -94,7 +94,7 @@ def test_db_status_reports_pending_migrations_and_runs_none(tmp_path: Path) -> N
     with events.write() as conn:  # as a database left by a histoloop two migrations older
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'events_0001'")
     status = run_ok(env, "db", "status")
-    assert "at migration events_0001 (head events_0003): not migrated: 2 pending" in status
+    assert "at migration events_0001 (head events_0004): not migrated: 3 pending" in status
     assert events.current() == "events_0001"
     registry = Database(tmp_path / "registry.sqlite", "registry", migrations=None, upgrade=False)
     with registry.write() as conn:

@@ -46,6 +46,42 @@ def test_ids_are_deterministic_and_coalesce(wsettings) -> None:
         enqueue_retrain(settings, "4", "nuclei", "x")
 
 
+def test_ids_continue_from_the_event_store_after_redis_is_emptied(wsettings) -> None:
+    """A Redis that keeps no data (what ``ensure_redis`` starts) restarted: the job counter is gone, the
+    event store's runs and requests are not; the next id continues after them, no run is overwritten."""
+    from workers.dispatch import dispatch
+
+    settings = wsettings()
+    store = EventStore(settings.events_path)
+    first = enqueue_retrain(settings, "4", "detect", "first", store=store)
+    store.start_run(first, "4", "detect", "first", [1, 2])
+    store.finish_run(first, "done", version_id=7, detail="promoted")
+    redis = Redis.from_url(settings.redis_url)
+    Job.fetch(first, connection=redis).set_status("finished")  # as its worker does at the end
+    store.request("4", "detect", "Train button")
+    assert [job for _, job in dispatch(settings, ["4"], store=store)] == ["retrain-4-detect-2"]
+    redis.flushdb()  # the restart: every job and counter gone
+
+    third = enqueue_retrain(settings, "4", "detect", "after the restart", store=store)
+    assert third == "retrain-4-detect-3"  # was retrain-4-detect-1, whose run is recorded
+    store.start_run(third, "4", "detect", "after the restart", [1, 2, 3])
+    kept = store.run(first)
+    assert kept is not None and (kept.status, kept.version_id, kept.annotation_ids) == ("done", 7, [1, 2])
+    assert enqueue_retrain(settings, "4", "segment", "x", store=store) == "retrain-4-segment-1"
+
+
+def test_job_numbers_in_the_store(tmp_path, database_url: str) -> None:
+    store = EventStore(database_url or tmp_path / "events.sqlite")
+    assert store.last_job_number("retrain-4-detect") == 0
+    store.start_run("retrain-4-detect-9", "4", "detect", "x", [])
+    store.start_run("retrain-44-detect-30", "44", "detect", "x", [])
+    store.request("4", "detect", "button")
+    store.mark_requested("4", "detect", "retrain-4-detect-12")
+    assert store.last_job_number("retrain-4-detect") == 12
+    assert store.last_job_number("retrain-44-detect") == 30
+    assert store.last_job_number("retrain-4-segment") == 0
+
+
 @needs_images
 def test_one_running_one_waiting_and_cancel(wsettings, workers_started, label_studio, tmp_path) -> None:
     settings = dataclasses.replace(

@@ -1,5 +1,6 @@
 """Killing a worker mid-training (SIGKILL): the job ends failed/abandoned and visible, its partial files are
-removed, the registry and production are untouched, and the next trigger retrains. Real processes."""
+removed, nothing is registered by it and production is untouched, its explicit request is rerun exactly
+once, and the next trigger retrains. Real processes."""
 
 from __future__ import annotations
 
@@ -90,26 +91,44 @@ def test_sigkill_mid_training(wsettings, workers_started, tmp_path) -> None:
         wait_for(lambda: not _session(worker.pid), LONG, "no orphan (scheduler, horse) left")
         assert job.get_status() == "started"  # nobody has noticed yet
 
+        # a restarted worker recovers: the job is failed, its run abandoned, and the explicit request it
+        # held (`histoloop retrain` above) is pending again, so the same worker's start-up sweep reruns it
         quick = write_config(tmp_path / "quick.toml", "classify", epochs=1, imgsz=64, batch=2)
-        workers_started(settings, quick, burst=True).process.wait(LONG)  # a restarted worker recovers
+        restarted = workers_started(settings, quick, burst=True)
+        restarted.process.wait(LONG)
         assert job.get_status() == "failed"
         assert job_id in FailedJobRegistry(settings.queue, connection=redis).get_job_ids()
         assert "Abandoned" in (job.latest_result().exc_string or "")
-        assert EventStore(settings.events_path).run(job_id).status == "abandoned"
+        store = EventStore(settings.events_path)
+        assert store.run(job_id).status == "abandoned"
         listed = {j["id"]: j for j in json.loads(_cli(settings, "jobs", "list", "--json"))}
         assert listed[job_id]["meta"]["stage"] == "abandoned"  # not its last stage, "train"
         assert not list((settings.model_store / "staging").iterdir())  # partial files removed
-        assert [v.id for v in registry.list("4", "classify")] == [production.id]  # nothing registered
-        assert registry.production("4", "classify").id == production.id
+
+        rerun = Job.fetch("retrain-4-classify-2", connection=redis)
+        assert rerun.get_status() == "finished", restarted.output()
+        assert rerun.return_value()["version"] == "4/classify/v2"
+        assert [r.job_id for r in store.runs("4", "classify")] == [job_id, rerun.id]
+        assert store.run(rerun.id).status == "done" and store.has_requests(rerun.id)
+        assert [v.id for v in registry.list("4", "classify")] == [
+            production.id,
+            store.run(rerun.id).version_id,
+        ]  # the killed run registered nothing
+        assert registry.list("4", "classify")[-1].lineage["job_id"] == rerun.id
+
+        # exactly once: another worker finds nothing to run
+        workers_started(settings, quick, burst=True).process.wait(LONG)
+        assert [r.job_id for r in store.runs("4", "classify")] == [job_id, rerun.id]
+        assert Queue(settings.queue, connection=redis).count == 0
 
         # the next trigger retrains: a new job id, run by a fresh worker
         next_id = _cli(settings, "retrain", "--project", "4", "--kind", "classify", config=quick).strip()
-        assert next_id == "retrain-4-classify-2"
+        assert next_id == "retrain-4-classify-3"
         again = workers_started(settings, quick, burst=True)
         again.process.wait(LONG)
-        job2 = Job.fetch(next_id, connection=redis)
-        assert job2.get_status() == "finished", again.output()
-        assert job2.return_value()["version"] == "4/classify/v2"
+        job3 = Job.fetch(next_id, connection=redis)
+        assert job3.get_status() == "finished", again.output()
+        assert job3.return_value()["version"] == "4/classify/v3"
         assert Queue(settings.queue, connection=redis).count == 0
     finally:
         stub.close()

@@ -259,6 +259,49 @@ def test_an_abandoned_job_shows_abandoned(wsettings, monkeypatch) -> None:
     assert info.meta["stage"] == "abandoned" and "worker died" in info.meta["error"]
 
 
+def test_what_redis_forgot_is_recovered_from_the_event_store(wsettings) -> None:
+    """Issue 24 item 10: a Redis that keeps no data restarted while one job trained and one waited. The
+    waiting job's request is pending again at once; the run whose worker stopped stamping it is abandoned
+    (not counted) and its request pending again, once; the next dispatch queues both under new ids."""
+    from rq.job import JobStatus
+
+    from workers.dispatch import dispatch
+    from workers.worker import recover_runs
+
+    settings = wsettings()
+    store = EventStore(settings.events_path)
+    redis = Redis.from_url(settings.redis_url)
+    store.request("4", "classify", "Train button")
+    store.request("4", "detect", "histoloop retrain")
+    jobs = {t.kind: job for t, job in dispatch(settings, ["4"], store=store)}
+    assert jobs == {"classify": "retrain-4-classify-1", "detect": "retrain-4-detect-1"}
+    pending = lambda: {s.kind: s.requests for s in store.kind_states(["4"]) if s.requests}  # noqa: E731
+    assert pending() == {}
+    store.start_run(jobs["classify"], "4", "classify", "Train button", [])  # classify trains, detect waits
+    Job.fetch(jobs["classify"], connection=redis).set_status(JobStatus.STARTED)
+    assert recover_runs(store, redis, stale_s=0) == []  # Redis knows both: RQ's own recovery decides
+
+    redis.flushdb()  # the restart
+    assert recover_runs(store, redis, stale_s=3600) == [jobs["detect"]]  # its worker may still live
+    assert pending() == {"detect": ("histoloop retrain",)}
+    assert store.run(jobs["classify"]).status == "running"
+    assert recover_runs(store, redis, stale_s=0) == [jobs["classify"]]  # no stamp for longer than that
+    assert store.run(jobs["classify"]).status == "abandoned"
+    assert pending() == {"classify": ("Train button",), "detect": ("histoloop retrain",)}
+    assert store.baseline_seq("4", "classify") == 0  # the abandoned run does not count
+    again = {t.kind: job for t, job in dispatch(settings, ["4"], store=store)}
+    # classify-1's run is recorded: a new id; detect-1 never started a run, so no run holds its id
+    assert again == {"classify": "retrain-4-classify-2", "detect": "retrain-4-detect-1"}
+    assert recover_runs(store, redis, stale_s=0) == [] and pending() == {}  # nothing is given back twice
+
+    # the rerun dies too: its run is abandoned, its request is not given back a second time
+    store.start_run(again["classify"], "4", "classify", "Train button", [])
+    redis.flushdb()
+    assert recover_runs(store, redis, stale_s=0) == [again["classify"], again["detect"]]
+    assert store.run(again["classify"]).status == "abandoned"
+    assert pending() == {"detect": ("histoloop retrain",)}
+
+
 # -- item 12: one approval rule, through the webhook and through the export -------------------------
 SHAPES = {
     "submitted": {},

@@ -15,6 +15,12 @@ metric                                               what
 ``histoloop_model_info{project,kind,version}``       1 for each production version (``version``: the
                                                      ``model_version`` Label Studio shows, ``detect-v3``),
                                                      read from the registry at scrape time
+``histoloop_model_versions{project,kind,status}``     versions of each project and kind by status
+                                                     (``production``, ``candidate``, ``archived``,
+                                                     ``failed``; 0 where none), read from the registry at
+                                                     scrape time: a refused candidate stays ``candidate``,
+                                                     a promotion moves one to ``production`` and the
+                                                     version it replaced to ``archived``
 ``process_*``, ``python_gc_*``, ``python_info``      prometheus-client's default collectors (CPU seconds,
                                                      memory, open files, start time; garbage collection;
                                                      the Python version)
@@ -53,7 +59,7 @@ from prometheus_client.registry import Collector
 
 from kernel.settings import Settings
 from kernel.tags import predicted_by
-from training.registry import Registry
+from training.registry import STATUSES, Registry
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +181,10 @@ class JobsCollector(Collector):
 
 
 class ModelInfoCollector(Collector):
-    """``histoloop_model_info{project,kind,version}``: 1 per production version, read from the registry
-    when scraped (the version every process serves on its next request)."""
+    """``histoloop_model_info{project,kind,version}``: 1 per production version, and
+    ``histoloop_model_versions{project,kind,status}``: the versions of each project and kind by status (the
+    promotion gate's decisions), read from the registry when scraped (what every process serves on its next
+    request)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -187,14 +195,24 @@ class ModelInfoCollector(Collector):
             "The production model version of each project and kind (1)",
             labels=("project", "kind", "version"),
         )
+        counts = GaugeMetricFamily(
+            "histoloop_model_versions",
+            "Model versions of each project and kind by status",
+            labels=("project", "kind", "status"),
+        )
         try:
             production = self.registry.list(status="production")
+            by_status = self.registry.status_counts()
         except Exception as exc:  # the database unreachable: the rest of the scrape still answers
             log.info("/metrics: no model versions (%s: %s)", type(exc).__name__, exc)
             return
         for version in production:
             info.add_metric([version.project, version.kind, version.label], 1)
         yield info
+        for project, kind in sorted({(p, k) for p, k, _ in by_status}):
+            for status in STATUSES:  # every status, 0 included: an alert on a rise needs the series
+                counts.add_metric([project, kind, status], by_status.get((project, kind, status), 0))
+        yield counts
 
 
 def job_counts(settings: Settings) -> dict[str, int]:

@@ -248,6 +248,13 @@ class Registry:
         with self.db.read() as db:
             return [_row_to_version(r) for r in db.execute(query)]
 
+    def status_counts(self) -> dict[tuple[str, str, str], int]:
+        """How many versions each (project, kind) has in each status (only the statuses it has)."""
+        c = versions.c
+        query = select(c.project, c.kind, c.status, func.count()).group_by(c.project, c.kind, c.status)
+        with self.db.read() as db:
+            return {(r[0], r[1], r[2]): int(r[3]) for r in db.execute(query)}
+
     def history(self, project: str, kind: str) -> builtins.list[dict[str, Any]]:
         """Every promotion and rollback of (project, kind), oldest first: who, when, why."""
         e, v, p = history_events, versions.alias("v"), versions.alias("p")

@@ -90,6 +90,43 @@ def test_model_info_and_the_default_process_metrics(make_settings, serve) -> Non
     assert any(name == "python_info" for name in names) and "python_gc_objects_collected_total" in names
 
 
+def test_the_promotion_gates_decisions_are_version_counts_by_status(make_settings, serve) -> None:
+    from training.registry import Registry
+
+    settings = make_settings(redis_url="redis://127.0.0.1:9/0")
+    registry = Registry.from_settings(settings)
+    add_version(settings, "4", "segment")
+    add_version(settings, "4", "segment")  # promoted: v1 archived
+    refused = add_version(settings, "4", "segment", promote=False)
+    registry.note(refused.id, "not promoted: candidate dice 0.5000 does not beat production 0.9000")
+    registry.record_failed("4", "segment", "no approved segment annotation could be converted")
+    add_version(settings, "5", "classify")
+    live = serve(settings)
+
+    def versions() -> dict[tuple[str, str, str], float]:
+        metrics = samples(live.session.get(f"{live.url}/metrics", timeout=LONG).text)
+        return {
+            (dict(labels)["project"], dict(labels)["kind"], dict(labels)["status"]): v
+            for (name, labels), v in metrics.items()
+            if name == "histoloop_model_versions"
+        }
+
+    assert versions() == {
+        ("4", "segment", "production"): 1,
+        ("4", "segment", "candidate"): 1,
+        ("4", "segment", "archived"): 1,
+        ("4", "segment", "failed"): 1,
+        ("5", "classify", "production"): 1,
+        ("5", "classify", "candidate"): 0,
+        ("5", "classify", "archived"): 0,
+        ("5", "classify", "failed"): 0,
+    }
+    registry.promote(refused.id, by="test")  # read at scrape time: the next scrape sees it
+    after = versions()
+    assert (after[("4", "segment", "candidate")], after[("4", "segment", "archived")]) == (0, 2)
+    assert after[("4", "segment", "production")] == 1
+
+
 def test_redis_down_is_a_gauge_not_an_error(make_settings, serve) -> None:
     live = serve(make_settings(redis_url="redis://127.0.0.1:9/0"))
     r = live.session.get(f"{live.url}/metrics", timeout=LONG)

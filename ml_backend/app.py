@@ -26,6 +26,7 @@ from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from kernel.database import disk_full_reason
 from kernel.settings import Settings
 from ml_backend.auth import require_basic_auth
 from ml_backend.context import EXTENSION, Backend
@@ -80,6 +81,9 @@ def create_app(settings: Settings) -> Flask:
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> ResponseReturnValue:
         log.exception("%s %s failed", request.method, request.path)
+        full = disk_full_reason(exc)
+        if full is not None:  # a write no route expected to fail: still not a 500
+            return jsonify(error=f"cannot write: {full}; free space on the backend's disks"), 503
         return jsonify(error=f"internal error: {type(exc).__name__}"), 500
 
     return app

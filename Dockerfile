@@ -18,4 +18,5 @@ RUN pip install -c constraints.txt . && useradd --create-home --uid 1000 histolo
 USER histoloop
 VOLUME ["/store"]
 EXPOSE 9090
+# beyond loopback `serve` starts only with HISTOLOOP_BASIC_AUTH_USER/_PASSWORD and HISTOLOOP_WEBHOOK_SECRET set
 CMD ["histoloop", "serve", "--host", "0.0.0.0", "--port", "9090"]

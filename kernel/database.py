@@ -41,6 +41,7 @@ migrated by a newer histoloop is refused with a clear error rather than written 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -55,6 +56,38 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Engine, Integer, Table, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+SQLITE_FULL = 13
+POSTGRES_DISK_FULL = "53100"
+
+
+def disk_full_reason(exc: BaseException | None) -> str | None:
+    """Why a write failed when ``exc`` (or an exception under it) is a full disk, else None: an
+    ``OSError`` ENOSPC/EDQUOT/EFBIG, SQLite's ``SQLITE_FULL``, PostgreSQL's ``disk_full`` (53100).
+
+    >>> disk_full_reason(OSError(errno.ENOSPC, "No space left on device"))
+    'No space left on device'
+    >>> import sqlite3
+    >>> full = sqlite3.connect(":memory:")
+    >>> _ = full.execute("PRAGMA max_page_count = 1")
+    >>> try:
+    ...     full.execute("CREATE TABLE a (x)")
+    ... except sqlite3.Error as exc:
+    ...     disk_full_reason(RuntimeError("while recording")) or disk_full_reason(exc)
+    'database or disk is full'
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            return exc.strerror or os.strerror(exc.errno or errno.ENOSPC)
+        if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+            return "database or disk is full"
+        if getattr(exc, "sqlstate", None) == POSTGRES_DISK_FULL:
+            return "the database's disk is full"
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return None
 
 
 class DatabaseError(RuntimeError):

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from flask import abort, current_app, jsonify, make_response, request
 
+from kernel.database import disk_full_reason
 from kernel.kinds import KINDS, Kind
 from kernel.settings import Settings
 from ml_backend import jsonio
@@ -33,6 +34,28 @@ from workers.events import EventStore
 EXTENSION = "histoloop"
 
 
+class DiskStatus:
+    """The stores this process could not write for a full disk (store -> reason), until a write succeeds
+    again: ``/health`` says ``DEGRADED`` naming them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._full: dict[str, str] = {}
+
+    def full(self, store: str, reason: str) -> None:
+        with self._lock:
+            self._full[store] = reason
+
+    def ok(self, store: str) -> None:
+        if self._full:
+            with self._lock:
+                self._full.pop(store, None)
+
+    def problems(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._full)
+
+
 @dataclass
 class Backend:
     settings: Settings
@@ -44,6 +67,7 @@ class Backend:
     events: EventStore
     dispatcher: Dispatcher
     interactive: InteractiveEngine
+    disk: DiskStatus = field(default_factory=DiskStatus)
     slots: threading.BoundedSemaphore | None = field(default=None, repr=False)
     waiting: threading.BoundedSemaphore | None = field(default=None, repr=False)
 
@@ -100,6 +124,11 @@ class Backend:
             InteractiveEngine(settings, cache, images),
         )
 
+    @property
+    def events_where(self) -> str:
+        """Where the event store writes, for messages: its SQLite file, or PostgreSQL."""
+        return str(self.events.path) if self.events.path is not None else "PostgreSQL"
+
     def kinds_of(self, key: str) -> tuple[Kind, ...]:
         """The model kinds a project's label config (from its last /setup) uses; all kinds if unknown."""
         config = self.projects.get(key).label_config
@@ -143,6 +172,31 @@ def json_object(required: bool = True) -> dict[str, Any]:
     if not isinstance(body, dict):
         fail(400, f"expected a JSON object, got {type(body).__name__}")
     return body
+
+
+@contextmanager
+def write_or_503(store: str, where: str) -> Iterator[None]:
+    """Run a write to ``store`` (``"event store"``) that lives at ``where``; on a full disk record it
+    for ``/health`` and stop the request with a ``503`` saying so (nothing was written); otherwise clear
+    it. Other errors pass."""
+    b = backend()
+    try:
+        yield
+    except Exception as exc:
+        reason = disk_full_reason(exc)
+        if reason is None:
+            raise
+        b.disk.full(store, f"{reason} ({where})")
+        response = make_response(
+            jsonify(
+                error=f"the {store} cannot write: {reason} ({where}); nothing was recorded: free space on "
+                "that disk (see /health)"
+            ),
+            503,
+        )
+        response.headers["Retry-After"] = "60"
+        abort(response)
+    b.disk.ok(store)
 
 
 def _refuse(message: str) -> NoReturn:

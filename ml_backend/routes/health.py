@@ -4,7 +4,8 @@ Label Studio polls it with a 1 s timeout and treats any 200 JSON as healthy. The
 those that sent ``/setup`` to this process (with the kinds their label config uses) and those with
 versions in the registry (all kinds). ``without_model`` names the kinds that get no predictions;
 ``failed`` the kinds whose production version failed to load (it is not served under its name): then
-``status`` is ``DEGRADED`` (still a 200: Label Studio's check reads only the status code, and the other
+``status`` is ``DEGRADED``, as it is while a store cannot write for a full disk (``disk``: store -> reason)
+(still a 200: Label Studio's check reads only the status code, and the other
 projects are served). ``GET /health?project=4`` reports one project.
 """
 
@@ -47,9 +48,11 @@ def health() -> ResponseReturnValue:
             "failed": serving.failed,
         }
         degraded = degraded or bool(serving.failed)
+    disk = b.disk.problems()
     return jsonify(
-        status="DEGRADED" if degraded else "UP",
+        status="DEGRADED" if degraded or disk else "UP",
         model_class="histoloop",
         device=b.cache.device,
         projects=projects,
+        disk=disk,
     )

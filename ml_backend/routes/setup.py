@@ -17,7 +17,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from kernel.labelstudio import project_key
-from ml_backend.context import backend, fail, json_object
+from ml_backend.context import backend, fail, json_object, write_or_503
 from ml_backend.labelconfig import LabelConfigError, parse_label_config
 from ml_backend.projects import KEEP, ExtraParamsError
 
@@ -54,6 +54,7 @@ def setup() -> ResponseReturnValue:
         )
     except ExtraParamsError as exc:
         fail(400, f"project {key}: {exc}")
-    b.events.connect(key)  # webhooks of this project are Label Studio's (workers.intake)
+    with write_or_503("event store", b.events_where):
+        b.events.connect(key)  # webhooks of this project are Label Studio's (workers.intake)
     b.cache.warm(key, kinds)
     return jsonify(model_version=b.cache.versions(key, kinds).model_version)

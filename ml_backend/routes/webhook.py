@@ -7,7 +7,9 @@ The webhook Label Studio creates for a backend sends no credentials, so basic au
 ``webhook_secret`` (``HISTOLOOP_WEBHOOK_SECRET``) makes it require the header
 ``X-Histoloop-Webhook-Secret: <secret>`` (added to the webhook in Label Studio, see the README): 401
 without it. Events of projects that never connected to this backend are answered ``ignored`` and not
-stored (:mod:`workers.intake`). The ``Server-Timing`` header gives the milliseconds spent reading the body
+stored (:mod:`workers.intake`). On a full disk the event store cannot write: ``503`` with the reason
+(nothing was recorded) and ``/health`` says ``DEGRADED`` until a webhook is recorded again. The
+``Server-Timing`` header gives the milliseconds spent reading the body
 (``request``), recording the event (``record``: waiting for the event store's group commit included, see
 :meth:`workers.events.EventStore.record`) and in the handler in all (``total``).
 """
@@ -20,7 +22,7 @@ import time
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ml_backend.context import backend, fail, parse_json
+from ml_backend.context import backend, fail, parse_json, write_or_503
 from ml_backend.telemetry import count_webhook
 from workers.intake import BadPayload, PayloadTooLarge, record_webhook
 
@@ -41,7 +43,8 @@ def webhook() -> ResponseReturnValue:
         fail(400, "expected a JSON object with an 'action' (a Label Studio webhook)")
     parsed = time.perf_counter()
     try:
-        reply = record_webhook(b.settings, b.events, payload)
+        with write_or_503("event store", b.events_where):
+            reply = record_webhook(b.settings, b.events, payload)
     except PayloadTooLarge as exc:
         count_webhook(payload["action"], "too large")
         fail(413, str(exc))

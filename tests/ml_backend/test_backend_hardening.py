@@ -134,3 +134,46 @@ def test_one_bad_batch_writes_a_few_warnings_not_one_per_task(make_settings, ser
     ]
     assert 1 <= len(warnings) <= 10, len(warnings)
     assert any("2995 more task(s)" in rec.getMessage() for rec in warnings)
+
+
+def test_error_bodies_name_no_absolute_server_path(make_settings, serve) -> None:
+    """What the backend says to a client names files relative to the model store and the local-files root
+    (`<model store>/...`, `<local files root>/...`), never where they are on the server."""
+    settings = make_settings()
+    broken = add_version(settings, "4", "classify")
+    weights = broken.artifact_dir / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: does not load
+    add_version(settings, "5", "classify")
+    live = serve(settings)
+    bodies = []
+    r = live.session.post(
+        f"{live.url}/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"image": "images/a.png"}}],
+            "project": "4.1",
+            "label_config": CHOICES,
+        },
+        timeout=LONG,
+    )
+    assert r.status_code == 503
+    bodies.append(r.text)
+    images = ["images/missing.png", "/data/local-files/?d=images/missing.png", "images", "monuseg/../images/"]
+    tasks = [{"id": i, "data": {"image": image}} for i, image in enumerate(images)]
+    r = live.session.post(
+        f"{live.url}/predict", json={"tasks": tasks, "project": "5.1", "label_config": CHOICES}, timeout=LONG
+    )
+    assert r.status_code == 200 and all(out.get("error") for out in r.json()["results"]), r.text
+    bodies.append(r.text)
+    bodies.append(live.session.get(f"{live.url}/health", timeout=LONG).text)
+    for path, body in [
+        ("/setup", {"project": "4.1", "schema": "<View><Image name='i' value='$image'/></View>"}),
+        ("/setup", {"project": "4.1", "schema": CHOICES, "extra_params": {"min_score": 9}}),
+        ("/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": "x"}}),
+    ]:
+        bodies.append(live.session.post(f"{live.url}{path}", json=body, timeout=LONG).text)
+    roots = {str(p) for p in (settings.model_store, settings.local_files_root)}
+    roots |= {str(p.resolve()) for p in (settings.model_store, settings.local_files_root)}
+    for body in bodies:
+        assert not any(root in body for root in roots), body
+    assert "<model store>/models/4/classify/v1/" in bodies[0], bodies[0]
+    assert "<local files root>/images/missing.png" in bodies[1], bodies[1]

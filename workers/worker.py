@@ -30,21 +30,27 @@ counts for the trigger policy, so the next webhook retrains.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SpawnWorker, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
 from kernel.processes import die_with_parent, pid_alive
-from kernel.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings, mask_url
 from workers.events import EventStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,33 @@ def _cleanup_staging(older_than_s: float = 24 * 3600) -> None:
         log.exception("staging cleanup failed")
 
 
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+"""What a Redis that is not answering raises (refused, reset, timed out)."""
+MAX_REDIS_BACKOFF_S = 30.0
+
+
+class PatientScheduler(RQScheduler):
+    """RQ's scheduler (the process that enqueues retries when their backoff ends), retrying while Redis
+    does not answer instead of exiting with a traceback."""
+
+    def work(self) -> None:
+        self._install_signal_handlers()
+        self.register_birth()
+        while True:
+            if self._stop_requested:
+                with contextlib.suppress(*REDIS_DOWN):
+                    self.stop()
+                break
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except REDIS_DOWN as exc:  # the worker logs the outage; this tries again after its interval
+                log.debug("scheduler: Redis unavailable (%s)", exc)
+            time.sleep(self.interval)
+
+
 STALE_HEARTBEATS = 9
 """A run whose worker has not stamped it for this many heartbeats (3 heartbeat TTLs), and whose job Redis
 no longer knows as started, is abandoned (:func:`recover_runs`)."""
@@ -72,6 +105,112 @@ class TrainingWorker(SpawnWorker):
 
     store: EventStore | None = None
     """The event store whose runs this worker stamps (:meth:`maintain_heartbeats`); set by :func:`build_worker`."""
+    redis_url: str = ""
+    """The Redis it works from, for its log lines (credentials masked); set by :func:`build_worker`."""
+    _redis_down_since: float | None = None
+
+    # -- a Redis that stops answering ----------------------------------------------------------
+    # RQ's worker quits on the first Redis error outside its dequeue loop (a heartbeat while the horse
+    # trains, its suspension check, its maintenance, a state change). These wait for Redis instead: the
+    # horse trains on, the run is stamped in the event store, and RQ's bookkeeping resumes when Redis
+    # answers again. One warning per outage, one line when it is back.
+    def _redis_unavailable(self, exc: BaseException) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            log.warning("Redis unavailable at %s, retrying (%s)", mask_url(self.redis_url or "?"), exc)
+
+    def _redis_answered(self) -> None:
+        if self._redis_down_since is not None:
+            down = time.monotonic() - self._redis_down_since
+            self._redis_down_since = None
+            log.warning("Redis at %s answers again after %.0f s", mask_url(self.redis_url or "?"), down)
+
+    def _wait_for_redis(self, what: Any, *args: Any) -> Any:
+        """``what(*args)``, retried with backoff (1 s doubling to 30 s) while Redis does not answer."""
+        backoff = 1.0
+        while True:
+            try:
+                result = what(*args)
+            except REDIS_DOWN as exc:
+                self._redis_unavailable(exc)
+                if self._stop_requested:
+                    return None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_REDIS_BACKOFF_S)
+                continue
+            self._redis_answered()
+            return result
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:  # queued on a pipeline: nothing is sent here
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except REDIS_DOWN as exc:
+            self._redis_unavailable(exc)
+        else:
+            self._redis_answered()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline=pipeline)
+            return
+        try:
+            super().set_state(state)
+        except REDIS_DOWN as exc:
+            self._redis_unavailable(exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._wait_for_redis(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except REDIS_DOWN as exc:  # the next round does it
+            self._redis_unavailable(exc)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        if isinstance(exc, REDIS_DOWN):
+            self._redis_unavailable(exc)
+            time.sleep(2.0)  # redis-py subscribes again when it reconnects
+        else:
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own, with :class:`PatientScheduler` in place of ``RQScheduler``."""
+        self.scheduler = PatientScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except REDIS_DOWN as exc:
+            log.warning("worker %s stopped without telling Redis (%s)", self.name, exc)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long a started job stays claimed without a heartbeat: 3 monitoring intervals (RQ's own adds a
@@ -82,8 +221,15 @@ class TrainingWorker(SpawnWorker):
         return 3 * interval
 
     def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        """Stamp the run alive in the event store, then RQ's heartbeats (skipped while Redis is away: the
+        monitor loop calls this again every ``job_monitoring_interval``)."""
         self._stamp_alive(job.id)
-        super().maintain_heartbeats(job, execution)
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_DOWN as exc:
+            self._redis_unavailable(exc)
+        else:
+            self._redis_answered()
 
     def _stamp_alive(self, job_id: str) -> None:
         if self.store is None:
@@ -96,6 +242,10 @@ class TrainingWorker(SpawnWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             super().execute_job(job, queue)
+        except REDIS_DOWN as exc:
+            # the horse ended while Redis was away: what it did is in the event store and the registry
+            self._redis_unavailable(exc)
+            log.warning("job %s ended while Redis was unavailable: its outcome is in the event store", job.id)
         finally:
             _cleanup_staging()
 
@@ -223,6 +373,7 @@ def build_worker(
         job_monitoring_interval=settings.heartbeat,
     )
     worker.store = EventStore.from_settings(settings)
+    worker.redis_url = settings.redis_url
     return worker
 
 
@@ -238,7 +389,9 @@ def _keep_recovering(worker: TrainingWorker, interval_s: float, stop: threading.
     while not stop.wait(interval_s):
         try:
             _recover(worker, STALE_HEARTBEATS * interval_s)
-        except Exception as exc:  # Redis away for a moment: the next round tries again
+        except REDIS_DOWN as exc:  # the next round tries again
+            worker._redis_unavailable(exc)
+        except Exception as exc:
             log.warning("recovering abandoned jobs failed: %s", exc)
 
 

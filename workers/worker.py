@@ -25,7 +25,15 @@ by a worker on another within a minute or two, and (2) removes abandoned staging
 (:meth:`training.registry.Registry.cleanup_staging`). A horse that dies under a live worker is handled at
 once. The horse and RQ's scheduler process die with the worker (:func:`kernel.processes.die_with_parent`), so a killed
 worker leaves no orphan behind. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
-counts for the trigger policy, so the next webhook retrains.
+counts for the trigger policy, so the next webhook retrains, and the explicit requests it held are
+pending again, once (:func:`workers.pipeline.mark_abandoned`).
+
+**Redis away or emptied.** The worker waits for a Redis that stops answering instead of exiting
+(:class:`TrainingWorker`'s overrides of RQ's heartbeat, suspension check, maintenance, state and pubsub,
+and :class:`PatientScheduler`): the horse trains on, and the run is stamped alive in the event store on
+every heartbeat (``runs.alive_at``), Redis or not. A Redis that restarted without its data forgot the
+queued and started jobs; :func:`recover_runs` (at start and every heartbeat) abandons the runs nobody
+stamps any more and gives back the requests those jobs held, so the next dispatch queues them again.
 """
 
 from __future__ import annotations
@@ -275,10 +283,16 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
             )
             # a job whose worker is not named yet is starting: only its heartbeat (RQ's cleanup above) can
             # declare it abandoned; a named worker whose key is gone stopped sending heartbeats long ago
-            if worker_name and (worker is None or (worker.hostname == here and not pid_alive(worker.pid))):
+            gone = worker is not None and worker.hostname == here and not pid_alive(worker.pid)
+            if worker_name and (worker is None or gone):
                 dead_entries[f"{job_id}:{execution_id}"] = 0
                 failed.append(job_id)
                 if worker is not None:
+                    # certainly dead; a worker without a key may be cut off from Redis: on_failure decides
+                    if gone:
+                        from workers.pipeline import mark_abandoned
+
+                        mark_abandoned(job_id, f"its worker (pid {worker.pid} on {here}) is gone", job)
                     worker.register_death()
         if dead_entries:
             # Expire them now and let RQ's own cleanup fail them (failure callback, FailedJobRegistry,

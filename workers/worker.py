@@ -121,7 +121,8 @@ class TrainingWorker(SpawnWorker):
     # RQ's worker quits on the first Redis error outside its dequeue loop (a heartbeat while the horse
     # trains, its suspension check, its maintenance, a state change). These wait for Redis instead: the
     # horse trains on, the run is stamped in the event store, and RQ's bookkeeping resumes when Redis
-    # answers again. One warning per outage, one line when it is back.
+    # answers again. One warning per outage, one line when it is back, both from the main thread (the
+    # pubsub and recovery threads only retry).
     def _redis_unavailable(self, exc: BaseException) -> None:
         if self._redis_down_since is None:
             self._redis_down_since = time.monotonic()
@@ -179,8 +180,8 @@ class TrainingWorker(SpawnWorker):
             self._redis_unavailable(exc)
 
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
-        if isinstance(exc, REDIS_DOWN):
-            self._redis_unavailable(exc)
+        if isinstance(exc, REDIS_DOWN):  # the main thread logs the outage (once: only it logs it)
+            log.debug("pubsub: Redis unavailable (%s)", exc)
             time.sleep(2.0)  # redis-py subscribes again when it reconnects
         else:
             super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
@@ -403,8 +404,8 @@ def _keep_recovering(worker: TrainingWorker, interval_s: float, stop: threading.
     while not stop.wait(interval_s):
         try:
             _recover(worker, STALE_HEARTBEATS * interval_s)
-        except REDIS_DOWN as exc:  # the next round tries again
-            worker._redis_unavailable(exc)
+        except REDIS_DOWN as exc:  # the next round tries again; the worker's main thread logs the outage
+            log.debug("recovering abandoned jobs: Redis unavailable (%s)", exc)
         except Exception as exc:
             log.warning("recovering abandoned jobs failed: %s", exc)
 

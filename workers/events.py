@@ -493,6 +493,12 @@ class EventStore:
             )
         return int(result.rowcount)
 
+    def drop_requests(self, job_id: str) -> int:
+        """Forget the requests handed to ``job_id`` (cancelled before it started); returns how many."""
+        with self._write() as db:
+            result = db.execute(delete(t_requests).where(t_requests.c.job_id == job_id))
+        return int(result.rowcount)
+
     def held_without_run(self) -> list[str]:
         """The jobs that hold requests but never started a run (queued, or lost before they started)."""
         r = t_requests

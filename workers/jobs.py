@@ -211,7 +211,8 @@ def cancel_requested(job_id: str, connection: Redis) -> bool:
 
 
 def cancel(settings: Settings, job_id: str, *, connection: Redis | None = None) -> str:
-    """Cancel a job: a waiting one is removed from the queue; a running one is asked to stop.
+    """Cancel a job: a waiting one is removed from the queue (with the explicit requests it held); a running
+    one is asked to stop.
 
     A running training checks the flag at every progress report and stops cleanly (raises
     :class:`training.base.Cancelled`: nothing registered, staging removed, production untouched).
@@ -224,6 +225,8 @@ def cancel(settings: Settings, job_id: str, *, connection: Redis | None = None) 
     status = job.get_status()
     if status in WAITING:
         job.cancel()
+        # its explicit requests go with it: a Redis that later forgets the cancelled job gives none back
+        EventStore.from_settings(settings).drop_requests(job_id)
         return "canceled"
     if status == JobStatus.STARTED:
         conn.set(CANCEL_KEY.format(job_id), "1", ex=max(int(settings.job_timeout), 60) + 3600)

@@ -185,5 +185,31 @@ def mark_abandoned(job_id: str, detail: str, job: Job | None = None, store: Even
 
 
 def on_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-    """RQ failure callback: a timeout, or a worker that died (``AbandonedJobError``), leaves no run running."""
-    mark_abandoned(job.id, f"{getattr(exc_type, '__name__', exc_type)}: {exc_value}"[:500], job)
+    """RQ failure callback: a timeout, or a worker that died (``AbandonedJobError``), leaves no run running.
+
+    RQ declares a job abandoned when its heartbeat in Redis ran out, which a worker cut off from Redis for
+    longer than that (a persistent Redis back after minutes) cannot prevent, though it trains on. Its run
+    is stamped in the event store all the while: a run stamped within the last two heartbeats is left
+    running (its worker records its end; if it dies later, :func:`workers.worker.recover_runs` abandons it).
+    """
+    from rq.exceptions import AbandonedJobError
+
+    settings = load_settings()
+    store = EventStore.from_settings(settings)
+    detail = f"{getattr(exc_type, '__name__', exc_type)}: {exc_value}"[:500]
+    if isinstance(exc_type, type) and issubclass(exc_type, AbandonedJobError):
+        run = store.run(job.id)
+        since = time.time() - run.alive_at if run is not None and run.alive_at is not None else None
+        if (
+            run is not None
+            and run.status == "running"
+            and since is not None
+            and since < 2 * settings.heartbeat
+        ):
+            log.warning(
+                "job %s: Redis lost its heartbeat, but its worker stamped its run %.0f s ago: left running",
+                job.id,
+                since,
+            )
+            return
+    mark_abandoned(job.id, detail, job, store=store)

@@ -7,18 +7,27 @@ rq-dashboard display), at most a few times a second, and checks the cancellation
 ``histoloop jobs cancel ID`` sets (:func:`workers.jobs.cancel`): when it is set it raises
 :class:`training.base.Cancelled`, which the trainer lets propagate — training stops between two
 batches, nothing is registered.
+
+While Redis does not answer, progress is not saved (and no cancellation can be asked): the training goes
+on, one warning says so, and saving resumes when Redis answers (tried again after ``retry_s`` seconds,
+doubling up to a minute, so a training does not wait on redis-py's connection retries at every batch).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.job import Job
 
 from training.base import Cancelled, Progress
 from workers.jobs import cancel_requested
+
+log = logging.getLogger(__name__)
 
 
 def _clean(value: Any) -> Any:
@@ -32,9 +41,13 @@ def _clean(value: Any) -> Any:
 class JobProgress:
     """Progress callback bound to an RQ job (or to nothing, when run outside a worker)."""
 
-    def __init__(self, job: Job | None, min_interval_s: float = 0.5) -> None:
+    def __init__(self, job: Job | None, min_interval_s: float = 0.5, retry_s: float = 5.0) -> None:
         self.job = job
         self.min_interval_s = min_interval_s
+        self.retry_s = retry_s
+        self._down_until: float | None = None
+        """While Redis is away: when the next save tries it again."""
+        self._backoff = retry_s
         self._last = 0.0
         self.timings: dict[str, float] = {}
         """Seconds spent in each pipeline stage, as :meth:`stage` was called."""
@@ -79,8 +92,24 @@ class JobProgress:
         self._last = now
         self.job.meta.update(update)
         self.job.meta["updated_at"] = time.time()
-        self.job.save_meta()
-        if check and cancel_requested(self.job.id, self.job.connection):
+        if self._down_until is not None and now < self._down_until:
+            return
+        try:
+            self.job.save_meta()
+            cancelling = check and cancel_requested(self.job.id, self.job.connection)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if self._down_until is None:
+                log.warning(
+                    "job %s: Redis unavailable, training on without saving progress (%s)", self.job.id, exc
+                )
+            else:
+                self._backoff = min(self._backoff * 2, 60.0)
+            self._down_until = time.monotonic() + self._backoff
+            return
+        if self._down_until is not None:
+            log.warning("job %s: Redis answers again, progress saved", self.job.id)
+            self._down_until, self._backoff = None, self.retry_s
+        if cancelling:
             self.job.meta["stage"] = "cancelling"
             self.job.save_meta()
             raise Cancelled(f"job {self.job.id} was cancelled")

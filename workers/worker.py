@@ -25,26 +25,40 @@ by a worker on another within a minute or two, and (2) removes abandoned staging
 (:meth:`training.registry.Registry.cleanup_staging`). A horse that dies under a live worker is handled at
 once. The horse and RQ's scheduler process die with the worker (:func:`kernel.processes.die_with_parent`), so a killed
 worker leaves no orphan behind. Nothing is registered by a run that did not finish, so production is untouched; the run no longer
-counts for the trigger policy, so the next webhook retrains.
+counts for the trigger policy, so the next webhook retrains, and the explicit requests it held are
+pending again, once (:func:`workers.pipeline.mark_abandoned`).
+
+**Redis away or emptied.** The worker waits for a Redis that stops answering instead of exiting
+(:class:`TrainingWorker`'s overrides of RQ's heartbeat, suspension check, maintenance, state and pubsub,
+and :class:`PatientScheduler`): the horse trains on, and the run is stamped alive in the event store on
+every heartbeat (``runs.alive_at``), Redis or not. A Redis that restarted without its data forgot the
+queued and started jobs; :func:`recover_runs` (at start and every heartbeat) abandons the runs nobody
+stamps any more and gives back the requests those jobs held, so the next dispatch queues them again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SpawnWorker, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
 from kernel.processes import die_with_parent, pid_alive
-from kernel.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings, mask_url
 from workers.events import EventStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +75,33 @@ def _cleanup_staging(older_than_s: float = 24 * 3600) -> None:
         log.exception("staging cleanup failed")
 
 
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+"""What a Redis that is not answering raises (refused, reset, timed out)."""
+MAX_REDIS_BACKOFF_S = 30.0
+
+
+class PatientScheduler(RQScheduler):
+    """RQ's scheduler (the process that enqueues retries when their backoff ends), retrying while Redis
+    does not answer instead of exiting with a traceback."""
+
+    def work(self) -> None:
+        self._install_signal_handlers()
+        self.register_birth()
+        while True:
+            if self._stop_requested:
+                with contextlib.suppress(*REDIS_DOWN):
+                    self.stop()
+                break
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except REDIS_DOWN as exc:  # the worker logs the outage; this tries again after its interval
+                log.debug("scheduler: Redis unavailable (%s)", exc)
+            time.sleep(self.interval)
+
+
 STALE_HEARTBEATS = 9
 """A run whose worker has not stamped it for this many heartbeats (3 heartbeat TTLs), and whose job Redis
 no longer knows as started, is abandoned (:func:`recover_runs`)."""
@@ -72,6 +113,113 @@ class TrainingWorker(SpawnWorker):
 
     store: EventStore | None = None
     """The event store whose runs this worker stamps (:meth:`maintain_heartbeats`); set by :func:`build_worker`."""
+    redis_url: str = ""
+    """The Redis it works from, for its log lines (credentials masked); set by :func:`build_worker`."""
+    _redis_down_since: float | None = None
+
+    # -- a Redis that stops answering ----------------------------------------------------------
+    # RQ's worker quits on the first Redis error outside its dequeue loop (a heartbeat while the horse
+    # trains, its suspension check, its maintenance, a state change). These wait for Redis instead: the
+    # horse trains on, the run is stamped in the event store, and RQ's bookkeeping resumes when Redis
+    # answers again. One warning per outage, one line when it is back, both from the main thread (the
+    # pubsub and recovery threads only retry).
+    def _redis_unavailable(self, exc: BaseException) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            log.warning("Redis unavailable at %s, retrying (%s)", mask_url(self.redis_url or "?"), exc)
+
+    def _redis_answered(self) -> None:
+        if self._redis_down_since is not None:
+            down = time.monotonic() - self._redis_down_since
+            self._redis_down_since = None
+            log.warning("Redis at %s answers again after %.0f s", mask_url(self.redis_url or "?"), down)
+
+    def _wait_for_redis(self, what: Any, *args: Any) -> Any:
+        """``what(*args)``, retried with backoff (1 s doubling to 30 s) while Redis does not answer."""
+        backoff = 1.0
+        while True:
+            try:
+                result = what(*args)
+            except REDIS_DOWN as exc:
+                self._redis_unavailable(exc)
+                if self._stop_requested:
+                    return None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_REDIS_BACKOFF_S)
+                continue
+            self._redis_answered()
+            return result
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:  # queued on a pipeline: nothing is sent here
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except REDIS_DOWN as exc:
+            self._redis_unavailable(exc)
+        else:
+            self._redis_answered()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline=pipeline)
+            return
+        try:
+            super().set_state(state)
+        except REDIS_DOWN as exc:
+            self._redis_unavailable(exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._wait_for_redis(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except REDIS_DOWN as exc:  # the next round does it
+            self._redis_unavailable(exc)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        if isinstance(exc, REDIS_DOWN):  # the main thread logs the outage (once: only it logs it)
+            log.debug("pubsub: Redis unavailable (%s)", exc)
+            time.sleep(2.0)  # redis-py subscribes again when it reconnects
+        else:
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own, with :class:`PatientScheduler` in place of ``RQScheduler``."""
+        self.scheduler = PatientScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except REDIS_DOWN as exc:
+            log.warning("worker %s stopped without telling Redis (%s)", self.name, exc)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long a started job stays claimed without a heartbeat: 3 monitoring intervals (RQ's own adds a
@@ -82,8 +230,15 @@ class TrainingWorker(SpawnWorker):
         return 3 * interval
 
     def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        """Stamp the run alive in the event store, then RQ's heartbeats (skipped while Redis is away: the
+        monitor loop calls this again every ``job_monitoring_interval``)."""
         self._stamp_alive(job.id)
-        super().maintain_heartbeats(job, execution)
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_DOWN as exc:
+            self._redis_unavailable(exc)
+        else:
+            self._redis_answered()
 
     def _stamp_alive(self, job_id: str) -> None:
         if self.store is None:
@@ -96,6 +251,10 @@ class TrainingWorker(SpawnWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             super().execute_job(job, queue)
+        except REDIS_DOWN as exc:
+            # the horse ended while Redis was away: what it did is in the event store and the registry
+            self._redis_unavailable(exc)
+            log.warning("job %s ended while Redis was unavailable: its outcome is in the event store", job.id)
         finally:
             _cleanup_staging()
 
@@ -125,10 +284,16 @@ def recover_abandoned(connection: Redis, queue_names: Sequence[str]) -> list[str
             )
             # a job whose worker is not named yet is starting: only its heartbeat (RQ's cleanup above) can
             # declare it abandoned; a named worker whose key is gone stopped sending heartbeats long ago
-            if worker_name and (worker is None or (worker.hostname == here and not pid_alive(worker.pid))):
+            gone = worker is not None and worker.hostname == here and not pid_alive(worker.pid)
+            if worker_name and (worker is None or gone):
                 dead_entries[f"{job_id}:{execution_id}"] = 0
                 failed.append(job_id)
                 if worker is not None:
+                    # certainly dead; a worker without a key may be cut off from Redis: on_failure decides
+                    if gone:
+                        from workers.pipeline import mark_abandoned
+
+                        mark_abandoned(job_id, f"its worker (pid {worker.pid} on {here}) is gone", job)
                     worker.register_death()
         if dead_entries:
             # Expire them now and let RQ's own cleanup fail them (failure callback, FailedJobRegistry,
@@ -223,6 +388,7 @@ def build_worker(
         job_monitoring_interval=settings.heartbeat,
     )
     worker.store = EventStore.from_settings(settings)
+    worker.redis_url = settings.redis_url
     return worker
 
 
@@ -238,7 +404,9 @@ def _keep_recovering(worker: TrainingWorker, interval_s: float, stop: threading.
     while not stop.wait(interval_s):
         try:
             _recover(worker, STALE_HEARTBEATS * interval_s)
-        except Exception as exc:  # Redis away for a moment: the next round tries again
+        except REDIS_DOWN as exc:  # the next round tries again; the worker's main thread logs the outage
+            log.debug("recovering abandoned jobs: Redis unavailable (%s)", exc)
+        except Exception as exc:
             log.warning("recovering abandoned jobs failed: %s", exc)
 
 

@@ -53,7 +53,7 @@ def test_ids_continue_from_the_event_store_after_redis_is_emptied(wsettings) -> 
 
     settings = wsettings()
     store = EventStore(settings.events_path)
-    first = enqueue_retrain(settings, "4", "detect", "first", store=store)
+    first = enqueue_retrain(settings, "4", "detect", "first")  # the settings' own store
     store.start_run(first, "4", "detect", "first", [1, 2])
     store.finish_run(first, "done", version_id=7, detail="promoted")
     redis = Redis.from_url(settings.redis_url)
@@ -62,7 +62,7 @@ def test_ids_continue_from_the_event_store_after_redis_is_emptied(wsettings) -> 
     assert [job for _, job in dispatch(settings, ["4"], store=store)] == ["retrain-4-detect-2"]
     redis.flushdb()  # the restart: every job and counter gone
 
-    third = enqueue_retrain(settings, "4", "detect", "after the restart", store=store)
+    third = enqueue_retrain(settings, "4", "detect", "after the restart")
     assert third == "retrain-4-detect-3"  # was retrain-4-detect-1, whose run is recorded
     store.start_run(third, "4", "detect", "after the restart", [1, 2, 3])
     kept = store.run(first)

@@ -20,9 +20,12 @@ from rq.registry import FailedJobRegistry
 from waits import LONG, wait_for
 from workers_testkit import EXPORT, EXPORT_CONFIG, SHARED_DATA, LabelStudioStub, wenv, write_config
 
+from kernel.net import free_port
 from kernel.processes import pid_alive
 from training.registry import Registry
+from workers.dispatch import dispatch
 from workers.events import EventStore
+from workers.redis_server import start_redis
 
 MONUSEG = SHARED_DATA / "monuseg-breast" / "images"
 pytestmark = pytest.mark.skipif(
@@ -164,3 +167,69 @@ def test_horse_killed_under_a_live_worker(wsettings, workers_started, tmp_path) 
         assert worker.process.poll() is None  # the worker lives on for the next job
     finally:
         stub.close()
+
+
+def test_a_redis_outage_mid_training(wsettings, workers_started, tmp_path) -> None:
+    """Issue 24 item 10: Redis stopped mid-training and started again without its data. The worker waits
+    for it (one warning), the horse trains on without saving progress, the run is stamped alive in the event
+    store meanwhile, the training completes and its version is registered; the worker lives on and takes
+    the next job (whose id continues from the event store)."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    redis_server = start_redis(url, timeout=LONG)
+    stub = LabelStudioStub(json.loads(EXPORT.read_text()), EXPORT_CONFIG.read_text())
+    settings = dataclasses.replace(
+        wsettings(val_fraction=0.3),
+        redis_url=url,
+        heartbeat=2,
+        label_studio_url=stub.url,
+        local_files_root=SHARED_DATA.resolve(),
+    )
+    store = EventStore(settings.events_path)
+    redis = Redis.from_url(url)
+    try:
+        config = write_config(tmp_path / "train.toml", "classify", epochs=40, imgsz=64, batch=2)
+        worker = workers_started(settings, config)
+        log = lambda: worker.log.read_text(errors="replace")  # noqa: E731
+        store.request("4", "classify", "histoloop retrain")
+        ((_, job_id),) = dispatch(settings, ["4"], store=store)
+        job = Job.fetch(job_id, connection=redis)
+        wait_for(lambda: job.get_meta(refresh=True).get("epoch", 0) >= 1, LONG, f"training to run:\n{log()}")
+
+        redis_server.stop()  # every job and counter goes with it: it keeps no data
+        alive = store.run(job_id).alive_at
+        wait_for(
+            lambda: f"Redis unavailable at {url}, retrying" in log(), LONG, f"the worker to wait:\n{log()}"
+        )
+        wait_for(
+            lambda: "training on without saving progress" in log(), LONG, f"the horse to go on:\n{log()}"
+        )
+        wait_for(
+            lambda: store.run(job_id).alive_at > alive, LONG, "the run to be stamped while Redis is away"
+        )
+        redis_server = start_redis(url, timeout=LONG)
+
+        wait_for(lambda: store.run(job_id).status != "running", LONG, f"the training to end:\n{log()}")
+        run = store.run(job_id)
+        assert run.status == "done", log()
+        (version,) = Registry.from_settings(settings).list("4", "classify")
+        assert version.id == run.version_id and version.lineage["job_id"] == job_id
+        assert worker.process.poll() is None, log()
+        assert log().count("Redis unavailable at") == 1  # once per outage, not once per heartbeat
+        wait_for(lambda: f"Redis at {url} answers again" in log(), LONG, f"the worker to resume:\n{log()}")
+
+        write_config(config, "classify", epochs=1, imgsz=64, batch=2)  # the next horse reads it anew
+        store.request("4", "classify", "after the outage")
+        ((_, next_id),) = dispatch(settings, ["4"], store=store)
+        assert next_id == "retrain-4-classify-2"  # not -1 again: that run is recorded
+        wait_for(
+            lambda: (r := store.run(next_id)) is not None and r.status != "running",
+            LONG,
+            f"the next job to run:\n{log()}",
+        )
+        assert store.run(next_id).status == "done", log()
+        assert Job.fetch(next_id, connection=redis).get_status() == "finished"
+        assert worker.process.poll() is None
+        assert "Traceback" not in log(), log()
+    finally:
+        stub.close()
+        redis_server.stop()

@@ -238,7 +238,9 @@ def test_cli_retrain_takes_label_studios_project_forms(wsettings) -> None:
 # -- item 8: an abandoned job says so ---------------------------------------------------------------
 def test_an_abandoned_job_shows_abandoned(wsettings, monkeypatch) -> None:
     from rq.exceptions import AbandonedJobError
+    from sqlalchemy import update
 
+    from workers.events import t_runs
     from workers.jobs import enqueue_retrain, list_jobs
     from workers.pipeline import on_failure
 
@@ -253,6 +255,12 @@ def test_an_abandoned_job_shows_abandoned(wsettings, monkeypatch) -> None:
     job.save_meta()
     store = EventStore(settings.events_path)
     store.start_run(job_id, "4", "detect", "test", [])
+    # RQ's heartbeat ran out while the worker still stamps its run (cut off from a persistent Redis for
+    # minutes): the training goes on, nothing is abandoned or given back
+    on_failure(job, redis, AbandonedJobError, AbandonedJobError("no heartbeat"), None)
+    assert store.run(job_id).status == "running"
+    with store.db.write() as db:  # its worker stopped stamping it two heartbeats ago: it died
+        db.execute(update(t_runs).values(alive_at=time.time() - 2 * settings.heartbeat - 1))
     on_failure(job, redis, AbandonedJobError, AbandonedJobError("worker died"), None)
     assert store.run(job_id).status == "abandoned"
     (info,) = [i for i in list_jobs(settings, connection=redis) if i.id == job_id]
@@ -266,6 +274,7 @@ def test_what_redis_forgot_is_recovered_from_the_event_store(wsettings) -> None:
     from rq.job import JobStatus
 
     from workers.dispatch import dispatch
+    from workers.jobs import cancel
     from workers.worker import recover_runs
 
     settings = wsettings()
@@ -293,6 +302,11 @@ def test_what_redis_forgot_is_recovered_from_the_event_store(wsettings) -> None:
     # classify-1's run is recorded: a new id; detect-1 never started a run, so no run holds its id
     assert again == {"classify": "retrain-4-classify-2", "detect": "retrain-4-detect-1"}
     assert recover_runs(store, redis, stale_s=0) == [] and pending() == {}  # nothing is given back twice
+
+    # a job cancelled while it waited takes its request with it: a later restart gives nothing back
+    store.request("4", "segment", "Train button")
+    ((_, segment),) = dispatch(settings, ["4"], store=store)
+    assert cancel(settings, segment, connection=redis) == "canceled"
 
     # the rerun dies too: its run is abandoned, its request is not given back a second time
     store.start_run(again["classify"], "4", "classify", "Train button", [])

@@ -212,6 +212,7 @@ def wenv(settings: Settings, config_file: Path | None = None) -> dict[str, str]:
             "HISTOLOOP_LABEL_STUDIO_URL": settings.label_studio_url,
             "HISTOLOOP_LABEL_STUDIO_API_KEY": settings.label_studio_api_key.get(),
             "HISTOLOOP_JOB_TIMEOUT": str(settings.job_timeout),
+            "HISTOLOOP_HEARTBEAT": str(settings.heartbeat),
             "HISTOLOOP_RETRAIN_THRESHOLD": str(d.retrain_threshold),
             "HISTOLOOP_AUTO_PROMOTE": d.auto_promote,
             "HISTOLOOP_PROMOTION_MARGIN": str(d.promotion_margin),

@@ -13,6 +13,7 @@ holding only the first version. Reported per run: promoted or not, the candidate
 on the same validation split, its size, the retraining's seconds.
 
     flock /tmp/histoloop-heavy.lock .venv/bin/python -m benchmarks.demo_retrain [--kinds detect,segment]
+        [--seeds 0,1,2] [--variants user,seeded] [--work DIR: keep the stores, reuse a first version there]
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 
-def measure(kind: str, seeds: list[int], work: Path) -> list[dict[str, Any]]:
+def measure(
+    kind: str, seeds: list[int], work: Path, variants: tuple[str, ...] = ("user", "seeded")
+) -> list[dict[str, Any]]:
     from histoloop.demo import (
         DEMO_TILES,
         DEMO_TRAINING,
@@ -51,8 +54,10 @@ def measure(kind: str, seeds: list[int], work: Path) -> list[dict[str, Any]]:
         project_defaults=dataclasses.replace(settings.project_defaults, train=DEMO_TRAINING),
     )
     started = time.perf_counter()
-    train = write_tiles(root / "train", DEMO_TILES[kind], seed=1000)
-    first = bootstrap(settings, "1", kind, train, root)
+    first = Registry.from_settings(settings).production("1", kind) if base.is_dir() else None
+    if first is None:  # else a first version bootstrapped by an earlier run into the same --work
+        train = write_tiles(root / "train", DEMO_TILES[kind], seed=1000)
+        first = bootstrap(settings, "1", kind, train, root)
     bootstrap_s = time.perf_counter() - started
     shown = write_tiles(root / "images", 12, seed=100)
     user = labelled_tasks(kind, shown[:4], root, 1)
@@ -61,8 +66,8 @@ def measure(kind: str, seeds: list[int], work: Path) -> list[dict[str, Any]]:
     for seed in seeds:
         seeded = labelled_tasks(kind, seed_tiles(root / f"seeded-{seed}", seed=seed), root, 1000)
         for variant, tasks in (("user", user), ("seeded", seeded + user)):
-            if variant == "user" and seed != seeds[0]:
-                continue  # the same 4 tasks whatever the seed
+            if variant not in variants or (variant == "user" and seed != seeds[0]):
+                continue  # the same 4 user tasks whatever the seed
             store = work / f"store-{kind}-{variant}-{seed}"
             shutil.copytree(base, store)
             s = dataclasses.replace(settings, model_store=store)
@@ -96,11 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", default="detect,segment,classify")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default="user,seeded")
+    parser.add_argument("--work", type=Path, help="keep the stores here; a first version found is reused")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    variants = tuple(args.variants.split(","))
     with tempfile.TemporaryDirectory(prefix="histoloop-demo-retrain-") as tmp:
         for kind in args.kinds.split(","):
-            measure(kind, seeds, Path(tmp))
+            measure(kind, seeds, args.work or Path(tmp), variants)
 
 
 if __name__ == "__main__":

@@ -140,14 +140,55 @@ classifier learnt nothing from 16 tiles in 6 epochs (balanced accuracy 0.5 on it
 tiles and 20 epochs at 64 px take ~30 s and label 40 tiles of new patients right."""
 
 
-def write_tiles(directory: Path, count: int, size: int = 256, seed: int = 0) -> list[tuple[Path, Tile]]:
-    """Generate ``count`` H&E-like tiles as PNG (alternately malignant and benign), with their labels."""
+def write_tiles(
+    directory: Path, count: int, size: int = 256, seed: int = 0, site: str = "DE", first_patient: int = 1000
+) -> list[tuple[Path, Tile]]:
+    """Generate ``count`` H&E-like tiles as PNG (alternately malignant and benign), with their labels; two
+    tiles per patient, named ``TCGA-<site>-<first_patient + i // 2>``."""
     directory.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(count):
         tile = make_tile(seed=seed + i, size=size, malignant=i % 2 == 0)
         # a patient-like stem, so the patient-level split has groups to split by
-        path = directory / f"TCGA-DE-{1000 + i // 2:04d}-01Z-00-DX{i % 2 + 1}.png"
+        path = directory / f"TCGA-{site}-{first_patient + i // 2:04d}-01Z-00-DX{i % 2 + 1}.png"
+        Image.fromarray(tile.image).save(path)
+        out.append((path, tile))
+    return out
+
+
+SEEDED_TILES = 30
+"""Labelled tasks each demo project starts with: a colleague's approved annotations of new synthetic
+patients (two tiles each). The first retraining's patient-level validation split is drawn from them and
+the user's tasks together: several tiles that no version trained on (BENCHMARKS.md, "The demo's first
+retraining under if_better")."""
+
+
+def seed_tiles(
+    directory: Path, count: int = SEEDED_TILES, seed: int = 0, val_fraction: float = 0.2
+) -> list[tuple[Path, Tile]]:
+    """The seeded tasks' tiles, two per patient ``TCGA-CO-*`` (neither the first versions' nor the shown
+    tiles' patients). The split is by the hash of the patient (:mod:`converters.split`); the patients are
+    picked so that ``val_fraction`` of them hash into the validation split, as many do on average: with 12
+    patients the validation split could otherwise hold 1 or 6 of them, by chance."""
+    from converters.split import SplitOptions, split_of_group
+
+    options = SplitOptions(val_fraction=val_fraction)
+    patients = count // 2
+    want = {"val": max(1, round(patients * val_fraction)), "train": 0}
+    want["train"] = patients - want["val"]
+    picked: list[int] = []
+    number = 2000 + 100 * seed
+    while len(picked) < patients:
+        side = split_of_group(f"TCGA-CO-{number:04d}", options)
+        if want.get(side, 0) > 0:
+            want[side] -= 1
+            picked.append(number)
+        number += 1
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(count):
+        tile = make_tile(seed=5000 + 1000 * seed + i, size=256, malignant=i % 2 == 0)
+        path = directory / f"TCGA-CO-{picked[i // 2]:04d}-01Z-00-DX{i % 2 + 1}.png"
         Image.fromarray(tile.image).save(path)
         out.append((path, tile))
     return out
@@ -164,6 +205,30 @@ def annotation_result(kind: str, tile: Tile) -> list[dict[str, Any]]:
 
 def local_files_url(path: Path, document_root: Path) -> str:
     return f"/data/local-files/?d={path.resolve().relative_to(document_root.resolve()).as_posix()}"
+
+
+def labelled_tasks(
+    kind: str, tiles: list[tuple[Path, Tile]], document_root: Path, first_id: int = 1
+) -> list[dict[str, Any]]:
+    """Label Studio tasks (as an export has them) of ``tiles``, each with its exact label as one submitted
+    annotation; ids from ``first_id``."""
+    return [
+        {
+            "id": first_id + i,
+            "data": {"image": local_files_url(path, document_root)},
+            "annotations": [
+                {
+                    "id": first_id + i,
+                    "result": annotation_result(kind, tile),
+                    "was_cancelled": False,
+                    "ground_truth": False,
+                    "completed_by": 1,
+                    "updated_at": "2026-01-01T00:00:00Z",
+                }
+            ],
+        }
+        for i, (path, tile) in enumerate(tiles)
+    ]
 
 
 def bootstrap(
@@ -183,23 +248,7 @@ def bootstrap(
     from training.lifecycle import retrain_from_tasks
     from training.registry import Registry
 
-    tasks = [
-        {
-            "id": i + 1,
-            "data": {"image": local_files_url(path, document_root)},
-            "annotations": [
-                {
-                    "id": i + 1,
-                    "result": annotation_result(kind, tile),
-                    "was_cancelled": False,
-                    "ground_truth": False,
-                    "completed_by": 1,
-                    "updated_at": "2026-01-01T00:00:00Z",
-                }
-            ],
-        }
-        for i, (path, tile) in enumerate(tiles)
-    ]
+    tasks = labelled_tasks(kind, tiles, document_root)
     settings = dataclasses.replace(
         settings,
         local_files_root=document_root,
@@ -331,6 +380,26 @@ def create_projects(
     return ids
 
 
+def seed_projects(
+    client: Any, ids: dict[str, int], document_root: Path, tiles: list[tuple[Path, Tile]]
+) -> None:
+    """Import ``tiles`` into each project with their exact labels as submitted annotations (a colleague's
+    approved work): what the first retraining validates on besides the user's own tasks."""
+    folder = tiles[0][0].parent.resolve()
+    for kind, pid in ids.items():
+        client.import_storage.local.create(project=pid, path=str(folder), use_blob_urls=True, title="seeded")
+        client.projects.import_tasks(
+            pid,
+            request=[
+                {
+                    "data": {"image": local_files_url(path, document_root)},
+                    "annotations": [{"result": annotation_result(kind, tile)}],
+                }
+                for path, tile in tiles
+            ],
+        )
+
+
 def connect_backend(client: Any, project_id: int, backend_url: str, interactive: bool = False) -> int:
     """Connect histoloop as the project's ML backend (``interactive``: for its smart tools too); returns
     its id in Label Studio."""
@@ -441,7 +510,10 @@ def run_demo(
         existing = {p.title: p.id for p in client.projects.list()}
         missing = tuple(k for k in kinds if PROJECTS[k].title not in existing)
         ids = {k: existing[PROJECTS[k].title] for k in kinds if k not in missing}
-        ids |= create_projects(client, document_root, paths, missing) if missing else {}
+        created = create_projects(client, document_root, paths, missing) if missing else {}
+        if created and images is None:  # generated tiles: their patients' exact labels are known
+            seed_projects(client, created, document_root, seed_tiles(document_root / "seeded"))
+        ids |= created
         registry = Registry.from_settings(settings)
         demo_settings = dataclasses.replace(
             settings, project_defaults=dataclasses.replace(settings.project_defaults, train=DEMO_TRAINING)
@@ -462,6 +534,7 @@ def run_demo(
             f"{creds['password']})\n  backend:      {backend_url}\n  projects:     "
             + ", ".join(f"{ls.url}/projects/{pid}/data ({kind})" for kind, pid in ids.items())
             + f"\n  logs:         {stack.log_dir}\nAnnotate a few tasks: after 4 new annotations a project retrains "
+            "on them and the labelled tasks it started with, and the decision is printed here "
             "(`histoloop jobs list`, `histoloop models list`). Ctrl-C stops everything.\n"
         )
         seen = {v.id for v in registry.list()}

@@ -21,7 +21,7 @@ THRESHOLD = 4
 TINY = {
     "detect": {"epochs": 2, "batch": 4, "imgsz": 128},
     "segment": {"epochs": 2, "batch": 4, "imgsz": 64, "model": "resnet18"},
-    "classify": {"epochs": 2, "batch": 4, "imgsz": 64, "model": "resnet18"},
+    "classify": {"epochs": 4, "batch": 4, "imgsz": 64, "model": "resnet18"},
 }
 
 
@@ -88,8 +88,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, test_redis: str):
         "HISTOLOOP_MODEL_STORE": str(base / "store"),
         "HISTOLOOP_REDIS_URL": redis_url,
         "HISTOLOOP_LOCAL_FILES_ROOT": str(document_root),
-        "HISTOLOOP_RETRAIN_THRESHOLD": str(THRESHOLD),
-        "HISTOLOOP_AUTO_PROMOTE": "always",
+        "HISTOLOOP_RETRAIN_THRESHOLD": str(THRESHOLD),  # the promotion gate is the default, if_better
         "HISTOLOOP_DEVICE": "cpu",
         # the seconds-long trainings make weak models, whose own thresholds (chosen to minimise corrections)
         # would serve nothing: these tests are about the protocol and the rendering, so a fixed floor

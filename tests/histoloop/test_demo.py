@@ -101,3 +101,56 @@ def test_the_demo_prints_a_versions_corrections_ratio() -> None:
     import doctest
 
     assert doctest.testmod(demo).failed == 0
+
+
+def test_the_seeded_tasks_give_the_first_retraining_a_validation_split_of_new_patients(
+    tmp_path: Path,
+) -> None:
+    from converters.split import assign_split, group_of
+    from histoloop.demo import SEEDED_TILES, seed_tiles
+
+    seeded = seed_tiles(tmp_path / "seeded")
+    shown = write_tiles(tmp_path / "images", 12, seed=100)
+    first = write_tiles(tmp_path / "train", max(DEMO_TILES.values()), seed=1000)
+    patients = {group_of(p.name) for p, _ in seeded}
+    assert len(seeded) == SEEDED_TILES and len(patients) == SEEDED_TILES // 2
+    assert not patients & {group_of(p.name) for p, _ in shown + first}  # patients no version trained on
+    val = [p for p, _ in seeded if assign_split(p.name) == "val"]
+    assert len(val) == 2 * round(len(patients) * 0.2) >= 6  # a fifth of the patients, as the split says
+    assert {t.label for _, t in seeded} == {"benign", "malignant"}
+    again = seed_tiles(tmp_path / "again")
+    assert [p.name for p, _ in again] == [p.name for p, _ in seeded]  # the same every run
+    assert all((a.image == b.image).all() for (_, a), (_, b) in zip(again, seeded, strict=True))
+
+
+@pytest.mark.slow  # the demo's segment recipe twice: a first version, then the first retraining (minutes on 2 cores)
+def test_the_demos_first_retraining_beats_production_under_if_better(tmp_path: Path) -> None:
+    """What the demo's tumor masks project does after the user's first 4 submissions, without Label Studio:
+    the seeded tasks and the 4 user tasks retrain, warm-started, and the default gate promotes the candidate
+    (BENCHMARKS.md, "The demo's first retraining under if_better")."""
+    from histoloop.demo import labelled_tasks, seed_tiles
+    from training.lifecycle import retrain_from_tasks
+    from training.registry import Registry
+
+    root = tmp_path / "files"
+    settings = load_settings(
+        env={"HISTOLOOP_MODEL_STORE": str(tmp_path / "store"), "HISTOLOOP_DEVICE": "cpu"}
+    )
+    settings = dataclasses.replace(
+        settings,
+        local_files_root=root,
+        project_defaults=dataclasses.replace(settings.project_defaults, train=DEMO_TRAINING),
+    )
+    assert settings.project("3").auto_promote == "if_better"
+    first = bootstrap(
+        settings, "3", "segment", write_tiles(root / "train", DEMO_TILES["segment"], seed=1000), root
+    )
+    user = labelled_tasks("segment", write_tiles(root / "images", 4, seed=100), root, 1)
+    seeded = labelled_tasks("segment", seed_tiles(root / "seeded"), root, 1000)
+    registry = Registry.from_settings(settings)
+    done = retrain_from_tasks(
+        settings, registry, "3", "segment", seeded + user, PROJECTS["segment"].label_config
+    )
+    assert done.version.lineage["n_val"] >= 6
+    assert done.promoted, done.decision
+    assert registry.production("3", "segment").id == done.version.id != first.id

@@ -70,7 +70,8 @@ def measure(
                 continue  # the same 4 user tasks whatever the seed
             store = work / f"store-{kind}-{variant}-{seed}"
             shutil.copytree(base, store)
-            s = dataclasses.replace(settings, model_store=store)
+            # the copy's own registry (registry_path is derived from the store only when settings are made)
+            s = dataclasses.replace(settings, model_store=store, registry_path=store / "registry.sqlite")
             registry = Registry.from_settings(s)
             t0 = time.perf_counter()
             done = retrain_from_tasks(s, registry, "1", kind, tasks, PROJECTS[kind].label_config)

@@ -98,6 +98,14 @@ def read_classes(dataset_dir: Path) -> list[str]:
     return classes
 
 
+def dataset_classes(dataset_dir: Path) -> list[str]:
+    """The class names a converted dataset declares, whatever its kind: ``classes.txt`` (segment, classify)
+    or ``data.yaml``'s ``names`` (a YOLO dataset, detect)."""
+    if DatasetLayout(dataset_dir).classes_file.is_file():
+        return read_classes(dataset_dir)
+    return detect_names(dataset_dir)
+
+
 def detect_names(dataset_dir: Path) -> list[str]:
     import yaml
 

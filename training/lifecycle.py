@@ -204,7 +204,7 @@ def warm_start_from(production: ModelVersion | None, config: TrainConfig, datase
     ``warm_start``): production has weights, the same classes as the new dataset and the same model and options, and
     the training options name no ``weights`` of their own; else None (start as the first version did)."""
     from training.artifacts import WEIGHTS_FILE, ArtifactError, ModelCard
-    from training.datasets import read_classes
+    from training.datasets import dataset_classes
 
     if production is None or production.artifact_dir is None or config.weights is not None:
         return None
@@ -212,7 +212,7 @@ def warm_start_from(production: ModelVersion | None, config: TrainConfig, datase
         return None
     try:
         card = ModelCard.load(production.artifact_dir)
-        classes = read_classes(Path(dataset_dir))
+        classes = dataset_classes(Path(dataset_dir))
     except (ArtifactError, TrainingError, OSError):
         return None
     same = (

@@ -215,3 +215,24 @@ def test_no_warm_start_from_a_production_of_other_classes(tmp_path) -> None:
     (dataset / "classes.txt").write_text("benign\nmalignant\nin situ\n")
     assert warm_start_from(production, TrainConfig(), dataset) is None
     assert warm_start_from(None, TrainConfig(), dataset) is None
+
+
+def test_a_boxes_retraining_warm_starts_from_its_yolo_dataset_classes(tmp_path) -> None:
+    """A detect dataset declares its classes in data.yaml (no classes.txt): warm start reads them there."""
+    from registry_testkit import card_only_version
+
+    from training.artifacts import WEIGHTS_FILE, ModelCard
+    from training.base import TrainConfig
+    from training.lifecycle import warm_start_from
+    from training.registry import Registry
+
+    reg = Registry(tmp_path / "registry.sqlite", tmp_path)
+    card = ModelCard(kind="detect", classes=["Tumor"], arch={"model": "yolo11n.yaml"}, input_size=128)
+    production = card_only_version(reg, card=card, config={"model": None})
+    (production.artifact_dir / WEIGHTS_FILE).write_bytes(b"weights")
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: Tumor\n")
+    assert warm_start_from(production, TrainConfig(), dataset) == production.artifact_dir
+    (dataset / "data.yaml").write_text("path: .\nnames:\n  0: Tumor\n  1: Stroma\n")
+    assert warm_start_from(production, TrainConfig(), dataset) is None

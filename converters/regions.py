@@ -109,7 +109,12 @@ def rect_xyxy(value: dict, width: float, height: float) -> np.ndarray:
 
 
 def polygon_points(value: dict, width: float, height: float) -> np.ndarray:
-    """Polygon vertices (K, 2) in pixels."""
+    """Polygon vertices (K, 2) in pixels, of a polygon every target can use.
+
+    One rule for every converter target (boxes, oriented boxes, YOLO polygons, masks, slides): a polygon
+    whose points lie on one line (or on one point) has no area and is refused; one whose extent does not
+    overlap the image is refused; a self-crossing polygon is kept (its outline encloses area). Vertices
+    outside the image are the caller's to clip, with a warning."""
     pts = value.get("points")
     if isinstance(pts, list) and len(pts) > MAX_POLYGON_VERTICES:
         raise RegionError(too_many_vertices(len(pts)))
@@ -125,7 +130,26 @@ def polygon_points(value: dict, width: float, height: float) -> np.ndarray:
         px = arr / 100 * np.array([width, height])
     if not np.isfinite(px).all():
         raise RegionError("polygon points are not finite numbers (too large)")
+    if not has_area(px):
+        raise RegionError("zero-area polygon (its points are on one line)")
+    low, high = px.min(0), px.max(0)
+    if low[0] >= width or low[1] >= height or high[0] <= 0 or high[1] <= 0:
+        raise RegionError("polygon lies outside the image")
     return px
+
+
+def has_area(points: np.ndarray) -> bool:
+    """Whether polygon vertices (K, 2) span an area: not all on one line or one point (a self-crossing
+    outline, whose signed areas may cancel, spans one).
+
+    >>> has_area(np.array([[0, 0], [1, 1], [2, 2.0]])), has_area(np.array([[0, 0], [2, 0], [0, 2], [2, 2.0]]))
+    (False, True)
+    """
+    centred = np.asarray(points, np.float64) - np.mean(points, axis=0)
+    scale = float(np.abs(centred).max())
+    if scale == 0:
+        return False
+    return bool(np.linalg.svd(centred / scale, compute_uv=False)[-1] > 1e-9)
 
 
 def too_many_vertices(n: int) -> str:

@@ -283,7 +283,7 @@ def objects_of(results: Sequence[dict[str, Any]], width: int, height: int) -> Ob
     """The ``BrushLabels`` and ``PolygonLabels`` results of Label Studio results as :class:`Objects`, painted
     in order (a tag's result types are those of :data:`kernel.tags.TAGS`); results of other types are
     ignored."""
-    from converters.regions import brush_mask, polygon_points, rasterize
+    from converters.regions import RegionError, brush_mask, polygon_points, rasterize
 
     brush, poly = TAGS["BrushLabels"], TAGS["PolygonLabels"]
     masks = []
@@ -292,7 +292,10 @@ def objects_of(results: Sequence[dict[str, Any]], width: int, height: int) -> Ob
         if r.get("type") in brush.result_types:
             masks.append((brush_mask(value, width, height), _label(value, brush.label_key)))
         elif r.get("type") in poly.result_types:
-            pts = polygon_points(value, width, height)
+            try:
+                pts = polygon_points(value, width, height)
+            except RegionError:  # on one line or beside the image: it covers no pixel, no object to count
+                continue
             masks.append((rasterize([(pts, 1)], height, width) > 0, _label(value, poly.label_key)))
     return Objects.from_masks(masks, (height, width))
 

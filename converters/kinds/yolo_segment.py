@@ -16,10 +16,10 @@ import numpy as np
 
 from converters.dataset import points_line
 from converters.kinds import DatasetSpec
-from converters.labelstudio_regions import LineReader, drawn_size, polygon_area
+from converters.labelstudio_regions import LineReader, drawn_size
 from converters.layout import DatasetLayout
 from converters.pathology import PolygonLines
-from converters.regions import RegionError, brush_mask, image_size_of, polygon_points
+from converters.regions import RegionError, brush_mask, has_area, image_size_of, polygon_points
 from converters.tiling import LineTiler, clip_polygon
 from kernel.tags import TAGS
 
@@ -35,11 +35,9 @@ def region_lines(
         pts = polygon_points(value, W, H) / [W, H]
         if pts.min() < 0 or pts.max() > 1:
             pts = np.clip(pts, 0, 1)
-            if polygon_area(pts) <= 0:
+            if not has_area(pts):
                 raise RegionError("polygon lies outside the image")
             warn("polygon vertices clipped to the image")
-        elif polygon_area(pts) <= 0:
-            raise RegionError("zero-area polygon (its points are on one line)")
         return [points_line(cid, pts)]
     from converters.predictions import mask_to_polygons
 

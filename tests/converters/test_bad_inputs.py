@@ -856,3 +856,48 @@ def test_polygons_beyond_the_vertex_cap_are_refused_with_a_reason(tmp_path):
     )
     code, out, report = cli(tmp_path, "aperio", xml, images, tmp_path / "ap", "--to", "yolo-segment")
     assert code == 0 and reasons(report)["s.xml region 1"] == limit, out
+
+
+POLYGON_CASES = {
+    "line": ((10, 10), (20, 20), (30, 30)),
+    "point": ((10, 10), (10, 10), (10, 10)),
+    "outside": ((150, 150), (170, 150), (170, 170)),
+    "crossing": ((10, 10), (40, 40), (40, 10), (10, 40)),  # a bow tie: its signed areas cancel
+    "partly_off": ((90, 90), (130, 90), (130, 130)),
+}
+POLYGON_OUTCOMES = {
+    "line": "zero-area polygon (its points are on one line)",
+    "point": "zero-area polygon (its points are on one line)",
+    "outside": "polygon lies outside the image",
+    "crossing": None,  # converted
+    "partly_off": None,  # converted, clipped with a warning
+}
+
+
+@pytest.mark.parametrize("target", ["yolo-detect", "yolo-obb", "yolo-segment", "masks"])
+def test_every_target_takes_or_refuses_a_polygon_alike(tmp_path, target):
+    """One polygon rule for every target: on one line or one point, or beside the image, refused with the
+    same reason; self-crossing and partly outside, converted."""
+    tasks = [
+        task(i + 1, [polygon(points=pts, rid=name), polygon()])
+        for i, (name, pts) in enumerate(POLYGON_CASES.items())
+    ]
+    code, out, report = cli(
+        tmp_path,
+        "labelstudio",
+        write_export(tmp_path, tasks),
+        tmp_path / "out",
+        "--to",
+        target,
+        "--label-config",
+        CONFIG,
+        "--local-root",
+        images_root(tmp_path),
+    )
+    assert code == 0, out
+    got = {
+        name: reasons(report).get(f"task {i + 1} (annotation {(i + 1) * 10}) region {name}")
+        for i, name in enumerate(POLYGON_CASES)
+    }
+    assert got == POLYGON_OUTCOMES, out
+    assert_clean_dataset(tmp_path / "out")

@@ -44,7 +44,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from redis import Redis
@@ -134,6 +134,18 @@ class TrainingWorker(SpawnWorker):
             self._redis_down_since = None
             log.warning("Redis at %s answers again after %.0f s", mask_url(self.redis_url or "?"), down)
 
+    @contextlib.contextmanager
+    def _redis_may_be_away(self, *, answered: bool = True) -> Iterator[None]:
+        """Run the block; a Redis that does not answer is logged as an outage instead of raised (the next
+        call tries again); ``answered``: a block that went through ends the outage."""
+        try:
+            yield
+        except REDIS_DOWN as exc:
+            self._redis_unavailable(exc)
+        else:
+            if answered:
+                self._redis_answered()
+
     def _wait_for_redis(self, what: Any, *args: Any) -> Any:
         """``what(*args)``, retried with backoff (1 s doubling to 30 s) while Redis does not answer."""
         backoff = 1.0
@@ -154,30 +166,22 @@ class TrainingWorker(SpawnWorker):
         if pipeline is not None:  # queued on a pipeline: nothing is sent here
             super().heartbeat(timeout, pipeline=pipeline)
             return
-        try:
+        with self._redis_may_be_away():
             super().heartbeat(timeout)
-        except REDIS_DOWN as exc:
-            self._redis_unavailable(exc)
-        else:
-            self._redis_answered()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is not None:
             super().set_state(state, pipeline=pipeline)
             return
-        try:
+        with self._redis_may_be_away(answered=False):
             super().set_state(state)
-        except REDIS_DOWN as exc:
-            self._redis_unavailable(exc)
 
     def check_for_suspension(self, burst: bool) -> None:
         self._wait_for_redis(super().check_for_suspension, burst)
 
     def run_maintenance_tasks(self) -> None:
-        try:
+        with self._redis_may_be_away(answered=False):  # the next round does it
             super().run_maintenance_tasks()
-        except REDIS_DOWN as exc:  # the next round does it
-            self._redis_unavailable(exc)
 
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         if isinstance(exc, REDIS_DOWN):  # the main thread logs the outage (once: only it logs it)
@@ -233,12 +237,8 @@ class TrainingWorker(SpawnWorker):
         """Stamp the run alive in the event store, then RQ's heartbeats (skipped while Redis is away: the
         monitor loop calls this again every ``job_monitoring_interval``)."""
         self._stamp_alive(job.id)
-        try:
+        with self._redis_may_be_away():
             super().maintain_heartbeats(job, execution)
-        except REDIS_DOWN as exc:
-            self._redis_unavailable(exc)
-        else:
-            self._redis_answered()
 
     def _stamp_alive(self, job_id: str) -> None:
         if self.store is None:
